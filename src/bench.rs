@@ -1,0 +1,111 @@
+//! `cowcheck bench`: programs per second, and the time per program held against the bare cost
+//! of the forks that the programs make (fork + exit + wait, measured in the executor's own
+//! process image in the same run). Rounds alternate between the two so that machine noise
+//! falls on both alike; medians are reported.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::check::{self, Verdict};
+use crate::kernel::{Executor, HarnessError};
+use crate::program::generate::{GenConfig, random_program};
+
+/// The figures of one bench run.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub programs: u64,
+    pub rounds: usize,
+    /// Median over rounds of the mean wall time per program, in microseconds (checking
+    /// included: executor, model, comparison).
+    pub per_program_us: f64,
+    pub programs_per_sec: f64,
+    /// Mean forks per program, the fresh root included.
+    pub forks_per_program: f64,
+    pub ops_per_program: f64,
+    /// Median bare fork+exit+wait, microseconds.
+    pub bare_fork_us: f64,
+    /// per_program_us / (forks_per_program * bare_fork_us).
+    pub ratio: f64,
+    pub divergences: u64,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "cowcheck bench: {} programs in {} rounds", self.programs, self.rounds)?;
+        writeln!(f, "  programs per second          {:.0}", self.programs_per_sec)?;
+        writeln!(f, "  time per program (median)    {:.1} us", self.per_program_us)?;
+        writeln!(f, "  ops per program              {:.1}", self.ops_per_program)?;
+        writeln!(f, "  forks per program (+root)    {:.2}", self.forks_per_program)?;
+        writeln!(f, "  bare fork+exit+wait (median) {:.1} us", self.bare_fork_us)?;
+        writeln!(
+            f,
+            "  ratio                        {:.2}x the bare cost of the programs' forks",
+            self.ratio
+        )?;
+        if self.divergences > 0 {
+            writeln!(f, "  divergences                  {}", self.divergences)?;
+        }
+        Ok(())
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+/// Times `programs` programs of the campaign `seed` in rounds, alternating with bare forks.
+pub fn measure(executor: &mut Executor, programs: u64, seed: u64) -> Result<BenchReport, HarnessError> {
+    let generator = GenConfig::default();
+    let rounds = 10usize.min(programs as usize).max(1);
+    let per_round = programs.div_ceil(rounds as u64);
+    // Warm up both paths.
+    for i in 0..20 {
+        check::check(executor, &random_program(seed, u64::MAX - i, generator))?;
+    }
+    executor.fork_bench(100)?;
+    let (mut round_us, mut bare_us) = (Vec::new(), Vec::new());
+    let (mut forks, mut ops, mut done, mut divergences) = (0u64, 0u64, 0u64, 0u64);
+    let start = Instant::now();
+    let mut index = 0u64;
+    for _ in 0..rounds {
+        let batch: Vec<_> = (0..per_round)
+            .map(|k| random_program(seed, index + k, generator))
+            .collect();
+        index += per_round;
+        let t = Instant::now();
+        for p in &batch {
+            if let (Verdict::Diverged(_), _) = check::check(executor, p)? {
+                divergences += 1;
+            }
+        }
+        round_us.push(t.elapsed().as_secs_f64() * 1e6 / batch.len() as f64);
+        for p in &batch {
+            forks += p.forks() as u64 + 1;
+            ops += p.ops.len() as u64;
+        }
+        done += batch.len() as u64;
+        let mut samples: Vec<f64> = executor
+            .fork_bench(200)?
+            .into_iter()
+            .map(|ns| ns as f64 / 1e3)
+            .collect();
+        bare_us.push(median(&mut samples));
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let per_program_us = median(&mut round_us);
+    let bare_fork_us = median(&mut bare_us);
+    let forks_per_program = forks as f64 / done as f64;
+    let _ = wall;
+    Ok(BenchReport {
+        programs: done,
+        rounds,
+        per_program_us,
+        programs_per_sec: 1e6 / per_program_us,
+        forks_per_program,
+        ops_per_program: ops as f64 / done as f64,
+        bare_fork_us,
+        ratio: per_program_us / (forks_per_program * bare_fork_us),
+        divergences,
+    })
+}

@@ -1,0 +1,138 @@
+//! Campaigns: random programs checked one after another until a divergence, a case count or a
+//! time limit; and the shrinking of a finding. The front ends (CLI, tests) call these verbs and
+//! never juggle seeds themselves.
+
+use std::time::{Duration, Instant};
+
+use crate::check::{self, Divergence, PageDiff, Verdict};
+use crate::kernel::{Executor, HarnessError};
+use crate::program::generate::{GenConfig, random_program};
+use crate::program::{OpKind, Program};
+use crate::shrink;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct CampaignConfig {
+    pub seed: u64,
+    /// Stop after this many programs.
+    pub cases: Option<u64>,
+    /// Stop after this long.
+    pub time: Option<Duration>,
+    pub generator: GenConfig,
+}
+
+impl CampaignConfig {
+    /// Given neither cases nor time, a campaign runs for about 30 s.
+    pub const DEFAULT_TIME: Duration = Duration::from_secs(30);
+}
+
+/// Running totals.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub programs: u64,
+    pub ops: u64,
+    pub forks: u64,
+    pub pages_compared: u64,
+    pub snapshots: u64,
+    pub elapsed: Duration,
+    /// Programs in which each op kind ran at least once, indexed like `OpKind::ALL`.
+    pub programs_with: [u64; 6],
+}
+
+/// A divergence, shrunk and explained.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    /// Index of the program in the campaign (with the seed, it regenerates the original).
+    pub index: u64,
+    pub original: Program,
+    pub shrunk: Program,
+    pub divergence: Divergence,
+    pub signature: String,
+    pub pages: Vec<PageDiff>,
+}
+
+/// Runs a campaign. `progress` is called after every program.
+pub fn run(
+    executor: &mut Executor,
+    config: &CampaignConfig,
+    mut progress: impl FnMut(&Summary),
+) -> Result<(Summary, Option<Finding>), HarnessError> {
+    let start = Instant::now();
+    let limit = match (config.cases, config.time) {
+        (None, None) => Some(CampaignConfig::DEFAULT_TIME),
+        (_, t) => t,
+    };
+    let mut summary = Summary::default();
+    let mut index = 0u64;
+    loop {
+        if config.cases.is_some_and(|n| index >= n) || limit.is_some_and(|t| start.elapsed() >= t)
+        {
+            break;
+        }
+        let program = random_program(config.seed, index, config.generator);
+        let (verdict, _) = check::check(executor, &program)?;
+        summary.programs += 1;
+        for (k, kind) in OpKind::ALL.iter().enumerate() {
+            if program.ops.iter().any(|o| o.kind() == *kind) {
+                summary.programs_with[k] += 1;
+            }
+        }
+        match verdict {
+            Verdict::Agreed(t) => {
+                summary.ops += t.ops as u64;
+                summary.forks += t.forks as u64;
+                summary.pages_compared += t.pages_compared as u64;
+                summary.snapshots += t.snapshots as u64;
+            }
+            Verdict::Diverged(d) => {
+                summary.elapsed = start.elapsed();
+                let finding = explain(executor, index, &program, d)?;
+                return Ok((summary, Some(finding)));
+            }
+        }
+        index += 1;
+        summary.elapsed = start.elapsed();
+        progress(&summary);
+    }
+    summary.elapsed = start.elapsed();
+    Ok((summary, None))
+}
+
+/// Shrinks a diverging program to the smallest that still diverges the same way, and fetches
+/// the bytes that the report shows.
+pub fn explain(
+    executor: &mut Executor,
+    index: u64,
+    program: &Program,
+    divergence: Divergence,
+) -> Result<Finding, HarnessError> {
+    let signature = divergence.signature(program);
+    let shrunk = shrink::shrink(program, |cand| {
+        matches!(
+            check::check(executor, cand),
+            Ok((Verdict::Diverged(d), _)) if d.signature(cand) == signature
+        )
+    });
+    // Re-check the shrunk program to report its own divergence (same shape, its own numbers).
+    let (verdict, run) = check::check(executor, &shrunk)?;
+    let (shrunk, divergence, run) = match verdict {
+        Verdict::Diverged(d) => (shrunk, d, run),
+        // Not reproducible on a rerun: report the original as it was.
+        Verdict::Agreed(_) => {
+            let (v, run) = check::check(executor, program)?;
+            match v {
+                Verdict::Diverged(d) => (program.clone(), d, run),
+                Verdict::Agreed(_) => (program.clone(), divergence, run),
+            }
+        }
+    };
+    let pages = check::page_diffs(executor, &shrunk, &run, &divergence);
+    Ok(Finding {
+        index,
+        original: program.clone(),
+        signature: divergence.signature(&shrunk),
+        shrunk,
+        divergence,
+        pages,
+    })
+}

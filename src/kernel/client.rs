@@ -1,0 +1,206 @@
+//! The front's handle on an executor process: start it (directly or through `--under CMD`),
+//! send it programs, read back what the kernel did. Safe code only: the front never forks
+//! workers itself, because it may be multithreaded (the test harness, the fuzzer).
+
+use std::io::{BufReader, BufWriter};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use super::executor::{encode_request, read_frame, write_frame};
+use super::protocol::{Dec, DumpRequest, Hello, KernelRun};
+use crate::program::Program;
+
+/// The harness failed: distinct from any divergence (the kernel is not to blame).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("cannot start the executor `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("the executor `{command}` exited before it was ready ({status}); is the command right?")]
+    NotReady { command: String, status: String },
+    #[error("the executor died ({0})")]
+    Died(String),
+    #[error("the executor sent nothing for {0} s")]
+    Timeout(u64),
+    #[error("the executor gave up on the program: {0}")]
+    Program(String),
+    #[error("talking to the executor: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Protocol(#[from] super::protocol::DecodeError),
+}
+
+/// How to start executors.
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// The `cowcheck` binary (it runs the executor as its hidden `__executor` command).
+    pub exe: PathBuf,
+    /// A command to start it through, the way cargo's target runners work (`qemu-x86_64`,
+    /// `env LD_PRELOAD=...`); empty for none.
+    pub under: Vec<String>,
+    /// Deliberate faults for tests (see `worker::inject`); empty in real runs.
+    pub inject: Vec<String>,
+    /// How long the front waits for one program before declaring the executor hung.
+    pub program_deadline: Duration,
+}
+
+impl ExecutorConfig {
+    pub fn new(exe: PathBuf) -> ExecutorConfig {
+        ExecutorConfig {
+            exe,
+            under: Vec::new(),
+            inject: Vec::new(),
+            program_deadline: Duration::from_secs(120),
+        }
+    }
+
+    /// The command line, for messages and reports.
+    pub fn command_line(&self) -> String {
+        let mut words: Vec<String> = self.under.clone();
+        words.push(self.exe.display().to_string());
+        words.push("__executor".into());
+        for i in &self.inject {
+            words.push(format!("--inject={i}"));
+        }
+        words.join(" ")
+    }
+}
+
+/// A running executor.
+pub struct Executor {
+    child: Child,
+    input: BufWriter<ChildStdin>,
+    output: BufReader<ChildStdout>,
+    config: ExecutorConfig,
+    pub hello: Hello,
+}
+
+impl Executor {
+    pub fn start(config: &ExecutorConfig) -> Result<Executor, HarnessError> {
+        let command = config.command_line();
+        let mut cmd = match config.under.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&config.exe);
+                c
+            }
+            None => Command::new(&config.exe),
+        };
+        cmd.arg("__executor");
+        for i in &config.inject {
+            cmd.arg(format!("--inject={i}"));
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        let input = BufWriter::new(child.stdin.take().expect("piped"));
+        let output = BufReader::new(child.stdout.take().expect("piped"));
+        let mut ex = Executor {
+            child,
+            input,
+            output,
+            config: config.clone(),
+            hello: Hello {
+                page_size: 0,
+                release: String::new(),
+                machine: String::new(),
+            },
+        };
+        match ex.read_reply(Duration::from_secs(60)) {
+            Ok(frame) => {
+                ex.hello = Dec::new(&frame).hello()?;
+                Ok(ex)
+            }
+            Err(_) => {
+                let status = ex
+                    .child
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
+                Err(HarnessError::NotReady { command, status })
+            }
+        }
+    }
+
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    pub fn page_size(&self) -> usize {
+        self.hello.page_size as usize
+    }
+
+    fn read_reply(&mut self, deadline: Duration) -> Result<Vec<u8>, HarnessError> {
+        // Wait for the first byte with a deadline (the executor has its own per-op deadline;
+        // this one catches a wedged executor or emulator).
+        if self.output.buffer().is_empty() {
+            let fd = self.output.get_ref().as_fd();
+            let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+            let mut left = deadline.as_millis() as u64;
+            loop {
+                let step = left.min(10_000) as u16;
+                match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(step)) {
+                    Ok(0) if left > step as u64 => left -= step as u64,
+                    Ok(0) => return Err(HarnessError::Timeout(deadline.as_secs())),
+                    Ok(_) => break,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(HarnessError::Io(e.into())),
+                }
+            }
+        }
+        match read_frame(&mut self.output)? {
+            Some(f) => Ok(f),
+            None => {
+                let status = match self.child.try_wait() {
+                    Ok(Some(s)) => s.to_string(),
+                    _ => "end of output".to_string(),
+                };
+                Err(HarnessError::Died(status))
+            }
+        }
+    }
+
+    /// Runs one program in a fresh process tree. `dumps` asks for full page bytes after given
+    /// ops (for reports).
+    pub fn run(
+        &mut self,
+        program: &Program,
+        dumps: &[DumpRequest],
+    ) -> Result<KernelRun, HarnessError> {
+        let req = encode_request(program, dumps);
+        write_frame(&mut self.input, &req).map_err(|e| {
+            HarnessError::Died(format!("{e}; it no longer reads its input"))
+        })?;
+        let frame = self.read_reply(self.config.program_deadline)?;
+        Ok(Dec::new(&frame).run()?)
+    }
+}
+
+impl Executor {
+    /// The executor's own bare fork + _exit + waitpid cost, `n` samples in nanoseconds.
+    pub fn fork_bench(&mut self, n: u32) -> Result<Vec<u64>, HarnessError> {
+        let mut req = vec![super::executor::REQUEST_FORK_BENCH];
+        req.extend_from_slice(&n.to_le_bytes());
+        write_frame(&mut self.input, &req)
+            .map_err(|e| HarnessError::Died(format!("{e}; it no longer reads its input")))?;
+        let frame = self.read_reply(self.config.program_deadline)?;
+        let mut dec = Dec::new(&frame);
+        let k = dec.u32()? as usize;
+        (0..k.min(frame.len() / 8)).map(|_| Ok(dec.u64()?)).collect()
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,579 @@
+//! The executor: a separate, single-threaded process (`cowcheck __executor`, possibly started
+//! through `--under CMD`) that takes programs on stdin, runs each in a fresh process tree and
+//! writes what happened to stdout. It is the coordinator of the tree: it holds one socket to
+//! every live worker and sends them the program's ops one at a time, in program order.
+//!
+//! Lifetime rules: the executor dies with its parent (PR_SET_PDEATHSIG); it is the child
+//! subreaper of its tree, so orphans come back to it; every program's tree is one process group,
+//! killed and reaped at the end of the program; a worker whose coordinator is gone sees end of
+//! file on its socket and exits. Nothing outlives a run.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
+};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::protocol::{
+    DumpRequest, Enc, Hello, KernelRun, REPLY_HEAD, REPLY_PAYLOAD, REQ_WORDS, region_from_words,
+    status, verb,
+};
+use super::worker::{self, Scratch};
+use crate::outcome::{Death, Outcome, ProcView, Snapshot};
+use crate::program::{MapKind, Op, Pattern, ProcId, Program, Span, caps, trace};
+
+/// How long one op may take before the program is abandoned as a harness error.
+const OP_DEADLINE: Duration = Duration::from_secs(30);
+
+struct Worker {
+    pid: Pid,
+    fd: OwnedFd,
+}
+
+/// A reply from a worker.
+enum Reply {
+    /// Status, header words, payload words, and a passed fd if any.
+    Msg {
+        st: u64,
+        head: [u64; REPLY_HEAD],
+        payload: usize,
+        fd: Option<OwnedFd>,
+    },
+    /// End of file: the process is gone without a word.
+    Gone,
+}
+
+struct Coordinator {
+    scratch: Scratch,
+    page_size: u64,
+    /// Receive buffer (the reply of a worker lands here).
+    buf: Vec<u64>,
+}
+
+/// The executor's main: returns the process exit status.
+pub fn main(inject: u32) -> i32 {
+    // SIGKILL us if the cowcheck that started us dies (even by SIGKILL). If it already died
+    // before this line, exit now.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() == Pid::from_raw(1) {
+        return 0;
+    }
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    worker::set_inject(inject);
+    let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    let (release, machine) = match nix::sys::utsname::uname() {
+        Ok(u) => (
+            u.release().to_string_lossy().into_owned(),
+            u.machine().to_string_lossy().into_owned(),
+        ),
+        Err(_) => ("unknown".into(), "unknown".into()),
+    };
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut input = stdin.lock();
+    let mut output = stdout.lock();
+    let mut enc = Enc::default();
+    enc.hello(&Hello {
+        page_size,
+        release,
+        machine,
+    });
+    if write_frame(&mut output, &enc.buf).is_err() {
+        return 2;
+    }
+    let mut c = Coordinator {
+        scratch: Scratch::new(page_size as usize),
+        page_size,
+        buf: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD],
+    };
+    loop {
+        let frame = match read_frame(&mut input) {
+            Ok(Some(f)) => f,
+            Ok(None) => return 0,
+            Err(_) => return 2,
+        };
+        let mut enc = Enc::default();
+        match frame.first() {
+            Some(&REQUEST_FORK_BENCH) => {
+                let n = frame.get(1..5).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let samples = fork_bench(n.min(100_000));
+                enc.u32(samples.len() as u32);
+                for s in samples {
+                    enc.u64(s);
+                }
+            }
+            _ => {
+                let run = match decode_request(frame.get(1..).unwrap_or(&[])) {
+                    Ok((program, dumps)) => c.run(&program, &dumps),
+                    Err(e) => KernelRun {
+                        harness_error: Some(e),
+                        ..KernelRun::default()
+                    },
+                };
+                enc.run(&run);
+            }
+        }
+        if write_frame(&mut output, &enc.buf).is_err() {
+            return 2;
+        }
+    }
+}
+
+pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(payload.len() as u32).to_le_bytes())?;
+    w.write_all(payload)?;
+    w.flush()
+}
+
+/// One frame, or `None` at a clean end of file.
+pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 64 << 20 {
+        return Err(std::io::Error::other("frame too large"));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(Some(buf))
+}
+
+pub const REQUEST_RUN: u8 = 0;
+pub const REQUEST_FORK_BENCH: u8 = 1;
+
+/// The bare cost of fork + _exit + waitpid in this process image, `n` times, in nanoseconds:
+/// the yardstick `cowcheck bench` holds program times against.
+fn fork_bench(n: u32) -> Vec<u64> {
+    let mut samples = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let t = Instant::now();
+        // SAFETY: the executor is single-threaded; the child only calls _exit.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => unsafe { libc::_exit(0) },
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                while let Err(Errno::EINTR) = waitpid(child, None) {}
+            }
+            Err(_) => break,
+        }
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    samples
+}
+
+/// A run request: the dump requests, then the program as a text trace.
+pub fn encode_request(program: &Program, dumps: &[DumpRequest]) -> Vec<u8> {
+    let mut enc = Enc::default();
+    enc.u8(REQUEST_RUN);
+    enc.u32(dumps.len() as u32);
+    for d in dumps {
+        enc.dump_request(d);
+    }
+    enc.buf.extend_from_slice(program.to_string().as_bytes());
+    enc.buf
+}
+
+fn decode_request(frame: &[u8]) -> Result<(Program, Vec<DumpRequest>), String> {
+    let mut dec = super::protocol::Dec::new(frame);
+    let bad = |e: super::protocol::DecodeError| e.to_string();
+    let n = dec.u32().map_err(bad)? as usize;
+    let mut dumps = Vec::new();
+    for _ in 0..n.min(1024) {
+        dumps.push(dec.dump_request().map_err(bad)?);
+    }
+    let text = dec.rest();
+    let program = trace::parse(text).map_err(|e| format!("executor could not parse the program: {e}"))?;
+    Ok((program, dumps))
+}
+
+fn kind_code(k: MapKind) -> u64 {
+    match k {
+        MapKind::Private => 0,
+        MapKind::Shared => 1,
+        MapKind::PrivateZero => 2,
+        MapKind::SharedZero => 3,
+    }
+}
+
+impl Coordinator {
+    fn run(&mut self, program: &Program, dumps: &[DumpRequest]) -> KernelRun {
+        let mut run = KernelRun::default();
+        let mut workers: Vec<Option<Worker>> = (0..caps::MAX_PROCS).map(|_| None).collect();
+        let mut bases: Vec<Option<u64>> = vec![None; caps::MAX_MAPS];
+        let root = match self.spawn_root() {
+            Ok(w) => w,
+            Err(e) => {
+                run.harness_error = Some(format!("cannot fork the root process: {e}"));
+                return run;
+            }
+        };
+        let pgid = root.pid;
+        workers[0] = Some(root);
+        let last = program.ops.len().saturating_sub(1);
+        for (i, op) in program.ops.iter().enumerate() {
+            match self.perform(op, &mut workers, &mut bases) {
+                Ok(o) => run.outcomes.push(o),
+                Err(e) => {
+                    run.harness_error = Some(format!("op {} ({op}): {e}", i + 1));
+                    break;
+                }
+            }
+            if op.snapshot_after() || i == last {
+                match self.snapshot(&mut workers) {
+                    Ok(s) => run.snapshots.push((i, s)),
+                    Err(e) => {
+                        run.harness_error = Some(format!("snapshot after op {}: {e}", i + 1));
+                        break;
+                    }
+                }
+            }
+            for d in dumps.iter().filter(|d| d.after_op as usize == i) {
+                let bytes = self.dump(d, &mut workers, &bases);
+                run.dumps.push((*d, bytes));
+            }
+        }
+        // End of program: kill the whole tree and reap everything, orphans included (we are
+        // their subreaper).
+        let _ = kill(Pid::from_raw(-pgid.as_raw()), Signal::SIGKILL);
+        for w in workers.iter().flatten() {
+            let _ = kill(w.pid, Signal::SIGKILL);
+        }
+        drop(workers);
+        loop {
+            match waitpid(Pid::from_raw(-1), None) {
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        run
+    }
+
+    fn spawn_root(&mut self) -> Result<Worker, Errno> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        // SAFETY: the executor is single-threaded; the child runs only the worker loop, which
+        // allocates nothing.
+        match unsafe { nix::unistd::fork() }? {
+            nix::unistd::ForkResult::Child => {
+                let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+                // The tree must not hold the executor's pipes: the front detects the executor's
+                // death by end of file on them.
+                // SAFETY: closing fds 0 and 1, which this process never uses again.
+                unsafe {
+                    libc::close(0);
+                    libc::close(1);
+                }
+                drop(ours);
+                worker::capture_baseline(&mut self.scratch);
+                worker::serve(theirs.into_raw_fd(), &mut self.scratch)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let _ = nix::unistd::setpgid(child, child);
+                drop(theirs);
+                Ok(Worker {
+                    pid: child,
+                    fd: ours,
+                })
+            }
+        }
+    }
+
+    /// Sends one request and waits for the reply.
+    fn call(&mut self, fd: RawFd, req: &[u64; REQ_WORDS]) -> Result<Reply, String> {
+        let bytes: Vec<u8> = req.iter().flat_map(|w| w.to_le_bytes()).collect();
+        loop {
+            match nix::sys::socket::send(fd, &bytes, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                // The worker is gone (it died between ops): say so as the reply.
+                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(Reply::Gone),
+                Err(e) => return Err(format!("send to worker: {e}")),
+            }
+        }
+        let deadline = Instant::now() + OP_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no reply within {} s", OP_DEADLINE.as_secs()));
+            }
+            // SAFETY: fd is a live socket owned by this coordinator for the whole call.
+            let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let mut pfd = [nix::poll::PollFd::new(bfd, nix::poll::PollFlags::POLLIN)];
+            let ms = left.as_millis().min(u16::MAX as u128) as u16;
+            match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+        }
+        let buf: &mut [u8] = {
+            let len = self.buf.len() * 8;
+            // SAFETY: viewing the u64 buffer as bytes of the same length; u8 has no alignment.
+            unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr() as *mut u8, len) }
+        };
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let (n, passed) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
+            match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(msg) => {
+                    let mut passed = None;
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(fds) = c {
+                                for f in fds {
+                                    // SAFETY: the kernel just gave us this fd.
+                                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                                    passed.get_or_insert(owned);
+                                }
+                            }
+                        }
+                    }
+                    break (msg.bytes, passed);
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECONNRESET) => break (0, None),
+                Err(e) => return Err(format!("recvmsg from worker: {e}")),
+            }
+        };
+        if n == 0 {
+            return Ok(Reply::Gone);
+        }
+        if n < REPLY_HEAD * 8 || n % 8 != 0 {
+            return Err(format!("short reply of {n} bytes"));
+        }
+        let mut head = [0u64; REPLY_HEAD];
+        head.copy_from_slice(&self.buf[..REPLY_HEAD]);
+        Ok(Reply::Msg {
+            st: head[0],
+            head,
+            payload: n / 8 - REPLY_HEAD,
+            fd: passed,
+        })
+    }
+
+    fn payload(&self, n: usize) -> &[u64] {
+        &self.buf[REPLY_HEAD..REPLY_HEAD + n]
+    }
+
+    fn death(&self, head: &[u64; REPLY_HEAD]) -> Death {
+        Death {
+            signal: head[1] as i32,
+            code: head[2] as i32,
+            page: head[3] & !(self.page_size - 1),
+        }
+    }
+
+    fn perform(
+        &mut self,
+        op: &Op,
+        workers: &mut [Option<Worker>],
+        bases: &mut [Option<u64>],
+    ) -> Result<Outcome, String> {
+        let p = op.proc().0 as usize;
+        let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
+            return Ok(Outcome::Skipped);
+        };
+        let ps = self.page_size;
+        let mut req = [0u64; REQ_WORDS];
+        let base = match op.map() {
+            Some(m) if !matches!(op, Op::Map { .. }) => match bases[m.0 as usize] {
+                Some(b) => b,
+                None => return Ok(Outcome::Skipped),
+            },
+            _ => 0,
+        };
+        match *op {
+            Op::Map { kind, pages, .. } => {
+                req[0] = verb::MAP;
+                req[1] = kind_code(kind);
+                req[2] = pages as u64 * ps;
+            }
+            Op::Write { span, pattern, .. } => {
+                let (addr, n, lo, hi) = self.span_words(base, span);
+                req[0] = verb::WRITE;
+                req[1] = addr;
+                req[2] = n;
+                req[3] = lo;
+                req[4] = hi;
+                req[5] = match pattern {
+                    Pattern::Fill(b) => b as u64,
+                    Pattern::Ramp(b) => 1 << 8 | b as u64,
+                };
+                req[6] = base;
+            }
+            Op::Read { span, .. } => {
+                let (addr, n, lo, hi) = self.span_words(base, span);
+                req[0] = verb::READ;
+                req[1] = addr;
+                req[2] = n;
+                req[3] = lo;
+                req[4] = hi;
+            }
+            Op::Fork { .. } => req[0] = verb::FORK,
+            Op::Exit { .. } => req[0] = verb::EXIT,
+            Op::Unmap { pages, .. } => {
+                req[0] = verb::UNMAP;
+                req[1] = base + pages.start as u64 * ps;
+                req[2] = pages.len() as u64 * ps;
+            }
+        }
+        let reply = self.call(fd, &req)?;
+        let (st, head, payload, passed) = match reply {
+            Reply::Gone => {
+                workers[p] = None;
+                return Ok(Outcome::Killed {
+                    death: Death {
+                        signal: 0,
+                        code: 0,
+                        page: 0,
+                    },
+                    digests: Vec::new(),
+                });
+            }
+            Reply::Msg {
+                st,
+                head,
+                payload,
+                fd,
+            } => (st, head, payload, fd),
+        };
+        match st {
+            status::OK => {}
+            status::ERR => return Ok(Outcome::Failed { errno: head[1] as i32 }),
+            status::FAULT => {
+                workers[p] = None;
+                let n = (head[4] as usize).min(payload);
+                return Ok(Outcome::Killed {
+                    death: self.death(&head),
+                    digests: self.payload(n).to_vec(),
+                });
+            }
+            _ => return Err(format!("the worker refused the request (status {st})")),
+        }
+        Ok(match *op {
+            Op::Map { map, .. } => {
+                bases[map.0 as usize] = Some(head[1]);
+                Outcome::Mapped { addr: head[1] }
+            }
+            Op::Read { .. } => Outcome::Read {
+                digests: self.payload((head[4] as usize).min(payload)).to_vec(),
+            },
+            Op::Fork { child, .. } => {
+                let fd = passed.ok_or("fork reply carried no socket")?;
+                workers[child.0 as usize] = Some(Worker {
+                    pid: Pid::from_raw(head[1] as i32),
+                    fd,
+                });
+                Outcome::Done
+            }
+            Op::Exit { .. } => {
+                workers[p] = None;
+                Outcome::Done
+            }
+            Op::Write { .. } | Op::Unmap { .. } => Outcome::Done,
+        })
+    }
+
+    /// (first page address, pages, first byte, end byte) of a span.
+    fn span_words(&self, base: u64, span: Span) -> (u64, u64, u64, u64) {
+        let r = span.page_range();
+        let b = span.bytes_in_page(self.page_size as usize);
+        (
+            base + r.start as u64 * self.page_size,
+            r.len() as u64,
+            b.start as u64,
+            b.end as u64,
+        )
+    }
+
+    /// Asks every live worker for its view. A worker that dies while looking at itself is left
+    /// out (the checker then sees a process missing).
+    fn snapshot(&mut self, workers: &mut [Option<Worker>]) -> Result<Snapshot, String> {
+        let mut snap = Snapshot::default();
+        for p in 0..workers.len() {
+            let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
+                continue;
+            };
+            let mut req = [0u64; REQ_WORDS];
+            req[0] = verb::SNAPSHOT;
+            match self.call(fd, &req)? {
+                Reply::Gone => workers[p] = None,
+                Reply::Msg { st, head, payload, .. } => match st {
+                    status::OK => {
+                        let (nr, np) = (head[4] as usize, head[5] as usize);
+                        if nr * 3 + np * 2 > payload {
+                            return Err("truncated snapshot".into());
+                        }
+                        let w = self.payload(payload);
+                        let regions = (0..nr)
+                            .map(|i| region_from_words(w[i * 3], w[i * 3 + 1], w[i * 3 + 2]))
+                            .collect();
+                        let pages = (0..np)
+                            .map(|i| (w[nr * 3 + i * 2], w[nr * 3 + i * 2 + 1]))
+                            .collect();
+                        snap.procs.push(ProcView {
+                            proc: ProcId(p as u8),
+                            regions,
+                            pages,
+                        });
+                    }
+                    status::FAULT => workers[p] = None,
+                    _ => {
+                        return Err(format!(
+                            "p{p}'s layout does not fit in a reply ({} words)",
+                            REPLY_PAYLOAD
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(snap)
+    }
+
+    fn dump(
+        &mut self,
+        d: &DumpRequest,
+        workers: &mut [Option<Worker>],
+        bases: &[Option<u64>],
+    ) -> Option<Vec<u8>> {
+        let p = d.proc.0 as usize;
+        let fd = workers.get(p)?.as_ref()?.fd.as_raw_fd();
+        let base = (*bases.get(d.map.0 as usize)?)?;
+        let mut req = [0u64; REQ_WORDS];
+        req[0] = verb::DUMP;
+        req[1] = base + d.page as u64 * self.page_size;
+        match self.call(fd, &req).ok()? {
+            Reply::Msg {
+                st: status::OK,
+                payload,
+                ..
+            } => Some(
+                self.payload(payload)
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect(),
+            ),
+            _ => {
+                workers[p] = None;
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The kernel side: runs programs for real. All `unsafe` of the project lives under here.
+//!
+//! - `client`: the front's handle on an executor process (safe; never forks workers).
+//! - `executor`: the executor process, coordinator of one process tree per program.
+//! - `worker`: the loop every process of the tree runs (raw loads, stores and fork).
+//! - `maps`: /proc/self/maps without allocation.
+//! - `protocol`: wire formats.
+
+pub mod client;
+pub mod executor;
+pub mod maps;
+pub mod protocol;
+pub mod worker;
+
+pub use client::{Executor, ExecutorConfig, HarnessError};
+pub use protocol::{DumpRequest, KernelRun};

@@ -1,0 +1,387 @@
+//! Wire formats of the kernel side.
+//!
+//! Two links:
+//! - coordinator <-> worker: one fixed-size request of `REQ_WORDS` u64 words per op and one
+//!   reply of u64 words, over a `SOCK_SEQPACKET` socket pair per worker (message boundaries kept,
+//!   and end of file when the other side is gone). Fixed words because workers allocate nothing.
+//! - front (the `cowcheck` process) <-> executor: length-prefixed frames over the executor's
+//!   stdin and stdout; a request carries the program as its text trace (the one format), the
+//!   reply carries outcomes, snapshots and page dumps in a small binary encoding.
+
+use crate::outcome::{Backing, Death, Outcome, ProcView, Region, Snapshot};
+use crate::program::{MapId, ProcId};
+
+pub const REQ_WORDS: usize = 8;
+/// Reply header words before the payload.
+pub const REPLY_HEAD: usize = 6;
+/// Payload words a reply may carry (a snapshot of ~8000 pages, or a 64 KiB page dump).
+pub const REPLY_PAYLOAD: usize = 16 * 1024;
+
+pub mod verb {
+    pub const MAP: u64 = 1;
+    pub const WRITE: u64 = 2;
+    pub const READ: u64 = 3;
+    pub const FORK: u64 = 4;
+    pub const EXIT: u64 = 5;
+    pub const UNMAP: u64 = 6;
+    pub const SNAPSHOT: u64 = 7;
+    pub const DUMP: u64 = 8;
+}
+
+pub mod status {
+    pub const OK: u64 = 1;
+    /// The call returned -1; word 1 is errno.
+    pub const ERR: u64 = 2;
+    /// The worker took a fatal signal; words 1..4 are signal, si_code, address, and word 4 the
+    /// number of payload words it had produced.
+    pub const FAULT: u64 = 3;
+    /// The worker could not do what was asked (a cap, a bad request): a harness error.
+    pub const REFUSED: u64 = 4;
+}
+
+/// Region flag word: prot bits 0..3, shared bit 3, backing from bit 4.
+pub fn region_flags(r: &Region) -> u64 {
+    r.prot as u64 | (r.shared as u64) << 3 | (backing_code(r.backing) << 4)
+}
+
+pub fn backing_code(b: Backing) -> u64 {
+    match b {
+        Backing::Anon => 0,
+        Backing::DevZero => 1,
+        Backing::Shmem => 2,
+        Backing::Other => 3,
+    }
+}
+
+pub fn region_from_words(start: u64, end: u64, flags: u64) -> Region {
+    Region {
+        start,
+        end,
+        prot: (flags & 7) as u8,
+        shared: flags & 8 != 0,
+        backing: match flags >> 4 {
+            0 => Backing::Anon,
+            1 => Backing::DevZero,
+            2 => Backing::Shmem,
+            _ => Backing::Other,
+        },
+    }
+}
+
+/// A page whose full bytes the front wants after an op (for a divergence report): named by
+/// handles, never by address, so it means the same in every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DumpRequest {
+    pub after_op: u32,
+    pub proc: ProcId,
+    pub map: MapId,
+    pub page: u16,
+}
+
+/// Everything one program did on the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelRun {
+    /// One per op, in order; shorter than the program if the run was cut off by a harness error.
+    pub outcomes: Vec<Outcome>,
+    /// `(index of the op after which it was taken, snapshot)`.
+    pub snapshots: Vec<(usize, Snapshot)>,
+    /// Requested dumps; `None` when the page was not readable then.
+    pub dumps: Vec<(DumpRequest, Option<Vec<u8>>)>,
+    /// Set when the executor had to abandon the program (timeout, protocol, resources).
+    pub harness_error: Option<String>,
+}
+
+/// What the executor says when it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub page_size: u64,
+    pub release: String,
+    pub machine: String,
+}
+
+/// Little-endian encoder.
+#[derive(Default)]
+pub struct Enc {
+    pub buf: Vec<u8>,
+}
+
+impl Enc {
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i32(&mut self, v: i32) {
+        self.u32(v as u32);
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.buf.extend_from_slice(b);
+    }
+    pub fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    pub fn hello(&mut self, h: &Hello) {
+        self.u64(h.page_size);
+        self.str(&h.release);
+        self.str(&h.machine);
+    }
+
+    pub fn outcome(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Skipped => self.u8(0),
+            Outcome::Mapped { addr } => {
+                self.u8(1);
+                self.u64(*addr);
+            }
+            Outcome::Failed { errno } => {
+                self.u8(2);
+                self.i32(*errno);
+            }
+            Outcome::Done => self.u8(3),
+            Outcome::Read { digests } => {
+                self.u8(4);
+                self.digests(digests);
+            }
+            Outcome::Killed { death, digests } => {
+                self.u8(5);
+                self.i32(death.signal);
+                self.i32(death.code);
+                self.u64(death.page);
+                self.digests(digests);
+            }
+        }
+    }
+
+    fn digests(&mut self, d: &[u64]) {
+        self.u32(d.len() as u32);
+        for x in d {
+            self.u64(*x);
+        }
+    }
+
+    pub fn snapshot(&mut self, s: &Snapshot) {
+        self.u32(s.procs.len() as u32);
+        for p in &s.procs {
+            self.u8(p.proc.0);
+            self.u32(p.regions.len() as u32);
+            for r in &p.regions {
+                self.u64(r.start);
+                self.u64(r.end);
+                self.u64(region_flags(r));
+            }
+            self.u32(p.pages.len() as u32);
+            for (a, d) in &p.pages {
+                self.u64(*a);
+                self.u64(*d);
+            }
+        }
+    }
+
+    pub fn dump_request(&mut self, d: &DumpRequest) {
+        self.u32(d.after_op);
+        self.u8(d.proc.0);
+        self.u8(d.map.0);
+        self.u32(d.page as u32);
+    }
+
+    pub fn run(&mut self, r: &KernelRun) {
+        self.u32(r.outcomes.len() as u32);
+        for o in &r.outcomes {
+            self.outcome(o);
+        }
+        self.u32(r.snapshots.len() as u32);
+        for (i, s) in &r.snapshots {
+            self.u32(*i as u32);
+            self.snapshot(s);
+        }
+        self.u32(r.dumps.len() as u32);
+        for (d, bytes) in &r.dumps {
+            self.dump_request(d);
+            match bytes {
+                Some(b) => {
+                    self.u8(1);
+                    self.bytes(b);
+                }
+                None => self.u8(0),
+            }
+        }
+        match &r.harness_error {
+            Some(e) => {
+                self.u8(1);
+                self.str(e);
+            }
+            None => self.u8(0),
+        }
+    }
+}
+
+/// Little-endian decoder; every read is bounds-checked.
+pub struct Dec<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("malformed message from the executor at byte {0}")]
+pub struct DecodeError(pub usize);
+
+impl<'a> Dec<'a> {
+    pub fn new(buf: &'a [u8]) -> Dec<'a> {
+        Dec { buf, pos: 0 }
+    }
+
+    /// Everything not yet read.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError(self.pos))?;
+        let s = self.buf.get(self.pos..end).ok_or(DecodeError(self.pos))?;
+        self.pos = end;
+        Ok(s)
+    }
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+    pub fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(self.u32()? as i32)
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub fn string(&mut self) -> Result<String, DecodeError> {
+        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+    }
+    /// A count of items each at least `min` bytes long, checked against what is left so a
+    /// corrupt count cannot make us allocate wildly.
+    fn count(&mut self, min: usize) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min) > self.buf.len() - self.pos {
+            return Err(DecodeError(self.pos));
+        }
+        Ok(n)
+    }
+
+    pub fn hello(&mut self) -> Result<Hello, DecodeError> {
+        Ok(Hello {
+            page_size: self.u64()?,
+            release: self.string()?,
+            machine: self.string()?,
+        })
+    }
+
+    fn digests(&mut self) -> Result<Vec<u64>, DecodeError> {
+        let n = self.count(8)?;
+        (0..n).map(|_| self.u64()).collect()
+    }
+
+    pub fn outcome(&mut self) -> Result<Outcome, DecodeError> {
+        let at = self.pos;
+        Ok(match self.u8()? {
+            0 => Outcome::Skipped,
+            1 => Outcome::Mapped { addr: self.u64()? },
+            2 => Outcome::Failed { errno: self.i32()? },
+            3 => Outcome::Done,
+            4 => Outcome::Read {
+                digests: self.digests()?,
+            },
+            5 => {
+                let death = Death {
+                    signal: self.i32()?,
+                    code: self.i32()?,
+                    page: self.u64()?,
+                };
+                Outcome::Killed {
+                    death,
+                    digests: self.digests()?,
+                }
+            }
+            _ => return Err(DecodeError(at)),
+        })
+    }
+
+    pub fn snapshot(&mut self) -> Result<Snapshot, DecodeError> {
+        let n = self.count(9)?;
+        let mut procs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let proc = ProcId(self.u8()?);
+            let nr = self.count(24)?;
+            let mut regions = Vec::with_capacity(nr);
+            for _ in 0..nr {
+                let (s, e, f) = (self.u64()?, self.u64()?, self.u64()?);
+                regions.push(region_from_words(s, e, f));
+            }
+            let np = self.count(16)?;
+            let mut pages = Vec::with_capacity(np);
+            for _ in 0..np {
+                pages.push((self.u64()?, self.u64()?));
+            }
+            procs.push(ProcView {
+                proc,
+                regions,
+                pages,
+            });
+        }
+        Ok(Snapshot { procs })
+    }
+
+    pub fn dump_request(&mut self) -> Result<DumpRequest, DecodeError> {
+        Ok(DumpRequest {
+            after_op: self.u32()?,
+            proc: ProcId(self.u8()?),
+            map: MapId(self.u8()?),
+            page: self.u32()? as u16,
+        })
+    }
+
+    pub fn run(&mut self) -> Result<KernelRun, DecodeError> {
+        let n = self.count(1)?;
+        let outcomes = (0..n)
+            .map(|_| self.outcome())
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = self.count(8)?;
+        let mut snapshots = Vec::with_capacity(n);
+        for _ in 0..n {
+            let i = self.u32()? as usize;
+            snapshots.push((i, self.snapshot()?));
+        }
+        let n = self.count(11)?;
+        let mut dumps = Vec::with_capacity(n);
+        for _ in 0..n {
+            let d = self.dump_request()?;
+            let bytes = match self.u8()? {
+                1 => Some(self.bytes()?.to_vec()),
+                _ => None,
+            };
+            dumps.push((d, bytes));
+        }
+        let harness_error = match self.u8()? {
+            1 => Some(self.string()?),
+            _ => None,
+        };
+        Ok(KernelRun {
+            outcomes,
+            snapshots,
+            dumps,
+            harness_error,
+        })
+    }
+}

@@ -1,0 +1,470 @@
+//! The worker: every process of a program's tree runs this loop. It takes one request at a time
+//! from its socket, performs it on its own memory through libc's wrappers (via `nix` where nix
+//! does not allocate, `libc` directly where it would), and replies.
+//!
+//! Rules this module keeps:
+//! - nothing is allocated after fork: every buffer lives in `Scratch`, made by the executor
+//!   before it forks the root, and inherited by copy;
+//! - every observation is made from inside: the worker's own loads and stores, its own
+//!   /proc/self/maps; nothing peeks from outside, so the same worker runs under an emulator;
+//! - a fatal SIGSEGV or SIGBUS is reported by the worker itself (signal, si_code, address, and
+//!   the read digests made so far) and then delivered for real: the process dies by the signal;
+//! - all `unsafe` of the project's memory accesses lives here, each block with its SAFETY line.
+
+use std::ffi::c_void;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+use nix::sys::mman::{MapFlags, ProtFlags};
+
+use super::maps;
+use super::protocol::{REPLY_HEAD, REPLY_PAYLOAD, REQ_WORDS, region_flags, status, verb};
+use crate::outcome::{Region, digest};
+
+/// Faults the executor can be told to commit, so that tests can show the checker catching a
+/// broken kernel side. Never set in normal runs.
+pub mod inject {
+    /// Writes by any process but the root store nothing.
+    pub const DROP_CHILD_WRITE: u32 = 1;
+    /// `private` and `private-zero` maps are made `MAP_SHARED`.
+    pub const PRIVATE_AS_SHARED: u32 = 2;
+}
+
+/// Buffers made before fork, used by every worker of a program.
+pub struct Scratch {
+    reply: Box<[u64]>,
+    maps: Box<[u8]>,
+    /// Address ranges that existed before the program's first op (the harness's own
+    /// mappings), which snapshots leave out.
+    baseline: Box<[(u64, u64)]>,
+    baseline_len: usize,
+    page_size: usize,
+    is_root: bool,
+}
+
+impl Scratch {
+    pub fn new(page_size: usize) -> Scratch {
+        Scratch {
+            reply: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD].into_boxed_slice(),
+            maps: vec![0u8; 1 << 20].into_boxed_slice(),
+            baseline: vec![(0, 0); 4096].into_boxed_slice(),
+            baseline_len: 0,
+            page_size,
+            is_root: true,
+        }
+    }
+}
+
+static INJECT: AtomicU32 = AtomicU32::new(0);
+/// The socket and reply buffer the fault handler reports through.
+static FAULT_FD: AtomicI32 = AtomicI32::new(-1);
+static FAULT_REPLY: AtomicPtr<u64> = AtomicPtr::new(std::ptr::null_mut());
+/// Payload words produced so far by the op in progress.
+static PARTIAL: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_inject(mask: u32) {
+    INJECT.store(mask, Ordering::Relaxed);
+}
+
+fn injected(fault: u32) -> bool {
+    INJECT.load(Ordering::Relaxed) & fault != 0
+}
+
+/// SIGSEGV/SIGBUS handler: report, then let the signal kill the process. Only async-signal-safe
+/// calls (send, sigaction).
+extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void) {
+    let buf = FAULT_REPLY.load(Ordering::Relaxed);
+    let fd = FAULT_FD.load(Ordering::Relaxed);
+    let partial = PARTIAL.load(Ordering::Relaxed);
+    // SAFETY: `info` is the kernel's siginfo for this signal; `buf` points at the reply buffer
+    // of REPLY_HEAD + REPLY_PAYLOAD words, and `partial` never exceeds REPLY_PAYLOAD.
+    unsafe {
+        let addr = (*info).si_addr() as u64;
+        *buf = status::FAULT;
+        *buf.add(1) = sig as u64;
+        *buf.add(2) = (*info).si_code as u64;
+        *buf.add(3) = addr;
+        *buf.add(4) = partial as u64;
+        *buf.add(5) = 0;
+        libc::send(
+            fd,
+            buf as *const c_void,
+            (REPLY_HEAD + partial) * 8,
+            libc::MSG_NOSIGNAL,
+        );
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &dfl, std::ptr::null_mut());
+    }
+    // Returning re-executes the faulting access, which now kills the process with `sig`.
+}
+
+fn install_fault_handler() {
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: a plain SA_SIGINFO handler that only calls async-signal-safe functions.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_fault as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Receives one request; `None` when the coordinator is gone (end of file or a dead socket).
+fn recv_request(fd: RawFd, req: &mut [u64; REQ_WORDS]) -> Option<()> {
+    loop {
+        // SAFETY: `req` is a writable buffer of REQ_WORDS * 8 bytes.
+        let n = unsafe { libc::recv(fd, req.as_mut_ptr() as *mut c_void, REQ_WORDS * 8, 0) };
+        if n == (REQ_WORDS * 8) as isize {
+            return Some(());
+        }
+        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
+fn send_reply(fd: RawFd, reply: &[u64], payload: usize, pass_fd: Option<RawFd>) {
+    let len = (REPLY_HEAD + payload) * 8;
+    let mut iov = libc::iovec {
+        iov_base: reply.as_ptr() as *mut c_void,
+        iov_len: len,
+    };
+    // Room for one SCM_RIGHTS control message carrying one fd, on the stack (nix's sendmsg
+    // allocates its control buffer, and workers allocate nothing).
+    let mut cmsg_space = [0u64; 8];
+    loop {
+        // SAFETY: msghdr points at live stack buffers; CMSG_* macros stay inside cmsg_space,
+        // whose 64 bytes exceed CMSG_SPACE(sizeof(int)).
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            if let Some(pfd) = pass_fd {
+                msg.msg_control = cmsg_space.as_mut_ptr() as *mut c_void;
+                msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, pfd);
+            }
+            libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+        };
+        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
+        if n < 0 {
+            // The coordinator is gone: nothing is left to report to.
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(0) };
+        }
+        return;
+    }
+}
+
+fn head(reply: &mut [u64], st: u64, a: u64, b: u64, c: u64, d: u64) {
+    reply[0] = st;
+    reply[1] = a;
+    reply[2] = b;
+    reply[3] = c;
+    reply[4] = d;
+    reply[5] = 0;
+}
+
+/// Captures the harness's own address ranges, once, in the root before the first op.
+pub fn capture_baseline(s: &mut Scratch) {
+    let n = maps::read_self_maps(&mut s.maps);
+    let mut len = 0;
+    for e in maps::entries(&s.maps[..n]) {
+        if len < s.baseline.len() {
+            s.baseline[len] = (e.start, e.end);
+            len += 1;
+        }
+    }
+    s.baseline_len = len;
+}
+
+/// The worker loop. Never returns: the process ends by `exit`, by a fatal signal, or when the
+/// coordinator's end of the socket closes.
+pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
+    install_fault_handler();
+    FAULT_FD.store(fd, Ordering::Relaxed);
+    FAULT_REPLY.store(s.reply.as_mut_ptr(), Ordering::Relaxed);
+    let ps = s.page_size;
+    let mut req = [0u64; REQ_WORDS];
+    loop {
+        if recv_request(fd, &mut req).is_none() {
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(0) };
+        }
+        PARTIAL.store(0, Ordering::Relaxed);
+        let reply = &mut s.reply[..];
+        match req[0] {
+            verb::MAP => {
+                let r = map(req[1], req[2] as usize);
+                match r {
+                    Ok(addr) => head(reply, status::OK, addr, 0, 0, 0),
+                    Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
+                }
+                send_reply(fd, reply, 0, None);
+            }
+            verb::WRITE => {
+                let skip = !s.is_root && injected(inject::DROP_CHILD_WRITE);
+                if !skip {
+                    write(req[1], req[2] as usize, req[3] as usize, req[4] as usize, req[5], req[6], ps);
+                }
+                head(reply, status::OK, 0, 0, 0, 0);
+                send_reply(fd, reply, 0, None);
+            }
+            verb::READ => {
+                let n = read(reply, req[1], req[2] as usize, req[3] as usize, req[4] as usize, ps);
+                head(reply, status::OK, 0, 0, 0, n as u64);
+                send_reply(fd, reply, n, None);
+            }
+            verb::FORK => fork(&mut fd, s),
+            verb::EXIT => {
+                head(reply, status::OK, 0, 0, 0, 0);
+                send_reply(fd, reply, 0, None);
+                // SAFETY: _exit ends the process without running any user-space teardown.
+                unsafe { libc::_exit(0) };
+            }
+            verb::UNMAP => {
+                let r = match NonNull::new(req[1] as *mut c_void) {
+                    // SAFETY: unmapping memory the program mapped; the worker holds no
+                    // references into program mappings across ops.
+                    Some(p) => unsafe { nix::sys::mman::munmap(p, req[2] as usize) },
+                    None => Err(nix::errno::Errno::EINVAL),
+                };
+                match r {
+                    Ok(()) => head(reply, status::OK, 0, 0, 0, 0),
+                    Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
+                }
+                send_reply(fd, reply, 0, None);
+            }
+            verb::SNAPSHOT => {
+                let (regions, pages) = snapshot(s);
+                let reply = &mut s.reply[..];
+                let (st, words) = match (regions, pages) {
+                    (Some(r), Some(p)) => (status::OK, (r, p)),
+                    _ => (status::REFUSED, (0, 0)),
+                };
+                head(reply, st, 0, 0, 0, words.0 as u64);
+                reply[5] = words.1 as u64;
+                send_reply(fd, reply, words.0 * 3 + words.1 * 2, None);
+            }
+            verb::DUMP => {
+                let words = ps / 8;
+                let src = req[1] as *const u64;
+                for i in 0..words.min(REPLY_PAYLOAD) {
+                    // SAFETY: reading a page of the process's own memory; a fault is reported
+                    // by the handler (the page was not readable).
+                    reply[REPLY_HEAD + i] = unsafe { std::ptr::read_volatile(src.add(i)) };
+                    PARTIAL.store(i + 1, Ordering::Relaxed);
+                }
+                head(reply, status::OK, 0, 0, 0, words as u64);
+                send_reply(fd, reply, words, None);
+            }
+            _ => {
+                head(reply, status::REFUSED, 0, 0, 0, 0);
+                send_reply(fd, reply, 0, None);
+            }
+        }
+    }
+}
+
+/// `mmap` of one of the four kinds (`MapKind` order: private, shared, private-zero, shared-zero).
+fn map(kind: u64, len: usize) -> Result<u64, nix::errno::Errno> {
+    let len = NonZeroUsize::new(len).ok_or(nix::errno::Errno::EINVAL)?;
+    let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+    let shared = kind == 1 || kind == 3 || injected(inject::PRIVATE_AS_SHARED);
+    let flags = if shared {
+        MapFlags::MAP_SHARED
+    } else {
+        MapFlags::MAP_PRIVATE
+    };
+    let ptr = if kind >= 2 {
+        let zero = nix::fcntl::open(
+            "/dev/zero",
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        // SAFETY: a fresh mapping at an address of the kernel's choosing (addr NULL) overlaps
+        // nothing that Rust code references.
+        let r = unsafe { nix::sys::mman::mmap(None, len, prot, flags, zero.as_fd(), 0) };
+        drop(zero);
+        r?
+    } else {
+        // SAFETY: as above; MAP_ANONYMOUS with fd -1 and offset 0.
+        unsafe { nix::sys::mman::mmap_anonymous(None, len, prot, flags)? }
+    };
+    Ok(ptr.as_ptr() as u64)
+}
+
+/// Stores a pattern page by page in ascending order, so that a fault leaves exactly the earlier
+/// pages written (within a page, which bytes a memset stores first is libc's choice).
+fn write(addr: u64, pages: usize, lo: usize, hi: usize, pattern: u64, origin: u64, ps: usize) {
+    let byte = pattern as u8;
+    let ramp = pattern >> 8 == 1;
+    for p in 0..pages {
+        let page = addr + (p * ps) as u64;
+        let dst = (page as usize + lo) as *mut u8;
+        if ramp {
+            let offset = (page - origin) as usize + lo;
+            for i in 0..hi - lo {
+                let v = byte.wrapping_add(((offset + i) % 251) as u8);
+                // SAFETY: a store into the program's own mapping; an inaccessible page faults
+                // and the handler reports it.
+                unsafe { std::ptr::write_volatile(dst.add(i), v) };
+            }
+        } else {
+            // SAFETY: as above (memset within one page).
+            unsafe { std::ptr::write_bytes(dst, byte, hi - lo) };
+        }
+    }
+}
+
+/// Digests `pages` pages (bytes `lo..hi` of each) into the reply payload.
+fn read(reply: &mut [u64], addr: u64, pages: usize, lo: usize, hi: usize, ps: usize) -> usize {
+    for p in 0..pages.min(REPLY_PAYLOAD) {
+        let src = (addr as usize + p * ps + lo) as *const u8;
+        // SAFETY: loads from the program's own mapping; a fault is reported by the handler.
+        let bytes = unsafe { std::slice::from_raw_parts(src, hi - lo) };
+        reply[REPLY_HEAD + p] = digest(bytes);
+        PARTIAL.store(p + 1, Ordering::Relaxed);
+    }
+    pages
+}
+
+fn fork(fd: &mut RawFd, s: &mut Scratch) {
+    let mut sv = [-1i32; 2];
+    // SAFETY: socketpair writes two fds into `sv`.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        let e = nix::errno::Errno::last() as u64;
+        head(&mut s.reply, status::ERR, e, 0, 0, 0);
+        send_reply(*fd, &s.reply, 0, None);
+        return;
+    }
+    // SAFETY: the executor is single-threaded, and after fork the child only runs this loop,
+    // which allocates nothing.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: closing fds this process owns and will not use again.
+            unsafe {
+                libc::close(*fd);
+                libc::close(sv[0]);
+            }
+            *fd = sv[1];
+            s.is_root = false;
+            FAULT_FD.store(*fd, Ordering::Relaxed);
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // SAFETY: as above.
+            unsafe { libc::close(sv[1]) };
+            head(&mut s.reply, status::OK, child.as_raw() as u64, 0, 0, 0);
+            send_reply(*fd, &s.reply, 0, Some(sv[0]));
+            // SAFETY: the coordinator now holds its own copy of the fd.
+            unsafe { libc::close(sv[0]) };
+        }
+        Err(e) => {
+            // SAFETY: closing the unused pair.
+            unsafe {
+                libc::close(sv[0]);
+                libc::close(sv[1]);
+            }
+            head(&mut s.reply, status::ERR, e as u64, 0, 0, 0);
+            send_reply(*fd, &s.reply, 0, None);
+        }
+    }
+}
+
+/// The process's layout outside the baseline, normalised, then a digest of each readable page.
+/// Returns (regions, pages) counts written to the payload: regions as (start, end, flags)
+/// triples, then pages as (address, digest) pairs. `None` if the payload would overflow.
+fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
+    let n = maps::read_self_maps(&mut s.maps);
+    let ps = s.page_size as u64;
+    let baseline = &s.baseline[..s.baseline_len];
+    let payload = &mut s.reply[REPLY_HEAD..];
+    let mut nregions = 0usize;
+    // A tiny fixed-size "Vec" over the payload: regions are merged as they are appended.
+    let mut last: Option<Region> = None;
+    let mut emit = |r: Region, payload: &mut [u64], nregions: &mut usize| -> bool {
+        if let Some(l) = last.as_mut() {
+            if l.joins(&r) {
+                l.end = r.end;
+                payload[(*nregions - 1) * 3 + 1] = r.end;
+                return true;
+            }
+        }
+        if (*nregions + 1) * 3 > payload.len() {
+            return false;
+        }
+        payload[*nregions * 3] = r.start;
+        payload[*nregions * 3 + 1] = r.end;
+        payload[*nregions * 3 + 2] = region_flags(&r);
+        *nregions += 1;
+        last = Some(r);
+        true
+    };
+    for e in maps::entries(&s.maps[..n]) {
+        if e.name == b"[stack]" || e.name == b"[heap]" {
+            continue;
+        }
+        // Subtract the baseline (sorted, as /proc lists ascending).
+        let mut start = e.start;
+        for &(bs, be) in baseline {
+            if be <= start || bs >= e.end {
+                continue;
+            }
+            if bs > start {
+                let r = e.region(start, bs);
+                if !emit(r, payload, &mut nregions) {
+                    return (None, None);
+                }
+            }
+            start = start.max(be);
+        }
+        if start < e.end {
+            let r = e.region(start, e.end);
+            if !emit(r, payload, &mut nregions) {
+                return (None, None);
+            }
+        }
+    }
+    let mut npages = 0usize;
+    let base = nregions * 3;
+    for i in 0..nregions {
+        let r = super::protocol::region_from_words(payload[i * 3], payload[i * 3 + 1], payload[i * 3 + 2]);
+        if r.prot & crate::outcome::PROT_R == 0 {
+            continue;
+        }
+        let mut a = r.start;
+        while a < r.end {
+            if base + (npages + 1) * 2 > payload.len() {
+                return (None, None);
+            }
+            // SAFETY: a readable page of this process's own layout, as /proc/self/maps listed it.
+            let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, ps as usize) };
+            payload[base + npages * 2] = a;
+            payload[base + npages * 2 + 1] = digest(bytes);
+            npages += 1;
+            a += ps;
+        }
+    }
+    (Some(nregions), Some(npages))
+}
+

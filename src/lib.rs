@@ -1,0 +1,32 @@
+//! cowcheck: model-based checking of Linux anonymous memory across `fork`.
+//!
+//! `MAP_PRIVATE|MAP_ANONYMOUS` memory is copy-on-write across fork: from the fork on, neither
+//! side sees the other's writes. `MAP_SHARED|MAP_ANONYMOUS` memory is one object that every
+//! process mapping it sees, writes included. Both start zero-filled, and mappings of /dev/zero
+//! behave the same. cowcheck generates programs of map, write, read, fork, exit and unmap ops,
+//! runs each on the real kernel in a real process tree, runs it on a reference model, and
+//! reports the first difference as a minimal, replayable trace.
+//!
+//! The flow is one way:
+//!
+//! ```text
+//! program (ops, text trace, generators)
+//!     |                          |
+//!     v                          v
+//! model::Model              kernel::Executor -- process tree of workers (real fork, real mmap)
+//! (what may be)             (what is)
+//!      \                        /
+//!       v                      v
+//!   check::compare -> Divergence -> shrink -> report (trace file, side-by-side bytes)
+//! front ends: the `cowcheck` CLI (campaign), proptests/, tests/
+//! ```
+
+pub mod bench;
+pub mod campaign;
+pub mod check;
+pub mod kernel;
+pub mod model;
+pub mod outcome;
+pub mod program;
+pub mod report;
+pub mod shrink;

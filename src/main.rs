@@ -1,0 +1,540 @@
+//! The `cowcheck` command line. Exit codes everywhere: 0 no divergence, 1 divergence, 2 usage,
+//! input or environment error.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use cowcheck::campaign::{self, CampaignConfig, Finding, Summary};
+use cowcheck::check::{self, Verdict};
+use cowcheck::kernel::{Executor, ExecutorConfig, HarnessError};
+use cowcheck::model::Model;
+use cowcheck::program::generate::GenConfig;
+use cowcheck::program::{Op, OpKind, Program, Span, caps, trace};
+use cowcheck::report;
+
+#[derive(Parser)]
+#[command(
+    name = "cowcheck",
+    version,
+    about = "Model-based checking of Linux anonymous memory (private copy-on-write and shared) across fork"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ExecArgs {
+    /// Start the executor through this command, like cargo's target runners (for example
+    /// `qemu-x86_64`, or `env LD_PRELOAD=/path/libfault.so`). The model and checker stay native.
+    #[arg(long, value_name = "CMD")]
+    under: Option<String>,
+    /// Test only: make the executor commit a deliberate fault (drop-child-write,
+    /// private-as-shared) to show that the checker catches it.
+    #[arg(long, value_name = "FAULT", hide = true)]
+    inject: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a random campaign: programs until a divergence, a case count or a time limit.
+    Run {
+        /// Run exactly N programs.
+        #[arg(long, value_name = "N")]
+        cases: Option<u64>,
+        /// Campaign seed (default: from the clock; always printed).
+        #[arg(long, value_name = "S")]
+        seed: Option<u64>,
+        /// Run for SECS seconds (with --cases, whichever ends first; with neither, about 30 s).
+        #[arg(long, value_name = "SECS")]
+        time: Option<f64>,
+        /// Most ops in one program.
+        #[arg(long, value_name = "K", default_value_t = 40)]
+        max_ops: usize,
+        /// Where to save the trace of a divergence.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Print the summary (and any divergence) as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Run a trace on kernel and model and print each op's observation.
+    Replay {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Print what the model predicts for each op of a trace, running nothing.
+    Model {
+        file: PathBuf,
+        /// Page size to model (default: this machine's).
+        #[arg(long)]
+        page_size: Option<usize>,
+    },
+    /// Measure programs per second against the bare cost of fork+exit+wait.
+    Bench {
+        /// Programs to time.
+        #[arg(long, default_value_t = 2000)]
+        programs: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// The executor process (internal).
+    #[command(name = "__executor", hide = true)]
+    Executor {
+        #[arg(long)]
+        inject: Vec<String>,
+    },
+}
+
+/// An error that ends the command with exit status 2.
+struct Fatal(String);
+
+impl From<HarnessError> for Fatal {
+    fn from(e: HarnessError) -> Fatal {
+        Fatal(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            });
+        }
+    };
+    let result = match cli.command {
+        Command::Executor { inject } => match inject_mask(&inject) {
+            Ok(mask) => return ExitCode::from(cowcheck::kernel::executor::main(mask) as u8),
+            Err(e) => Err(e),
+        },
+        Command::Run {
+            cases,
+            seed,
+            time,
+            max_ops,
+            out,
+            json,
+            exec,
+        } => cmd_run(cases, seed, time, max_ops, &out, json, &exec),
+        Command::Replay { file, json, exec } => cmd_replay(&file, json, &exec),
+        Command::Model { file, page_size } => cmd_model(&file, page_size),
+        Command::Bench {
+            programs,
+            seed,
+            exec,
+        } => cmd_bench(programs, seed, &exec),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Fatal(msg)) => {
+            eprintln!("cowcheck: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn inject_mask(names: &[String]) -> Result<u32, Fatal> {
+    use cowcheck::kernel::worker::inject;
+    let mut mask = 0;
+    for n in names {
+        mask |= match n.as_str() {
+            "drop-child-write" => inject::DROP_CHILD_WRITE,
+            "private-as-shared" => inject::PRIVATE_AS_SHARED,
+            other => {
+                return Err(Fatal(format!(
+                    "unknown fault {other:?}; known: drop-child-write, private-as-shared"
+                )));
+            }
+        };
+    }
+    Ok(mask)
+}
+
+fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Fatal(format!("cannot find the cowcheck binary to start the executor: {e}")))?;
+    let mut config = ExecutorConfig::new(exe);
+    if let Some(under) = &exec.under {
+        config.under = under.split_whitespace().map(String::from).collect();
+        if config.under.is_empty() {
+            return Err(Fatal("--under needs a command".into()));
+        }
+        // Emulators are slow: give each program more time.
+        config.program_deadline = Duration::from_secs(600);
+    }
+    inject_mask(&exec.inject)?;
+    config.inject = exec.inject.clone();
+    Ok(config)
+}
+
+fn load_trace(path: &Path) -> Result<Program, Fatal> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
+    trace::parse(&bytes).map_err(|e| Fatal(format!("{}: {e}", path.display())))
+}
+
+fn host_page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as usize
+}
+
+fn cmd_run(
+    cases: Option<u64>,
+    seed: Option<u64>,
+    time: Option<f64>,
+    max_ops: usize,
+    out: &Path,
+    json: bool,
+    exec: &ExecArgs,
+) -> Result<u8, Fatal> {
+    if max_ops == 0 || max_ops > caps::MAX_OPS {
+        return Err(Fatal(format!("--max-ops must be 1 to {}", caps::MAX_OPS)));
+    }
+    let time = match time {
+        Some(t) if !(t > 0.0 && t.is_finite() && t < 1e9) => {
+            return Err(Fatal(format!("--time must be a positive number of seconds, not {t}")));
+        }
+        Some(t) => Some(Duration::from_secs_f64(t)),
+        None => None,
+    };
+    if cases == Some(0) {
+        return Err(Fatal("--cases must be at least 1".into()));
+    }
+    if !out.is_dir() {
+        return Err(Fatal(format!("--out {} is not a directory", out.display())));
+    }
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            % 1_000_000_007
+    });
+    let config = executor_config(exec)?;
+    let mut executor = Executor::start(&config)?;
+    let campaign = CampaignConfig {
+        seed,
+        cases,
+        time,
+        generator: GenConfig { max_ops },
+    };
+    let tty = std::io::stderr().is_terminal() && !json;
+    if !json {
+        eprintln!(
+            "cowcheck run: seed {seed}, kernel {} {}, page size {}, executor `{}`",
+            executor.hello.release,
+            executor.hello.machine,
+            executor.page_size(),
+            config.command_line()
+        );
+    }
+    let total = time.or(if cases.is_none() {
+        Some(CampaignConfig::DEFAULT_TIME)
+    } else {
+        None
+    });
+    let mut last_draw = std::time::Instant::now();
+    let (summary, finding) = campaign::run(&mut executor, &campaign, |s| {
+        if tty && last_draw.elapsed() > Duration::from_millis(100) {
+            last_draw = std::time::Instant::now();
+            draw_progress(s, cases, total);
+        }
+    })?;
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    let saved = match &finding {
+        Some(f) => Some(save_finding(out, seed, &executor, f)?),
+        None => None,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&summary, &executor, seed, finding.as_ref(), saved.as_deref()))
+                .unwrap_or_default()
+        );
+    } else {
+        print_summary(&summary, &executor, seed);
+        if let (Some(f), Some(path)) = (&finding, &saved) {
+            print_finding(f, path);
+        }
+    }
+    Ok(if finding.is_some() { 1 } else { 0 })
+}
+
+fn draw_progress(s: &Summary, cases: Option<u64>, total: Option<Duration>) {
+    let frac = match (cases, total) {
+        (Some(n), Some(t)) => (s.programs as f64 / n as f64).max(s.elapsed.as_secs_f64() / t.as_secs_f64()),
+        (Some(n), None) => s.programs as f64 / n as f64,
+        (None, Some(t)) => s.elapsed.as_secs_f64() / t.as_secs_f64(),
+        (None, None) => 0.0,
+    }
+    .min(1.0);
+    let width = 30;
+    let filled = (frac * width as f64) as usize;
+    eprint!(
+        "\r\x1b[K[{}{}] {:>3.0}%  {} programs, {} ops, {} forks, {} pages compared",
+        "#".repeat(filled),
+        " ".repeat(width - filled),
+        frac * 100.0,
+        s.programs,
+        s.ops,
+        s.forks,
+        s.pages_compared
+    );
+}
+
+fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    println!("summary");
+    println!("  programs        {} ({:.0}/s)", s.programs, s.programs as f64 / secs);
+    println!("  ops             {}", s.ops);
+    println!("  forks           {}", s.forks);
+    println!("  snapshots       {}", s.snapshots);
+    println!("  pages compared  {}", s.pages_compared);
+    println!("  elapsed         {:.1} s", secs);
+    println!("  kernel          {} {}", ex.hello.release, ex.hello.machine);
+    println!("  page size       {}", ex.page_size());
+    println!("  seed            {seed}");
+    let ops: Vec<String> = OpKind::ALL
+        .iter()
+        .zip(s.programs_with)
+        .map(|(k, n)| {
+            format!(
+                "{} {:.0}%",
+                k.name(),
+                100.0 * n as f64 / s.programs.max(1) as f64
+            )
+        })
+        .collect();
+    println!("  programs with   {}", ops.join(", "));
+}
+
+fn finding_header(f: &Finding, seed: u64, ex: &Executor) -> Vec<String> {
+    vec![
+        format!(" divergence found by: cowcheck run --seed {seed} (program {})", f.index),
+        format!(
+            " kernel {} {}, page size {}, executor `{}`",
+            ex.hello.release,
+            ex.hello.machine,
+            ex.page_size(),
+            ex.config().command_line()
+        ),
+        format!(" shape: {}", f.signature),
+        format!(
+            " shrunk from {} to {} ops; first seen after op {}",
+            f.original.ops.len(),
+            f.shrunk.ops.len(),
+            f.divergence.op_index + 1
+        ),
+    ]
+}
+
+fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<PathBuf, Fatal> {
+    let mut program = f.shrunk.clone();
+    program.comments = finding_header(f, seed, ex)
+        .into_iter()
+        .map(|text| cowcheck::program::Comment {
+            before_op: 0,
+            inline: false,
+            text: text.into(),
+        })
+        .collect();
+    let path = out.join(format!("cowcheck-divergence-{seed}-{}.trace", f.index));
+    std::fs::write(&path, program.to_string())
+        .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+fn print_finding(f: &Finding, path: &Path) {
+    println!();
+    println!("DIVERGENCE ({})", f.signature);
+    println!("shrunk trace ({} ops, from {}):", f.shrunk.ops.len(), f.original.ops.len());
+    for (i, op) in f.shrunk.ops.iter().enumerate() {
+        let mark = if i == f.divergence.op_index { "  <-- first seen here" } else { "" };
+        println!("  {:>3}  {op}{mark}", i + 1);
+    }
+    println!();
+    print!("{}", report::divergence_text(&f.shrunk, &f.divergence, &f.pages));
+    println!();
+    println!("saved to {}", path.display());
+    println!("replay with: cowcheck replay {}", path.display());
+}
+
+fn summary_json(
+    s: &Summary,
+    ex: &Executor,
+    seed: u64,
+    f: Option<&Finding>,
+    saved: Option<&Path>,
+) -> serde_json::Value {
+    let divergence = f.map(|f| {
+        serde_json::json!({
+            "signature": f.signature,
+            "program_index": f.index,
+            "op_index": f.divergence.op_index,
+            "trace": f.shrunk.to_string(),
+            "original_ops": f.original.ops.len(),
+            "report": report::divergence_text(&f.shrunk, &f.divergence, &f.pages),
+            "saved_to": saved.map(|p| p.display().to_string()),
+        })
+    });
+    serde_json::json!({
+        "programs": s.programs,
+        "ops": s.ops,
+        "forks": s.forks,
+        "snapshots": s.snapshots,
+        "pages_compared": s.pages_compared,
+        "elapsed_s": s.elapsed.as_secs_f64(),
+        "kernel": { "release": ex.hello.release, "machine": ex.hello.machine },
+        "page_size": ex.page_size(),
+        "seed": seed,
+        "programs_with": OpKind::ALL.iter().zip(s.programs_with).map(|(k, n)| (k.name().to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+        "divergence": divergence,
+    })
+}
+
+fn cmd_replay(file: &Path, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
+    let program = load_trace(file)?;
+    let config = executor_config(exec)?;
+    let mut executor = Executor::start(&config)?;
+    let (verdict, run) = check::check(&mut executor, &program).or_else(|e| match e {
+        // Show what ran even when the executor gave up part way.
+        HarnessError::Program(_) => Err(e),
+        other => Err(other),
+    })?;
+    let divergence = match &verdict {
+        Verdict::Diverged(d) => Some(d.clone()),
+        Verdict::Agreed(_) => None,
+    };
+    if json {
+        let ops: Vec<serde_json::Value> = program
+            .ops
+            .iter()
+            .zip(&run.outcomes)
+            .map(|(op, o)| serde_json::json!({"op": op.to_string(), "kernel": report::describe_outcome(o)}))
+            .collect();
+        let v = serde_json::json!({
+            "kernel": { "release": executor.hello.release, "machine": executor.hello.machine },
+            "page_size": executor.page_size(),
+            "ops": ops,
+            "divergence": divergence.as_ref().map(|d| serde_json::json!({
+                "signature": d.signature(&program),
+                "op_index": d.op_index,
+                "report": report::divergence_text(&program, d, &check::page_diffs(&mut executor, &program, &run, d)),
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(if divergence.is_some() { 1 } else { 0 });
+    }
+    println!(
+        "replaying {} on kernel {} {} (page size {})",
+        file.display(),
+        executor.hello.release,
+        executor.hello.machine,
+        executor.page_size()
+    );
+    let last = divergence.as_ref().map(|d| d.op_index).unwrap_or(usize::MAX);
+    for (i, (op, o)) in program.ops.iter().zip(&run.outcomes).enumerate() {
+        println!("  {:>3}  {:<36} {}", i + 1, op.to_string(), report::describe_outcome(o));
+        if let Some((_, snap)) = run.snapshots.iter().find(|(j, _)| *j == i) {
+            let live: Vec<String> = snap
+                .procs
+                .iter()
+                .map(|v| format!("{} ({} pages)", v.proc, v.pages.len()))
+                .collect();
+            println!("       compared every live process: {}", live.join(", "));
+        }
+        if i == last {
+            break;
+        }
+    }
+    match divergence {
+        Some(d) => {
+            let pages = check::page_diffs(&mut executor, &program, &run, &d);
+            println!();
+            println!("DIVERGENCE ({})", d.signature(&program));
+            print!("{}", report::divergence_text(&program, &d, &pages));
+            Ok(1)
+        }
+        None => {
+            println!("kernel and model agree on all {} ops", program.ops.len());
+            Ok(0)
+        }
+    }
+}
+
+fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
+    let program = load_trace(file)?;
+    let ps = page_size.unwrap_or_else(host_page_size);
+    if !ps.is_power_of_two() || !(4096..=65536).contains(&ps) {
+        return Err(Fatal(format!("--page-size must be a power of two from 4096 to 65536, not {ps}")));
+    }
+    let mut model = Model::new(ps);
+    println!("what Linux does, according to the model (page size {ps}):");
+    for (i, op) in program.ops.iter().enumerate() {
+        let outcome = model
+            .apply(op, None)
+            .map_err(|e| Fatal(format!("model: {e}")))?;
+        let mut line = report::describe_outcome(&outcome);
+        if let (Op::Read { map, span, proc }, cowcheck::outcome::Outcome::Read { .. }) = (op, &outcome) {
+            if let Some(h) = model.handle(*map) {
+                let parts: Vec<String> = span
+                    .page_range()
+                    .pages()
+                    .map(|page| {
+                        let addr = h.base + page as u64 * ps as u64;
+                        let bytes = model.page_bytes(*proc, addr).unwrap_or_default();
+                        let bytes = match span {
+                            Span::Bytes { .. } => bytes[span.bytes_in_page(ps)].to_vec(),
+                            Span::Pages(_) => bytes,
+                        };
+                        format!("page {page}: {}", report::describe_bytes(&bytes))
+                    })
+                    .collect();
+                line = parts.join("; ");
+            }
+        }
+        println!("  {:>3}  {:<36} => {line}", i + 1, op.to_string());
+        if op.snapshot_after() {
+            let snap = model.snapshot();
+            for v in &snap.procs {
+                println!(
+                    "         {} lives, maps {} page(s) in {} region(s)",
+                    v.proc,
+                    v.pages.len(),
+                    v.regions.len()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_bench(programs: u64, seed: u64, exec: &ExecArgs) -> Result<u8, Fatal> {
+    if programs == 0 {
+        return Err(Fatal("--programs must be at least 1".into()));
+    }
+    let config = executor_config(exec)?;
+    let mut executor = Executor::start(&config)?;
+    let report = cowcheck::bench::measure(&mut executor, programs, seed)?;
+    print!("{report}");
+    Ok(0)
+}

@@ -1,0 +1,204 @@
+//! What an op did and what a process looks like: the common vocabulary of the model (what may
+//! be) and the kernel executor (what is). `check` compares values of these types and nothing else.
+
+use crate::program::ProcId;
+
+/// `SIGSEGV` and `SIGBUS` numbers as Linux defines them on every architecture cowcheck targets.
+pub const SIGSEGV: i32 = 11;
+pub const SIGBUS: i32 = 7;
+/// `si_code` values (asm-generic/siginfo.h).
+pub const SEGV_MAPERR: i32 = 1;
+pub const SEGV_ACCERR: i32 = 2;
+pub const BUS_ADRERR: i32 = 2;
+
+/// How a process died inside an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Death {
+    /// The signal, or 0 when the executor saw the process vanish without a report.
+    pub signal: i32,
+    /// `si_code`.
+    pub code: i32,
+    /// The faulting address, rounded down to its page: within a page the order in which a
+    /// store loop touches bytes is the libc's business, the page is not.
+    pub page: u64,
+}
+
+impl Death {
+    pub fn describe(&self) -> String {
+        let sig = match self.signal {
+            SIGSEGV => "SIGSEGV",
+            SIGBUS => "SIGBUS",
+            0 => "vanished",
+            _ => "signal",
+        };
+        let code = match (self.signal, self.code) {
+            (SIGSEGV, SEGV_MAPERR) => "SEGV_MAPERR",
+            (SIGSEGV, SEGV_ACCERR) => "SEGV_ACCERR",
+            (SIGBUS, BUS_ADRERR) => "BUS_ADRERR",
+            _ => "",
+        };
+        if self.signal == 0 {
+            return "vanished without a report".to_string();
+        }
+        format!(
+            "killed by {sig}({}) {code}(si_code {}) at page {:#x}",
+            self.signal, self.code, self.page
+        )
+    }
+}
+
+/// The result of one op in one process.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The process was not alive (it exited or was killed before), so nothing ran.
+    Skipped,
+    /// `map`: the address the kernel chose.
+    Mapped { addr: u64 },
+    /// A call returned -1 with this errno.
+    Failed { errno: i32 },
+    /// `write`, `fork`, `exit`, `unmap` completed.
+    Done,
+    /// `read`: one digest per page touched (for a byte span, of those bytes only).
+    Read { digests: Vec<u64> },
+    /// The process died in the op; `digests` holds what a `read` saw before the fault.
+    Killed { death: Death, digests: Vec<u64> },
+}
+
+impl Outcome {
+    pub fn death(&self) -> Option<Death> {
+        match self {
+            Outcome::Killed { death, .. } => Some(*death),
+            _ => None,
+        }
+    }
+}
+
+/// Protection bits as `/proc/PID/maps` shows them.
+pub const PROT_R: u8 = 1;
+pub const PROT_W: u8 = 2;
+pub const PROT_X: u8 = 4;
+
+/// What backs a region, as `/proc/PID/maps` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Backing {
+    /// Private anonymous memory: no name.
+    Anon,
+    /// A private mapping of /dev/zero: `/dev/zero`.
+    DevZero,
+    /// A shmem object (shared anonymous or shared /dev/zero): `/dev/zero (deleted)`.
+    Shmem,
+    /// Anything else that appeared: a finding in itself.
+    Other,
+}
+
+/// A run of pages with the same attributes (normalised: neighbours with equal attributes are
+/// one region whatever the kernel's VMA boundaries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u8,
+    pub shared: bool,
+    pub backing: Backing,
+}
+
+impl Region {
+    pub fn describe(&self) -> String {
+        format!(
+            "{:#x}-{:#x} {}{}{}{} {:?} ({} KiB)",
+            self.start,
+            self.end,
+            if self.prot & PROT_R != 0 { 'r' } else { '-' },
+            if self.prot & PROT_W != 0 { 'w' } else { '-' },
+            if self.prot & PROT_X != 0 { 'x' } else { '-' },
+            if self.shared { 's' } else { 'p' },
+            self.backing,
+            (self.end - self.start) / 1024
+        )
+    }
+
+    /// Whether `next` continues this region with the same attributes.
+    pub fn joins(&self, next: &Region) -> bool {
+        self.end == next.start
+            && self.prot == next.prot
+            && self.shared == next.shared
+            && self.backing == next.backing
+    }
+}
+
+/// Appends `r` to a sorted list of regions, merging it with the last one when they join.
+pub fn push_region(regions: &mut Vec<Region>, r: Region) {
+    if let Some(last) = regions.last_mut() {
+        if last.joins(&r) {
+            last.end = r.end;
+            return;
+        }
+    }
+    regions.push(r);
+}
+
+/// The whole observable state of one live process: its layout outside the harness's own
+/// mappings, and a digest of every readable page in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProcView {
+    pub proc: ProcId,
+    pub regions: Vec<Region>,
+    /// `(page address, digest)`, ascending.
+    pub pages: Vec<(u64, u64)>,
+}
+
+/// Every live process, ascending by handle.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub procs: Vec<ProcView>,
+}
+
+/// The 64-bit digest of a page (or of a byte span) that both sides compute. Four independent
+/// multiply lanes over little-endian words: fast enough that digesting every page after every
+/// fork costs little next to the fork itself. Not cryptographic; collisions only hide a
+/// divergence, never invent one.
+pub fn digest(bytes: &[u8]) -> u64 {
+    const K: [u64; 4] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0x85EB_CA77_C2B2_AE63,
+    ];
+    let mut h = [K[0] ^ bytes.len() as u64, K[1], K[2], K[3]];
+    let mut chunks = bytes.chunks_exact(32);
+    for c in &mut chunks {
+        for lane in 0..4 {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&c[lane * 8..lane * 8 + 8]);
+            let w = u64::from_le_bytes(w);
+            h[lane] = (h[lane] ^ w).wrapping_mul(K[lane]).rotate_left(31);
+        }
+    }
+    let rest = chunks.remainder();
+    for (i, b) in rest.iter().enumerate() {
+        h[i % 4] = (h[i % 4] ^ *b as u64).wrapping_mul(K[(i + 1) % 4]);
+    }
+    let mut x = h[0] ^ h[1].rotate_left(17) ^ h[2].rotate_left(34) ^ h[3].rotate_left(51);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_sees_every_byte_and_the_length() {
+        let zero = vec![0u8; 4096];
+        let base = digest(&zero);
+        for i in [0usize, 7, 8, 31, 32, 4000, 4095] {
+            let mut p = zero.clone();
+            p[i] = 1;
+            assert_ne!(digest(&p), base, "byte {i}");
+        }
+        assert_ne!(digest(&zero[..4095]), base);
+        assert_ne!(digest(&[0u8; 3]), digest(&[0u8; 4]));
+    }
+}

@@ -1,0 +1,552 @@
+//! The op language: pure data, no I/O.
+//!
+//! A program is a list of ops over abstract handles: processes (`p0`, the root, and the children
+//! that `fork` creates) and mappings (`m0`, ... created by `map`). A mapping handle names the
+//! address range that its `map` returned; a process that forked after the map inherits it at the
+//! same address. Ops never carry raw addresses, so a program replays on any run.
+
+use std::fmt;
+
+/// Hard caps that keep random programs harmless to the machine. The parser rejects traces past
+/// them, the generators never exceed them and the executor enforces them again.
+pub mod caps {
+    /// Pages in one `map` (the issue's 1..=64).
+    pub const MAX_MAP_PAGES: u16 = 64;
+    /// Mapping handles per program.
+    pub const MAX_MAPS: usize = 32;
+    /// Process handles per program, the root included.
+    pub const MAX_PROCS: usize = 32;
+    /// Processes alive at once.
+    pub const MAX_LIVE: usize = 16;
+    /// Ops per program.
+    pub const MAX_OPS: usize = 512;
+    /// Byte offsets inside a page are bounded by the smallest page size Linux has (4 KiB), so a
+    /// trace means the same thing on 4 KiB, 16 KiB and 64 KiB kernels.
+    pub const MAX_BYTE_OFFSET: u16 = 4096;
+}
+
+/// A process handle; `p0` is the root of the program's process tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(pub u8);
+
+/// A mapping handle: the range one `map` op returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MapId(pub u8);
+
+impl ProcId {
+    pub const ROOT: ProcId = ProcId(0);
+}
+
+impl fmt::Display for ProcId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+impl fmt::Display for MapId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m{}", self.0)
+    }
+}
+
+/// The four ways to get anonymous memory that this issue covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    /// `mmap(NULL, len, RW, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`: copy-on-write across fork.
+    Private,
+    /// `mmap(NULL, len, RW, MAP_SHARED|MAP_ANONYMOUS, -1, 0)`: one shmem object, shared by forks.
+    Shared,
+    /// `mmap(NULL, len, RW, MAP_PRIVATE, open("/dev/zero"), 0)`: like `Private` (SEMANTICS C1).
+    PrivateZero,
+    /// `mmap(NULL, len, RW, MAP_SHARED, open("/dev/zero"), 0)`: a new shmem object (C2).
+    SharedZero,
+}
+
+impl MapKind {
+    pub const ALL: [MapKind; 4] = [
+        MapKind::Private,
+        MapKind::Shared,
+        MapKind::PrivateZero,
+        MapKind::SharedZero,
+    ];
+
+    pub fn is_shared(self) -> bool {
+        matches!(self, MapKind::Shared | MapKind::SharedZero)
+    }
+
+    pub fn uses_dev_zero(self) -> bool {
+        matches!(self, MapKind::PrivateZero | MapKind::SharedZero)
+    }
+
+    /// The trace keyword.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapKind::Private => "private",
+            MapKind::Shared => "shared",
+            MapKind::PrivateZero => "private-zero",
+            MapKind::SharedZero => "shared-zero",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<MapKind> {
+        MapKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// Pages `[start, end)` of a mapping, counted from the mapping's first page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PageRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PageRange {
+    pub fn new(start: u16, end: u16) -> PageRange {
+        debug_assert!(start < end);
+        PageRange { start, end }
+    }
+    pub fn len(self) -> u16 {
+        self.end - self.start
+    }
+    pub fn is_empty(self) -> bool {
+        self.end <= self.start
+    }
+    pub fn pages(self) -> std::ops::Range<u16> {
+        self.start..self.end
+    }
+}
+
+/// What a `write` or `read` touches: whole pages, or a byte range inside one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Span {
+    Pages(PageRange),
+    /// Bytes `[start, end)` of page `page`; `end <= caps::MAX_BYTE_OFFSET`.
+    Bytes { page: u16, start: u16, end: u16 },
+}
+
+impl Span {
+    /// The pages the span touches, in the order the executor touches them (ascending).
+    pub fn page_range(self) -> PageRange {
+        match self {
+            Span::Pages(r) => r,
+            Span::Bytes { page, .. } => PageRange::new(page, page + 1),
+        }
+    }
+    /// Byte range touched inside page `page` (which must be in `page_range()`), for a page size.
+    pub fn bytes_in_page(self, page_size: usize) -> std::ops::Range<usize> {
+        match self {
+            Span::Pages(_) => 0..page_size,
+            Span::Bytes { start, end, .. } => start as usize..end as usize,
+        }
+    }
+}
+
+/// The bytes a `write` stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pattern {
+    /// Every byte is the value.
+    Fill(u8),
+    /// The byte at offset `o` from the start of the mapping is `base + o mod 251`: neighbouring
+    /// pages differ, so a page that lands at the wrong offset is seen.
+    Ramp(u8),
+}
+
+impl Pattern {
+    /// The byte stored at mapping byte offset `offset`.
+    #[inline]
+    pub fn byte_at(self, offset: usize) -> u8 {
+        match self {
+            Pattern::Fill(b) => b,
+            Pattern::Ramp(b) => b.wrapping_add((offset % 251) as u8),
+        }
+    }
+}
+
+/// One operation, performed by one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `proc` maps `pages` pages of `kind` and names the range `map`.
+    Map {
+        proc: ProcId,
+        map: MapId,
+        kind: MapKind,
+        pages: u16,
+    },
+    /// `proc` stores `pattern` into `span` of `map`, page by page in ascending order.
+    Write {
+        proc: ProcId,
+        map: MapId,
+        span: Span,
+        pattern: Pattern,
+    },
+    /// `proc` loads `span` of `map`; the bytes are observed.
+    Read { proc: ProcId, map: MapId, span: Span },
+    /// `proc` forks; the child is `child`.
+    Fork { proc: ProcId, child: ProcId },
+    /// `proc` exits (status 0); its children live on.
+    Exit { proc: ProcId },
+    /// `proc` unmaps `pages` of `map`.
+    Unmap {
+        proc: ProcId,
+        map: MapId,
+        pages: PageRange,
+    },
+}
+
+/// The op kinds, for statistics and divergence signatures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    Map,
+    Write,
+    Read,
+    Fork,
+    Exit,
+    Unmap,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 6] = [
+        OpKind::Map,
+        OpKind::Write,
+        OpKind::Read,
+        OpKind::Fork,
+        OpKind::Exit,
+        OpKind::Unmap,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Map => "map",
+            OpKind::Write => "write",
+            OpKind::Read => "read",
+            OpKind::Fork => "fork",
+            OpKind::Exit => "exit",
+            OpKind::Unmap => "unmap",
+        }
+    }
+}
+
+impl Op {
+    /// The process that performs the op.
+    pub fn proc(&self) -> ProcId {
+        match *self {
+            Op::Map { proc, .. }
+            | Op::Write { proc, .. }
+            | Op::Read { proc, .. }
+            | Op::Fork { proc, .. }
+            | Op::Exit { proc }
+            | Op::Unmap { proc, .. } => proc,
+        }
+    }
+
+    /// The mapping the op names, if any.
+    pub fn map(&self) -> Option<MapId> {
+        match *self {
+            Op::Map { map, .. }
+            | Op::Write { map, .. }
+            | Op::Read { map, .. }
+            | Op::Unmap { map, .. } => Some(map),
+            Op::Fork { .. } | Op::Exit { .. } => None,
+        }
+    }
+
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Map { .. } => OpKind::Map,
+            Op::Write { .. } => OpKind::Write,
+            Op::Read { .. } => OpKind::Read,
+            Op::Fork { .. } => OpKind::Fork,
+            Op::Exit { .. } => OpKind::Exit,
+            Op::Unmap { .. } => OpKind::Unmap,
+        }
+    }
+
+    /// Whether the whole observable state is compared after this op (the issue's minimum: after
+    /// every fork and exit; the end of the program is always compared too).
+    pub fn snapshot_after(&self) -> bool {
+        matches!(self, Op::Fork { .. } | Op::Exit { .. })
+    }
+}
+
+/// A comment line of a trace, kept so that `print(parse(t)) == t`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Comment {
+    /// The comment stands before op `before_op` (or, if `inline`, at the end of that op's line).
+    pub before_op: usize,
+    pub inline: bool,
+    /// The text after `#`, without the line break; `None` for a blank line.
+    pub text: Option<String>,
+}
+
+/// A program: ops in order, plus the comments of the trace it came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Program {
+    pub ops: Vec<Op>,
+    pub comments: Vec<Comment>,
+}
+
+impl Program {
+    pub fn new(ops: Vec<Op>) -> Program {
+        Program {
+            ops,
+            comments: Vec::new(),
+        }
+    }
+
+    /// Number of `fork` ops.
+    pub fn forks(&self) -> usize {
+        self.ops.iter().filter(|o| matches!(o, Op::Fork { .. })).count()
+    }
+
+    /// The pages of each mapping handle, as its `map` op declared them.
+    pub fn map_sizes(&self) -> Vec<Option<u16>> {
+        let mut sizes = vec![None; caps::MAX_MAPS];
+        for op in &self.ops {
+            if let Op::Map { map, pages, .. } = *op {
+                if let Some(slot) = sizes.get_mut(map.0 as usize) {
+                    *slot = Some(pages);
+                }
+            }
+        }
+        sizes
+    }
+}
+
+/// Which part of an op a validation error is about, so that the trace parser can point at the
+/// token's column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Culprit {
+    Proc,
+    Child,
+    Map,
+    Span,
+    Count,
+}
+
+/// Why an op cannot stand where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOp {
+    pub culprit: Culprit,
+    pub message: String,
+}
+
+fn invalid(culprit: Culprit, message: String) -> InvalidOp {
+    InvalidOp { culprit, message }
+}
+
+/// The static rules of the language, applied op by op: handles exist before they are used, new
+/// handles are fresh, ranges lie inside their mapping, and the caps hold. Whether an op kills its
+/// process is dynamic and never an error: ops of a dead process are skipped on both sides.
+#[derive(Clone, Debug)]
+pub struct Validator {
+    procs: [ProcState; caps::MAX_PROCS],
+    maps: [Option<u16>; caps::MAX_MAPS],
+    live: usize,
+    ops: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProcState {
+    Unborn,
+    Alive,
+    Exited,
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        let mut procs = [ProcState::Unborn; caps::MAX_PROCS];
+        procs[0] = ProcState::Alive;
+        Validator {
+            procs,
+            maps: [None; caps::MAX_MAPS],
+            live: 1,
+            ops: 0,
+        }
+    }
+}
+
+impl Validator {
+    pub fn new() -> Validator {
+        Validator::default()
+    }
+
+    /// Pages declared for a mapping handle, if it exists yet.
+    pub fn map_pages(&self, map: MapId) -> Option<u16> {
+        self.maps.get(map.0 as usize).copied().flatten()
+    }
+
+    /// Whether a process handle has been created and has not exited.
+    pub fn is_alive(&self, proc: ProcId) -> bool {
+        self.procs.get(proc.0 as usize) == Some(&ProcState::Alive)
+    }
+
+    /// Checks `op` against everything admitted before it and, if it is valid, admits it.
+    pub fn admit(&mut self, op: &Op) -> Result<(), InvalidOp> {
+        if self.ops >= caps::MAX_OPS {
+            return Err(invalid(
+                Culprit::Proc,
+                format!("more than {} ops in one program", caps::MAX_OPS),
+            ));
+        }
+        let proc = op.proc();
+        match self.procs.get(proc.0 as usize) {
+            None => {
+                return Err(invalid(
+                    Culprit::Proc,
+                    format!(
+                        "process handle {proc} is past the cap of {} processes",
+                        caps::MAX_PROCS
+                    ),
+                ));
+            }
+            Some(ProcState::Unborn) => {
+                return Err(invalid(
+                    Culprit::Proc,
+                    format!("unknown process {proc}: no fork created it"),
+                ));
+            }
+            Some(ProcState::Exited) => {
+                return Err(invalid(
+                    Culprit::Proc,
+                    format!("process {proc} has already exited"),
+                ));
+            }
+            Some(ProcState::Alive) => {}
+        }
+        match *op {
+            Op::Map {
+                map, pages, ..
+            } => {
+                match self.maps.get(map.0 as usize) {
+                    None => {
+                        return Err(invalid(
+                            Culprit::Map,
+                            format!(
+                                "mapping handle {map} is past the cap of {} mappings",
+                                caps::MAX_MAPS
+                            ),
+                        ));
+                    }
+                    Some(Some(_)) => {
+                        return Err(invalid(
+                            Culprit::Map,
+                            format!("mapping handle {map} is already taken; a map needs a new handle"),
+                        ));
+                    }
+                    Some(None) => {}
+                }
+                if pages == 0 || pages > caps::MAX_MAP_PAGES {
+                    return Err(invalid(
+                        Culprit::Count,
+                        format!(
+                            "a map takes 1 to {} pages, not {pages}",
+                            caps::MAX_MAP_PAGES
+                        ),
+                    ));
+                }
+                self.maps[map.0 as usize] = Some(pages);
+            }
+            Op::Write { map, span, .. } | Op::Read { map, span, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(span, pages)?;
+            }
+            Op::Unmap { map, pages: range, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(Span::Pages(range), pages)?;
+            }
+            Op::Fork { child, .. } => {
+                match self.procs.get(child.0 as usize) {
+                    None => {
+                        return Err(invalid(
+                            Culprit::Child,
+                            format!(
+                                "process handle {child} is past the cap of {} processes",
+                                caps::MAX_PROCS
+                            ),
+                        ));
+                    }
+                    Some(ProcState::Unborn) => {}
+                    Some(_) => {
+                        return Err(invalid(
+                            Culprit::Child,
+                            format!("process handle {child} is already taken; a fork needs a new handle"),
+                        ));
+                    }
+                }
+                if self.live >= caps::MAX_LIVE {
+                    return Err(invalid(
+                        Culprit::Child,
+                        format!("more than {} processes alive at once", caps::MAX_LIVE),
+                    ));
+                }
+                self.procs[child.0 as usize] = ProcState::Alive;
+                self.live += 1;
+            }
+            Op::Exit { .. } => {
+                self.procs[proc.0 as usize] = ProcState::Exited;
+                self.live -= 1;
+            }
+        }
+        self.ops += 1;
+        Ok(())
+    }
+
+    fn known_map(&self, map: MapId) -> Result<u16, InvalidOp> {
+        self.map_pages(map).ok_or_else(|| {
+            invalid(
+                Culprit::Map,
+                format!("unknown mapping {map}: no earlier map op created it"),
+            )
+        })
+    }
+}
+
+fn check_span(span: Span, pages: u16) -> Result<(), InvalidOp> {
+    match span {
+        Span::Pages(r) => {
+            if r.start >= r.end {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!("empty page range {}..{}", r.start, r.end),
+                ));
+            }
+            if r.end > pages {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!(
+                        "page range {}..{} is out of range: the mapping has {pages} pages",
+                        r.start, r.end
+                    ),
+                ));
+            }
+        }
+        Span::Bytes { page, start, end } => {
+            if page >= pages {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!("page {page} is out of range: the mapping has {pages} pages"),
+                ));
+            }
+            if start >= end || end > caps::MAX_BYTE_OFFSET {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!(
+                        "byte range {start}..{end} must be non-empty and end at most {}",
+                        caps::MAX_BYTE_OFFSET
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Program {
+    /// Checks the whole program; on error, the index of the first invalid op.
+    pub fn validate(&self) -> Result<(), (usize, InvalidOp)> {
+        let mut v = Validator::new();
+        for (i, op) in self.ops.iter().enumerate() {
+            v.admit(op).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}

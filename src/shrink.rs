@@ -1,0 +1,316 @@
+//! Deterministic shrinking: a pure function of a program and an oracle that says whether a
+//! candidate still fails in the same way. Passes, repeated until none helps: drop chunks of ops
+//! (and a fork or map together with everything that needs it), shrink ranges and page counts,
+//! simplify values and kinds, renumber handles. Every candidate is validated before the oracle
+//! sees it, and the oracle's answers are cached by the candidate's text.
+
+use std::collections::HashMap;
+
+use crate::program::{MapId, MapKind, Op, PageRange, Pattern, ProcId, Program, Span, caps};
+
+/// Shrinks `program` while `fails` holds. `fails(program)` must hold on entry.
+pub fn shrink(program: &Program, mut fails: impl FnMut(&Program) -> bool) -> Program {
+    let mut cache: HashMap<String, bool> = HashMap::new();
+    let mut best = Program::new(program.ops.clone());
+    let mut try_it = |cand: Program, best: &mut Program| -> bool {
+        if cand.validate().is_err() {
+            return false;
+        }
+        let key = cand.to_string();
+        let ok = *cache.entry(key).or_insert_with(|| fails(&cand));
+        if ok {
+            *best = cand;
+        }
+        ok
+    };
+    loop {
+        let before = best.clone();
+        // 1. Drop chunks of ops, halving the chunk size.
+        let mut chunk = best.ops.len().max(1);
+        while chunk >= 1 {
+            let mut i = 0;
+            while i < best.ops.len() {
+                let mut ops = best.ops.clone();
+                let end = (i + chunk).min(ops.len());
+                ops.drain(i..end);
+                if !try_it(Program::new(ops), &mut best) {
+                    i += chunk;
+                }
+            }
+            chunk /= 2;
+        }
+        // 2. Drop a fork with all of its descendants' ops, or a map with all ops naming it.
+        for i in (0..best.ops.len()).rev() {
+            if let Some(cand) = best.ops.get(i).and_then(|op| without_dependents(&best, op)) {
+                try_it(cand, &mut best);
+            }
+        }
+        // 3. Simplify each op.
+        for i in 0..best.ops.len() {
+            for simpler in simplifications(&best, i) {
+                let mut ops = best.ops.clone();
+                ops[i] = simpler;
+                if try_it(Program::new(ops), &mut best) {
+                    break;
+                }
+            }
+        }
+        // 4. Shrink page counts of maps to what the program uses.
+        for i in 0..best.ops.len() {
+            if let Op::Map { map, pages, .. } = best.ops[i] {
+                let used = pages_used(&best, map).max(1);
+                for n in [used, pages / 2] {
+                    if n >= 1 && n < pages {
+                        let mut ops = best.ops.clone();
+                        if let Op::Map { pages: p, .. } = &mut ops[i] {
+                            *p = n;
+                        }
+                        if try_it(Program::new(ops), &mut best) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // 5. Renumber handles in order of creation.
+        try_it(renumber(&best), &mut best);
+        if best == before {
+            return best;
+        }
+    }
+}
+
+/// The program without `op` and every op that depends on what it creates.
+fn without_dependents(p: &Program, op: &Op) -> Option<Program> {
+    match *op {
+        Op::Fork { child, .. } => {
+            let mut gone = [false; caps::MAX_PROCS];
+            gone[child.0 as usize] = true;
+            let mut ops = Vec::new();
+            for o in &p.ops {
+                if let Op::Fork { proc, child: c } = *o {
+                    if gone[proc.0 as usize] {
+                        gone[c.0 as usize] = true;
+                    }
+                }
+                if *o == *op || gone[o.proc().0 as usize] {
+                    continue;
+                }
+                ops.push(*o);
+            }
+            Some(Program::new(ops))
+        }
+        Op::Map { map, .. } => Some(Program::new(
+            p.ops.iter().filter(|o| o.map() != Some(map)).copied().collect(),
+        )),
+        _ => None,
+    }
+}
+
+/// Highest page index + 1 that any op names in `map`.
+fn pages_used(p: &Program, map: MapId) -> u16 {
+    p.ops
+        .iter()
+        .filter(|o| o.map() == Some(map))
+        .map(|o| match *o {
+            Op::Write { span, .. } | Op::Read { span, .. } => span.page_range().end,
+            Op::Unmap { pages, .. } => pages.end,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Simpler variants of op `i`, simplest first.
+fn simplifications(p: &Program, i: usize) -> Vec<Op> {
+    let op = p.ops[i];
+    let mut out = Vec::new();
+    let smaller_spans = |span: Span| -> Vec<Span> {
+        match span {
+            Span::Pages(r) if r.len() > 1 => vec![
+                Span::Pages(PageRange::new(r.start, r.start + 1)),
+                Span::Pages(PageRange::new(r.end - 1, r.end)),
+                Span::Pages(PageRange::new(r.start, r.start + r.len() / 2)),
+            ],
+            Span::Bytes { page, start, end } if end - start > 1 => vec![
+                Span::Bytes {
+                    page,
+                    start,
+                    end: start + 1,
+                },
+                Span::Pages(PageRange::new(page, page + 1)),
+            ],
+            Span::Bytes { page, .. } => vec![Span::Pages(PageRange::new(page, page + 1))],
+            _ => vec![],
+        }
+    };
+    match op {
+        Op::Map {
+            proc,
+            map,
+            kind,
+            pages,
+        } => {
+            let simpler = match kind {
+                MapKind::PrivateZero => Some(MapKind::Private),
+                MapKind::SharedZero => Some(MapKind::Shared),
+                _ => None,
+            };
+            if let Some(kind) = simpler {
+                out.push(Op::Map {
+                    proc,
+                    map,
+                    kind,
+                    pages,
+                });
+            }
+        }
+        Op::Write {
+            proc,
+            map,
+            span,
+            pattern,
+        } => {
+            for s in smaller_spans(span) {
+                out.push(Op::Write {
+                    proc,
+                    map,
+                    span: s,
+                    pattern,
+                });
+            }
+            let simple = match pattern {
+                Pattern::Ramp(b) => vec![Pattern::Fill(b.max(1))],
+                Pattern::Fill(b) if b != 0x01 => vec![Pattern::Fill(0x01)],
+                _ => vec![],
+            };
+            for pattern in simple {
+                out.push(Op::Write {
+                    proc,
+                    map,
+                    span,
+                    pattern,
+                });
+            }
+        }
+        Op::Read { proc, map, span } => {
+            for s in smaller_spans(span) {
+                out.push(Op::Read { proc, map, span: s });
+            }
+        }
+        Op::Unmap { proc, map, pages } if pages.len() > 1 => {
+            for r in [
+                PageRange::new(pages.start, pages.start + 1),
+                PageRange::new(pages.end - 1, pages.end),
+            ] {
+                out.push(Op::Unmap {
+                    proc,
+                    map,
+                    pages: r,
+                });
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Renames process and mapping handles to 0, 1, 2, ... in order of creation.
+pub fn renumber(p: &Program) -> Program {
+    let mut procs = [None::<u8>; caps::MAX_PROCS];
+    procs[0] = Some(0);
+    let mut maps = [None::<u8>; caps::MAX_MAPS];
+    let (mut np, mut nm) = (1u8, 0u8);
+    let mut ops = Vec::with_capacity(p.ops.len());
+    for op in &p.ops {
+        let mut op = *op;
+        match &mut op {
+            Op::Fork { child, .. } => {
+                procs[child.0 as usize] = Some(np);
+                np += 1;
+            }
+            Op::Map { map, .. } => {
+                maps[map.0 as usize] = Some(nm);
+                nm += 1;
+            }
+            _ => {}
+        }
+        let rp = |x: ProcId| ProcId(procs[x.0 as usize].unwrap_or(x.0));
+        let rm = |x: MapId| MapId(maps[x.0 as usize].unwrap_or(x.0));
+        op = match op {
+            Op::Map {
+                proc,
+                map,
+                kind,
+                pages,
+            } => Op::Map {
+                proc: rp(proc),
+                map: rm(map),
+                kind,
+                pages,
+            },
+            Op::Write {
+                proc,
+                map,
+                span,
+                pattern,
+            } => Op::Write {
+                proc: rp(proc),
+                map: rm(map),
+                span,
+                pattern,
+            },
+            Op::Read { proc, map, span } => Op::Read {
+                proc: rp(proc),
+                map: rm(map),
+                span,
+            },
+            Op::Fork { proc, child } => Op::Fork {
+                proc: rp(proc),
+                child: rp(child),
+            },
+            Op::Exit { proc } => Op::Exit { proc: rp(proc) },
+            Op::Unmap { proc, map, pages } => Op::Unmap {
+                proc: rp(proc),
+                map: rm(map),
+                pages,
+            },
+        };
+        ops.push(op);
+    }
+    Program::new(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::generate::{GenConfig, random_program};
+
+    /// A pure oracle: "fails" while a fork and a later write by the child remain. The shrinker
+    /// must find the 3-op core and renumber it.
+    #[test]
+    fn shrinks_to_the_core_deterministically() {
+        let fails = |p: &Program| {
+            p.ops.iter().enumerate().any(|(i, op)| {
+                if let Op::Fork { child, .. } = op {
+                    p.ops[i..]
+                        .iter()
+                        .any(|o| matches!(o, Op::Write { proc, .. } if proc == child))
+                } else {
+                    false
+                }
+            })
+        };
+        for i in 0..200 {
+            let p = random_program(3, i, GenConfig::default());
+            if !fails(&p) {
+                continue;
+            }
+            let s = shrink(&p, fails);
+            assert!(fails(&s));
+            assert!(s.ops.len() <= 3, "{s}");
+            assert_eq!(s, shrink(&p, fails), "deterministic");
+            assert_eq!(s, renumber(&s));
+        }
+    }
+}
