@@ -56,16 +56,23 @@ impl Divergence {
             .get(self.op_index)
             .map(|o| o.kind().name())
             .unwrap_or("end");
+        // A difference in an op's own result belongs to that op; a difference in the state
+        // (seen by a snapshot) does not depend on which op happened to take the snapshot.
         match &self.difference {
+            Difference::Outcome {
+                expected: Outcome::Read { .. },
+                observed: Outcome::Read { .. },
+                ..
+            } => format!("{verb}: bytes differ"),
             Difference::Outcome {
                 expected, observed, ..
             } => format!("{verb}: expected {} got {}", variant(expected), variant(observed)),
             Difference::Placement(_) => format!("{verb}: placement"),
             Difference::Liveness { expected_alive, .. } => {
-                format!("{verb}: liveness (expected alive: {expected_alive})")
+                format!("liveness (expected alive: {expected_alive})")
             }
-            Difference::Layout { .. } => format!("{verb}: layout"),
-            Difference::Contents { .. } => format!("{verb}: contents"),
+            Difference::Layout { .. } => "layout".to_string(),
+            Difference::Contents { .. } => "contents".to_string(),
         }
     }
 }

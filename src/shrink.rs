@@ -125,6 +125,10 @@ fn pages_used(p: &Program, map: MapId) -> u16 {
 fn simplifications(p: &Program, i: usize) -> Vec<Op> {
     let op = p.ops[i];
     let mut out = Vec::new();
+    // The same op in the root: lets a fork that only served to host it go.
+    if op.proc() != ProcId::ROOT {
+        out.push(op.with_proc(ProcId::ROOT));
+    }
     let smaller_spans = |span: Span| -> Vec<Span> {
         match span {
             Span::Pages(r) if r.len() > 1 => vec![

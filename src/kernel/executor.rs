@@ -274,10 +274,17 @@ impl Coordinator {
                 let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
                 // The tree must not hold the executor's pipes: the front detects the executor's
                 // death by end of file on them.
-                // SAFETY: closing fds 0 and 1, which this process never uses again.
+                // Its stderr goes to /dev/null too: under an emulator, the emulator's own
+                // "uncaught target signal" lines for workers that die on purpose are noise.
+                // SAFETY: closing and replacing fds 0-2, which this process never uses again.
                 unsafe {
                     libc::close(0);
                     libc::close(1);
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                    if null >= 0 {
+                        libc::dup2(null, 2);
+                        libc::close(null);
+                    }
                 }
                 drop(ours);
                 worker::capture_baseline(&mut self.scratch);

@@ -238,6 +238,20 @@ impl Op {
         }
     }
 
+    /// The same op performed by another process.
+    pub fn with_proc(self, p: ProcId) -> Op {
+        let mut op = self;
+        match &mut op {
+            Op::Map { proc, .. }
+            | Op::Write { proc, .. }
+            | Op::Read { proc, .. }
+            | Op::Fork { proc, .. }
+            | Op::Exit { proc }
+            | Op::Unmap { proc, .. } => *proc = p,
+        }
+        op
+    }
+
     /// The mapping the op names, if any.
     pub fn map(&self) -> Option<MapId> {
         match *self {
