@@ -45,6 +45,19 @@ pub fn shrink(program: &Program, mut fails: impl FnMut(&Program) -> bool) -> Pro
                 try_it(cand, &mut best);
             }
         }
+        // 2b. Fold a child into its parent: its ops run in the parent, the fork goes.
+        for i in (0..best.ops.len()).rev() {
+            if let Some(Op::Fork { proc, child }) = best.ops.get(i).copied() {
+                let ops: Vec<Op> = best
+                    .ops
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, o)| *j != i && !(matches!(o, Op::Exit { proc } if *proc == child)))
+                    .map(|(_, o)| if o.proc() == child { o.with_proc(proc) } else { *o })
+                    .collect();
+                try_it(Program::new(ops), &mut best);
+            }
+        }
         // 3. Simplify each op.
         for i in 0..best.ops.len() {
             for simpler in simplifications(&best, i) {
