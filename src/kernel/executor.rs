@@ -30,6 +30,8 @@ use crate::program::{MapKind, Op, Pattern, ProcId, Program, Span, caps, trace};
 
 /// How long one op may take before the program is abandoned as a harness error.
 const OP_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the coordinator polls for a reply before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
 
 struct Worker {
     pid: Pid,
@@ -198,6 +200,11 @@ fn decode_request(frame: &[u8]) -> Result<(Program, Vec<DumpRequest>), String> {
     Ok((program, dumps))
 }
 
+fn set_deadline(fd: &OwnedFd) {
+    let tv = nix::sys::time::TimeVal::new(OP_DEADLINE.as_secs() as i64, 0);
+    let _ = nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
+}
+
 fn kind_code(k: MapKind) -> u64 {
     match k {
         MapKind::Private => 0,
@@ -293,6 +300,7 @@ impl Coordinator {
             nix::unistd::ForkResult::Parent { child } => {
                 let _ = nix::unistd::setpgid(child, child);
                 drop(theirs);
+                set_deadline(&ours);
                 Ok(Worker {
                     pid: child,
                     fd: ours,
@@ -303,42 +311,50 @@ impl Coordinator {
 
     /// Sends one request and waits for the reply.
     fn call(&mut self, fd: RawFd, req: &[u64; REQ_WORDS]) -> Result<Reply, String> {
-        let bytes: Vec<u8> = req.iter().flat_map(|w| w.to_le_bytes()).collect();
+        if !self.send(fd, req)? {
+            return Ok(Reply::Gone);
+        }
+        self.recv(fd)
+    }
+
+    /// Sends a request; `false` if the worker is already gone.
+    fn send(&mut self, fd: RawFd, req: &[u64; REQ_WORDS]) -> Result<bool, String> {
+        let mut bytes = [0u8; REQ_WORDS * 8];
+        for (i, w) in req.iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
         loop {
             match nix::sys::socket::send(fd, &bytes, MsgFlags::MSG_NOSIGNAL) {
-                Ok(_) => break,
+                Ok(_) => return Ok(true),
                 Err(Errno::EINTR) => continue,
                 // The worker is gone (it died between ops): say so as the reply.
-                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(Reply::Gone),
+                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(false),
                 Err(e) => return Err(format!("send to worker: {e}")),
             }
         }
-        let deadline = Instant::now() + OP_DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!("no reply within {} s", OP_DEADLINE.as_secs()));
-            }
-            // SAFETY: fd is a live socket owned by this coordinator for the whole call.
-            let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            let mut pfd = [nix::poll::PollFd::new(bfd, nix::poll::PollFlags::POLLIN)];
-            let ms = left.as_millis().min(u16::MAX as u128) as u16;
-            match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)) {
-                Ok(0) => continue,
-                Ok(_) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(format!("poll: {e}")),
-            }
-        }
+    }
+
+    /// Waits for one reply (each worker socket carries SO_RCVTIMEO = OP_DEADLINE, so a hung
+    /// worker shows as EAGAIN, without a poll per reply).
+    fn recv(&mut self, fd: RawFd) -> Result<Reply, String> {
         let buf: &mut [u8] = {
             let len = self.buf.len() * 8;
             // SAFETY: viewing the u64 buffer as bytes of the same length; u8 has no alignment.
             unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr() as *mut u8, len) }
         };
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        // Most replies come within tens of microseconds: poll without sleeping for a short
+        // while first, so that an op costs one wakeup (the worker's) rather than two.
+        let spin_until = Instant::now() + SPIN;
         let (n, passed) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
-            match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            let spinning = Instant::now() < spin_until;
+            let flags = if spinning {
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT
+            } else {
+                MsgFlags::MSG_CMSG_CLOEXEC
+            };
+            match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), flags) {
                 Ok(msg) => {
                     let mut passed = None;
                     if let Ok(cmsgs) = msg.cmsgs() {
@@ -356,6 +372,13 @@ impl Coordinator {
                 }
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ECONNRESET) => break (0, None),
+                Err(Errno::EAGAIN) if spinning => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                Err(Errno::EAGAIN) => {
+                    return Err(format!("no reply within {} s", OP_DEADLINE.as_secs()));
+                }
                 Err(e) => return Err(format!("recvmsg from worker: {e}")),
             }
         };
@@ -484,6 +507,7 @@ impl Coordinator {
             },
             Op::Fork { child, .. } => {
                 let fd = passed.ok_or("fork reply carried no socket")?;
+                set_deadline(&fd);
                 workers[child.0 as usize] = Some(Worker {
                     pid: Pid::from_raw(head[1] as i32),
                     fd,
@@ -513,14 +537,25 @@ impl Coordinator {
     /// Asks every live worker for its view. A worker that dies while looking at itself is left
     /// out (the checker then sees a process missing).
     fn snapshot(&mut self, workers: &mut [Option<Worker>]) -> Result<Snapshot, String> {
+        // Ask everyone first, then collect: looking at oneself changes nothing that another
+        // process can see, so the workers may do it at the same time.
+        let mut req = [0u64; REQ_WORDS];
+        req[0] = verb::SNAPSHOT;
+        let mut asked = [false; caps::MAX_PROCS];
+        for p in 0..workers.len() {
+            if let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) {
+                asked[p] = self.send(fd, &req)?;
+                if !asked[p] {
+                    workers[p] = None;
+                }
+            }
+        }
         let mut snap = Snapshot::default();
         for p in 0..workers.len() {
             let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
                 continue;
             };
-            let mut req = [0u64; REQ_WORDS];
-            req[0] = verb::SNAPSHOT;
-            match self.call(fd, &req)? {
+            match self.recv(fd)? {
                 Reply::Gone => workers[p] = None,
                 Reply::Msg { st, head, payload, .. } => match st {
                     status::OK => {
