@@ -476,6 +476,73 @@ impl Model {
     }
 }
 
+/// What a page is, semantically, at one moment: the "page state" axis of semantic coverage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PageState {
+    /// Nothing mapped there.
+    Unmapped,
+    /// A private page never written: it reads the zero page.
+    PrivateUntouched,
+    /// A private page whose frame only this process maps.
+    PrivateExclusive,
+    /// A private page whose frame is shared copy-on-write with at least one live fork relative.
+    PrivateCowShared,
+    /// A page of a shared object that no other live process maps.
+    SharedAlone,
+    /// A page of a shared object that other live processes map too.
+    SharedWithOthers,
+}
+
+impl PageState {
+    pub const ALL: [PageState; 6] = [
+        PageState::Unmapped,
+        PageState::PrivateUntouched,
+        PageState::PrivateExclusive,
+        PageState::PrivateCowShared,
+        PageState::SharedAlone,
+        PageState::SharedWithOthers,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            PageState::Unmapped => "unmapped",
+            PageState::PrivateUntouched => "private-untouched",
+            PageState::PrivateExclusive => "private-exclusive",
+            PageState::PrivateCowShared => "private-cow-shared",
+            PageState::SharedAlone => "shared-alone",
+            PageState::SharedWithOthers => "shared-with-others",
+        }
+    }
+}
+
+impl Model {
+    /// The state of the page at `addr` in `proc`, and the kind of mapping it belongs to.
+    pub fn page_state(&self, proc: ProcId, addr: u64) -> (PageState, Option<MapKind>) {
+        let Some(pte) = self.procs[proc.0 as usize].space.get(self.vpn(addr)) else {
+            return (PageState::Unmapped, None);
+        };
+        let state = match pte.backing {
+            PageBacking::Private(f) if f == FrameId::ZERO => PageState::PrivateUntouched,
+            PageBacking::Private(f) if self.frames.refs(f) > 1 => PageState::PrivateCowShared,
+            PageBacking::Private(_) => PageState::PrivateExclusive,
+            PageBacking::Object { obj, .. } => {
+                let mine = self.procs[proc.0 as usize]
+                    .space
+                    .ptes
+                    .values()
+                    .filter(|p| matches!(p.backing, PageBacking::Object { obj: o, .. } if o == obj))
+                    .count() as u32;
+                let total = self.objects[obj.0 as usize].as_ref().map_or(0, |o| o.ptes);
+                if total > mine {
+                    PageState::SharedWithOthers
+                } else {
+                    PageState::SharedAlone
+                }
+            }
+        };
+        (state, Some(pte.kind))
+    }
+}
+
 /// How /proc/PID/maps names a mapping of this kind (SEMANTICS A2, C1, C2, O4).
 fn backing_name(kind: MapKind) -> Backing {
     match kind {
