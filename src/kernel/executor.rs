@@ -26,7 +26,7 @@ use super::protocol::{
 };
 use super::worker::{self, Scratch};
 use crate::outcome::{Death, Outcome, ProcView, Snapshot};
-use crate::program::{MapKind, Op, Pattern, ProcId, Program, Span, caps, trace};
+use crate::program::{MapKind, Op, Pattern, ProcId, Program, caps, trace};
 
 /// How long one op may take before the program is abandoned as a harness error.
 const OP_DEADLINE: Duration = Duration::from_secs(30);
@@ -228,28 +228,43 @@ impl Coordinator {
         };
         let pgid = root.pid;
         workers[0] = Some(root);
-        let last = program.ops.len().saturating_sub(1);
-        for (i, op) in program.ops.iter().enumerate() {
-            match self.perform(op, &mut workers, &mut bases) {
-                Ok(o) => run.outcomes.push(o),
-                Err(e) => {
-                    run.harness_error = Some(format!("op {} ({op}): {e}", i + 1));
-                    break;
+        let ops = &program.ops;
+        let last = ops.len().saturating_sub(1);
+        let mut i = 0;
+        'program: while i < ops.len() {
+            // A batch: consecutive ops of one process, up to the first that needs a snapshot
+            // or a dump after it. The requests go out together, so the worker wakes once.
+            let p = ops[i].proc();
+            let mut j = i + 1;
+            while j < ops.len()
+                && ops[j].proc() == p
+                && !ops[j - 1].snapshot_after()
+                && !dumps.iter().any(|d| d.after_op as usize == j - 1)
+            {
+                j += 1;
+            }
+            match self.perform_batch(&ops[i..j], &mut workers, &mut bases) {
+                Ok(outcomes) => run.outcomes.extend(outcomes),
+                Err((k, e)) => {
+                    run.harness_error = Some(format!("op {} ({}): {e}", i + k + 1, ops[i + k]));
+                    break 'program;
                 }
             }
-            if op.snapshot_after() || i == last {
+            let k = j - 1;
+            if ops[k].snapshot_after() || k == last {
                 match self.snapshot(&mut workers) {
-                    Ok(s) => run.snapshots.push((i, s)),
+                    Ok(s) => run.snapshots.push((k, s)),
                     Err(e) => {
-                        run.harness_error = Some(format!("snapshot after op {}: {e}", i + 1));
-                        break;
+                        run.harness_error = Some(format!("snapshot after op {}: {e}", k + 1));
+                        break 'program;
                     }
                 }
             }
-            for d in dumps.iter().filter(|d| d.after_op as usize == i) {
+            for d in dumps.iter().filter(|d| d.after_op as usize == k) {
                 let bytes = self.dump(d, &mut workers, &bases);
                 run.dumps.push((*d, bytes));
             }
+            i = j;
         }
         // End of program: kill the whole tree and reap everything, orphans included (we are
         // their subreaper).
@@ -370,8 +385,11 @@ impl Coordinator {
                     }
                     break (msg.bytes, passed);
                 }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECONNRESET) => break (0, None),
+                // A worker that died with requests still unread in its queue leaves a one-shot
+                // ECONNRESET on our socket, which the kernel reports before the replies it sent
+                // before dying (net/core/datagram.c checks sock_error() first): take it and
+                // read on; end of file follows the replies.
+                Err(Errno::EINTR) | Err(Errno::ECONNRESET) => continue,
                 Err(Errno::EAGAIN) if spinning => {
                     std::hint::spin_loop();
                     continue;
@@ -410,61 +428,103 @@ impl Coordinator {
         }
     }
 
-    fn perform(
-        &mut self,
-        op: &Op,
-        workers: &mut [Option<Worker>],
-        bases: &mut [Option<u64>],
-    ) -> Result<Outcome, String> {
-        let p = op.proc().0 as usize;
-        let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
-            return Ok(Outcome::Skipped);
-        };
+    /// The request for `op`, or `None` if it names a mapping that has no address yet (its map
+    /// never ran: skipped on both sides). `mapped_in_batch` says which handles an earlier op
+    /// of the same batch maps (the worker then knows the base, the coordinator not yet).
+    fn request(&self, op: &Op, bases: &[Option<u64>], mapped_in_batch: u32) -> Option<[u64; REQ_WORDS]> {
         let ps = self.page_size;
         let mut req = [0u64; REQ_WORDS];
-        let base = match op.map() {
-            Some(m) if !matches!(op, Op::Map { .. }) => match bases[m.0 as usize] {
-                Some(b) => b,
-                None => return Ok(Outcome::Skipped),
-            },
-            _ => 0,
-        };
+        if let Some(m) = op.map() {
+            req[7] = m.0 as u64;
+            if !matches!(op, Op::Map { .. }) {
+                req[1] = match bases[m.0 as usize] {
+                    Some(b) => b,
+                    None if mapped_in_batch & 1 << m.0 != 0 => 0,
+                    None => return None,
+                };
+            }
+        }
         match *op {
             Op::Map { kind, pages, .. } => {
                 req[0] = verb::MAP;
                 req[1] = kind_code(kind);
                 req[2] = pages as u64 * ps;
             }
-            Op::Write { span, pattern, .. } => {
-                let (addr, n, lo, hi) = self.span_words(base, span);
-                req[0] = verb::WRITE;
-                req[1] = addr;
-                req[2] = n;
-                req[3] = lo;
-                req[4] = hi;
-                req[5] = match pattern {
-                    Pattern::Fill(b) => b as u64,
-                    Pattern::Ramp(b) => 1 << 8 | b as u64,
-                };
-                req[6] = base;
-            }
-            Op::Read { span, .. } => {
-                let (addr, n, lo, hi) = self.span_words(base, span);
-                req[0] = verb::READ;
-                req[1] = addr;
-                req[2] = n;
-                req[3] = lo;
-                req[4] = hi;
+            Op::Write { span, .. } | Op::Read { span, .. } => {
+                let r = span.page_range();
+                let b = span.bytes_in_page(ps as usize);
+                req[2] = r.start as u64;
+                req[3] = r.len() as u64;
+                req[4] = b.start as u64;
+                req[5] = b.end as u64;
+                if let Op::Write { pattern, .. } = *op {
+                    req[0] = verb::WRITE;
+                    req[6] = match pattern {
+                        Pattern::Fill(b) => b as u64,
+                        Pattern::Ramp(b) => 1 << 8 | b as u64,
+                    };
+                } else {
+                    req[0] = verb::READ;
+                }
             }
             Op::Fork { .. } => req[0] = verb::FORK,
             Op::Exit { .. } => req[0] = verb::EXIT,
             Op::Unmap { pages, .. } => {
                 req[0] = verb::UNMAP;
-                req[1] = base + pages.start as u64 * ps;
-                req[2] = pages.len() as u64 * ps;
+                req[2] = pages.start as u64;
+                req[3] = pages.len() as u64;
             }
         }
-        let reply = self.call(fd, &req)?;
+        Some(req)
+    }
+
+    /// Performs consecutive ops of one process. On a harness error, the index in the batch.
+    fn perform_batch(
+        &mut self,
+        batch: &[Op],
+        workers: &mut [Option<Worker>],
+        bases: &mut [Option<u64>],
+    ) -> Result<Vec<Outcome>, (usize, String)> {
+        let p = batch[0].proc().0 as usize;
+        let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
+            return Ok(vec![Outcome::Skipped; batch.len()]);
+        };
+        // Send every request first.
+        let mut sent = Vec::with_capacity(batch.len());
+        let mut mapped = 0u32;
+        let mut alive = true;
+        for (k, op) in batch.iter().enumerate() {
+            let req = if alive { self.request(op, bases, mapped) } else { None };
+            if let Op::Map { map, .. } = op {
+                mapped |= 1 << map.0;
+            }
+            if let Some(req) = req {
+                alive = self.send(fd, &req).map_err(|e| (k, e))?;
+            }
+            sent.push(req.is_some() && alive);
+        }
+        // Then take the replies in order; once the process is gone, the rest is skipped.
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (k, op) in batch.iter().enumerate() {
+            if !sent[k] || workers[p].is_none() {
+                // The process is gone, or the op named a mapping that has no address.
+                outcomes.push(Outcome::Skipped);
+                continue;
+            }
+            let reply = self.recv(fd).map_err(|e| (k, e))?;
+            outcomes.push(self.outcome(op, reply, workers, bases).map_err(|e| (k, e))?);
+        }
+        Ok(outcomes)
+    }
+
+    fn outcome(
+        &mut self,
+        op: &Op,
+        reply: Reply,
+        workers: &mut [Option<Worker>],
+        bases: &mut [Option<u64>],
+    ) -> Result<Outcome, String> {
+        let p = op.proc().0 as usize;
         let (st, head, payload, passed) = match reply {
             Reply::Gone => {
                 workers[p] = None;
@@ -520,18 +580,6 @@ impl Coordinator {
             }
             Op::Write { .. } | Op::Unmap { .. } => Outcome::Done,
         })
-    }
-
-    /// (first page address, pages, first byte, end byte) of a span.
-    fn span_words(&self, base: u64, span: Span) -> (u64, u64, u64, u64) {
-        let r = span.page_range();
-        let b = span.bytes_in_page(self.page_size as usize);
-        (
-            base + r.start as u64 * self.page_size,
-            r.len() as u64,
-            b.start as u64,
-            b.end as u64,
-        )
     }
 
     /// Asks every live worker for its view. A worker that dies while looking at itself is left
@@ -600,7 +648,8 @@ impl Coordinator {
         let base = (*bases.get(d.map.0 as usize)?)?;
         let mut req = [0u64; REQ_WORDS];
         req[0] = verb::DUMP;
-        req[1] = base + d.page as u64 * self.page_size;
+        req[1] = base;
+        req[2] = d.page as u64;
         match self.call(fd, &req).ok()? {
             Reply::Msg {
                 st: status::OK,

@@ -17,6 +17,10 @@ pub const REPLY_HEAD: usize = 6;
 /// Payload words a reply may carry (a snapshot of ~8000 pages, or a 64 KiB page dump).
 pub const REPLY_PAYLOAD: usize = 16 * 1024;
 
+/// Request words: `[verb, a1, a2, a3, a4, a5, a6, handle]`. For ops on a mapping, `a1` is the
+/// mapping's base (0: the worker's own table for `handle`), `a2` the first page, `a3` pages,
+/// `a4..a5` the byte range in each page, `a6` the pattern (fill byte, or 1 << 8 | ramp base).
+/// `MAP`: `a1` kind, `a2` length in bytes.
 pub mod verb {
     pub const MAP: u64 = 1;
     pub const WRITE: u64 = 2;

@@ -40,6 +40,8 @@ pub struct Scratch {
     /// mappings), which snapshots leave out.
     baseline: Box<[(u64, u64)]>,
     baseline_len: usize,
+    /// Base address of each mapping handle this worker mapped (or inherited), by handle.
+    bases: [u64; crate::program::caps::MAX_MAPS],
     page_size: usize,
     is_root: bool,
 }
@@ -51,6 +53,7 @@ impl Scratch {
             maps: vec![0u8; 1 << 20].into_boxed_slice(),
             baseline: vec![(0, 0); 4096].into_boxed_slice(),
             baseline_len: 0,
+            bases: [0; crate::program::caps::MAX_MAPS],
             page_size,
             is_root: true,
         }
@@ -204,12 +207,21 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
             unsafe { libc::_exit(0) };
         }
         PARTIAL.store(0, Ordering::Relaxed);
+        // Ops on a mapping carry its base address, or 0 when the coordinator does not know it
+        // yet because this worker mapped it earlier in the same batch: then the worker's own
+        // table has it.
+        let handle = (req[7] as usize).min(s.bases.len() - 1);
+        let base = if req[1] != 0 { req[1] } else { s.bases[handle] };
+        let first = base + req[2] * ps as u64;
         let reply = &mut s.reply[..];
         match req[0] {
             verb::MAP => {
                 let r = map(req[1], req[2] as usize);
                 match r {
-                    Ok(addr) => head(reply, status::OK, addr, 0, 0, 0),
+                    Ok(addr) => {
+                        s.bases[handle] = addr;
+                        head(reply, status::OK, addr, 0, 0, 0)
+                    }
                     Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
                 }
                 send_reply(fd, reply, 0, None);
@@ -217,13 +229,13 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
             verb::WRITE => {
                 let skip = !s.is_root && injected(inject::DROP_CHILD_WRITE);
                 if !skip {
-                    write(req[1], req[2] as usize, req[3] as usize, req[4] as usize, req[5], req[6], ps);
+                    write(first, req[3] as usize, req[4] as usize, req[5] as usize, req[6], base, ps);
                 }
                 head(reply, status::OK, 0, 0, 0, 0);
                 send_reply(fd, reply, 0, None);
             }
             verb::READ => {
-                let n = read(reply, req[1], req[2] as usize, req[3] as usize, req[4] as usize, ps);
+                let n = read(reply, first, req[3] as usize, req[4] as usize, req[5] as usize, ps);
                 head(reply, status::OK, 0, 0, 0, n as u64);
                 send_reply(fd, reply, n, None);
             }
@@ -235,10 +247,10 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 unsafe { libc::_exit(0) };
             }
             verb::UNMAP => {
-                let r = match NonNull::new(req[1] as *mut c_void) {
+                let r = match NonNull::new(first as *mut c_void) {
                     // SAFETY: unmapping memory the program mapped; the worker holds no
                     // references into program mappings across ops.
-                    Some(p) => unsafe { nix::sys::mman::munmap(p, req[2] as usize) },
+                    Some(p) => unsafe { nix::sys::mman::munmap(p, req[3] as usize * ps) },
                     None => Err(nix::errno::Errno::EINVAL),
                 };
                 match r {
@@ -260,7 +272,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
             }
             verb::DUMP => {
                 let words = ps / 8;
-                let src = req[1] as *const u64;
+                let src = first as *const u64;
                 for i in 0..words.min(REPLY_PAYLOAD) {
                     // SAFETY: reading a page of the process's own memory; a fault is reported
                     // by the handler (the page was not readable).

@@ -68,13 +68,16 @@ impl Builder {
         }
     }
 
-    /// A live process: mostly one of the newest (deep trees), sometimes any.
+    /// A live process: half the time the one that did the previous op (processes work in
+    /// bursts, which is also what makes batching in the executor pay), else mostly one of the
+    /// newest (deep trees), sometimes any.
     fn pick_proc(&self, who: u8) -> ProcId {
         let n = self.live.len();
-        if who & 0x80 != 0 {
-            self.live[n - 1 - (who as usize & 1).min(n - 1)]
-        } else {
-            self.live[who as usize % n]
+        let previous = self.ops.last().map(|o| o.proc()).filter(|p| self.live.contains(p));
+        match (who >> 6, previous) {
+            (1 | 2, Some(p)) => p,
+            (3, _) => self.live[n - 1 - (who as usize & 1).min(n - 1)],
+            _ => self.live[who as usize % n],
         }
     }
 
