@@ -37,6 +37,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Programs in which each op kind ran at least once, indexed like `OpKind::ALL`.
     pub programs_with: [u64; 6],
+    /// Semantic cells reached (see `coverage`).
+    pub cells: crate::coverage::CellSet,
 }
 
 /// A divergence, shrunk and explained.
@@ -72,6 +74,7 @@ pub fn run(
         let program = random_program(config.seed, index, config.generator);
         let (verdict, _) = check::check(executor, &program)?;
         summary.programs += 1;
+        summary.cells.union(&crate::coverage::program_cells(&program, executor.page_size()));
         for (k, kind) in OpKind::ALL.iter().enumerate() {
             if program.ops.iter().any(|o| o.kind() == *kind) {
                 summary.programs_with[k] += 1;

@@ -104,11 +104,7 @@ pub fn compare(program: &Program, run: &KernelRun, page_size: usize) -> Result<T
     let mut tally = Tally::default();
     let mut snaps = run.snapshots.iter().peekable();
     for (i, (op, observed)) in program.ops.iter().zip(&run.outcomes).enumerate() {
-        let placement = match (op, observed) {
-            (Op::Map { .. }, Outcome::Mapped { addr }) => Some(*addr),
-            _ => None,
-        };
-        let expected = model.apply(op, placement).map_err(|e| Divergence {
+        let expected = model.step(op, Some(observed)).map_err(|e| Divergence {
             op_index: i,
             difference: Difference::Placement(e),
         })?;
@@ -135,6 +131,7 @@ pub fn compare(program: &Program, run: &KernelRun, page_size: usize) -> Result<T
             if *j != i {
                 break;
             }
+            model.reconcile(snap);
             let expected = model.snapshot();
             tally.pages_compared += compare_snapshots(&expected, snap).map_err(|difference| {
                 Divergence {
@@ -245,11 +242,7 @@ pub fn page_diffs(
     // Model state right after the diverging op, with the kernel's placements.
     let mut model = Model::new(ps);
     for (op, observed) in program.ops.iter().zip(&run.outcomes).take(d.op_index + 1) {
-        let placement = match (op, observed) {
-            (Op::Map { .. }, Outcome::Mapped { addr }) => Some(*addr),
-            _ => None,
-        };
-        if model.apply(op, placement).is_err() {
+        if model.step(op, Some(observed)).is_err() {
             return Vec::new();
         }
     }

@@ -24,6 +24,8 @@
 pub mod bench;
 pub mod campaign;
 pub mod check;
+pub mod coverage;
+pub mod expect;
 pub mod kernel;
 pub mod model;
 pub mod outcome;

@@ -64,7 +64,7 @@ enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
-    /// Run a trace on kernel and model and print each op's observation.
+    /// Run a trace (or a fuzz artifact) on kernel and model and print each op's observation.
     Replay {
         file: PathBuf,
         #[arg(long)]
@@ -86,6 +86,18 @@ enum Command {
         programs: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Print the program that a fuzz artifact decodes to, as a trace.
+    Decode { artifact: PathBuf },
+    /// Shrink a diverging trace or fuzz artifact to the smallest program that still diverges
+    /// the same way, and save it as a trace.
+    Shrink {
+        file: PathBuf,
+        /// Where to save the shrunk trace (default: FILE.shrunk.trace).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -133,6 +145,11 @@ fn main() -> ExitCode {
         } => cmd_run(cases, seed, time, max_ops, &out, json, &exec),
         Command::Replay { file, json, exec } => cmd_replay(&file, json, &exec),
         Command::Model { file, page_size } => cmd_model(&file, page_size),
+        Command::Decode { artifact } => load_trace(&artifact).map(|p| {
+            print!("{p}");
+            0
+        }),
+        Command::Shrink { file, out, exec } => cmd_shrink(&file, out, &exec),
         Command::Bench {
             programs,
             seed,
@@ -185,6 +202,17 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
 fn load_trace(path: &Path) -> Result<Program, Fatal> {
     let bytes = std::fs::read(path)
         .map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
+    if !bytes.starts_with(b"cowcheck-trace ") {
+        // Not a trace: a fuzz artifact, which decodes the way the fuzz targets decode it.
+        let program = cowcheck::program::generate::from_bytes(&bytes, GenConfig::default());
+        eprintln!(
+            "note: {} has no trace header; decoded as a fuzz artifact ({} bytes, {} ops)",
+            path.display(),
+            bytes.len(),
+            program.ops.len()
+        );
+        return Ok(program);
+    }
     trace::parse(&bytes).map_err(|e| Fatal(format!("{}: {e}", path.display())))
 }
 
@@ -325,6 +353,11 @@ fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
         })
         .collect();
     println!("  programs with   {}", ops.join(", "));
+    println!(
+        "  semantic cells  {} of {} (op x mapping kind x page state x sharing)",
+        s.cells.len(),
+        cowcheck::coverage::CELLS
+    );
 }
 
 fn finding_header(f: &Finding, seed: u64, ex: &Executor) -> Vec<String> {
@@ -407,6 +440,7 @@ fn summary_json(
         "page_size": ex.page_size(),
         "seed": seed,
         "programs_with": OpKind::ALL.iter().zip(s.programs_with).map(|(k, n)| (k.name().to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+        "semantic_cells": s.cells.len(),
         "divergence": divergence,
     })
 }
@@ -537,4 +571,57 @@ fn cmd_bench(programs: u64, seed: u64, exec: &ExecArgs) -> Result<u8, Fatal> {
     let report = cowcheck::bench::measure(&mut executor, programs, seed)?;
     print!("{report}");
     Ok(0)
+}
+
+fn cmd_shrink(file: &Path, out: Option<PathBuf>, exec: &ExecArgs) -> Result<u8, Fatal> {
+    let program = load_trace(file)?;
+    let config = executor_config(exec)?;
+    let mut executor = Executor::start(&config)?;
+    let (verdict, _) = check::check(&mut executor, &program)?;
+    let divergence = match verdict {
+        Verdict::Agreed(_) => {
+            println!(
+                "kernel and model agree on all {} ops of {}: nothing to shrink",
+                program.ops.len(),
+                file.display()
+            );
+            return Ok(0);
+        }
+        Verdict::Diverged(d) => d,
+    };
+    let f = campaign::explain(&mut executor, 0, &program, divergence)?;
+    let path = out.unwrap_or_else(|| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(".shrunk.trace");
+        PathBuf::from(name)
+    });
+    let mut shrunk = f.shrunk.clone();
+    shrunk.comments = [
+        format!(" shrunk by: cowcheck shrink {}", file.display()),
+        format!(
+            " kernel {} {}, page size {}, executor `{}`",
+            executor.hello.release,
+            executor.hello.machine,
+            executor.page_size(),
+            config.command_line()
+        ),
+        format!(" shape: {}", f.signature),
+        format!(
+            " shrunk from {} to {} ops; first seen after op {}",
+            f.original.ops.len(),
+            f.shrunk.ops.len(),
+            f.divergence.op_index + 1
+        ),
+    ]
+    .into_iter()
+    .map(|text| cowcheck::program::Comment {
+        before_op: 0,
+        inline: false,
+        text: Some(text),
+    })
+    .collect();
+    std::fs::write(&path, shrunk.to_string())
+        .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
+    print_finding(&f, &path);
+    Ok(1)
 }

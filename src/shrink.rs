@@ -70,12 +70,12 @@ pub fn shrink(program: &Program, mut fails: impl FnMut(&Program) -> bool) -> Pro
         }
         // 4. Shrink page counts of maps to what the program uses.
         for i in 0..best.ops.len() {
-            if let Op::Map { map, pages, .. } = best.ops[i] {
+            if let Op::Map { map, pages, .. } | Op::MapAt { map, pages, .. } = best.ops[i] {
                 let used = pages_used(&best, map).max(1);
                 for n in [used, pages / 2] {
                     if n >= 1 && n < pages {
                         let mut ops = best.ops.clone();
-                        if let Op::Map { pages: p, .. } = &mut ops[i] {
+                        if let Op::Map { pages: p, .. } | Op::MapAt { pages: p, .. } = &mut ops[i] {
                             *p = n;
                         }
                         if try_it(Program::new(ops), &mut best) {
@@ -113,8 +113,8 @@ fn without_dependents(p: &Program, op: &Op) -> Option<Program> {
             }
             Some(Program::new(ops))
         }
-        Op::Map { map, .. } => Some(Program::new(
-            p.ops.iter().filter(|o| o.map() != Some(map)).copied().collect(),
+        Op::Map { map, .. } | Op::MapAt { map, .. } => Some(Program::new(
+            p.ops.iter().filter(|o| !o.maps().contains(&map)).copied().collect(),
         )),
         _ => None,
     }
@@ -124,10 +124,22 @@ fn without_dependents(p: &Program, op: &Op) -> Option<Program> {
 fn pages_used(p: &Program, map: MapId) -> u16 {
     p.ops
         .iter()
-        .filter(|o| o.map() == Some(map))
         .map(|o| match *o {
-            Op::Write { span, .. } | Op::Read { span, .. } => span.page_range().end,
-            Op::Unmap { pages, .. } => pages.end,
+            Op::Write { map: m, span, .. } | Op::Read { map: m, span, .. } if m == map => {
+                span.page_range().end
+            }
+            Op::Unmap { map: m, pages, .. }
+            | Op::Protect { map: m, pages, .. }
+            | Op::Advise { map: m, pages, .. }
+                if m == map =>
+            {
+                pages.end
+            }
+            Op::Remap { map: m, old, .. } if m == map => old.end.max(1),
+            // A handle used as a placement target, or by a bad call, keeps its size.
+            Op::MapAt { at, .. } if at.map == map => u16::MAX,
+            Op::Remap { flags, .. } if flags.fixed.is_some_and(|a| a.map == map) => u16::MAX,
+            Op::Invalid { map: m, .. } if m == map => u16::MAX,
             _ => 0,
         })
         .max()
@@ -246,53 +258,15 @@ pub fn renumber(p: &Program) -> Program {
                 procs[child.0 as usize] = Some(np);
                 np += 1;
             }
-            Op::Map { map, .. } => {
-                maps[map.0 as usize] = Some(nm);
-                nm += 1;
-            }
             _ => {}
+        }
+        if let Some(map) = op.creates() {
+            maps[map.0 as usize] = Some(nm);
+            nm += 1;
         }
         let rp = |x: ProcId| ProcId(procs[x.0 as usize].unwrap_or(x.0));
         let rm = |x: MapId| MapId(maps[x.0 as usize].unwrap_or(x.0));
-        op = match op {
-            Op::Map {
-                proc,
-                map,
-                kind,
-                pages,
-            } => Op::Map {
-                proc: rp(proc),
-                map: rm(map),
-                kind,
-                pages,
-            },
-            Op::Write {
-                proc,
-                map,
-                span,
-                pattern,
-            } => Op::Write {
-                proc: rp(proc),
-                map: rm(map),
-                span,
-                pattern,
-            },
-            Op::Read { proc, map, span } => Op::Read {
-                proc: rp(proc),
-                map: rm(map),
-                span,
-            },
-            Op::Fork { proc, child } => Op::Fork {
-                proc: rp(proc),
-                child: rp(child),
-            },
-            Op::Exit { proc } => Op::Exit { proc: rp(proc) },
-            Op::Unmap { proc, map, pages } => Op::Unmap {
-                proc: rp(proc),
-                map: rm(map),
-                pages,
-            },
-        };
+        op = op.rename(rp, rm);
         ops.push(op);
     }
     Program::new(ops)

@@ -26,7 +26,9 @@ use super::protocol::{
 };
 use super::worker::{self, Scratch};
 use crate::outcome::{Death, Outcome, ProcView, Snapshot};
-use crate::program::{MapKind, Op, Pattern, ProcId, Program, caps, trace};
+use crate::program::{
+    At, BadArg, MapId, MapKind, Op, Pattern, PlaceHow, ProcId, Program, Prot, Syscall, caps, trace,
+};
 
 /// How long one op may take before the program is abandoned as a harness error.
 const OP_DEADLINE: Duration = Duration::from_secs(30);
@@ -234,13 +236,18 @@ impl Coordinator {
         'program: while i < ops.len() {
             // A batch: consecutive ops of one process, up to the first that needs a snapshot
             // or a dump after it. The requests go out together, so the worker wakes once.
+            // It also ends before an op that names a handle created in the batch, whose
+            // address the coordinator learns only from the reply.
             let p = ops[i].proc();
+            let mut created: Vec<MapId> = ops[i].creates().into_iter().collect();
             let mut j = i + 1;
             while j < ops.len()
                 && ops[j].proc() == p
                 && !ops[j - 1].snapshot_after()
                 && !dumps.iter().any(|d| d.after_op as usize == j - 1)
+                && !ops[j].maps().iter().any(|m| created.contains(m))
             {
+                created.extend(ops[j].creates());
                 j += 1;
             }
             match self.perform_batch(&ops[i..j], &mut workers, &mut bases) {
@@ -428,31 +435,36 @@ impl Coordinator {
         }
     }
 
-    /// The request for `op`, or `None` if it names a mapping that has no address yet (its map
-    /// never ran: skipped on both sides). `mapped_in_batch` says which handles an earlier op
-    /// of the same batch maps (the worker then knows the base, the coordinator not yet).
-    fn request(&self, op: &Op, bases: &[Option<u64>], mapped_in_batch: u32) -> Option<[u64; REQ_WORDS]> {
+    /// The request for `op`, or `None` if it names a mapping that has no address (its map
+    /// never ran or failed: skipped on both sides).
+    fn request(&self, op: &Op, bases: &[Option<u64>]) -> Option<[u64; REQ_WORDS]> {
         let ps = self.page_size;
+        let base = |m: MapId| bases[m.0 as usize];
+        let at = |a: At| base(a.map).map(|b| b + a.page as u64 * ps);
         let mut req = [0u64; REQ_WORDS];
-        if let Some(m) = op.map() {
-            req[7] = m.0 as u64;
-            if !matches!(op, Op::Map { .. }) {
-                req[1] = match bases[m.0 as usize] {
-                    Some(b) => b,
-                    None if mapped_in_batch & 1 << m.0 != 0 => 0,
-                    None => return None,
-                };
-            }
-        }
         match *op {
             Op::Map { kind, pages, .. } => {
                 req[0] = verb::MAP;
                 req[1] = kind_code(kind);
                 req[2] = pages as u64 * ps;
             }
-            Op::Write { span, .. } | Op::Read { span, .. } => {
+            Op::MapAt {
+                kind, pages, how, at: a, ..
+            } => {
+                req[0] = verb::MAP_AT;
+                req[1] = kind_code(kind);
+                req[2] = pages as u64 * ps;
+                req[3] = at(a)?;
+                req[4] = match how {
+                    PlaceHow::Fixed => 1,
+                    PlaceHow::NoReplace => 2,
+                    PlaceHow::Hint => 3,
+                };
+            }
+            Op::Write { map, span, .. } | Op::Read { map, span, .. } => {
                 let r = span.page_range();
                 let b = span.bytes_in_page(ps as usize);
+                req[1] = base(map)?;
                 req[2] = r.start as u64;
                 req[3] = r.len() as u64;
                 req[4] = b.start as u64;
@@ -469,10 +481,65 @@ impl Coordinator {
             }
             Op::Fork { .. } => req[0] = verb::FORK,
             Op::Exit { .. } => req[0] = verb::EXIT,
-            Op::Unmap { pages, .. } => {
+            Op::Unmap { map, pages, .. } => {
                 req[0] = verb::UNMAP;
+                req[1] = base(map)?;
                 req[2] = pages.start as u64;
                 req[3] = pages.len() as u64;
+            }
+            Op::Protect {
+                map, pages, prot, ..
+            } => {
+                req[0] = verb::PROTECT;
+                req[1] = base(map)?;
+                req[2] = pages.start as u64;
+                req[3] = pages.len() as u64;
+                req[4] = match prot {
+                    Prot::None => libc::PROT_NONE,
+                    Prot::Read => libc::PROT_READ,
+                    Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+                    Prot::Write => libc::PROT_WRITE,
+                } as u64;
+            }
+            Op::Advise {
+                map, pages, advice, ..
+            } => {
+                req[0] = verb::ADVISE;
+                req[1] = base(map)?;
+                req[2] = pages.start as u64;
+                req[3] = pages.len() as u64;
+                req[4] = advice.number() as u64;
+            }
+            Op::Remap {
+                map,
+                old,
+                new_pages,
+                flags,
+                ..
+            } => {
+                req[0] = verb::REMAP;
+                req[1] = base(map)?;
+                req[2] = old.start as u64;
+                req[3] = (old.end - old.start) as u64;
+                req[4] = new_pages as u64;
+                let mut f = 0;
+                if flags.maymove {
+                    f |= libc::MREMAP_MAYMOVE;
+                }
+                if flags.dontunmap {
+                    f |= libc::MREMAP_DONTUNMAP;
+                }
+                if let Some(a) = flags.fixed {
+                    f |= libc::MREMAP_FIXED;
+                    req[6] = at(a)?;
+                }
+                req[5] = f as u64;
+            }
+            Op::Invalid { map, call, bad, .. } => {
+                req[0] = verb::INVALID;
+                req[1] = base(map)?;
+                req[2] = Syscall::ALL.iter().position(|c| *c == call).unwrap_or(0) as u64;
+                req[3] = BadArg::ALL.iter().position(|b| *b == bad).unwrap_or(0) as u64;
             }
         }
         Some(req)
@@ -491,13 +558,9 @@ impl Coordinator {
         };
         // Send every request first.
         let mut sent = Vec::with_capacity(batch.len());
-        let mut mapped = 0u32;
         let mut alive = true;
         for (k, op) in batch.iter().enumerate() {
-            let req = if alive { self.request(op, bases, mapped) } else { None };
-            if let Op::Map { map, .. } = op {
-                mapped |= 1 << map.0;
-            }
+            let req = if alive { self.request(op, bases) } else { None };
             if let Some(req) = req {
                 alive = self.send(fd, &req).map_err(|e| (k, e))?;
             }
@@ -558,8 +621,9 @@ impl Coordinator {
             _ => return Err(format!("the worker refused the request (status {st})")),
         }
         Ok(match *op {
-            Op::Map { map, .. } => {
-                bases[map.0 as usize] = Some(head[1]);
+            Op::Map { .. } | Op::MapAt { .. } | Op::Remap { .. } => {
+                let created = op.creates().expect("creates a handle");
+                bases[created.0 as usize] = Some(head[1]);
                 Outcome::Mapped { addr: head[1] }
             }
             Op::Read { .. } => Outcome::Read {
@@ -578,7 +642,11 @@ impl Coordinator {
                 workers[p] = None;
                 Outcome::Done
             }
-            Op::Write { .. } | Op::Unmap { .. } => Outcome::Done,
+            Op::Write { .. }
+            | Op::Unmap { .. }
+            | Op::Protect { .. }
+            | Op::Advise { .. }
+            | Op::Invalid { .. } => Outcome::Done,
         })
     }
 

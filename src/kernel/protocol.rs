@@ -17,10 +17,9 @@ pub const REPLY_HEAD: usize = 6;
 /// Payload words a reply may carry (a snapshot of ~8000 pages, or a 64 KiB page dump).
 pub const REPLY_PAYLOAD: usize = 16 * 1024;
 
-/// Request words: `[verb, a1, a2, a3, a4, a5, a6, handle]`. For ops on a mapping, `a1` is the
-/// mapping's base (0: the worker's own table for `handle`), `a2` the first page, `a3` pages,
-/// `a4..a5` the byte range in each page, `a6` the pattern (fill byte, or 1 << 8 | ramp base).
-/// `MAP`: `a1` kind, `a2` length in bytes.
+/// Request words: `[verb, a1, a2, ...]`. For `WRITE`/`READ`/`UNMAP`: `a1` is the mapping's
+/// base, `a2` the first page, `a3` pages, `a4..a5` the byte range in each page, `a6` the
+/// pattern (fill byte, or 1 << 8 | ramp base). `MAP`: `a1` kind, `a2` length in bytes.
 pub mod verb {
     pub const MAP: u64 = 1;
     pub const WRITE: u64 = 2;
@@ -30,6 +29,16 @@ pub mod verb {
     pub const UNMAP: u64 = 6;
     pub const SNAPSHOT: u64 = 7;
     pub const DUMP: u64 = 8;
+    /// `[MAP_AT, kind, len, addr, how (1 fixed, 2 noreplace, 3 hint)]`.
+    pub const MAP_AT: u64 = 9;
+    /// `[PROTECT, base, first page, pages, prot bits]`.
+    pub const PROTECT: u64 = 10;
+    /// `[ADVISE, base, first page, pages, MADV_*]`.
+    pub const ADVISE: u64 = 11;
+    /// `[REMAP, base, first page, old pages, new pages, MREMAP_* flags, new address]`.
+    pub const REMAP: u64 = 12;
+    /// `[INVALID, base, call, bad argument]` (`Syscall` and `BadArg` order).
+    pub const INVALID: u64 = 13;
 }
 
 pub mod status {

@@ -12,15 +12,14 @@
 //! - all `unsafe` of the project's memory accesses lives here, each block with its SAFETY line.
 
 use std::ffi::c_void;
-use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-use nix::sys::mman::{MapFlags, ProtFlags};
 
 use super::maps;
 use super::protocol::{REPLY_HEAD, REPLY_PAYLOAD, REQ_WORDS, region_flags, status, verb};
+use crate::model::UNREADABLE;
 use crate::outcome::{Region, digest};
 
 /// Faults the executor can be told to commit, so that tests can show the checker catching a
@@ -40,8 +39,8 @@ pub struct Scratch {
     /// mappings), which snapshots leave out.
     baseline: Box<[(u64, u64)]>,
     baseline_len: usize,
-    /// Base address of each mapping handle this worker mapped (or inherited), by handle.
-    bases: [u64; crate::program::caps::MAX_MAPS],
+    /// Where snapshots copy pages to digest them (`process_vm_readv` on itself).
+    copy: Box<[u8]>,
     page_size: usize,
     is_root: bool,
 }
@@ -53,12 +52,15 @@ impl Scratch {
             maps: vec![0u8; 1 << 20].into_boxed_slice(),
             baseline: vec![(0, 0); 4096].into_boxed_slice(),
             baseline_len: 0,
-            bases: [0; crate::program::caps::MAX_MAPS],
+            copy: vec![0u8; COPY_PAGES * page_size].into_boxed_slice(),
             page_size,
             is_root: true,
         }
     }
 }
+
+/// Pages copied per `process_vm_readv` call in a snapshot.
+const COPY_PAGES: usize = 16;
 
 static INJECT: AtomicU32 = AtomicU32::new(0);
 /// The socket and reply buffer the fault handler reports through.
@@ -115,6 +117,36 @@ fn install_fault_handler() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+}
+
+static NO_VM_READV: AtomicU32 = AtomicU32::new(0);
+
+/// Copies `buf.len()` bytes of our own memory at `addr` into `buf`; returns how many bytes came
+/// before the first unreadable page.
+fn copy_own(buf: &mut [u8], addr: u64) -> usize {
+    if NO_VM_READV.load(Ordering::Relaxed) == 0 {
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut c_void,
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: `local` is our writable buffer; the kernel checks `remote` itself.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n >= 0 {
+            return n as usize;
+        }
+        match nix::errno::Errno::last() {
+            nix::errno::Errno::EFAULT => return 0,
+            _ => NO_VM_READV.store(1, Ordering::Relaxed),
+        }
+    }
+    // SAFETY: a readable range of our own layout as /proc/self/maps listed it; a fault is
+    // reported by the handler.
+    unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+    buf.len()
 }
 
 /// Receives one request; `None` when the coordinator is gone (end of file or a dead socket).
@@ -207,24 +239,59 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
             unsafe { libc::_exit(0) };
         }
         PARTIAL.store(0, Ordering::Relaxed);
-        // Ops on a mapping carry its base address, or 0 when the coordinator does not know it
-        // yet because this worker mapped it earlier in the same batch: then the worker's own
-        // table has it.
-        let handle = (req[7] as usize).min(s.bases.len() - 1);
-        let base = if req[1] != 0 { req[1] } else { s.bases[handle] };
-        let first = base + req[2] * ps as u64;
+        // Ops on a mapping carry its base address and a first page.
+        let base = req[1];
+        let first = base.wrapping_add(req[2].wrapping_mul(ps as u64));
         let reply = &mut s.reply[..];
         match req[0] {
             verb::MAP => {
-                let r = map(req[1], req[2] as usize);
-                match r {
-                    Ok(addr) => {
-                        s.bases[handle] = addr;
-                        head(reply, status::OK, addr, 0, 0, 0)
-                    }
-                    Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
-                }
-                send_reply(fd, reply, 0, None);
+                let r = map(req[1], req[2] as usize, 0, 0);
+                reply_addr(fd, reply, r);
+            }
+            verb::MAP_AT => {
+                let r = map(req[1], req[2] as usize, req[3], req[4]);
+                reply_addr(fd, reply, r);
+            }
+            verb::PROTECT => {
+                let r = call_result(
+                    // SAFETY: mprotect on the program's own mappings; Rust code holds no
+                    // references into them across ops.
+                    unsafe { libc::mprotect(first as *mut c_void, req[3] as usize * ps, req[4] as i32) },
+                );
+                reply_status(fd, reply, r);
+            }
+            verb::ADVISE => {
+                let r = call_result(
+                    // SAFETY: madvise on the program's own mappings (the harness's are never
+                    // named: ranges lie inside program handles).
+                    unsafe { libc::madvise(first as *mut c_void, req[3] as usize * ps, req[4] as i32) },
+                );
+                reply_status(fd, reply, r);
+            }
+            verb::REMAP => {
+                // Through libc's variadic wrapper, always with the fifth argument (0 when
+                // unused): without it the kernel may read a stale register (SEMANTICS K12, G6).
+                // SAFETY: mremap of the program's own mappings; a FIXED target lies inside a
+                // program handle's range.
+                let r = unsafe {
+                    libc::mremap(
+                        first as *mut c_void,
+                        req[3] as usize * ps,
+                        req[4] as usize * ps,
+                        req[5] as i32,
+                        req[6] as *mut c_void,
+                    )
+                };
+                let r = if r == libc::MAP_FAILED {
+                    Err(nix::errno::Errno::last())
+                } else {
+                    Ok(r as u64)
+                };
+                reply_addr(fd, reply, r);
+            }
+            verb::INVALID => {
+                let r = invalid_call(req[2], req[3], base, ps);
+                reply_status(fd, reply, r);
             }
             verb::WRITE => {
                 let skip = !s.is_root && injected(inject::DROP_CHILD_WRITE);
@@ -253,11 +320,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     Some(p) => unsafe { nix::sys::mman::munmap(p, req[3] as usize * ps) },
                     None => Err(nix::errno::Errno::EINVAL),
                 };
-                match r {
-                    Ok(()) => head(reply, status::OK, 0, 0, 0, 0),
-                    Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
-                }
-                send_reply(fd, reply, 0, None);
+                reply_status(fd, reply, r);
             }
             verb::SNAPSHOT => {
                 let (regions, pages) = snapshot(s);
@@ -290,32 +353,133 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
     }
 }
 
-/// `mmap` of one of the four kinds (`MapKind` order: private, shared, private-zero, shared-zero).
-fn map(kind: u64, len: usize) -> Result<u64, nix::errno::Errno> {
-    let len = NonZeroUsize::new(len).ok_or(nix::errno::Errno::EINVAL)?;
-    let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
-    let shared = kind == 1 || kind == 3 || injected(inject::PRIVATE_AS_SHARED);
-    let flags = if shared {
-        MapFlags::MAP_SHARED
+fn reply_addr(fd: RawFd, reply: &mut [u64], r: Result<u64, nix::errno::Errno>) {
+    match r {
+        Ok(addr) => head(reply, status::OK, addr, 0, 0, 0),
+        Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
+    }
+    send_reply(fd, reply, 0, None);
+}
+
+fn reply_status(fd: RawFd, reply: &mut [u64], r: Result<(), nix::errno::Errno>) {
+    match r {
+        Ok(()) => head(reply, status::OK, 0, 0, 0, 0),
+        Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
+    }
+    send_reply(fd, reply, 0, None);
+}
+
+fn call_result(ret: libc::c_int) -> Result<(), nix::errno::Errno> {
+    if ret == 0 {
+        Ok(())
     } else {
-        MapFlags::MAP_PRIVATE
+        Err(nix::errno::Errno::last())
+    }
+}
+
+/// `mmap` of one of the four kinds (`MapKind` order: private, shared, private-zero,
+/// shared-zero), at `addr` with placement `how` (0 none, 1 MAP_FIXED, 2 MAP_FIXED_NOREPLACE,
+/// 3 hint).
+fn map(kind: u64, len: usize, addr: u64, how: u64) -> Result<u64, nix::errno::Errno> {
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let shared = kind == 1 || kind == 3 || injected(inject::PRIVATE_AS_SHARED);
+    let mut flags = if shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
     };
-    let ptr = if kind >= 2 {
+    flags |= match how {
+        1 => libc::MAP_FIXED,
+        2 => libc::MAP_FIXED_NOREPLACE,
+        _ => 0,
+    };
+    let hint = if how == 0 { 0 } else { addr } as *mut c_void;
+    let r = if kind >= 2 {
         let zero = nix::fcntl::open(
             "/dev/zero",
             nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )?;
-        // SAFETY: a fresh mapping at an address of the kernel's choosing (addr NULL) overlaps
-        // nothing that Rust code references.
-        let r = unsafe { nix::sys::mman::mmap(None, len, prot, flags, zero.as_fd(), 0) };
-        drop(zero);
-        r?
+        // SAFETY: a mapping at an address of the kernel's choosing, or inside a program
+        // handle's range (MAP_FIXED replaces only program pages); Rust code holds no
+        // references into either.
+        unsafe { libc::mmap(hint, len, prot, flags, zero.as_raw_fd(), 0) }
     } else {
         // SAFETY: as above; MAP_ANONYMOUS with fd -1 and offset 0.
-        unsafe { nix::sys::mman::mmap_anonymous(None, len, prot, flags)? }
+        unsafe { libc::mmap(hint, len, prot, flags | libc::MAP_ANONYMOUS, -1, 0) }
     };
-    Ok(ptr.as_ptr() as u64)
+    if r == libc::MAP_FAILED {
+        Err(nix::errno::Errno::last())
+    } else {
+        Ok(r as u64)
+    }
+}
+
+/// A call with one bad argument (`Syscall` and `BadArg` order), on the range at `base`.
+/// Only combinations that Linux rejects without touching memory are ever sent (see
+/// `BadArg::applies_to`).
+fn invalid_call(call: u64, bad: u64, base: u64, ps: usize) -> Result<(), nix::errno::Errno> {
+    const ZERO_LENGTH: u64 = 0;
+    const UNALIGNED: u64 = 1;
+    const OVERFLOW: u64 = 2;
+    let addr = if bad == UNALIGNED { base + 1 } else { base } as *mut c_void;
+    let len = match bad {
+        ZERO_LENGTH => 0,
+        // Its page rounding wraps past the top of the address space.
+        OVERFLOW => usize::MAX - 2 * ps + 1,
+        _ => ps,
+    };
+    // SAFETY: each call below is rejected by the kernel before it changes anything, for the
+    // argument combinations `BadArg::applies_to` admits (measured; SEMANTICS A4, D1, E1, F0,
+    // G1).
+    let ret: isize = unsafe {
+        match call {
+            0 => {
+                let fixed = if bad == UNALIGNED { libc::MAP_FIXED } else { 0 };
+                let hint = if bad == UNALIGNED { addr } else { std::ptr::null_mut() };
+                let r = libc::mmap(
+                    hint,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed,
+                    -1,
+                    0,
+                );
+                if r == libc::MAP_FAILED {
+                    -1
+                } else {
+                    // Not expected: undo it so the program's layout stays as the model says,
+                    // and report success for the checker to flag.
+                    libc::munmap(r, len);
+                    0
+                }
+            }
+            1 => libc::munmap(addr, len) as isize,
+            2 => {
+                let prot = if bad == 4 { 0x100 | libc::PROT_READ } else { libc::PROT_READ | libc::PROT_WRITE };
+                libc::mprotect(addr, len, prot) as isize
+            }
+            3 => {
+                let advice = if bad == 3 { 200 } else { libc::MADV_NORMAL };
+                libc::madvise(addr, if bad == 3 { ps } else { len }, advice) as isize
+            }
+            _ => {
+                let (new_len, flags) = match bad {
+                    ZERO_LENGTH => (0, 0),
+                    OVERFLOW => (usize::MAX - 2 * ps + 1, libc::MREMAP_MAYMOVE),
+                    5 => (ps, 0x40),
+                    _ => (ps, 0),
+                };
+                let r = libc::mremap(addr, ps, new_len, flags, std::ptr::null_mut::<c_void>());
+                if r == libc::MAP_FAILED { -1 } else { 0 }
+            }
+        }
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
 }
 
 /// Stores a pattern page by page in ascending order, so that a fault leaves exactly the earlier
@@ -464,17 +628,29 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
         if r.prot & crate::outcome::PROT_R == 0 {
             continue;
         }
+        // The pages are copied with process_vm_readv on ourselves: the kernel reads them as a
+        // load would, but a page that cannot be read (a guard page, shmem past its end) fails
+        // the call with EFAULT instead of killing us, and shows as UNREADABLE. Where the call
+        // does not exist (some emulators), the pages are read directly.
         let mut a = r.start;
         while a < r.end {
-            if base + (npages + 1) * 2 > payload.len() {
+            let n = (((r.end - a) / ps) as usize).min(COPY_PAGES);
+            if base + (npages + n) * 2 > payload.len() {
                 return (None, None);
             }
-            // SAFETY: a readable page of this process's own layout, as /proc/self/maps listed it.
-            let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, ps as usize) };
-            payload[base + npages * 2] = a;
-            payload[base + npages * 2 + 1] = digest(bytes);
-            npages += 1;
-            a += ps;
+            let got = copy_own(&mut s.copy[..n * ps as usize], a);
+            let whole = got / ps as usize;
+            for k in 0..n.min(whole + 1) {
+                let d = if k < whole {
+                    digest(&s.copy[k * ps as usize..(k + 1) * ps as usize])
+                } else {
+                    UNREADABLE
+                };
+                payload[base + npages * 2] = a + k as u64 * ps;
+                payload[base + npages * 2 + 1] = d;
+                npages += 1;
+            }
+            a += (n.min(whole + 1) as u64) * ps;
         }
     }
     (Some(nregions), Some(npages))

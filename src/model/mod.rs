@@ -6,28 +6,122 @@
 //! Rules (SEMANTICS.md section in brackets):
 //! - fresh mappings read zero, private and shared, anonymous or /dev/zero [A1, A2, C1, C2];
 //! - fork copies private memory by value at the instant of fork: both sides share each frame
-//!   until one of them writes, and the writer gets a copy [B2, B3];
+//!   until one of them writes, and the writer gets a copy [B2, B3]; DONTFORK pages are not
+//!   inherited, WIPEONFORK pages arrive zeroed, guards are inherited except in WIPEONFORK
+//!   ranges [B1, B4, F4, F5, F8];
 //! - a shared mapping is one object; every mapper, across any number of fork levels, sees every
-//!   write at once, and the object lives while anyone maps it [B5];
+//!   write at once, and the object lives while anyone maps it [B5]; its size is fixed, and a
+//!   page past its end raises SIGBUS [G8];
 //! - exit is an munmap of everything [B6]; munmap removes every page touching the range, an
 //!   unmapped sub-range is not an error, and a later access is SIGSEGV/SEGV_MAPERR [D1];
-//! - the kernel chooses where a mapping goes [A5]: the model is told the address the kernel
-//!   returned and checks only that the range was free in the model; run alone, it picks one.
+//! - mprotect changes pages up to the first hole and then fails with ENOMEM [E1]; madvise
+//!   applies to the mapped parts and then fails with ENOMEM, and stops at the first VMA it
+//!   rejects [F0]; each advice's own rules are at `advise`;
+//! - mremap: `remap`;
+//! - the kernel chooses where a mapping goes [A5] and, where Linux leaves a choice (MADV_FREE
+//!   dropping a page or not, growing in place or moving, a version-dependent errno), the model
+//!   holds the set of allowed outcomes and learns the kernel's choice from the observation
+//!   (`step`, `reconcile`), checking that it was allowed [§4]. Run alone, it picks one.
 
 pub mod frame;
 pub mod space;
 
 use crate::outcome::{
-    Backing, Death, Outcome, PROT_R, PROT_W, ProcView, Region, SEGV_ACCERR, SEGV_MAPERR,
-    SIGSEGV, Snapshot, push_region,
+    BUS_ADRERR, Backing, Death, Outcome, PROT_R, PROT_W, ProcView, Region, SEGV_ACCERR,
+    SEGV_MAPERR, SIGBUS, SIGSEGV, Snapshot, digest, push_region,
 };
-use crate::program::{MapId, MapKind, Op, Pattern, ProcId, Span, caps};
+use crate::program::{
+    Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Prot,
+    RemapFlags, Span, Syscall, caps,
+};
 use frame::{FrameId, Frames};
-use space::{AddressSpace, ObjId, PageBacking, Pte};
+use space::{AddressSpace, Alts, ObjId, PageBacking, Pte, flag};
+
+/// errno values (asm-generic/errno-base.h).
+pub mod errno {
+    pub const EACCES: i32 = 13;
+    pub const EEXIST: i32 = 17;
+    pub const EFAULT: i32 = 14;
+    pub const EINVAL: i32 = 22;
+    pub const ENOMEM: i32 = 12;
+}
+use errno::*;
 
 /// Where the model places mappings when no kernel tells it: top-down from here, never reusing
 /// an address, which is one of the placements Linux may choose.
 const MODEL_MMAP_TOP: u64 = 0x7f00_0000_0000;
+
+/// What the kernel supports, probed at start by trying (never by parsing versions). The model
+/// needs it where behaviour depends on it; the generator to skip what is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// MADV_GUARD_INSTALL/REMOVE on private anonymous memory (6.13).
+    pub guard: bool,
+    /// Guard regions on shmem (6.15).
+    pub guard_shared: bool,
+    /// MADV_POPULATE_READ/WRITE (5.14).
+    pub populate: bool,
+    /// MADV_COLD/PAGEOUT (5.4).
+    pub cold_pageout: bool,
+    /// MADV_WIPEONFORK (4.14).
+    pub wipeonfork: bool,
+    /// MADV_FREE (4.5).
+    pub free: bool,
+    /// MREMAP_DONTUNMAP on private anonymous memory (5.7).
+    pub dontunmap: bool,
+    /// MREMAP_DONTUNMAP on shared memory (5.13).
+    pub dontunmap_shared: bool,
+    /// MAP_FIXED_NOREPLACE (4.17): older kernels treat it as a hint.
+    pub noreplace: bool,
+}
+
+impl Features {
+    /// Everything this model knows of.
+    pub const ALL: Features = Features {
+        guard: true,
+        guard_shared: true,
+        populate: true,
+        cold_pageout: true,
+        wipeonfork: true,
+        free: true,
+        dontunmap: true,
+        dontunmap_shared: true,
+        noreplace: true,
+    };
+
+    /// (name, supported) pairs, for reports.
+    pub fn list(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("MADV_GUARD_INSTALL (6.13)", self.guard),
+            ("guard regions on shmem (6.15)", self.guard_shared),
+            ("MADV_POPULATE_READ/WRITE (5.14)", self.populate),
+            ("MADV_COLD/PAGEOUT (5.4)", self.cold_pageout),
+            ("MADV_WIPEONFORK (4.14)", self.wipeonfork),
+            ("MADV_FREE (4.5)", self.free),
+            ("MREMAP_DONTUNMAP (5.7)", self.dontunmap),
+            ("MREMAP_DONTUNMAP on shared memory (5.13)", self.dontunmap_shared),
+            ("MAP_FIXED_NOREPLACE (4.17)", self.noreplace),
+        ]
+    }
+
+    /// Whether an advice may be generated for a mapping kind.
+    pub fn allows(&self, advice: Advice, kind: MapKind) -> bool {
+        match advice {
+            Advice::GuardInstall | Advice::GuardRemove => {
+                self.guard && (!kind.is_shared() || self.guard_shared)
+            }
+            Advice::PopulateRead | Advice::PopulateWrite => self.populate,
+            Advice::Cold | Advice::PageOut => self.cold_pageout,
+            Advice::WipeOnFork | Advice::KeepOnFork => self.wipeonfork,
+            Advice::Free => self.free,
+            _ => true,
+        }
+    }
+}
+
+/// The digest a snapshot reports for a page it cannot read (a guard page, a page past the end
+/// of a shared object): both sides use it.
+pub const UNREADABLE: u64 = u64::MAX;
 
 /// The kernel did something the model cannot even represent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +150,7 @@ struct Process {
     space: AddressSpace,
 }
 
-/// The range one `map` op returned.
+/// The range one `map` (or `remap`) op returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapHandle {
     pub base: u64,
@@ -66,6 +160,7 @@ pub struct MapHandle {
 
 #[derive(Clone, Debug)]
 struct SharedObject {
+    /// One frame per page of the object; its length is the object's size.
     frames: Vec<FrameId>,
     /// Page-table entries (in all processes) that point into the object.
     ptes: u32,
@@ -75,16 +170,47 @@ struct SharedObject {
 #[derive(Clone, Debug)]
 pub struct Model {
     page_size: u64,
+    features: Features,
     frames: Frames,
     objects: Vec<Option<SharedObject>>,
     procs: Vec<Process>,
     maps: Vec<Option<MapHandle>>,
     next_placement: u64,
+    next_vma: u32,
+}
+
+fn prot_bits(p: Prot) -> u8 {
+    match p {
+        Prot::None => 0,
+        Prot::Read => PROT_R,
+        Prot::ReadWrite => PROT_R | PROT_W,
+        Prot::Write => PROT_W,
+    }
+}
+
+/// The address an observation says the kernel chose, if it chose one.
+fn observed_addr(observed: Option<&Outcome>) -> Option<u64> {
+    match observed {
+        Some(Outcome::Mapped { addr }) => Some(*addr),
+        _ => None,
+    }
+}
+
+fn observed_errno(observed: Option<&Outcome>) -> Option<i32> {
+    match observed {
+        Some(Outcome::Failed { errno }) => Some(*errno),
+        _ => None,
+    }
 }
 
 impl Model {
-    /// A world with one live root process `p0` and nothing mapped.
+    /// A world with one live root process `p0`, nothing mapped, every feature present.
     pub fn new(page_size: usize) -> Model {
+        Model::with_features(page_size, Features::ALL)
+    }
+
+    /// A world for a kernel with these features.
+    pub fn with_features(page_size: usize, features: Features) -> Model {
         let mut procs = vec![
             Process {
                 life: Life::Unborn,
@@ -96,16 +222,22 @@ impl Model {
         procs[0].life = Life::Alive;
         Model {
             page_size: page_size as u64,
+            features,
             frames: Frames::new(page_size),
             objects: Vec::new(),
             procs,
             maps: vec![None; caps::MAX_MAPS],
             next_placement: MODEL_MMAP_TOP,
+            next_vma: 0,
         }
     }
 
     pub fn page_size(&self) -> usize {
         self.page_size as usize
+    }
+
+    pub fn features(&self) -> Features {
+        self.features
     }
 
     pub fn life(&self, p: ProcId) -> Life {
@@ -125,39 +257,82 @@ impl Model {
         self.frames.in_use()
     }
 
-    /// Applies one op. `placement` is the address the kernel returned for a `map`; `None` lets
-    /// the model choose.
+    /// Applies one op with no observation but, for a `map`, the address the kernel returned
+    /// (`None`: the model chooses).
     pub fn apply(&mut self, op: &Op, placement: Option<u64>) -> Result<Outcome, ModelError> {
+        let observed = placement.map(|addr| Outcome::Mapped { addr });
+        self.step(op, observed.as_ref())
+    }
+
+    /// Applies one op. `observed` is what the kernel did, where there is a kernel: the model
+    /// takes from it only what Linux leaves to the kernel (where a mapping goes, which of the
+    /// allowed outcomes happened) and returns its own prediction, which equals the observation
+    /// exactly when the kernel behaved.
+    pub fn step(&mut self, op: &Op, observed: Option<&Outcome>) -> Result<Outcome, ModelError> {
         let proc = op.proc();
         if self.life(proc) != Life::Alive {
             return Ok(Outcome::Skipped);
         }
-        if let Some(m) = op.map() {
-            if !matches!(op, Op::Map { .. }) && self.handle(m).is_none() {
-                // The map that names this handle never ran (its process was dead): nothing has
-                // an address to touch, on either side.
-                return Ok(Outcome::Skipped);
+        // Every handle the op reads an address from must have one: a handle whose map or remap
+        // never succeeded names nothing, on either side.
+        let needs_base: Vec<MapId> = match *op {
+            Op::Map { .. } | Op::Fork { .. } | Op::Exit { .. } => vec![],
+            Op::MapAt { at, .. } => vec![at.map],
+            Op::Remap { map, flags, .. } => {
+                let mut v = vec![map];
+                v.extend(flags.fixed.map(|a| a.map));
+                v
             }
+            _ => op.map().into_iter().collect(),
+        };
+        if needs_base.iter().any(|m| self.handle(*m).is_none()) {
+            return Ok(Outcome::Skipped);
         }
+        let base = |m: MapId| self.handle(m).expect("checked").base;
         let outcome = match *op {
             Op::Map {
                 map, kind, pages, ..
-            } => self.map(proc, map, kind, pages, placement)?,
+            } => self.map(proc, map, kind, pages, observed_addr(observed))?,
+            Op::MapAt {
+                map,
+                kind,
+                pages,
+                how,
+                at,
+                ..
+            } => {
+                let addr = self.at(at);
+                self.map_at(proc, map, kind, pages, how, addr, observed)?
+            }
             Op::Write {
                 map, span, pattern, ..
-            } => self.write(proc, map, span, pattern),
-            Op::Read { map, span, .. } => self.read(proc, map, span),
+            } => self.write(proc, base(map), span, pattern),
+            Op::Read { map, span, .. } => self.read(proc, base(map), span, observed),
             Op::Fork { child, .. } => self.fork(proc, child),
             Op::Exit { .. } => {
                 self.end(proc, Life::Exited);
                 Outcome::Done
             }
             Op::Unmap { map, pages, .. } => {
-                let h = self.handle(map).expect("checked above");
-                let vpn = self.vpn(h.base) + pages.start as u64;
+                let vpn = self.vpn(base(map)) + pages.start as u64;
                 self.unmap_pages(proc, vpn, pages.len() as u64);
                 Outcome::Done
             }
+            Op::Protect {
+                map, pages, prot, ..
+            } => self.protect(proc, base(map), pages, prot),
+            Op::Advise {
+                map, pages, advice, ..
+            } => self.advise(proc, base(map), pages, advice, observed),
+            Op::Remap {
+                map,
+                old,
+                new_pages,
+                flags,
+                result,
+                ..
+            } => self.remap(proc, base(map), old, new_pages, flags, result, observed)?,
+            Op::Invalid { call, bad, .. } => invalid_call(call, bad),
         };
         if let Some(death) = outcome.death() {
             self.end(proc, Life::Killed(death));
@@ -169,22 +344,17 @@ impl Model {
         addr / self.page_size
     }
 
-    fn map(
-        &mut self,
-        proc: ProcId,
-        map: MapId,
-        kind: MapKind,
-        pages: u16,
-        placement: Option<u64>,
-    ) -> Result<Outcome, ModelError> {
-        let len = pages as u64 * self.page_size;
-        let addr = match placement {
-            Some(addr) => addr,
-            None => {
-                self.next_placement -= len + self.page_size;
-                self.next_placement
-            }
-        };
+    fn at(&self, at: At) -> u64 {
+        self.handle(at.map).expect("checked").base + at.page as u64 * self.page_size
+    }
+
+    /// The model's own choice of a free range.
+    fn choose_addr(&mut self, pages: u16) -> u64 {
+        self.next_placement -= (pages as u64 + 1) * self.page_size;
+        self.next_placement
+    }
+
+    fn check_free(&self, proc: ProcId, map: MapId, addr: u64, pages: u16) -> Result<(), ModelError> {
         let bad = |reason: &str| ModelError::Placement {
             map,
             addr,
@@ -193,47 +363,115 @@ impl Model {
         if addr % self.page_size != 0 {
             return Err(bad("is not page aligned"));
         }
-        if addr.checked_add(len).is_none() {
+        if addr.checked_add(pages as u64 * self.page_size).is_none() {
             return Err(bad("wraps around the address space"));
         }
-        let vpn = self.vpn(addr);
         if self.procs[proc.0 as usize]
             .space
-            .any_mapped(vpn, pages as u64)
+            .any_mapped(self.vpn(addr), pages as u64)
         {
             return Err(bad(&format!(
-                "overlaps pages that {proc} still maps: mmap without MAP_FIXED must choose a free range (SEMANTICS A5)"
+                "overlaps pages that {proc} still maps: without MAP_FIXED the kernel must choose a free range (SEMANTICS A5)"
             )));
         }
-        let backing_of = |i: u32, obj: Option<ObjId>| match obj {
-            Some(obj) => PageBacking::Object { obj, index: i },
-            None => PageBacking::Private(FrameId::ZERO),
+        Ok(())
+    }
+
+    fn map(
+        &mut self,
+        proc: ProcId,
+        map: MapId,
+        kind: MapKind,
+        pages: u16,
+        placement: Option<u64>,
+    ) -> Result<Outcome, ModelError> {
+        let addr = match placement {
+            Some(addr) => addr,
+            None => self.choose_addr(pages),
         };
-        let obj = if kind.is_shared() {
-            Some(self.new_object(pages as usize))
-        } else {
-            None
-        };
+        self.check_free(proc, map, addr, pages)?;
+        self.install(proc, map, kind, pages, addr);
+        Ok(Outcome::Mapped { addr })
+    }
+
+    /// Maps fresh zero pages of `kind` at `addr` (which must be free) and names them `map`.
+    fn install(&mut self, proc: ProcId, map: MapId, kind: MapKind, pages: u16, addr: u64) {
+        let vpn = self.vpn(addr);
+        let obj = kind.is_shared().then(|| self.new_object(pages as usize));
+        let vma = self.new_vma();
         let space = &mut self.procs[proc.0 as usize].space;
         for i in 0..pages as u32 {
+            let backing = match obj {
+                Some(obj) => PageBacking::Object { obj, index: i },
+                None => PageBacking::Private(FrameId::ZERO),
+            };
             space.ptes.insert(
                 vpn + i as u64,
                 Pte {
                     kind,
                     prot: PROT_R | PROT_W,
-                    backing: backing_of(i, obj),
+                    backing,
+                    flags: 0,
+                    alts: Alts::default(),
+                    vma,
                 },
             );
         }
         if let Some(obj) = obj {
-            self.objects[obj.0 as usize].as_mut().expect("new").ptes += pages as u32;
+            self.object_mut(obj).ptes += pages as u32;
         }
         self.maps[map.0 as usize] = Some(MapHandle {
             base: addr,
             pages,
             kind,
         });
-        Ok(Outcome::Mapped { addr })
+    }
+
+    fn new_vma(&mut self) -> u32 {
+        self.next_vma += 1;
+        self.next_vma
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_at(
+        &mut self,
+        proc: ProcId,
+        map: MapId,
+        kind: MapKind,
+        pages: u16,
+        how: PlaceHow,
+        addr: u64,
+        observed: Option<&Outcome>,
+    ) -> Result<Outcome, ModelError> {
+        let vpn = self.vpn(addr);
+        match how {
+            // MAP_FIXED: whatever was there goes first, then fresh zero pages (D3).
+            PlaceHow::Fixed => {
+                self.unmap_pages(proc, vpn, pages as u64);
+                self.install(proc, map, kind, pages, addr);
+                Ok(Outcome::Mapped { addr })
+            }
+            // MAP_FIXED_NOREPLACE: EEXIST if anything is there (D4). The range lies inside a
+            // program handle's range, which the harness never maps, so the model knows.
+            PlaceHow::NoReplace => {
+                if self.procs[proc.0 as usize].space.any_mapped(vpn, pages as u64) {
+                    return Ok(Outcome::Failed { errno: EEXIST });
+                }
+                self.install(proc, map, kind, pages, addr);
+                Ok(Outcome::Mapped { addr })
+            }
+            // A hint: taken if the kernel likes it, else anywhere free (A5).
+            PlaceHow::Hint => {
+                let chosen = match observed_addr(observed) {
+                    Some(a) => a,
+                    None if !self.procs[proc.0 as usize].space.any_mapped(vpn, pages as u64) => {
+                        addr
+                    }
+                    None => self.choose_addr(pages),
+                };
+                self.map(proc, map, kind, pages, Some(chosen))
+            }
+        }
     }
 
     fn new_object(&mut self, pages: usize) -> ObjId {
@@ -253,27 +491,61 @@ impl Model {
         }
     }
 
-    /// The fault, if any, of touching page `vpn` of `proc` with access `need` (PROT_R or W).
-    fn fault(&self, proc: ProcId, vpn: u64, need: u8) -> Option<Death> {
-        let page = vpn * self.page_size;
-        match self.procs[proc.0 as usize].space.get(vpn) {
-            None => Some(Death {
-                signal: SIGSEGV,
-                code: SEGV_MAPERR,
-                page,
-            }),
-            Some(pte) if pte.prot & need != need => Some(Death {
-                signal: SIGSEGV,
-                code: SEGV_ACCERR,
-                page,
-            }),
-            Some(_) => None,
+    fn object(&self, obj: ObjId) -> &SharedObject {
+        self.objects[obj.0 as usize].as_ref().expect("live object")
+    }
+
+    fn object_mut(&mut self, obj: ObjId) -> &mut SharedObject {
+        self.objects[obj.0 as usize].as_mut().expect("live object")
+    }
+
+    /// Whether a shared page lies past its object's end (SIGBUS, G8).
+    fn past_end(&self, pte: &Pte) -> bool {
+        match pte.backing {
+            PageBacking::Object { obj, index } => index as usize >= self.object(obj).frames.len(),
+            PageBacking::Private(_) => false,
         }
     }
 
-    fn write(&mut self, proc: ProcId, map: MapId, span: Span, pattern: Pattern) -> Outcome {
-        let h = self.handle(map).expect("checked by apply");
-        let base_vpn = self.vpn(h.base);
+    /// The fault, if any, of touching page `vpn` of `proc` with access `need` (PROT_R or W).
+    /// Order as the kernel checks: no VMA (MAPERR), VMA protection (ACCERR; x86 lets a
+    /// write-only page be read, A7), then the page: guard marker (MAPERR, F8), past a shared
+    /// object's end (SIGBUS/BUS_ADRERR, G8).
+    fn fault(&self, proc: ProcId, vpn: u64, need: u8) -> Option<Death> {
+        let page = vpn * self.page_size;
+        let segv = |code| {
+            Some(Death {
+                signal: SIGSEGV,
+                code,
+                page,
+            })
+        };
+        let Some(pte) = self.procs[proc.0 as usize].space.get(vpn) else {
+            return segv(SEGV_MAPERR);
+        };
+        let allowed = if need == PROT_R {
+            pte.prot & (PROT_R | PROT_W) != 0
+        } else {
+            pte.prot & need == need
+        };
+        if !allowed {
+            return segv(SEGV_ACCERR);
+        }
+        if pte.flags & flag::GUARD != 0 {
+            return segv(SEGV_MAPERR);
+        }
+        if self.past_end(pte) {
+            return Some(Death {
+                signal: SIGBUS,
+                code: BUS_ADRERR,
+                page,
+            });
+        }
+        None
+    }
+
+    fn write(&mut self, proc: ProcId, base: u64, span: Span, pattern: Pattern) -> Outcome {
+        let base_vpn = self.vpn(base);
         for page in span.page_range().pages() {
             let vpn = base_vpn + page as u64;
             if let Some(death) = self.fault(proc, vpn, PROT_W) {
@@ -282,14 +554,50 @@ impl Model {
                     digests: Vec::new(),
                 };
             }
-            let frame = self.writable_frame(proc, vpn);
-            let bytes = self.frames.bytes_mut(frame);
             let page_offset = page as usize * self.page_size as usize;
-            for i in span.bytes_in_page(self.page_size as usize) {
-                bytes[i] = pattern.byte_at(page_offset + i);
+            let range = span.bytes_in_page(self.page_size as usize);
+            let store = |bytes: &mut [u8]| {
+                for i in range.clone() {
+                    bytes[i] = pattern.byte_at(page_offset + i);
+                }
+            };
+            // A page written after MADV_FREE keeps either its old bytes or zeroes around the
+            // write, whichever the kernel had by then (F2): the zero branch becomes an
+            // alternative until an observation tells.
+            let pte = *self.procs[proc.0 as usize].space.get(vpn).expect("fault checked");
+            let mut alts = Alts::default();
+            for a in pte.alts.iter() {
+                let a = self.exclusive(a);
+                store(self.frames.bytes_mut(a));
+                alts.push(a);
             }
+            if pte.flags & flag::LAZY != 0 {
+                let z = self.frames.copy_of(FrameId::ZERO);
+                store(self.frames.bytes_mut(z));
+                if !alts.push(z) {
+                    self.frames.release(z);
+                }
+            }
+            let f = self.writable_frame(proc, vpn);
+            store(self.frames.bytes_mut(f));
+            let pte = self.procs[proc.0 as usize]
+                .space
+                .get_mut(vpn)
+                .expect("present");
+            pte.alts = alts;
+            pte.flags &= !flag::LAZY;
         }
         Outcome::Done
+    }
+
+    /// `f` itself if only one reference holds it, else a private copy (the old one released).
+    fn exclusive(&mut self, f: FrameId) -> FrameId {
+        if f != FrameId::ZERO && self.frames.refs(f) == 1 {
+            return f;
+        }
+        let copy = self.frames.copy_of(f);
+        self.frames.release(f);
+        copy
     }
 
     /// The frame that a write to `vpn` of `proc` lands in, breaking copy-on-write first: a
@@ -302,11 +610,7 @@ impl Model {
             .expect("fault checked");
         match pte.backing {
             PageBacking::Private(f) => {
-                if f != FrameId::ZERO && self.frames.refs(f) == 1 {
-                    return f;
-                }
-                let copy = self.frames.copy_of(f);
-                self.frames.release(f);
+                let copy = self.exclusive(f);
                 self.procs[proc.0 as usize]
                     .space
                     .get_mut(vpn)
@@ -315,55 +619,132 @@ impl Model {
                 copy
             }
             PageBacking::Object { obj, index } => {
-                let o = self.objects[obj.0 as usize].as_mut().expect("live object");
-                let f = o.frames[index as usize];
+                let f = self.object(obj).frames[index as usize];
                 if f != FrameId::ZERO {
                     return f;
                 }
                 let fresh = self.frames.copy_of(FrameId::ZERO);
-                self.objects[obj.0 as usize].as_mut().expect("live").frames[index as usize] =
-                    fresh;
+                self.object_mut(obj).frames[index as usize] = fresh;
                 fresh
             }
         }
     }
 
-    /// The frame `proc` sees at `vpn`, if mapped.
+    /// The frame `proc` sees at `vpn` (its primary one), if mapped and inside its object.
     fn frame_at(&self, proc: ProcId, vpn: u64) -> Option<FrameId> {
         let pte = self.procs[proc.0 as usize].space.get(vpn)?;
-        Some(match pte.backing {
-            PageBacking::Private(f) => f,
+        match pte.backing {
+            PageBacking::Private(f) => Some(f),
             PageBacking::Object { obj, index } => {
-                self.objects[obj.0 as usize].as_ref().expect("live").frames[index as usize]
+                self.object(obj).frames.get(index as usize).copied()
             }
-        })
+        }
     }
 
-    fn read(&mut self, proc: ProcId, map: MapId, span: Span) -> Outcome {
-        let h = self.handle(map).expect("checked by apply");
-        let base_vpn = self.vpn(h.base);
+    /// Digest of bytes `range` of a frame.
+    fn digest_of(&mut self, f: FrameId, range: std::ops::Range<usize>) -> u64 {
+        if range.start == 0 && range.end == self.page_size as usize {
+            self.frames.digest(f)
+        } else {
+            digest(&self.frames.bytes(f)[range])
+        }
+    }
+
+    /// Narrows a page with alternatives to those that agree with an observed digest of bytes
+    /// `range`. Returns whether the observation is one of the allowed values (a page without
+    /// alternatives: whether it equals the page).
+    fn settle(&mut self, proc: ProcId, vpn: u64, range: std::ops::Range<usize>, seen: u64) -> bool {
+        let Some(pte) = self.procs[proc.0 as usize].space.get(vpn).copied() else {
+            return false;
+        };
+        let Some(primary) = self.frame_at(proc, vpn) else {
+            return false;
+        };
+        let primary_ok = self.digest_of(primary, range.clone()) == seen;
+        let lazy = pte.flags & flag::LAZY != 0;
+        if pte.alts.is_empty() && !lazy {
+            return primary_ok;
+        }
+        let zero_ok = lazy && self.digest_of(FrameId::ZERO, range.clone()) == seen;
+        let mut keep = Alts::default();
+        let mut promoted = None;
+        for a in pte.alts.iter() {
+            if self.digest_of(a, range.clone()) == seen {
+                if !primary_ok && promoted.is_none() {
+                    promoted = Some(a);
+                } else {
+                    keep.push(a);
+                }
+            } else {
+                self.frames.release(a);
+            }
+        }
+        let PageBacking::Private(old_primary) = pte.backing else {
+            return primary_ok;
+        };
+        let p = self.procs[proc.0 as usize].space.get_mut(vpn).expect("present");
+        p.alts = keep;
+        if primary_ok {
+            return true;
+        }
+        if let Some(a) = promoted {
+            p.backing = PageBacking::Private(a);
+            self.frames.release(old_primary);
+            return true;
+        }
+        if zero_ok {
+            // Dropped by the kernel: zero from now on, until written (one-way, F2).
+            p.backing = PageBacking::Private(FrameId::ZERO);
+            p.flags &= !flag::LAZY;
+            for a in p.alts.iter().collect::<Vec<_>>() {
+                self.frames.release(a);
+            }
+            self.procs[proc.0 as usize].space.get_mut(vpn).expect("present").alts = Alts::default();
+            self.frames.release(old_primary);
+            return true;
+        }
+        false
+    }
+
+    fn read(&mut self, proc: ProcId, base: u64, span: Span, observed: Option<&Outcome>) -> Outcome {
+        let base_vpn = self.vpn(base);
+        let seen: &[u64] = match observed {
+            Some(Outcome::Read { digests }) | Some(Outcome::Killed { digests, .. }) => digests,
+            _ => &[],
+        };
+        let range = span.bytes_in_page(self.page_size as usize);
         let mut digests = Vec::with_capacity(span.page_range().len() as usize);
-        for page in span.page_range().pages() {
+        for (k, page) in span.page_range().pages().enumerate() {
             let vpn = base_vpn + page as u64;
             if let Some(death) = self.fault(proc, vpn, PROT_R) {
                 return Outcome::Killed { death, digests };
             }
+            if let Some(&d) = seen.get(k) {
+                self.settle(proc, vpn, range.clone(), d);
+            }
             let f = self.frame_at(proc, vpn).expect("fault checked");
-            let d = match span {
-                Span::Pages(_) => self.frames.digest(f),
-                Span::Bytes { .. } => crate::outcome::digest(
-                    &self.frames.bytes(f)[span.bytes_in_page(self.page_size as usize)],
-                ),
-            };
-            digests.push(d);
+            digests.push(self.digest_of(f, range.clone()));
         }
         Outcome::Read { digests }
     }
 
+    /// fork: the child gets the parent's pages, except DONTFORK ones (F4); WIPEONFORK pages
+    /// arrive as fresh zero pages without guards (B4, F8), the flag kept.
     fn fork(&mut self, proc: ProcId, child: ProcId) -> Outcome {
-        let space = self.procs[proc.0 as usize].space.clone();
-        for pte in space.ptes.values() {
-            self.take(pte.backing);
+        let parent = self.procs[proc.0 as usize].space.clone();
+        let mut space = AddressSpace::default();
+        for (vpn, pte) in parent.ptes {
+            if pte.flags & flag::DONTFORK != 0 {
+                continue;
+            }
+            let mut pte = pte;
+            if pte.flags & flag::WIPEONFORK != 0 {
+                pte.backing = PageBacking::Private(FrameId::ZERO);
+                pte.alts = Alts::default();
+                pte.flags &= !(flag::GUARD | flag::LAZY);
+            }
+            self.take(&pte);
+            space.ptes.insert(vpn, pte);
         }
         self.procs[child.0 as usize] = Process {
             life: Life::Alive,
@@ -373,20 +754,24 @@ impl Model {
         Outcome::Done
     }
 
-    fn take(&mut self, b: PageBacking) {
-        match b {
+    fn take(&mut self, pte: &Pte) {
+        match pte.backing {
             PageBacking::Private(f) => self.frames.take(f),
-            PageBacking::Object { obj, .. } => {
-                self.objects[obj.0 as usize].as_mut().expect("live").ptes += 1
-            }
+            PageBacking::Object { obj, .. } => self.object_mut(obj).ptes += 1,
+        }
+        for a in pte.alts.iter() {
+            self.frames.take(a);
         }
     }
 
-    fn release(&mut self, b: PageBacking) {
-        match b {
+    fn release(&mut self, pte: &Pte) {
+        for a in pte.alts.iter() {
+            self.frames.release(a);
+        }
+        match pte.backing {
             PageBacking::Private(f) => self.frames.release(f),
             PageBacking::Object { obj, .. } => {
-                let o = self.objects[obj.0 as usize].as_mut().expect("live");
+                let o = self.object_mut(obj);
                 o.ptes -= 1;
                 if o.ptes == 0 {
                     let frames = std::mem::take(&mut o.frames);
@@ -401,8 +786,8 @@ impl Model {
 
     fn unmap_pages(&mut self, proc: ProcId, vpn: u64, n: u64) {
         let removed = self.procs[proc.0 as usize].space.remove_range(vpn, n);
-        for pte in removed {
-            self.release(pte.backing);
+        for (_, pte) in removed {
+            self.release(&pte);
         }
     }
 
@@ -410,9 +795,396 @@ impl Model {
     fn end(&mut self, proc: ProcId, life: Life) {
         let space = std::mem::take(&mut self.procs[proc.0 as usize].space);
         for pte in space.ptes.values() {
-            self.release(pte.backing);
+            self.release(pte);
         }
         self.procs[proc.0 as usize].life = life;
+    }
+
+    /// mprotect: pages change up to the first hole, then ENOMEM (E1; probe R14.mprotect-hole).
+    /// Data is never touched (E2).
+    fn protect(&mut self, proc: ProcId, base: u64, pages: PageRange, prot: Prot) -> Outcome {
+        let start = self.vpn(base) + pages.start as u64;
+        let space = &mut self.procs[proc.0 as usize].space;
+        for vpn in start..start + pages.len() as u64 {
+            match space.get_mut(vpn) {
+                Some(pte) => pte.prot = prot_bits(prot),
+                None => return Outcome::Failed { errno: ENOMEM },
+            }
+        }
+        Outcome::Done
+    }
+
+    /// Drops a private page's contents: it reads zero next (DONTNEED, guard install).
+    fn drop_private(&mut self, proc: ProcId, vpn: u64) {
+        let pte = *self.procs[proc.0 as usize].space.get(vpn).expect("mapped");
+        if let PageBacking::Private(f) = pte.backing {
+            for a in pte.alts.iter() {
+                self.frames.release(a);
+            }
+            self.frames.release(f);
+            let p = self.procs[proc.0 as usize].space.get_mut(vpn).expect("mapped");
+            p.backing = PageBacking::Private(FrameId::ZERO);
+            p.alts = Alts::default();
+            p.flags &= !flag::LAZY;
+        }
+    }
+
+    /// madvise, page by page in address order (F0): a hole is skipped and reported as ENOMEM
+    /// at the end; an advice a VMA rejects stops the walk there with its errno, the pages
+    /// before it advised (madvise_walk_vmas). POPULATE stops at a hole (ENOMEM) too.
+    fn advise(
+        &mut self,
+        proc: ProcId,
+        base: u64,
+        pages: PageRange,
+        advice: Advice,
+        observed: Option<&Outcome>,
+    ) -> Outcome {
+        let start = self.vpn(base) + pages.start as u64;
+        let mut hole = false;
+        for vpn in start..start + pages.len() as u64 {
+            let Some(pte) = self.procs[proc.0 as usize].space.get(vpn).copied() else {
+                if matches!(advice, Advice::PopulateRead | Advice::PopulateWrite) {
+                    return Outcome::Failed { errno: ENOMEM };
+                }
+                hole = true;
+                continue;
+            };
+            let shared = pte.kind.is_shared();
+            let set = |m: &mut Model, f: u8, on: bool| {
+                let p = m.procs[proc.0 as usize].space.get_mut(vpn).expect("mapped");
+                if on {
+                    p.flags |= f;
+                } else {
+                    p.flags &= !f;
+                }
+            };
+            match advice {
+                // Private: zero on next touch, in this process only; shared: the PTE goes, the
+                // object keeps the data (F1). Guards stay (F8).
+                Advice::DontNeed => {
+                    if !shared {
+                        self.drop_private(proc, vpn);
+                    }
+                }
+                // Private only, /dev/zero private included (F2, C1).
+                Advice::Free => {
+                    if shared {
+                        return Outcome::Failed { errno: EINVAL };
+                    }
+                    let untouched =
+                        pte.backing == PageBacking::Private(FrameId::ZERO) && pte.alts.is_empty();
+                    if !untouched {
+                        set(self, flag::LAZY, true);
+                    }
+                }
+                // Shared only: punches a hole in the object, every mapper reads zero (F3).
+                // On a read-only mapping, old kernels say EACCES and 6.18 succeeds: both allowed.
+                Advice::Remove => {
+                    if !shared {
+                        return Outcome::Failed { errno: EINVAL };
+                    }
+                    if pte.prot & PROT_W == 0 && observed_errno(observed) == Some(EACCES) {
+                        return Outcome::Failed { errno: EACCES };
+                    }
+                    if let PageBacking::Object { obj, index } = pte.backing {
+                        if let Some(&f) = self.object(obj).frames.get(index as usize) {
+                            self.frames.release(f);
+                            self.object_mut(obj).frames[index as usize] = FrameId::ZERO;
+                        }
+                    }
+                }
+                Advice::DontFork => set(self, flag::DONTFORK, true),
+                Advice::DoFork => set(self, flag::DONTFORK, false),
+                // Private anonymous only: EINVAL on shared and on any file-backed VMA, private
+                // /dev/zero included (F5, C1).
+                Advice::WipeOnFork => {
+                    if pte.kind != MapKind::Private {
+                        return Outcome::Failed { errno: EINVAL };
+                    }
+                    set(self, flag::WIPEONFORK, true);
+                }
+                Advice::KeepOnFork => set(self, flag::WIPEONFORK, false),
+                // Content never changes; permission EINVAL, guard or SIGBUS EFAULT (F6).
+                Advice::PopulateRead | Advice::PopulateWrite => {
+                    let need = if advice == Advice::PopulateRead {
+                        pte.prot & PROT_R != 0
+                    } else {
+                        pte.prot & PROT_W != 0
+                    };
+                    if !need {
+                        return Outcome::Failed { errno: EINVAL };
+                    }
+                    if pte.flags & flag::GUARD != 0 || self.past_end(&pte) {
+                        return Outcome::Failed { errno: EFAULT };
+                    }
+                }
+                Advice::Cold | Advice::HugePage | Advice::NoHugePage => {}
+                // Content unchanged, but a lazily freed page that only this process maps is
+                // discarded: it reads zero (F7).
+                Advice::PageOut => {
+                    if let PageBacking::Private(f) = pte.backing {
+                        if pte.flags & flag::LAZY != 0
+                            && pte.alts.is_empty()
+                            && self.frames.refs(f) == 1
+                        {
+                            self.drop_private(proc, vpn);
+                        }
+                    }
+                }
+                // Private: the data is dropped (reads 0 after removal); shared: the object
+                // keeps it (F8).
+                Advice::GuardInstall => {
+                    if shared && !self.features.guard_shared {
+                        return Outcome::Failed { errno: EINVAL };
+                    }
+                    if !shared {
+                        self.drop_private(proc, vpn);
+                    }
+                    set(self, flag::GUARD, true);
+                }
+                Advice::GuardRemove => set(self, flag::GUARD, false),
+            }
+        }
+        if hole {
+            Outcome::Failed { errno: ENOMEM }
+        } else {
+            Outcome::Done
+        }
+    }
+
+    /// Whether pages `[vpn, vpn + n)` of `proc` are all mapped with the same VMA attributes
+    /// (kind, protection, VMA flags, and for shared memory one object at consecutive offsets).
+    /// `Some(true)`: certainly one VMA; `Some(false)`: maybe (equal attributes, but made by
+    /// different calls, which the kernel may or may not have merged); `None`: not one VMA.
+    fn one_vma(&self, proc: ProcId, vpn: u64, n: u64) -> Option<bool> {
+        let space = &self.procs[proc.0 as usize].space;
+        let first = space.get(vpn)?;
+        let mut same_call = true;
+        for i in 0..n {
+            let p = space.get(vpn + i)?;
+            let contiguous = match (first.backing, p.backing) {
+                (PageBacking::Private(_), PageBacking::Private(_)) => true,
+                (
+                    PageBacking::Object { obj: a, index: ia },
+                    PageBacking::Object { obj: b, index: ib },
+                ) => a == b && ib == ia + i as u32,
+                _ => false,
+            };
+            if p.kind != first.kind
+                || p.prot != first.prot
+                || p.flags & flag::VMA != first.flags & flag::VMA
+                || !contiguous
+            {
+                return None;
+            }
+            same_call &= p.vma == first.vma;
+        }
+        Some(same_call)
+    }
+
+    /// mremap (SEMANTICS G1-G9): flags checked first (EINVAL), then the source (EFAULT unless
+    /// it is mapped and one VMA), then: old size 0 aliases a shared object; shrinking cuts the
+    /// tail in place; growing happens in place when the kernel has room, else moves with
+    /// MAYMOVE, else ENOMEM (the kernel's room is its choice: learnt from the observation);
+    /// FIXED and DONTUNMAP move. Moved pages keep their frames, flags and guards; a private
+    /// tail grows zero; a shared object never grows, so its new tail raises SIGBUS.
+    #[allow(clippy::too_many_arguments)]
+    fn remap(
+        &mut self,
+        proc: ProcId,
+        base: u64,
+        old: PageRange,
+        new_pages: u16,
+        flags: RemapFlags,
+        result: MapId,
+        observed: Option<&Outcome>,
+    ) -> Result<Outcome, ModelError> {
+        let ps = self.page_size;
+        let old_vpn = self.vpn(base) + old.start as u64;
+        let old_n = (old.end - old.start) as u64;
+        let new_n = new_pages as u64;
+        let fail = |errno| Ok(Outcome::Failed { errno });
+        if (flags.fixed.is_some() || flags.dontunmap) && !flags.maymove {
+            return fail(EINVAL);
+        }
+        if flags.dontunmap && old_n != new_n {
+            return fail(EINVAL);
+        }
+        let Some(first) = self.procs[proc.0 as usize].space.get(old_vpn).copied() else {
+            return fail(EFAULT);
+        };
+        if flags.dontunmap && first.kind.is_shared() && !self.features.dontunmap_shared {
+            return fail(EINVAL);
+        }
+        if old_n == 0 {
+            if !flags.maymove || !first.kind.is_shared() {
+                return fail(EINVAL);
+            }
+        } else {
+            let pure_move = flags.fixed.is_some() && old_n == new_n;
+            match self.one_vma(proc, old_vpn, old_n) {
+                Some(true) => {}
+                // Equal attributes from different calls: merged or not, the kernel's business.
+                Some(false) | None if observed_errno(observed) == Some(EFAULT) => {
+                    return fail(EFAULT);
+                }
+                Some(false) => {}
+                // Since 6.17 a pure move may span VMAs (G4; probe R28.move-multi-vma).
+                None if pure_move && (0..old_n).all(|i| {
+                    self.procs[proc.0 as usize].space.get(old_vpn + i).is_some()
+                }) => {}
+                None => return fail(EFAULT),
+            }
+        }
+        let dest = flags.fixed.map(|at| self.at(at));
+        if let Some(d) = dest {
+            let dv = self.vpn(d);
+            if dv < old_vpn + old_n.max(1) && old_vpn < dv + new_n {
+                return fail(EINVAL);
+            }
+        }
+        let old_addr = old_vpn * ps;
+        if old_n == 0 {
+            // An alias: a second mapping of the same object at the same offset (G7).
+            let addr = match dest {
+                Some(d) => {
+                    self.unmap_pages(proc, self.vpn(d), new_n);
+                    d
+                }
+                None => {
+                    let a = observed_addr(observed).unwrap_or_else(|| self.choose_addr(new_pages));
+                    self.check_free(proc, result, a, new_pages)?;
+                    a
+                }
+            };
+            let vma = self.new_vma();
+            let PageBacking::Object { obj, index } = first.backing else {
+                unreachable!("checked shared")
+            };
+            let av = self.vpn(addr);
+            for i in 0..new_n {
+                let pte = Pte {
+                    backing: PageBacking::Object {
+                        obj,
+                        index: index + i as u32,
+                    },
+                    flags: first.flags & flag::VMA,
+                    alts: Alts::default(),
+                    vma,
+                    ..first
+                };
+                self.take(&pte);
+                self.procs[proc.0 as usize].space.ptes.insert(av + i, pte);
+            }
+            return Ok(self.name_result(result, addr, new_pages, first.kind));
+        }
+        if dest.is_none() && !flags.dontunmap && new_n <= old_n {
+            // Shrinking (or same size) happens in place (G2).
+            self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
+            return Ok(self.name_result(result, old_addr, new_pages, first.kind));
+        }
+        let ext_free = !self.procs[proc.0 as usize]
+            .space
+            .any_mapped(old_vpn + old_n, new_n.saturating_sub(old_n));
+        let target = match dest {
+            Some(d) => d,
+            None if flags.dontunmap => {
+                observed_addr(observed).unwrap_or_else(|| self.choose_addr(new_pages))
+            }
+            None => match observed {
+                Some(Outcome::Mapped { addr }) if *addr == old_addr || flags.maymove => *addr,
+                // No room after the range: the kernel's to know (harness mappings may be there).
+                Some(Outcome::Failed { errno }) if *errno == ENOMEM && !flags.maymove => {
+                    return fail(ENOMEM);
+                }
+                _ if ext_free => old_addr,
+                _ if flags.maymove => self.choose_addr(new_pages),
+                _ => return fail(ENOMEM),
+            },
+        };
+        if target == old_addr && dest.is_none() {
+            // Grow in place (G3): the new tail must have been free.
+            if !ext_free {
+                return Err(ModelError::Placement {
+                    map: result,
+                    addr: target,
+                    reason: format!("grows in place over pages that {proc} still maps"),
+                });
+            }
+            self.extend(proc, old_vpn, old_n, new_n, &first);
+            return Ok(self.name_result(result, old_addr, new_pages, first.kind));
+        }
+        // Move (G3, G5, G6).
+        let tv = self.vpn(target);
+        if dest.is_some() {
+            self.unmap_pages(proc, tv, new_n);
+        } else {
+            self.check_free(proc, result, target, new_pages)?;
+        }
+        let moved = self.procs[proc.0 as usize].space.remove_range(old_vpn, old_n);
+        if flags.dontunmap {
+            // The old range stays mapped: private pages read zero, shared pages still show the
+            // object (an alias) (G6).
+            for (vpn, pte) in &moved {
+                let stay = if pte.kind.is_shared() {
+                    let stay = Pte {
+                        alts: Alts::default(),
+                        ..*pte
+                    };
+                    self.take(&stay);
+                    stay
+                } else {
+                    Pte {
+                        backing: PageBacking::Private(FrameId::ZERO),
+                        alts: Alts::default(),
+                        flags: pte.flags & flag::VMA,
+                        ..*pte
+                    }
+                };
+                self.procs[proc.0 as usize].space.ptes.insert(*vpn, stay);
+            }
+        }
+        for (i, (_, pte)) in moved.into_iter().enumerate() {
+            if (i as u64) < new_n {
+                self.procs[proc.0 as usize].space.ptes.insert(tv + i as u64, pte);
+            } else {
+                self.release(&pte);
+            }
+        }
+        self.extend(proc, tv, old_n.min(new_n), new_n, &first);
+        Ok(self.name_result(result, target, new_pages, first.kind))
+    }
+
+    /// Adds pages `[have, want)` after `vpn`, continuing `like`: zero pages for private memory,
+    /// the object's next pages (past its end: SIGBUS) for shared memory.
+    fn extend(&mut self, proc: ProcId, vpn: u64, have: u64, want: u64, like: &Pte) {
+        for i in have..want {
+            let backing = match like.backing {
+                PageBacking::Private(_) => PageBacking::Private(FrameId::ZERO),
+                PageBacking::Object { obj, index } => PageBacking::Object {
+                    obj,
+                    index: index + i as u32,
+                },
+            };
+            let pte = Pte {
+                backing,
+                flags: like.flags & flag::VMA,
+                alts: Alts::default(),
+                ..*like
+            };
+            self.take(&pte);
+            self.procs[proc.0 as usize].space.ptes.insert(vpn + i, pte);
+        }
+    }
+
+    fn name_result(&mut self, result: MapId, addr: u64, pages: u16, kind: MapKind) -> Outcome {
+        self.maps[result.0 as usize] = Some(MapHandle {
+            base: addr,
+            pages,
+            kind,
+        });
+        Outcome::Mapped { addr }
     }
 
     /// The whole observable state of every live process.
@@ -443,9 +1215,15 @@ impl Model {
                         backing: backing_name(pte.kind),
                     },
                 );
+                // Snapshots read the pages /proc/self/maps lists as readable.
                 if pte.prot & PROT_R != 0 {
-                    let f = self.frame_at(proc, vpn).expect("mapped");
-                    pages.push((start, self.frames.digest(f)));
+                    let d = if pte.flags & flag::GUARD != 0 || self.past_end(&pte) {
+                        UNREADABLE
+                    } else {
+                        let f = self.frame_at(proc, vpn).expect("mapped");
+                        self.frames.digest(f)
+                    };
+                    pages.push((start, d));
                 }
             }
             procs.push(ProcView {
@@ -455,6 +1233,22 @@ impl Model {
             });
         }
         Snapshot { procs }
+    }
+
+    /// Learns the kernel's choices from an observed snapshot: pages whose contents Linux leaves
+    /// open (MADV_FREE) narrow to what was seen, when that is allowed.
+    pub fn reconcile(&mut self, observed: &Snapshot) {
+        let full = 0..self.page_size as usize;
+        for view in &observed.procs {
+            if self.life(view.proc) != Life::Alive {
+                continue;
+            }
+            for &(addr, d) in &view.pages {
+                if d != UNREADABLE {
+                    self.settle(view.proc, self.vpn(addr), full.clone(), d);
+                }
+            }
+        }
     }
 
     /// The bytes `proc` sees in the page at `addr`, if mapped: for reports.
@@ -473,6 +1267,33 @@ impl Model {
             .filter_map(|(i, h)| h.map(|h| (MapId(i as u8), h)))
             .find(|(_, h)| addr >= h.base && addr < h.base + h.pages as u64 * self.page_size)
             .map(|(m, h)| (m, ((addr - h.base) / self.page_size) as u16))
+    }
+}
+
+/// A call with a bad argument: the errno Linux gives, measured on 6.18 with the probe that
+/// cowcheck's `invalid` op mirrors (man mmap/munmap/mprotect/madvise/mremap ERRORS agree):
+/// - mmap: length 0 EINVAL (A4); MAP_FIXED at an unaligned address EINVAL (D3); a length
+///   whose rounding wraps ENOMEM (A4);
+/// - munmap: length 0, unaligned, wrapping: EINVAL (D1);
+/// - mprotect: length 0 succeeds doing nothing; unaligned EINVAL; wrapping ENOMEM (the end is
+///   below the start); unknown PROT bits EINVAL (E1);
+/// - madvise: length 0 succeeds (F0); unaligned, wrapping, unknown advice: EINVAL (F0);
+/// - mremap: new size 0, unaligned, wrapping new size, unknown flags: EINVAL (G1).
+fn invalid_call(call: Syscall, bad: BadArg) -> Outcome {
+    let errno = match (call, bad) {
+        (Syscall::Mprotect | Syscall::Madvise, BadArg::ZeroLength) => return Outcome::Done,
+        (Syscall::Mmap | Syscall::Mprotect, BadArg::Overflow) => ENOMEM,
+        _ => EINVAL,
+    };
+    Outcome::Failed { errno }
+}
+
+/// How /proc/PID/maps names a mapping of this kind (SEMANTICS A2, C1, C2, O4).
+fn backing_name(kind: MapKind) -> Backing {
+    match kind {
+        MapKind::Private => Backing::Anon,
+        MapKind::PrivateZero => Backing::DevZero,
+        MapKind::Shared | MapKind::SharedZero => Backing::Shmem,
     }
 }
 
@@ -543,11 +1364,3 @@ impl Model {
     }
 }
 
-/// How /proc/PID/maps names a mapping of this kind (SEMANTICS A2, C1, C2, O4).
-fn backing_name(kind: MapKind) -> Backing {
-    match kind {
-        MapKind::Private => Backing::Anon,
-        MapKind::PrivateZero => Backing::DevZero,
-        MapKind::Shared | MapKind::SharedZero => Backing::Shmem,
-    }
-}

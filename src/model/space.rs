@@ -1,6 +1,7 @@
 //! Address spaces at page granularity. Each mapped page is one entry; what a VMA is (and how the
-//! kernel merges or splits them) is not modelled, since it is not observable beyond the
-//! normalised layout (SEMANTICS §1: "Do not assert VMA counts or boundaries").
+//! kernel merges or splits them) is not modelled beyond what is observable: each page remembers
+//! which mmap or mremap made its VMA (`vma`), so that "the range lies in one VMA" can be decided
+//! where mremap needs it (SEMANTICS §1: "Do not assert VMA counts or boundaries").
 
 use std::collections::BTreeMap;
 
@@ -16,8 +17,52 @@ pub struct ObjId(pub u32);
 pub enum PageBacking {
     /// A private page: its own frame, or a frame shared copy-on-write with fork relatives.
     Private(FrameId),
-    /// Page `index` of a shared object.
+    /// Page `index` of a shared object (an index past the object's end raises SIGBUS, G8).
     Object { obj: ObjId, index: u32 },
+}
+
+/// Per-page flags.
+pub mod flag {
+    /// MADV_DONTFORK: the page is not inherited (F4).
+    pub const DONTFORK: u8 = 1;
+    /// MADV_WIPEONFORK: a child gets zeroes here (B4, F5).
+    pub const WIPEONFORK: u8 = 2;
+    /// MADV_GUARD_INSTALL: any access is SIGSEGV/SEGV_MAPERR (F8).
+    pub const GUARD: u8 = 4;
+    /// MADV_FREE and not written since: the page may read zero at any time (F2).
+    pub const LAZY: u8 = 8;
+    /// Flags that belong to the VMA (and so decide whether two pages can be one VMA).
+    pub const VMA: u8 = DONTFORK | WIPEONFORK;
+}
+
+/// Up to three frames a private page may hold instead of its primary one, when the kernel's
+/// choice is not yet known (a write after MADV_FREE settles on "old" or "zero" plus the write,
+/// and only an observation tells which).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Alts {
+    frames: [Option<FrameId>; 3],
+}
+
+impl Alts {
+    pub fn iter(&self) -> impl Iterator<Item = FrameId> + '_ {
+        self.frames.iter().flatten().copied()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.frames.iter().all(Option::is_none)
+    }
+    /// Adds a frame; `false` (and nothing added) when full.
+    pub fn push(&mut self, f: FrameId) -> bool {
+        match self.frames.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => {
+                *slot = Some(f);
+                true
+            }
+            None => false,
+        }
+    }
+    pub fn clear(&mut self) {
+        self.frames = [None; 3];
+    }
 }
 
 /// One mapped page of one process.
@@ -26,6 +71,10 @@ pub struct Pte {
     pub kind: MapKind,
     pub prot: u8,
     pub backing: PageBacking,
+    pub flags: u8,
+    pub alts: Alts,
+    /// The mmap or mremap call that made this page's VMA.
+    pub vma: u32,
 }
 
 /// The mapped pages of one process, keyed by virtual page number.
@@ -48,11 +97,11 @@ impl AddressSpace {
         self.ptes.range(vpn..vpn + n).next().is_some()
     }
 
-    /// Removes `[vpn, vpn + n)`, returning what was there.
-    pub fn remove_range(&mut self, vpn: u64, n: u64) -> Vec<Pte> {
+    /// Removes `[vpn, vpn + n)`, returning what was there with its page numbers.
+    pub fn remove_range(&mut self, vpn: u64, n: u64) -> Vec<(u64, Pte)> {
         let keys: Vec<u64> = self.ptes.range(vpn..vpn + n).map(|(k, _)| *k).collect();
         keys.into_iter()
-            .filter_map(|k| self.ptes.remove(&k))
+            .filter_map(|k| self.ptes.remove(&k).map(|p| (k, p)))
             .collect()
     }
 }

@@ -162,6 +162,230 @@ impl Pattern {
     }
 }
 
+/// Protection for `protect` (mprotect).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prot {
+    None,
+    Read,
+    ReadWrite,
+    /// PROT_WRITE alone; x86 cannot express write-only pages, so reads work too (SEMANTICS A7).
+    Write,
+}
+
+impl Prot {
+    pub const ALL: [Prot; 4] = [Prot::None, Prot::Read, Prot::ReadWrite, Prot::Write];
+    pub fn name(self) -> &'static str {
+        match self {
+            Prot::None => "none",
+            Prot::Read => "read",
+            Prot::ReadWrite => "read-write",
+            Prot::Write => "write",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Prot> {
+        Prot::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// Advice for `advise` (madvise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Advice {
+    DontNeed,
+    Free,
+    Remove,
+    DontFork,
+    DoFork,
+    WipeOnFork,
+    KeepOnFork,
+    PopulateRead,
+    PopulateWrite,
+    Cold,
+    PageOut,
+    GuardInstall,
+    GuardRemove,
+    HugePage,
+    NoHugePage,
+}
+
+impl Advice {
+    pub const ALL: [Advice; 15] = [
+        Advice::DontNeed,
+        Advice::Free,
+        Advice::Remove,
+        Advice::DontFork,
+        Advice::DoFork,
+        Advice::WipeOnFork,
+        Advice::KeepOnFork,
+        Advice::PopulateRead,
+        Advice::PopulateWrite,
+        Advice::Cold,
+        Advice::PageOut,
+        Advice::GuardInstall,
+        Advice::GuardRemove,
+        Advice::HugePage,
+        Advice::NoHugePage,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Advice::DontNeed => "dontneed",
+            Advice::Free => "free",
+            Advice::Remove => "remove",
+            Advice::DontFork => "dontfork",
+            Advice::DoFork => "dofork",
+            Advice::WipeOnFork => "wipeonfork",
+            Advice::KeepOnFork => "keeponfork",
+            Advice::PopulateRead => "populate-read",
+            Advice::PopulateWrite => "populate-write",
+            Advice::Cold => "cold",
+            Advice::PageOut => "pageout",
+            Advice::GuardInstall => "guard-install",
+            Advice::GuardRemove => "guard-remove",
+            Advice::HugePage => "hugepage",
+            Advice::NoHugePage => "nohugepage",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Advice> {
+        Advice::ALL.into_iter().find(|a| a.name() == s)
+    }
+    /// The MADV_* number (asm-generic/mman-common.h; the guard advices are 102/103 since 6.13).
+    pub fn number(self) -> i32 {
+        match self {
+            Advice::DontNeed => 4,
+            Advice::Free => 8,
+            Advice::Remove => 9,
+            Advice::DontFork => 10,
+            Advice::DoFork => 11,
+            Advice::WipeOnFork => 18,
+            Advice::KeepOnFork => 19,
+            Advice::PopulateRead => 22,
+            Advice::PopulateWrite => 23,
+            Advice::Cold => 20,
+            Advice::PageOut => 21,
+            Advice::GuardInstall => 102,
+            Advice::GuardRemove => 103,
+            Advice::HugePage => 14,
+            Advice::NoHugePage => 15,
+        }
+    }
+}
+
+/// Where a `map` asks to go, relative to an existing handle's range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlaceHow {
+    /// MAP_FIXED: exactly there, replacing what is mapped (SEMANTICS D3).
+    Fixed,
+    /// MAP_FIXED_NOREPLACE: exactly there, or EEXIST (D4).
+    NoReplace,
+    /// A hint address without MAP_FIXED: the kernel may take it or not (A5).
+    Hint,
+}
+
+impl PlaceHow {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlaceHow::Fixed => "fixed",
+            PlaceHow::NoReplace => "noreplace",
+            PlaceHow::Hint => "hint",
+        }
+    }
+}
+
+/// An address named by a handle and a page inside its range: `m0+2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct At {
+    pub map: MapId,
+    pub page: u16,
+}
+
+/// mremap flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RemapFlags {
+    pub maymove: bool,
+    pub dontunmap: bool,
+    /// MREMAP_FIXED with this new address.
+    pub fixed: Option<At>,
+}
+
+/// A call made with a deliberately bad argument: its errno is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Syscall {
+    Mmap,
+    Munmap,
+    Mprotect,
+    Madvise,
+    Mremap,
+}
+
+impl Syscall {
+    pub const ALL: [Syscall; 5] = [
+        Syscall::Mmap,
+        Syscall::Munmap,
+        Syscall::Mprotect,
+        Syscall::Madvise,
+        Syscall::Mremap,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Syscall::Mmap => "mmap",
+            Syscall::Munmap => "munmap",
+            Syscall::Mprotect => "mprotect",
+            Syscall::Madvise => "madvise",
+            Syscall::Mremap => "mremap",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Syscall> {
+        Syscall::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BadArg {
+    /// Length 0 (for mremap, new size 0).
+    ZeroLength,
+    /// Address one byte past the handle's base.
+    Unaligned,
+    /// A length whose page rounding or end address wraps around.
+    Overflow,
+    UnknownAdvice,
+    UnknownProt,
+    UnknownFlags,
+}
+
+impl BadArg {
+    pub const ALL: [BadArg; 6] = [
+        BadArg::ZeroLength,
+        BadArg::Unaligned,
+        BadArg::Overflow,
+        BadArg::UnknownAdvice,
+        BadArg::UnknownProt,
+        BadArg::UnknownFlags,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            BadArg::ZeroLength => "zero-length",
+            BadArg::Unaligned => "unaligned",
+            BadArg::Overflow => "overflow",
+            BadArg::UnknownAdvice => "unknown-advice",
+            BadArg::UnknownProt => "unknown-prot",
+            BadArg::UnknownFlags => "unknown-flags",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<BadArg> {
+        BadArg::ALL.into_iter().find(|b| b.name() == s)
+    }
+    /// Whether the combination is one cowcheck checks. Left out: bad arguments that Linux
+    /// accepts and that would map memory or touch the harness (mmap ignores unknown prot and
+    /// flag bits; madvise/munmap with a huge but non-wrapping length reaches harness memory).
+    pub fn applies_to(self, call: Syscall) -> bool {
+        match self {
+            BadArg::ZeroLength | BadArg::Unaligned | BadArg::Overflow => true,
+            BadArg::UnknownAdvice => call == Syscall::Madvise,
+            BadArg::UnknownProt => call == Syscall::Mprotect,
+            BadArg::UnknownFlags => call == Syscall::Mremap,
+        }
+    }
+}
+
 /// One operation, performed by one process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -191,6 +415,46 @@ pub enum Op {
         map: MapId,
         pages: PageRange,
     },
+    /// A `map` with placement: MAP_FIXED, MAP_FIXED_NOREPLACE or a hint at `at`.
+    MapAt {
+        proc: ProcId,
+        map: MapId,
+        kind: MapKind,
+        pages: u16,
+        how: PlaceHow,
+        at: At,
+    },
+    /// `proc` changes the protection of `pages` of `map` (mprotect).
+    Protect {
+        proc: ProcId,
+        map: MapId,
+        pages: PageRange,
+        prot: Prot,
+    },
+    /// `proc` gives advice on `pages` of `map` (madvise).
+    Advise {
+        proc: ProcId,
+        map: MapId,
+        pages: PageRange,
+        advice: Advice,
+    },
+    /// `proc` remaps `old` pages of `map` (empty: old_size 0) to `new_pages` pages; the result
+    /// range is named `result`.
+    Remap {
+        proc: ProcId,
+        map: MapId,
+        old: PageRange,
+        new_pages: u16,
+        flags: RemapFlags,
+        result: MapId,
+    },
+    /// `proc` calls `call` on `map` with a bad argument.
+    Invalid {
+        proc: ProcId,
+        map: MapId,
+        call: Syscall,
+        bad: BadArg,
+    },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -202,16 +466,24 @@ pub enum OpKind {
     Fork,
     Exit,
     Unmap,
+    Protect,
+    Advise,
+    Remap,
+    Invalid,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 6] = [
+    pub const ALL: [OpKind; 10] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
         OpKind::Fork,
         OpKind::Exit,
         OpKind::Unmap,
+        OpKind::Protect,
+        OpKind::Advise,
+        OpKind::Remap,
+        OpKind::Invalid,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -221,6 +493,10 @@ impl OpKind {
             OpKind::Fork => "fork",
             OpKind::Exit => "exit",
             OpKind::Unmap => "unmap",
+            OpKind::Protect => "protect",
+            OpKind::Advise => "advise",
+            OpKind::Remap => "remap",
+            OpKind::Invalid => "invalid",
         }
     }
 }
@@ -234,7 +510,12 @@ impl Op {
             | Op::Read { proc, .. }
             | Op::Fork { proc, .. }
             | Op::Exit { proc }
-            | Op::Unmap { proc, .. } => proc,
+            | Op::Unmap { proc, .. }
+            | Op::MapAt { proc, .. }
+            | Op::Protect { proc, .. }
+            | Op::Advise { proc, .. }
+            | Op::Remap { proc, .. }
+            | Op::Invalid { proc, .. } => proc,
         }
     }
 
@@ -247,7 +528,12 @@ impl Op {
             | Op::Read { proc, .. }
             | Op::Fork { proc, .. }
             | Op::Exit { proc }
-            | Op::Unmap { proc, .. } => *proc = p,
+            | Op::Unmap { proc, .. }
+            | Op::MapAt { proc, .. }
+            | Op::Protect { proc, .. }
+            | Op::Advise { proc, .. }
+            | Op::Remap { proc, .. }
+            | Op::Invalid { proc, .. } => *proc = p,
         }
         op
     }
@@ -258,7 +544,12 @@ impl Op {
             Op::Map { map, .. }
             | Op::Write { map, .. }
             | Op::Read { map, .. }
-            | Op::Unmap { map, .. } => Some(map),
+            | Op::Unmap { map, .. }
+            | Op::MapAt { map, .. }
+            | Op::Protect { map, .. }
+            | Op::Advise { map, .. }
+            | Op::Remap { map, .. }
+            | Op::Invalid { map, .. } => Some(map),
             Op::Fork { .. } | Op::Exit { .. } => None,
         }
     }
@@ -271,6 +562,69 @@ impl Op {
             Op::Fork { .. } => OpKind::Fork,
             Op::Exit { .. } => OpKind::Exit,
             Op::Unmap { .. } => OpKind::Unmap,
+            Op::MapAt { .. } => OpKind::Map,
+            Op::Protect { .. } => OpKind::Protect,
+            Op::Advise { .. } => OpKind::Advise,
+            Op::Remap { .. } => OpKind::Remap,
+            Op::Invalid { .. } => OpKind::Invalid,
+        }
+    }
+
+    /// The op with every handle renamed.
+    pub fn rename(self, p: impl Fn(ProcId) -> ProcId, m: impl Fn(MapId) -> MapId) -> Op {
+        let mut op = self.with_proc(p(self.proc()));
+        let at = |a: At| At {
+            map: m(a.map),
+            page: a.page,
+        };
+        match &mut op {
+            Op::Map { map, .. }
+            | Op::Write { map, .. }
+            | Op::Read { map, .. }
+            | Op::Unmap { map, .. }
+            | Op::Protect { map, .. }
+            | Op::Advise { map, .. }
+            | Op::Invalid { map, .. } => *map = m(*map),
+            Op::MapAt { map, at: a, .. } => {
+                *map = m(*map);
+                *a = at(*a);
+            }
+            Op::Remap {
+                map, flags, result, ..
+            } => {
+                *map = m(*map);
+                *result = m(*result);
+                flags.fixed = flags.fixed.map(at);
+            }
+            Op::Fork { child, .. } => *child = p(*child),
+            Op::Exit { .. } => {}
+        }
+        op
+    }
+
+    /// The handle an op creates (a map's, or a remap's result), if any.
+    pub fn creates(&self) -> Option<MapId> {
+        match *self {
+            Op::Map { map, .. } | Op::MapAt { map, .. } => Some(map),
+            Op::Remap { result, .. } => Some(result),
+            _ => None,
+        }
+    }
+
+    /// Every mapping handle the op names (the one it acts on, a placement target, a result).
+    pub fn maps(&self) -> Vec<MapId> {
+        match *self {
+            Op::MapAt { map, at, .. } => vec![map, at.map],
+            Op::Remap {
+                map, flags, result, ..
+            } => {
+                let mut v = vec![map, result];
+                if let Some(at) = flags.fixed {
+                    v.push(at.map);
+                }
+                v
+            }
+            _ => self.map().into_iter().collect(),
         }
     }
 
@@ -296,6 +650,9 @@ pub struct Comment {
 pub struct Program {
     pub ops: Vec<Op>,
     pub comments: Vec<Comment>,
+    /// Inline expectations (`=> ...` on an op's line): `(op index, expectation)`, ascending,
+    /// at most one per op (the printer writes the first).
+    pub expects: Vec<(usize, crate::expect::Expect)>,
 }
 
 impl Program {
@@ -303,7 +660,13 @@ impl Program {
         Program {
             ops,
             comments: Vec::new(),
+            expects: Vec::new(),
         }
+    }
+
+    /// The inline expectation of op `index`, if the trace wrote one.
+    pub fn expect_of(&self, index: usize) -> Option<&crate::expect::Expect> {
+        self.expects.iter().find(|(i, _)| *i == index).map(|(_, e)| e)
     }
 
     /// Number of `fork` ops.
@@ -499,8 +862,102 @@ impl Validator {
                 self.procs[proc.0 as usize] = ProcState::Exited;
                 self.live -= 1;
             }
+            Op::MapAt {
+                map, pages, at, ..
+            } => {
+                let target = self.known_map(at.map)?;
+                if at.page >= target {
+                    return Err(invalid(
+                        Culprit::Span,
+                        format!("page {} is out of range: {} has {target} pages", at.page, at.map),
+                    ));
+                }
+                // Placement stays inside the target's range, so MAP_FIXED can never land on
+                // the harness's own memory.
+                if at.page as u32 + pages as u32 > target as u32 {
+                    return Err(invalid(
+                        Culprit::Count,
+                        format!(
+                            "{pages} pages from {}+{} run past its {target} pages",
+                            at.map, at.page
+                        ),
+                    ));
+                }
+                self.new_map(map, pages)?;
+            }
+            Op::Protect { map, pages: range, .. } | Op::Advise { map, pages: range, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(Span::Pages(range), pages)?;
+            }
+            Op::Remap {
+                map,
+                old,
+                new_pages,
+                flags,
+                result,
+                ..
+            } => {
+                let pages = self.known_map(map)?;
+                if old.start > old.end || old.end > pages || old.start >= pages {
+                    return Err(invalid(
+                        Culprit::Span,
+                        format!(
+                            "page range {}..{} is out of range: the mapping has {pages} pages",
+                            old.start, old.end
+                        ),
+                    ));
+                }
+                if let Some(at) = flags.fixed {
+                    let target = self.known_map(at.map)?;
+                    if at.page as u32 + new_pages as u32 > target as u32 {
+                        return Err(invalid(
+                            Culprit::Count,
+                            format!(
+                                "{new_pages} pages from {}+{} run past its {target} pages",
+                                at.map, at.page
+                            ),
+                        ));
+                    }
+                }
+                self.new_map(result, new_pages)?;
+            }
+            Op::Invalid { map, call, bad, .. } => {
+                self.known_map(map)?;
+                if !bad.applies_to(call) {
+                    return Err(invalid(
+                        Culprit::Count,
+                        format!("{} is not a bad argument cowcheck checks for {}", bad.name(), call.name()),
+                    ));
+                }
+            }
         }
         self.ops += 1;
+        Ok(())
+    }
+
+    fn new_map(&mut self, map: MapId, pages: u16) -> Result<(), InvalidOp> {
+        match self.maps.get(map.0 as usize) {
+            None => {
+                return Err(invalid(
+                    Culprit::Map,
+                    format!("mapping handle {map} is past the cap of {} mappings", caps::MAX_MAPS),
+                ));
+            }
+            Some(Some(_)) => {
+                return Err(invalid(
+                    Culprit::Map,
+                    format!("mapping handle {map} is already taken; a new mapping needs a new handle"),
+                ));
+            }
+            Some(None) => {}
+        }
+        if pages == 0 || pages > caps::MAX_MAP_PAGES {
+            return Err(invalid(
+                Culprit::Count,
+                format!("a mapping has 1 to {} pages, not {pages}", caps::MAX_MAP_PAGES),
+            ));
+        }
+        self.maps[map.0 as usize] = Some(pages);
         Ok(())
     }
 

@@ -49,6 +49,11 @@
 //! the static rules of [`Validator`] (handles exist before use, new handles are fresh, ranges
 //! lie inside their mapping, the caps hold); a violation is an error at the offending token.
 //!
+//! An op may end in an inline expectation, `=> EXPECT`, before any comment: what the op must do,
+//! checked against both the model and the kernel (see [`crate::expect`] for the forms, such as
+//! `=> 0xaa`, `=> ramp 0x10`, `=> SIGSEGV maperr`, `=> EINVAL`, `=> ok`). The printer writes it
+//! as ` => EXPECT` right after the op; it is kept in [`Program::expects`].
+//!
 //! The input is UTF-8 text without NUL bytes. Lines end in LF or CR LF, hold at most
 //! [`MAX_LINE_BYTES`] bytes, and the last line may lack its line break.
 //!
@@ -74,8 +79,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::op::{
-    Comment, Culprit, MapId, MapKind, Op, OpKind, PageRange, Pattern, ProcId, Program, Span,
-    Validator, caps,
+    Advice, At, BadArg, Comment, Culprit, MapId, MapKind, Op, OpKind, PageRange, Pattern,
+    PlaceHow, ProcId, Program, Prot, RemapFlags, Span, Syscall, Validator, caps,
 };
 
 /// The first line of every trace: the format's name and version.
@@ -135,7 +140,15 @@ pub fn parse(input: &[u8]) -> Result<Program, TraceError> {
             Some((code, comment)) => (code, Some(comment)),
             None => (text, None),
         };
+        // `=> EXPECTATION` ends the op part; `expect_at` is the column just past the arrow.
+        let (code, expect_text) = match code.split_once("=>") {
+            Some((code, rest)) => (code, Some((code.chars().count() + 3, rest))),
+            None => (code, None),
+        };
         let tokens = tokenize(code);
+        if let (true, Some((at, _))) = (tokens.is_empty(), expect_text) {
+            return Err(TraceError::new(number, at - 2, "an expectation (=> ...) needs an op before it"));
+        }
         if tokens.is_empty() {
             program.comments.push(Comment {
                 before_op: program.ops.len(),
@@ -148,6 +161,14 @@ pub fn parse(input: &[u8]) -> Result<Program, TraceError> {
         validator
             .admit(&op)
             .map_err(|e| TraceError::new(number, columns.of(e.culprit), e.message))?;
+        if let Some((at, text)) = expect_text {
+            let expect = crate::expect::Expect::parse(text)
+                .map_err(|e| TraceError::new(number, at + e.offset, e.message))?;
+            expect
+                .fits(&op)
+                .map_err(|message| TraceError::new(number, at - 2, message))?;
+            program.expects.push((program.ops.len(), expect));
+        }
         if let Some(text) = comment {
             program.comments.push(Comment {
                 before_op: program.ops.len(),
@@ -366,11 +387,103 @@ impl<'a> OpLine<'a> {
                 let map = self.map_handle(&mut columns)?;
                 let kind = self.map_kind()?;
                 let pages = self.page_count(&mut columns)?;
-                Op::Map {
+                match self.tokens.get(self.next).map(|t| t.text) {
+                    Some(word @ ("fixed" | "noreplace" | "hint")) => {
+                        self.next += 1;
+                        let how = match word {
+                            "fixed" => PlaceHow::Fixed,
+                            "noreplace" => PlaceHow::NoReplace,
+                            _ => PlaceHow::Hint,
+                        };
+                        let at = self.at(&mut columns)?;
+                        Op::MapAt {
+                            proc,
+                            map,
+                            kind,
+                            pages,
+                            how,
+                            at,
+                        }
+                    }
+                    _ => Op::Map {
+                        proc,
+                        map,
+                        kind,
+                        pages,
+                    },
+                }
+            }
+            OpKind::Protect => {
+                let map = self.map_handle(&mut columns)?;
+                let pages = self.range(&mut columns)?;
+                let prot = self.word("a protection (none, read, read-write, write)", Prot::from_name)?;
+                Op::Protect {
                     proc,
                     map,
-                    kind,
                     pages,
+                    prot,
+                }
+            }
+            OpKind::Advise => {
+                let map = self.map_handle(&mut columns)?;
+                let pages = self.range(&mut columns)?;
+                let names = Advice::ALL.map(Advice::name).join(", ");
+                let advice = self.word(&format!("an advice (one of {names})"), Advice::from_name)?;
+                Op::Advise {
+                    proc,
+                    map,
+                    pages,
+                    advice,
+                }
+            }
+            OpKind::Remap => {
+                let map = self.map_handle(&mut columns)?;
+                let old = self.range(&mut columns)?;
+                let new_pages = self.page_count(&mut columns)?;
+                let mut flags = RemapFlags::default();
+                loop {
+                    let token = self.take("remap flags (maymove, dontunmap, fixed mN+P) and as mN")?;
+                    match token.text {
+                        "maymove" => flags.maymove = true,
+                        "dontunmap" => flags.dontunmap = true,
+                        "fixed" => flags.fixed = Some(self.at(&mut columns)?),
+                        "as" => break,
+                        other => {
+                            return Err(self.error(
+                                token,
+                                format!(
+                                    "unknown remap flag {}; expected maymove, dontunmap, fixed mN+P or as mN",
+                                    quoted(other)
+                                ),
+                            ));
+                        }
+                    }
+                }
+                let result_token = self.take("the result's mapping handle (like m1)")?;
+                columns.map = Some(result_token.column);
+                let result = MapId(self.handle(result_token, 'm', "mapping handle", "m1")?);
+                Op::Remap {
+                    proc,
+                    map,
+                    old,
+                    new_pages,
+                    flags,
+                    result,
+                }
+            }
+            OpKind::Invalid => {
+                let names = Syscall::ALL.map(Syscall::name).join(", ");
+                let call = self.word(&format!("a call (one of {names})"), Syscall::from_name)?;
+                let map = self.map_handle(&mut columns)?;
+                let bads = BadArg::ALL.map(BadArg::name).join(", ");
+                let token_column = self.tokens.get(self.next).map(|t| t.column);
+                let bad = self.word(&format!("a bad argument (one of {bads})"), BadArg::from_name)?;
+                columns.count = token_column;
+                Op::Invalid {
+                    proc,
+                    map,
+                    call,
+                    bad,
                 }
             }
             OpKind::Write => {
@@ -514,6 +627,46 @@ impl<'a> OpLine<'a> {
             };
             self.error(token, message)
         })
+    }
+
+    /// A keyword from a fixed set.
+    fn word<T>(&mut self, needs: &str, from: fn(&str) -> Option<T>) -> Result<T, TraceError> {
+        let token = self.take(needs)?;
+        from(token.text).ok_or_else(|| {
+            self.error(token, format!("expected {needs}, found {}", quoted(token.text)))
+        })
+    }
+
+    /// Whole pages `A..B` or `A` (an empty `A..A` reads fine; the validator decides).
+    fn range(&mut self, columns: &mut Columns) -> Result<PageRange, TraceError> {
+        let token = self.take("a page range (like 0..4 or 2)")?;
+        columns.span = Some(token.column);
+        parse_range(token.text)
+            .map_err(|e| self.syntax_error(token, e, "a page range like 0..4 or 2"))
+    }
+
+    /// `mN+P` or `mN`: page P of handle mN's range.
+    fn at(&mut self, columns: &mut Columns) -> Result<At, TraceError> {
+        let token = self.take("an address like m0+2")?;
+        columns.span = Some(token.column);
+        let (handle, page) = match token.text.split_once('+') {
+            Some((h, p)) => (h, Some(p)),
+            None => (token.text, None),
+        };
+        let map = MapId(self.handle(
+            Token {
+                text: handle,
+                column: token.column,
+            },
+            'm',
+            "mapping handle",
+            "m0",
+        )?);
+        let page = match page {
+            Some(p) => field(p, "page").map_err(|e| self.syntax_error(token, e, "an address like m0+2"))?,
+            None => 0,
+        };
+        Ok(At { map, page })
     }
 
     fn map_handle(&mut self, columns: &mut Columns) -> Result<MapId, TraceError> {
@@ -728,6 +881,76 @@ impl fmt::Display for Op {
             Op::Unmap { proc, map, pages } => {
                 write!(f, "{proc} {verb} {map} {}", RangeText(pages))
             }
+            Op::MapAt {
+                proc,
+                map,
+                kind,
+                pages,
+                how,
+                at,
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {pages} {} {}",
+                kind.name(),
+                how.name(),
+                AtText(at)
+            ),
+            Op::Protect {
+                proc,
+                map,
+                pages,
+                prot,
+            } => write!(f, "{proc} {verb} {map} {} {}", RangeText(pages), prot.name()),
+            Op::Advise {
+                proc,
+                map,
+                pages,
+                advice,
+            } => write!(f, "{proc} {verb} {map} {} {}", RangeText(pages), advice.name()),
+            Op::Remap {
+                proc,
+                map,
+                old,
+                new_pages,
+                flags,
+                result,
+            } => {
+                // An empty old range (old_size 0) prints as A..A.
+                let old_text = if old.start == old.end {
+                    format!("{}..{}", old.start, old.end)
+                } else {
+                    RangeText(old).to_string()
+                };
+                write!(f, "{proc} {verb} {map} {old_text} {new_pages}")?;
+                if flags.maymove {
+                    write!(f, " maymove")?;
+                }
+                if flags.dontunmap {
+                    write!(f, " dontunmap")?;
+                }
+                if let Some(at) = flags.fixed {
+                    write!(f, " fixed {}", AtText(at))?;
+                }
+                write!(f, " as {result}")
+            }
+            Op::Invalid {
+                proc,
+                map,
+                call,
+                bad,
+            } => write!(f, "{proc} {verb} {} {map} {}", call.name(), bad.name()),
+        }
+    }
+}
+
+/// `mN+P`, or `mN` for page 0.
+struct AtText(At);
+
+impl fmt::Display for AtText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.page {
+            0 => write!(f, "{}", self.0.map),
+            p => write!(f, "{}+{p}", self.0.map),
         }
     }
 }
@@ -756,6 +979,9 @@ impl fmt::Display for Program {
             }
             if let Some(op) = self.ops.get(at) {
                 write!(f, "{op}")?;
+                if let Some(expect) = self.expect_of(at) {
+                    write!(f, " => {expect}")?;
+                }
                 for text in inline[at].iter().filter_map(|c| c.text.as_ref()) {
                     write!(f, " #{}", CommentText(text))?;
                 }
@@ -992,6 +1218,7 @@ p0 unmap m3 63
     #[test]
     fn odd_comments_still_print_a_trace_that_reads_back() {
         let program = Program {
+            expects: Vec::new(),
             ops: vec![Op::Exit { proc: ProcId(0) }],
             comments: vec![
                 Comment {

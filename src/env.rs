@@ -1,0 +1,300 @@
+//! The environment report: what the machine is, so that a result can be read in context
+//! (SEMANTICS §6.5: expected results depend on the kernel, its settings and the libc).
+//!
+//! Everything here is read from this process's own view: `uname`, `sysconf`, /proc and /sys
+//! files, the libc's own version call, and feature probes that cost one harmless syscall each.
+//! A file that is missing or unreadable is reported as "unavailable", never a panic. This module
+//! never maps program memory or forks.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// What "unavailable" reads as in reports.
+pub const UNAVAILABLE: &str = "unavailable";
+
+/// Environment variable that makes named features count as missing (space- or
+/// comma-separated), for tests of the skip path: `COWCHECK_PRETEND_MISSING=dev-zero`.
+pub const PRETEND_MISSING_VAR: &str = "COWCHECK_PRETEND_MISSING";
+
+/// One feature probe: whether a feature the scenarios may need is there, and what showed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    /// The name scenarios use in `# needs:` (`dev-zero`, `MADV_WIPEONFORK`).
+    pub name: String,
+    pub available: bool,
+    /// What the probe did and saw, for the report ("madvise(0, 0, 18) = 0").
+    pub detail: String,
+}
+
+/// The machine as cowcheck sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Environment {
+    pub kernel_release: String,
+    pub machine: String,
+    pub page_size: usize,
+    /// /sys/kernel/mm/transparent_hugepage/enabled, the selected value (`madvise`).
+    pub thp_enabled: String,
+    /// /sys/kernel/mm/transparent_hugepage/defrag, the selected value.
+    pub thp_defrag: String,
+    /// /sys/kernel/mm/ksm/run (0 off, 1 running, 2 unmerging).
+    pub ksm_run: String,
+    /// /proc/sys/vm/overcommit_memory (0 heuristic, 1 always, 2 never).
+    pub overcommit_memory: String,
+    /// CapEff from /proc/self/status, hex as the kernel prints it.
+    pub cap_eff: String,
+    /// Whether CAP_SYS_ADMIN is effective (pagemap PFNs need it), if CapEff was readable.
+    pub cap_sys_admin: Option<bool>,
+    /// `glibc`, `musl` or `unknown`.
+    pub libc_name: String,
+    pub libc_version: String,
+    pub probes: Vec<Probe>,
+}
+
+impl Environment {
+    /// Reads everything now.
+    pub fn detect() -> Environment {
+        let (kernel_release, machine) = match nix::sys::utsname::uname() {
+            Ok(u) => (
+                u.release().to_string_lossy().into_owned(),
+                u.machine().to_string_lossy().into_owned(),
+            ),
+            Err(_) => (UNAVAILABLE.into(), UNAVAILABLE.into()),
+        };
+        let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(0) as usize;
+        let cap_eff = status_field("/proc/self/status", "CapEff");
+        let cap_sys_admin = cap_eff
+            .as_deref()
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .map(|caps| caps & (1 << 21) != 0);
+        let (libc_name, libc_version) = libc_identity();
+        let pretend: Vec<String> = std::env::var(PRETEND_MISSING_VAR)
+            .unwrap_or_default()
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let probes = probes()
+            .into_iter()
+            .map(|mut p| {
+                if pretend.contains(&p.name) {
+                    p.available = false;
+                    p.detail = format!("{} (counted as missing: {PRETEND_MISSING_VAR})", p.detail);
+                }
+                p
+            })
+            .collect();
+        Environment {
+            kernel_release,
+            machine,
+            page_size,
+            thp_enabled: selected("/sys/kernel/mm/transparent_hugepage/enabled"),
+            thp_defrag: selected("/sys/kernel/mm/transparent_hugepage/defrag"),
+            ksm_run: first_line("/sys/kernel/mm/ksm/run").unwrap_or_else(|| UNAVAILABLE.into()),
+            overcommit_memory: first_line("/proc/sys/vm/overcommit_memory")
+                .unwrap_or_else(|| UNAVAILABLE.into()),
+            cap_eff: cap_eff.unwrap_or_else(|| UNAVAILABLE.into()),
+            cap_sys_admin,
+            libc_name,
+            libc_version,
+            probes,
+        }
+    }
+
+    /// The probe of a feature, by the name scenarios use.
+    pub fn probe(&self, name: &str) -> Option<&Probe> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+
+    /// The report as `key value` lines.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![
+            format!("kernel        {} {}", self.kernel_release, self.machine),
+            format!("page size     {}", self.page_size),
+            format!("THP           enabled {}, defrag {}", self.thp_enabled, self.thp_defrag),
+            format!("KSM run       {}", self.ksm_run),
+            format!("overcommit    {}", self.overcommit_memory),
+            format!(
+                "CapEff        {}{}",
+                self.cap_eff,
+                match self.cap_sys_admin {
+                    Some(true) => " (CAP_SYS_ADMIN)",
+                    Some(false) => " (no CAP_SYS_ADMIN)",
+                    None => "",
+                }
+            ),
+            format!("libc          {} {}", self.libc_name, self.libc_version),
+        ];
+        for p in &self.probes {
+            out.push(format!(
+                "feature       {:<22} {:<3} {}",
+                p.name,
+                if p.available { "yes" } else { "no" },
+                p.detail
+            ));
+        }
+        out
+    }
+
+    /// The report as JSON (the `environment` object of `--json` output).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in self.lines() {
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+fn first_line(path: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// The bracketed choice of a sysfs selector (`always [madvise] never` → `madvise`), or the
+/// whole line when nothing is bracketed.
+fn selected(path: &str) -> String {
+    match first_line(path) {
+        None => UNAVAILABLE.into(),
+        Some(line) => line
+            .split_once('[')
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(choice, _)| choice.to_string())
+            .unwrap_or(line),
+    }
+}
+
+/// A `Name:\tvalue` field of a /proc status file.
+fn status_field(path: &str, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim().to_string())
+    })
+}
+
+/// The libc's name and version as the libc itself says: `confstr(_CS_GNU_LIBC_VERSION)` gives
+/// "glibc 2.36" on glibc; musl has no such call and no version API, so only its name is known.
+fn libc_identity() -> (String, String) {
+    #[cfg(target_env = "gnu")]
+    {
+        let mut buf = [0u8; 128];
+        // SAFETY: confstr writes at most buf.len() bytes, NUL-terminated, into our buffer.
+        let n = unsafe {
+            libc::confstr(
+                libc::_CS_GNU_LIBC_VERSION,
+                buf.as_mut_ptr() as *mut libc::c_char,
+                buf.len(),
+            )
+        };
+        if n > 0 && n <= buf.len() {
+            let text = String::from_utf8_lossy(&buf[..n - 1]).into_owned();
+            return match text.split_once(' ') {
+                Some((name, version)) => (name.to_string(), version.to_string()),
+                None => ("glibc".into(), text),
+            };
+        }
+        ("glibc".into(), UNAVAILABLE.into())
+    }
+    #[cfg(target_env = "musl")]
+    {
+        ("musl".into(), UNAVAILABLE.into())
+    }
+    #[cfg(not(any(target_env = "gnu", target_env = "musl")))]
+    {
+        ("unknown".into(), UNAVAILABLE.into())
+    }
+}
+
+/// `madvise` advices scenarios may need, by their MADV_ name and number
+/// (asm-generic/mman-common.h; GUARD_INSTALL is 102 since 6.13).
+const ADVICES: &[(&str, i32)] = &[
+    ("MADV_DONTNEED", 4),
+    ("MADV_FREE", 8),
+    ("MADV_REMOVE", 9),
+    ("MADV_DONTFORK", 10),
+    ("MADV_WIPEONFORK", 18),
+    ("MADV_COLD", 20),
+    ("MADV_PAGEOUT", 21),
+    ("MADV_POPULATE_READ", 22),
+    ("MADV_POPULATE_WRITE", 23),
+    ("MADV_GUARD_INSTALL", 102),
+];
+
+/// Every feature probe. Each costs one syscall at most and changes nothing.
+fn probes() -> Vec<Probe> {
+    let mut out = Vec::new();
+    let dev_zero = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/zero");
+    out.push(Probe {
+        name: "dev-zero".into(),
+        available: dev_zero.is_ok(),
+        detail: match &dev_zero {
+            Ok(_) => "open(\"/dev/zero\", O_RDWR) ok".into(),
+            Err(e) => format!("open(\"/dev/zero\", O_RDWR): {e}"),
+        },
+    });
+    let maps = std::fs::read("/proc/self/maps");
+    out.push(Probe {
+        name: "proc-self-maps".into(),
+        available: maps.as_ref().is_ok_and(|m| !m.is_empty()),
+        detail: match &maps {
+            Ok(m) => format!("/proc/self/maps readable ({} bytes)", m.len()),
+            Err(e) => format!("/proc/self/maps: {e}"),
+        },
+    });
+    for &(name, advice) in ADVICES {
+        // madvise(0, 0, advice) returns 0 if and only if the kernel knows the advice
+        // (SEMANTICS F0): a feature probe that touches no memory.
+        // SAFETY: a zero-length range names no memory at all.
+        let r = unsafe { libc::madvise(std::ptr::null_mut(), 0, advice) };
+        let errno = nix::errno::Errno::last();
+        out.push(Probe {
+            name: name.into(),
+            available: r == 0,
+            detail: if r == 0 {
+                format!("madvise(0, 0, {advice}) = 0")
+            } else {
+                format!("madvise(0, 0, {advice}): {}", errno.desc())
+            },
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_read_as_unavailable() {
+        assert_eq!(selected("/nonexistent/cowcheck/enabled"), UNAVAILABLE);
+        assert_eq!(first_line("/nonexistent/cowcheck/run"), None);
+        assert_eq!(status_field("/nonexistent/status", "CapEff"), None);
+    }
+
+    #[test]
+    fn the_report_has_every_field() {
+        let env = Environment::detect();
+        assert!(env.page_size.is_power_of_two());
+        let text = env.to_string();
+        for key in ["kernel", "page size", "THP", "KSM run", "overcommit", "CapEff", "libc", "feature"] {
+            assert!(text.contains(key), "{key} missing from\n{text}");
+        }
+        let json = env.to_json();
+        assert!(json["probes"].as_array().is_some_and(|p| !p.is_empty()));
+        assert!(env.probe("dev-zero").is_some());
+        // On Linux ≥ 2.6.16 madvise knows DONTFORK; the probe must say so.
+        assert!(env.probe("MADV_DONTFORK").is_some_and(|p| p.available), "{text}");
+    }
+}
