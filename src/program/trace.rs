@@ -1248,7 +1248,7 @@ p0 unmap m3 63
         assert_eq!((e.line, e.column), (3, 4));
         assert_eq!(
             e.message,
-            "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap"
+            "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap, protect, advise, remap, invalid"
         );
     }
 
