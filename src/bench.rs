@@ -56,7 +56,10 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Times `programs` programs of the campaign `seed` in rounds, alternating with bare forks.
 pub fn measure(executor: &mut Executor, programs: u64, seed: u64) -> Result<BenchReport, HarnessError> {
-    let generator = GenConfig::default();
+    let generator = GenConfig {
+        features: executor.hello.features,
+        ..GenConfig::default()
+    };
     let rounds = 10usize.min(programs as usize).max(1);
     let per_round = programs.div_ceil(rounds as u64);
     // Warm up both paths.

@@ -36,7 +36,7 @@ pub struct Summary {
     pub snapshots: u64,
     pub elapsed: Duration,
     /// Programs in which each op kind ran at least once, indexed like `OpKind::ALL`.
-    pub programs_with: [u64; 6],
+    pub programs_with: [u64; OpKind::ALL.len()],
     /// Semantic cells reached (see `coverage`).
     pub cells: crate::coverage::CellSet,
 }

@@ -3,7 +3,7 @@
 //! placed); everything else it predicts, and any difference is a divergence.
 
 use crate::kernel::{DumpRequest, Executor, HarnessError, KernelRun};
-use crate::model::{Model, ModelError};
+use crate::model::{Features, Model, ModelError};
 use crate::outcome::{Outcome, ProcView, Region, Snapshot};
 use crate::program::{Op, ProcId, Program, Span};
 
@@ -100,7 +100,17 @@ pub struct Tally {
 /// Replays the model along a kernel run and compares. Returns the tally of what agreed, or the
 /// first divergence.
 pub fn compare(program: &Program, run: &KernelRun, page_size: usize) -> Result<Tally, Divergence> {
-    let mut model = Model::new(page_size);
+    compare_with(program, run, page_size, Features::ALL)
+}
+
+/// `compare` for a kernel with these features.
+pub fn compare_with(
+    program: &Program,
+    run: &KernelRun,
+    page_size: usize,
+    features: Features,
+) -> Result<Tally, Divergence> {
+    let mut model = Model::with_features(page_size, features);
     let mut tally = Tally::default();
     let mut snaps = run.snapshots.iter().peekable();
     for (i, (op, observed)) in program.ops.iter().zip(&run.outcomes).enumerate() {
@@ -201,7 +211,7 @@ pub enum Verdict {
 /// Runs a program on the kernel and compares it with the model.
 pub fn check(executor: &mut Executor, program: &Program) -> Result<(Verdict, KernelRun), HarnessError> {
     let run = executor.run(program, &[])?;
-    let verdict = match compare(program, &run, executor.page_size()) {
+    let verdict = match compare_with(program, &run, executor.page_size(), executor.hello.features) {
         Err(d) => Verdict::Diverged(d),
         Ok(t) => {
             if let Some(e) = &run.harness_error {
@@ -240,7 +250,7 @@ pub fn page_diffs(
 ) -> Vec<PageDiff> {
     let ps = executor.page_size();
     // Model state right after the diverging op, with the kernel's placements.
-    let mut model = Model::new(ps);
+    let mut model = Model::with_features(ps, executor.hello.features);
     for (op, observed) in program.ops.iter().zip(&run.outcomes).take(d.op_index + 1) {
         if model.step(op, Some(observed)).is_err() {
             return Vec::new();

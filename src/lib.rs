@@ -24,11 +24,14 @@
 pub mod bench;
 pub mod campaign;
 pub mod check;
+pub mod corpus;
 pub mod coverage;
+pub mod env;
 pub mod expect;
 pub mod kernel;
 pub mod model;
 pub mod outcome;
 pub mod program;
+pub mod repro_c;
 pub mod report;
 pub mod shrink;

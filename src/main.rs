@@ -101,6 +101,28 @@ enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
+    /// Run every scenario (*.trace, recursively) in DIR on kernel and model and check its
+    /// inline expectations on both; exit 0 all passed, 1 a failure, 4 all skipped (kselftest).
+    Corpus {
+        dir: PathBuf,
+        /// Print KTAP (the kselftest format) instead of a table.
+        #[arg(long)]
+        tap: bool,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Write a standalone C reproducer (libc only, prints KTAP) of a trace, with the
+    /// expectations the model derives; to stdout unless -o or --build.
+    ReproC {
+        file: PathBuf,
+        /// Compile it with the system's cc (`$CC`) and -Wall -Wextra -Werror (C file: -o, or
+        /// FILE with .c; binary: the C file without .c).
+        #[arg(long)]
+        build: bool,
+        /// Where to write the C file.
+        #[arg(short = 'o', long, value_name = "OUT")]
+        out: Option<PathBuf>,
+    },
     /// The executor process (internal).
     #[command(name = "__executor", hide = true)]
     Executor {
@@ -150,6 +172,8 @@ fn main() -> ExitCode {
             0
         }),
         Command::Shrink { file, out, exec } => cmd_shrink(&file, out, &exec),
+        Command::Corpus { dir, tap, exec } => cmd_corpus(&dir, tap, &exec),
+        Command::ReproC { file, build, out } => cmd_repro_c(&file, build, out),
         Command::Bench {
             programs,
             seed,
@@ -261,10 +285,16 @@ fn cmd_run(
         seed,
         cases,
         time,
-        generator: GenConfig { max_ops },
+        generator: GenConfig {
+            max_ops,
+            features: executor.hello.features,
+            ..GenConfig::default()
+        },
     };
     let tty = std::io::stderr().is_terminal() && !json;
+    let environment = cowcheck::env::Environment::detect();
     if !json {
+        println!("environment\n{}", indent(&environment.to_string()));
         eprintln!(
             "cowcheck run: seed {seed}, kernel {} {}, page size {}, executor `{}`",
             executor.hello.release,
@@ -293,11 +323,9 @@ fn cmd_run(
         None => None,
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary_json(&summary, &executor, seed, finding.as_ref(), saved.as_deref()))
-                .unwrap_or_default()
-        );
+        let mut v = summary_json(&summary, &executor, seed, finding.as_ref(), saved.as_deref());
+        v["environment"] = environment.to_json();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_summary(&summary, &executor, seed);
         if let (Some(f), Some(path)) = (&finding, &saved) {
@@ -393,6 +421,13 @@ fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<Pat
     let path = out.join(format!("cowcheck-divergence-{seed}-{}.trace", f.index));
     std::fs::write(&path, program.to_string())
         .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
+    // The C reproducer beside it, for people without Rust (when the generator knows every op).
+    let c_path = path.with_extension("c");
+    match cowcheck::repro_c::generate(&program, ex.page_size(), &path.display().to_string()) {
+        Ok(c) => std::fs::write(&c_path, c)
+            .map_err(|e| Fatal(format!("cannot save the C reproducer to {}: {e}", c_path.display())))?,
+        Err(e) => eprintln!("cowcheck: no C reproducer: {e}"),
+    }
     Ok(path)
 }
 
@@ -624,4 +659,70 @@ fn cmd_shrink(file: &Path, out: Option<PathBuf>, exec: &ExecArgs) -> Result<u8, 
         .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
     print_finding(&f, &path);
     Ok(1)
+}
+
+/// Each line indented by two spaces.
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+fn cmd_corpus(dir: &Path, tap: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
+    use cowcheck::corpus;
+    let scenarios = corpus::discover(dir).map_err(|e| Fatal(e.to_string()))?;
+    let environment = cowcheck::env::Environment::detect();
+    let config = executor_config(exec)?;
+    if tap {
+        print!("{}", corpus::ktap_header(scenarios.len(), &environment));
+        println!("# executor: {}", config.command_line());
+    } else {
+        println!("environment\n{}", indent(&environment.to_string()));
+        println!("corpus {} ({} scenarios), executor `{}`", dir.display(), scenarios.len(), config.command_line());
+    }
+    let start = std::time::Instant::now();
+    let mut runner = corpus::Runner::new(config, environment);
+    let mut results = Vec::with_capacity(scenarios.len());
+    for (i, s) in scenarios.iter().enumerate() {
+        let r = runner.run(s);
+        if tap {
+            print!("{}", corpus::ktap_result(i + 1, &r));
+        } else {
+            print!("{}", corpus::human_result(&r));
+        }
+        results.push(r);
+    }
+    let (pass, fail, skip) = corpus::counts(&results);
+    if tap {
+        print!("{}", corpus::ktap_totals(&results, start.elapsed()));
+    } else {
+        println!(
+            "{pass} passed, {fail} failed, {skip} skipped of {} scenarios in {:.1} s",
+            results.len(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(corpus::exit_code(&results))
+}
+
+fn cmd_repro_c(file: &Path, build: bool, out: Option<PathBuf>) -> Result<u8, Fatal> {
+    use cowcheck::repro_c;
+    let program = load_trace(file)?;
+    let c = repro_c::generate(&program, host_page_size(), &file.display().to_string())
+        .map_err(|e| Fatal(format!("{}: {e}", file.display())))?;
+    let c_path = match (out, build) {
+        (Some(p), _) => p,
+        (None, true) => file.with_extension("c"),
+        (None, false) => {
+            print!("{c}");
+            return Ok(0);
+        }
+    };
+    std::fs::write(&c_path, c)
+        .map_err(|e| Fatal(format!("cannot write {}: {e}", c_path.display())))?;
+    eprintln!("wrote {}", c_path.display());
+    if build {
+        let binary = repro_c::binary_path(&c_path);
+        repro_c::build(&c_path, &binary).map_err(|e| Fatal(e.to_string()))?;
+        eprintln!("built {} (run it: it prints KTAP and exits 0 if the kernel behaves)", binary.display());
+    }
+    Ok(0)
 }

@@ -112,6 +112,7 @@ impl Executor {
                 page_size: 0,
                 release: String::new(),
                 machine: String::new(),
+                features: crate::model::Features::ALL,
             },
         };
         match ex.read_reply(Duration::from_secs(60)) {

@@ -86,10 +86,12 @@ pub fn main(inject: u32) -> i32 {
     let mut input = stdin.lock();
     let mut output = stdout.lock();
     let mut enc = Enc::default();
+    let features = probe_features(page_size as usize);
     enc.hello(&Hello {
         page_size,
         release,
         machine,
+        features,
     });
     if write_frame(&mut output, &enc.buf).is_err() {
         return 2;
@@ -128,6 +130,82 @@ pub fn main(inject: u32) -> i32 {
         }
         if write_frame(&mut output, &enc.buf).is_err() {
             return 2;
+        }
+    }
+}
+
+/// Finds out what the kernel supports by trying each thing once, in the executor itself, before
+/// any program runs (never by parsing the version: backports and emulators make versions lie).
+fn probe_features(ps: usize) -> crate::model::Features {
+    // SAFETY: every call below works on a scratch mapping made and removed here, or is
+    // madvise(NULL, 0, advice), which touches nothing (SEMANTICS F0: returns 0 iff the advice
+    // is supported).
+    unsafe {
+        let advice_known = |a: i32| libc::madvise(std::ptr::null_mut(), 0, a) == 0;
+        let scratch = |flags: i32| {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                ps,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            (p != libc::MAP_FAILED).then_some(p)
+        };
+        let works_on = |flags: i32, f: &dyn Fn(*mut libc::c_void) -> bool| match scratch(flags) {
+            Some(p) => {
+                let ok = f(p);
+                libc::munmap(p, ps);
+                ok
+            }
+            None => false,
+        };
+        let dontunmap = |flags: i32| {
+            works_on(flags, &|p| {
+                let q = libc::mremap(
+                    p,
+                    ps,
+                    ps,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP,
+                    std::ptr::null_mut::<libc::c_void>(),
+                );
+                if q == libc::MAP_FAILED {
+                    return false;
+                }
+                libc::munmap(q, ps);
+                true
+            })
+        };
+        let guard = advice_known(102);
+        crate::model::Features {
+            guard,
+            guard_shared: guard
+                && works_on(libc::MAP_SHARED, &|p| libc::madvise(p, ps, 102) == 0),
+            populate: advice_known(libc::MADV_POPULATE_READ),
+            cold_pageout: advice_known(libc::MADV_PAGEOUT),
+            wipeonfork: advice_known(libc::MADV_WIPEONFORK),
+            free: advice_known(libc::MADV_FREE),
+            dontunmap: dontunmap(libc::MAP_PRIVATE),
+            dontunmap_shared: dontunmap(libc::MAP_SHARED),
+            // Before 4.17 the flag is ignored and the address is only a hint (D4).
+            noreplace: works_on(libc::MAP_PRIVATE, &|p| {
+                let q = libc::mmap(
+                    p,
+                    ps,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                );
+                if q == libc::MAP_FAILED {
+                    return nix::errno::Errno::last() == Errno::EEXIST;
+                }
+                if q != p {
+                    libc::munmap(q, ps);
+                }
+                false
+            }),
         }
     }
 }

@@ -110,6 +110,32 @@ pub struct Hello {
     pub page_size: u64,
     pub release: String,
     pub machine: String,
+    /// What the kernel (or emulator) under the executor supports, probed by trying.
+    pub features: crate::model::Features,
+}
+
+/// Features as a bit set on the wire, in `Features::list` order.
+pub fn features_bits(f: &crate::model::Features) -> u32 {
+    f.list()
+        .iter()
+        .enumerate()
+        .map(|(i, (_, on))| (*on as u32) << i)
+        .sum()
+}
+
+pub fn features_from_bits(b: u32) -> crate::model::Features {
+    let bit = |i: u32| b & (1 << i) != 0;
+    crate::model::Features {
+        guard: bit(0),
+        guard_shared: bit(1),
+        populate: bit(2),
+        cold_pageout: bit(3),
+        wipeonfork: bit(4),
+        free: bit(5),
+        dontunmap: bit(6),
+        dontunmap_shared: bit(7),
+        noreplace: bit(8),
+    }
 }
 
 /// Little-endian encoder.
@@ -143,6 +169,7 @@ impl Enc {
         self.u64(h.page_size);
         self.str(&h.release);
         self.str(&h.machine);
+        self.u32(features_bits(&h.features));
     }
 
     pub fn outcome(&mut self, o: &Outcome) {
@@ -298,6 +325,7 @@ impl<'a> Dec<'a> {
             page_size: self.u64()?,
             release: self.string()?,
             machine: self.string()?,
+            features: features_from_bits(self.u32()?),
         })
     }
 

@@ -880,7 +880,12 @@ impl Model {
                 }
                 // Shared only: punches a hole in the object, every mapper reads zero (F3).
                 // On a read-only mapping, old kernels say EACCES and 6.18 succeeds: both allowed.
+                // A private /dev/zero mapping has a file, so it passes the "no file" test and
+                // fails the "shared and may write" one: EACCES (madvise_remove(); measured).
                 Advice::Remove => {
+                    if pte.kind == MapKind::PrivateZero {
+                        return Outcome::Failed { errno: EACCES };
+                    }
                     if !shared {
                         return Outcome::Failed { errno: EINVAL };
                     }
@@ -1011,17 +1016,61 @@ impl Model {
         if flags.dontunmap && old_n != new_n {
             return fail(EINVAL);
         }
+        // The new range may not overlap the old one (G5), checked with the arguments, before the
+        // address is looked up (check_mremap_params; measured).
+        let dest = flags.fixed.map(|at| self.at(at));
+        if let Some(d) = dest {
+            let dv = self.vpn(d);
+            if dv < old_vpn + old_n && old_vpn < dv + new_n {
+                return fail(EINVAL);
+            }
+        }
+        let old_addr = old_vpn * ps;
+        let shrink_in_place = flags.fixed.is_none() && !flags.dontunmap && new_n <= old_n;
         let Some(first) = self.procs[proc.0 as usize].space.get(old_vpn).copied() else {
+            // 6.18 looks the address up first (EFAULT); kernels before the 6.16 rework shrank
+            // without looking (probe: "shrink, hole at start -> EFAULT" on 6.18).
+            if shrink_in_place && old_n > 0 && observed_addr(observed) == Some(old_addr) {
+                self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
+                return Ok(self.name_result(result, old_addr, new_pages, MapKind::Private));
+            }
             return fail(EFAULT);
         };
         if flags.dontunmap && first.kind.is_shared() && !self.features.dontunmap_shared {
             return fail(EINVAL);
         }
-        if old_n == 0 {
-            if !flags.maymove || !first.kind.is_shared() {
-                return fail(EINVAL);
+        // old_size 0 (G7): EINVAL on private memory (4.14+); on shared memory without MAYMOVE
+        // the kernel tries to grow in place over the mapping itself and says ENOMEM (measured
+        // on 6.18; SEMANTICS G7 says EINVAL, which is what the man page implies).
+        if old_n == 0 && !first.kind.is_shared() {
+            return fail(EINVAL);
+        }
+        if old_n == 0 && !flags.maymove {
+            return fail(ENOMEM);
+        }
+        if old_n > 0 && shrink_in_place {
+            // Shrinking (or keeping the size) cuts the tail and returns the address, without
+            // asking whether the range is one VMA (G2; probe on 6.18: a hole inside the kept
+            // part is no error).
+            self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
+            return Ok(self.name_result(result, old_addr, new_pages, first.kind));
+        }
+        // A move to a fixed address unmaps the destination first, then cuts a shrinking
+        // source's tail, then looks the source up again (mremap_to): a destination that held
+        // the source itself (possible with old size 0) leaves nothing to move: EFAULT
+        // (measured on 6.18).
+        if let Some(d) = dest {
+            self.unmap_pages(proc, self.vpn(d), new_n);
+            if self.procs[proc.0 as usize].space.get(old_vpn).is_none() {
+                return fail(EFAULT);
             }
-        } else {
+        }
+        let mut old_n = old_n;
+        if old_n > new_n {
+            self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
+            old_n = new_n;
+        }
+        if old_n > 0 {
             let pure_move = flags.fixed.is_some() && old_n == new_n;
             match self.one_vma(proc, old_vpn, old_n) {
                 Some(true) => {}
@@ -1037,21 +1086,10 @@ impl Model {
                 None => return fail(EFAULT),
             }
         }
-        let dest = flags.fixed.map(|at| self.at(at));
-        if let Some(d) = dest {
-            let dv = self.vpn(d);
-            if dv < old_vpn + old_n.max(1) && old_vpn < dv + new_n {
-                return fail(EINVAL);
-            }
-        }
-        let old_addr = old_vpn * ps;
         if old_n == 0 {
             // An alias: a second mapping of the same object at the same offset (G7).
             let addr = match dest {
-                Some(d) => {
-                    self.unmap_pages(proc, self.vpn(d), new_n);
-                    d
-                }
+                Some(d) => d,
                 None => {
                     let a = observed_addr(observed).unwrap_or_else(|| self.choose_addr(new_pages));
                     self.check_free(proc, result, a, new_pages)?;
@@ -1078,11 +1116,6 @@ impl Model {
                 self.procs[proc.0 as usize].space.ptes.insert(av + i, pte);
             }
             return Ok(self.name_result(result, addr, new_pages, first.kind));
-        }
-        if dest.is_none() && !flags.dontunmap && new_n <= old_n {
-            // Shrinking (or same size) happens in place (G2).
-            self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
-            return Ok(self.name_result(result, old_addr, new_pages, first.kind));
         }
         let ext_free = !self.procs[proc.0 as usize]
             .space
@@ -1117,9 +1150,7 @@ impl Model {
         }
         // Move (G3, G5, G6).
         let tv = self.vpn(target);
-        if dest.is_some() {
-            self.unmap_pages(proc, tv, new_n);
-        } else {
+        if dest.is_none() {
             self.check_free(proc, result, target, new_pages)?;
         }
         let moved = self.procs[proc.0 as usize].space.remove_range(old_vpn, old_n);

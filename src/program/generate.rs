@@ -7,8 +7,10 @@
 use arbitrary::{Arbitrary, Unstructured};
 
 use super::op::{
-    MapId, MapKind, Op, PageRange, Pattern, ProcId, Program, Span, Validator, caps,
+    Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Program, Prot,
+    RemapFlags, Span, Syscall, Validator, caps,
 };
+use crate::model::Features;
 
 /// One op's worth of raw choices; `build` resolves it against the program so far.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,11 +29,19 @@ pub struct RawOp {
 pub struct GenConfig {
     /// Most ops in one program.
     pub max_ops: usize,
+    /// What the kernel under test supports: the generator never makes what it lacks.
+    pub features: Features,
+    /// Only the core ops (map, write, read, fork, exit, unmap).
+    pub core_only: bool,
 }
 
 impl Default for GenConfig {
     fn default() -> Self {
-        GenConfig { max_ops: 40 }
+        GenConfig {
+            max_ops: 40,
+            features: Features::ALL,
+            core_only: false,
+        }
     }
 }
 
@@ -47,11 +57,15 @@ struct Builder {
     /// ignores deaths.
     holds: [u32; caps::MAX_PROCS],
     sizes: [u16; caps::MAX_MAPS],
+    kinds: [MapKind; caps::MAX_MAPS],
+    config: GenConfig,
 }
 
 impl Builder {
-    fn new() -> Builder {
+    fn new(config: GenConfig) -> Builder {
         Builder {
+            kinds: [MapKind::Private; caps::MAX_MAPS],
+            config,
             v: Validator::new(),
             ops: Vec::new(),
             live: vec![ProcId::ROOT],
@@ -62,10 +76,20 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, op: Op) {
-        if self.v.admit(&op).is_ok() {
+    fn push(&mut self, op: Op) -> bool {
+        let ok = self.v.admit(&op).is_ok();
+        if ok {
             self.ops.push(op);
         }
+        ok
+    }
+
+    /// Records a handle that `op` created for `p`.
+    fn created(&mut self, p: ProcId, m: MapId, kind: MapKind, pages: u16) {
+        self.next_map += 1;
+        self.sizes[m.0 as usize] = pages;
+        self.kinds[m.0 as usize] = kind;
+        self.holds[p.0 as usize] |= 1 << m.0;
     }
 
     /// A live process: half the time the one that did the previous op (processes work in
@@ -132,25 +156,134 @@ impl Builder {
             1 + r.a % caps::MAX_MAP_PAGES
         };
         let m = MapId(self.next_map);
-        self.push(Op::Map {
+        // A quarter of the maps, once there is something to aim at, ask for a place.
+        let op = if !self.config.core_only && self.next_map > 0 && r.b % 4 == 0 {
+            let target = MapId(r.what % self.next_map);
+            let tpages = self.sizes[target.0 as usize];
+            let page = r.b / 4 % tpages;
+            let how = match r.d % 4 {
+                0 | 1 => PlaceHow::Fixed,
+                2 if self.config.features.noreplace => PlaceHow::NoReplace,
+                _ => PlaceHow::Hint,
+            };
+            Op::MapAt {
+                proc: p,
+                map: m,
+                kind,
+                pages: pages.min(tpages - page).max(1),
+                how,
+                at: At { map: target, page },
+            }
+        } else {
+            Op::Map {
+                proc: p,
+                map: m,
+                kind,
+                pages,
+            }
+        };
+        let pages = match op {
+            Op::MapAt { pages, .. } | Op::Map { pages, .. } => pages,
+            _ => pages,
+        };
+        if self.push(op) {
+            self.created(p, m, kind, pages);
+        }
+    }
+
+    /// An advice that the kernel supports for this kind of mapping; most of the time one that
+    /// the kind accepts, sometimes one that it rejects (its errno is checked too).
+    fn advice(&self, kind: MapKind, pick: u8) -> Advice {
+        let f = self.config.features;
+        let all: Vec<Advice> = Advice::ALL
+            .into_iter()
+            .filter(|a| f.allows(*a, kind))
+            .collect();
+        let fitting: Vec<Advice> = all
+            .iter()
+            .copied()
+            .filter(|a| match a {
+                Advice::Free | Advice::WipeOnFork => kind == MapKind::Private,
+                Advice::Remove => kind.is_shared(),
+                _ => true,
+            })
+            .collect();
+        let from = if pick % 8 == 0 || fitting.is_empty() { &all } else { &fitting };
+        from[(pick as usize / 8) % from.len()]
+    }
+
+    fn remap(&mut self, p: ProcId, m: MapId, r: &RawOp) {
+        if self.next_map as usize >= caps::MAX_MAPS {
+            return;
+        }
+        let pages = self.sizes[m.0 as usize];
+        let kind = self.kinds[m.0 as usize];
+        let start = r.a % pages;
+        let f = self.config.features;
+        let mut flags = RemapFlags {
+            maymove: r.c % 10 < 7,
+            ..RemapFlags::default()
+        };
+        let old_len = if kind.is_shared() && r.d % 8 == 0 {
+            0 // old_size 0: an alias of the shared object (G7)
+        } else {
+            1 + r.b % (pages - start).min(8)
+        };
+        let mut new_pages = match r.d % 3 {
+            0 => old_len.max(1) / 2,
+            1 => old_len,
+            _ => old_len + 1 + r.b / 8 % 4,
+        }
+        .clamp(1, caps::MAX_MAP_PAGES);
+        if old_len > 0
+            && r.c % 10 == 9
+            && (if kind.is_shared() { f.dontunmap_shared } else { f.dontunmap })
+        {
+            flags.maymove = true;
+            flags.dontunmap = true;
+            new_pages = old_len;
+        }
+        if r.what % 7 == 0 && self.next_map > 0 {
+            let target = MapId(r.what / 7 % self.next_map);
+            let tpages = self.sizes[target.0 as usize];
+            let page = r.b % tpages;
+            flags.maymove = true;
+            flags.fixed = Some(At { map: target, page });
+            new_pages = new_pages.min(tpages - page);
+            if flags.dontunmap {
+                flags.dontunmap = new_pages == old_len;
+            }
+        }
+        let result = MapId(self.next_map);
+        let op = Op::Remap {
             proc: p,
             map: m,
-            kind,
-            pages,
-        });
-        self.next_map += 1;
-        self.sizes[m.0 as usize] = pages;
-        self.holds[p.0 as usize] |= 1 << m.0;
+            old: PageRange {
+                start,
+                end: start + old_len,
+            },
+            new_pages,
+            flags,
+            result,
+        };
+        if self.push(op) {
+            self.created(p, result, kind, new_pages);
+        }
     }
 
     fn add(&mut self, r: &RawOp) {
         let p = self.pick_proc(r.who);
-        // Weights out of 32: map 5, write 9, read 7, fork 6, exit 2, unmap 3.
-        let verb = r.verb % 32;
+        // Weights out of 64: map 9, write 17, read 13, fork 10, exit 4, unmap 5, and (unless
+        // core_only, when these fall back to writes and reads) protect 2, advise 2, remap 1,
+        // invalid 1 each scaled by 2.
+        let mut verb = r.verb % 64;
+        if self.config.core_only && verb >= 58 {
+            verb = 9 + verb % 30;
+        }
         let m = self.pick_map(p, r.what);
         match (verb, m) {
-            (0..=4, _) | (_, None) => self.map(p, r),
-            (5..=13, Some(m)) => {
+            (0..=8, _) | (_, None) => self.map(p, r),
+            (9..=25, Some(m)) => {
                 let pattern = if r.d & 1 == 0 {
                     Pattern::Fill(r.c | 1)
                 } else {
@@ -164,11 +297,11 @@ impl Builder {
                     pattern,
                 });
             }
-            (14..=20, Some(m)) => {
+            (26..=38, Some(m)) => {
                 let span = self.span(m, r);
                 self.push(Op::Read { proc: p, map: m, span });
             }
-            (21..=26, _) => {
+            (39..=48, _) => {
                 if self.live.len() >= caps::MAX_LIVE || self.next_proc as usize >= caps::MAX_PROCS
                 {
                     return;
@@ -179,13 +312,13 @@ impl Builder {
                 self.live.push(child);
                 self.holds[child.0 as usize] = self.holds[p.0 as usize];
             }
-            (27..=28, _) => {
+            (49..=52, _) => {
                 if self.live.len() > 1 {
                     self.push(Op::Exit { proc: p });
                     self.live.retain(|x| *x != p);
                 }
             }
-            (_, Some(m)) => {
+            (53..=57, Some(m)) => {
                 let range = self.range(m, r.a, r.b);
                 self.push(Op::Unmap {
                     proc: p,
@@ -196,13 +329,48 @@ impl Builder {
                     self.holds[p.0 as usize] &= !(1 << m.0);
                 }
             }
+            (58..=59, Some(m)) => {
+                let pages = self.range(m, r.a, r.b);
+                let prot = Prot::ALL[r.c as usize % 4];
+                self.push(Op::Protect {
+                    proc: p,
+                    map: m,
+                    pages,
+                    prot,
+                });
+            }
+            (60..=61, Some(m)) => {
+                let pages = self.range(m, r.a, r.b);
+                let advice = self.advice(self.kinds[m.0 as usize], r.c);
+                self.push(Op::Advise {
+                    proc: p,
+                    map: m,
+                    pages,
+                    advice,
+                });
+            }
+            (62, Some(m)) => self.remap(p, m, r),
+            (_, Some(m)) => {
+                let call = Syscall::ALL[r.c as usize % 5];
+                let bads: Vec<BadArg> = BadArg::ALL
+                    .into_iter()
+                    .filter(|b| b.applies_to(call))
+                    .collect();
+                let bad = bads[r.d as usize % bads.len()];
+                self.push(Op::Invalid {
+                    proc: p,
+                    map: m,
+                    call,
+                    bad,
+                });
+            }
         }
     }
 }
 
 /// Builds a valid program from raw ops.
 pub fn build(raws: &[RawOp], config: GenConfig) -> Program {
-    let mut b = Builder::new();
+    let mut b = Builder::new(config);
     for r in raws {
         if b.ops.len() >= config.max_ops.min(caps::MAX_OPS) {
             break;
@@ -274,7 +442,14 @@ mod tests {
         let mut depth_max = 0;
         let mut live_max = 0;
         for i in 0..2000 {
-            let p = random_program(1, i, GenConfig { max_ops: 80 });
+            let p = random_program(
+                1,
+                i,
+                GenConfig {
+                    max_ops: 80,
+                    ..GenConfig::default()
+                },
+            );
             let mut depth = [0usize; caps::MAX_PROCS];
             let mut live = 1usize;
             for op in &p.ops {

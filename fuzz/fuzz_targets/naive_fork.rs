@@ -1,0 +1,68 @@
+//! BASELINE ONLY, not a campaign target. The `ops` check done the naive way: for every input the
+//! fuzzing process forks, and the child runs the executor's coordinator in place (the same code
+//! as `cowcheck __executor`, fed through pipes), so the fuzzing process's image (AddressSanitizer
+//! shadow and all) is what every fork of the program copies. It exists to measure what `ops`'s
+//! long-lived executor saves (docs/FUZZING.md, "Throughput"); it does not shrink.
+#![no_main]
+
+use std::fs::File;
+use std::os::fd::FromRawFd;
+
+use cowcheck::check;
+use cowcheck::kernel::executor::{encode_request, read_frame, write_frame};
+use cowcheck::kernel::protocol::Dec;
+use cowcheck::kernel::KernelRun;
+use cowcheck::program::Program;
+use libfuzzer_sys::fuzz_target;
+
+fn pipe() -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+}
+
+/// Forks this process; the child serves one program as the executor would and exits.
+fn run_forked(program: &Program) -> (usize, KernelRun) {
+    use std::os::fd::AsRawFd;
+    let (req_r, mut req_w) = pipe();
+    let (mut rep_r, rep_w) = pipe();
+    // SAFETY: the child only rewires its stdin/stdout and runs the executor's loop, which is
+    // what `cowcheck __executor` runs after exec; it leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: fds 0 and 1 are replaced by the pipe ends (dup2 clears CLOEXEC on them).
+        unsafe {
+            libc::dup2(req_r.as_raw_fd(), 0);
+            libc::dup2(rep_w.as_raw_fd(), 1);
+            let code = cowcheck::kernel::executor::main(0);
+            libc::_exit(code);
+        }
+    }
+    drop(req_r);
+    drop(rep_w);
+    write_frame(&mut req_w, &encode_request(program, &[])).expect("send the program");
+    drop(req_w);
+    let hello = read_frame(&mut rep_r).expect("hello").expect("hello frame");
+    let hello = Dec::new(&hello).hello().expect("decode hello");
+    let frame = read_frame(&mut rep_r).expect("reply").expect("reply frame");
+    let run = Dec::new(&frame).run().expect("decode the run");
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    {}
+    (hello.page_size as usize, run)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let program = cowcheck_fuzz::decode(data);
+    let (page_size, run) = run_forked(&program);
+    cowcheck_fuzz::publish_program_cells(&program, page_size);
+    if let Err(d) = check::compare(&program, &run, page_size) {
+        panic!("cowcheck (naive_fork baseline): divergence {}\n{program}", d.signature(&program));
+    }
+});

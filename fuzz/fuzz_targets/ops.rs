@@ -1,0 +1,14 @@
+//! Model against kernel: every input decodes to a valid program (`generate::from_bytes`), which
+//! runs on the real kernel through one long-lived executor process and on the model. On a
+//! divergence the target shrinks it and panics with the readable trace. The semantic cells the
+//! program reaches are libFuzzer extra coverage. See docs/FUZZING.md.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let program = cowcheck_fuzz::decode(data);
+    let page_size = cowcheck_fuzz::with_executor(|ex| ex.page_size());
+    cowcheck_fuzz::publish_program_cells(&program, page_size);
+    cowcheck_fuzz::check_program(&program);
+});

@@ -1,0 +1,323 @@
+//! What the fuzz targets share: the decoder from fuzz input to program, the one long-lived
+//! executor that the `ops` target sends every program to, and the semantic-coverage counters
+//! that libFuzzer reads as extra coverage.
+//!
+//! The fuzzing process never forks workers itself: libFuzzer may run threads, and fork under
+//! AddressSanitizer is slow. It starts one executor process (`cowcheck __executor`, a normal,
+//! uninstrumented build) and reuses it for every input; the executor forks a fresh process tree
+//! per program. Environment:
+//!
+//! - `COWCHECK_BIN`: the cowcheck binary that runs the executor. Default: a `cowcheck` next to
+//!   the fuzz target (ClusterFuzzLite and OSS-Fuzz builds put it there), else the workspace's
+//!   `target/release/cowcheck`, built with `cargo build --release` when it is missing or older
+//!   than the sources.
+//! - `COWCHECK_UNDER`: a command to start the executor through, like `cowcheck --under`; for
+//!   example `env COWCHECK_FAULT=private-shared LD_PRELOAD=/abs/path/libfault.so`. It applies to
+//!   the executor only, never to the fuzzing process.
+//! - `COWCHECK_DEADLINE`: seconds one program may take before the executor counts as hung
+//!   (default 60).
+//! - `COWCHECK_FUZZ_QUIET`: set to anything to stop the lines that announce new semantic cells.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, SystemTime};
+
+use cowcheck::campaign;
+use cowcheck::check::{self, Verdict};
+use cowcheck::coverage::{CELLS, Cell, CellSet};
+use cowcheck::kernel::{Executor, ExecutorConfig};
+use cowcheck::program::Program;
+use cowcheck::program::generate::{self, GenConfig};
+use cowcheck::report;
+
+/// The program a fuzz input stands for: the same decoder as `cowcheck decode`, so an artifact
+/// means the same program to the fuzzer and to the command line.
+pub fn decode(data: &[u8]) -> Program {
+    generate::from_bytes(data, GenConfig::default())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantic cells as libFuzzer extra counters.
+
+const COUNTER_BYTES: usize = CELLS.next_multiple_of(64);
+
+/// One 8-bit counter per semantic cell. libFuzzer finds this section on Linux through the
+/// linker's `__start___libfuzzer_extra_counters`/`__stop___libfuzzer_extra_counters`, clears it
+/// before every input (word by word, hence the alignment and the padding to whole words) and
+/// reads it after, like its own edge counters.
+#[repr(C, align(64))]
+struct Counters([AtomicU8; COUNTER_BYTES]);
+
+#[cfg_attr(target_os = "linux", unsafe(link_section = "__libfuzzer_extra_counters"))]
+#[used]
+static COUNTERS: Counters = Counters([const { AtomicU8::new(0) }; COUNTER_BYTES]);
+
+/// Every cell this fuzzing process has reached, for the progress lines.
+static REACHED: Mutex<Option<CellSet>> = Mutex::new(None);
+
+/// Per-input tally of cells: call [`CellHits::hit`] for each cell an op reaches, then
+/// [`CellHits::publish`] once per input.
+pub struct CellHits {
+    hits: Vec<u8>,
+}
+
+impl Default for CellHits {
+    fn default() -> Self {
+        CellHits {
+            hits: vec![0; CELLS],
+        }
+    }
+}
+
+impl CellHits {
+    pub fn hit(&mut self, cell: Cell) {
+        let h = &mut self.hits[cell.index()];
+        *h = h.saturating_add(1);
+    }
+
+    /// Hands the cells to libFuzzer and announces the ones this process had not seen.
+    ///
+    /// A counter holds how many ops reached its cell, capped at 3: libFuzzer buckets counts
+    /// (1, 2, 3, 4-7, ...), so "reached once, twice, three or more times" are distinct features
+    /// and the corpus does not fill up with mere repetitions.
+    pub fn publish(&self) {
+        let mut new = Vec::new();
+        let mut reached = REACHED.lock().unwrap_or_else(|e| e.into_inner());
+        let reached = reached.get_or_insert_with(CellSet::new);
+        for (i, &h) in self.hits.iter().enumerate() {
+            if h == 0 {
+                continue;
+            }
+            COUNTERS.0[i].store(h.min(3), Ordering::Relaxed);
+            if let Some(cell) = Cell::from_index(i) {
+                if reached.insert(cell) {
+                    new.push(cell.to_string());
+                }
+            }
+        }
+        if !new.is_empty() && std::env::var_os("COWCHECK_FUZZ_QUIET").is_none() {
+            eprintln!(
+                "cowcheck-fuzz: {} of {CELLS} semantic cells reached; new: {}",
+                reached.len(),
+                new.join(", ")
+            );
+        }
+    }
+}
+
+/// Records the cells that `program` reaches (on a model run alone) as this input's coverage.
+pub fn publish_program_cells(program: &Program, page_size: usize) {
+    let mut hits = CellHits::default();
+    cowcheck::coverage::walk(program, page_size, |_, cell| hits.hit(cell));
+    hits.publish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The executor.
+
+/// The cowcheck binary that runs the executor (see the module doc).
+pub fn executor_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("COWCHECK_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            fatal(&format!(
+                "COWCHECK_BIN={} is not a file; point it at a cowcheck binary \
+                 (cargo build --release makes target/release/cowcheck)",
+                bin.display()
+            ));
+        }
+        return bin;
+    }
+    if let Ok(me) = std::env::current_exe() {
+        let beside = me.with_file_name("cowcheck");
+        if beside.is_file() {
+            return beside;
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("fuzz/ sits inside the workspace")
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_relative() { root.join(t) } else { t })
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release").join("cowcheck");
+    let why = if !bin.is_file() {
+        Some("is missing")
+    } else if newer_sources(&root, &bin) {
+        Some("is older than the sources")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        eprintln!(
+            "cowcheck-fuzz: the executor binary {} {why}; building it with \
+             `cargo build --release --bin cowcheck` in {} (set COWCHECK_BIN to use another)",
+            bin.display(),
+            root.display()
+        );
+        // The fuzz build's flags and toolchain (sanitizers, coverage, nightly) must not leak
+        // into the executor: it is a plain release build.
+        let status = std::process::Command::new("cargo")
+            .args(["build", "--release", "--bin", "cowcheck"])
+            .current_dir(&root)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO_BUILD_TARGET")
+            .stdout(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() && bin.is_file() => {}
+            Ok(s) => fatal(&format!(
+                "building the executor failed ({s}); run `cargo build --release` in {} and look",
+                root.display()
+            )),
+            Err(e) => fatal(&format!(
+                "cannot run cargo to build the executor ({e}); build it yourself and set \
+                 COWCHECK_BIN to target/release/cowcheck"
+            )),
+        }
+    }
+    bin
+}
+
+/// Whether any source file of the cowcheck package is newer than `bin`.
+fn newer_sources(root: &Path, bin: &Path) -> bool {
+    fn newest(path: &Path) -> Option<SystemTime> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        std::fs::read_dir(path)
+            .ok()?
+            .flatten()
+            .filter_map(|e| newest(&e.path()))
+            .max()
+    }
+    let Some(built) = std::fs::metadata(bin).and_then(|m| m.modified()).ok() else {
+        return true;
+    };
+    ["src", "Cargo.toml", "Cargo.lock"]
+        .iter()
+        .filter_map(|p| newest(&root.join(p)))
+        .any(|t| t > built)
+}
+
+/// How the fuzz targets start their executor.
+pub fn executor_config() -> ExecutorConfig {
+    let mut config = ExecutorConfig::new(executor_binary());
+    if let Ok(under) = std::env::var("COWCHECK_UNDER") {
+        config.under = under.split_whitespace().map(String::from).collect();
+    }
+    let secs = std::env::var("COWCHECK_DEADLINE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    config.program_deadline = Duration::from_secs(secs);
+    config
+}
+
+fn fatal(msg: &str) -> ! {
+    eprintln!("cowcheck-fuzz: {msg}");
+    std::process::exit(2);
+}
+
+/// The executor of this fuzzing process, started on first use.
+static EXECUTOR: Mutex<Option<Executor>> = Mutex::new(None);
+
+/// Runs `f` with the long-lived executor, starting it if needed.
+pub fn with_executor<R>(f: impl FnOnce(&mut Executor) -> R) -> R {
+    let mut slot = EXECUTOR.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        let config = executor_config();
+        match Executor::start(&config) {
+            Ok(ex) => {
+                eprintln!(
+                    "cowcheck-fuzz: executor `{}` ready: kernel {} {}, page size {}",
+                    config.command_line(),
+                    ex.hello.release,
+                    ex.hello.machine,
+                    ex.page_size()
+                );
+                *slot = Some(ex);
+            }
+            Err(e) => fatal(&format!("cannot start the executor: {e}")),
+        }
+    }
+    f(slot.as_mut().expect("started above"))
+}
+
+/// Drops the executor (it is killed and reaped); the next use starts a new one.
+fn restart_executor() {
+    let mut slot = EXECUTOR.lock().unwrap_or_else(|e| e.into_inner());
+    *slot = None;
+}
+
+/// The `ops` check: runs `program` on the kernel through the executor and on the model. On a
+/// divergence, shrinks it and panics with the readable trace. A harness failure (the executor
+/// died or hung) restarts the executor and retries once; a second one panics too, as a bug of
+/// cowcheck rather than of the kernel.
+pub fn check_program(program: &Program) {
+    for attempt in 0..2 {
+        let result = with_executor(|ex| match check::check(ex, program) {
+            Ok((Verdict::Agreed(_), _)) => Ok(None),
+            Ok((Verdict::Diverged(d), _)) => Ok(Some(divergence_report(ex, program, d))),
+            Err(e) => Err(e),
+        });
+        match result {
+            Ok(None) => return,
+            Ok(Some(report)) => panic!("{report}"),
+            Err(e) if attempt == 0 => {
+                eprintln!("cowcheck-fuzz: harness error ({e}); restarting the executor and retrying");
+                restart_executor();
+            }
+            Err(e) => panic!(
+                "cowcheck harness error, not a kernel divergence: {e}\n\
+                 the program (it failed twice, with a fresh executor the second time):\n{program}"
+            ),
+        }
+    }
+}
+
+/// Shrinks a divergence and renders it the way `cowcheck run` does.
+fn divergence_report(
+    ex: &mut Executor,
+    program: &Program,
+    d: check::Divergence,
+) -> String {
+    let mut out = String::new();
+    match campaign::explain(ex, 0, program, d.clone()) {
+        Ok(f) => {
+            out += &format!(
+                "cowcheck: kernel and model diverge ({})\n\
+                 kernel {} {}, page size {}, executor `{}`\n\
+                 shrunk from {} to {} ops; first seen after op {}\n\n",
+                f.signature,
+                ex.hello.release,
+                ex.hello.machine,
+                ex.page_size(),
+                ex.config().command_line(),
+                f.original.ops.len(),
+                f.shrunk.ops.len(),
+                f.divergence.op_index + 1
+            );
+            out += &f.shrunk.to_string();
+            out += "\n";
+            out += &report::divergence_text(&f.shrunk, &f.divergence, &f.pages);
+        }
+        Err(e) => {
+            out += &format!(
+                "cowcheck: kernel and model diverge ({}), and shrinking failed ({e}); \
+                 the unshrunk program:\n\n{program}",
+                d.signature(program)
+            );
+        }
+    }
+    out += "\nthe crash artifact decodes to the unshrunk program: `cowcheck decode ARTIFACT` \
+            prints it, `cowcheck replay ARTIFACT` reruns it, `cowcheck shrink ARTIFACT` shrinks it\n";
+    out
+}

@@ -1,0 +1,232 @@
+//! The C reproducer of every scenario compiles with `cc -Wall -Wextra -Werror`, passes on this
+//! kernel, and fails under a libc that makes private anonymous mappings shared exactly when the
+//! scenario's outcome depends on copy-on-write (counter-test).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cowcheck::model::Model;
+use cowcheck::outcome::Outcome;
+use cowcheck::program::{MapKind, Op, Program, trace};
+use cowcheck::repro_c;
+
+fn have_cc() -> bool {
+    Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as usize
+}
+
+fn scenarios() -> Vec<(String, Program)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    cowcheck::corpus::discover(&dir)
+        .expect("scenarios")
+        .into_iter()
+        .map(|s| {
+            let bytes = std::fs::read(&s.path).expect("readable");
+            (s.name, trace::parse(&bytes).expect("parses"))
+        })
+        .collect()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cowcheck-repro-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Generates and compiles every scenario's reproducer (two at a time); (name, binary).
+fn build_all(dir: &Path) -> Vec<(String, PathBuf)> {
+    let ps = page_size();
+    let all = scenarios();
+    let jobs: Vec<(String, PathBuf, String)> = all
+        .iter()
+        .map(|(name, program)| {
+            let c = repro_c::generate(program, ps, name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let file = dir.join(format!("{}.c", name.replace('/', "__")));
+            (name.clone(), file, c)
+        })
+        .collect();
+    let halves: Vec<&[(String, PathBuf, String)]> = jobs.chunks(jobs.len().div_ceil(2)).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = halves
+            .into_iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(name, file, c)| {
+                            std::fs::write(file, c).expect("write C");
+                            let bin = repro_c::binary_path(file);
+                            repro_c::build(file, &bin).unwrap_or_else(|e| panic!("{name}: {e}"));
+                            (name.clone(), bin)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("builder")).collect()
+    })
+}
+
+/// Whether the scenario's observations change when private anonymous maps become shared,
+/// according to the model: then its reproducer must fail under libfault's private-shared.
+fn depends_on_cow(program: &Program, ps: usize) -> bool {
+    let mut broken = program.clone();
+    for op in &mut broken.ops {
+        if let Op::Map { kind, .. } = op {
+            if *kind == MapKind::Private {
+                *kind = MapKind::Shared;
+            }
+        }
+    }
+    let (mut a, mut b) = (Model::new(ps), Model::new(ps));
+    let last = program.ops.len().saturating_sub(1);
+    for (i, (x, y)) in program.ops.iter().zip(&broken.ops).enumerate() {
+        let (oa, ob) = (a.apply(x, None).expect("model"), b.apply(y, None).expect("model"));
+        let same = match (&oa, &ob) {
+            (Outcome::Mapped { .. }, Outcome::Mapped { .. }) => true,
+            _ => oa == ob,
+        };
+        if !same {
+            return true;
+        }
+        if x.snapshot_after() || i == last {
+            let pages = |m: &mut Model| -> Vec<Vec<(u64, u64)>> {
+                m.snapshot().procs.into_iter().map(|v| v.pages).collect()
+            };
+            if pages(&mut a) != pages(&mut b) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn parse_results(stdout: &str) -> (usize, usize) {
+    let ok = stdout.lines().filter(|l| l.starts_with("ok ")).count();
+    let not_ok = stdout.lines().filter(|l| l.starts_with("not ok ")).count();
+    (ok, not_ok)
+}
+
+#[test]
+fn every_reproducer_compiles_passes_and_catches_a_broken_libc() {
+    if !have_cc() {
+        eprintln!("no C compiler (cc): skipped");
+        return;
+    }
+    let dir = scratch("all");
+    let built = build_all(&dir);
+    assert!(built.len() >= 60, "only {} reproducers", built.len());
+    for (name, bin) in &built {
+        let out = Command::new(bin).output().expect("runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("KTAP version 1\n1.."), "{name}:\n{text}");
+        let (_, not_ok) = parse_results(&text);
+        assert_eq!(out.status.code(), Some(0), "{name} failed on this kernel:\n{text}");
+        assert_eq!(not_ok, 0, "{name}:\n{text}");
+    }
+
+    let lib = dir.join("libfault.so");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libfault.c");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .expect("cc");
+    assert!(status.success());
+    let ps = page_size();
+    let programs = scenarios();
+    let mut failing = Vec::new();
+    for (name, bin) in &built {
+        let program = &programs.iter().find(|(n, _)| n == name).expect("same set").1;
+        let out = Command::new(bin)
+            .env("LD_PRELOAD", &lib)
+            .env("COWCHECK_FAULT", "private-shared")
+            .output()
+            .expect("runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let expect_fail = depends_on_cow(program, ps);
+        let code = out.status.code();
+        assert_eq!(
+            code,
+            Some(if expect_fail { 1 } else { 0 }),
+            "{name} under libfault private-shared (depends on COW: {expect_fail}):\n{text}"
+        );
+        if expect_fail {
+            failing.push(name.clone());
+        }
+    }
+    eprintln!(
+        "{} of {} reproducers fail under libfault private-shared: {}",
+        failing.len(),
+        built.len(),
+        failing.join(", ")
+    );
+    for must in [
+        "fork-classic/basic-cow-no-leak-into-child",
+        "fork-classic/child-write-invisible-to-parent",
+        "nested-fork/grandchild-write-invisible",
+    ] {
+        assert!(failing.iter().any(|n| n == must), "{must} is a private COW scenario");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn repro_c_build_from_the_command_line() {
+    if !have_cc() {
+        eprintln!("no C compiler (cc): skipped");
+        return;
+    }
+    let dir = scratch("cli");
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/fork-classic/basic-cow-no-leak-into-child.trace");
+    let c = dir.join("basic.c");
+    let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
+        .args(["repro-c", "--build", "-o"])
+        .arg(&c)
+        .arg(&trace)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(dir.join("basic")).output().expect("built binary runs");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(text.contains("ok 1 - p0 map m0 private 1"), "{text}");
+
+    // Without -o and --build the C goes to stdout.
+    let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
+        .arg("repro-c")
+        .arg(&trace)
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("int main(void)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_op_kind_the_generator_does_not_know_is_an_error() {
+    // Every kind outside SUPPORTED must be refused rather than written as wrong C.
+    let unknown = cowcheck::program::OpKind::ALL
+        .into_iter()
+        .find(|k| !repro_c::SUPPORTED.contains(k));
+    let Some(kind) = unknown else {
+        return; // the generator knows every kind there is
+    };
+    let program = scenarios()
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| p.ops.iter().any(|o| o.kind() == kind));
+    if let Some(p) = program {
+        let e = repro_c::generate(&p, page_size(), "t").expect_err("unsupported");
+        assert!(e.to_string().contains("cannot express"), "{e}");
+    }
+}
