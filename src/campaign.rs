@@ -19,6 +19,8 @@ pub struct CampaignConfig {
     /// Stop after this long.
     pub time: Option<Duration>,
     pub generator: GenConfig,
+    /// Collect every distinct divergence instead of stopping at the first.
+    pub keep_going: bool,
 }
 
 impl CampaignConfig {
@@ -51,20 +53,36 @@ pub struct Finding {
     pub divergence: Divergence,
     pub signature: String,
     pub pages: Vec<PageDiff>,
+    /// Programs that diverged this way (`--keep-going`).
+    pub count: u64,
 }
+
+impl Finding {
+    /// What makes two findings the same: the divergence's signature and the shrunk trace's
+    /// shape.
+    pub fn key(&self) -> String {
+        format!("{} | {}", self.signature, self.shrunk.shape())
+    }
+}
+
+/// How many findings with one signature get shrunk before further ones are just counted (under
+/// the first group of that signature): shrinking costs hundreds of runs.
+const SHRINKS_PER_SIGNATURE: usize = 3;
 
 /// Runs a campaign. `progress` is called after every program.
 pub fn run(
     executor: &mut Executor,
     config: &CampaignConfig,
     mut progress: impl FnMut(&Summary),
-) -> Result<(Summary, Option<Finding>), HarnessError> {
+) -> Result<(Summary, Vec<Finding>), HarnessError> {
     let start = Instant::now();
     let limit = match (config.cases, config.time) {
         (None, None) => Some(CampaignConfig::DEFAULT_TIME),
         (_, t) => t,
     };
     let mut summary = Summary::default();
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut shrunk_per_signature: std::collections::HashMap<String, usize> = Default::default();
     let mut index = 0u64;
     loop {
         if config.cases.is_some_and(|n| index >= n) || limit.is_some_and(|t| start.elapsed() >= t)
@@ -89,8 +107,23 @@ pub fn run(
             }
             Verdict::Diverged(d) => {
                 summary.elapsed = start.elapsed();
-                let finding = explain(executor, index, &program, d)?;
-                return Ok((summary, Some(finding)));
+                let signature = d.signature(&program);
+                let seen = shrunk_per_signature.entry(signature.clone()).or_default();
+                if *seen >= SHRINKS_PER_SIGNATURE {
+                    if let Some(f) = findings.iter_mut().find(|f| f.signature == signature) {
+                        f.count += 1;
+                    }
+                } else {
+                    *seen += 1;
+                    let finding = explain(executor, index, &program, d)?;
+                    match findings.iter_mut().find(|f| f.key() == finding.key()) {
+                        Some(f) => f.count += 1,
+                        None => findings.push(finding),
+                    }
+                }
+                if !config.keep_going {
+                    return Ok((summary, findings));
+                }
             }
         }
         index += 1;
@@ -98,7 +131,7 @@ pub fn run(
         progress(&summary);
     }
     summary.elapsed = start.elapsed();
-    Ok((summary, None))
+    Ok((summary, findings))
 }
 
 /// Shrinks a diverging program to the smallest that still diverges the same way, and fetches
@@ -137,5 +170,6 @@ pub fn explain(
         shrunk,
         divergence,
         pages,
+        count: 1,
     })
 }

@@ -61,6 +61,10 @@ enum Command {
         /// Print the summary (and any divergence) as JSON.
         #[arg(long)]
         json: bool,
+        /// Do not stop at the first divergence: collect every distinct one (grouped by the
+        /// shape of its shrunk trace), each with a count.
+        #[arg(long)]
+        keep_going: bool,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -163,8 +167,9 @@ fn main() -> ExitCode {
             max_ops,
             out,
             json,
+            keep_going,
             exec,
-        } => cmd_run(cases, seed, time, max_ops, &out, json, &exec),
+        } => cmd_run(cases, seed, time, max_ops, &out, json, keep_going, &exec),
         Command::Replay { file, json, exec } => cmd_replay(&file, json, &exec),
         Command::Model { file, page_size } => cmd_model(&file, page_size),
         Command::Decode { artifact } => load_trace(&artifact).map(|p| {
@@ -247,6 +252,7 @@ fn host_page_size() -> usize {
         .unwrap_or(4096) as usize
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cmd_run(
     cases: Option<u64>,
     seed: Option<u64>,
@@ -254,6 +260,7 @@ fn cmd_run(
     max_ops: usize,
     out: &Path,
     json: bool,
+    keep_going: bool,
     exec: &ExecArgs,
 ) -> Result<u8, Fatal> {
     if max_ops == 0 || max_ops > caps::MAX_OPS {
@@ -290,6 +297,7 @@ fn cmd_run(
             features: executor.hello.features,
             ..GenConfig::default()
         },
+        keep_going,
     };
     let tty = std::io::stderr().is_terminal() && !json;
     let environment = cowcheck::env::Environment::detect();
@@ -309,7 +317,7 @@ fn cmd_run(
         None
     });
     let mut last_draw = std::time::Instant::now();
-    let (summary, finding) = campaign::run(&mut executor, &campaign, |s| {
+    let (summary, findings) = campaign::run(&mut executor, &campaign, |s| {
         if tty && last_draw.elapsed() > Duration::from_millis(100) {
             last_draw = std::time::Instant::now();
             draw_progress(s, cases, total);
@@ -318,21 +326,35 @@ fn cmd_run(
     if tty {
         eprint!("\r\x1b[K");
     }
-    let saved = match &finding {
-        Some(f) => Some(save_finding(out, seed, &executor, f)?),
-        None => None,
-    };
+    let mut saved = Vec::new();
+    for f in &findings {
+        saved.push(save_finding(out, seed, &executor, f)?);
+    }
     if json {
-        let mut v = summary_json(&summary, &executor, seed, finding.as_ref(), saved.as_deref());
+        let mut v = summary_json(&summary, &executor, seed, findings.first(), saved.first().map(|p| p.as_path()));
         v["environment"] = environment.to_json();
+        if keep_going {
+            v["divergences"] = findings
+                .iter()
+                .zip(&saved)
+                .map(|(f, path)| finding_json(f, Some(path)))
+                .collect();
+        }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_summary(&summary, &executor, seed);
-        if let (Some(f), Some(path)) = (&finding, &saved) {
+        if keep_going && !findings.is_empty() {
+            println!();
+            println!("{} distinct divergence(s):", findings.len());
+            for (i, f) in findings.iter().enumerate() {
+                println!("  {:>2}. {} x{}  [{}]", i + 1, f.signature, f.count, f.shrunk.shape());
+            }
+        }
+        for (f, path) in findings.iter().zip(&saved) {
             print_finding(f, path);
         }
     }
-    Ok(if finding.is_some() { 1 } else { 0 })
+    Ok(if findings.is_empty() { 0 } else { 1 })
 }
 
 fn draw_progress(s: &Summary, cases: Option<u64>, total: Option<Duration>) {
@@ -433,7 +455,11 @@ fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<Pat
 
 fn print_finding(f: &Finding, path: &Path) {
     println!();
-    println!("DIVERGENCE ({})", f.signature);
+    if f.count > 1 {
+        println!("DIVERGENCE ({}), seen in {} programs", f.signature, f.count);
+    } else {
+        println!("DIVERGENCE ({})", f.signature);
+    }
     println!("shrunk trace ({} ops, from {}):", f.shrunk.ops.len(), f.original.ops.len());
     for (i, op) in f.shrunk.ops.iter().enumerate() {
         let mark = if i == f.divergence.op_index { "  <-- first seen here" } else { "" };
@@ -446,6 +472,20 @@ fn print_finding(f: &Finding, path: &Path) {
     println!("replay with: cowcheck replay {}", path.display());
 }
 
+fn finding_json(f: &Finding, saved: Option<&Path>) -> serde_json::Value {
+    serde_json::json!({
+        "signature": f.signature,
+        "shape": f.shrunk.shape(),
+        "count": f.count,
+        "program_index": f.index,
+        "op_index": f.divergence.op_index,
+        "trace": f.shrunk.to_string(),
+        "original_ops": f.original.ops.len(),
+        "report": report::divergence_text(&f.shrunk, &f.divergence, &f.pages),
+        "saved_to": saved.map(|p| p.display().to_string()),
+    })
+}
+
 fn summary_json(
     s: &Summary,
     ex: &Executor,
@@ -453,17 +493,7 @@ fn summary_json(
     f: Option<&Finding>,
     saved: Option<&Path>,
 ) -> serde_json::Value {
-    let divergence = f.map(|f| {
-        serde_json::json!({
-            "signature": f.signature,
-            "program_index": f.index,
-            "op_index": f.divergence.op_index,
-            "trace": f.shrunk.to_string(),
-            "original_ops": f.original.ops.len(),
-            "report": report::divergence_text(&f.shrunk, &f.divergence, &f.pages),
-            "saved_to": saved.map(|p| p.display().to_string()),
-        })
-    });
+    let divergence = f.map(|f| finding_json(f, saved));
     serde_json::json!({
         "programs": s.programs,
         "ops": s.ops,

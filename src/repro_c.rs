@@ -25,12 +25,17 @@ use std::process::Command;
 
 use crate::model::{Life, Model, UNREADABLE};
 use crate::outcome::{BUS_ADRERR, Outcome, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV};
-use crate::program::{MapKind, Op, OpKind, Pattern, ProcId, Program, Span, caps};
+use crate::program::{
+    Advice, BadArg, MapKind, Op, OpKind, Pattern, PlaceHow, ProcId, Program, Prot, Span, Syscall,
+    caps,
+};
 
 /// The compiler flags a reproducer must pass cleanly with.
 pub const CFLAGS: &[&str] = &["-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror"];
 
-/// Op kinds the generator can write C for.
+/// Op kinds the generator can write C for. A successful `advise ... free` is refused: what the
+/// pages read afterwards is nondeterministic (old or zero, SEMANTICS F2) and the reproducer
+/// checks exact digests.
 pub const SUPPORTED: &[OpKind] = &[
     OpKind::Map,
     OpKind::Write,
@@ -38,6 +43,10 @@ pub const SUPPORTED: &[OpKind] = &[
     OpKind::Fork,
     OpKind::Exit,
     OpKind::Unmap,
+    OpKind::Protect,
+    OpKind::Advise,
+    OpKind::Remap,
+    OpKind::Invalid,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -152,8 +161,14 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
         .map_or(1, |m| m as usize + 1);
     let mut map_pages = vec![0u16; caps::MAX_MAPS];
     for op in &program.ops {
-        if let Op::Map { map, pages, .. } = *op {
-            map_pages[map.0 as usize] = pages;
+        match *op {
+            Op::Map { map, pages, .. } | Op::MapAt { map, pages, .. } => {
+                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(pages)
+            }
+            Op::Remap {
+                result, new_pages, ..
+            } => map_pages[result.0 as usize] = map_pages[result.0 as usize].max(new_pages),
+            _ => {}
         }
     }
     let nmap = map_pages
@@ -171,17 +186,19 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
         let outcome = model
             .apply(op, None)
             .map_err(|e| ReproError::Model(e.to_string()))?;
+        if let (Op::Advise { advice: Advice::Free, .. }, Outcome::Done) = (op, &outcome) {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "advise free (when it succeeds)",
+                known: "every other op: after MADV_FREE each page reads old or zero at the kernel's choice, and the reproducer checks exact bytes".into(),
+            });
+        }
         let (proc, map) = (op.proc().0, op.map().map_or(-1, |m| m.0 as i32));
         let mut f = format!(".verb = {}, .proc = {proc}, .map = {map}", verb_name(op, i)?);
         match *op {
             Op::Map { kind, pages, .. } => {
-                let k = match kind {
-                    MapKind::Private => "K_PRIVATE",
-                    MapKind::Shared => "K_SHARED",
-                    MapKind::PrivateZero => "K_PRIVATE_ZERO",
-                    MapKind::SharedZero => "K_SHARED_ZERO",
-                };
-                write!(f, ", .kind = {k}, .first = 0, .npages = {pages}").ok();
+                write!(f, ", .kind = {}, .first = 0, .npages = {pages}", kind_name(kind)).ok();
             }
             Op::Write { span, pattern, .. } => {
                 write!(f, "{}", span_fields(span, page_size)).ok();
@@ -196,8 +213,100 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
             Op::Unmap { pages, .. } => {
                 write!(f, ", .first = {}, .npages = {}", pages.start, pages.len()).ok();
             }
+            Op::MapAt {
+                kind,
+                pages,
+                how,
+                at,
+                ..
+            } => {
+                let how = match how {
+                    PlaceHow::Fixed => "HOW_FIXED",
+                    PlaceHow::NoReplace => "HOW_NOREPLACE",
+                    PlaceHow::Hint => "HOW_HINT",
+                };
+                write!(
+                    f,
+                    ", .kind = {}, .first = 0, .npages = {pages}, .how = {how}, .at_map = {}, .at_page = {}",
+                    kind_name(kind),
+                    at.map.0,
+                    at.page
+                )
+                .ok();
+            }
+            Op::Protect { pages, prot, .. } => {
+                let prot = match prot {
+                    Prot::None => "PROT_NONE",
+                    Prot::Read => "PROT_READ",
+                    Prot::ReadWrite => "PROT_READ | PROT_WRITE",
+                    Prot::Write => "PROT_WRITE",
+                };
+                write!(f, ", .first = {}, .npages = {}, .prot = {prot}", pages.start, pages.len()).ok();
+            }
+            Op::Advise { pages, advice, .. } => {
+                write!(
+                    f,
+                    ", .first = {}, .npages = {}, .advice = {} /* {} */",
+                    pages.start,
+                    pages.len(),
+                    advice.number(),
+                    advice.name()
+                )
+                .ok();
+            }
+            Op::Remap {
+                old,
+                new_pages,
+                flags,
+                result,
+                ..
+            } => {
+                let mut fl = Vec::new();
+                if flags.maymove {
+                    fl.push("MREMAP_MAYMOVE");
+                }
+                if flags.dontunmap {
+                    fl.push("MREMAP_DONTUNMAP");
+                }
+                if flags.fixed.is_some() {
+                    fl.push("MREMAP_FIXED");
+                }
+                let fl = if fl.is_empty() { "0".to_string() } else { fl.join(" | ") };
+                let (am, ap) = flags.fixed.map_or((-1, 0), |a| (a.map.0 as i32, a.page));
+                write!(
+                    f,
+                    ", .first = {}, .npages = {}, .new_pages = {new_pages}, .remap_flags = {fl}, .at_map = {am}, .at_page = {ap}, .result_map = {}",
+                    old.start,
+                    old.end - old.start,
+                    result.0
+                )
+                .ok();
+            }
+            Op::Invalid { call, bad, .. } => {
+                let call = Syscall::ALL.iter().position(|c| *c == call).unwrap_or(0);
+                let bad = BadArg::ALL.iter().position(|b| *b == bad).unwrap_or(0);
+                write!(f, ", .call = {call}, .bad = {bad}").ok();
+            }
             _ => {}
         }
+        // Handles whose addresses the op needs (the model skips the op without them).
+        let needs: Vec<i32> = match *op {
+            Op::Map { .. } | Op::Fork { .. } | Op::Exit { .. } => vec![],
+            Op::MapAt { at, .. } => vec![at.map.0 as i32],
+            Op::Remap { map, flags, .. } => {
+                let mut v = vec![map.0 as i32];
+                v.extend(flags.fixed.map(|a| a.map.0 as i32));
+                v
+            }
+            _ => op.map().map(|m| m.0 as i32).into_iter().collect(),
+        };
+        write!(
+            f,
+            ", .need = {{ {}, {} }}",
+            needs.first().copied().unwrap_or(-1),
+            needs.get(1).copied().unwrap_or(-1)
+        )
+        .ok();
         let says;
         match &outcome {
             Outcome::Skipped => {
@@ -207,7 +316,10 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
             Outcome::Mapped { .. } | Outcome::Done => {
                 f.push_str(", .want = RES_OK");
                 says = match op {
-                    Op::Map { pages, .. } => format!("maps {pages} page(s)"),
+                    Op::Map { pages, .. } | Op::MapAt { pages, .. } => format!("maps {pages} page(s)"),
+                    Op::Remap { result, .. } => format!("remaps as {result}"),
+                    Op::Protect { prot, .. } => format!("mprotect {} succeeds", prot.name()),
+                    Op::Advise { advice, .. } => format!("madvise {} succeeds", advice.name()),
                     Op::Write { .. } => "writes".into(),
                     Op::Fork { child, .. } => format!("forks {child}"),
                     Op::Exit { .. } => "exits".into(),
@@ -360,10 +472,24 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
     Ok(out)
 }
 
+fn kind_name(kind: MapKind) -> &'static str {
+    match kind {
+        MapKind::Private => "K_PRIVATE",
+        MapKind::Shared => "K_SHARED",
+        MapKind::PrivateZero => "K_PRIVATE_ZERO",
+        MapKind::SharedZero => "K_SHARED_ZERO",
+    }
+}
+
 fn verb_name(op: &Op, index: usize) -> Result<&'static str, ReproError> {
     #[allow(unreachable_patterns)]
     Ok(match op {
         Op::Map { .. } => "V_MAP",
+        Op::MapAt { .. } => "V_MAP",
+        Op::Protect { .. } => "V_PROTECT",
+        Op::Advise { .. } => "V_ADVISE",
+        Op::Remap { .. } => "V_REMAP",
+        Op::Invalid { .. } => "V_INVALID",
         Op::Write { .. } => "V_WRITE",
         Op::Read { .. } => "V_READ",
         Op::Fork { .. } => "V_FORK",
@@ -538,7 +664,16 @@ const PRELUDE: &str = r#"#define _GNU_SOURCE
 
 "#;
 
-const TYPES: &str = r#"enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP };
+const TYPES: &str = r#"enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
+	    V_INVALID };
+enum how { HOW_NONE, HOW_FIXED, HOW_NOREPLACE, HOW_HINT };
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
 enum kind { K_PRIVATE, K_SHARED, K_PRIVATE_ZERO, K_SHARED_ZERO };
 enum result { RES_SKIPPED, RES_OK, RES_READ, RES_KILLED, RES_FAILED };
 
@@ -550,6 +685,15 @@ struct op {
 	int first, npages;         /* pages [first, first + npages) of the mapping */
 	int lo, hi;                /* bytes [lo, hi) of each page; hi 0: the whole page */
 	int ramp, byte;            /* write: a ramp (byte + offset % 251) or a fill of byte */
+	int how;                   /* map: HOW_* placement at page at_page of handle at_map */
+	int at_map, at_page;       /* map with placement; remap: MREMAP_FIXED target (-1: none) */
+	int prot;                  /* protect: PROT_* */
+	int advice;                /* advise: MADV_* number */
+	int new_pages, remap_flags, result_map; /* remap: new size, MREMAP_*, the result's handle */
+	int call, bad;             /* invalid: the call (mmap, munmap, mprotect, madvise, mremap)
+	                              and the bad argument (0 zero length, 1 unaligned, 2 overflow,
+	                              3 unknown advice, 4 unknown prot, 5 unknown flags) */
+	int need[2];               /* handles whose addresses the op needs (-1: none) */
 	int want;                  /* R_*: what the model predicts */
 	int want_sig, want_code;   /* RES_KILLED: signal and si_code */
 	int want_map, want_page;   /* RES_KILLED: the faulting page, -1 if outside every handle */
@@ -693,6 +837,36 @@ static void span_bytes(const struct op *o, size_t *lo, size_t *hi)
 	*hi = o->hi ? (size_t)o->hi : ps;
 }
 
+/* A call with one bad argument on the range at b; 0 if it (wrongly) succeeded, else -1 with
+ * errno. Only combinations that Linux rejects before changing anything are generated. */
+static int invalid_call(const struct op *o, uintptr_t b)
+{
+	void *addr = (void *)(o->bad == 1 ? b + 1 : b);
+	size_t huge = SIZE_MAX - 2 * ps + 1; /* its page rounding wraps around */
+	size_t len = o->bad == 0 ? 0 : o->bad == 2 ? huge : ps;
+	switch (o->call) {
+	case 0: {
+		void *p = mmap(o->bad == 1 ? addr : NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | (o->bad == 1 ? MAP_FIXED : 0), -1, 0);
+		if (p == MAP_FAILED)
+			return -1;
+		munmap(p, len);
+		return 0;
+	}
+	case 1:
+		return munmap(addr, len);
+	case 2:
+		return mprotect(addr, len, o->bad == 4 ? 0x100 | PROT_READ : PROT_READ | PROT_WRITE);
+	case 3:
+		return o->bad == 3 ? madvise(addr, ps, 200) : madvise(addr, len, MADV_NORMAL);
+	default: {
+		size_t new_len = o->bad == 0 ? 0 : o->bad == 2 ? huge : ps;
+		int flags = o->bad == 2 ? MREMAP_MAYMOVE : o->bad == 5 ? 0x40 : 0;
+		return mremap(addr, ps, new_len, flags, NULL) == MAP_FAILED ? -1 : 0;
+	}
+	}
+}
+
 /* Performs one op in this worker; returns 0 if no reply is due (a fork's child). */
 static int perform(const struct op *o, const uint64_t *base)
 {
@@ -712,7 +886,14 @@ static int perform(const struct op *o, const uint64_t *base)
 		} else {
 			flags |= MAP_ANONYMOUS;
 		}
-		void *p = mmap(NULL, (size_t)o->npages * ps, PROT_READ | PROT_WRITE, flags, fd, 0);
+		void *hint = NULL;
+		if (o->how != HOW_NONE)
+			hint = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps);
+		if (o->how == HOW_FIXED)
+			flags |= MAP_FIXED;
+		if (o->how == HOW_NOREPLACE)
+			flags |= MAP_FIXED_NOREPLACE;
+		void *p = mmap(hint, (size_t)o->npages * ps, PROT_READ | PROT_WRITE, flags, fd, 0);
 		int saved = errno;
 		if (fd >= 0)
 			close(fd);
@@ -763,6 +944,40 @@ static int perform(const struct op *o, const uint64_t *base)
 		return 1;
 	case V_UNMAP:
 		if (munmap((void *)first, (size_t)o->npages * ps) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_PROTECT:
+		if (mprotect((void *)first, (size_t)o->npages * ps, o->prot) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_ADVISE:
+		if (madvise((void *)first, (size_t)o->npages * ps, o->advice) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_REMAP: {
+		void *target = NULL;
+		if (o->at_map >= 0)
+			target = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps);
+		/* Always pass the fifth argument: without it glibc's variadic mremap hands the
+		 * kernel whatever is in the register (SEMANTICS K12). */
+		void *p = mremap((void *)first, (size_t)o->npages * ps, (size_t)o->new_pages * ps,
+				 o->remap_flags, target);
+		if (p == MAP_FAILED) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		} else {
+			rep.value = (uint64_t)(uintptr_t)p;
+		}
+		return 1;
+	}
+	case V_INVALID:
+		if (invalid_call(o, (uintptr_t)base[o->map]) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 		}
@@ -909,26 +1124,27 @@ static int run_op(int i)
 	int ok;
 	memset(&r, 0, sizeof r);
 	r.result = RES_SKIPPED;
-	if (alive[o->proc] && (o->map < 0 || o->verb == V_MAP || bases[o->map])) {
+	int ready = alive[o->proc];
+	for (int k = 0; k < 2; k++)
+		if (o->need[k] >= 0 && !bases[o->need[k]])
+			ready = 0;
+	if (ready) {
 		if (call(o->proc, i, &r) < 0) {
 			report(0, o->text, "no answer within 10 s");
 			return -1;
 		}
 	}
-	switch (r.result) {
-	case RES_OK:
-		if (o->verb == V_MAP)
-			bases[o->map] = r.value;
-		if (o->verb == V_FORK)
-			alive[o->kind] = 1;
-		if (o->verb == V_EXIT)
-			alive[o->proc] = 0;
-		break;
-	case RES_KILLED:
-		alive[o->proc] = 0;
-		break;
-	}
 	ok = r.result == o->want;
+	/* Where the kernel put a mapping is its choice, except with MAP_FIXED(_NOREPLACE),
+	 * MREMAP_FIXED, and a remap that may not move. */
+	if (ok && o->want == RES_OK && o->verb == V_MAP && (o->how == HOW_FIXED || o->how == HOW_NOREPLACE))
+		ok = r.value == bases[o->at_map] + (uint64_t)o->at_page * ps;
+	if (ok && o->want == RES_OK && o->verb == V_REMAP) {
+		if (o->at_map >= 0)
+			ok = r.value == bases[o->at_map] + (uint64_t)o->at_page * ps;
+		else if (!(o->remap_flags & MREMAP_MAYMOVE))
+			ok = r.value == bases[o->map] + (uint64_t)o->first * ps;
+	}
 	if (ok && o->want == RES_READ) {
 		ok = r.n == o->ndigests;
 		for (int k = 0; ok && k < o->ndigests; k++)
@@ -944,6 +1160,21 @@ static int run_op(int i)
 	}
 	if (ok && o->want == RES_FAILED)
 		ok = (int)r.value == o->want_errno;
+	switch (r.result) {
+	case RES_OK:
+		if (o->verb == V_MAP)
+			bases[o->map] = r.value;
+		if (o->verb == V_REMAP)
+			bases[o->result_map] = r.value;
+		if (o->verb == V_FORK)
+			alive[o->kind] = 1;
+		if (o->verb == V_EXIT)
+			alive[o->proc] = 0;
+		break;
+	case RES_KILLED:
+		alive[o->proc] = 0;
+		break;
+	}
 	report(ok, o->text, o->says);
 	if (!ok) {
 		printf("# expected (model): %s\n", o->says);

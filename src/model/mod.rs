@@ -924,7 +924,15 @@ impl Model {
                         return Outcome::Failed { errno: EFAULT };
                     }
                 }
-                Advice::Cold | Advice::HugePage | Advice::NoHugePage => {}
+                Advice::Cold => {}
+                Advice::HugePage => {
+                    set(self, flag::NOHUGEPAGE, false);
+                    set(self, flag::HUGEPAGE, true);
+                }
+                Advice::NoHugePage => {
+                    set(self, flag::HUGEPAGE, false);
+                    set(self, flag::NOHUGEPAGE, true);
+                }
                 // Content unchanged, but a lazily freed page that only this process maps is
                 // discarded: it reads zero (F7).
                 Advice::PageOut => {
@@ -1055,21 +1063,8 @@ impl Model {
             self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
             return Ok(self.name_result(result, old_addr, new_pages, first.kind));
         }
-        // A move to a fixed address unmaps the destination first, then cuts a shrinking
-        // source's tail, then looks the source up again (mremap_to): a destination that held
-        // the source itself (possible with old size 0) leaves nothing to move: EFAULT
-        // (measured on 6.18).
-        if let Some(d) = dest {
-            self.unmap_pages(proc, self.vpn(d), new_n);
-            if self.procs[proc.0 as usize].space.get(old_vpn).is_none() {
-                return fail(EFAULT);
-            }
-        }
-        let mut old_n = old_n;
-        if old_n > new_n {
-            self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
-            old_n = new_n;
-        }
+        // The source must be one VMA over its whole old length (check_prep_vma, before
+        // anything is unmapped).
         if old_n > 0 {
             let pure_move = flags.fixed.is_some() && old_n == new_n;
             match self.one_vma(proc, old_vpn, old_n) {
@@ -1085,6 +1080,20 @@ impl Model {
                 }) => {}
                 None => return fail(EFAULT),
             }
+        }
+        // Then a move to a fixed address unmaps the destination, looks the source up again
+        // (a destination that held the source itself, possible with old size 0, leaves
+        // nothing: EFAULT), and cuts a shrinking source's tail (mremap_to; measured on 6.18).
+        if let Some(d) = dest {
+            self.unmap_pages(proc, self.vpn(d), new_n);
+            if self.procs[proc.0 as usize].space.get(old_vpn).is_none() {
+                return fail(EFAULT);
+            }
+        }
+        let mut old_n = old_n;
+        if old_n > new_n {
+            self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
+            old_n = new_n;
         }
         if old_n == 0 {
             // An alias: a second mapping of the same object at the same offset (G7).

@@ -31,8 +31,12 @@ pub mod flag {
     pub const GUARD: u8 = 4;
     /// MADV_FREE and not written since: the page may read zero at any time (F2).
     pub const LAZY: u8 = 8;
+    /// MADV_HUGEPAGE / MADV_NOHUGEPAGE: no effect on contents, but VMA flags (VM_HUGEPAGE,
+    /// VM_NOHUGEPAGE), so they split VMAs, which mremap sees (F9; measured).
+    pub const HUGEPAGE: u8 = 16;
+    pub const NOHUGEPAGE: u8 = 32;
     /// Flags that belong to the VMA (and so decide whether two pages can be one VMA).
-    pub const VMA: u8 = DONTFORK | WIPEONFORK;
+    pub const VMA: u8 = DONTFORK | WIPEONFORK | HUGEPAGE | NOHUGEPAGE;
 }
 
 /// Up to three frames a private page may hold instead of its primary one, when the kernel's

@@ -674,6 +674,32 @@ impl Program {
         self.ops.iter().filter(|o| matches!(o, Op::Fork { .. })).count()
     }
 
+    /// The program with handles, pages and values left out: what groups findings that are
+    /// the same bug (`run --keep-going`), as crash triage groups crashes by signature.
+    pub fn shape(&self) -> String {
+        self.ops
+            .iter()
+            .map(|op| match *op {
+                Op::Map { kind, .. } => format!("map {}", kind.name()),
+                Op::MapAt { kind, how, .. } => format!("map {} {}", kind.name(), how.name()),
+                Op::Protect { prot, .. } => format!("protect {}", prot.name()),
+                Op::Advise { advice, .. } => format!("advise {}", advice.name()),
+                Op::Remap { old, flags, .. } => format!(
+                    "remap{}{}{}{}",
+                    if old.start == old.end { " old0" } else { "" },
+                    if flags.maymove { " maymove" } else { "" },
+                    if flags.dontunmap { " dontunmap" } else { "" },
+                    if flags.fixed.is_some() { " fixed" } else { "" }
+                ),
+                Op::Invalid { call, bad, .. } => {
+                    format!("invalid {} {}", call.name(), bad.name())
+                }
+                _ => op.kind().name().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// The pages of each mapping handle, as its `map` op declared them.
     pub fn map_sizes(&self) -> Vec<Option<u16>> {
         let mut sizes = vec![None; caps::MAX_MAPS];
