@@ -49,23 +49,19 @@ impl Sharing {
 
     /// The sharing of `proc`'s page at `addr`, as the model stands.
     pub fn of(model: &Model, proc: ProcId, addr: u64) -> Sharing {
+        Sharing::among(model, &Relatives::of(model, proc), addr)
+    }
+
+    /// The sharing of the page at `addr` among `relatives` (computed once per op: a span
+    /// touches many pages, and the relatives stay the same).
+    fn among(model: &Model, relatives: &Relatives, addr: u64) -> Sharing {
         let mut bits = 0;
-        for q in (0..caps::MAX_PROCS as u8).map(ProcId) {
-            if q == proc || model.life(q) != Life::Alive {
+        for &(q, bit) in &relatives.0 {
+            if bits & bit != 0 {
                 continue;
             }
-            if model.page_state(q, addr).0 == PageState::Unmapped {
-                continue;
-            }
-            bits |= if descends(model, proc, q) {
-                Self::ANCESTOR
-            } else if descends(model, q, proc) {
-                Self::DESCENDANT
-            } else {
-                Self::KIN
-            };
-            if bits == Self::ANCESTOR | Self::DESCENDANT | Self::KIN {
-                break;
+            if model.page_state(q, addr).0 != PageState::Unmapped {
+                bits |= bit;
             }
         }
         Sharing(bits)
@@ -85,6 +81,29 @@ impl Sharing {
         .map(|(_, name)| *name)
         .collect();
         format!("with-{}", parts.join("+"))
+    }
+}
+
+/// The other live processes, each with its relation to one process (a `Sharing` bit).
+struct Relatives(Vec<(ProcId, u8)>);
+
+impl Relatives {
+    fn of(model: &Model, proc: ProcId) -> Relatives {
+        let others = (0..caps::MAX_PROCS as u8)
+            .map(ProcId)
+            .filter(|q| *q != proc && model.life(*q) == Life::Alive)
+            .map(|q| {
+                let bit = if descends(model, proc, q) {
+                    Sharing::ANCESTOR
+                } else if descends(model, q, proc) {
+                    Sharing::DESCENDANT
+                } else {
+                    Sharing::KIN
+                };
+                (q, bit)
+            })
+            .collect();
+        Relatives(others)
     }
 }
 
@@ -211,9 +230,18 @@ impl CellSet {
 
     /// The cells in index order.
     pub fn iter(&self) -> impl Iterator<Item = Cell> + '_ {
-        (0..self.bits.len() * 64)
-            .filter(|i| self.bits[i / 64] & 1 << (i % 64) != 0)
+        self.bits.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                Some(w * 64 + bit)
+            })
             .filter_map(Cell::from_index)
+        })
     }
 }
 
@@ -263,15 +291,17 @@ pub fn cells_before(model: &Model, op: &Op) -> Vec<Cell> {
     }
     let kind = op.kind();
     let ps = model.page_size() as u64;
-    let mut set = CellSet::new();
-    let page_cell = |set: &mut CellSet, handle_kind: MapKind, addr: u64| {
+    // An op reaches a handful of cells: a small list beats a set of thousands of bits.
+    let mut set = SmallSet(Vec::new());
+    let relatives = || Relatives::of(model, proc);
+    let page_cell = |set: &mut SmallSet, relatives: &Relatives, handle_kind: MapKind, addr: u64| {
         let (state, k) = model.page_state(proc, addr);
         set.insert(Cell {
             op: kind,
             // An unmapped page still belongs to the mapping the op names.
             kind: Some(k.unwrap_or(handle_kind)),
             state,
-            sharing: Sharing::of(model, proc, addr),
+            sharing: Sharing::among(model, relatives, addr),
         });
     };
     match touched(op) {
@@ -287,14 +317,16 @@ pub fn cells_before(model: &Model, op: &Op) -> Vec<Cell> {
             let Some(h) = model.handle(m) else {
                 return Vec::new();
             };
+            let relatives = relatives();
             for page in range.pages().filter(|p| *p < h.pages) {
-                page_cell(&mut set, h.kind, h.base + page as u64 * ps);
+                page_cell(&mut set, &relatives, h.kind, h.base + page as u64 * ps);
             }
         }
         Touch::Mapping(m) => match model.handle(m) {
             Some(h) => {
+                let relatives = relatives();
                 for page in 0..h.pages {
-                    page_cell(&mut set, h.kind, h.base + page as u64 * ps);
+                    page_cell(&mut set, &relatives, h.kind, h.base + page as u64 * ps);
                 }
             }
             // An op that creates the mapping it names, of a kind this module does not know.
@@ -308,6 +340,7 @@ pub fn cells_before(model: &Model, op: &Op) -> Vec<Cell> {
             }
         },
         Touch::Process => {
+            let relatives = relatives();
             for m in (0..caps::MAX_MAPS as u8).map(MapId) {
                 let Some(h) = model.handle(m) else {
                     continue;
@@ -321,7 +354,8 @@ pub fn cells_before(model: &Model, op: &Op) -> Vec<Cell> {
                     if state == PageState::Unmapped {
                         continue;
                     }
-                    let sharing = *sharing.get_or_insert_with(|| Sharing::of(model, proc, addr));
+                    let sharing =
+                        *sharing.get_or_insert_with(|| Sharing::among(model, &relatives, addr));
                     set.insert(Cell {
                         op: kind,
                         kind: k,
@@ -340,7 +374,23 @@ pub fn cells_before(model: &Model, op: &Op) -> Vec<Cell> {
             }
         }
     }
-    set.iter().collect()
+    let mut cells = set.0;
+    cells.sort_by_key(Cell::index);
+    cells
+}
+
+/// A few distinct cells.
+struct SmallSet(Vec<Cell>);
+
+impl SmallSet {
+    fn insert(&mut self, cell: Cell) {
+        if !self.0.contains(&cell) {
+            self.0.push(cell);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Runs `program` on a model alone (it places mappings itself) and calls `visit(i, cell)` for

@@ -44,13 +44,13 @@ enum Command {
     /// Run a random campaign: programs until a divergence, a case count or a time limit.
     Run {
         /// Run exactly N programs.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
         cases: Option<u64>,
         /// Campaign seed (default: from the clock; always printed).
         #[arg(long, value_name = "S")]
         seed: Option<u64>,
         /// Run for SECS seconds (with --cases, whichever ends first; with neither, about 30 s).
-        #[arg(long, value_name = "SECS")]
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         time: Option<f64>,
         /// Most ops in one program.
         #[arg(long, value_name = "K", default_value_t = 40)]
@@ -68,11 +68,15 @@ enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
-    /// Run a trace (or a fuzz artifact) on kernel and model and print each op's observation.
+    /// Run a trace (or, with --artifact, a fuzz artifact) on kernel and model and print each
+    /// op's observation.
     Replay {
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        /// FILE is a fuzz artifact (the fuzzer's raw bytes), not a trace.
+        #[arg(long)]
+        artifact: bool,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -99,6 +103,9 @@ enum Command {
     /// the same way, and save it as a trace.
     Shrink {
         file: PathBuf,
+        /// FILE is a fuzz artifact (the fuzzer's raw bytes), not a trace.
+        #[arg(long)]
+        artifact: bool,
         /// Where to save the shrunk trace (default: FILE.shrunk.trace).
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
@@ -170,13 +177,23 @@ fn main() -> ExitCode {
             keep_going,
             exec,
         } => cmd_run(cases, seed, time, max_ops, &out, json, keep_going, &exec),
-        Command::Replay { file, json, exec } => cmd_replay(&file, json, &exec),
+        Command::Replay {
+            file,
+            json,
+            artifact,
+            exec,
+        } => load_program(&file, artifact).and_then(|p| cmd_replay(&file, p, json, &exec)),
         Command::Model { file, page_size } => cmd_model(&file, page_size),
-        Command::Decode { artifact } => load_trace(&artifact).map(|p| {
+        Command::Decode { artifact } => load_program(&artifact, true).map(|p| {
             print!("{p}");
             0
         }),
-        Command::Shrink { file, out, exec } => cmd_shrink(&file, out, &exec),
+        Command::Shrink {
+            file,
+            artifact,
+            out,
+            exec,
+        } => load_program(&file, artifact).and_then(|p| cmd_shrink(&file, p, out, &exec)),
         Command::Corpus { dir, tap, exec } => cmd_corpus(&dir, tap, &exec),
         Command::ReproC { file, build, out } => cmd_repro_c(&file, build, out),
         Command::Bench {
@@ -228,21 +245,31 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
     Ok(config)
 }
 
+/// A trace file: anything else (binary garbage, a missing header) is an input error naming
+/// the line and column.
 fn load_trace(path: &Path) -> Result<Program, Fatal> {
+    load_program(path, false)
+}
+
+/// A trace, or with `artifact`, a fuzz artifact decoded the way the fuzz targets decode it
+/// (every byte string is some program).
+fn load_program(path: &Path, artifact: bool) -> Result<Program, Fatal> {
     let bytes = std::fs::read(path)
         .map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
-    if !bytes.starts_with(b"cowcheck-trace ") {
-        // Not a trace: a fuzz artifact, which decodes the way the fuzz targets decode it.
-        let program = cowcheck::program::generate::from_bytes(&bytes, GenConfig::default());
-        eprintln!(
-            "note: {} has no trace header; decoded as a fuzz artifact ({} bytes, {} ops)",
-            path.display(),
-            bytes.len(),
-            program.ops.len()
-        );
-        return Ok(program);
+    if artifact {
+        return Ok(cowcheck::program::generate::from_bytes(
+            &bytes,
+            GenConfig::default(),
+        ));
     }
-    trace::parse(&bytes).map_err(|e| Fatal(format!("{}: {e}", path.display())))
+    trace::parse(&bytes).map_err(|e| {
+        let hint = if bytes.starts_with(b"cowcheck-trace ") {
+            ""
+        } else {
+            " (a fuzz artifact? pass --artifact)"
+        };
+        Fatal(format!("{}: {e}{hint}", path.display()))
+    })
 }
 
 fn host_page_size() -> usize {
@@ -408,6 +435,26 @@ fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
         s.cells.len(),
         cowcheck::coverage::CELLS
     );
+    // The (operation x mapping kind) projection: how many semantic cells each pair reached.
+    println!("  cells reached per operation and mapping kind:");
+    let kinds = cowcheck::program::MapKind::ALL;
+    let header: Vec<String> = kinds.iter().map(|k| format!("{:>13}", k.name())).collect();
+    println!("    {:<8}{}{:>13}", "", header.join(""), "(none)");
+    for op in OpKind::ALL {
+        let count = |kind: Option<cowcheck::program::MapKind>| {
+            s.cells.iter().filter(|c| c.op == op && c.kind == kind).count()
+        };
+        let row: Vec<String> = kinds.iter().map(|k| format!("{:>13}", count(Some(*k)))).collect();
+        println!("    {:<8}{}{:>13}", op.name(), row.join(""), count(None));
+    }
+    let f = ex.hello.features;
+    let missing: Vec<&str> = f.list().into_iter().filter(|(_, on)| !on).map(|(n, _)| n).collect();
+    if !missing.is_empty() {
+        println!(
+            "  not generated   {} (the kernel under test lacks them: probed at start)",
+            missing.join(", ")
+        );
+    }
 }
 
 fn finding_header(f: &Finding, seed: u64, ex: &Executor) -> Vec<String> {
@@ -510,8 +557,7 @@ fn summary_json(
     })
 }
 
-fn cmd_replay(file: &Path, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
-    let program = load_trace(file)?;
+fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
     let config = executor_config(exec)?;
     let mut executor = Executor::start(&config)?;
     let (verdict, run) = check::check(&mut executor, &program).or_else(|e| match e {
@@ -638,8 +684,12 @@ fn cmd_bench(programs: u64, seed: u64, exec: &ExecArgs) -> Result<u8, Fatal> {
     Ok(0)
 }
 
-fn cmd_shrink(file: &Path, out: Option<PathBuf>, exec: &ExecArgs) -> Result<u8, Fatal> {
-    let program = load_trace(file)?;
+fn cmd_shrink(
+    file: &Path,
+    program: Program,
+    out: Option<PathBuf>,
+    exec: &ExecArgs,
+) -> Result<u8, Fatal> {
     let config = executor_config(exec)?;
     let mut executor = Executor::start(&config)?;
     let (verdict, _) = check::check(&mut executor, &program)?;

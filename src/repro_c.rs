@@ -181,6 +181,9 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
     let mut digests_c = String::new();
     let mut ops_c = String::new();
     let mut checks: Vec<StateCheck> = Vec::new();
+    // Pages of handles where the kernel, not the model, decides what is mapped: the source of a
+    // remap that may move (moved or grown in place), the range a hint names (taken or not).
+    let mut uncertain: Vec<(u8, std::ops::Range<u16>)> = Vec::new();
     let last = program.ops.len().saturating_sub(1);
     for (i, op) in program.ops.iter().enumerate() {
         let outcome = model
@@ -374,8 +377,19 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
         writeln!(ops_c, "\t/* {:>3}: {} */", i + 1, c_comment(&line)).ok();
         writeln!(ops_c, "\t{{ {f} }},").ok();
 
+        match (*op, &outcome) {
+            (Op::Remap { map, old, flags, .. }, Outcome::Mapped { .. })
+                if flags.maymove && flags.fixed.is_none() && !flags.dontunmap =>
+            {
+                uncertain.push((map.0, old.start..old.end.max(old.start + 1)))
+            }
+            (Op::MapAt { how: PlaceHow::Hint, at, pages, .. }, _) => {
+                uncertain.push((at.map.0, at.page..at.page.saturating_add(pages)))
+            }
+            _ => {}
+        }
         if op.snapshot_after() || i == last {
-            checks.extend(state_checks(&mut model, i, page_size));
+            checks.extend(state_checks(&mut model, i, page_size, &uncertain));
         }
     }
 
@@ -552,7 +566,12 @@ fn read_words(model: &Model, op: &Op, page_size: usize) -> String {
 }
 
 /// What every live process must look like now, per mapping handle and page.
-fn state_checks(model: &mut Model, after_op: usize, page_size: usize) -> Vec<StateCheck> {
+fn state_checks(
+    model: &mut Model,
+    after_op: usize,
+    page_size: usize,
+    uncertain: &[(u8, std::ops::Range<u16>)],
+) -> Vec<StateCheck> {
     let snap = model.snapshot();
     let ps = page_size as u64;
     let mut out = Vec::new();
@@ -566,6 +585,9 @@ fn state_checks(model: &mut Model, after_op: usize, page_size: usize) -> Vec<Sta
                 continue;
             };
             for page in 0..h.pages {
+                if uncertain.iter().any(|(um, r)| *um == m && r.contains(&page)) {
+                    continue;
+                }
                 let addr = h.base + page as u64 * ps;
                 let mapped = view.regions.iter().any(|r| r.start <= addr && addr < r.end);
                 let digest = view

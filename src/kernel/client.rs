@@ -121,6 +121,9 @@ impl Executor {
                 Ok(ex)
             }
             Err(_) => {
+                // Kill first: a command that floods its output (not our executor at all) would
+                // otherwise block writing to a pipe nobody reads, and wait() with it.
+                let _ = ex.child.kill();
                 let status = ex
                     .child
                     .wait()

@@ -1063,11 +1063,13 @@ impl Model {
             self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
             return Ok(self.name_result(result, old_addr, new_pages, first.kind));
         }
-        // The source must be one VMA over its whole old length (check_prep_vma, before
-        // anything is unmapped).
+        // The part of the source that moves (a shrinking move drops its tail) must be one VMA,
+        // checked before anything is unmapped (check_prep_vma; measured on 6.18: a shrinking
+        // FIXED move whose dropped tail lies in another VMA succeeds, a growing one whose
+        // source spans two VMAs fails with the destination intact).
         if old_n > 0 {
             let pure_move = flags.fixed.is_some() && old_n == new_n;
-            match self.one_vma(proc, old_vpn, old_n) {
+            match self.one_vma(proc, old_vpn, old_n.min(new_n)) {
                 Some(true) => {}
                 // Equal attributes from different calls: merged or not, the kernel's business.
                 Some(false) | None if observed_errno(observed) == Some(EFAULT) => {
@@ -1075,7 +1077,7 @@ impl Model {
                 }
                 Some(false) => {}
                 // Since 6.17 a pure move may span VMAs (G4; probe R28.move-multi-vma).
-                None if pure_move && (0..old_n).all(|i| {
+                None if pure_move && (0..old_n.min(new_n)).all(|i| {
                     self.procs[proc.0 as usize].space.get(old_vpn + i).is_some()
                 }) => {}
                 None => return fail(EFAULT),
