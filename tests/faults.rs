@@ -1,7 +1,9 @@
 //! Proof that cowcheck can fail: for each deliberate fault (the executor's hidden `--inject`
 //! faults, and every mode of the misbehaving libc shim tests/faults/libfault.c), a seeded
 //! campaign finds a divergence, shrinks it to at most 6 ops, saves it, and the saved trace
-//! replays to the same verdict under the same fault (and agrees without it).
+//! replays to the same verdict under the same fault (and agrees without it). The core faults
+//! (map, write, fork, unmap) must shrink to at most 6 ops; the faults of the wider operation
+//! set (mprotect, madvise, mremap) to at most 8.
 
 mod common;
 
@@ -9,12 +11,17 @@ use std::path::Path;
 
 use common::*;
 
-/// Most ops a shrunk divergence may keep.
+/// Most ops a shrunk divergence may keep: core faults, and faults of the wider op set.
 const MAX_SHRUNK_OPS: usize = 6;
+const MAX_SHRUNK_OPS_WIDE: usize = 8;
 
 /// Runs `cowcheck run --seed 1 --time 60 --json --out DIR FAULT_ARGS` and checks everything
 /// about the divergence it must find.
 fn assert_caught(name: &str, fault_args: &[String]) {
+    assert_caught_within(name, fault_args, MAX_SHRUNK_OPS)
+}
+
+fn assert_caught_within(name: &str, fault_args: &[String], max_ops: usize) {
     let dir = tmpdir(name);
     let mut args: Vec<String> = ["run", "--seed", "1", "--time", "60", "--json", "--out"]
         .iter()
@@ -29,7 +36,10 @@ fn assert_caught(name: &str, fault_args: &[String]) {
     let programs = report["programs"].as_u64().expect("programs");
     assert!(programs >= 1, "{name}: {report}");
     let div = &report["divergence"];
-    assert!(div.is_object(), "{name}: exit 1 but no divergence object: {report}");
+    assert!(
+        div.is_object(),
+        "{name}: exit 1 but no divergence object: {report}"
+    );
     assert!(
         div["signature"].as_str().is_some_and(|s| !s.is_empty()),
         "{name}: the divergence needs a signature: {div}"
@@ -40,27 +50,51 @@ fn assert_caught(name: &str, fault_args: &[String]) {
     );
 
     // The shrunk trace: a valid trace of 1 to 6 ops.
-    let trace = div["trace"].as_str().unwrap_or_else(|| panic!("{name}: no trace: {div}"));
+    let trace = div["trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: no trace: {div}"));
     assert!(trace.starts_with("cowcheck-trace 1\n"), "{name}: {trace:?}");
     let ops = op_lines(trace);
     assert!(
-        !ops.is_empty() && ops.len() <= MAX_SHRUNK_OPS,
-        "{name}: the shrunk trace has {} ops, want 1 to {MAX_SHRUNK_OPS}:\n{trace}",
+        !ops.is_empty() && ops.len() <= max_ops,
+        "{name}: the shrunk trace has {} ops, want 1 to {max_ops}:\n{trace}",
         ops.len()
     );
     let op_index = div["op_index"].as_u64().expect("op_index") as usize;
-    assert!(op_index < ops.len(), "{name}: first seen at op {op_index} of {}", ops.len());
+    assert!(
+        op_index < ops.len(),
+        "{name}: first seen at op {op_index} of {}",
+        ops.len()
+    );
     if let Some(original) = div["original_ops"].as_u64() {
-        assert!(original as usize >= ops.len(), "{name}: shrinking made it longer: {div}");
+        assert!(
+            original as usize >= ops.len(),
+            "{name}: shrinking made it longer: {div}"
+        );
     }
 
     // The saved file: in --out, the same ops.
-    let saved = div["saved_to"].as_str().unwrap_or_else(|| panic!("{name}: not saved: {div}"));
+    let saved = div["saved_to"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: not saved: {div}"));
     let saved = Path::new(saved);
-    assert_eq!(saved.parent(), Some(dir.as_path()), "{name}: saved outside --out: {}", saved.display());
-    let text = std::fs::read_to_string(saved)
-        .unwrap_or_else(|e| panic!("{name}: cannot read the saved trace {}: {e}", saved.display()));
-    assert_eq!(op_lines(&text), ops, "{name}: the saved trace differs from the reported one");
+    assert_eq!(
+        saved.parent(),
+        Some(dir.as_path()),
+        "{name}: saved outside --out: {}",
+        saved.display()
+    );
+    let text = std::fs::read_to_string(saved).unwrap_or_else(|e| {
+        panic!(
+            "{name}: cannot read the saved trace {}: {e}",
+            saved.display()
+        )
+    });
+    assert_eq!(
+        op_lines(&text),
+        ops,
+        "{name}: the saved trace differs from the reported one"
+    );
     assert!(
         text.contains("cowcheck run --seed 1"),
         "{name}: the saved trace should say how it was found:\n{text}"
@@ -68,9 +102,20 @@ fn assert_caught(name: &str, fault_args: &[String]) {
 
     // Replays to a divergence under the same fault...
     let (code, replayed, rerun) = replay_json(saved, fault_args);
-    assert_eq!(code, 1, "{name}: the saved trace must replay to a divergence\n{}", rerun.dump());
+    assert_eq!(
+        code,
+        1,
+        "{name}: the saved trace must replay to a divergence\n{}",
+        rerun.dump()
+    );
     assert!(replayed["divergence"].is_object(), "{name}: {replayed}");
-    let rerun = cowcheck(&[&["replay".to_string(), saved.display().to_string()][..], fault_args].concat());
+    let rerun = cowcheck(
+        &[
+            &["replay".to_string(), saved.display().to_string()][..],
+            fault_args,
+        ]
+        .concat(),
+    );
     rerun.expect_code(1);
     assert!(rerun.stdout.contains("DIVERGENCE"), "{}", rerun.dump());
     // ...and agrees without it: the divergence is the fault's, not the kernel's or the model's.
@@ -87,6 +132,40 @@ fn inject(fault: &str) -> Vec<String> {
 fn libfault_mode(name: &str, mode: &str) {
     let Some(lib) = libfault() else { return };
     assert_caught(name, &["--under".into(), under_libfault(&lib, mode)]);
+}
+
+fn libfault_mode_wide(name: &str, mode: &str) {
+    let Some(lib) = libfault() else { return };
+    assert_caught_within(
+        name,
+        &["--under".into(), under_libfault(&lib, mode)],
+        MAX_SHRUNK_OPS_WIDE,
+    );
+}
+
+#[test]
+fn libfault_mprotect_noop() {
+    libfault_mode_wide("libfault-mprotect-noop", "mprotect-noop");
+}
+
+#[test]
+fn libfault_dontneed_ignored() {
+    libfault_mode_wide("libfault-dontneed-ignored", "dontneed-ignored");
+}
+
+#[test]
+fn libfault_wipeonfork_ignored() {
+    libfault_mode_wide("libfault-wipeonfork-ignored", "wipeonfork-ignored");
+}
+
+#[test]
+fn libfault_dontfork_ignored() {
+    libfault_mode_wide("libfault-dontfork-ignored", "dontfork-ignored");
+}
+
+#[test]
+fn libfault_mremap_dirty_tail() {
+    libfault_mode_wide("libfault-mremap-dirty-tail", "mremap-dirty-tail");
 }
 
 #[test]

@@ -11,18 +11,28 @@
  *   dirty-mmap      fresh anonymous mappings are not zero-filled
  *   munmap-less     munmap unmaps one page less than asked (nothing, for one page)
  *   mmap-more       mmap maps one page more than asked
+ *   mprotect-noop   mprotect changes nothing but returns 0
+ *   dontneed-ignored    madvise(MADV_DONTNEED) does nothing but returns 0
+ *   wipeonfork-ignored  madvise(MADV_WIPEONFORK) does nothing but returns 0
+ *   dontfork-ignored    madvise(MADV_DONTFORK) does nothing but returns 0
+ *   mremap-dirty-tail   mremap leaves non-zero bytes in the part it grew
  *
  * Build: cc -shared -fPIC -O2 -o libfault.so libfault.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-enum fault { NONE, PRIVATE_SHARED, SHARED_PRIVATE, FORK_ZERO, DIRTY_MMAP, MUNMAP_LESS, MMAP_MORE };
+enum fault {
+	NONE, PRIVATE_SHARED, SHARED_PRIVATE, FORK_ZERO, DIRTY_MMAP, MUNMAP_LESS, MMAP_MORE,
+	MPROTECT_NOOP, DONTNEED_IGNORED, WIPEONFORK_IGNORED, DONTFORK_IGNORED, MREMAP_DIRTY_TAIL
+};
 
 static enum fault which(void)
 {
@@ -44,6 +54,16 @@ static enum fault which(void)
 			cached = MUNMAP_LESS;
 		else if (!strcmp(f, "mmap-more"))
 			cached = MMAP_MORE;
+		else if (!strcmp(f, "mprotect-noop"))
+			cached = MPROTECT_NOOP;
+		else if (!strcmp(f, "dontneed-ignored"))
+			cached = DONTNEED_IGNORED;
+		else if (!strcmp(f, "wipeonfork-ignored"))
+			cached = WIPEONFORK_IGNORED;
+		else if (!strcmp(f, "dontfork-ignored"))
+			cached = DONTFORK_IGNORED;
+		else if (!strcmp(f, "mremap-dirty-tail"))
+			cached = MREMAP_DIRTY_TAIL;
 	}
 	return (enum fault)cached;
 }
@@ -117,4 +137,54 @@ pid_t fork(void)
 			madvise(tracked[i].addr, tracked[i].len, MADV_DONTNEED);
 	}
 	return pid;
+}
+
+typedef int (*mprotect_fn)(void *, size_t, int);
+typedef int (*madvise_fn)(void *, size_t, int);
+typedef void *(*mremap_fn)(void *, size_t, size_t, int, ...);
+
+int mprotect(void *addr, size_t len, int prot)
+{
+	static mprotect_fn real;
+	if (!real)
+		real = (mprotect_fn)dlsym(RTLD_NEXT, "mprotect");
+	if (which() == MPROTECT_NOOP)
+		return 0;
+	return real(addr, len, prot);
+}
+
+int madvise(void *addr, size_t len, int advice)
+{
+	static madvise_fn real;
+	if (!real)
+		real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
+	if ((which() == DONTNEED_IGNORED && advice == MADV_DONTNEED) ||
+	    (which() == WIPEONFORK_IGNORED && advice == MADV_WIPEONFORK) ||
+	    (which() == DONTFORK_IGNORED && advice == MADV_DONTFORK))
+		return 0;
+	return real(addr, len, advice);
+}
+
+/* mremap is variadic: the fifth argument (new_address) is read only with MREMAP_FIXED or
+ * MREMAP_DONTUNMAP, but cowcheck always passes it, and so does this wrapper. */
+void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...)
+{
+	static mremap_fn real;
+	if (!real)
+		real = (mremap_fn)dlsym(RTLD_NEXT, "mremap");
+	va_list ap;
+	va_start(ap, flags);
+	void *new_address = va_arg(ap, void *);
+	va_end(ap);
+	void *p = real(old, old_size, new_size, flags, new_address);
+	if (p != MAP_FAILED && which() == MREMAP_DIRTY_TAIL && new_size > old_size) {
+		/* Through process_vm_writev on ourselves, which fails with EFAULT instead of
+		 * raising SIGBUS or SIGSEGV where the tail cannot be written (a shared object's
+		 * tail past its end, a read-only mapping). */
+		unsigned char dirt = 0x5a;
+		struct iovec local = { &dirt, 1 };
+		struct iovec remote = { (char *)p + old_size, 1 };
+		process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+	}
+	return p;
 }
