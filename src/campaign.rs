@@ -69,6 +69,9 @@ impl Finding {
 /// the first group of that signature): shrinking costs hundreds of runs.
 const SHRINKS_PER_SIGNATURE: usize = 3;
 
+/// Time one shrink may take before the smallest program found so far is reported.
+const SHRINK_BUDGET: Duration = Duration::from_secs(180);
+
 /// Runs a campaign. `progress` is called after every program.
 pub fn run(
     executor: &mut Executor,
@@ -143,11 +146,15 @@ pub fn explain(
     divergence: Divergence,
 ) -> Result<Finding, HarnessError> {
     let signature = divergence.signature(program);
+    // Shrinking stops trying new candidates after a budget: a hang costs a whole op deadline
+    // per candidate, and an emulator can be slow.
+    let budget_end = Instant::now() + SHRINK_BUDGET;
     let shrunk = shrink::shrink(program, |cand| {
-        matches!(
-            check::check(executor, cand),
-            Ok((Verdict::Diverged(d), _)) if d.signature(cand) == signature
-        )
+        Instant::now() < budget_end
+            && matches!(
+                check::check(executor, cand),
+                Ok((Verdict::Diverged(d), _)) if d.signature(cand) == signature
+            )
     });
     // Re-check the shrunk program to report its own divergence (same shape, its own numbers).
     let (verdict, run) = check::check(executor, &shrunk)?;

@@ -83,6 +83,7 @@ fn variant(o: &Outcome) -> String {
         Outcome::Mapped { .. } => "mapped".into(),
         Outcome::Failed { errno } => format!("errno {errno}"),
         Outcome::Done => "done".into(),
+        Outcome::Hung => "hang".into(),
         Outcome::Read { .. } => "read".into(),
         Outcome::Killed { death, .. } => format!("signal {} code {}", death.signal, death.code),
     }

@@ -139,6 +139,8 @@ enum Command {
     Executor {
         #[arg(long)]
         inject: Vec<String>,
+        #[arg(long, default_value_t = 10_000)]
+        op_deadline_ms: u64,
     },
 }
 
@@ -163,8 +165,14 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Executor { inject } => match inject_mask(&inject) {
-            Ok(mask) => return ExitCode::from(cowcheck::kernel::executor::main(mask) as u8),
+        Command::Executor {
+            inject,
+            op_deadline_ms,
+        } => match inject_mask(&inject) {
+            Ok(mask) => {
+                let deadline = Duration::from_millis(op_deadline_ms.max(1));
+                return ExitCode::from(cowcheck::kernel::executor::main(mask, deadline) as u8);
+            }
             Err(e) => Err(e),
         },
         Command::Run {
@@ -237,8 +245,9 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
         if config.under.is_empty() {
             return Err(Fatal("--under needs a command".into()));
         }
-        // Emulators are slow: give each program more time.
+        // Emulators are slow: give each program and each op more time.
         config.program_deadline = Duration::from_secs(600);
+        config.op_deadline = Duration::from_secs(30);
     }
     inject_mask(&exec.inject)?;
     config.inject = exec.inject.clone();

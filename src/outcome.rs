@@ -62,6 +62,9 @@ pub enum Outcome {
     Read { digests: Vec<u64> },
     /// The process died in the op; `digests` holds what a `read` saw before the fault.
     Killed { death: Death, digests: Vec<u64> },
+    /// The process did not answer within the op deadline, and was killed. Linux never does
+    /// this; an emulator that deadlocks does.
+    Hung,
 }
 
 impl Outcome {

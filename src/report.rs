@@ -49,6 +49,7 @@ pub fn describe_outcome(o: &Outcome) -> String {
             nix::errno::Errno::from_raw(*errno).desc()
         ),
         Outcome::Done => "ok".into(),
+        Outcome::Hung => "no answer within the op deadline (hung; killed)".into(),
         Outcome::Read { digests } => format!(
             "read {} page(s), digests {}",
             digests.len(),

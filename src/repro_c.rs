@@ -311,8 +311,10 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
         )
         .ok();
         let says;
+        #[allow(unreachable_patterns)]
         match &outcome {
-            Outcome::Skipped => {
+            // The model never predicts a hang (only an observation can be one).
+            Outcome::Skipped | Outcome::Hung => {
                 f.push_str(", .want = RES_SKIPPED");
                 says = format!("skipped: {} is not alive or the mapping was never made", op.proc());
             }
@@ -367,6 +369,12 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                     crate::expect::errno_name(*errno)
                         .map_or_else(|| format!("errno {errno}"), String::from)
                 );
+            }
+            other => {
+                return Err(ReproError::Model(format!(
+                    "op {} ({op}): the model predicts {other:?}, which the C reproducer cannot check",
+                    i + 1
+                )));
             }
         }
         write!(f, ", .text = {}, .says = {}", c_str(&op.to_string()), c_str(&says)).ok();

@@ -46,6 +46,8 @@ pub struct ExecutorConfig {
     pub inject: Vec<String>,
     /// How long the front waits for one program before declaring the executor hung.
     pub program_deadline: Duration,
+    /// How long one op may take before its worker counts as hung (an observation).
+    pub op_deadline: Duration,
 }
 
 impl ExecutorConfig {
@@ -55,6 +57,7 @@ impl ExecutorConfig {
             under: Vec::new(),
             inject: Vec::new(),
             program_deadline: Duration::from_secs(120),
+            op_deadline: super::executor::DEFAULT_OP_DEADLINE,
         }
     }
 
@@ -91,6 +94,7 @@ impl Executor {
             None => Command::new(&config.exe),
         };
         cmd.arg("__executor");
+        cmd.arg(format!("--op-deadline-ms={}", config.op_deadline.as_millis()));
         for i in &config.inject {
             cmd.arg(format!("--inject={i}"));
         }

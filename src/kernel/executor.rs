@@ -30,8 +30,9 @@ use crate::program::{
     At, BadArg, MapId, MapKind, Op, Pattern, PlaceHow, ProcId, Program, Prot, Syscall, caps, trace,
 };
 
-/// How long one op may take before the program is abandoned as a harness error.
-const OP_DEADLINE: Duration = Duration::from_secs(30);
+/// How long one op may take by default before its worker counts as hung (an observation: the
+/// worker is killed and the op's outcome is `Hung`).
+pub const DEFAULT_OP_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the coordinator polls for a reply before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
 
@@ -51,9 +52,12 @@ enum Reply {
     },
     /// End of file: the process is gone without a word.
     Gone,
+    /// No reply within the op deadline.
+    Hung,
 }
 
 struct Coordinator {
+    op_deadline: Duration,
     scratch: Scratch,
     page_size: u64,
     /// Receive buffer (the reply of a worker lands here).
@@ -61,7 +65,7 @@ struct Coordinator {
 }
 
 /// The executor's main: returns the process exit status.
-pub fn main(inject: u32) -> i32 {
+pub fn main(inject: u32, op_deadline: Duration) -> i32 {
     // SIGKILL us if the cowcheck that started us dies (even by SIGKILL). If it already died
     // before this line, exit now.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -97,6 +101,7 @@ pub fn main(inject: u32) -> i32 {
         return 2;
     }
     let mut c = Coordinator {
+        op_deadline,
         scratch: Scratch::new(page_size as usize),
         page_size,
         buf: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD],
@@ -280,8 +285,8 @@ fn decode_request(frame: &[u8]) -> Result<(Program, Vec<DumpRequest>), String> {
     Ok((program, dumps))
 }
 
-fn set_deadline(fd: &OwnedFd) {
-    let tv = nix::sys::time::TimeVal::new(OP_DEADLINE.as_secs() as i64, 0);
+fn set_deadline(fd: &OwnedFd, deadline: Duration) {
+    let tv = nix::sys::time::TimeVal::new(deadline.as_secs() as i64, deadline.subsec_micros() as i64);
     let _ = nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
 }
 
@@ -400,7 +405,7 @@ impl Coordinator {
             nix::unistd::ForkResult::Parent { child } => {
                 let _ = nix::unistd::setpgid(child, child);
                 drop(theirs);
-                set_deadline(&ours);
+                set_deadline(&ours, self.op_deadline);
                 Ok(Worker {
                     pid: child,
                     fd: ours,
@@ -434,7 +439,7 @@ impl Coordinator {
         }
     }
 
-    /// Waits for one reply (each worker socket carries SO_RCVTIMEO = OP_DEADLINE, so a hung
+    /// Waits for one reply (each worker socket carries SO_RCVTIMEO = the op deadline, so a hung
     /// worker shows as EAGAIN, without a poll per reply).
     fn recv(&mut self, fd: RawFd) -> Result<Reply, String> {
         let buf: &mut [u8] = {
@@ -479,9 +484,7 @@ impl Coordinator {
                     std::hint::spin_loop();
                     continue;
                 }
-                Err(Errno::EAGAIN) => {
-                    return Err(format!("no reply within {} s", OP_DEADLINE.as_secs()));
-                }
+                Err(Errno::EAGAIN) => return Ok(Reply::Hung),
                 Err(e) => return Err(format!("recvmsg from worker: {e}")),
             }
         };
@@ -667,6 +670,14 @@ impl Coordinator {
     ) -> Result<Outcome, String> {
         let p = op.proc().0 as usize;
         let (st, head, payload, passed) = match reply {
+            Reply::Hung => {
+                // A hang is an observation (an emulator's deadlock is a finding): the worker is
+                // killed and the op says so.
+                if let Some(w) = workers[p].take() {
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                }
+                return Ok(Outcome::Hung);
+            }
             Reply::Gone => {
                 workers[p] = None;
                 return Ok(Outcome::Killed {
@@ -709,7 +720,7 @@ impl Coordinator {
             },
             Op::Fork { child, .. } => {
                 let fd = passed.ok_or("fork reply carried no socket")?;
-                set_deadline(&fd);
+                set_deadline(&fd, self.op_deadline);
                 workers[child.0 as usize] = Some(Worker {
                     pid: Pid::from_raw(head[1] as i32),
                     fd,
@@ -751,6 +762,11 @@ impl Coordinator {
             };
             match self.recv(fd)? {
                 Reply::Gone => workers[p] = None,
+                Reply::Hung => {
+                    if let Some(w) = workers[p].take() {
+                        let _ = kill(w.pid, Signal::SIGKILL);
+                    }
+                }
                 Reply::Msg { st, head, payload, .. } => match st {
                     status::OK => {
                         let (nr, np) = (head[4] as usize, head[5] as usize);

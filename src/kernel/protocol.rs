@@ -188,6 +188,7 @@ impl Enc {
                 self.u8(4);
                 self.digests(digests);
             }
+            Outcome::Hung => self.u8(6),
             Outcome::Killed { death, digests } => {
                 self.u8(5);
                 self.i32(death.signal);
@@ -355,6 +356,7 @@ impl<'a> Dec<'a> {
                     digests: self.digests()?,
                 }
             }
+            6 => Outcome::Hung,
             _ => return Err(DecodeError(at)),
         })
     }

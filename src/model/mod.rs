@@ -1067,6 +1067,7 @@ impl Model {
         // checked before anything is unmapped (check_prep_vma; measured on 6.18: a shrinking
         // FIXED move whose dropped tail lies in another VMA succeeds, a growing one whose
         // source spans two VMAs fails with the destination intact).
+        let mut multi = false;
         if old_n > 0 {
             let pure_move = flags.fixed.is_some() && old_n == new_n;
             match self.one_vma(proc, old_vpn, old_n.min(new_n)) {
@@ -1076,18 +1077,29 @@ impl Model {
                     return fail(EFAULT);
                 }
                 Some(false) => {}
-                // Since 6.17 a pure move may span VMAs (G4; probe R28.move-multi-vma).
-                None if pure_move && (0..old_n.min(new_n)).all(|i| {
-                    self.procs[proc.0 as usize].space.get(old_vpn + i).is_some()
-                }) => {}
+                // Since 6.17 a pure move (FIXED, same size) may span VMAs, and the gaps between
+                // them too: each VMA moves by the same offset (G4; probe R28.move-multi-vma;
+                // gaps measured on 6.18).
+                None if pure_move => multi = true,
                 None => return fail(EFAULT),
             }
         }
         // Then a move to a fixed address unmaps the destination, looks the source up again
         // (a destination that held the source itself, possible with old size 0, leaves
         // nothing: EFAULT), and cuts a shrinking source's tail (mremap_to; measured on 6.18).
+        // A multi-VMA move goes VMA by VMA, each unmapping only its own destination: what is
+        // mapped opposite a gap of the source stays (measured on 6.18).
         if let Some(d) = dest {
-            self.unmap_pages(proc, self.vpn(d), new_n);
+            let dv = self.vpn(d);
+            if multi {
+                for i in 0..new_n {
+                    if self.procs[proc.0 as usize].space.get(old_vpn + i).is_some() {
+                        self.unmap_pages(proc, dv + i, 1);
+                    }
+                }
+            } else {
+                self.unmap_pages(proc, dv, new_n);
+            }
             if self.procs[proc.0 as usize].space.get(old_vpn).is_none() {
                 return fail(EFAULT);
             }
@@ -1187,9 +1199,11 @@ impl Model {
                 self.procs[proc.0 as usize].space.ptes.insert(*vpn, stay);
             }
         }
-        for (i, (_, pte)) in moved.into_iter().enumerate() {
-            if (i as u64) < new_n {
-                self.procs[proc.0 as usize].space.ptes.insert(tv + i as u64, pte);
+        // Every page keeps its offset in the range (a gap stays a gap).
+        for (vpn, pte) in moved {
+            let offset = vpn - old_vpn;
+            if offset < new_n {
+                self.procs[proc.0 as usize].space.ptes.insert(tv + offset, pte);
             } else {
                 self.release(&pte);
             }
