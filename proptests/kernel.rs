@@ -58,7 +58,9 @@ fn agrees(executor: &mut Executor, program: &Program) -> Result<(), String> {
                 report::divergence_text(program, &d, &pages)
             ))
         }
-        Err(e) => Err(format!("harness error (not a divergence): {e}\nprogram:\n{program}")),
+        Err(e) => Err(format!(
+            "harness error (not a divergence): {e}\nprogram:\n{program}"
+        )),
     }
 }
 
@@ -68,7 +70,10 @@ fn kernel_run(property: &Property, persist: bool, config: &ExecutorConfig) -> Ra
     property.run(persist, &programs(), |g| {
         let mut ex = executor.borrow_mut();
         let result = agrees(&mut ex, &g.program);
-        if result.as_ref().is_err_and(|r| r.starts_with("harness error")) {
+        if result
+            .as_ref()
+            .is_err_and(|r| r.starts_with("harness error"))
+        {
             *ex = start(config);
         }
         result.map_err(TestCaseError::fail)
@@ -77,7 +82,12 @@ fn kernel_run(property: &Property, persist: bool, config: &ExecutorConfig) -> Ra
 
 /// The full report of a failure: proptest's minimal program with its divergence, then the same
 /// program shrunk by cowcheck's shrinker, with the bytes that differ.
-fn kernel_report(property: &Property, config: &ExecutorConfig, reason: &str, program: &Program) -> String {
+fn kernel_report(
+    property: &Property,
+    config: &ExecutorConfig,
+    reason: &str,
+    program: &Program,
+) -> String {
     let mut executor = start(config);
     let mut programs: Vec<(&str, Program)> = vec![("proptest-minimal", program.clone())];
     let mut text = reason.to_string();
@@ -102,12 +112,15 @@ fn kernel_report(property: &Property, config: &ExecutorConfig, reason: &str, pro
 
 #[test]
 fn kernel_agrees_with_the_model() {
-    let property = Property::new("kernel_agrees", 400);
+    let property = Property::new("kernel_agrees", 1000).with_shrink_iters(400);
     let config = executor_config(&[]);
     match kernel_run(&property, true, &config) {
         Ran::Passed { cases, elapsed } => passed(property.name, property.seed, cases, elapsed),
         Ran::Failed { reason, value, .. } => {
-            panic!("{}", kernel_report(&property, &config, &reason, &value.program))
+            panic!(
+                "{}",
+                kernel_report(&property, &config, &reason, &value.program)
+            )
         }
     }
 }
@@ -115,7 +128,9 @@ fn kernel_agrees_with_the_model() {
 /// The counter-tests: a broken executor must be caught within the property's bounded cases,
 /// as a divergence (not a harness error), with a report whose traces read back.
 fn expect_caught(inject: &str) {
-    let property = Property::new("kernel_agrees", 400).renamed(format!("kernel_agrees-{inject}"));
+    let property = Property::new("kernel_agrees", 1000)
+        .with_shrink_iters(400)
+        .renamed(format!("kernel_agrees-{inject}"));
     let config = executor_config(&[inject]);
     match kernel_run(&property, false, &config) {
         Ran::Failed {
@@ -123,7 +138,10 @@ fn expect_caught(inject: &str) {
             value,
             elapsed,
         } => {
-            assert!(reason.starts_with("divergence"), "{inject}: not a divergence: {reason}");
+            assert!(
+                reason.starts_with("divergence"),
+                "{inject}: not a divergence: {reason}"
+            );
             let report = kernel_report(&property, &config, &reason, &value.program);
             eprintln!(
                 "{inject} caught in {:.2} s (shrinking included):\n{report}",

@@ -114,7 +114,12 @@ fn private_as_shared() -> Box<dyn Subject> {
     Box::new(Rewriting {
         model: Model::new(PAGE),
         rewrite: |op| match *op {
-            Op::Map { proc, map, kind, pages } => Op::Map {
+            Op::Map {
+                proc,
+                map,
+                kind,
+                pages,
+            } => Op::Map {
                 proc,
                 map,
                 kind: match kind {
@@ -134,7 +139,12 @@ fn shared_as_private() -> Box<dyn Subject> {
     Box::new(Rewriting {
         model: Model::new(PAGE),
         rewrite: |op| match *op {
-            Op::Map { proc, map, kind, pages } => Op::Map {
+            Op::Map {
+                proc,
+                map,
+                kind,
+                pages,
+            } => Op::Map {
                 proc,
                 map,
                 kind: match kind {
@@ -155,7 +165,13 @@ struct DirtyFreshPages(Model);
 impl Subject for DirtyFreshPages {
     fn apply(&mut self, op: &Op) -> Result<Outcome, String> {
         let outcome = Subject::apply(&mut self.0, op)?;
-        if let (Op::Map { proc, map, pages, .. }, Outcome::Mapped { .. }) = (*op, &outcome) {
+        if let (
+            Op::Map {
+                proc, map, pages, ..
+            },
+            Outcome::Mapped { .. },
+        ) = (*op, &outcome)
+        {
             let dirty = Op::Write {
                 proc,
                 map,
@@ -320,7 +336,9 @@ fn is_classic(op: &Op) -> bool {
 }
 
 fn classic_prefix(ops: &[Op]) -> usize {
-    ops.iter().position(|op| !is_classic(op)).unwrap_or(ops.len())
+    ops.iter()
+        .position(|op| !is_classic(op))
+        .unwrap_or(ops.len())
 }
 
 /// Whether `proc`'s view has a region covering `addr` with `prot` and (if given) sharing.
@@ -361,13 +379,20 @@ fn private_writes(spec: &mut Model, writer: ProcId, pattern: Pattern) -> Vec<Op>
         }
         for k in 0..h.pages {
             let addr = h.base + k as u64 * PAGE as u64;
-            if maps_page(&snap, writer, addr, PROT_W, Some(false)) {
-                writes.push(Op::Write {
-                    proc: writer,
-                    map,
-                    span: Span::Pages(PageRange::new(k, k + 1)),
-                    pattern,
-                });
+            if !maps_page(&snap, writer, addr, PROT_W, Some(false)) {
+                continue;
+            }
+            let write = Op::Write {
+                proc: writer,
+                map,
+                span: Span::Pages(PageRange::new(k, k + 1)),
+                pattern,
+            };
+            // A page can look writable in the layout and still fault (a guard page): a write
+            // that kills the writer changes which later ops run at all, so it is left out.
+            let mut trial = spec.clone();
+            if matches!(trial.apply(&write, None), Ok(Outcome::Done)) {
+                writes.push(write);
             }
         }
     }
@@ -379,7 +404,11 @@ fn isolation(program: &Program, pattern: Pattern, make: &Make) -> Result<Checked
     let base = run(make, ops)?;
     let mut checked = Checked::default();
     for (f, op) in ops.iter().enumerate() {
-        let Op::Fork { proc: parent, child } = *op else {
+        let Op::Fork {
+            proc: parent,
+            child,
+        } = *op
+        else {
             continue;
         };
         let mut spec = spec_after(&ops[..=f])?;
@@ -517,7 +546,10 @@ fn shared_visibility(
             map: pair.map,
             span,
         });
-        let observed = run(make, &inserted)?.outcomes.pop().expect("a read was appended");
+        let observed = run(make, &inserted)?
+            .outcomes
+            .pop()
+            .expect("a read was appended");
         if observed != expected {
             return Err(format!(
                 "shared visibility: {} wrote fill 0x{value:02x} to {} page {} which {} maps too, \
@@ -572,11 +604,7 @@ fn locate(spec: &Model, addr: u64) -> Option<(MapId, u16)> {
 /// (1) Every read of a page that no write op has named yet sees zeros, and so does every page
 /// a snapshot shows that no write op has named yet. (2) A mapping inserted at any point, by any
 /// live process, of any kind, reads zero in full, in that process and in a child it forks.
-fn fresh_reads_zero(
-    program: &Program,
-    choice: u64,
-    make: &Make,
-) -> Result<Checked, String> {
+fn fresh_reads_zero(program: &Program, choice: u64, make: &Make) -> Result<Checked, String> {
     let ops = &program.ops;
     let classic = classic_prefix(ops);
     let mut checked = Checked::default();
@@ -649,7 +677,9 @@ fn fresh_reads_zero(
         .find(|m| !named.contains(m) && spec_all.handle(*m).is_none());
     let fresh_child = (1..caps::MAX_PROCS as u8).map(ProcId).find(|p| {
         spec_all.life(*p) == Life::Unborn
-            && !ops.iter().any(|op| matches!(*op, Op::Fork { child, .. } if child == *p))
+            && !ops
+                .iter()
+                .any(|op| matches!(*op, Op::Fork { child, .. } if child == *p))
     });
     let (Some(map), false) = (fresh_map, live.is_empty()) else {
         return Ok(checked);
@@ -770,7 +800,9 @@ fn deterministic(program: &Program, make: &Make) -> Result<Checked, String> {
                 )
             })
             .unwrap_or_else(|| "the snapshots or the frame count".to_string());
-        return Err(format!("determinism: two runs of the same program differ at {at}"));
+        return Err(format!(
+            "determinism: two runs of the same program differ at {at}"
+        ));
     }
     Ok(Checked {
         observations: first.outcomes.len(),
@@ -780,7 +812,10 @@ fn deterministic(program: &Program, make: &Make) -> Result<Checked, String> {
 // ---- running the properties ------------------------------------------------------------------
 
 fn patterns() -> impl Strategy<Value = Pattern> {
-    prop_oneof![(1u8..=255).prop_map(Pattern::Fill), any::<u8>().prop_map(Pattern::Ramp)]
+    prop_oneof![
+        (1u8..=255).prop_map(Pattern::Fill),
+        any::<u8>().prop_map(Pattern::Ramp)
+    ]
 }
 
 /// Runs one property over generated programs and extra choices `X`; counts the cases in which
@@ -830,7 +865,10 @@ fn expect_pass<X: std::fmt::Debug + Clone>(
     match ran {
         Ran::Passed { cases, elapsed } => {
             passed(property.name, property.seed, cases, elapsed);
-            eprintln!("{}: {nontrivial} of {cases} cases compared something", property.name);
+            eprintln!(
+                "{}: {nontrivial} of {cases} cases compared something",
+                property.name
+            );
             assert!(
                 nontrivial * 100 >= cases * min_percent,
                 "{}: only {nontrivial} of {cases} cases compared anything (want {min_percent}%); \
@@ -866,7 +904,11 @@ fn expect_fail<X: std::fmt::Debug + Clone>(
 ) -> (Program, String) {
     let (ran, _) = run_property(property, false, extra, check);
     match ran {
-        Ran::Failed { reason, value, elapsed } => {
+        Ran::Failed {
+            reason,
+            value,
+            elapsed,
+        } => {
             assert!(reason.starts_with(needle), "unexpected failure: {reason}");
             let (g, x) = value;
             let (shrunk, message) = shrink_further(&g.program, &x, check);
@@ -878,7 +920,10 @@ fn expect_fail<X: std::fmt::Debug + Clone>(
                 g.program.ops.len(),
                 shrunk.ops.len()
             );
-            assert!(message.starts_with(needle), "the shrunk program passes: {message}");
+            assert!(
+                message.starts_with(needle),
+                "the shrunk program passes: {message}"
+            );
             assert!(shrunk.ops.len() <= g.program.ops.len());
             (shrunk, message)
         }
@@ -915,31 +960,36 @@ fn visibility_choices() -> impl Strategy<Value = (u64, u8)> {
 
 #[test]
 fn private_writes_after_fork_stay_private() {
-    let property = Property::new("model_isolation", 1500);
+    let property = Property::new("model_isolation", 4000);
     expect_pass(&property, patterns(), &isolation_check(&real_model), 20);
 }
 
 #[test]
 fn shared_writes_are_seen_by_every_mapper() {
-    let property = Property::new("model_shared_visibility", 1500);
-    expect_pass(&property, visibility_choices(), &visibility_check(&real_model), 15);
+    let property = Property::new("model_shared_visibility", 4000);
+    expect_pass(
+        &property,
+        visibility_choices(),
+        &visibility_check(&real_model),
+        15,
+    );
 }
 
 #[test]
 fn fresh_mappings_read_zero() {
-    let property = Property::new("model_fresh_zero", 2000);
+    let property = Property::new("model_fresh_zero", 5000);
     expect_pass(&property, any::<u64>(), &fresh_check(&real_model), 80);
 }
 
 #[test]
 fn frames_are_all_returned() {
-    let property = Property::new("model_frames", 3000);
+    let property = Property::new("model_frames", 8000);
     expect_pass(&property, Just(()), &frames_check(&real_model), 50);
 }
 
 #[test]
 fn the_model_is_deterministic() {
-    let property = Property::new("model_determinism", 3000);
+    let property = Property::new("model_determinism", 6000);
     expect_pass(&property, Just(()), &determinism_check(&real_model), 50);
 }
 
@@ -947,7 +997,7 @@ fn the_model_is_deterministic() {
 
 #[test]
 fn counter_isolation_catches_private_as_shared() {
-    let property = Property::new("model_isolation", 1500);
+    let property = Property::new("model_isolation", 4000);
     let (p, _) = expect_fail(
         &property,
         patterns(),
@@ -959,7 +1009,7 @@ fn counter_isolation_catches_private_as_shared() {
 
 #[test]
 fn counter_visibility_catches_shared_as_private() {
-    let property = Property::new("model_shared_visibility", 1500);
+    let property = Property::new("model_shared_visibility", 4000);
     expect_fail(
         &property,
         visibility_choices(),
@@ -970,29 +1020,44 @@ fn counter_visibility_catches_shared_as_private() {
 
 #[test]
 fn counter_fresh_zero_catches_dirty_pages() {
-    let property = Property::new("model_fresh_zero", 2000);
+    let property = Property::new("model_fresh_zero", 5000);
     let dirty: &Make = &|| Box::new(DirtyFreshPages(Model::new(PAGE)));
-    expect_fail(&property, any::<u64>(), &fresh_check(dirty), "fresh reads zero");
+    expect_fail(
+        &property,
+        any::<u64>(),
+        &fresh_check(dirty),
+        "fresh reads zero",
+    );
 }
 
 #[test]
 fn counter_frames_catches_exits_that_leak() {
-    let property = Property::new("model_frames", 3000);
+    let property = Property::new("model_frames", 8000);
     let leaky: &Make = &|| {
         Box::new(ExitLeaks {
             model: Model::new(PAGE),
             exited: [false; caps::MAX_PROCS],
         })
     };
-    let (_, message) = expect_fail(&property, Just(()), &frames_check(leaky), "frame accounting");
+    let (_, message) = expect_fail(
+        &property,
+        Just(()),
+        &frames_check(leaky),
+        "frame accounting",
+    );
     assert!(message.contains("frames are in use"), "{message}");
 }
 
 #[test]
 fn counter_determinism_catches_drifting_placement() {
-    let property = Property::new("model_determinism", 3000);
+    let property = Property::new("model_determinism", 6000);
     let drifting: &Make = &|| Box::new(DriftingPlacement::new());
-    let (p, _) = expect_fail(&property, Just(()), &determinism_check(drifting), "determinism");
+    let (p, _) = expect_fail(
+        &property,
+        Just(()),
+        &determinism_check(drifting),
+        "determinism",
+    );
     assert!(p.ops.iter().any(|op| matches!(op, Op::Map { .. })));
 }
 

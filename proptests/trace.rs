@@ -45,6 +45,16 @@ fn parse(input: &[u8]) -> Result<Program, TraceError> {
     trace::parse(input)
 }
 
+/// A text for a message: lines longer than 160 characters are cut, with their length noted.
+fn show(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| match line.char_indices().nth(160) {
+            Some((cut, _)) => format!("{}… ({} bytes)\n", &line[..cut], line.trim_end().len()),
+            None => line.to_string(),
+        })
+        .collect()
+}
+
 /// The first line where two texts differ, for messages.
 fn first_difference(a: &str, b: &str) -> String {
     let (mut la, mut lb) = (a.split_inclusive('\n'), b.split_inclusive('\n'));
@@ -66,15 +76,20 @@ fn program_difference(a: &Program, b: &Program) -> String {
     format!("comments: {:?} vs {:?}", a.comments, b.comments)
 }
 
-/// `parse(print(p)) == p`, and the reparsed program prints the same text again.
+/// `parse(print(p)) == p`.
 fn program_round_trips(p: &Program, print: &Printer, parse: &Parser) -> Result<(), String> {
     let text = print(p);
-    let q = parse(text.as_bytes())
-        .map_err(|e| format!("the printed program does not parse back: {e}\nprinted:\n{text}"))?;
+    let q = parse(text.as_bytes()).map_err(|e| {
+        format!(
+            "the printed program does not parse back: {e}\nprinted:\n{}",
+            show(&text)
+        )
+    })?;
     if &q != p {
         return Err(format!(
-            "parse(print(p)) != p: {}\nprinted:\n{text}",
-            program_difference(p, &q)
+            "parse(print(p)) != p: {}\nprinted:\n{}",
+            program_difference(p, &q),
+            show(&text)
         ));
     }
     Ok(())
@@ -82,13 +97,18 @@ fn program_round_trips(p: &Program, print: &Printer, parse: &Parser) -> Result<(
 
 /// `print(parse(t)) == t` for a canonical trace `t`.
 fn trace_round_trips(text: &str, print: &Printer, parse: &Parser) -> Result<(), String> {
-    let p = parse(text.as_bytes())
-        .map_err(|e| format!("a printed trace does not parse: {e}\ntrace:\n{text}"))?;
+    let p = parse(text.as_bytes()).map_err(|e| {
+        format!(
+            "a printed trace does not parse: {e}\ntrace:\n{}",
+            show(text)
+        )
+    })?;
     let again = print(&p);
     if again != text {
         return Err(format!(
-            "print(parse(t)) != t at {}\nt:\n{text}",
-            first_difference(text, &again)
+            "print(parse(t)) != t at {}\nt:\n{}",
+            first_difference(text, &again),
+            show(text)
         ));
     }
     Ok(())
@@ -102,22 +122,31 @@ fn normalises(input: &[u8], print: &Printer, parse: &Parser) -> Result<(), Strin
         return Ok(());
     };
     let normal = print(&p);
-    let reparsed = catch_unwind(AssertUnwindSafe(|| parse(normal.as_bytes())))
-        .map_err(|_| format!("the parser panicked on the normalised trace:\n{normal}"))?;
+    let reparsed = catch_unwind(AssertUnwindSafe(|| parse(normal.as_bytes()))).map_err(|_| {
+        format!(
+            "the parser panicked on the normalised trace:\n{}",
+            show(&normal)
+        )
+    })?;
     let q = reparsed.map_err(|e| {
-        format!("the input parses but its normalised form does not: {e}\nnormalised:\n{normal}")
+        format!(
+            "the input parses but its normalised form does not: {e}\nnormalised:\n{}",
+            show(&normal)
+        )
     })?;
     if q != p {
         return Err(format!(
-            "parse(print(parse(b))) != parse(b): {}\nnormalised:\n{normal}",
-            program_difference(&p, &q)
+            "parse(print(parse(b))) != parse(b): {}\nnormalised:\n{}",
+            program_difference(&p, &q),
+            show(&normal)
         ));
     }
     let twice = print(&q);
     if twice != normal {
         return Err(format!(
-            "normalising twice changes the text at {}\nnormalised:\n{normal}",
-            first_difference(&normal, &twice)
+            "normalising twice changes the text at {}\nnormalised:\n{}",
+            first_difference(&normal, &twice),
+            show(&normal)
         ));
     }
     Ok(())
@@ -163,17 +192,122 @@ fn commented_programs() -> impl Strategy<Value = Generated> {
 /// Pieces that make traces almost right: tokens of the grammar, numbers at and past the caps,
 /// separators, line breaks and bytes that are not text.
 const VOCABULARY: &[&str] = &[
-    "p0", "p1", "p2", "p3", "p15", "p31", "p32", "p255", "p256", "p", "m0", "m1", "m2", "m31",
-    "m32", "m256", "m", "map", "write", "read", "fork", "exit", "unmap", "private", "shared",
-    "private-zero", "shared-zero", "fill", "ramp", "0x00", "0xff", "0XAB", "0x100", "0x", "255",
-    "256", "0", "1", "2", "4", "8", "64", "65", "0..1", "0..4", "1..3", "1..1", "3..1", "..",
-    "0..", "2[0..4096]", "0[4095..4096]", "0[0..4097]", "0[5..5]", "1[", "]", "65535", "65536",
-    "4294967296", "00", "+1", "-1", "é", "\u{fffd}", "#", "# c", "#x#y", " ", "\t", "\r", "\n",
-    "\r\n", "\0", "\u{a0}", HEADER, "cowcheck-trace", "cowcheck-trace 2",
+    "p0",
+    "p1",
+    "p2",
+    "p3",
+    "p15",
+    "p31",
+    "p32",
+    "p255",
+    "p256",
+    "p",
+    "m0",
+    "m1",
+    "m2",
+    "m31",
+    "m32",
+    "m256",
+    "m",
+    "map",
+    "write",
+    "read",
+    "fork",
+    "exit",
+    "unmap",
+    "private",
+    "shared",
+    "private-zero",
+    "shared-zero",
+    "fill",
+    "ramp",
+    "0x00",
+    "0xff",
+    "0XAB",
+    "0x100",
+    "0x",
+    "255",
+    "256",
+    "0",
+    "1",
+    "2",
+    "4",
+    "8",
+    "64",
+    "65",
+    "0..1",
+    "0..4",
+    "1..3",
+    "1..1",
+    "3..1",
+    "..",
+    "0..",
+    "2[0..4096]",
+    "0[4095..4096]",
+    "0[0..4097]",
+    "0[5..5]",
+    "1[",
+    "]",
+    "65535",
+    "65536",
+    "4294967296",
+    "00",
+    "+1",
+    "-1",
+    "é",
+    "\u{fffd}",
+    "#",
+    "# c",
+    "#x#y",
+    " ",
+    "\t",
+    "\r",
+    "\n",
+    "\r\n",
+    "\0",
+    "\u{a0}",
+    HEADER,
+    "cowcheck-trace",
+    "cowcheck-trace 2",
+    // The placement, mprotect, madvise and mremap ops.
+    "protect",
+    "advise",
+    "remap",
+    "invalid",
+    "fixed",
+    "noreplace",
+    "hint",
+    "m0+1",
+    "m1+0",
+    "m0+64",
+    "m0+",
+    "+",
+    "maymove",
+    "dontunmap",
+    "as",
+    "none",
+    "read-write",
+    "dontneed",
+    "free",
+    "dontfork",
+    "wipeonfork",
+    "guard-install",
+    "populate-write",
+    "mmap",
+    "mremap",
+    "zero-length",
+    "unaligned",
+    "overflow",
 ];
 
 /// Raw bytes that are not UTF-8 on their own.
-const BAD_BYTES: &[&[u8]] = &[b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"];
+const BAD_BYTES: &[&[u8]] = &[
+    b"\xff",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\xed\xa0\x80",
+    b"\xf8\x88\x80\x80\x80",
+];
 
 fn piece(sel: u16) -> Vec<u8> {
     let i = sel as usize % (VOCABULARY.len() + BAD_BYTES.len());
@@ -183,13 +317,24 @@ fn piece(sel: u16) -> Vec<u8> {
     }
 }
 
-/// A printed program with a few edits: pieces inserted, bytes deleted or replaced.
+/// Edits that keep a trace valid but not canonical: blanks and comments at line ends, CR LF
+/// line breaks, blank lines, leading blanks.
+const BENIGN: &[&str] = &[" ", "\t", " \t ", "#", " # c", "#x#y", "\r", "\n", "\n# c"];
+
+/// A printed program with a few edits: most keep it valid (blanks, comments, CR LF, leading
+/// zeros, a decimal pattern byte), some break it (pieces inserted, bytes deleted or replaced).
 fn mutated_traces() -> impl Strategy<Value = Vec<u8>> {
-    let edit = (0u8..3, any::<u16>(), any::<u16>());
-    (commented_programs(), proptest::collection::vec(edit, 1..5)).prop_map(|(g, edits)| {
+    let edit = (0u8..8, any::<u16>(), any::<u16>());
+    (commented_programs(), proptest::collection::vec(edit, 0..4)).prop_map(|(g, edits)| {
         let mut bytes = g.program.to_string().into_bytes();
         for (kind, at, sel) in edits {
             let at = at as usize % (bytes.len() + 1);
+            // Line breaks after `at`, to edit at a line's end; token starts, to edit a number.
+            let line_end = bytes[at..].iter().position(|&b| b == b'\n').map(|i| at + i);
+            let token = bytes[at..]
+                .windows(2)
+                .position(|w| (w[0] == b' ' || w[0] == b'\n') && (w[1] == b'p' || w[1] == b'm'))
+                .map(|i| at + i + 2);
             match kind {
                 0 => {
                     bytes.splice(at..at, piece(sel));
@@ -197,10 +342,45 @@ fn mutated_traces() -> impl Strategy<Value = Vec<u8>> {
                 1 if at < bytes.len() => {
                     bytes.remove(at);
                 }
-                _ if at < bytes.len() => {
+                2 if at < bytes.len() => {
                     bytes.splice(at..at + 1, piece(sel));
                 }
-                _ => bytes.extend(piece(sel)),
+                3 | 4 => {
+                    let benign = BENIGN[sel as usize % BENIGN.len()].as_bytes();
+                    let at = line_end.unwrap_or(bytes.len());
+                    bytes.splice(at..at, benign.iter().copied());
+                }
+                5 => {
+                    // p3 -> p03, m1 -> m001: the same handle.
+                    if let Some(at) = token {
+                        bytes.splice(at..at, std::iter::repeat_n(b'0', 1 + sel as usize % 3));
+                    }
+                }
+                6 => {
+                    // fill 0x0a -> fill 10 or fill 0X0A.
+                    let found = bytes[at..]
+                        .windows(3)
+                        .position(|w| w == b" 0x")
+                        .map(|i| i + at);
+                    let digits = found.and_then(|i| {
+                        let hex = std::str::from_utf8(bytes.get(i + 3..i + 5)?).ok()?;
+                        Some((i, u8::from_str_radix(hex, 16).ok()?))
+                    });
+                    if let Some((i, v)) = digits {
+                        let new = if sel % 2 == 0 {
+                            v.to_string()
+                        } else {
+                            format!("0X{v:02X}")
+                        };
+                        bytes.splice(i + 1..i + 5, new.into_bytes());
+                    }
+                }
+                _ => {
+                    // Doubled separators inside an op line.
+                    if let Some(at) = token {
+                        bytes.splice(at - 1..at - 1, *b" \t");
+                    }
+                }
             }
         }
         bytes
@@ -324,13 +504,23 @@ fn parser_inputs() -> impl Strategy<Value = Input> {
 
 // ---- the properties, parameterised by the side under test -----------------------------------
 
-fn run_program_round_trip(property: &Property, persist: bool, printer: &Printer, parser: &Parser) -> Ran<Generated> {
+fn run_program_round_trip(
+    property: &Property,
+    persist: bool,
+    printer: &Printer,
+    parser: &Parser,
+) -> Ran<Generated> {
     property.run(persist, &commented_programs(), |g| {
         verdict(program_round_trips(&g.program, printer, parser))
     })
 }
 
-fn run_trace_round_trip(property: &Property, persist: bool, printer: &Printer, parser: &Parser) -> Ran<Generated> {
+fn run_trace_round_trip(
+    property: &Property,
+    persist: bool,
+    printer: &Printer,
+    parser: &Parser,
+) -> Ran<Generated> {
     property.run(persist, &commented_programs(), |g| {
         // The trace is printed by the printer under test, so a broken printer makes broken
         // traces and must still be caught.
@@ -338,10 +528,22 @@ fn run_trace_round_trip(property: &Property, persist: bool, printer: &Printer, p
     })
 }
 
-fn run_normalises(property: &Property, persist: bool, printer: &Printer, parser: &Parser) -> Ran<Input> {
-    property.run(persist, &parser_inputs(), |input| {
+/// Runs the normalisation property; also says how many inputs the real parser accepted, so
+/// that a strategy that only ever makes garbage is seen.
+fn run_normalises(
+    property: &Property,
+    persist: bool,
+    printer: &Printer,
+    parser: &Parser,
+) -> (Ran<Input>, u32) {
+    let accepted = std::cell::Cell::new(0u32);
+    let ran = property.run(persist, &parser_inputs(), |input| {
+        if catch_unwind(AssertUnwindSafe(|| trace::parse(&input.0))).is_ok_and(|r| r.is_ok()) {
+            accepted.set(accepted.get() + 1);
+        }
         verdict(normalises(&input.0, printer, parser))
-    })
+    });
+    (ran, accepted.get())
 }
 
 /// Panics with the full report if a real run failed.
@@ -358,22 +560,33 @@ fn program_report(property: &Property) -> impl FnOnce(&str, &Generated) -> Strin
 
 #[test]
 fn printed_programs_parse_back() {
-    let property = Property::new("trace_program_round_trip", 3000);
+    let property = Property::new("trace_program_round_trip", 5000);
     let ran = run_program_round_trip(&property, true, &print, &parse);
     expect_pass(&property, ran, program_report(&property));
 }
 
 #[test]
 fn printed_traces_print_back() {
-    let property = Property::new("trace_text_round_trip", 3000);
+    let property = Property::new("trace_text_round_trip", 5000);
     let ran = run_trace_round_trip(&property, true, &print, &parse);
     expect_pass(&property, ran, program_report(&property));
 }
 
 #[test]
 fn parser_takes_any_bytes_and_normalises_once() {
-    let property = Property::new("trace_normalises", 6000);
-    let ran = run_normalises(&property, true, &print, &parse);
+    let property = Property::new("trace_normalises", 20000);
+    let (ran, accepted) = run_normalises(&property, true, &print, &parse);
+    if let Ran::Passed { cases, .. } = ran {
+        eprintln!(
+            "{}: the parser accepted {accepted} of {cases} inputs",
+            property.name
+        );
+        assert!(
+            accepted * 100 >= cases * 10,
+            "only {accepted} of {cases} inputs parse; the strategy no longer reaches the \
+             parser's accepting paths"
+        );
+    }
     expect_pass(&property, ran, |reason, input| {
         let bytes = &input.0;
         let path = property.trace_file("-input");
@@ -400,22 +613,19 @@ fn parser_takes_any_bytes_and_normalises_once() {
 fn printer_dropping_a_handle_character(p: &Program) -> String {
     let text = p.to_string();
     let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let Some(at) = lines
-        .iter()
-        .rposition(|l| l.starts_with('p'))
-    else {
+    let Some(at) = lines.iter().rposition(|l| l.starts_with('p')) else {
         return text;
     };
     let line = lines[at];
     let code_end = line.find('#').unwrap_or(line.len());
     let handle_end = line[..code_end]
-        .match_indices(|c: char| c == 'p' || c == 'm')
+        .match_indices(['p', 'm'])
         .filter(|(i, _)| *i == 0 || line.as_bytes()[i - 1] == b' ')
         .filter_map(|(i, _)| {
             let digits = line[i + 1..].find(|c: char| !c.is_ascii_digit())? + i + 1;
             (digits > i + 1).then_some(digits)
         })
-        .last();
+        .next_back();
     let Some(end) = handle_end else {
         return text;
     };
@@ -452,7 +662,11 @@ fn parser_that_panics_on_fork(input: &[u8]) -> Result<Program, TraceError> {
 /// Asserts that a counter-run failed and returns its reason.
 fn expect_fail<V: std::fmt::Debug>(property: &Property, ran: Ran<V>) -> (String, V) {
     match ran {
-        Ran::Failed { reason, value, elapsed } => {
+        Ran::Failed {
+            reason,
+            value,
+            elapsed,
+        } => {
             eprintln!(
                 "{} (counter-test): caught in {:.2} s: {reason}\nminimal input: {value:?}",
                 property.name,
@@ -469,8 +683,13 @@ fn expect_fail<V: std::fmt::Debug>(property: &Property, ran: Ran<V>) -> (String,
 
 #[test]
 fn counter_corrupted_printer_breaks_program_round_trip() {
-    let property = Property::new("trace_program_round_trip", 3000);
-    let ran = run_program_round_trip(&property, false, &printer_dropping_a_handle_character, &parse);
+    let property = Property::new("trace_program_round_trip", 5000);
+    let ran = run_program_round_trip(
+        &property,
+        false,
+        &printer_dropping_a_handle_character,
+        &parse,
+    );
     let (reason, value) = expect_fail(&property, ran);
     assert!(!value.program.ops.is_empty());
     assert!(reason.contains("parse"), "{reason}");
@@ -481,26 +700,42 @@ fn counter_corrupted_printer_breaks_program_round_trip() {
 
 #[test]
 fn counter_corrupted_printer_breaks_trace_round_trip() {
-    let property = Property::new("trace_text_round_trip", 3000);
-    let ran = run_trace_round_trip(&property, false, &printer_dropping_a_handle_character, &parse);
+    let property = Property::new("trace_text_round_trip", 5000);
+    let ran = run_trace_round_trip(
+        &property,
+        false,
+        &printer_dropping_a_handle_character,
+        &parse,
+    );
     let (reason, _) = expect_fail(&property, ran);
-    assert!(reason.contains("print(parse(t)) != t") || reason.contains("does not parse"), "{reason}");
+    assert!(
+        reason.contains("print(parse(t)) != t") || reason.contains("does not parse"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn counter_corrupted_printer_breaks_normalisation() {
-    let property = Property::new("trace_normalises", 6000);
-    let ran = run_normalises(&property, false, &printer_dropping_a_handle_character, &parse);
+    let property = Property::new("trace_normalises", 20000);
+    let (ran, _) = run_normalises(
+        &property,
+        false,
+        &printer_dropping_a_handle_character,
+        &parse,
+    );
     let (reason, input) = expect_fail(&property, ran);
-    assert!(parse(&input.0).is_ok(), "the minimal input must be one the real parser accepts");
+    assert!(
+        parse(&input.0).is_ok(),
+        "the minimal input must be one the real parser accepts"
+    );
     assert!(reason.contains("normalised"), "{reason}");
 }
 
 #[test]
 fn counter_panicking_parser_is_caught() {
-    let property = Property::new("trace_normalises", 6000);
+    let property = Property::new("trace_normalises", 20000);
     quiet_deliberate_panics();
-    let ran = run_normalises(&property, false, &print, &parser_that_panics_on_fork);
+    let (ran, _) = run_normalises(&property, false, &print, &parser_that_panics_on_fork);
     let (reason, input) = expect_fail(&property, ran);
     assert!(reason.contains("panicked"), "{reason}");
     assert!(input.0.windows(4).any(|w| w == b"fork"));
@@ -508,7 +743,9 @@ fn counter_panicking_parser_is_caught() {
 
 #[test]
 fn counter_printer_corruption_is_what_it_claims() {
-    let p: Program = "cowcheck-trace 1\np0 map m0 private 1\np0 fork p12 #c\n".parse().expect("valid");
+    let p: Program = "cowcheck-trace 1\np0 map m0 private 1\np0 fork p12 #c\n"
+        .parse()
+        .expect("valid");
     assert_eq!(
         printer_dropping_a_handle_character(&p),
         "cowcheck-trace 1\np0 map m0 private 1\np0 fork p1 #c\n"

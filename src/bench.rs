@@ -31,12 +31,36 @@ pub struct BenchReport {
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "cowcheck bench: {} programs in {} rounds", self.programs, self.rounds)?;
-        writeln!(f, "  programs per second          {:.0}", self.programs_per_sec)?;
-        writeln!(f, "  time per program (median)    {:.1} us", self.per_program_us)?;
-        writeln!(f, "  ops per program              {:.1}", self.ops_per_program)?;
-        writeln!(f, "  forks per program (+root)    {:.2}", self.forks_per_program)?;
-        writeln!(f, "  bare fork+exit+wait (median) {:.1} us", self.bare_fork_us)?;
+        writeln!(
+            f,
+            "cowcheck bench: {} programs in {} rounds",
+            self.programs, self.rounds
+        )?;
+        writeln!(
+            f,
+            "  programs per second          {:.0}",
+            self.programs_per_sec
+        )?;
+        writeln!(
+            f,
+            "  time per program (median)    {:.1} us",
+            self.per_program_us
+        )?;
+        writeln!(
+            f,
+            "  ops per program              {:.1}",
+            self.ops_per_program
+        )?;
+        writeln!(
+            f,
+            "  forks per program (+root)    {:.2}",
+            self.forks_per_program
+        )?;
+        writeln!(
+            f,
+            "  bare fork+exit+wait (median) {:.1} us",
+            self.bare_fork_us
+        )?;
         writeln!(
             f,
             "  ratio                        {:.2}x the bare cost of the programs' forks",
@@ -55,7 +79,11 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Times `programs` programs of the campaign `seed` in rounds, alternating with bare forks.
-pub fn measure(executor: &mut Executor, programs: u64, seed: u64) -> Result<BenchReport, HarnessError> {
+pub fn measure(
+    executor: &mut Executor,
+    programs: u64,
+    seed: u64,
+) -> Result<BenchReport, HarnessError> {
     let generator = GenConfig {
         features: executor.hello.features,
         ..GenConfig::default()

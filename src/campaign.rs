@@ -88,14 +88,16 @@ pub fn run(
     let mut shrunk_per_signature: std::collections::HashMap<String, usize> = Default::default();
     let mut index = 0u64;
     loop {
-        if config.cases.is_some_and(|n| index >= n) || limit.is_some_and(|t| start.elapsed() >= t)
-        {
+        if config.cases.is_some_and(|n| index >= n) || limit.is_some_and(|t| start.elapsed() >= t) {
             break;
         }
         let program = random_program(config.seed, index, config.generator);
         let (verdict, _) = check::check(executor, &program)?;
         summary.programs += 1;
-        summary.cells.union(&crate::coverage::program_cells(&program, executor.page_size()));
+        summary.cells.union(&crate::coverage::program_cells(
+            &program,
+            executor.page_size(),
+        ));
         for (k, kind) in OpKind::ALL.iter().enumerate() {
             if program.ops.iter().any(|o| o.kind() == *kind) {
                 summary.programs_with[k] += 1;

@@ -19,10 +19,7 @@ pub enum Difference {
     /// The kernel placed a mapping where the model cannot put one.
     Placement(ModelError),
     /// A process the model says is alive is not, or the reverse.
-    Liveness {
-        proc: ProcId,
-        expected_alive: bool,
-    },
+    Liveness { proc: ProcId, expected_alive: bool },
     /// A process's layout differs.
     Layout {
         proc: ProcId,
@@ -66,7 +63,11 @@ impl Divergence {
             } => format!("{verb}: bytes differ"),
             Difference::Outcome {
                 expected, observed, ..
-            } => format!("{verb}: expected {} got {}", variant(expected), variant(observed)),
+            } => format!(
+                "{verb}: expected {} got {}",
+                variant(expected),
+                variant(observed)
+            ),
             Difference::Placement(_) => format!("{verb}: placement"),
             Difference::Liveness { expected_alive, .. } => {
                 format!("liveness (expected alive: {expected_alive})")
@@ -144,12 +145,11 @@ pub fn compare_with(
             }
             model.reconcile(snap);
             let expected = model.snapshot();
-            tally.pages_compared += compare_snapshots(&expected, snap).map_err(|difference| {
-                Divergence {
+            tally.pages_compared +=
+                compare_snapshots(&expected, snap).map_err(|difference| Divergence {
                     op_index: i,
                     difference,
-                }
-            })?;
+                })?;
             tally.snapshots += 1;
             snaps.next();
         }
@@ -210,7 +210,10 @@ pub enum Verdict {
 }
 
 /// Runs a program on the kernel and compares it with the model.
-pub fn check(executor: &mut Executor, program: &Program) -> Result<(Verdict, KernelRun), HarnessError> {
+pub fn check(
+    executor: &mut Executor,
+    program: &Program,
+) -> Result<(Verdict, KernelRun), HarnessError> {
     let run = executor.run(program, &[])?;
     let verdict = match compare_with(program, &run, executor.page_size(), executor.hello.features) {
         Err(d) => Verdict::Diverged(d),
@@ -315,7 +318,9 @@ pub fn page_diffs(
                 proc,
                 label,
                 addr,
-                expected: model.page_bytes(proc, addr).map(|b| b[range.clone()].to_vec()),
+                expected: model
+                    .page_bytes(proc, addr)
+                    .map(|b| b[range.clone()].to_vec()),
                 observed: observed.map(|b| b.get(range.clone()).unwrap_or(&b).to_vec()),
             }
         })

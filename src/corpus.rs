@@ -66,7 +66,11 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<Scenario>) -> Result<(), Corpus
             let rel = path.strip_prefix(root).unwrap_or(&path).with_extension("");
             let name = rel
                 .components()
-                .map(|c| c.as_os_str().to_string_lossy().replace(char::is_whitespace, "_"))
+                .map(|c| {
+                    c.as_os_str()
+                        .to_string_lossy()
+                        .replace(char::is_whitespace, "_")
+                })
                 .collect::<Vec<_>>()
                 .join("/");
             found.push(Scenario { name, path });
@@ -94,8 +98,11 @@ pub fn meta(program: &Program) -> Meta {
         if let Some(s) = text.strip_prefix("source:") {
             m.sources.push(s.trim().to_string());
         } else if let Some(n) = text.strip_prefix("needs:") {
-            m.needs
-                .extend(n.split([' ', ',']).filter(|s| !s.is_empty()).map(String::from));
+            m.needs.extend(
+                n.split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
         }
     }
     m
@@ -150,7 +157,10 @@ pub fn load(path: &Path, env: &Environment) -> Result<Program, Verdict> {
         }
     }
     if !missing.is_empty() {
-        return Err(Verdict::Skip(format!("missing feature: {}", missing.join(", "))));
+        return Err(Verdict::Skip(format!(
+            "missing feature: {}",
+            missing.join(", ")
+        )));
     }
     Ok(program)
 }
@@ -407,7 +417,10 @@ mod tests {
 
     #[test]
     fn ktap_lines() {
-        assert_eq!(ktap_result(3, &result("fork/a", Verdict::Pass)), "ok 3 fork/a\n");
+        assert_eq!(
+            ktap_result(3, &result("fork/a", Verdict::Pass)),
+            "ok 3 fork/a\n"
+        );
         assert_eq!(
             ktap_result(4, &result("b", Verdict::Skip("missing feature: x".into()))),
             "ok 4 b # SKIP missing feature: x\n"
@@ -426,6 +439,9 @@ mod tests {
         .expect("parses");
         let m = meta(&p);
         assert_eq!(m.sources, vec!["man:fork(2)".to_string()]);
-        assert_eq!(m.needs, vec!["dev-zero".to_string(), "MADV_FREE".to_string()]);
+        assert_eq!(
+            m.needs,
+            vec!["dev-zero".to_string(), "MADV_FREE".to_string()]
+        );
     }
 }

@@ -212,7 +212,9 @@ impl CellSet {
 
     pub fn contains(&self, cell: Cell) -> bool {
         let i = cell.index();
-        self.bits.get(i / 64).is_some_and(|w| w & 1 << (i % 64) != 0)
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & 1 << (i % 64) != 0)
     }
 
     /// Adds every cell of `other`; the number of cells that were new.
@@ -454,9 +456,15 @@ mod tests {
                 (0, "map private unmapped alone".to_string()),
                 (1, "write private private-untouched alone".to_string()),
                 (2, "fork private private-exclusive alone".to_string()),
-                (3, "write private private-cow-shared with-descendant".to_string()),
+                (
+                    3,
+                    "write private private-cow-shared with-descendant".to_string()
+                ),
                 // p0 took its own copy: p1's frame is now its alone, but p0 still maps the page.
-                (4, "write private private-exclusive with-ancestor".to_string()),
+                (
+                    4,
+                    "write private private-exclusive with-ancestor".to_string()
+                ),
             ]
         );
     }

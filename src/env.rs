@@ -114,7 +114,10 @@ impl Environment {
         let mut out = vec![
             format!("kernel        {} {}", self.kernel_release, self.machine),
             format!("page size     {}", self.page_size),
-            format!("THP           enabled {}, defrag {}", self.thp_enabled, self.thp_defrag),
+            format!(
+                "THP           enabled {}, defrag {}",
+                self.thp_enabled, self.thp_defrag
+            ),
             format!("KSM run       {}", self.ksm_run),
             format!("overcommit    {}", self.overcommit_memory),
             format!(
@@ -288,13 +291,25 @@ mod tests {
         let env = Environment::detect();
         assert!(env.page_size.is_power_of_two());
         let text = env.to_string();
-        for key in ["kernel", "page size", "THP", "KSM run", "overcommit", "CapEff", "libc", "feature"] {
+        for key in [
+            "kernel",
+            "page size",
+            "THP",
+            "KSM run",
+            "overcommit",
+            "CapEff",
+            "libc",
+            "feature",
+        ] {
             assert!(text.contains(key), "{key} missing from\n{text}");
         }
         let json = env.to_json();
         assert!(json["probes"].as_array().is_some_and(|p| !p.is_empty()));
         assert!(env.probe("dev-zero").is_some());
         // On Linux ≥ 2.6.16 madvise knows DONTFORK; the probe must say so.
-        assert!(env.probe("MADV_DONTFORK").is_some_and(|p| p.available), "{text}");
+        assert!(
+            env.probe("MADV_DONTFORK").is_some_and(|p| p.available),
+            "{text}"
+        );
     }
 }

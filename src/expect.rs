@@ -83,7 +83,10 @@ const ERRNOS: &[(&str, i32)] = &[
 
 /// The name of an errno (`EINVAL`), if the expectation syntax knows it.
 pub fn errno_name(errno: i32) -> Option<&'static str> {
-    ERRNOS.iter().find(|(_, n)| *n == errno).map(|(name, _)| *name)
+    ERRNOS
+        .iter()
+        .find(|(_, n)| *n == errno)
+        .map(|(name, _)| *name)
 }
 
 /// The errno of a name (`EINVAL`).
@@ -168,11 +171,15 @@ impl Expect {
                 Expect::Skipped
             }
             "ramp" => {
-                let &(at, b) = w
-                    .get(1)
-                    .ok_or_else(|| err(first_at + 4, "ramp needs a byte value (like ramp 0x10)".into()))?;
-                let b = parse_byte(b)
-                    .ok_or_else(|| err(at, format!("expected a byte value like 0x10, found {b:?}")))?;
+                let &(at, b) = w.get(1).ok_or_else(|| {
+                    err(
+                        first_at + 4,
+                        "ramp needs a byte value (like ramp 0x10)".into(),
+                    )
+                })?;
+                let b = parse_byte(b).ok_or_else(|| {
+                    err(at, format!("expected a byte value like 0x10, found {b:?}"))
+                })?;
                 trailing(2)?;
                 Expect::Ramp(b)
             }
@@ -187,37 +194,60 @@ impl Expect {
                             &[("adrerr", BUS_ADRERR)]
                         };
                         let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
-                        Some(known.iter().find(|(n, _)| *n == c).map(|(_, v)| *v).ok_or_else(|| {
-                            err(
-                                at,
-                                format!(
-                                    "unknown si_code {c:?} for {first}; expected {}",
-                                    names.join(" or ")
-                                ),
-                            )
-                        })?)
+                        Some(
+                            known
+                                .iter()
+                                .find(|(n, _)| *n == c)
+                                .map(|(_, v)| *v)
+                                .ok_or_else(|| {
+                                    err(
+                                        at,
+                                        format!(
+                                            "unknown si_code {c:?} for {first}; expected {}",
+                                            names.join(" or ")
+                                        ),
+                                    )
+                                })?,
+                        )
                     }
                 };
                 trailing(if code.is_some() { 2 } else { 1 })?;
                 Expect::Signal { signal, code }
             }
             "errno" => {
-                let &(at, n) = w
-                    .get(1)
-                    .ok_or_else(|| err(first_at + 5, "errno needs a number (like errno 22)".into()))?;
+                let &(at, n) = w.get(1).ok_or_else(|| {
+                    err(first_at + 5, "errno needs a number (like errno 22)".into())
+                })?;
                 let n: i32 = n
                     .parse()
                     .ok()
                     .filter(|n| (1..4096).contains(n))
-                    .ok_or_else(|| err(at, format!("expected an errno number from 1 to 4095, found {n:?}")))?;
+                    .ok_or_else(|| {
+                        err(
+                            at,
+                            format!("expected an errno number from 1 to 4095, found {n:?}"),
+                        )
+                    })?;
                 trailing(2)?;
                 Expect::Errno(n)
             }
-            name if name.starts_with('E') && name.len() > 1 && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) => {
+            name if name.starts_with('E')
+                && name.len() > 1
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) =>
+            {
                 let e = errno_from_name(name).ok_or_else(|| {
                     err(
                         first_at,
-                        format!("unknown errno {name:?}; known: {}", ERRNOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
+                        format!(
+                            "unknown errno {name:?}; known: {}",
+                            ERRNOS
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     )
                 })?;
                 trailing(1)?;
@@ -270,11 +300,18 @@ impl Expect {
 
     /// The bytes a content expectation claims for page `page` of the read's span (bytes
     /// `range` of that page), or `None` for other expectations.
-    pub fn expected_bytes(&self, page: u16, range: std::ops::Range<usize>, page_size: usize) -> Option<Vec<u8>> {
+    pub fn expected_bytes(
+        &self,
+        page: u16,
+        range: std::ops::Range<usize>,
+        page_size: usize,
+    ) -> Option<Vec<u8>> {
         let origin = page as usize * page_size;
         Some(match self {
             Expect::Fill(b) => vec![*b; range.len()],
-            Expect::Ramp(b) => range.map(|i| Pattern::Ramp(*b).byte_at(origin + i)).collect(),
+            Expect::Ramp(b) => range
+                .map(|i| Pattern::Ramp(*b).byte_at(origin + i))
+                .collect(),
             Expect::Bytes(v) => v.clone(),
             _ => return None,
         })
@@ -329,7 +366,10 @@ impl Expect {
             Expect::Ramp(b) => format!("the bytes of ramp 0x{b:02x}"),
             Expect::Bytes(v) => format!(
                 "bytes {}",
-                v.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+                v.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             Expect::Signal { .. } => format!("death by {self}"),
             Expect::Errno(e) => format!(
@@ -421,7 +461,12 @@ mod tests {
         assert!(e.message.contains("maperr or accerr"), "{}", e.message);
         assert_eq!(Expect::parse("").expect_err("empty").offset, 0);
         assert_eq!(Expect::parse("ok now").expect_err("trailing").offset, 3);
-        assert!(Expect::parse("EWHAT").expect_err("errno").message.contains("unknown errno"));
+        assert!(
+            Expect::parse("EWHAT")
+                .expect_err("errno")
+                .message
+                .contains("unknown errno")
+        );
         assert!(Expect::parse("0x100").is_err());
         assert!(Expect::parse("ramp").is_err());
     }
@@ -431,10 +476,18 @@ mod tests {
         let exit = Op::Exit { proc: ProcId(0) };
         assert!(Expect::Fill(0).fits(&exit).is_err());
         assert!(Expect::Ok.fits(&exit).is_ok());
-        let span = Span::Bytes { page: 0, start: 0, end: 4 };
+        let span = Span::Bytes {
+            page: 0,
+            start: 0,
+            end: 4,
+        };
         assert!(Expect::Bytes(vec![1, 2, 3, 4]).fits(&read(span)).is_ok());
         assert!(Expect::Bytes(vec![1, 2, 3]).fits(&read(span)).is_err());
-        assert!(Expect::Bytes(vec![1, 2]).fits(&read(Span::Pages(PageRange::new(0, 1)))).is_err());
+        assert!(
+            Expect::Bytes(vec![1, 2])
+                .fits(&read(Span::Pages(PageRange::new(0, 1))))
+                .is_err()
+        );
     }
 
     #[test]
@@ -442,33 +495,87 @@ mod tests {
         let ps = 4096;
         let op = read(Span::Pages(PageRange::new(1, 3)));
         let page = |b: u8| digest(&vec![b; ps]);
-        let aa = Outcome::Read { digests: vec![page(0xaa), page(0xaa)] };
+        let aa = Outcome::Read {
+            digests: vec![page(0xaa), page(0xaa)],
+        };
         assert!(Expect::Fill(0xaa).check(&op, &aa, ps).is_ok());
         assert!(Expect::Ok.check(&op, &aa, ps).is_ok());
         // Counter-checks: a wrong byte, one page off, or a death are all caught.
         assert!(Expect::Fill(0xab).check(&op, &aa, ps).is_err());
-        let half = Outcome::Read { digests: vec![page(0xaa), page(0)] };
+        let half = Outcome::Read {
+            digests: vec![page(0xaa), page(0)],
+        };
         assert!(Expect::Fill(0xaa).check(&op, &half, ps).is_err());
         let death = Outcome::Killed {
-            death: Death { signal: SIGSEGV, code: SEGV_MAPERR, page: 0 },
+            death: Death {
+                signal: SIGSEGV,
+                code: SEGV_MAPERR,
+                page: 0,
+            },
             digests: vec![],
         };
         assert!(Expect::Fill(0xaa).check(&op, &death, ps).is_err());
-        assert!(Expect::parse("SIGSEGV").unwrap().check(&op, &death, ps).is_ok());
-        assert!(Expect::parse("SIGSEGV maperr").unwrap().check(&op, &death, ps).is_ok());
-        assert!(Expect::parse("SIGSEGV accerr").unwrap().check(&op, &death, ps).is_err());
-        assert!(Expect::parse("SIGBUS").unwrap().check(&op, &death, ps).is_err());
-        assert!(Expect::Errno(libc::EINVAL).check(&op, &Outcome::Failed { errno: libc::EINVAL }, ps).is_ok());
-        assert!(Expect::Errno(libc::EINVAL).check(&op, &Outcome::Failed { errno: libc::ENOMEM }, ps).is_err());
+        assert!(
+            Expect::parse("SIGSEGV")
+                .unwrap()
+                .check(&op, &death, ps)
+                .is_ok()
+        );
+        assert!(
+            Expect::parse("SIGSEGV maperr")
+                .unwrap()
+                .check(&op, &death, ps)
+                .is_ok()
+        );
+        assert!(
+            Expect::parse("SIGSEGV accerr")
+                .unwrap()
+                .check(&op, &death, ps)
+                .is_err()
+        );
+        assert!(
+            Expect::parse("SIGBUS")
+                .unwrap()
+                .check(&op, &death, ps)
+                .is_err()
+        );
+        assert!(
+            Expect::Errno(libc::EINVAL)
+                .check(
+                    &op,
+                    &Outcome::Failed {
+                        errno: libc::EINVAL
+                    },
+                    ps
+                )
+                .is_ok()
+        );
+        assert!(
+            Expect::Errno(libc::EINVAL)
+                .check(
+                    &op,
+                    &Outcome::Failed {
+                        errno: libc::ENOMEM
+                    },
+                    ps
+                )
+                .is_err()
+        );
         assert!(Expect::Skipped.check(&op, &Outcome::Done, ps).is_err());
     }
 
     #[test]
     fn ramp_counts_from_the_start_of_the_mapping() {
         let ps = 4096;
-        let op = read(Span::Bytes { page: 1, start: 0, end: 2 });
+        let op = read(Span::Bytes {
+            page: 1,
+            start: 0,
+            end: 2,
+        });
         let want: Vec<u8> = (0..2).map(|i| Pattern::Ramp(7).byte_at(ps + i)).collect();
-        let o = Outcome::Read { digests: vec![digest(&want)] };
+        let o = Outcome::Read {
+            digests: vec![digest(&want)],
+        };
         assert!(Expect::Ramp(7).check(&op, &o, ps).is_ok());
         assert!(Expect::Bytes(want).check(&op, &o, ps).is_ok());
         let at_zero: Vec<u8> = (0..2).map(|i| Pattern::Ramp(7).byte_at(i)).collect();

@@ -32,6 +32,6 @@ pub mod kernel;
 pub mod model;
 pub mod outcome;
 pub mod program;
-pub mod repro_c;
 pub mod report;
+pub mod repro_c;
 pub mod shrink;

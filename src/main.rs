@@ -237,8 +237,11 @@ fn inject_mask(names: &[String]) -> Result<u32, Fatal> {
 }
 
 fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Fatal(format!("cannot find the cowcheck binary to start the executor: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| {
+        Fatal(format!(
+            "cannot find the cowcheck binary to start the executor: {e}"
+        ))
+    })?;
     let mut config = ExecutorConfig::new(exe);
     if let Some(under) = &exec.under {
         config.under = under.split_whitespace().map(String::from).collect();
@@ -263,8 +266,8 @@ fn load_trace(path: &Path) -> Result<Program, Fatal> {
 /// A trace, or with `artifact`, a fuzz artifact decoded the way the fuzz targets decode it
 /// (every byte string is some program).
 fn load_program(path: &Path, artifact: bool) -> Result<Program, Fatal> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
     if artifact {
         return Ok(cowcheck::program::generate::from_bytes(
             &bytes,
@@ -304,7 +307,9 @@ fn cmd_run(
     }
     let time = match time {
         Some(t) if !(t > 0.0 && t.is_finite() && t < 1e9) => {
-            return Err(Fatal(format!("--time must be a positive number of seconds, not {t}")));
+            return Err(Fatal(format!(
+                "--time must be a positive number of seconds, not {t}"
+            )));
         }
         Some(t) => Some(Duration::from_secs_f64(t)),
         None => None,
@@ -367,7 +372,13 @@ fn cmd_run(
         saved.push(save_finding(out, seed, &executor, f)?);
     }
     if json {
-        let mut v = summary_json(&summary, &executor, seed, findings.first(), saved.first().map(|p| p.as_path()));
+        let mut v = summary_json(
+            &summary,
+            &executor,
+            seed,
+            findings.first(),
+            saved.first().map(|p| p.as_path()),
+        );
         v["environment"] = environment.to_json();
         if keep_going {
             v["divergences"] = findings
@@ -383,7 +394,13 @@ fn cmd_run(
             println!();
             println!("{} distinct divergence(s):", findings.len());
             for (i, f) in findings.iter().enumerate() {
-                println!("  {:>2}. {} x{}  [{}]", i + 1, f.signature, f.count, f.shrunk.shape());
+                println!(
+                    "  {:>2}. {} x{}  [{}]",
+                    i + 1,
+                    f.signature,
+                    f.count,
+                    f.shrunk.shape()
+                );
             }
         }
         for (f, path) in findings.iter().zip(&saved) {
@@ -395,7 +412,9 @@ fn cmd_run(
 
 fn draw_progress(s: &Summary, cases: Option<u64>, total: Option<Duration>) {
     let frac = match (cases, total) {
-        (Some(n), Some(t)) => (s.programs as f64 / n as f64).max(s.elapsed.as_secs_f64() / t.as_secs_f64()),
+        (Some(n), Some(t)) => {
+            (s.programs as f64 / n as f64).max(s.elapsed.as_secs_f64() / t.as_secs_f64())
+        }
         (Some(n), None) => s.programs as f64 / n as f64,
         (None, Some(t)) => s.elapsed.as_secs_f64() / t.as_secs_f64(),
         (None, None) => 0.0,
@@ -418,13 +437,20 @@ fn draw_progress(s: &Summary, cases: Option<u64>, total: Option<Duration>) {
 fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     println!("summary");
-    println!("  programs        {} ({:.0}/s)", s.programs, s.programs as f64 / secs);
+    println!(
+        "  programs        {} ({:.0}/s)",
+        s.programs,
+        s.programs as f64 / secs
+    );
     println!("  ops             {}", s.ops);
     println!("  forks           {}", s.forks);
     println!("  snapshots       {}", s.snapshots);
     println!("  pages compared  {}", s.pages_compared);
     println!("  elapsed         {:.1} s", secs);
-    println!("  kernel          {} {}", ex.hello.release, ex.hello.machine);
+    println!(
+        "  kernel          {} {}",
+        ex.hello.release, ex.hello.machine
+    );
     println!("  page size       {}", ex.page_size());
     println!("  seed            {seed}");
     let ops: Vec<String> = OpKind::ALL
@@ -451,13 +477,24 @@ fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
     println!("    {:<8}{}{:>13}", "", header.join(""), "(none)");
     for op in OpKind::ALL {
         let count = |kind: Option<cowcheck::program::MapKind>| {
-            s.cells.iter().filter(|c| c.op == op && c.kind == kind).count()
+            s.cells
+                .iter()
+                .filter(|c| c.op == op && c.kind == kind)
+                .count()
         };
-        let row: Vec<String> = kinds.iter().map(|k| format!("{:>13}", count(Some(*k)))).collect();
+        let row: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("{:>13}", count(Some(*k))))
+            .collect();
         println!("    {:<8}{}{:>13}", op.name(), row.join(""), count(None));
     }
     let f = ex.hello.features;
-    let missing: Vec<&str> = f.list().into_iter().filter(|(_, on)| !on).map(|(n, _)| n).collect();
+    let missing: Vec<&str> = f
+        .list()
+        .into_iter()
+        .filter(|(_, on)| !on)
+        .map(|(n, _)| n)
+        .collect();
     if !missing.is_empty() {
         println!(
             "  not generated   {} (the kernel under test lacks them: probed at start)",
@@ -468,7 +505,10 @@ fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
 
 fn finding_header(f: &Finding, seed: u64, ex: &Executor) -> Vec<String> {
     vec![
-        format!(" divergence found by: cowcheck run --seed {seed} (program {})", f.index),
+        format!(
+            " divergence found by: cowcheck run --seed {seed} (program {})",
+            f.index
+        ),
         format!(
             " kernel {} {}, page size {}, executor `{}`",
             ex.hello.release,
@@ -502,8 +542,12 @@ fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<Pat
     // The C reproducer beside it, for people without Rust (when the generator knows every op).
     let c_path = path.with_extension("c");
     match cowcheck::repro_c::generate(&program, ex.page_size(), &path.display().to_string()) {
-        Ok(c) => std::fs::write(&c_path, c)
-            .map_err(|e| Fatal(format!("cannot save the C reproducer to {}: {e}", c_path.display())))?,
+        Ok(c) => std::fs::write(&c_path, c).map_err(|e| {
+            Fatal(format!(
+                "cannot save the C reproducer to {}: {e}",
+                c_path.display()
+            ))
+        })?,
         Err(e) => eprintln!("cowcheck: no C reproducer: {e}"),
     }
     Ok(path)
@@ -516,13 +560,24 @@ fn print_finding(f: &Finding, path: &Path) {
     } else {
         println!("DIVERGENCE ({})", f.signature);
     }
-    println!("shrunk trace ({} ops, from {}):", f.shrunk.ops.len(), f.original.ops.len());
+    println!(
+        "shrunk trace ({} ops, from {}):",
+        f.shrunk.ops.len(),
+        f.original.ops.len()
+    );
     for (i, op) in f.shrunk.ops.iter().enumerate() {
-        let mark = if i == f.divergence.op_index { "  <-- first seen here" } else { "" };
+        let mark = if i == f.divergence.op_index {
+            "  <-- first seen here"
+        } else {
+            ""
+        };
         println!("  {:>3}  {op}{mark}", i + 1);
     }
     println!();
-    print!("{}", report::divergence_text(&f.shrunk, &f.divergence, &f.pages));
+    print!(
+        "{}",
+        report::divergence_text(&f.shrunk, &f.divergence, &f.pages)
+    );
     println!();
     println!("saved to {}", path.display());
     println!("replay with: cowcheck replay {}", path.display());
@@ -605,9 +660,17 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
         executor.hello.machine,
         executor.page_size()
     );
-    let last = divergence.as_ref().map(|d| d.op_index).unwrap_or(usize::MAX);
+    let last = divergence
+        .as_ref()
+        .map(|d| d.op_index)
+        .unwrap_or(usize::MAX);
     for (i, (op, o)) in program.ops.iter().zip(&run.outcomes).enumerate() {
-        println!("  {:>3}  {:<36} {}", i + 1, op.to_string(), report::describe_outcome(o));
+        println!(
+            "  {:>3}  {:<36} {}",
+            i + 1,
+            op.to_string(),
+            report::describe_outcome(o)
+        );
         if let Some((_, snap)) = run.snapshots.iter().find(|(j, _)| *j == i) {
             let live: Vec<String> = snap
                 .procs
@@ -639,7 +702,9 @@ fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
     let program = load_trace(file)?;
     let ps = page_size.unwrap_or_else(host_page_size);
     if !ps.is_power_of_two() || !(4096..=65536).contains(&ps) {
-        return Err(Fatal(format!("--page-size must be a power of two from 4096 to 65536, not {ps}")));
+        return Err(Fatal(format!(
+            "--page-size must be a power of two from 4096 to 65536, not {ps}"
+        )));
     }
     let mut model = Model::new(ps);
     println!("what Linux does, according to the model (page size {ps}):");
@@ -648,7 +713,9 @@ fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
             .apply(op, None)
             .map_err(|e| Fatal(format!("model: {e}")))?;
         let mut line = report::describe_outcome(&outcome);
-        if let (Op::Read { map, span, proc }, cowcheck::outcome::Outcome::Read { .. }) = (op, &outcome) {
+        if let (Op::Read { map, span, proc }, cowcheck::outcome::Outcome::Read { .. }) =
+            (op, &outcome)
+        {
             if let Some(h) = model.handle(*map) {
                 let parts: Vec<String> = span
                     .page_range()
@@ -752,7 +819,10 @@ fn cmd_shrink(
 
 /// Each line indented by two spaces.
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn cmd_corpus(dir: &Path, tap: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
@@ -765,7 +835,12 @@ fn cmd_corpus(dir: &Path, tap: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
         println!("# executor: {}", config.command_line());
     } else {
         println!("environment\n{}", indent(&environment.to_string()));
-        println!("corpus {} ({} scenarios), executor `{}`", dir.display(), scenarios.len(), config.command_line());
+        println!(
+            "corpus {} ({} scenarios), executor `{}`",
+            dir.display(),
+            scenarios.len(),
+            config.command_line()
+        );
     }
     let start = std::time::Instant::now();
     let mut runner = corpus::Runner::new(config, environment);
@@ -811,7 +886,10 @@ fn cmd_repro_c(file: &Path, build: bool, out: Option<PathBuf>) -> Result<u8, Fat
     if build {
         let binary = repro_c::binary_path(&c_path);
         repro_c::build(&c_path, &binary).map_err(|e| Fatal(e.to_string()))?;
-        eprintln!("built {} (run it: it prints KTAP and exits 0 if the kernel behaves)", binary.display());
+        eprintln!(
+            "built {} (run it: it prints KTAP and exits 0 if the kernel behaves)",
+            binary.display()
+        );
     }
     Ok(0)
 }

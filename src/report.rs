@@ -82,7 +82,9 @@ fn regions_text(r: &[Region]) -> String {
     if r.is_empty() {
         return "    (nothing mapped)\n".into();
     }
-    r.iter().map(|r| format!("    {}\n", r.describe())).collect()
+    r.iter()
+        .map(|r| format!("    {}\n", r.describe()))
+        .collect()
 }
 
 /// Expected against observed, side by side, 16 bytes a row, only rows that differ (at most 12).
@@ -98,8 +100,12 @@ pub fn hex_side_by_side(expected: &[u8], observed: &[u8]) -> String {
     let mut differing = 0;
     for row in 0..rows {
         let lo = row * 16;
-        let e = expected.get(lo..(lo + 16).min(expected.len())).unwrap_or(&[]);
-        let o = observed.get(lo..(lo + 16).min(observed.len())).unwrap_or(&[]);
+        let e = expected
+            .get(lo..(lo + 16).min(expected.len()))
+            .unwrap_or(&[]);
+        let o = observed
+            .get(lo..(lo + 16).min(observed.len()))
+            .unwrap_or(&[]);
         if e == o {
             continue;
         }
@@ -160,9 +166,16 @@ pub fn divergence_text(program: &Program, d: &Divergence, pages: &[PageDiff]) ->
             expected,
             observed,
         } => {
-            let _ = writeln!(out, "  {proc}'s layout differs (outside the harness's own mappings):");
+            let _ = writeln!(
+                out,
+                "  {proc}'s layout differs (outside the harness's own mappings):"
+            );
             let _ = write!(out, "  expected (model):\n{}", regions_text(expected));
-            let _ = write!(out, "  observed (kernel, /proc/self/maps):\n{}", regions_text(observed));
+            let _ = write!(
+                out,
+                "  observed (kernel, /proc/self/maps):\n{}",
+                regions_text(observed)
+            );
         }
         Difference::Contents {
             proc,
@@ -188,8 +201,12 @@ pub fn divergence_text(program: &Program, d: &Divergence, pages: &[PageDiff]) ->
                 let _ = writeln!(
                     out,
                     "    expected: {}\n    observed: {}",
-                    e.as_deref().map(describe_bytes).unwrap_or("(not mapped)".into()),
-                    o.as_deref().map(describe_bytes).unwrap_or("(not available)".into())
+                    e.as_deref()
+                        .map(describe_bytes)
+                        .unwrap_or("(not mapped)".into()),
+                    o.as_deref()
+                        .map(describe_bytes)
+                        .unwrap_or("(not available)".into())
                 );
             }
         }

@@ -79,7 +79,11 @@ fn unsupported(index: usize, op: &Op) -> ReproError {
         index: index + 1,
         op: op.to_string(),
         kind: op.kind().name(),
-        known: SUPPORTED.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+        known: SUPPORTED
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
@@ -153,13 +157,13 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
     let nproc = program
         .ops
         .iter()
-        .flat_map(|op| match *op {
-            Op::Fork { proc, child } => vec![proc.0, child.0],
-            _ => vec![op.proc().0],
+        .map(|op| match *op {
+            Op::Fork { proc, child } => proc.0.max(child.0),
+            _ => op.proc().0,
         })
         .max()
         .map_or(1, |m| m as usize + 1);
-    let mut map_pages = vec![0u16; caps::MAX_MAPS];
+    let mut map_pages = [0u16; caps::MAX_MAPS];
     for op in &program.ops {
         match *op {
             Op::Map { map, pages, .. } | Op::MapAt { map, pages, .. } => {
@@ -171,10 +175,7 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
             _ => {}
         }
     }
-    let nmap = map_pages
-        .iter()
-        .rposition(|&p| p > 0)
-        .map_or(1, |i| i + 1);
+    let nmap = map_pages.iter().rposition(|&p| p > 0).map_or(1, |i| i + 1);
 
     // Run the model and record, op by op, what it predicts.
     let mut model = Model::new(page_size);
@@ -184,12 +185,23 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
     // Pages of handles where the kernel, not the model, decides what is mapped: the source of a
     // remap that may move (moved or grown in place), the range a hint names (taken or not).
     let mut uncertain: Vec<(u8, std::ops::Range<u16>)> = Vec::new();
+    // Handles the kernel placed by its own choice, with the op that made them: in processes
+    // that did not inherit them, whether their range is mapped depends on that choice.
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut birth = [0usize; caps::MAX_PROCS];
     let last = program.ops.len().saturating_sub(1);
     for (i, op) in program.ops.iter().enumerate() {
         let outcome = model
             .apply(op, None)
             .map_err(|e| ReproError::Model(e.to_string()))?;
-        if let (Op::Advise { advice: Advice::Free, .. }, Outcome::Done) = (op, &outcome) {
+        if let (
+            Op::Advise {
+                advice: Advice::Free,
+                ..
+            },
+            Outcome::Done,
+        ) = (op, &outcome)
+        {
             return Err(ReproError::Unsupported {
                 index: i + 1,
                 op: op.to_string(),
@@ -198,10 +210,18 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
             });
         }
         let (proc, map) = (op.proc().0, op.map().map_or(-1, |m| m.0 as i32));
-        let mut f = format!(".verb = {}, .proc = {proc}, .map = {map}", verb_name(op, i)?);
+        let mut f = format!(
+            ".verb = {}, .proc = {proc}, .map = {map}",
+            verb_name(op, i)?
+        );
         match *op {
             Op::Map { kind, pages, .. } => {
-                write!(f, ", .kind = {}, .first = 0, .npages = {pages}", kind_name(kind)).ok();
+                write!(
+                    f,
+                    ", .kind = {}, .first = 0, .npages = {pages}",
+                    kind_name(kind)
+                )
+                .ok();
             }
             Op::Write { span, pattern, .. } => {
                 write!(f, "{}", span_fields(span, page_size)).ok();
@@ -244,7 +264,13 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                     Prot::ReadWrite => "PROT_READ | PROT_WRITE",
                     Prot::Write => "PROT_WRITE",
                 };
-                write!(f, ", .first = {}, .npages = {}, .prot = {prot}", pages.start, pages.len()).ok();
+                write!(
+                    f,
+                    ", .first = {}, .npages = {}, .prot = {prot}",
+                    pages.start,
+                    pages.len()
+                )
+                .ok();
             }
             Op::Advise { pages, advice, .. } => {
                 write!(
@@ -274,7 +300,11 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                 if flags.fixed.is_some() {
                     fl.push("MREMAP_FIXED");
                 }
-                let fl = if fl.is_empty() { "0".to_string() } else { fl.join(" | ") };
+                let fl = if fl.is_empty() {
+                    "0".to_string()
+                } else {
+                    fl.join(" | ")
+                };
                 let (am, ap) = flags.fixed.map_or((-1, 0), |a| (a.map.0 as i32, a.page));
                 write!(
                     f,
@@ -310,18 +340,22 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
             needs.get(1).copied().unwrap_or(-1)
         )
         .ok();
-        let says;
         #[allow(unreachable_patterns)]
-        match &outcome {
+        let says = match &outcome {
             // The model never predicts a hang (only an observation can be one).
             Outcome::Skipped | Outcome::Hung => {
                 f.push_str(", .want = RES_SKIPPED");
-                says = format!("skipped: {} is not alive or the mapping was never made", op.proc());
+                format!(
+                    "skipped: {} is not alive or the mapping was never made",
+                    op.proc()
+                )
             }
             Outcome::Mapped { .. } | Outcome::Done => {
                 f.push_str(", .want = RES_OK");
-                says = match op {
-                    Op::Map { pages, .. } | Op::MapAt { pages, .. } => format!("maps {pages} page(s)"),
+                match op {
+                    Op::Map { pages, .. } | Op::MapAt { pages, .. } => {
+                        format!("maps {pages} page(s)")
+                    }
                     Op::Remap { result, .. } => format!("remaps as {result}"),
                     Op::Protect { prot, .. } => format!("mprotect {} succeeds", prot.name()),
                     Op::Advise { advice, .. } => format!("madvise {} succeeds", advice.name()),
@@ -330,7 +364,7 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                     Op::Exit { .. } => "exits".into(),
                     Op::Unmap { .. } => "unmaps".into(),
                     _ => "succeeds".into(),
-                };
+                }
             }
             Outcome::Read { digests } => {
                 let name = format!("d{i}");
@@ -341,7 +375,7 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                 )
                 .ok();
                 push_digests(&mut digests_c, &name, digests);
-                says = format!("reads {}", read_words(&model, op, page_size));
+                format!("reads {}", read_words(&model, op, page_size))
             }
             Outcome::Killed { death, digests } => {
                 let (wm, wp) = model
@@ -360,15 +394,15 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                 } else {
                     String::new()
                 };
-                says = format!("dies by {}{at}", signal_words(death.signal, death.code));
+                format!("dies by {}{at}", signal_words(death.signal, death.code))
             }
             Outcome::Failed { errno } => {
                 write!(f, ", .want = RES_FAILED, .want_errno = {errno}").ok();
-                says = format!(
+                format!(
                     "fails with {}",
                     crate::expect::errno_name(*errno)
                         .map_or_else(|| format!("errno {errno}"), String::from)
-                );
+                )
             }
             other => {
                 return Err(ReproError::Model(format!(
@@ -376,8 +410,14 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                     i + 1
                 )));
             }
-        }
-        write!(f, ", .text = {}, .says = {}", c_str(&op.to_string()), c_str(&says)).ok();
+        };
+        write!(
+            f,
+            ", .text = {}, .says = {}",
+            c_str(&op.to_string()),
+            c_str(&says)
+        )
+        .ok();
         let line = match program.expect_of(i) {
             Some(e) => format!("{op} => {e}"),
             None => op.to_string(),
@@ -386,18 +426,59 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
         writeln!(ops_c, "\t{{ {f} }},").ok();
 
         match (*op, &outcome) {
-            (Op::Remap { map, old, flags, .. }, Outcome::Mapped { .. })
-                if flags.maymove && flags.fixed.is_none() && !flags.dontunmap =>
-            {
-                uncertain.push((map.0, old.start..old.end.max(old.start + 1)))
+            (
+                Op::Remap {
+                    map,
+                    old,
+                    flags,
+                    result,
+                    proc,
+                    ..
+                },
+                Outcome::Mapped { .. },
+            ) if flags.fixed.is_none() && (flags.maymove || flags.dontunmap) => {
+                if !flags.dontunmap {
+                    uncertain.push((map.0, old.start..old.end.max(old.start + 1)));
+                }
+                placed.push(Placed {
+                    map: result.0,
+                    by: proc,
+                    at: i,
+                });
             }
-            (Op::MapAt { how: PlaceHow::Hint, at, pages, .. }, _) => {
-                uncertain.push((at.map.0, at.page..at.page.saturating_add(pages)))
+            (
+                Op::MapAt {
+                    how: PlaceHow::Hint,
+                    at,
+                    pages,
+                    map,
+                    proc,
+                    ..
+                },
+                _,
+            ) => {
+                uncertain.push((at.map.0, at.page..at.page.saturating_add(pages)));
+                placed.push(Placed {
+                    map: map.0,
+                    by: proc,
+                    at: i,
+                });
             }
+            (Op::Map { map, proc, .. }, _) => placed.push(Placed {
+                map: map.0,
+                by: proc,
+                at: i,
+            }),
+            (Op::Fork { child, .. }, _) => birth[child.0 as usize] = i,
             _ => {}
         }
         if op.snapshot_after() || i == last {
-            checks.extend(state_checks(&mut model, i, page_size, &uncertain));
+            let scope = Scope {
+                uncertain: &uncertain,
+                placed: &placed,
+                birth: &birth,
+            };
+            checks.extend(state_checks(&mut model, i, page_size, &scope));
         }
     }
 
@@ -457,7 +538,11 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
     writeln!(out, "#define MAX_SPAN_PAGES {}", caps::MAX_MAP_PAGES).ok();
     writeln!(out).ok();
     out.push_str(TYPES);
-    writeln!(out, "/* Pages of each mapping handle, as its map op declares them. */").ok();
+    writeln!(
+        out,
+        "/* Pages of each mapping handle, as its map op declares them. */"
+    )
+    .ok();
     writeln!(
         out,
         "static const int map_pages[NMAP] = {{ {} }};\n",
@@ -469,7 +554,11 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
     )
     .ok();
     if !digests_c.is_empty() {
-        writeln!(out, "/* Digests the model predicts for reads, one per page. */").ok();
+        writeln!(
+            out,
+            "/* Digests the model predicts for reads, one per page. */"
+        )
+        .ok();
         out.push_str(&digests_c);
         writeln!(out).ok();
     }
@@ -574,11 +663,49 @@ fn read_words(model: &Model, op: &Op, page_size: usize) -> String {
 }
 
 /// What every live process must look like now, per mapping handle and page.
+/// A handle placed where the kernel chose, by process `by` at op `at`.
+struct Placed {
+    map: u8,
+    by: ProcId,
+    at: usize,
+}
+
+/// What the state checks must leave out, because the kernel's placement decides it.
+struct Scope<'a> {
+    uncertain: &'a [(u8, std::ops::Range<u16>)],
+    placed: &'a [Placed],
+    /// The op index of each process's fork.
+    birth: &'a [usize; caps::MAX_PROCS],
+}
+
+impl Scope<'_> {
+    /// Whether process `q` holds handle `m`'s range because it placed it or inherited it (then
+    /// the placement does not matter: the range is where the handle says).
+    fn holds(&self, model: &Model, q: ProcId, m: u8) -> bool {
+        let Some(p) = self.placed.iter().rev().find(|p| p.map == m) else {
+            return true;
+        };
+        let mut cur = q;
+        loop {
+            if cur == p.by {
+                return true;
+            }
+            if cur == ProcId::ROOT || self.birth[cur.0 as usize] < p.at {
+                return false;
+            }
+            match model.parent(cur) {
+                Some(parent) => cur = parent,
+                None => return false,
+            }
+        }
+    }
+}
+
 fn state_checks(
     model: &mut Model,
     after_op: usize,
     page_size: usize,
-    uncertain: &[(u8, std::ops::Range<u16>)],
+    scope: &Scope<'_>,
 ) -> Vec<StateCheck> {
     let snap = model.snapshot();
     let ps = page_size as u64;
@@ -592,8 +719,16 @@ fn state_checks(
             let Some(h) = model.handle(crate::program::MapId(m)) else {
                 continue;
             };
+            // Only where the process placed or inherited the handle is its range known here.
+            if !scope.holds(model, view.proc, m) {
+                continue;
+            }
             for page in 0..h.pages {
-                if uncertain.iter().any(|(um, r)| *um == m && r.contains(&page)) {
+                if scope
+                    .uncertain
+                    .iter()
+                    .any(|(um, r)| *um == m && r.contains(&page))
+                {
                     continue;
                 }
                 let addr = h.base + page as u64 * ps;
@@ -631,7 +766,11 @@ pub fn build(c_file: &Path, binary: &Path) -> Result<(), ReproError> {
     let mut words = cc.split_whitespace();
     let program = words.next().unwrap_or("cc").to_string();
     let mut cmd = Command::new(&program);
-    cmd.args(words).args(CFLAGS).arg("-o").arg(binary).arg(c_file);
+    cmd.args(words)
+        .args(CFLAGS)
+        .arg("-o")
+        .arg(binary)
+        .arg(c_file);
     let command = format!(
         "{cc} {} -o {} {}",
         CFLAGS.join(" "),

@@ -53,7 +53,13 @@ pub fn shrink(program: &Program, mut fails: impl FnMut(&Program) -> bool) -> Pro
                     .iter()
                     .enumerate()
                     .filter(|(j, o)| *j != i && !(matches!(o, Op::Exit { proc } if *proc == child)))
-                    .map(|(_, o)| if o.proc() == child { o.with_proc(proc) } else { *o })
+                    .map(|(_, o)| {
+                        if o.proc() == child {
+                            o.with_proc(proc)
+                        } else {
+                            *o
+                        }
+                    })
                     .collect();
                 try_it(Program::new(ops), &mut best);
             }
@@ -114,7 +120,11 @@ fn without_dependents(p: &Program, op: &Op) -> Option<Program> {
             Some(Program::new(ops))
         }
         Op::Map { map, .. } | Op::MapAt { map, .. } => Some(Program::new(
-            p.ops.iter().filter(|o| !o.maps().contains(&map)).copied().collect(),
+            p.ops
+                .iter()
+                .filter(|o| !o.maps().contains(&map))
+                .copied()
+                .collect(),
         )),
         _ => None,
     }
@@ -227,6 +237,93 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
                 out.push(Op::Read { proc, map, span: s });
             }
         }
+        // A placed map becomes a plain one: the handle it aimed at may then go.
+        Op::MapAt {
+            proc,
+            map,
+            kind,
+            pages,
+            ..
+        } => out.push(Op::Map {
+            proc,
+            map,
+            kind,
+            pages,
+        }),
+        Op::Remap {
+            proc,
+            map,
+            old,
+            new_pages,
+            flags,
+            result,
+        } => {
+            let with = |flags| Op::Remap {
+                proc,
+                map,
+                old,
+                new_pages,
+                flags,
+                result,
+            };
+            // A fresh map of the result, when what the remap carried over does not matter.
+            if let Some(kind) = kind_of(p, map) {
+                out.push(Op::Map {
+                    proc,
+                    map: result,
+                    kind,
+                    pages: new_pages,
+                });
+            }
+            if flags.fixed.is_some() {
+                out.push(with(crate::program::RemapFlags {
+                    fixed: None,
+                    ..flags
+                }));
+            }
+            if flags.dontunmap {
+                out.push(with(crate::program::RemapFlags {
+                    dontunmap: false,
+                    ..flags
+                }));
+            }
+        }
+        Op::Protect {
+            proc,
+            map,
+            pages,
+            prot,
+        } if pages.len() > 1 => {
+            for r in [
+                PageRange::new(pages.start, pages.start + 1),
+                PageRange::new(pages.end - 1, pages.end),
+            ] {
+                out.push(Op::Protect {
+                    proc,
+                    map,
+                    pages: r,
+                    prot,
+                });
+            }
+        }
+        Op::Advise {
+            proc,
+            map,
+            pages,
+            advice,
+        } if pages.len() > 1 => {
+            for r in [
+                PageRange::new(pages.start, pages.start + 1),
+                PageRange::new(pages.end - 1, pages.end),
+            ] {
+                out.push(Op::Advise {
+                    proc,
+                    map,
+                    pages: r,
+                    advice,
+                });
+            }
+        }
         Op::Unmap { proc, map, pages } if pages.len() > 1 => {
             for r in [
                 PageRange::new(pages.start, pages.start + 1),
@@ -242,6 +339,17 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
         _ => {}
     }
     out
+}
+
+/// The kind of mapping a handle names (a remap's result has its source's kind).
+fn kind_of(p: &Program, map: MapId) -> Option<MapKind> {
+    p.ops.iter().find_map(|o| match *o {
+        Op::Map { map: m, kind, .. } | Op::MapAt { map: m, kind, .. } if m == map => Some(kind),
+        Op::Remap {
+            map: src, result, ..
+        } if result == map => kind_of(p, src),
+        _ => None,
+    })
 }
 
 /// Renames process and mapping handles to 0, 1, 2, ... in order of creation.

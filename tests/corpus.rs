@@ -36,7 +36,11 @@ fn parse_ktap(text: &str) -> Result<Vec<TestLine>, String> {
             if plan.is_some() || !tests.is_empty() {
                 return Err(format!("line {n}: plan after results or twice"));
             }
-            plan = Some(count.parse::<usize>().map_err(|e| format!("line {n}: bad plan: {e}"))?);
+            plan = Some(
+                count
+                    .parse::<usize>()
+                    .map_err(|e| format!("line {n}: bad plan: {e}"))?,
+            );
             continue;
         }
         let (ok, rest) = if let Some(r) = line.strip_prefix("not ok ") {
@@ -44,7 +48,9 @@ fn parse_ktap(text: &str) -> Result<Vec<TestLine>, String> {
         } else if let Some(r) = line.strip_prefix("ok ") {
             (true, r)
         } else {
-            return Err(format!("line {n}: neither a result, a plan nor a diagnostic: {line:?}"));
+            return Err(format!(
+                "line {n}: neither a result, a plan nor a diagnostic: {line:?}"
+            ));
         };
         if plan.is_none() {
             return Err(format!("line {n}: a result before the plan"));
@@ -52,7 +58,9 @@ fn parse_ktap(text: &str) -> Result<Vec<TestLine>, String> {
         let (number, rest) = rest
             .split_once(' ')
             .ok_or_else(|| format!("line {n}: no test name: {line:?}"))?;
-        let number: usize = number.parse().map_err(|e| format!("line {n}: bad number: {e}"))?;
+        let number: usize = number
+            .parse()
+            .map_err(|e| format!("line {n}: bad number: {e}"))?;
         let (name, directive) = match rest.split_once(" # ") {
             Some((name, d)) => (name, Some(d)),
             None => (rest, None),
@@ -70,7 +78,10 @@ fn parse_ktap(text: &str) -> Result<Vec<TestLine>, String> {
             return Err(format!("line {n}: a SKIP must be \"ok\""));
         }
         if number != tests.len() + 1 {
-            return Err(format!("line {n}: test {number} where {} was due", tests.len() + 1));
+            return Err(format!(
+                "line {n}: test {number} where {} was due",
+                tests.len() + 1
+            ));
         }
         if name.is_empty() {
             return Err(format!("line {n}: empty test name"));
@@ -126,11 +137,22 @@ fn the_corpus_passes_as_ktap() {
     scenario_files(&dir, &mut files);
     assert_eq!(tests.len(), files.len(), "one result per scenario file");
     assert!(tests.len() >= 60, "only {} scenarios", tests.len());
-    let failed: Vec<&str> = tests.iter().filter(|t| !t.ok).map(|t| t.name.as_str()).collect();
+    let failed: Vec<&str> = tests
+        .iter()
+        .filter(|t| !t.ok)
+        .map(|t| t.name.as_str())
+        .collect();
     assert!(failed.is_empty(), "failed: {failed:?}\n{text}");
     assert_eq!(out.status.code(), Some(0), "{text}");
     // The environment report leads the output, as diagnostics.
-    for key in ["# kernel", "# page size", "# THP", "# KSM run", "# libc", "# feature"] {
+    for key in [
+        "# kernel",
+        "# page size",
+        "# THP",
+        "# KSM run",
+        "# libc",
+        "# feature",
+    ] {
         assert!(text.contains(key), "{key} missing");
     }
     assert!(tests.iter().all(|t| t.number >= 1 && !t.name.contains(' ')));
@@ -144,9 +166,11 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-const GOOD: &str = "cowcheck-trace 1\n# source: man:mmap(2)\np0 map m0 private 1\np0 read m0 0 => 0x00\n";
+const GOOD: &str =
+    "cowcheck-trace 1\n# source: man:mmap(2)\np0 map m0 private 1\np0 read m0 0 => 0x00\n";
 const WRONG: &str = "cowcheck-trace 1\n# source: a deliberately wrong expectation\np0 map m0 private 1\np0 read m0 0 => 0xaa\n";
-const NEEDS_DEV_ZERO: &str = "cowcheck-trace 1\n# source: man:zero(4)\n# needs: dev-zero\np0 map m0 private-zero 1 => ok\n";
+const NEEDS_DEV_ZERO: &str =
+    "cowcheck-trace 1\n# source: man:zero(4)\n# needs: dev-zero\np0 map m0 private-zero 1 => ok\n";
 
 fn run_corpus(dir: &Path, pretend_missing: &str) -> (Option<i32>, Vec<TestLine>, String) {
     let out = cowcheck()
@@ -173,7 +197,10 @@ fn exit_codes_follow_kselftest() {
     let (code, tests, text) = run_corpus(&dir, "dev-zero");
     assert_eq!(code, Some(0), "{text}");
     let skip = tests.iter().find(|t| t.name == "zero").expect("zero");
-    assert!(skip.skip.as_deref().is_some_and(|r| r.contains("dev-zero")), "{text}");
+    assert!(
+        skip.skip.as_deref().is_some_and(|r| r.contains("dev-zero")),
+        "{text}"
+    );
 
     // All skipped: 4.
     std::fs::remove_file(dir.join("good.trace")).unwrap();
@@ -194,21 +221,39 @@ fn exit_codes_follow_kselftest() {
 #[test]
 fn scenarios_must_cite_a_source_and_expect_something() {
     let dir = scratch("meta");
-    std::fs::write(dir.join("uncited.trace"), "cowcheck-trace 1\np0 map m0 private 1 => ok\n").unwrap();
-    std::fs::write(dir.join("silent.trace"), "cowcheck-trace 1\n# source: x\np0 map m0 private 1\n").unwrap();
+    std::fs::write(
+        dir.join("uncited.trace"),
+        "cowcheck-trace 1\np0 map m0 private 1 => ok\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("silent.trace"),
+        "cowcheck-trace 1\n# source: x\np0 map m0 private 1\n",
+    )
+    .unwrap();
     let (code, tests, text) = run_corpus(&dir, "");
     assert_eq!(code, Some(1), "{text}");
     assert!(tests.iter().all(|t| !t.ok), "{text}");
-    assert!(text.contains("cites no source") && text.contains("no expectation"), "{text}");
+    assert!(
+        text.contains("cites no source") && text.contains("no expectation"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn an_empty_or_missing_corpus_is_a_usage_error() {
     let dir = scratch("empty");
-    let out = cowcheck().args(["corpus", "--tap"]).arg(&dir).output().expect("runs");
+    let out = cowcheck()
+        .args(["corpus", "--tap"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    let out = cowcheck().args(["corpus", "/nonexistent/cowcheck"]).output().expect("runs");
+    let out = cowcheck()
+        .args(["corpus", "/nonexistent/cowcheck"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -222,7 +267,10 @@ fn the_corpus_fails_under_a_broken_libc() {
         return;
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let under = format!("env COWCHECK_FAULT=private-shared LD_PRELOAD={}", lib.display());
+    let under = format!(
+        "env COWCHECK_FAULT=private-shared LD_PRELOAD={}",
+        lib.display()
+    );
     let out = cowcheck()
         .args(["corpus", "--tap", "--under", &under])
         .arg(&dir)
@@ -231,8 +279,15 @@ fn the_corpus_fails_under_a_broken_libc() {
     let text = String::from_utf8_lossy(&out.stdout);
     let tests = parse_ktap(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(out.status.code(), Some(1));
-    let failed: Vec<&str> = tests.iter().filter(|t| !t.ok).map(|t| t.name.as_str()).collect();
-    for must in ["fork-classic/basic-cow-no-leak-into-child", "fork-classic/child-write-invisible-to-parent"] {
+    let failed: Vec<&str> = tests
+        .iter()
+        .filter(|t| !t.ok)
+        .map(|t| t.name.as_str())
+        .collect();
+    for must in [
+        "fork-classic/basic-cow-no-leak-into-child",
+        "fork-classic/child-write-invisible-to-parent",
+    ] {
         assert!(failed.contains(&must), "{must} passed under private-shared");
     }
     // Scenarios with no private anonymous memory do not notice.
@@ -241,7 +296,10 @@ fn the_corpus_fails_under_a_broken_libc() {
 
 fn build_libfault() -> Option<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libfault.c");
-    let out = std::env::temp_dir().join(format!("cowcheck-libfault-corpus-{}.so", std::process::id()));
+    let out = std::env::temp_dir().join(format!(
+        "cowcheck-libfault-corpus-{}.so",
+        std::process::id()
+    ));
     let ok = Command::new("cc")
         .args(["-shared", "-fPIC", "-O2", "-o"])
         .arg(&out)

@@ -30,16 +30,32 @@ fn exit_0_when_kernel_and_model_agree() {
     let trace = write_file(&dir, "agree.trace", AGREEING);
     let run = cowcheck(&["replay", trace.to_str().unwrap()]);
     run.expect_code(0);
-    assert!(run.stdout.contains("kernel and model agree on all 8 ops"), "{}", run.dump());
+    assert!(
+        run.stdout.contains("kernel and model agree on all 8 ops"),
+        "{}",
+        run.dump()
+    );
 
     let run = cowcheck(&["model", trace.to_str().unwrap()]);
     run.expect_code(0);
 
-    let run = cowcheck(&["run", "--cases", "20", "--seed", "1", "--out", dir.to_str().unwrap()]);
+    let run = cowcheck(&[
+        "run",
+        "--cases",
+        "20",
+        "--seed",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     run.expect_code(0);
     assert!(!run.stdout.contains("DIVERGENCE"), "{}", run.dump());
     // The seed is printed, in the header line and in the summary.
-    assert!(run.stderr.contains("seed 1"), "the run should print its seed\n{}", run.dump());
+    assert!(
+        run.stderr.contains("seed 1"),
+        "the run should print its seed\n{}",
+        run.dump()
+    );
     let programs = run
         .stdout
         .lines()
@@ -60,17 +76,40 @@ fn exit_1_on_injected_divergence() {
     let dir = tmpdir("exit1-inject");
     let out = dir.to_str().unwrap();
     let run = cowcheck(&[
-        "run", "--cases", "20", "--seed", "1", "--out", out, "--inject", "private-as-shared",
+        "run",
+        "--cases",
+        "20",
+        "--seed",
+        "1",
+        "--out",
+        out,
+        "--inject",
+        "private-as-shared",
     ]);
     run.expect_code(1);
     assert!(run.stdout.contains("DIVERGENCE"), "{}", run.dump());
-    assert!(run.stdout.contains("replay with: cowcheck replay"), "{}", run.dump());
+    assert!(
+        run.stdout.contains("replay with: cowcheck replay"),
+        "{}",
+        run.dump()
+    );
 
     let trace = write_file(&dir, "private.trace", PRIVATE);
-    let run = cowcheck(&["replay", trace.to_str().unwrap(), "--inject", "private-as-shared"]);
+    let run = cowcheck(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--inject",
+        "private-as-shared",
+    ]);
     run.expect_code(1);
     assert!(run.stdout.contains("DIVERGENCE"), "{}", run.dump());
-    let run = cowcheck(&["replay", trace.to_str().unwrap(), "--inject", "drop-child-write", "--json"]);
+    let run = cowcheck(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--inject",
+        "drop-child-write",
+        "--json",
+    ]);
     run.expect_code(1);
     assert!(!run.json()["divergence"].is_null(), "{}", run.dump());
 }
@@ -81,7 +120,15 @@ fn exit_1_on_libfault_divergence() {
     let dir = tmpdir("exit1-libfault");
     let under = under_libfault(&lib, "private-shared");
     let run = cowcheck(&[
-        "run", "--cases", "20", "--seed", "1", "--out", dir.to_str().unwrap(), "--under", &under,
+        "run",
+        "--cases",
+        "20",
+        "--seed",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+        "--under",
+        &under,
     ]);
     run.expect_code(1);
     assert!(run.stdout.contains("DIVERGENCE"), "{}", run.dump());
@@ -92,7 +139,17 @@ fn exit_1_on_libfault_divergence() {
 
     // The shim without a fault selected changes nothing.
     let clean = under_libfault(&lib, "none");
-    let run = cowcheck(&["run", "--cases", "20", "--seed", "1", "--out", dir.to_str().unwrap(), "--under", &clean]);
+    let run = cowcheck(&[
+        "run",
+        "--cases",
+        "20",
+        "--seed",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+        "--under",
+        &clean,
+    ]);
     run.expect_code(0);
 }
 
@@ -124,13 +181,39 @@ fn exit_2_on_usage_errors() {
         (vec!["model", &missing], "missing.trace"),
         (vec!["replay", &d], &d),
         (vec!["model", &trace, "--page-size", "1000"], "--page-size"),
-        (vec!["run", "--cases", "1", "--out", &d, "--under", "/nonexistent/cowcheck-runner"], "/nonexistent/cowcheck-runner"),
-        (vec!["replay", &trace, "--under", "no-such-command-for-cowcheck"], "no-such-command-for-cowcheck"),
-        (vec!["run", "--cases", "1", "--out", &d, "--under", "false"], "false"),
-        (vec!["run", "--cases", "1", "--out", &d, "--under", ""], "--under"),
+        (
+            vec![
+                "run",
+                "--cases",
+                "1",
+                "--out",
+                &d,
+                "--under",
+                "/nonexistent/cowcheck-runner",
+            ],
+            "/nonexistent/cowcheck-runner",
+        ),
+        (
+            vec!["replay", &trace, "--under", "no-such-command-for-cowcheck"],
+            "no-such-command-for-cowcheck",
+        ),
+        (
+            vec!["run", "--cases", "1", "--out", &d, "--under", "false"],
+            "false",
+        ),
+        (
+            vec!["run", "--cases", "1", "--out", &d, "--under", ""],
+            "--under",
+        ),
         (vec!["run", "--cases", "1", "--out", &file], "--out"),
-        (vec!["run", "--cases", "1", "--out", "/nonexistent/cowcheck-out"], "--out"),
-        (vec!["run", "--cases", "1", "--out", &d, "--inject", "nonsense"], "nonsense"),
+        (
+            vec!["run", "--cases", "1", "--out", "/nonexistent/cowcheck-out"],
+            "--out",
+        ),
+        (
+            vec!["run", "--cases", "1", "--out", &d, "--inject", "nonsense"],
+            "nonsense",
+        ),
     ];
     for (args, fragment) in cases {
         let run = cowcheck_with(&args, Duration::from_secs(60));
@@ -144,14 +227,23 @@ fn exit_2_on_usage_errors() {
     // Without a subcommand: the usage, on stderr, with status 2.
     let run = cowcheck::<&str>(&[]);
     run.expect_code(2);
-    assert!(run.stdout.is_empty() && run.stderr.contains("Usage:"), "{}", run.dump());
+    assert!(
+        run.stdout.is_empty() && run.stderr.contains("Usage:"),
+        "{}",
+        run.dump()
+    );
     // Only the files made above; no stray divergence traces.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
 }
 
 #[test]
 fn help_and_version_exit_0() {
-    for args in [&["--help"][..], &["--version"], &["run", "--help"], &["replay", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["run", "--help"],
+        &["replay", "--help"],
+    ] {
         let run = cowcheck(args);
         run.expect_code(0);
         assert!(!run.stdout.trim().is_empty(), "{}", run.dump());
@@ -163,6 +255,9 @@ fn help_and_version_exit_0() {
 #[test]
 #[ignore = "known bug in src/kernel/client.rs: Executor::start waits for a child that is blocked writing to an undrained pipe"]
 fn under_command_that_floods_garbage_exits_2() {
-    let run = cowcheck_with(&["run", "--cases", "1", "--under", "yes"], Duration::from_secs(30));
+    let run = cowcheck_with(
+        &["run", "--cases", "1", "--under", "yes"],
+        Duration::from_secs(30),
+    );
     run.expect_usage_error();
 }

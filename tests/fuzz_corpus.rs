@@ -33,7 +33,12 @@ fn corpus_dir() -> PathBuf {
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -58,7 +63,11 @@ fn every_committed_corpus_input_agrees_with_the_model() {
     for path in &files {
         let bytes = std::fs::read(path).expect("read a corpus file");
         let program = generate::from_bytes(&bytes, GenConfig::default());
-        assert!(program.validate().is_ok(), "{} decodes to an invalid program", path.display());
+        assert!(
+            program.validate().is_ok(),
+            "{} decodes to an invalid program",
+            path.display()
+        );
         ops += program.ops.len();
         let (verdict, _) = check::check(&mut ex, &program)
             .unwrap_or_else(|e| panic!("harness error on {}: {e}", path.display()));
@@ -239,7 +248,11 @@ fn seed_traces() -> Vec<PathBuf> {
             }
         }
         if let Ok(d) = std::fs::read_dir(dir) {
-            let mut dirs: Vec<PathBuf> = d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+            let mut dirs: Vec<PathBuf> = d
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
             dirs.sort();
             for d in dirs {
                 walk(&d, out);
@@ -272,7 +285,10 @@ fn regenerate_seed_corpus() {
     std::fs::create_dir_all(&ops_dir).expect("mkdir");
     std::fs::create_dir_all(&parse_dir).expect("mkdir");
     for old in files_in(&ops_dir).into_iter().chain(files_in(&parse_dir)) {
-        if old.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seed-")) {
+        if old
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+        {
             std::fs::remove_file(old).expect("remove an old seed");
         }
     }
@@ -282,9 +298,16 @@ fn regenerate_seed_corpus() {
             eprintln!("skipped {} (does not parse)", path.display());
             continue;
         };
-        let stem = path.file_stem().expect("a name").to_string_lossy().into_owned();
-        std::fs::write(parse_dir.join(format!("seed-{stem}.trace")), program.to_string())
-            .expect("write");
+        let stem = path
+            .file_stem()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        std::fs::write(
+            parse_dir.join(format!("seed-{stem}.trace")),
+            program.to_string(),
+        )
+        .expect("write");
         let (raws, exact) = encode(&program);
         let bytes = input_bytes(&raws);
         let decoded = generate::from_bytes(&bytes, GenConfig::default());
@@ -315,5 +338,8 @@ fn raw_bytes_read_back_as_the_same_raw_op() {
         d: 6,
     };
     let bytes = raw_bytes(&r);
-    assert_eq!(RawOp::arbitrary(&mut Unstructured::new(&bytes)).expect("raw op"), r);
+    assert_eq!(
+        RawOp::arbitrary(&mut Unstructured::new(&bytes)).expect("raw op"),
+        r
+    );
 }

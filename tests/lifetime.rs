@@ -34,7 +34,12 @@ fn read_proc(pid: i32) -> Option<Proc> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|p| p.display().to_string())
@@ -157,7 +162,7 @@ impl Drop for Tree {
 /// that the kill lands mid-campaign. If every seed ends early, the test falls back to
 /// `cowcheck bench`, which starts its executor the same way and runs on through divergences:
 /// this test is about process lifetime, not about what the campaigns find.
-fn start_campaign(name: &str) -> Tree {
+fn start_campaign(name: &str, extra: &[&str]) -> Tree {
     let dir = tmpdir(name);
     let out = dir.display().to_string();
     let attempts: [&[&str]; 4] = [
@@ -167,13 +172,16 @@ fn start_campaign(name: &str) -> Tree {
         &["bench", "--programs", "1000000000", "--seed", "5"],
     ];
     for args in attempts {
-        let mut tree = Tree::start(name, args);
+        let args = [args, extra].concat();
+        let mut tree = Tree::start(name, &args);
         std::thread::sleep(Duration::from_millis(1500));
         match tree.child.try_wait() {
             Ok(None) => {
                 let procs = tagged(&tree.tag);
                 assert!(
-                    procs.iter().any(|p| p.ppid == tree.pid() && p.cmdline.contains("__executor")),
+                    procs
+                        .iter()
+                        .any(|p| p.ppid == tree.pid() && p.cmdline.contains("__executor")),
                     "the running campaign should have an executor child: {procs:#?}"
                 );
                 return tree;
@@ -193,28 +201,47 @@ fn start_campaign(name: &str) -> Tree {
 
 #[test]
 fn sigkill_of_cowcheck_leaves_no_process() {
-    let mut tree = start_campaign("kill-front");
+    let mut tree = start_campaign("kill-front", &[]);
+    kill_front_and_check(&mut tree, true);
+}
+
+/// The same with the executor under qemu-x86_64 (when installed): the emulated tree dies too.
+#[test]
+fn sigkill_of_cowcheck_under_qemu_leaves_no_process() {
+    if !on_path("qemu-x86_64") || !cfg!(target_arch = "x86_64") {
+        eprintln!("note: qemu-x86_64 is not on PATH; skipping");
+        return;
+    }
+    let mut tree = start_campaign("kill-front-qemu", &["--under", "qemu-x86_64"]);
+    kill_front_and_check(&mut tree, false);
+}
+
+fn kill_front_and_check(tree: &mut Tree, native: bool) {
     // The tag finds the tree: cowcheck itself, its executor (and the workers of the program in
-    // flight, when the snapshot catches one), all running the cowcheck binary.
-    let bin = std::fs::canonicalize(BIN).expect("canonical path of the binary");
+    // flight, when the snapshot catches one); natively, all of them run the cowcheck binary.
     let before = tagged(&tree.tag);
     assert!(before.iter().any(|p| p.pid == tree.pid()), "{before:#?}");
-    for p in &before {
-        assert!(
-            Some(p.exe.trim_end_matches(" (deleted)")) == bin.to_str(),
-            "a process of the tree runs something else than {}: {p:#?}",
-            bin.display()
-        );
+    if native {
+        let bin = std::fs::canonicalize(BIN).expect("canonical path of the binary");
+        for p in &before {
+            assert!(
+                Some(p.exe.trim_end_matches(" (deleted)")) == bin.to_str(),
+                "a process of the tree runs something else than {}: {p:#?}",
+                bin.display()
+            );
+        }
     }
     tree.child.kill().expect("SIGKILL cowcheck");
-    let status = tree.wait(Duration::from_secs(5)).expect("cowcheck ends after SIGKILL");
+    let status = tree
+        .wait(Duration::from_secs(5))
+        .expect("cowcheck ends after SIGKILL");
     assert!(status.code().is_none(), "killed, not exited: {status}");
     tree.assert_all_gone("after SIGKILL of cowcheck");
 }
 
 #[test]
 fn sigkill_of_executor_ends_run_with_status_2_and_no_process() {
-    let mut tree = start_campaign("kill-executor");
+    let mut tree = start_campaign("kill-executor", &[]);
     let executor = tagged(&tree.tag)
         .into_iter()
         .find(|p| p.ppid == tree.pid() && p.cmdline.contains("__executor"))
@@ -225,8 +252,15 @@ fn sigkill_of_executor_ends_run_with_status_2_and_no_process() {
         .wait(Duration::from_secs(20))
         .expect("cowcheck must notice its executor's death and end");
     let stderr = tree.stderr();
-    assert_eq!(status.code(), Some(2), "a dead executor is an environment error: {stderr}");
-    assert!(stderr.contains("executor"), "the error should say the executor died: {stderr}");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "a dead executor is an environment error: {stderr}"
+    );
+    assert!(
+        stderr.contains("executor"),
+        "the error should say the executor died: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     tree.assert_all_gone("after SIGKILL of the executor");
 }
@@ -236,7 +270,15 @@ fn a_finished_run_leaves_no_process() {
     let dir = tmpdir("finished");
     let mut tree = Tree::start(
         "finished",
-        &["run", "--time", "1", "--seed", "5", "--out", dir.to_str().unwrap()],
+        &[
+            "run",
+            "--time",
+            "1",
+            "--seed",
+            "5",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
     );
     let status = tree.wait(Duration::from_secs(60)).expect("a 1 s run ends");
     assert!(status.code().is_some(), "{status}");

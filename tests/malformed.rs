@@ -55,15 +55,24 @@ fn assert_refused_or_announced(name: &str, bytes: &[u8], line: usize, column: us
             2 => {
                 let error = run.expect_usage_error();
                 let at = format!("line {line}, column {column}:");
-                assert!(error.contains(&at), "{name}: `cowcheck {sub}` should point at {at:?}, said {error:?}");
-                assert!(error.contains(what), "{name}: `cowcheck {sub}` should say {what:?}, said {error:?}");
+                assert!(
+                    error.contains(&at),
+                    "{name}: `cowcheck {sub}` should point at {at:?}, said {error:?}"
+                );
+                assert!(
+                    error.contains(what),
+                    "{name}: `cowcheck {sub}` should say {what:?}, said {error:?}"
+                );
             }
             0 | 1 => assert!(
                 run.stderr.contains("no trace header"),
                 "{name}: `cowcheck {sub}` accepted input without a trace header and did not say so\n{}",
                 run.dump()
             ),
-            other => panic!("{name}: `cowcheck {sub}` exit status {other}\n{}", run.dump()),
+            other => panic!(
+                "{name}: `cowcheck {sub}` exit status {other}\n{}",
+                run.dump()
+            ),
         }
     }
 }
@@ -94,13 +103,7 @@ fn unknown_process_handle() {
         "unknown process p3",
     );
     // A fork's child handle that is already taken.
-    assert_rejected(
-        "taken-proc",
-        &trace("p0 fork p1\np0 fork p1\n"),
-        3,
-        9,
-        "p1",
-    );
+    assert_rejected("taken-proc", &trace("p0 fork p1\np0 fork p1\n"), 3, 9, "p1");
 }
 
 #[test]
@@ -164,7 +167,13 @@ fn page_out_of_range() {
 #[test]
 fn truncated_line() {
     // A write without its pattern.
-    assert_rejected("truncated-write", &trace("p0 map m0 private 2\np0 write m0 0\n"), 3, 14, "truncated");
+    assert_rejected(
+        "truncated-write",
+        &trace("p0 map m0 private 2\np0 write m0 0\n"),
+        3,
+        14,
+        "truncated",
+    );
     // A pattern without its byte.
     assert_rejected(
         "truncated-fill",
@@ -176,25 +185,67 @@ fn truncated_line() {
     // A map without its kind and size.
     assert_rejected("truncated-map", &trace("p0 map m0\n"), 2, 10, "truncated");
     // The file itself cut short in the middle of a token (no final line break).
-    assert_rejected("cut-file", &trace("p0 map m0 private 2\np0 write m0 0..2 fi"), 3, 18, "\"fi\"");
+    assert_rejected(
+        "cut-file",
+        &trace("p0 map m0 private 2\np0 write m0 0..2 fi"),
+        3,
+        18,
+        "\"fi\"",
+    );
 }
 
 #[test]
 fn wrong_header() {
-    assert_rejected("version-2", b"cowcheck-trace 2\np0 map m0 private 1\n", 1, 16, "version 2");
-    assert_rejected("version-x", b"cowcheck-trace x\np0 map m0 private 1\n", 1, 1, "header");
+    assert_rejected(
+        "version-2",
+        b"cowcheck-trace 2\np0 map m0 private 1\n",
+        1,
+        16,
+        "version 2",
+    );
+    assert_rejected(
+        "version-x",
+        b"cowcheck-trace x\np0 map m0 private 1\n",
+        1,
+        1,
+        "header",
+    );
     assert_rejected("trailing-space", b"cowcheck-trace 1 \n", 1, 1, "header");
-    assert_rejected("version-1-twice", b"cowcheck-trace 1 1\np0 map m0 private 1\n", 1, 1, "header");
+    assert_rejected(
+        "version-1-twice",
+        b"cowcheck-trace 1 1\np0 map m0 private 1\n",
+        1,
+        1,
+        "header",
+    );
     // A second header line is an op line that does not start with a process handle.
-    assert_rejected("header-twice", b"cowcheck-trace 1\ncowcheck-trace 1\n", 2, 1, "process handle");
+    assert_rejected(
+        "header-twice",
+        b"cowcheck-trace 1\ncowcheck-trace 1\n",
+        2,
+        1,
+        "process handle",
+    );
 }
 
 /// No header at all. See [`assert_refused_or_announced`]: the trace parser refuses these on
 /// line 1, column 1, but the CLI may take them for fuzz artifacts.
 #[test]
 fn missing_header() {
-    assert_refused_or_announced("bare-name", b"cowcheck-trace\np0 map m0 private 1\n", 1, 1, "header");
-    assert_refused_or_announced("no-header", b"p0 map m0 private 1\np0 read m0 0\n", 1, 1, "header");
+    assert_refused_or_announced(
+        "bare-name",
+        b"cowcheck-trace\np0 map m0 private 1\n",
+        1,
+        1,
+        "header",
+    );
+    assert_refused_or_announced(
+        "no-header",
+        b"p0 map m0 private 1\np0 read m0 0\n",
+        1,
+        1,
+        "header",
+    );
     assert_refused_or_announced("hello", b"hello\n", 1, 1, "header");
     assert_refused_or_announced("empty", b"", 1, 1, "empty");
 }
@@ -221,9 +272,21 @@ fn binary_garbage_is_refused_at_the_first_bad_byte() {
         assert_rejected(&format!("garbage-inside-{case}"), &inside, 3, 9, "UTF-8");
     }
     // A NUL byte inside an otherwise valid op.
-    assert_rejected("nul", &trace("p0 map m0 private 1\np0 read m0 0\0\n"), 3, 13, "NUL");
+    assert_rejected(
+        "nul",
+        &trace("p0 map m0 private 1\np0 read m0 0\0\n"),
+        3,
+        13,
+        "NUL",
+    );
     // A JPEG header where the trace should be.
-    assert_refused_or_announced("jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", 1, 1, "UTF-8");
+    assert_refused_or_announced(
+        "jpeg",
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01",
+        1,
+        1,
+        "UTF-8",
+    );
     // Garbage right after the header's name, where the version belongs.
     let mut version = b"cowcheck-trace ".to_vec();
     version.extend_from_slice(b"\xff\xfe\n");
@@ -236,20 +299,69 @@ fn binary_garbage_is_refused_at_the_first_bad_byte() {
 #[test]
 fn token_soup_never_panics() {
     let words = [
-        "p0", "p1", "p2", "p255", "p256", "m0", "m1", "m31", "m32", "map", "write", "read", "fork",
-        "exit", "unmap", "private", "shared", "private-zero", "shared-zero", "fill", "ramp", "0",
-        "1", "2", "64", "65", "0..1", "0..2", "1..1", "2..1", "0[0..4]", "0[4..4]", "0[0..4097]",
-        "0x00", "0xff", "0x100", "255", "256", "99999999999999999999", "#", "#x", "\t", "..", "[",
-        "]", "é", "cowcheck-trace", "-1", "0x", "1[",
+        "p0",
+        "p1",
+        "p2",
+        "p255",
+        "p256",
+        "m0",
+        "m1",
+        "m31",
+        "m32",
+        "map",
+        "write",
+        "read",
+        "fork",
+        "exit",
+        "unmap",
+        "private",
+        "shared",
+        "private-zero",
+        "shared-zero",
+        "fill",
+        "ramp",
+        "0",
+        "1",
+        "2",
+        "64",
+        "65",
+        "0..1",
+        "0..2",
+        "1..1",
+        "2..1",
+        "0[0..4]",
+        "0[4..4]",
+        "0[0..4097]",
+        "0x00",
+        "0xff",
+        "0x100",
+        "255",
+        "256",
+        "99999999999999999999",
+        "#",
+        "#x",
+        "\t",
+        "..",
+        "[",
+        "]",
+        "é",
+        "cowcheck-trace",
+        "-1",
+        "0x",
+        "1[",
     ];
     let dir = tmpdir("token-soup");
     let mut rng = Rng::new(7);
     let mut refused = 0;
     for case in 0..40 {
-        let mut text = if rng.below(8) == 0 { String::new() } else { HEADER.to_string() };
+        let mut text = if rng.below(8) == 0 {
+            String::new()
+        } else {
+            HEADER.to_string()
+        };
         for _ in 0..1 + rng.below(8) {
             for _ in 0..rng.below(7) {
-                text.push_str(*rng.pick(&words[..]));
+                text.push_str(rng.pick(&words));
                 text.push(if rng.below(10) == 0 { '\t' } else { ' ' });
             }
             text.push_str(if rng.below(6) == 0 { "\r\n" } else { "\n" });
@@ -276,5 +388,8 @@ fn token_soup_never_panics() {
             other => panic!("case {case}: exit status {other}\n{}", run.dump()),
         }
     }
-    assert!(refused > 20, "token soup should mostly be refused; only {refused} of 40 were");
+    assert!(
+        refused > 20,
+        "token soup should mostly be refused; only {refused} of 40 were"
+    );
 }

@@ -26,19 +26,36 @@ fn run_under_qemu() {
     }
     let dir = tmpdir("qemu-run");
     let run = cowcheck(&[
-        "run", "--under", QEMU, "--cases", "30", "--seed", "1", "--json", "--out", dir.to_str().unwrap(),
+        "run",
+        "--under",
+        QEMU,
+        "--cases",
+        "30",
+        "--seed",
+        "1",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
     ]);
     let code = run.code();
     run.no_panic();
     assert!(code == 0 || code == 1, "exit status {code}\n{}", run.dump());
     let report = run.json();
-    let programs = report["programs"].as_u64().unwrap_or_else(|| panic!("no programs: {report}"));
+    let programs = report["programs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no programs: {report}"));
     assert!(programs >= 1, "{report}");
     assert!(programs <= 30, "--cases 30: {report}");
-    let release = report["kernel"]["release"].as_str().unwrap_or_else(|| panic!("no kernel release: {report}"));
+    let release = report["kernel"]["release"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no kernel release: {report}"));
     assert!(!release.is_empty(), "{report}");
     assert_eq!(report["seed"], 1, "{report}");
-    assert_eq!(code == 1, report["divergence"].is_object(), "exit 1 exactly when a divergence is reported: {report}");
+    assert_eq!(
+        code == 1,
+        report["divergence"].is_object(),
+        "exit 1 exactly when a divergence is reported: {report}"
+    );
 }
 
 /// Under qemu too, a process that touches an unmapped page dies of SIGSEGV at that page, and
@@ -67,9 +84,20 @@ fn replay_under_qemu() {
     );
     let run = cowcheck(&["replay", trace.to_str().unwrap(), "--under", QEMU]);
     run.expect_code(0);
-    assert!(run.stdout.contains("kernel and model agree on all 11 ops"), "{}", run.dump());
+    assert!(
+        run.stdout.contains("kernel and model agree on all 11 ops"),
+        "{}",
+        run.dump()
+    );
     assert!(run.stdout.contains("killed by SIGSEGV"), "{}", run.dump());
     // A fault is still caught under the emulator.
-    let run = cowcheck(&["replay", trace.to_str().unwrap(), "--under", QEMU, "--inject", "drop-child-write"]);
+    let run = cowcheck(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--under",
+        QEMU,
+        "--inject",
+        "drop-child-write",
+    ]);
     run.expect_code(1);
 }

@@ -11,7 +11,10 @@ use cowcheck::program::{MapKind, Op, Program, trace};
 use cowcheck::repro_c;
 
 fn have_cc() -> bool {
-    Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("cc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn page_size() -> usize {
@@ -47,8 +50,7 @@ fn build_all(dir: &Path) -> Vec<(String, PathBuf)> {
     let jobs: Vec<(String, PathBuf, String)> = all
         .iter()
         .map(|(name, program)| {
-            let c = repro_c::generate(program, ps, name)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let c = repro_c::generate(program, ps, name).unwrap_or_else(|e| panic!("{name}: {e}"));
             let file = dir.join(format!("{}.c", name.replace('/', "__")));
             (name.clone(), file, c)
         })
@@ -71,7 +73,10 @@ fn build_all(dir: &Path) -> Vec<(String, PathBuf)> {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("builder")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("builder"))
+            .collect()
     })
 }
 
@@ -80,16 +85,19 @@ fn build_all(dir: &Path) -> Vec<(String, PathBuf)> {
 fn depends_on_cow(program: &Program, ps: usize) -> bool {
     let mut broken = program.clone();
     for op in &mut broken.ops {
-        if let Op::Map { kind, .. } = op {
-            if *kind == MapKind::Private {
-                *kind = MapKind::Shared;
-            }
+        if let Op::Map { kind, .. } = op
+            && *kind == MapKind::Private
+        {
+            *kind = MapKind::Shared;
         }
     }
     let (mut a, mut b) = (Model::new(ps), Model::new(ps));
     let last = program.ops.len().saturating_sub(1);
     for (i, (x, y)) in program.ops.iter().zip(&broken.ops).enumerate() {
-        let (oa, ob) = (a.apply(x, None).expect("model"), b.apply(y, None).expect("model"));
+        let (oa, ob) = (
+            a.apply(x, None).expect("model"),
+            b.apply(y, None).expect("model"),
+        );
         let same = match (&oa, &ob) {
             (Outcome::Mapped { .. }, Outcome::Mapped { .. }) => true,
             _ => oa == ob,
@@ -129,7 +137,11 @@ fn every_reproducer_compiles_passes_and_catches_a_broken_libc() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.starts_with("KTAP version 1\n1.."), "{name}:\n{text}");
         let (_, not_ok) = parse_results(&text);
-        assert_eq!(out.status.code(), Some(0), "{name} failed on this kernel:\n{text}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name} failed on this kernel:\n{text}"
+        );
         assert_eq!(not_ok, 0, "{name}:\n{text}");
     }
 
@@ -147,7 +159,11 @@ fn every_reproducer_compiles_passes_and_catches_a_broken_libc() {
     let programs = scenarios();
     let mut failing = Vec::new();
     for (name, bin) in &built {
-        let program = &programs.iter().find(|(n, _)| n == name).expect("same set").1;
+        let program = &programs
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("same set")
+            .1;
         let out = Command::new(bin)
             .env("LD_PRELOAD", &lib)
             .env("COWCHECK_FAULT", "private-shared")
@@ -176,7 +192,10 @@ fn every_reproducer_compiles_passes_and_catches_a_broken_libc() {
         "fork-classic/child-write-invisible-to-parent",
         "nested-fork/grandchild-write-invisible",
     ] {
-        assert!(failing.iter().any(|n| n == must), "{must} is a private COW scenario");
+        assert!(
+            failing.iter().any(|n| n == must),
+            "{must} is a private COW scenario"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -188,7 +207,8 @@ fn repro_c_build_from_the_command_line() {
         return;
     }
     let dir = scratch("cli");
-    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/fork-classic/basic-cow-no-leak-into-child.trace");
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/fork-classic/basic-cow-no-leak-into-child.trace");
     let c = dir.join("basic.c");
     let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
         .args(["repro-c", "--build", "-o"])
@@ -196,8 +216,14 @@ fn repro_c_build_from_the_command_line() {
         .arg(&trace)
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run = Command::new(dir.join("basic")).output().expect("built binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(dir.join("basic"))
+        .output()
+        .expect("built binary runs");
     let text = String::from_utf8_lossy(&run.stdout);
     assert_eq!(run.status.code(), Some(0), "{text}");
     assert!(text.contains("ok 1 - p0 map m0 private 1"), "{text}");
@@ -213,20 +239,27 @@ fn repro_c_build_from_the_command_line() {
 }
 
 #[test]
-fn an_op_kind_the_generator_does_not_know_is_an_error() {
-    // Every kind outside SUPPORTED must be refused rather than written as wrong C.
-    let unknown = cowcheck::program::OpKind::ALL
-        .into_iter()
-        .find(|k| !repro_c::SUPPORTED.contains(k));
-    let Some(kind) = unknown else {
-        return; // the generator knows every kind there is
-    };
-    let program = scenarios()
-        .into_iter()
-        .map(|(_, p)| p)
-        .find(|p| p.ops.iter().any(|o| o.kind() == kind));
-    if let Some(p) = program {
-        let e = repro_c::generate(&p, page_size(), "t").expect_err("unsupported");
-        assert!(e.to_string().contains("cannot express"), "{e}");
+fn what_the_generator_cannot_check_is_an_error() {
+    // Every op kind outside SUPPORTED, and a successful MADV_FREE (whose pages may read old or
+    // zero), must be refused rather than written as wrong C.
+    let free = trace::parse_str(
+        "cowcheck-trace 1\np0 map m0 private 1\np0 write m0 0 fill 0x01\np0 advise m0 0 free\n",
+    )
+    .expect("parses");
+    let e = repro_c::generate(&free, page_size(), "t").expect_err("nondeterministic");
+    assert!(e.to_string().contains("cannot express `advise free"), "{e}");
+    // MADV_FREE that fails (on shared memory) is deterministic and fine.
+    let shared = trace::parse_str("cowcheck-trace 1\np0 map m0 shared 1\np0 advise m0 0 free\n")
+        .expect("parses");
+    assert!(repro_c::generate(&shared, page_size(), "t").is_ok());
+    for kind in cowcheck::program::OpKind::ALL {
+        if !repro_c::SUPPORTED.contains(&kind)
+            && let Some((_, p)) = scenarios()
+                .into_iter()
+                .find(|(_, p)| p.ops.iter().any(|o| o.kind() == kind))
+        {
+            let e = repro_c::generate(&p, page_size(), "t").expect_err("unsupported");
+            assert!(e.to_string().contains("cannot express"), "{e}");
+        }
     }
 }

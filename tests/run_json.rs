@@ -6,7 +6,16 @@ mod common;
 use common::*;
 
 fn run_json(seed: &str, cases: &str, dir: &std::path::Path) -> serde_json::Value {
-    let run = cowcheck(&["run", "--cases", cases, "--seed", seed, "--json", "--out", dir.to_str().unwrap()]);
+    let run = cowcheck(&[
+        "run",
+        "--cases",
+        cases,
+        "--seed",
+        seed,
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     run.expect_code(0);
     run.json()
 }
@@ -30,7 +39,9 @@ fn run_json_has_the_documented_fields() {
     assert!(pages >= 1, "{report}");
     assert_eq!(count(&report, "seed"), 1, "{report}");
     assert_eq!(count(&report, "page_size"), host_page_size(), "{report}");
-    let release = report["kernel"]["release"].as_str().unwrap_or_else(|| panic!("kernel.release: {report}"));
+    let release = report["kernel"]["release"]
+        .as_str()
+        .unwrap_or_else(|| panic!("kernel.release: {report}"));
     let ours = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     if !ours.is_empty() {
         assert_eq!(release, ours.trim(), "kernel.release is uname -r");
@@ -44,7 +55,16 @@ fn run_json_has_the_documented_fields() {
 fn same_seed_same_campaign() {
     let dir = tmpdir("json-seed");
     let campaign = |seed: &str| {
-        let run = cowcheck(&["run", "--cases", "30", "--seed", seed, "--json", "--out", dir.to_str().unwrap()]);
+        let run = cowcheck(&[
+            "run",
+            "--cases",
+            "30",
+            "--seed",
+            seed,
+            "--json",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
         let code = run.code();
         run.no_panic();
         assert!(code == 0 || code == 1, "{}", run.dump());
@@ -55,16 +75,31 @@ fn same_seed_same_campaign() {
     let (code_a, a) = campaign("42");
     let (code_b, b) = campaign("42");
     let (_, c) = campaign("43");
-    assert_eq!(code_a, code_b, "two runs of seed 42 end differently:\n{a}\n{b}");
-    for field in ["programs", "ops", "forks", "snapshots", "pages_compared", "programs_with"] {
-        assert_eq!(a[field], b[field], "{field} differs between two runs of seed 42:\n{a}\n{b}");
+    assert_eq!(
+        code_a, code_b,
+        "two runs of seed 42 end differently:\n{a}\n{b}"
+    );
+    for field in [
+        "programs",
+        "ops",
+        "forks",
+        "snapshots",
+        "pages_compared",
+        "programs_with",
+    ] {
+        assert_eq!(
+            a[field], b[field],
+            "{field} differs between two runs of seed 42:\n{a}\n{b}"
+        );
     }
     assert_eq!(
         a["divergence"]["trace"], b["divergence"]["trace"],
         "seed 42 shrank to different traces:\n{a}\n{b}"
     );
     assert!(
-        ["ops", "forks", "pages_compared"].iter().any(|f| a[*f] != c[*f]),
+        ["ops", "forks", "pages_compared"]
+            .iter()
+            .any(|f| a[*f] != c[*f]),
         "seeds 42 and 43 should give different campaigns:\n{a}\n{c}"
     );
 }
@@ -72,7 +107,18 @@ fn same_seed_same_campaign() {
 #[test]
 fn max_ops_bounds_the_programs() {
     let dir = tmpdir("json-max-ops");
-    let run = cowcheck(&["run", "--cases", "25", "--seed", "3", "--max-ops", "3", "--json", "--out", dir.to_str().unwrap()]);
+    let run = cowcheck(&[
+        "run",
+        "--cases",
+        "25",
+        "--seed",
+        "3",
+        "--max-ops",
+        "3",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     let code = run.code();
     run.no_panic();
     assert!(code == 0 || code == 1, "{}", run.dump());
@@ -80,7 +126,13 @@ fn max_ops_bounds_the_programs() {
     let programs = count(&report, "programs");
     assert!(programs == 25 || (code == 1 && programs <= 25), "{report}");
     if let Some(trace) = report["divergence"]["trace"].as_str() {
-        assert!(op_lines(trace).len() <= 3, "a shrunk program is no longer than the original: {trace}");
+        assert!(
+            op_lines(trace).len() <= 3,
+            "a shrunk program is no longer than the original: {trace}"
+        );
     }
-    assert!(count(&report, "ops") <= programs * 3, "--max-ops 3 over 25 programs: {report}");
+    assert!(
+        count(&report, "ops") <= programs * 3,
+        "--max-ops 3 over 25 programs: {report}"
+    );
 }

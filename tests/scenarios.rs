@@ -38,6 +38,11 @@ fn run(path: &Path, env: &Environment) -> Result<(), Failed> {
         Err(Verdict::Fail(reasons)) => return Err(reasons.join("\n").into()),
         Err(Verdict::Skip(_)) | Err(Verdict::Pass) => return Ok(()),
     };
+    // Scenario files are canonical traces: print(parse(t)) == t.
+    let text = std::fs::read_to_string(path).map_err(|e| Failed::from(e.to_string()))?;
+    if program.to_string() != text {
+        return Err(format!("not in canonical form; it prints as:\n{program}").into());
+    }
     let config = ExecutorConfig::new(env!("CARGO_BIN_EXE_cowcheck").into());
     let mut executor = Executor::start(&config).map_err(|e| Failed::from(e.to_string()))?;
     match corpus::check_program(&mut executor, &program) {

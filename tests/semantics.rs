@@ -14,7 +14,10 @@ fn is_shared(kind: &str) -> bool {
 
 /// The digest list of a kernel read outcome (`read 1 page(s), digests 9305ba97e0e30020`).
 fn digests(outcome: &str) -> &str {
-    assert!(outcome.starts_with("read "), "not a read outcome: {outcome:?}");
+    assert!(
+        outcome.starts_with("read "),
+        "not a read outcome: {outcome:?}"
+    );
     outcome
         .split_once("digests")
         .map(|(_, d)| d.trim())
@@ -46,14 +49,28 @@ fn classic_int_incremented_by_child_model_predictions() {
         // The prediction is about bytes inside the first 4 KiB: the same for every page size.
         for page_size in ["4096", "16384", "65536"] {
             let p = model(&path, &["--page-size", page_size]);
-            assert!(p[0].outcome.starts_with("mapped at 0x"), "{kind}: {:?}", p[0]);
+            assert!(
+                p[0].outcome.starts_with("mapped at 0x"),
+                "{kind}: {:?}",
+                p[0]
+            );
             assert_eq!(p[1].outcome, "ok", "{kind}");
             assert_eq!(p[2].outcome, "ok", "{kind}");
-            assert_eq!(p[3].outcome, "page 0: 0x01×4", "{kind}: the child inherits the parent's int");
+            assert_eq!(
+                p[3].outcome, "page 0: 0x01×4",
+                "{kind}: the child inherits the parent's int"
+            );
             assert_eq!(p[4].outcome, "ok", "{kind}");
-            assert_eq!(p[5].outcome, "page 0: 0x02×4", "{kind}: the child sees its own write");
+            assert_eq!(
+                p[5].outcome, "page 0: 0x02×4",
+                "{kind}: the child sees its own write"
+            );
             assert_eq!(p[6].outcome, "ok", "{kind}");
-            let parent = if is_shared(kind) { "page 0: 0x02×4" } else { "page 0: 0x01×4" };
+            let parent = if is_shared(kind) {
+                "page 0: 0x02×4"
+            } else {
+                "page 0: 0x01×4"
+            };
             assert_eq!(
                 p[7].outcome, parent,
                 "{kind} (page size {page_size}): what the parent reads after the child's increment"
@@ -84,9 +101,15 @@ fn classic_int_incremented_by_child_kernel_agrees() {
         // The kernel's own reads, compared with each other (no model involved): the child's
         // read before its write, after it, and the parent's read at the end.
         let (before, after, parent) = (digests(&k[3]), digests(&k[5]), digests(&k[7]));
-        assert_ne!(before, after, "{kind}: the child's write changed nothing it could see");
+        assert_ne!(
+            before, after,
+            "{kind}: the child's write changed nothing it could see"
+        );
         if is_shared(kind) {
-            assert_eq!(parent, after, "{kind}: the parent must see the child's increment");
+            assert_eq!(
+                parent, after,
+                "{kind}: the parent must see the child's increment"
+            );
         } else {
             assert_eq!(parent, before, "{kind}: the parent must keep its own copy");
         }
@@ -108,7 +131,11 @@ fn classic_replay_catches_injected_faults() {
         };
         let run = cowcheck(&["replay", path.to_str().unwrap(), "--inject", fault]);
         run.expect_code(1);
-        assert!(run.stdout.contains("DIVERGENCE"), "{kind} with {fault}\n{}", run.dump());
+        assert!(
+            run.stdout.contains("DIVERGENCE"),
+            "{kind} with {fault}\n{}",
+            run.dump()
+        );
     }
 }
 
@@ -118,7 +145,12 @@ fn classic_replay_catches_injected_faults() {
 #[test]
 fn nested_forks_write_in_every_generation() {
     const DEPTH: usize = 4;
-    let maps = [("m0", "private"), ("m1", "shared"), ("m2", "private-zero"), ("m3", "shared-zero")];
+    let maps = [
+        ("m0", "private"),
+        ("m1", "shared"),
+        ("m2", "private-zero"),
+        ("m3", "shared-zero"),
+    ];
     let value = |g: usize| 0x10 + g as u8;
     let mut trace = String::from("cowcheck-trace 1\n# five generations, a write in each\n");
     // (op, expected prediction or None for "anything")
@@ -133,7 +165,11 @@ fn nested_forks_write_in_every_generation() {
     }
     for g in 0..=DEPTH {
         if g > 0 {
-            push(&mut trace, format!("p{} fork p{g}", g - 1), Some("ok".into()));
+            push(
+                &mut trace,
+                format!("p{} fork p{g}", g - 1),
+                Some("ok".into()),
+            );
             // The child starts with its parent's bytes, whatever the kind.
             for (m, _) in maps {
                 push(
@@ -162,17 +198,29 @@ fn nested_forks_write_in_every_generation() {
     // After all forks, p0 writes page 1 (never touched before): shared pages carry it to
     // every descendant, private ones do not (they stay zero there).
     for (m, _) in maps {
-        push(&mut trace, format!("p0 write {m} 1[100..108] fill 0x20"), Some("ok".into()));
+        push(
+            &mut trace,
+            format!("p0 write {m} 1[100..108] fill 0x20"),
+            Some("ok".into()),
+        );
     }
     for g in (0..=DEPTH).rev() {
         for (m, kind) in maps {
-            let page0 = if is_shared(kind) { value(DEPTH) } else { value(g) };
+            let page0 = if is_shared(kind) {
+                value(DEPTH)
+            } else {
+                value(g)
+            };
             push(
                 &mut trace,
                 format!("p{g} read {m} 0[0..8]"),
                 Some(format!("page 0: 0x{page0:02x}×8")),
             );
-            let page1 = if is_shared(kind) || g == 0 { 0x20 } else { 0x00 };
+            let page1 = if is_shared(kind) || g == 0 {
+                0x20
+            } else {
+                0x00
+            };
             push(
                 &mut trace,
                 format!("p{g} read {m} 1[100..108]"),
@@ -183,7 +231,11 @@ fn nested_forks_write_in_every_generation() {
     // The deepest generation exits first; the others still see the shared bytes it wrote.
     push(&mut trace, format!("p{DEPTH} exit"), Some("ok".into()));
     for (m, kind) in maps {
-        let page0 = if is_shared(kind) { value(DEPTH) } else { value(0) };
+        let page0 = if is_shared(kind) {
+            value(DEPTH)
+        } else {
+            value(0)
+        };
         push(
             &mut trace,
             format!("p0 read {m} 0[0..8]"),
@@ -197,15 +249,21 @@ fn nested_forks_write_in_every_generation() {
     assert_eq!(preds.len(), expect.len());
     for (p, want) in preds.iter().zip(&expect) {
         if let Some(want) = want {
-            assert_eq!(&p.outcome, want, "op {} `{}`\ntrace:\n{trace}", p.index, p.op);
+            assert_eq!(
+                &p.outcome, want,
+                "op {} `{}`\ntrace:\n{trace}",
+                p.index, p.op
+            );
         }
     }
 
     let run = cowcheck(&["replay", path.to_str().unwrap()]);
     run.expect_code(0);
     assert!(
-        run.stdout
-            .contains(&format!("kernel and model agree on all {} ops", expect.len())),
+        run.stdout.contains(&format!(
+            "kernel and model agree on all {} ops",
+            expect.len()
+        )),
         "{}",
         run.dump()
     );
@@ -247,23 +305,40 @@ fn partial_unmap_then_access() {
         };
         assert_eq!(p[2].outcome, "ok", "{kind}: unmap");
         segv(4); // p1 read page 2
-        assert!(p[5].outcome.starts_with("skipped"), "{kind}: a dead process does nothing: {:?}", p[5]);
+        assert!(
+            p[5].outcome.starts_with("skipped"),
+            "{kind}: a dead process does nothing: {:?}",
+            p[5]
+        );
         assert_eq!(p[6].outcome, "page 0: 0x07×16", "{kind}");
         assert_eq!(p[7].outcome, "page 3: 0x07×16", "{kind}");
         assert_eq!(p[8].outcome, "ok", "{kind}");
         assert_eq!(p[9].outcome, "page 3: 0x09×4 0x07×4", "{kind}");
         segv(11); // p2 write page 1
-        assert_eq!(p[12].outcome, "page 0: 0x07×6", "{kind}: a child's death leaves p0 alone");
+        assert_eq!(
+            p[12].outcome, "page 0: 0x07×6",
+            "{kind}: a child's death leaves p0 alone"
+        );
         segv(13); // p0 read page 2
 
         let (code, report, run) = replay_json(&path, &[]);
-        assert_eq!(code, 0, "{kind}: kernel and model should agree\n{}", run.dump());
+        assert_eq!(
+            code,
+            0,
+            "{kind}: kernel and model should agree\n{}",
+            run.dump()
+        );
         assert!(report["divergence"].is_null(), "{kind}: {report}");
         let k = kernel_outcomes(&report);
         let ps = report["page_size"].as_u64().expect("page_size");
         let base = hex_after(&k[0], "mapped at").unwrap_or_else(|| panic!("{kind}: {:?}", k[0]));
         for (op, page) in [(4, 2), (11, 1), (13, 2)] {
-            assert!(k[op].starts_with("killed by SIGSEGV"), "{kind}: kernel op {}: {:?}", op + 1, k[op]);
+            assert!(
+                k[op].starts_with("killed by SIGSEGV"),
+                "{kind}: kernel op {}: {:?}",
+                op + 1,
+                k[op]
+            );
             assert_eq!(
                 hex_after(&k[op], "at page"),
                 Some(base + page * ps),
@@ -272,7 +347,11 @@ fn partial_unmap_then_access() {
             );
         }
         for op in [6, 7, 9, 12] {
-            assert!(k[op].starts_with("read "), "{kind}: page 0 and 3 stay readable: {:?}", k[op]);
+            assert!(
+                k[op].starts_with("read "),
+                "{kind}: page 0 and 3 stay readable: {:?}",
+                k[op]
+            );
         }
     }
 }

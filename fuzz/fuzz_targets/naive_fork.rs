@@ -9,9 +9,9 @@ use std::fs::File;
 use std::os::fd::FromRawFd;
 
 use cowcheck::check;
+use cowcheck::kernel::KernelRun;
 use cowcheck::kernel::executor::{encode_request, read_frame, write_frame};
 use cowcheck::kernel::protocol::Dec;
-use cowcheck::kernel::KernelRun;
 use cowcheck::program::Program;
 use libfuzzer_sys::fuzz_target;
 
@@ -38,7 +38,10 @@ fn run_forked(program: &Program) -> (usize, KernelRun) {
         unsafe {
             libc::dup2(req_r.as_raw_fd(), 0);
             libc::dup2(rep_w.as_raw_fd(), 1);
-            let code = cowcheck::kernel::executor::main(0);
+            let code = cowcheck::kernel::executor::main(
+                0,
+                cowcheck::kernel::executor::DEFAULT_OP_DEADLINE,
+            );
             libc::_exit(code);
         }
     }
@@ -63,6 +66,9 @@ fuzz_target!(|data: &[u8]| {
     let (page_size, run) = run_forked(&program);
     cowcheck_fuzz::publish_program_cells(&program, page_size);
     if let Err(d) = check::compare(&program, &run, page_size) {
-        panic!("cowcheck (naive_fork baseline): divergence {}\n{program}", d.signature(&program));
+        panic!(
+            "cowcheck (naive_fork baseline): divergence {}\n{program}",
+            d.signature(&program)
+        );
     }
 });

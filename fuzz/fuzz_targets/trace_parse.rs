@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Err((i, e)) = program.validate() {
-        panic!("the parser accepted an invalid program (op {}: {})", i + 1, e.message);
+        panic!(
+            "the parser accepted an invalid program (op {}: {})",
+            i + 1,
+            e.message
+        );
     }
     let printed = program.to_string();
     let again = match trace::parse(printed.as_bytes()) {
@@ -26,8 +30,7 @@ fuzz_target!(|data: &[u8]| {
         "printing the reparsed program gives other text"
     );
     assert_eq!(
-        again,
-        program,
+        again, program,
         "the printed form reads back as another program\n--- printed ---\n{printed}"
     );
 });

@@ -49,7 +49,10 @@ const COUNTER_BYTES: usize = CELLS.next_multiple_of(64);
 #[repr(C, align(64))]
 struct Counters([AtomicU8; COUNTER_BYTES]);
 
-#[cfg_attr(target_os = "linux", unsafe(link_section = "__libfuzzer_extra_counters"))]
+#[cfg_attr(
+    target_os = "linux",
+    unsafe(link_section = "__libfuzzer_extra_counters")
+)]
 #[used]
 static COUNTERS: Counters = Counters([const { AtomicU8::new(0) }; COUNTER_BYTES]);
 
@@ -272,7 +275,9 @@ pub fn check_program(program: &Program) {
             Ok(None) => return,
             Ok(Some(report)) => panic!("{report}"),
             Err(e) if attempt == 0 => {
-                eprintln!("cowcheck-fuzz: harness error ({e}); restarting the executor and retrying");
+                eprintln!(
+                    "cowcheck-fuzz: harness error ({e}); restarting the executor and retrying"
+                );
                 restart_executor();
             }
             Err(e) => panic!(
@@ -284,11 +289,7 @@ pub fn check_program(program: &Program) {
 }
 
 /// Shrinks a divergence and renders it the way `cowcheck run` does.
-fn divergence_report(
-    ex: &mut Executor,
-    program: &Program,
-    d: check::Divergence,
-) -> String {
+fn divergence_report(ex: &mut Executor, program: &Program, d: check::Divergence) -> String {
     let mut out = String::new();
     match campaign::explain(ex, 0, program, d.clone()) {
         Ok(f) => {
@@ -318,6 +319,8 @@ fn divergence_report(
         }
     }
     out += "\nthe crash artifact decodes to the unshrunk program: `cowcheck decode ARTIFACT` \
-            prints it, `cowcheck replay ARTIFACT` reruns it, `cowcheck shrink ARTIFACT` shrinks it\n";
+            prints it, `cowcheck replay --artifact ARTIFACT` reruns it, \
+            `cowcheck shrink --artifact ARTIFACT` shrinks it (add the same --under as the \
+            fuzzer's COWCHECK_UNDER, if any)\n";
     out
 }

@@ -57,15 +57,24 @@ pub struct Property {
     pub name: &'static str,
     pub cases: u32,
     pub seed: u64,
+    /// Most shrink steps proptest takes after a failure (each one reruns the property).
+    pub shrink_iters: u32,
 }
 
 /// How a run ended.
 #[derive(Debug)]
 pub enum Ran<V> {
-    Passed { cases: u32, elapsed: Duration },
+    Passed {
+        cases: u32,
+        elapsed: Duration,
+    },
     /// `value` is the smallest failing input proptest found; `reason` is what the property said
     /// about it.
-    Failed { reason: String, value: V, elapsed: Duration },
+    Failed {
+        reason: String,
+        value: V,
+        elapsed: Duration,
+    },
 }
 
 impl Property {
@@ -80,13 +89,24 @@ impl Property {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| fnv1a(name.as_bytes()));
-        Property { name, cases, seed }
+        Property {
+            name,
+            cases,
+            seed,
+            shrink_iters: 2048,
+        }
     }
 
     /// The same property with another case count (counter-tests stop at the first failure, so
     /// they only need an upper bound).
     pub fn with_cases(mut self, cases: u32) -> Property {
         self.cases = cases;
+        self
+    }
+
+    /// The same property with at most `n` shrink steps (for properties whose cases are slow).
+    pub fn with_shrink_iters(mut self, n: u32) -> Property {
+        self.shrink_iters = n;
         self
     }
 
@@ -116,8 +136,12 @@ impl Property {
     pub fn config(&self, persist: bool) -> Config {
         let base = Config::default();
         let persistence = if persist && base.failure_persistence.is_some() {
-            let path: &'static str =
-                Box::leak(self.regression_file().display().to_string().into_boxed_str());
+            let path: &'static str = Box::leak(
+                self.regression_file()
+                    .display()
+                    .to_string()
+                    .into_boxed_str(),
+            );
             Some(Box::new(FileFailurePersistence::Direct(path)) as _)
         } else {
             None
@@ -128,7 +152,7 @@ impl Property {
             rng_seed: RngSeed::Fixed(self.seed),
             failure_persistence: persistence,
             // Shrinking is bounded so that even a failing CI run ends in bounded time.
-            max_shrink_iters: base.max_shrink_iters.min(2048),
+            max_shrink_iters: base.max_shrink_iters.min(self.shrink_iters),
             max_shrink_time: if base.max_shrink_time == 0 {
                 60_000
             } else {
@@ -169,7 +193,12 @@ impl Property {
 
     /// The failure report: the reason, then each program as a trace (also written to a file),
     /// then how to replay it.
-    pub fn failure_report(&self, reason: &str, programs: &[(&str, &Program)], replay: &str) -> String {
+    pub fn failure_report(
+        &self,
+        reason: &str,
+        programs: &[(&str, &Program)],
+        replay: &str,
+    ) -> String {
         let mut out = format!(
             "property `{}` failed (seed {}, {} cases)\n{reason}\n",
             self.name, self.seed, self.cases
@@ -189,17 +218,25 @@ impl Property {
             };
             out.push_str(&format!(
                 "\n{} as a cowcheck trace ({whence}):\n{program}",
-                if label.is_empty() { "failing program" } else { label }
+                if label.is_empty() {
+                    "failing program"
+                } else {
+                    label
+                }
             ));
             if saved.is_ok() {
                 out.push_str(&format!("replay: {replay} {}\n", path.display()));
             }
         }
-        out.push_str(&format!(
-            "\nrerun: the seed is persisted in {} and replays first on the next `cargo test --release`;\n\
-             rerun with other seeds: PROPTEST_RNG_SEED=<u64> COWCHECK_PROPTEST_CASES=<n>\n",
-            self.regression_file().display()
-        ));
+        if self.regression_file().exists() {
+            out.push_str(&format!(
+                "\nrerun: the seed is persisted in {} and replays first on the next `cargo test --release`",
+                self.regression_file().display()
+            ));
+        }
+        out.push_str(
+            "\nrerun with other seeds: PROPTEST_RNG_SEED=<u64> COWCHECK_PROPTEST_CASES=<n>\n",
+        );
         out
     }
 }

@@ -20,7 +20,9 @@ pub enum HarnessError {
         command: String,
         source: std::io::Error,
     },
-    #[error("the executor `{command}` exited before it was ready ({status}); is the command right?")]
+    #[error(
+        "the executor `{command}` exited before it was ready ({status}); is the command right?"
+    )]
     NotReady { command: String, status: String },
     #[error("the executor died ({0})")]
     Died(String),
@@ -94,7 +96,10 @@ impl Executor {
             None => Command::new(&config.exe),
         };
         cmd.arg("__executor");
-        cmd.arg(format!("--op-deadline-ms={}", config.op_deadline.as_millis()));
+        cmd.arg(format!(
+            "--op-deadline-ms={}",
+            config.op_deadline.as_millis()
+        ));
         for i in &config.inject {
             cmd.arg(format!("--inject={i}"));
         }
@@ -184,9 +189,8 @@ impl Executor {
         dumps: &[DumpRequest],
     ) -> Result<KernelRun, HarnessError> {
         let req = encode_request(program, dumps);
-        write_frame(&mut self.input, &req).map_err(|e| {
-            HarnessError::Died(format!("{e}; it no longer reads its input"))
-        })?;
+        write_frame(&mut self.input, &req)
+            .map_err(|e| HarnessError::Died(format!("{e}; it no longer reads its input")))?;
         let frame = self.read_reply(self.config.program_deadline)?;
         Ok(Dec::new(&frame).run()?)
     }
@@ -202,7 +206,9 @@ impl Executor {
         let frame = self.read_reply(self.config.program_deadline)?;
         let mut dec = Dec::new(&frame);
         let k = dec.u32()? as usize;
-        (0..k.min(frame.len() / 8)).map(|_| Ok(dec.u64()?)).collect()
+        (0..k.min(frame.len() / 8))
+            .map(|_| Ok(dec.u64()?))
+            .collect()
     }
 }
 

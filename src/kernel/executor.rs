@@ -115,7 +115,9 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         let mut enc = Enc::default();
         match frame.first() {
             Some(&REQUEST_FORK_BENCH) => {
-                let n = frame.get(1..5).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let n = frame
+                    .get(1..5)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 let samples = fork_bench(n.min(100_000));
                 enc.u32(samples.len() as u32);
                 for s in samples {
@@ -185,8 +187,7 @@ fn probe_features(ps: usize) -> crate::model::Features {
         let guard = advice_known(102);
         crate::model::Features {
             guard,
-            guard_shared: guard
-                && works_on(libc::MAP_SHARED, &|p| libc::madvise(p, ps, 102) == 0),
+            guard_shared: guard && works_on(libc::MAP_SHARED, &|p| libc::madvise(p, ps, 102) == 0),
             populate: advice_known(libc::MADV_POPULATE_READ),
             cold_pageout: advice_known(libc::MADV_PAGEOUT),
             wipeonfork: advice_known(libc::MADV_WIPEONFORK),
@@ -281,12 +282,14 @@ fn decode_request(frame: &[u8]) -> Result<(Program, Vec<DumpRequest>), String> {
         dumps.push(dec.dump_request().map_err(bad)?);
     }
     let text = dec.rest();
-    let program = trace::parse(text).map_err(|e| format!("executor could not parse the program: {e}"))?;
+    let program =
+        trace::parse(text).map_err(|e| format!("executor could not parse the program: {e}"))?;
     Ok((program, dumps))
 }
 
 fn set_deadline(fd: &OwnedFd, deadline: Duration) {
-    let tv = nix::sys::time::TimeVal::new(deadline.as_secs() as i64, deadline.subsec_micros() as i64);
+    let tv =
+        nix::sys::time::TimeVal::new(deadline.as_secs() as i64, deadline.subsec_micros() as i64);
     let _ = nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
 }
 
@@ -530,7 +533,11 @@ impl Coordinator {
                 req[2] = pages as u64 * ps;
             }
             Op::MapAt {
-                kind, pages, how, at: a, ..
+                kind,
+                pages,
+                how,
+                at: a,
+                ..
             } => {
                 req[0] = verb::MAP_AT;
                 req[1] = kind_code(kind);
@@ -656,7 +663,10 @@ impl Coordinator {
                 continue;
             }
             let reply = self.recv(fd).map_err(|e| (k, e))?;
-            outcomes.push(self.outcome(op, reply, workers, bases).map_err(|e| (k, e))?);
+            outcomes.push(
+                self.outcome(op, reply, workers, bases)
+                    .map_err(|e| (k, e))?,
+            );
         }
         Ok(outcomes)
     }
@@ -698,7 +708,11 @@ impl Coordinator {
         };
         match st {
             status::OK => {}
-            status::ERR => return Ok(Outcome::Failed { errno: head[1] as i32 }),
+            status::ERR => {
+                return Ok(Outcome::Failed {
+                    errno: head[1] as i32,
+                });
+            }
             status::FAULT => {
                 workers[p] = None;
                 let n = (head[4] as usize).min(payload);
@@ -767,7 +781,9 @@ impl Coordinator {
                         let _ = kill(w.pid, Signal::SIGKILL);
                     }
                 }
-                Reply::Msg { st, head, payload, .. } => match st {
+                Reply::Msg {
+                    st, head, payload, ..
+                } => match st {
                     status::OK => {
                         let (nr, np) = (head[4] as usize, head[5] as usize);
                         if nr * 3 + np * 2 > payload {

@@ -51,7 +51,11 @@ pub fn read_self_maps(buf: &mut [u8]) -> usize {
         }
         let mut n = 0usize;
         while n < buf.len() {
-            let r = libc::read(fd, buf.as_mut_ptr().add(n) as *mut libc::c_void, buf.len() - n);
+            let r = libc::read(
+                fd,
+                buf.as_mut_ptr().add(n) as *mut libc::c_void,
+                buf.len() - n,
+            );
             if r < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
                 continue;
             }

@@ -16,7 +16,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-
 use super::maps;
 use super::protocol::{REPLY_HEAD, REPLY_PAYLOAD, REQ_WORDS, region_flags, status, verb};
 use crate::model::UNREADABLE;
@@ -256,7 +255,9 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 let r = call_result(
                     // SAFETY: mprotect on the program's own mappings; Rust code holds no
                     // references into them across ops.
-                    unsafe { libc::mprotect(first as *mut c_void, req[3] as usize * ps, req[4] as i32) },
+                    unsafe {
+                        libc::mprotect(first as *mut c_void, req[3] as usize * ps, req[4] as i32)
+                    },
                 );
                 reply_status(fd, reply, r);
             }
@@ -264,7 +265,9 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 let r = call_result(
                     // SAFETY: madvise on the program's own mappings (the harness's are never
                     // named: ranges lie inside program handles).
-                    unsafe { libc::madvise(first as *mut c_void, req[3] as usize * ps, req[4] as i32) },
+                    unsafe {
+                        libc::madvise(first as *mut c_void, req[3] as usize * ps, req[4] as i32)
+                    },
                 );
                 reply_status(fd, reply, r);
             }
@@ -296,13 +299,28 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
             verb::WRITE => {
                 let skip = !s.is_root && injected(inject::DROP_CHILD_WRITE);
                 if !skip {
-                    write(first, req[3] as usize, req[4] as usize, req[5] as usize, req[6], base, ps);
+                    write(
+                        first,
+                        req[3] as usize,
+                        req[4] as usize,
+                        req[5] as usize,
+                        req[6],
+                        base,
+                        ps,
+                    );
                 }
                 head(reply, status::OK, 0, 0, 0, 0);
                 send_reply(fd, reply, 0, None);
             }
             verb::READ => {
-                let n = read(reply, first, req[3] as usize, req[4] as usize, req[5] as usize, ps);
+                let n = read(
+                    reply,
+                    first,
+                    req[3] as usize,
+                    req[4] as usize,
+                    req[5] as usize,
+                    ps,
+                );
                 head(reply, status::OK, 0, 0, 0, n as u64);
                 send_reply(fd, reply, n, None);
             }
@@ -436,7 +454,11 @@ fn invalid_call(call: u64, bad: u64, base: u64, ps: usize) -> Result<(), nix::er
         match call {
             0 => {
                 let fixed = if bad == UNALIGNED { libc::MAP_FIXED } else { 0 };
-                let hint = if bad == UNALIGNED { addr } else { std::ptr::null_mut() };
+                let hint = if bad == UNALIGNED {
+                    addr
+                } else {
+                    std::ptr::null_mut()
+                };
                 let r = libc::mmap(
                     hint,
                     len,
@@ -456,7 +478,11 @@ fn invalid_call(call: u64, bad: u64, base: u64, ps: usize) -> Result<(), nix::er
             }
             1 => libc::munmap(addr, len) as isize,
             2 => {
-                let prot = if bad == 4 { 0x100 | libc::PROT_READ } else { libc::PROT_READ | libc::PROT_WRITE };
+                let prot = if bad == 4 {
+                    0x100 | libc::PROT_READ
+                } else {
+                    libc::PROT_READ | libc::PROT_WRITE
+                };
                 libc::mprotect(addr, len, prot) as isize
             }
             3 => {
@@ -624,7 +650,11 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
     let mut npages = 0usize;
     let base = nregions * 3;
     for i in 0..nregions {
-        let r = super::protocol::region_from_words(payload[i * 3], payload[i * 3 + 1], payload[i * 3 + 2]);
+        let r = super::protocol::region_from_words(
+            payload[i * 3],
+            payload[i * 3 + 1],
+            payload[i * 3 + 2],
+        );
         if r.prot & crate::outcome::PROT_R == 0 {
             continue;
         }
@@ -655,4 +685,3 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
     }
     (Some(nregions), Some(npages))
 }
-

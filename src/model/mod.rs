@@ -31,8 +31,8 @@ use crate::outcome::{
     SEGV_MAPERR, SIGBUS, SIGSEGV, Snapshot, digest, push_region,
 };
 use crate::program::{
-    Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Prot,
-    RemapFlags, Span, Syscall, caps,
+    Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Prot, RemapFlags,
+    Span, Syscall, caps,
 };
 use frame::{FrameId, Frames};
 use space::{AddressSpace, Alts, ObjId, PageBacking, Pte, flag};
@@ -99,7 +99,10 @@ impl Features {
             ("MADV_WIPEONFORK (4.14)", self.wipeonfork),
             ("MADV_FREE (4.5)", self.free),
             ("MREMAP_DONTUNMAP (5.7)", self.dontunmap),
-            ("MREMAP_DONTUNMAP on shared memory (5.13)", self.dontunmap_shared),
+            (
+                "MREMAP_DONTUNMAP on shared memory (5.13)",
+                self.dontunmap_shared,
+            ),
             ("MAP_FIXED_NOREPLACE (4.17)", self.noreplace),
         ]
     }
@@ -354,7 +357,13 @@ impl Model {
         self.next_placement
     }
 
-    fn check_free(&self, proc: ProcId, map: MapId, addr: u64, pages: u16) -> Result<(), ModelError> {
+    fn check_free(
+        &self,
+        proc: ProcId,
+        map: MapId,
+        addr: u64,
+        pages: u16,
+    ) -> Result<(), ModelError> {
         let bad = |reason: &str| ModelError::Placement {
             map,
             addr,
@@ -454,7 +463,10 @@ impl Model {
             // MAP_FIXED_NOREPLACE: EEXIST if anything is there (D4). The range lies inside a
             // program handle's range, which the harness never maps, so the model knows.
             PlaceHow::NoReplace => {
-                if self.procs[proc.0 as usize].space.any_mapped(vpn, pages as u64) {
+                if self.procs[proc.0 as usize]
+                    .space
+                    .any_mapped(vpn, pages as u64)
+                {
                     return Ok(Outcome::Failed { errno: EEXIST });
                 }
                 self.install(proc, map, kind, pages, addr);
@@ -464,7 +476,10 @@ impl Model {
             PlaceHow::Hint => {
                 let chosen = match observed_addr(observed) {
                     Some(a) => a,
-                    None if !self.procs[proc.0 as usize].space.any_mapped(vpn, pages as u64) => {
+                    None if !self.procs[proc.0 as usize]
+                        .space
+                        .any_mapped(vpn, pages as u64) =>
+                    {
                         addr
                     }
                     None => self.choose_addr(pages),
@@ -564,7 +579,10 @@ impl Model {
             // A page written after MADV_FREE keeps either its old bytes or zeroes around the
             // write, whichever the kernel had by then (F2): the zero branch becomes an
             // alternative until an observation tells.
-            let pte = *self.procs[proc.0 as usize].space.get(vpn).expect("fault checked");
+            let pte = *self.procs[proc.0 as usize]
+                .space
+                .get(vpn)
+                .expect("fault checked");
             let mut alts = Alts::default();
             for a in pte.alts.iter() {
                 let a = self.exclusive(a);
@@ -682,7 +700,10 @@ impl Model {
         let PageBacking::Private(old_primary) = pte.backing else {
             return primary_ok;
         };
-        let p = self.procs[proc.0 as usize].space.get_mut(vpn).expect("present");
+        let p = self.procs[proc.0 as usize]
+            .space
+            .get_mut(vpn)
+            .expect("present");
         p.alts = keep;
         if primary_ok {
             return true;
@@ -699,7 +720,11 @@ impl Model {
             for a in p.alts.iter().collect::<Vec<_>>() {
                 self.frames.release(a);
             }
-            self.procs[proc.0 as usize].space.get_mut(vpn).expect("present").alts = Alts::default();
+            self.procs[proc.0 as usize]
+                .space
+                .get_mut(vpn)
+                .expect("present")
+                .alts = Alts::default();
             self.frames.release(old_primary);
             return true;
         }
@@ -822,7 +847,10 @@ impl Model {
                 self.frames.release(a);
             }
             self.frames.release(f);
-            let p = self.procs[proc.0 as usize].space.get_mut(vpn).expect("mapped");
+            let p = self.procs[proc.0 as usize]
+                .space
+                .get_mut(vpn)
+                .expect("mapped");
             p.backing = PageBacking::Private(FrameId::ZERO);
             p.alts = Alts::default();
             p.flags &= !flag::LAZY;
@@ -1176,7 +1204,9 @@ impl Model {
         if dest.is_none() {
             self.check_free(proc, result, target, new_pages)?;
         }
-        let moved = self.procs[proc.0 as usize].space.remove_range(old_vpn, old_n);
+        let moved = self.procs[proc.0 as usize]
+            .space
+            .remove_range(old_vpn, old_n);
         if flags.dontunmap {
             // The old range stays mapped: private pages read zero, shared pages still show the
             // object (an alias) (G6).
@@ -1203,7 +1233,10 @@ impl Model {
         for (vpn, pte) in moved {
             let offset = vpn - old_vpn;
             if offset < new_n {
-                self.procs[proc.0 as usize].space.ptes.insert(tv + offset, pte);
+                self.procs[proc.0 as usize]
+                    .space
+                    .ptes
+                    .insert(tv + offset, pte);
             } else {
                 self.release(&pte);
             }
@@ -1419,4 +1452,3 @@ impl Model {
         (state, Some(pte.kind))
     }
 }
-

@@ -97,7 +97,11 @@ impl Builder {
     /// newest (deep trees), sometimes any.
     fn pick_proc(&self, who: u8) -> ProcId {
         let n = self.live.len();
-        let previous = self.ops.last().map(|o| o.proc()).filter(|p| self.live.contains(p));
+        let previous = self
+            .ops
+            .last()
+            .map(|o| o.proc())
+            .filter(|p| self.live.contains(p));
         match (who >> 6, previous) {
             (1 | 2, Some(p)) => p,
             (3, _) => self.live[n - 1 - (who as usize & 1).min(n - 1)],
@@ -208,7 +212,11 @@ impl Builder {
                 _ => true,
             })
             .collect();
-        let from = if pick % 8 == 0 || fitting.is_empty() { &all } else { &fitting };
+        let from = if pick % 8 == 0 || fitting.is_empty() {
+            &all
+        } else {
+            &fitting
+        };
         from[(pick as usize / 8) % from.len()]
     }
 
@@ -237,7 +245,11 @@ impl Builder {
         .clamp(1, caps::MAX_MAP_PAGES);
         if old_len > 0
             && r.c % 10 == 9
-            && (if kind.is_shared() { f.dontunmap_shared } else { f.dontunmap })
+            && (if kind.is_shared() {
+                f.dontunmap_shared
+            } else {
+                f.dontunmap
+            })
         {
             flags.maymove = true;
             flags.dontunmap = true;
@@ -299,11 +311,14 @@ impl Builder {
             }
             (26..=38, Some(m)) => {
                 let span = self.span(m, r);
-                self.push(Op::Read { proc: p, map: m, span });
+                self.push(Op::Read {
+                    proc: p,
+                    map: m,
+                    span,
+                });
             }
             (39..=48, _) => {
-                if self.live.len() >= caps::MAX_LIVE || self.next_proc as usize >= caps::MAX_PROCS
-                {
+                if self.live.len() >= caps::MAX_LIVE || self.next_proc as usize >= caps::MAX_PROCS {
                     return;
                 }
                 let child = ProcId(self.next_proc);

@@ -121,7 +121,11 @@ impl PageRange {
 pub enum Span {
     Pages(PageRange),
     /// Bytes `[start, end)` of page `page`; `end <= caps::MAX_BYTE_OFFSET`.
-    Bytes { page: u16, start: u16, end: u16 },
+    Bytes {
+        page: u16,
+        start: u16,
+        end: u16,
+    },
 }
 
 impl Span {
@@ -404,7 +408,11 @@ pub enum Op {
         pattern: Pattern,
     },
     /// `proc` loads `span` of `map`; the bytes are observed.
-    Read { proc: ProcId, map: MapId, span: Span },
+    Read {
+        proc: ProcId,
+        map: MapId,
+        span: Span,
+    },
     /// `proc` forks; the child is `child`.
     Fork { proc: ProcId, child: ProcId },
     /// `proc` exits (status 0); its children live on.
@@ -666,12 +674,18 @@ impl Program {
 
     /// The inline expectation of op `index`, if the trace wrote one.
     pub fn expect_of(&self, index: usize) -> Option<&crate::expect::Expect> {
-        self.expects.iter().find(|(i, _)| *i == index).map(|(_, e)| e)
+        self.expects
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, e)| e)
     }
 
     /// Number of `fork` ops.
     pub fn forks(&self) -> usize {
-        self.ops.iter().filter(|o| matches!(o, Op::Fork { .. })).count()
+        self.ops
+            .iter()
+            .filter(|o| matches!(o, Op::Fork { .. }))
+            .count()
     }
 
     /// The program with handles, pages and values left out: what groups findings that are
@@ -816,9 +830,7 @@ impl Validator {
             Some(ProcState::Alive) => {}
         }
         match *op {
-            Op::Map {
-                map, pages, ..
-            } => {
+            Op::Map { map, pages, .. } => {
                 match self.maps.get(map.0 as usize) {
                     None => {
                         return Err(invalid(
@@ -832,7 +844,9 @@ impl Validator {
                     Some(Some(_)) => {
                         return Err(invalid(
                             Culprit::Map,
-                            format!("mapping handle {map} is already taken; a map needs a new handle"),
+                            format!(
+                                "mapping handle {map} is already taken; a map needs a new handle"
+                            ),
                         ));
                     }
                     Some(None) => {}
@@ -852,7 +866,9 @@ impl Validator {
                 let pages = self.known_map(map)?;
                 check_span(span, pages)?;
             }
-            Op::Unmap { map, pages: range, .. } => {
+            Op::Unmap {
+                map, pages: range, ..
+            } => {
                 let pages = self.known_map(map)?;
                 check_span(Span::Pages(range), pages)?;
             }
@@ -871,7 +887,9 @@ impl Validator {
                     Some(_) => {
                         return Err(invalid(
                             Culprit::Child,
-                            format!("process handle {child} is already taken; a fork needs a new handle"),
+                            format!(
+                                "process handle {child} is already taken; a fork needs a new handle"
+                            ),
                         ));
                     }
                 }
@@ -888,14 +906,15 @@ impl Validator {
                 self.procs[proc.0 as usize] = ProcState::Exited;
                 self.live -= 1;
             }
-            Op::MapAt {
-                map, pages, at, ..
-            } => {
+            Op::MapAt { map, pages, at, .. } => {
                 let target = self.known_map(at.map)?;
                 if at.page >= target {
                     return Err(invalid(
                         Culprit::Span,
-                        format!("page {} is out of range: {} has {target} pages", at.page, at.map),
+                        format!(
+                            "page {} is out of range: {} has {target} pages",
+                            at.page, at.map
+                        ),
                     ));
                 }
                 // Placement stays inside the target's range, so MAP_FIXED can never land on
@@ -911,7 +930,12 @@ impl Validator {
                 }
                 self.new_map(map, pages)?;
             }
-            Op::Protect { map, pages: range, .. } | Op::Advise { map, pages: range, .. } => {
+            Op::Protect {
+                map, pages: range, ..
+            }
+            | Op::Advise {
+                map, pages: range, ..
+            } => {
                 let pages = self.known_map(map)?;
                 check_span(Span::Pages(range), pages)?;
             }
@@ -952,7 +976,11 @@ impl Validator {
                 if !bad.applies_to(call) {
                     return Err(invalid(
                         Culprit::Count,
-                        format!("{} is not a bad argument cowcheck checks for {}", bad.name(), call.name()),
+                        format!(
+                            "{} is not a bad argument cowcheck checks for {}",
+                            bad.name(),
+                            call.name()
+                        ),
                     ));
                 }
             }
@@ -966,13 +994,18 @@ impl Validator {
             None => {
                 return Err(invalid(
                     Culprit::Map,
-                    format!("mapping handle {map} is past the cap of {} mappings", caps::MAX_MAPS),
+                    format!(
+                        "mapping handle {map} is past the cap of {} mappings",
+                        caps::MAX_MAPS
+                    ),
                 ));
             }
             Some(Some(_)) => {
                 return Err(invalid(
                     Culprit::Map,
-                    format!("mapping handle {map} is already taken; a new mapping needs a new handle"),
+                    format!(
+                        "mapping handle {map} is already taken; a new mapping needs a new handle"
+                    ),
                 ));
             }
             Some(None) => {}
@@ -980,7 +1013,10 @@ impl Validator {
         if pages == 0 || pages > caps::MAX_MAP_PAGES {
             return Err(invalid(
                 Culprit::Count,
-                format!("a mapping has 1 to {} pages, not {pages}", caps::MAX_MAP_PAGES),
+                format!(
+                    "a mapping has 1 to {} pages, not {pages}",
+                    caps::MAX_MAP_PAGES
+                ),
             ));
         }
         self.maps[map.0 as usize] = Some(pages);

@@ -79,8 +79,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::op::{
-    Advice, At, BadArg, Comment, Culprit, MapId, MapKind, Op, OpKind, PageRange, Pattern,
-    PlaceHow, ProcId, Program, Prot, RemapFlags, Span, Syscall, Validator, caps,
+    Advice, At, BadArg, Comment, Culprit, MapId, MapKind, Op, OpKind, PageRange, Pattern, PlaceHow,
+    ProcId, Program, Prot, RemapFlags, Span, Syscall, Validator, caps,
 };
 
 /// The first line of every trace: the format's name and version.
@@ -147,7 +147,11 @@ pub fn parse(input: &[u8]) -> Result<Program, TraceError> {
         };
         let tokens = tokenize(code);
         if let (true, Some((at, _))) = (tokens.is_empty(), expect_text) {
-            return Err(TraceError::new(number, at - 2, "an expectation (=> ...) needs an op before it"));
+            return Err(TraceError::new(
+                number,
+                at - 2,
+                "an expectation (=> ...) needs an op before it",
+            ));
         }
         if tokens.is_empty() {
             program.comments.push(Comment {
@@ -170,6 +174,26 @@ pub fn parse(input: &[u8]) -> Result<Program, TraceError> {
             program.expects.push((program.ops.len(), expect));
         }
         if let Some(text) = comment {
+            // The canonical line must fit too, or the printed trace would not read back:
+            // normalising can lengthen a line (`fill 10` is `fill 0x0a`, a comment gets its
+            // space before the `#`).
+            let mut canonical = op.to_string().len() + 2 + text.len();
+            if let Some((_, e)) = program
+                .expects
+                .last()
+                .filter(|(i, _)| *i == program.ops.len())
+            {
+                canonical += 4 + e.to_string().len();
+            }
+            if canonical > MAX_LINE_BYTES {
+                return Err(TraceError::new(
+                    number,
+                    1,
+                    format!(
+                        "line is {canonical} bytes once written canonically; at most {MAX_LINE_BYTES} (shorten the comment)"
+                    ),
+                ));
+            }
             program.comments.push(Comment {
                 before_op: program.ops.len(),
                 inline: true,
@@ -416,7 +440,10 @@ impl<'a> OpLine<'a> {
             OpKind::Protect => {
                 let map = self.map_handle(&mut columns)?;
                 let pages = self.range(&mut columns)?;
-                let prot = self.word("a protection (none, read, read-write, write)", Prot::from_name)?;
+                let prot = self.word(
+                    "a protection (none, read, read-write, write)",
+                    Prot::from_name,
+                )?;
                 Op::Protect {
                     proc,
                     map,
@@ -428,7 +455,8 @@ impl<'a> OpLine<'a> {
                 let map = self.map_handle(&mut columns)?;
                 let pages = self.range(&mut columns)?;
                 let names = Advice::ALL.map(Advice::name).join(", ");
-                let advice = self.word(&format!("an advice (one of {names})"), Advice::from_name)?;
+                let advice =
+                    self.word(&format!("an advice (one of {names})"), Advice::from_name)?;
                 Op::Advise {
                     proc,
                     map,
@@ -442,7 +470,8 @@ impl<'a> OpLine<'a> {
                 let new_pages = self.page_count(&mut columns)?;
                 let mut flags = RemapFlags::default();
                 loop {
-                    let token = self.take("remap flags (maymove, dontunmap, fixed mN+P) and as mN")?;
+                    let token =
+                        self.take("remap flags (maymove, dontunmap, fixed mN+P) and as mN")?;
                     match token.text {
                         "maymove" => flags.maymove = true,
                         "dontunmap" => flags.dontunmap = true,
@@ -477,7 +506,10 @@ impl<'a> OpLine<'a> {
                 let map = self.map_handle(&mut columns)?;
                 let bads = BadArg::ALL.map(BadArg::name).join(", ");
                 let token_column = self.tokens.get(self.next).map(|t| t.column);
-                let bad = self.word(&format!("a bad argument (one of {bads})"), BadArg::from_name)?;
+                let bad = self.word(
+                    &format!("a bad argument (one of {bads})"),
+                    BadArg::from_name,
+                )?;
                 columns.count = token_column;
                 Op::Invalid {
                     proc,
@@ -633,7 +665,10 @@ impl<'a> OpLine<'a> {
     fn word<T>(&mut self, needs: &str, from: fn(&str) -> Option<T>) -> Result<T, TraceError> {
         let token = self.take(needs)?;
         from(token.text).ok_or_else(|| {
-            self.error(token, format!("expected {needs}, found {}", quoted(token.text)))
+            self.error(
+                token,
+                format!("expected {needs}, found {}", quoted(token.text)),
+            )
         })
     }
 
@@ -663,7 +698,9 @@ impl<'a> OpLine<'a> {
             "m0",
         )?);
         let page = match page {
-            Some(p) => field(p, "page").map_err(|e| self.syntax_error(token, e, "an address like m0+2"))?,
+            Some(p) => {
+                field(p, "page").map_err(|e| self.syntax_error(token, e, "an address like m0+2"))?
+            }
             None => 0,
         };
         Ok(At { map, page })
@@ -900,13 +937,23 @@ impl fmt::Display for Op {
                 map,
                 pages,
                 prot,
-            } => write!(f, "{proc} {verb} {map} {} {}", RangeText(pages), prot.name()),
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {}",
+                RangeText(pages),
+                prot.name()
+            ),
             Op::Advise {
                 proc,
                 map,
                 pages,
                 advice,
-            } => write!(f, "{proc} {verb} {map} {} {}", RangeText(pages), advice.name()),
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {}",
+                RangeText(pages),
+                advice.name()
+            ),
             Op::Remap {
                 proc,
                 map,
@@ -973,23 +1020,45 @@ impl fmt::Display for Program {
         for (at, before) in lines_before.iter().enumerate() {
             for comment in before {
                 if let Some(text) = &comment.text {
-                    write!(f, "#{}", CommentText(text))?;
+                    write!(f, "#{}", CommentText(clip_to(text, MAX_LINE_BYTES - 1)))?;
                 }
                 writeln!(f)?;
             }
             if let Some(op) = self.ops.get(at) {
-                write!(f, "{op}")?;
+                let mut line = op.to_string();
                 if let Some(expect) = self.expect_of(at) {
-                    write!(f, " => {expect}")?;
+                    line.push_str(&format!(" => {expect}"));
                 }
                 for text in inline[at].iter().filter_map(|c| c.text.as_ref()) {
-                    write!(f, " #{}", CommentText(text))?;
+                    // Normalising can lengthen a line (`fill 10` prints as `fill 0x0a`, a
+                    // comment gets its space): comments are cut so that every printed line
+                    // reads back (MAX_LINE_BYTES), and printing stays idempotent.
+                    let room = MAX_LINE_BYTES.saturating_sub(line.len() + 2);
+                    line.push_str(&format!(" #{}", CommentText(clip_to(text, room))));
                 }
-                writeln!(f)?;
+                writeln!(f, "{line}")?;
             }
         }
         Ok(())
     }
+}
+
+/// The longest prefix of `text` that fits in `bytes` once printed (line breaks and NULs print
+/// as the 3-byte replacement character), cut at a character boundary.
+fn clip_to(text: &str, bytes: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        let width = if matches!(c, '\n' | '\r' | '\0') {
+            char::REPLACEMENT_CHARACTER.len_utf8()
+        } else {
+            c.len_utf8()
+        };
+        if used + width > bytes {
+            return &text[..i];
+        }
+        used += width;
+    }
+    text
 }
 
 /// A comment's text, with the characters that would break its line replaced.

@@ -28,14 +28,16 @@ pub fn tmpdir(name: &str) -> PathBuf {
         .join("cowcheck-tests")
         .join(format!("{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     dir
 }
 
 /// Writes `contents` to `dir/name` and returns the path.
 pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    std::fs::write(&path, contents)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
 }
 
@@ -54,7 +56,12 @@ impl Run {
     pub fn code(&self) -> i32 {
         match self.status.code() {
             Some(c) => c,
-            None => panic!("{} died by a signal ({})\n{}", self.command, self.status, self.dump()),
+            None => panic!(
+                "{} died by a signal ({})\n{}",
+                self.command,
+                self.status,
+                self.dump()
+            ),
         }
     }
 
@@ -77,7 +84,11 @@ impl Run {
     pub fn no_panic(&self) -> &Run {
         for text in [&self.stdout, &self.stderr] {
             for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
-                assert!(!text.contains(bad), "output mentions {bad:?}\n{}", self.dump());
+                assert!(
+                    !text.contains(bad),
+                    "output mentions {bad:?}\n{}",
+                    self.dump()
+                );
             }
         }
         self
@@ -99,7 +110,11 @@ impl Run {
             "an error must not print to stdout\n{}",
             self.dump()
         );
-        let errors: Vec<&str> = self.stderr.lines().filter(|l| l.contains("error:")).collect();
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.contains("error:"))
+            .collect();
         assert_eq!(
             errors.len(),
             1,
@@ -136,8 +151,12 @@ pub fn cowcheck_with<S: AsRef<std::ffi::OsStr>>(args: &[S], deadline: Duration) 
 /// executor follows through PR_SET_PDEATHSIG) and the test fails with what it printed so far.
 pub fn run_command(mut cmd: Command, deadline: Duration) -> Run {
     let command = format!("{cmd:?}");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
     let out_reader = std::thread::spawn(move || {
@@ -157,8 +176,10 @@ pub fn run_command(mut cmd: Command, deadline: Duration) -> Run {
             Ok(None) if start.elapsed() > deadline => {
                 let _ = child.kill();
                 let status = child.wait().expect("wait for a killed child");
-                let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
-                let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+                let stdout =
+                    String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+                let stderr =
+                    String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
                 panic!(
                     "{command} did not end within {deadline:?}; killed it\n{}",
                     Run {
@@ -226,7 +247,12 @@ pub fn model(path: &Path, extra: &[&str]) -> Vec<Prediction> {
         run.dump()
     );
     for (k, (p, op)) in preds.iter().zip(&ops).enumerate() {
-        assert_eq!(p.index, k + 1, "predictions are numbered from 1\n{}", run.dump());
+        assert_eq!(
+            p.index,
+            k + 1,
+            "predictions are numbered from 1\n{}",
+            run.dump()
+        );
         assert_eq!(
             normalize(&p.op),
             normalize(op),
@@ -256,7 +282,11 @@ pub fn op_lines(trace: &str) -> Vec<String> {
 
 /// `cowcheck replay FILE --json [EXTRA]`: the exit code and the report.
 pub fn replay_json(path: &Path, extra: &[String]) -> (i32, serde_json::Value, Run) {
-    let mut args = vec!["replay".to_string(), path.display().to_string(), "--json".to_string()];
+    let mut args = vec![
+        "replay".to_string(),
+        path.display().to_string(),
+        "--json".to_string(),
+    ];
     args.extend(extra.iter().cloned());
     let run = cowcheck(&args);
     let code = run.code();
@@ -374,7 +404,7 @@ impl Rng {
     pub fn byte(&mut self) -> u8 {
         (self.next() >> 32) as u8
     }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
