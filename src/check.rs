@@ -62,6 +62,11 @@ impl Divergence {
                 ..
             } => format!("{verb}: bytes differ"),
             Difference::Outcome {
+                expected: Outcome::Mapped { .. },
+                observed: Outcome::Mapped { .. },
+                ..
+            } => format!("{verb}: address differs"),
+            Difference::Outcome {
                 expected, observed, ..
             } => format!(
                 "{verb}: expected {} got {}",

@@ -37,6 +37,10 @@ struct ExecArgs {
     /// private-as-shared) to show that the checker catches it.
     #[arg(long, value_name = "FAULT", hide = true)]
     inject: Vec<String>,
+    /// Seconds one op may take before its worker counts as hung (an observation: it is killed
+    /// and the op reports `hung`). Default 10, or 30 with --under.
+    #[arg(long, value_name = "SECS")]
+    op_deadline: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -254,6 +258,14 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
     }
     inject_mask(&exec.inject)?;
     config.inject = exec.inject.clone();
+    if let Some(secs) = exec.op_deadline {
+        if !(secs > 0.0 && secs.is_finite() && secs <= 3600.0) {
+            return Err(Fatal(format!(
+                "--op-deadline must be a number of seconds from 0 to 3600, not {secs}"
+            )));
+        }
+        config.op_deadline = Duration::from_secs_f64(secs);
+    }
     Ok(config)
 }
 

@@ -34,10 +34,13 @@ fn run_forked(program: &Program) -> (usize, KernelRun) {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        // SAFETY: fds 0 and 1 are replaced by the pipe ends (dup2 clears CLOEXEC on them).
+        // SAFETY: fds 0 and 1 are replaced by the pipe ends (dup2 clears CLOEXEC on them), and
+        // the parent's ends are closed, so that the request pipe ends when the parent closes it.
         unsafe {
             libc::dup2(req_r.as_raw_fd(), 0);
             libc::dup2(rep_w.as_raw_fd(), 1);
+            libc::close(req_w.as_raw_fd());
+            libc::close(rep_r.as_raw_fd());
             let code = cowcheck::kernel::executor::main(
                 0,
                 cowcheck::kernel::executor::DEFAULT_OP_DEADLINE,

@@ -17,6 +17,8 @@
 //! - `COWCHECK_DEADLINE`: seconds one program may take before the executor counts as hung
 //!   (default 60).
 //! - `COWCHECK_FUZZ_QUIET`: set to anything to stop the lines that announce new semantic cells.
+//! - `COWCHECK_FUZZ_CELLS=0`: count the cells but do not feed them to libFuzzer (to measure what
+//!   the feedback is worth).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -85,6 +87,8 @@ impl CellHits {
     /// (1, 2, 3, 4-7, ...), so "reached once, twice, three or more times" are distinct features
     /// and the corpus does not fill up with mere repetitions.
     pub fn publish(&self) {
+        static FEED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let feed = *FEED.get_or_init(|| std::env::var("COWCHECK_FUZZ_CELLS").as_deref() != Ok("0"));
         let mut new = Vec::new();
         let mut reached = REACHED.lock().unwrap_or_else(|e| e.into_inner());
         let reached = reached.get_or_insert_with(CellSet::new);
@@ -92,7 +96,9 @@ impl CellHits {
             if h == 0 {
                 continue;
             }
-            COUNTERS.0[i].store(h.min(3), Ordering::Relaxed);
+            if feed {
+                COUNTERS.0[i].store(h.min(3), Ordering::Relaxed);
+            }
             if let Some(cell) = Cell::from_index(i) {
                 if reached.insert(cell) {
                     new.push(cell.to_string());
