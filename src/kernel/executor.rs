@@ -27,7 +27,8 @@ use super::protocol::{
 use super::worker::{self, Scratch};
 use crate::outcome::{Death, Outcome, ProcView, Snapshot};
 use crate::program::{
-    At, BadArg, MapId, MapKind, Op, Pattern, PlaceHow, ProcId, Program, Prot, Syscall, caps, trace,
+    At, BadArg, MapId, MapKind, Op, Pattern, PlaceHow, ProcId, Program, Prot, Syscall, Via, caps,
+    trace,
 };
 
 /// How long one op may take by default before its worker counts as hung (an observation: the
@@ -195,6 +196,18 @@ fn probe_features(ps: usize) -> crate::model::Features {
             dontunmap: dontunmap(libc::MAP_PRIVATE),
             dontunmap_shared: dontunmap(libc::MAP_SHARED),
             // Before 4.17 the flag is ignored and the address is only a hint (D4).
+            // proc_mem.force_override=never (6.12) forbids forced writes: try one into a
+            // read-only private scratch page.
+            force_write: works_on(libc::MAP_PRIVATE, &|p| {
+                let fd = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return false;
+                }
+                let ok = libc::mprotect(p, ps, libc::PROT_READ) == 0
+                    && libc::pwrite(fd, b"x".as_ptr() as *const libc::c_void, 1, p as i64) == 1;
+                libc::close(fd);
+                ok
+            }),
             noreplace: works_on(libc::MAP_PRIVATE, &|p| {
                 let q = libc::mmap(
                     p,
@@ -549,7 +562,9 @@ impl Coordinator {
                     PlaceHow::Hint => 3,
                 };
             }
-            Op::Write { map, span, .. } | Op::Read { map, span, .. } => {
+            Op::Write { map, span, .. }
+            | Op::Read { map, span, .. }
+            | Op::Poke { map, span, .. } => {
                 let r = span.page_range();
                 let b = span.bytes_in_page(ps as usize);
                 req[1] = base(map)?;
@@ -557,14 +572,21 @@ impl Coordinator {
                 req[3] = r.len() as u64;
                 req[4] = b.start as u64;
                 req[5] = b.end as u64;
-                if let Op::Write { pattern, .. } = *op {
-                    req[0] = verb::WRITE;
-                    req[6] = match pattern {
-                        Pattern::Fill(b) => b as u64,
-                        Pattern::Ramp(b) => 1 << 8 | b as u64,
-                    };
-                } else {
-                    req[0] = verb::READ;
+                let code = |p: Pattern| match p {
+                    Pattern::Fill(b) => b as u64,
+                    Pattern::Ramp(b) => 1 << 8 | b as u64,
+                };
+                match *op {
+                    Op::Write { pattern, .. } => {
+                        req[0] = verb::WRITE;
+                        req[6] = code(pattern);
+                    }
+                    Op::Poke { pattern, via, .. } => {
+                        req[0] = verb::POKE;
+                        req[6] = code(pattern);
+                        req[7] = (via == Via::Vm) as u64;
+                    }
+                    _ => req[0] = verb::READ,
                 }
             }
             Op::Fork { .. } => req[0] = verb::FORK,
@@ -749,7 +771,8 @@ impl Coordinator {
             | Op::Unmap { .. }
             | Op::Protect { .. }
             | Op::Advise { .. }
-            | Op::Invalid { .. } => Outcome::Done,
+            | Op::Invalid { .. }
+            | Op::Poke { .. } => Outcome::Done,
         })
     }
 

@@ -39,6 +39,8 @@ pub mod verb {
     pub const REMAP: u64 = 12;
     /// `[INVALID, base, call, bad argument]` (`Syscall` and `BadArg` order).
     pub const INVALID: u64 = 13;
+    /// `[POKE, base, first page, pages, lo, hi, pattern, via (0 /proc/self/mem, 1 vm)]`.
+    pub const POKE: u64 = 14;
 }
 
 pub mod status {
@@ -135,6 +137,7 @@ pub fn features_from_bits(b: u32) -> crate::model::Features {
         dontunmap: bit(6),
         dontunmap_shared: bit(7),
         noreplace: bit(8),
+        force_write: bit(9),
     }
 }
 

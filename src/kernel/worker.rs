@@ -292,6 +292,19 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 };
                 reply_addr(fd, reply, r);
             }
+            verb::POKE => {
+                let r = poke(
+                    &mut s.copy,
+                    first,
+                    req[3] as usize,
+                    req[4] as usize..req[5] as usize,
+                    req[6],
+                    base,
+                    req[7] == 1,
+                    ps,
+                );
+                reply_status(fd, &mut s.reply, r);
+            }
             verb::INVALID => {
                 let r = invalid_call(req[2], req[3], base, ps);
                 reply_status(fd, reply, r);
@@ -529,6 +542,75 @@ fn write(addr: u64, pages: usize, lo: usize, hi: usize, pattern: u64, origin: u6
             unsafe { std::ptr::write_bytes(dst, byte, hi - lo) };
         }
     }
+}
+
+/// Writes a pattern through the kernel, page by page: pwrite on /proc/self/mem (a forced
+/// write) or process_vm_writev on ourselves. The first page that fails ends it with its errno.
+#[allow(clippy::too_many_arguments)]
+fn poke(
+    buf: &mut [u8],
+    addr: u64,
+    pages: usize,
+    bytes: std::ops::Range<usize>,
+    pattern: u64,
+    origin: u64,
+    vm: bool,
+    ps: usize,
+) -> Result<(), nix::errno::Errno> {
+    let fd = if vm {
+        -1
+    } else {
+        // SAFETY: a NUL-terminated path; the fd is closed below.
+        let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        fd
+    };
+    let byte = pattern as u8;
+    let ramp = pattern >> 8 == 1;
+    let len = bytes.len();
+    let mut result = Ok(());
+    for p in 0..pages {
+        let page = addr + (p * ps) as u64;
+        let offset = (page - origin) as usize + bytes.start;
+        for (i, b) in buf[..len].iter_mut().enumerate() {
+            *b = if ramp {
+                byte.wrapping_add(((offset + i) % 251) as u8)
+            } else {
+                byte
+            };
+        }
+        let dst = page + bytes.start as u64;
+        let n = if vm {
+            let local = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut c_void,
+                iov_len: len,
+            };
+            let remote = libc::iovec {
+                iov_base: dst as *mut c_void,
+                iov_len: len,
+            };
+            // SAFETY: `local` is our buffer; the kernel checks `remote` (our own memory).
+            unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) }
+        } else {
+            // SAFETY: writing our buffer through /proc/self/mem; the kernel checks the target.
+            unsafe { libc::pwrite(fd, buf.as_ptr() as *const c_void, len, dst as i64) }
+        };
+        if n != len as isize {
+            result = Err(if n < 0 {
+                nix::errno::Errno::last()
+            } else {
+                nix::errno::Errno::EIO
+            });
+            break;
+        }
+    }
+    if fd >= 0 {
+        // SAFETY: closing the fd opened above.
+        unsafe { libc::close(fd) };
+    }
+    result
 }
 
 /// Digests `pages` pages (bytes `lo..hi` of each) into the reply payload.

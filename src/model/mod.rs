@@ -32,7 +32,7 @@ use crate::outcome::{
 };
 use crate::program::{
     Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Prot, RemapFlags,
-    Span, Syscall, caps,
+    Span, Syscall, Via, caps,
 };
 use frame::{FrameId, Frames};
 use space::{AddressSpace, Alts, ObjId, PageBacking, Pte, flag};
@@ -43,6 +43,7 @@ pub mod errno {
     pub const EEXIST: i32 = 17;
     pub const EFAULT: i32 = 14;
     pub const EINVAL: i32 = 22;
+    pub const EIO: i32 = 5;
     pub const ENOMEM: i32 = 12;
 }
 use errno::*;
@@ -73,6 +74,9 @@ pub struct Features {
     pub dontunmap_shared: bool,
     /// MAP_FIXED_NOREPLACE (4.17): older kernels treat it as a hint.
     pub noreplace: bool,
+    /// Forced writes through /proc/self/mem to memory the mapping does not let us write
+    /// (`proc_mem.force_override=never` forbids them, 6.12).
+    pub force_write: bool,
 }
 
 impl Features {
@@ -87,6 +91,7 @@ impl Features {
         dontunmap: true,
         dontunmap_shared: true,
         noreplace: true,
+        force_write: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -104,6 +109,7 @@ impl Features {
                 self.dontunmap_shared,
             ),
             ("MAP_FIXED_NOREPLACE (4.17)", self.noreplace),
+            ("forced writes through /proc/self/mem", self.force_write),
         ]
     }
 
@@ -336,6 +342,13 @@ impl Model {
                 ..
             } => self.remap(proc, base(map), old, new_pages, flags, result, observed)?,
             Op::Invalid { call, bad, .. } => invalid_call(call, bad),
+            Op::Poke {
+                map,
+                span,
+                pattern,
+                via,
+                ..
+            } => self.poke(proc, base(map), span, pattern, via),
         };
         if let Some(death) = outcome.death() {
             self.end(proc, Life::Killed(death));
@@ -569,41 +582,74 @@ impl Model {
                     digests: Vec::new(),
                 };
             }
-            let page_offset = page as usize * self.page_size as usize;
-            let range = span.bytes_in_page(self.page_size as usize);
-            let store = |bytes: &mut [u8]| {
-                for i in range.clone() {
-                    bytes[i] = pattern.byte_at(page_offset + i);
-                }
+            self.store(proc, vpn, page, span, pattern);
+        }
+        Outcome::Done
+    }
+
+    /// Stores `pattern` into page `page` of a span at `vpn` of `proc` (already checked
+    /// writable), breaking copy-on-write first.
+    fn store(&mut self, proc: ProcId, vpn: u64, page: u16, span: Span, pattern: Pattern) {
+        let page_offset = page as usize * self.page_size as usize;
+        let range = span.bytes_in_page(self.page_size as usize);
+        let store = |bytes: &mut [u8]| {
+            for i in range.clone() {
+                bytes[i] = pattern.byte_at(page_offset + i);
+            }
+        };
+        // A page written after MADV_FREE keeps either its old bytes or zeroes around the
+        // write, whichever the kernel had by then (F2): the zero branch becomes an
+        // alternative until an observation tells.
+        let pte = *self.procs[proc.0 as usize]
+            .space
+            .get(vpn)
+            .expect("fault checked");
+        let mut alts = Alts::default();
+        for a in pte.alts.iter() {
+            let a = self.exclusive(a);
+            store(self.frames.bytes_mut(a));
+            alts.push(a);
+        }
+        if pte.flags & flag::LAZY != 0 {
+            let z = self.frames.copy_of(FrameId::ZERO);
+            store(self.frames.bytes_mut(z));
+            if !alts.push(z) {
+                self.frames.release(z);
+            }
+        }
+        let f = self.writable_frame(proc, vpn);
+        store(self.frames.bytes_mut(f));
+        let pte = self.procs[proc.0 as usize]
+            .space
+            .get_mut(vpn)
+            .expect("present");
+        pte.alts = alts;
+        pte.flags &= !flag::LAZY;
+    }
+
+    /// A write through the kernel, page by page; the first page it cannot write ends it with
+    /// an errno, the pages before it written. /proc/self/mem (`mem`) forces the write: where
+    /// the mapping is not writable, a private page is copied and written for this process only,
+    /// a shared one is refused, EIO (SEMANTICS E6, K1: it must never reach another process or
+    /// the zero page); process_vm_writev (`vm`) writes only where the mapping allows, else
+    /// EFAULT. Neither raises a signal: unmapped, guard and past-the-end pages are errors.
+    fn poke(&mut self, proc: ProcId, base: u64, span: Span, pattern: Pattern, via: Via) -> Outcome {
+        let errno = match via {
+            Via::Mem => EIO,
+            Via::Vm => EFAULT,
+        };
+        let base_vpn = self.vpn(base);
+        for page in span.page_range().pages() {
+            let vpn = base_vpn + page as u64;
+            let Some(pte) = self.procs[proc.0 as usize].space.get(vpn).copied() else {
+                return Outcome::Failed { errno };
             };
-            // A page written after MADV_FREE keeps either its old bytes or zeroes around the
-            // write, whichever the kernel had by then (F2): the zero branch becomes an
-            // alternative until an observation tells.
-            let pte = *self.procs[proc.0 as usize]
-                .space
-                .get(vpn)
-                .expect("fault checked");
-            let mut alts = Alts::default();
-            for a in pte.alts.iter() {
-                let a = self.exclusive(a);
-                store(self.frames.bytes_mut(a));
-                alts.push(a);
+            let writable = pte.prot & PROT_W != 0
+                || (via == Via::Mem && self.features.force_write && !pte.kind.is_shared());
+            if !writable || pte.flags & flag::GUARD != 0 || self.past_end(&pte) {
+                return Outcome::Failed { errno };
             }
-            if pte.flags & flag::LAZY != 0 {
-                let z = self.frames.copy_of(FrameId::ZERO);
-                store(self.frames.bytes_mut(z));
-                if !alts.push(z) {
-                    self.frames.release(z);
-                }
-            }
-            let f = self.writable_frame(proc, vpn);
-            store(self.frames.bytes_mut(f));
-            let pte = self.procs[proc.0 as usize]
-                .space
-                .get_mut(vpn)
-                .expect("present");
-            pte.alts = alts;
-            pte.flags &= !flag::LAZY;
+            self.store(proc, vpn, page, span, pattern);
         }
         Outcome::Done
     }

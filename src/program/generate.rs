@@ -8,7 +8,7 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use super::op::{
     Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Program, Prot,
-    RemapFlags, Span, Syscall, Validator, caps,
+    RemapFlags, Span, Syscall, Validator, Via, caps,
 };
 use crate::model::Features;
 
@@ -302,12 +302,25 @@ impl Builder {
                     Pattern::Ramp(r.c)
                 };
                 let span = self.span(m, r);
-                self.push(Op::Write {
-                    proc: p,
-                    map: m,
-                    span,
-                    pattern,
-                });
+                // One write in eight goes through the kernel instead (/proc/self/mem or
+                // process_vm_writev), unless only the core ops are wanted.
+                let op = if !self.config.core_only && r.what % 8 == 7 {
+                    Op::Poke {
+                        proc: p,
+                        map: m,
+                        span,
+                        pattern,
+                        via: if r.b % 2 == 0 { Via::Mem } else { Via::Vm },
+                    }
+                } else {
+                    Op::Write {
+                        proc: p,
+                        map: m,
+                        span,
+                        pattern,
+                    }
+                };
+                self.push(op);
             }
             (26..=38, Some(m)) => {
                 let span = self.span(m, r);

@@ -463,6 +463,38 @@ pub enum Op {
         call: Syscall,
         bad: BadArg,
     },
+    /// `proc` writes `pattern` into `span` of `map` through the kernel rather than with
+    /// stores: /proc/self/mem (`mem`, FOLL_FORCE, the Dirty COW path) or process_vm_writev
+    /// on itself (`vm`), one page at a time in ascending order.
+    Poke {
+        proc: ProcId,
+        map: MapId,
+        span: Span,
+        pattern: Pattern,
+        via: Via,
+    },
+}
+
+/// How a `poke` reaches memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// pwrite on /proc/self/mem: a forced write (FOLL_FORCE), which breaks copy-on-write even
+    /// where the mapping is not writable (SEMANTICS E6, K1).
+    Mem,
+    /// process_vm_writev on ourselves: a write with the mapping's own permissions.
+    Vm,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Mem => "mem",
+            Via::Vm => "vm",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Via> {
+        [Via::Mem, Via::Vm].into_iter().find(|v| v.name() == s)
+    }
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -478,10 +510,11 @@ pub enum OpKind {
     Advise,
     Remap,
     Invalid,
+    Poke,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 10] = [
+    pub const ALL: [OpKind; 11] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -492,6 +525,7 @@ impl OpKind {
         OpKind::Advise,
         OpKind::Remap,
         OpKind::Invalid,
+        OpKind::Poke,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -505,6 +539,7 @@ impl OpKind {
             OpKind::Advise => "advise",
             OpKind::Remap => "remap",
             OpKind::Invalid => "invalid",
+            OpKind::Poke => "poke",
         }
     }
 }
@@ -523,7 +558,8 @@ impl Op {
             | Op::Protect { proc, .. }
             | Op::Advise { proc, .. }
             | Op::Remap { proc, .. }
-            | Op::Invalid { proc, .. } => proc,
+            | Op::Invalid { proc, .. }
+            | Op::Poke { proc, .. } => proc,
         }
     }
 
@@ -541,7 +577,8 @@ impl Op {
             | Op::Protect { proc, .. }
             | Op::Advise { proc, .. }
             | Op::Remap { proc, .. }
-            | Op::Invalid { proc, .. } => *proc = p,
+            | Op::Invalid { proc, .. }
+            | Op::Poke { proc, .. } => *proc = p,
         }
         op
     }
@@ -557,7 +594,8 @@ impl Op {
             | Op::Protect { map, .. }
             | Op::Advise { map, .. }
             | Op::Remap { map, .. }
-            | Op::Invalid { map, .. } => Some(map),
+            | Op::Invalid { map, .. }
+            | Op::Poke { map, .. } => Some(map),
             Op::Fork { .. } | Op::Exit { .. } => None,
         }
     }
@@ -575,6 +613,7 @@ impl Op {
             Op::Advise { .. } => OpKind::Advise,
             Op::Remap { .. } => OpKind::Remap,
             Op::Invalid { .. } => OpKind::Invalid,
+            Op::Poke { .. } => OpKind::Poke,
         }
     }
 
@@ -592,7 +631,8 @@ impl Op {
             | Op::Unmap { map, .. }
             | Op::Protect { map, .. }
             | Op::Advise { map, .. }
-            | Op::Invalid { map, .. } => *map = m(*map),
+            | Op::Invalid { map, .. }
+            | Op::Poke { map, .. } => *map = m(*map),
             Op::MapAt { map, at: a, .. } => {
                 *map = m(*map);
                 *a = at(*a);
@@ -708,6 +748,7 @@ impl Program {
                 Op::Invalid { call, bad, .. } => {
                     format!("invalid {} {}", call.name(), bad.name())
                 }
+                Op::Poke { via, .. } => format!("poke {}", via.name()),
                 _ => op.kind().name().to_string(),
             })
             .collect::<Vec<_>>()
@@ -862,7 +903,9 @@ impl Validator {
                 }
                 self.maps[map.0 as usize] = Some(pages);
             }
-            Op::Write { map, span, .. } | Op::Read { map, span, .. } => {
+            Op::Write { map, span, .. }
+            | Op::Read { map, span, .. }
+            | Op::Poke { map, span, .. } => {
                 let pages = self.known_map(map)?;
                 check_span(span, pages)?;
             }

@@ -80,7 +80,7 @@ use std::str::FromStr;
 
 use super::op::{
     Advice, At, BadArg, Comment, Culprit, MapId, MapKind, Op, OpKind, PageRange, Pattern, PlaceHow,
-    ProcId, Program, Prot, RemapFlags, Span, Syscall, Validator, caps,
+    ProcId, Program, Prot, RemapFlags, Span, Syscall, Validator, Via, caps,
 };
 
 /// The first line of every trace: the format's name and version.
@@ -498,6 +498,22 @@ impl<'a> OpLine<'a> {
                     new_pages,
                     flags,
                     result,
+                }
+            }
+            OpKind::Poke => {
+                let via = self.word(
+                    "how to write (mem: /proc/self/mem, vm: process_vm_writev)",
+                    Via::from_name,
+                )?;
+                let map = self.map_handle(&mut columns)?;
+                let span = self.span(&mut columns)?;
+                let pattern = self.pattern()?;
+                Op::Poke {
+                    proc,
+                    map,
+                    span,
+                    pattern,
+                    via,
                 }
             }
             OpKind::Invalid => {
@@ -986,6 +1002,19 @@ impl fmt::Display for Op {
                 call,
                 bad,
             } => write!(f, "{proc} {verb} {} {map} {}", call.name(), bad.name()),
+            Op::Poke {
+                proc,
+                map,
+                span,
+                pattern,
+                via,
+            } => write!(
+                f,
+                "{proc} {verb} {} {map} {} {}",
+                via.name(),
+                SpanText(span),
+                PatternText(pattern)
+            ),
         }
     }
 }
@@ -1317,7 +1346,7 @@ p0 unmap m3 63
         assert_eq!((e.line, e.column), (3, 4));
         assert_eq!(
             e.message,
-            "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap, protect, advise, remap, invalid"
+            "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap, protect, advise, remap, invalid, poke"
         );
     }
 
