@@ -279,6 +279,11 @@ impl Expect {
     pub fn fits(&self, op: &Op) -> Result<(), String> {
         let span = match op {
             Op::Read { span, .. } => Some(*span),
+            // A pipe read takes one whole page out of the pipe.
+            Op::PipeRead { .. } => Some(crate::program::Span::Pages(crate::program::PageRange {
+                start: 0,
+                end: 1,
+            })),
             _ => None,
         };
         match (self, span) {
@@ -319,8 +324,13 @@ impl Expect {
 
     /// The digests a read must report under a content expectation, one per page.
     pub fn expected_digests(&self, op: &Op, page_size: usize) -> Option<Vec<u64>> {
-        let Op::Read { span, .. } = op else {
-            return None;
+        let span = match op {
+            Op::Read { span, .. } => *span,
+            // One whole page; a ramp counts offsets from the start of that page.
+            Op::PipeRead { .. } => {
+                crate::program::Span::Pages(crate::program::PageRange { start: 0, end: 1 })
+            }
+            _ => return None,
         };
         span.page_range()
             .pages()

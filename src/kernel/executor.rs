@@ -415,6 +415,7 @@ impl Coordinator {
                     }
                 }
                 drop(ours);
+                worker::open_pipe(&mut self.scratch);
                 worker::capture_baseline(&mut self.scratch);
                 worker::serve(theirs.into_raw_fd(), &mut self.scratch)
             }
@@ -591,6 +592,12 @@ impl Coordinator {
             }
             Op::Fork { .. } => req[0] = verb::FORK,
             Op::Exit { .. } => req[0] = verb::EXIT,
+            Op::Vmsplice { map, page, .. } => {
+                req[0] = verb::VMSPLICE;
+                req[1] = base(map)?;
+                req[2] = page as u64;
+            }
+            Op::PipeRead { .. } => req[0] = verb::PIPE_READ,
             Op::Unmap { map, pages, .. } => {
                 req[0] = verb::UNMAP;
                 req[1] = base(map)?;
@@ -751,7 +758,7 @@ impl Coordinator {
                 bases[created.0 as usize] = Some(head[1]);
                 Outcome::Mapped { addr: head[1] }
             }
-            Op::Read { .. } => Outcome::Read {
+            Op::Read { .. } | Op::PipeRead { .. } => Outcome::Read {
                 digests: self.payload((head[4] as usize).min(payload)).to_vec(),
             },
             Op::Fork { child, .. } => {
@@ -772,7 +779,8 @@ impl Coordinator {
             | Op::Protect { .. }
             | Op::Advise { .. }
             | Op::Invalid { .. }
-            | Op::Poke { .. } => Outcome::Done,
+            | Op::Poke { .. }
+            | Op::Vmsplice { .. } => Outcome::Done,
         })
     }
 

@@ -41,6 +41,10 @@ pub mod verb {
     pub const INVALID: u64 = 13;
     /// `[POKE, base, first page, pages, lo, hi, pattern, via (0 /proc/self/mem, 1 vm)]`.
     pub const POKE: u64 = 14;
+    /// `[VMSPLICE, base, page]`: one page into the program's pipe.
+    pub const VMSPLICE: u64 = 15;
+    /// `[PIPE_READ]`: one page out of the program's pipe.
+    pub const PIPE_READ: u64 = 16;
 }
 
 pub mod status {

@@ -42,6 +42,8 @@ pub struct Scratch {
     copy: Box<[u8]>,
     page_size: usize,
     is_root: bool,
+    /// The program's pipe (read end, write end), made by the root and inherited by all.
+    pipe: [i32; 2],
 }
 
 impl Scratch {
@@ -54,6 +56,7 @@ impl Scratch {
             copy: vec![0u8; COPY_PAGES * page_size].into_boxed_slice(),
             page_size,
             is_root: true,
+            pipe: [-1, -1],
         }
     }
 }
@@ -211,6 +214,13 @@ fn head(reply: &mut [u64], st: u64, a: u64, b: u64, c: u64, d: u64) {
     reply[5] = 0;
 }
 
+/// Makes the program's pipe, in the root before the first op; every process inherits it.
+/// Non-blocking: a full pipe (vmsplice) or an empty one (read) is EAGAIN, never a hang.
+pub fn open_pipe(s: &mut Scratch) {
+    // SAFETY: pipe2 writes two fds into the array.
+    unsafe { libc::pipe2(s.pipe.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+}
+
 /// Captures the harness's own address ranges, once, in the root before the first op.
 pub fn capture_baseline(s: &mut Scratch) {
     let n = maps::read_self_maps(&mut s.maps);
@@ -291,6 +301,38 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     Ok(r as u64)
                 };
                 reply_addr(fd, reply, r);
+            }
+            verb::VMSPLICE => {
+                let iov = libc::iovec {
+                    iov_base: first as *mut c_void,
+                    iov_len: ps,
+                };
+                // SAFETY: vmsplice reads the page through get_user_pages; the kernel checks it.
+                let n = unsafe { libc::vmsplice(s.pipe[1], &iov, 1, 0) };
+                let r = if n == ps as isize {
+                    Ok(())
+                } else if n < 0 {
+                    Err(nix::errno::Errno::last())
+                } else {
+                    Err(nix::errno::Errno::EIO)
+                };
+                reply_status(fd, &mut s.reply, r);
+            }
+            verb::PIPE_READ => {
+                // SAFETY: reading into our own buffer of at least a page.
+                let n = unsafe { libc::read(s.pipe[0], s.copy.as_mut_ptr() as *mut c_void, ps) };
+                if n == ps as isize {
+                    s.reply[REPLY_HEAD] = digest(&s.copy[..ps]);
+                    head(&mut s.reply, status::OK, 0, 0, 0, 1);
+                    send_reply(fd, &s.reply, 1, None);
+                } else {
+                    let e = if n < 0 {
+                        nix::errno::Errno::last()
+                    } else {
+                        nix::errno::Errno::EIO
+                    };
+                    reply_status(fd, &mut s.reply, Err(e));
+                }
             }
             verb::POKE => {
                 let r = poke(

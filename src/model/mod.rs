@@ -44,6 +44,7 @@ pub mod errno {
     pub const EFAULT: i32 = 14;
     pub const EINVAL: i32 = 22;
     pub const EIO: i32 = 5;
+    pub const EAGAIN: i32 = 11;
     pub const ENOMEM: i32 = 12;
 }
 use errno::*;
@@ -186,7 +187,13 @@ pub struct Model {
     maps: Vec<Option<MapHandle>>,
     next_placement: u64,
     next_vma: u32,
+    /// The program's pipe: each entry one vmspliced page, as the frames it may show (more than
+    /// one where the page's contents were open to the kernel's choice).
+    pipe: std::collections::VecDeque<Vec<FrameId>>,
 }
+
+/// Buffers in a pipe of the default size (PIPE_DEF_BUFFERS): one vmspliced page each.
+const PIPE_BUFFERS: usize = 16;
 
 fn prot_bits(p: Prot) -> u8 {
     match p {
@@ -238,6 +245,7 @@ impl Model {
             maps: vec![None; caps::MAX_MAPS],
             next_placement: MODEL_MMAP_TOP,
             next_vma: 0,
+            pipe: Default::default(),
         }
     }
 
@@ -349,6 +357,8 @@ impl Model {
                 via,
                 ..
             } => self.poke(proc, base(map), span, pattern, via),
+            Op::Vmsplice { map, page, .. } => self.vmsplice(proc, base(map), page, observed),
+            Op::PipeRead { .. } => self.pipe_read(observed),
         };
         if let Some(death) = outcome.death() {
             self.end(proc, Life::Killed(death));
@@ -627,6 +637,91 @@ impl Model {
         pte.flags &= !flag::LAZY;
     }
 
+    /// vmsplice of one page into the pipe (CVE-2020-29374 class, SEMANTICS K3): the pipe takes
+    /// a reference to the page as it is. A later write by a fork relative goes to a copy and is
+    /// never seen through the pipe; a later write by the process itself to a page it owns
+    /// (EXCLUSIVE) goes in place and is. Reads the page as get_user_pages does: EFAULT where a
+    /// load would fault; a full pipe is EAGAIN (the pipe is non-blocking).
+    fn vmsplice(
+        &mut self,
+        proc: ProcId,
+        base: u64,
+        page: u16,
+        observed: Option<&Outcome>,
+    ) -> Outcome {
+        let vpn = self.vpn(base) + page as u64;
+        if self.fault(proc, vpn, PROT_R).is_some() {
+            return Outcome::Failed { errno: EFAULT };
+        }
+        // A write-only page (x86) is read by get_user_pages only if its page-table entry is
+        // already there; faulting it in for a read is refused (no VM_READ): EFAULT. Whether it
+        // is there depends on earlier loads and forks, which the model does not track, so both
+        // outcomes are allowed (measured: both happen on 6.18).
+        let write_only = self.procs[proc.0 as usize]
+            .space
+            .get(vpn)
+            .is_some_and(|p| p.prot & PROT_R == 0);
+        if write_only && observed_errno(observed) == Some(EFAULT) {
+            return Outcome::Failed { errno: EFAULT };
+        }
+        if self.pipe.len() >= PIPE_BUFFERS {
+            return Outcome::Failed { errno: EAGAIN };
+        }
+        let pte = *self.procs[proc.0 as usize].space.get(vpn).expect("checked");
+        let mut candidates = Vec::new();
+        match pte.backing {
+            PageBacking::Private(f) => {
+                candidates.push(f);
+                candidates.extend(pte.alts.iter());
+                if pte.flags & flag::LAZY != 0 {
+                    candidates.push(FrameId::ZERO);
+                }
+            }
+            // A read fault on shmem allocates the page in the object: later writes by any
+            // mapper land in that very page, so the pipe sees them.
+            PageBacking::Object { obj, index } => {
+                let f = self.object(obj).frames[index as usize];
+                let f = if f == FrameId::ZERO {
+                    let fresh = self.frames.copy_of(FrameId::ZERO);
+                    self.object_mut(obj).frames[index as usize] = fresh;
+                    fresh
+                } else {
+                    f
+                };
+                candidates.push(f);
+            }
+        }
+        for f in &candidates {
+            self.frames.take(*f);
+        }
+        self.pipe.push_back(candidates);
+        Outcome::Done
+    }
+
+    /// Reads the oldest page out of the pipe: EAGAIN when it is empty.
+    fn pipe_read(&mut self, observed: Option<&Outcome>) -> Outcome {
+        let Some(candidates) = self.pipe.pop_front() else {
+            return Outcome::Failed { errno: EAGAIN };
+        };
+        let full = 0..self.page_size as usize;
+        let seen = match observed {
+            Some(Outcome::Read { digests }) => digests.first().copied(),
+            _ => None,
+        };
+        let digests: Vec<u64> = candidates
+            .iter()
+            .map(|f| self.digest_of(*f, full.clone()))
+            .collect();
+        let d = match seen {
+            Some(s) if digests.contains(&s) => s,
+            _ => digests[0],
+        };
+        for f in candidates {
+            self.frames.release(f);
+        }
+        Outcome::Read { digests: vec![d] }
+    }
+
     /// A write through the kernel, page by page; the first page it cannot write ends it with
     /// an errno, the pages before it written. /proc/self/mem (`mem`) forces the write: where
     /// the mapping is not writable, a private page is copied and written for this process only,
@@ -674,13 +769,17 @@ impl Model {
             .expect("fault checked");
         match pte.backing {
             PageBacking::Private(f) => {
-                let copy = self.exclusive(f);
-                self.procs[proc.0 as usize]
+                // In place when the page is this process's own, or nobody else holds the frame
+                // (do_wp_page: PageAnonExclusive, else reuse only at refcount 1).
+                let own = pte.flags & flag::EXCLUSIVE != 0 && f != FrameId::ZERO;
+                let frame = if own { f } else { self.exclusive(f) };
+                let p = self.procs[proc.0 as usize]
                     .space
                     .get_mut(vpn)
-                    .expect("present")
-                    .backing = PageBacking::Private(copy);
-                copy
+                    .expect("present");
+                p.backing = PageBacking::Private(frame);
+                p.flags |= flag::EXCLUSIVE;
+                frame
             }
             PageBacking::Object { obj, index } => {
                 let f = self.object(obj).frames[index as usize];
@@ -762,7 +861,7 @@ impl Model {
         if zero_ok {
             // Dropped by the kernel: zero from now on, until written (one-way, F2).
             p.backing = PageBacking::Private(FrameId::ZERO);
-            p.flags &= !flag::LAZY;
+            p.flags &= !(flag::LAZY | flag::EXCLUSIVE);
             for a in p.alts.iter().collect::<Vec<_>>() {
                 self.frames.release(a);
             }
@@ -802,6 +901,10 @@ impl Model {
     /// fork: the child gets the parent's pages, except DONTFORK ones (F4); WIPEONFORK pages
     /// arrive as fresh zero pages without guards (B4, F8), the flag kept.
     fn fork(&mut self, proc: ProcId, child: ProcId) -> Outcome {
+        // After fork no private page is anyone's own: both sides copy on their next write.
+        for pte in self.procs[proc.0 as usize].space.ptes.values_mut() {
+            pte.flags &= !flag::EXCLUSIVE;
+        }
         let parent = self.procs[proc.0 as usize].space.clone();
         let mut space = AddressSpace::default();
         for (vpn, pte) in parent.ptes {
@@ -899,7 +1002,7 @@ impl Model {
                 .expect("mapped");
             p.backing = PageBacking::Private(FrameId::ZERO);
             p.alts = Alts::default();
-            p.flags &= !flag::LAZY;
+            p.flags &= !(flag::LAZY | flag::EXCLUSIVE);
         }
     }
 
@@ -1257,9 +1360,12 @@ impl Model {
             // The old range stays mapped: private pages read zero, shared pages still show the
             // object (an alias) (G6).
             for (vpn, pte) in &moved {
+                // The page tables moved, guard markers with them (F8, G9): what stays is a
+                // fresh view.
                 let stay = if pte.kind.is_shared() {
                     let stay = Pte {
                         alts: Alts::default(),
+                        flags: pte.flags & flag::VMA,
                         ..*pte
                     };
                     self.take(&stay);

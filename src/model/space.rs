@@ -35,6 +35,10 @@ pub mod flag {
     /// VM_NOHUGEPAGE), so they split VMAs, which mremap sees (F9; measured).
     pub const HUGEPAGE: u8 = 16;
     pub const NOHUGEPAGE: u8 = 32;
+    /// The page is this process's own (it got it by its own write fault): a write goes in place
+    /// whatever else holds the frame (a pipe after vmsplice); cleared on both sides by fork.
+    /// This is PG_anon_exclusive's role since 5.19 (SEMANTICS K3/K4).
+    pub const EXCLUSIVE: u8 = 64;
     /// Flags that belong to the VMA (and so decide whether two pages can be one VMA).
     pub const VMA: u8 = DONTFORK | WIPEONFORK | HUGEPAGE | NOHUGEPAGE;
 }

@@ -322,6 +322,17 @@ impl Builder {
                 };
                 self.push(op);
             }
+            (37, Some(m)) if !self.config.core_only => {
+                let page = r.a % self.sizes[m.0 as usize];
+                self.push(Op::Vmsplice {
+                    proc: p,
+                    map: m,
+                    page,
+                });
+            }
+            (38, _) if !self.config.core_only => {
+                self.push(Op::PipeRead { proc: p });
+            }
             (26..=38, Some(m)) => {
                 let span = self.span(m, r);
                 self.push(Op::Read {

@@ -473,6 +473,11 @@ pub enum Op {
         pattern: Pattern,
         via: Via,
     },
+    /// `proc` vmsplices page `page` of `map` into the program's pipe (one pipe, created by the
+    /// root and inherited by every process): the pipe holds a reference to the page.
+    Vmsplice { proc: ProcId, map: MapId, page: u16 },
+    /// `proc` reads the oldest page out of the program's pipe; the bytes are observed.
+    PipeRead { proc: ProcId },
 }
 
 /// How a `poke` reaches memory.
@@ -511,10 +516,12 @@ pub enum OpKind {
     Remap,
     Invalid,
     Poke,
+    Vmsplice,
+    PipeRead,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 13] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -526,6 +533,8 @@ impl OpKind {
         OpKind::Remap,
         OpKind::Invalid,
         OpKind::Poke,
+        OpKind::Vmsplice,
+        OpKind::PipeRead,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -540,6 +549,8 @@ impl OpKind {
             OpKind::Remap => "remap",
             OpKind::Invalid => "invalid",
             OpKind::Poke => "poke",
+            OpKind::Vmsplice => "vmsplice",
+            OpKind::PipeRead => "pipe-read",
         }
     }
 }
@@ -559,7 +570,9 @@ impl Op {
             | Op::Advise { proc, .. }
             | Op::Remap { proc, .. }
             | Op::Invalid { proc, .. }
-            | Op::Poke { proc, .. } => proc,
+            | Op::Poke { proc, .. }
+            | Op::Vmsplice { proc, .. }
+            | Op::PipeRead { proc } => proc,
         }
     }
 
@@ -578,7 +591,9 @@ impl Op {
             | Op::Advise { proc, .. }
             | Op::Remap { proc, .. }
             | Op::Invalid { proc, .. }
-            | Op::Poke { proc, .. } => *proc = p,
+            | Op::Poke { proc, .. }
+            | Op::Vmsplice { proc, .. }
+            | Op::PipeRead { proc } => *proc = p,
         }
         op
     }
@@ -595,8 +610,9 @@ impl Op {
             | Op::Advise { map, .. }
             | Op::Remap { map, .. }
             | Op::Invalid { map, .. }
-            | Op::Poke { map, .. } => Some(map),
-            Op::Fork { .. } | Op::Exit { .. } => None,
+            | Op::Poke { map, .. }
+            | Op::Vmsplice { map, .. } => Some(map),
+            Op::Fork { .. } | Op::Exit { .. } | Op::PipeRead { .. } => None,
         }
     }
 
@@ -614,6 +630,8 @@ impl Op {
             Op::Remap { .. } => OpKind::Remap,
             Op::Invalid { .. } => OpKind::Invalid,
             Op::Poke { .. } => OpKind::Poke,
+            Op::Vmsplice { .. } => OpKind::Vmsplice,
+            Op::PipeRead { .. } => OpKind::PipeRead,
         }
     }
 
@@ -632,7 +650,8 @@ impl Op {
             | Op::Protect { map, .. }
             | Op::Advise { map, .. }
             | Op::Invalid { map, .. }
-            | Op::Poke { map, .. } => *map = m(*map),
+            | Op::Poke { map, .. }
+            | Op::Vmsplice { map, .. } => *map = m(*map),
             Op::MapAt { map, at: a, .. } => {
                 *map = m(*map);
                 *a = at(*a);
@@ -645,7 +664,7 @@ impl Op {
                 flags.fixed = flags.fixed.map(at);
             }
             Op::Fork { child, .. } => *child = p(*child),
-            Op::Exit { .. } => {}
+            Op::Exit { .. } | Op::PipeRead { .. } => {}
         }
         op
     }
@@ -909,6 +928,17 @@ impl Validator {
                 let pages = self.known_map(map)?;
                 check_span(span, pages)?;
             }
+            Op::Vmsplice { map, page, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(
+                    Span::Pages(PageRange {
+                        start: page,
+                        end: page.saturating_add(1),
+                    }),
+                    pages,
+                )?;
+            }
+            Op::PipeRead { .. } => {}
             Op::Unmap {
                 map, pages: range, ..
             } => {

@@ -500,6 +500,23 @@ impl<'a> OpLine<'a> {
                     result,
                 }
             }
+            OpKind::Vmsplice => {
+                let map = self.map_handle(&mut columns)?;
+                let range = self.range(&mut columns)?;
+                if range.end != range.start.wrapping_add(1) {
+                    return Err(TraceError::new(
+                        self.line,
+                        columns.span.unwrap_or(1),
+                        "vmsplice takes one page (like 2)",
+                    ));
+                }
+                Op::Vmsplice {
+                    proc,
+                    map,
+                    page: range.start,
+                }
+            }
+            OpKind::PipeRead => Op::PipeRead { proc },
             OpKind::Poke => {
                 let via = self.word(
                     "how to write (mem: /proc/self/mem, vm: process_vm_writev)",
@@ -1002,6 +1019,8 @@ impl fmt::Display for Op {
                 call,
                 bad,
             } => write!(f, "{proc} {verb} {} {map} {}", call.name(), bad.name()),
+            Op::Vmsplice { proc, map, page } => write!(f, "{proc} {verb} {map} {page}"),
+            Op::PipeRead { proc } => write!(f, "{proc} {verb}"),
             Op::Poke {
                 proc,
                 map,
@@ -1346,7 +1365,7 @@ p0 unmap m3 63
         assert_eq!((e.line, e.column), (3, 4));
         assert_eq!(
             e.message,
-            "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap, protect, advise, remap, invalid, poke"
+            "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap, protect, advise, remap, invalid, poke, vmsplice, pipe-read"
         );
     }
 
