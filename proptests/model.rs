@@ -738,6 +738,16 @@ fn frames_return(program: &Program, make: &Make) -> Result<Checked, String> {
     let mut subject = make();
     apply_all(&mut *subject, &program.ops)?;
     let mut cleanup = Vec::new();
+    // The pipe holds vmspliced pages until someone reads them: a live process drains it
+    // (a pipe read of an empty pipe is EAGAIN and changes nothing).
+    if let Some(reader) = (0..caps::MAX_PROCS as u8)
+        .map(ProcId)
+        .find(|p| subject.life(*p) == Life::Alive)
+    {
+        for _ in 0..16 {
+            cleanup.push(Op::PipeRead { proc: reader });
+        }
+    }
     for p in (1..caps::MAX_PROCS as u8).map(ProcId) {
         if subject.life(p) == Life::Alive {
             cleanup.push(Op::Exit { proc: p });

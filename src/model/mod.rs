@@ -189,7 +189,16 @@ pub struct Model {
     next_vma: u32,
     /// The program's pipe: each entry one vmspliced page, as the frames it may show (more than
     /// one where the page's contents were open to the kernel's choice).
-    pipe: std::collections::VecDeque<Vec<FrameId>>,
+    pipe: std::collections::VecDeque<PipePage>,
+}
+
+/// One vmspliced page in the pipe.
+#[derive(Clone, Debug)]
+struct PipePage {
+    /// The frames it may show (more than one where the page's contents were open).
+    frames: Vec<FrameId>,
+    /// Who spliced it, and where: that process's own later writes may show through the pipe.
+    owner: (ProcId, u64),
 }
 
 /// Buffers in a pipe of the default size (PIPE_DEF_BUFFERS): one vmspliced page each.
@@ -694,13 +703,20 @@ impl Model {
         for f in &candidates {
             self.frames.take(*f);
         }
-        self.pipe.push_back(candidates);
+        self.pipe.push_back(PipePage {
+            frames: candidates,
+            owner: (proc, vpn),
+        });
         Outcome::Done
     }
 
-    /// Reads the oldest page out of the pipe: EAGAIN when it is empty.
+    /// Reads the oldest page out of the pipe: EAGAIN when it is empty. Besides the frames it
+    /// referred to, the splicing process's current page is allowed: whether its own later
+    /// write went in place depends on whether the kernel had made the page its own (a
+    /// read-only pin, such as the snapshot's process_vm_readv, unshares a copy-on-write page:
+    /// FAULT_FLAG_UNSHARE since 5.19; measured). A fork relative's write is never allowed.
     fn pipe_read(&mut self, observed: Option<&Outcome>) -> Outcome {
-        let Some(candidates) = self.pipe.pop_front() else {
+        let Some(page) = self.pipe.pop_front() else {
             return Outcome::Failed { errno: EAGAIN };
         };
         let full = 0..self.page_size as usize;
@@ -708,15 +724,24 @@ impl Model {
             Some(Outcome::Read { digests }) => digests.first().copied(),
             _ => None,
         };
-        let digests: Vec<u64> = candidates
+        let mut digests: Vec<u64> = page
+            .frames
             .iter()
             .map(|f| self.digest_of(*f, full.clone()))
             .collect();
+        let (owner, vpn) = page.owner;
+        if self.life(owner) == Life::Alive {
+            if let Some(pte) = self.procs[owner.0 as usize].space.get(vpn).copied() {
+                if let PageBacking::Private(f) = pte.backing {
+                    digests.push(self.digest_of(f, full.clone()));
+                }
+            }
+        }
         let d = match seen {
             Some(s) if digests.contains(&s) => s,
             _ => digests[0],
         };
-        for f in candidates {
+        for f in page.frames {
             self.frames.release(f);
         }
         Outcome::Read { digests: vec![d] }
@@ -972,6 +997,14 @@ impl Model {
             self.release(pte);
         }
         self.procs[proc.0 as usize].life = life;
+        // The pipe goes with the last process that holds it (every process does).
+        if self.procs.iter().all(|p| p.life != Life::Alive) {
+            for page in std::mem::take(&mut self.pipe) {
+                for f in page.frames {
+                    self.frames.release(f);
+                }
+            }
+        }
     }
 
     /// mprotect: pages change up to the first hole, then ENOMEM (E1; probe R14.mprotect-hole).
