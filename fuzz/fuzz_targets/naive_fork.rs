@@ -2,11 +2,13 @@
 //! fuzzing process forks, and the child runs the executor's coordinator in place (the same code
 //! as `cowcheck __executor`, fed through pipes), so the fuzzing process's image (AddressSanitizer
 //! shadow and all) is what every fork of the program copies. It exists to measure what `ops`'s
-//! long-lived executor saves (docs/FUZZING.md, "Throughput"); it does not shrink.
+//! long-lived executor saves (docs/FUZZING.md); it neither shrinks nor panics.
 #![no_main]
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cowcheck::check;
 use cowcheck::kernel::KernelRun;
@@ -68,10 +70,20 @@ fuzz_target!(|data: &[u8]| {
     let program = cowcheck_fuzz::decode(data);
     let (page_size, run) = run_forked(&program);
     cowcheck_fuzz::publish_program_cells(&program, page_size);
+    // No panic: as a baseline it only counts. Forking the fuzzing process (ASan interceptors,
+    // libFuzzer's threads) makes spurious failures, such as a worker that hangs inside an
+    // intercepted call; they are counted and shown once per shape.
     if let Err(d) = check::compare(&program, &run, page_size) {
-        panic!(
-            "cowcheck (naive_fork baseline): divergence {}\n{program}",
-            d.signature(&program)
-        );
+        let shape = d.signature(&program);
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(&shape) {
+            eprintln!("naive_fork: divergence ({shape}) in:\n{program}");
+            seen.push(shape);
+        }
+        let n = DIVERGED.fetch_add(1, Ordering::Relaxed) + 1;
+        eprintln!("naive_fork: {n} divergent programs so far");
     }
 });
+
+static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static DIVERGED: AtomicU64 = AtomicU64::new(0);

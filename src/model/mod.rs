@@ -710,11 +710,12 @@ impl Model {
         Outcome::Done
     }
 
-    /// Reads the oldest page out of the pipe: EAGAIN when it is empty. Besides the frames it
-    /// referred to, the splicing process's current page is allowed: whether its own later
-    /// write went in place depends on whether the kernel had made the page its own (a
-    /// read-only pin, such as the snapshot's process_vm_readv, unshares a copy-on-write page:
-    /// FAULT_FLAG_UNSHARE since 5.19; measured). A fork relative's write is never allowed.
+    /// Reads the oldest page out of the pipe: EAGAIN when it is empty. Any of the page's
+    /// allowed views may show: the frames it referred to, and the splicing process's own
+    /// later copies of the page (whether its write went in place depends on whether the kernel
+    /// had made the page its own: a read-only pin, such as the snapshot's process_vm_readv,
+    /// unshares a copy-on-write page, FAULT_FLAG_UNSHARE since 5.19; measured). A fork
+    /// relative's write is never one of them.
     fn pipe_read(&mut self, observed: Option<&Outcome>) -> Outcome {
         let Some(page) = self.pipe.pop_front() else {
             return Outcome::Failed { errno: EAGAIN };
@@ -724,19 +725,11 @@ impl Model {
             Some(Outcome::Read { digests }) => digests.first().copied(),
             _ => None,
         };
-        let mut digests: Vec<u64> = page
+        let digests: Vec<u64> = page
             .frames
             .iter()
             .map(|f| self.digest_of(*f, full.clone()))
             .collect();
-        let (owner, vpn) = page.owner;
-        if self.life(owner) == Life::Alive {
-            if let Some(pte) = self.procs[owner.0 as usize].space.get(vpn).copied() {
-                if let PageBacking::Private(f) = pte.backing {
-                    digests.push(self.digest_of(f, full.clone()));
-                }
-            }
-        }
         let d = match seen {
             Some(s) if digests.contains(&s) => s,
             _ => digests[0],
@@ -798,6 +791,17 @@ impl Model {
                 // (do_wp_page: PageAnonExclusive, else reuse only at refcount 1).
                 let own = pte.flags & flag::EXCLUSIVE != 0 && f != FrameId::ZERO;
                 let frame = if own { f } else { self.exclusive(f) };
+                if frame != f {
+                    // Had the kernel already made the page this process's own (a read-only
+                    // pin unshares it), the write went in place and a pipe it was spliced into
+                    // shows it: the new page is an allowed view of such a pipe page.
+                    for page in self.pipe.iter_mut() {
+                        if page.owner == (proc, vpn) && page.frames.contains(&f) {
+                            page.frames.push(frame);
+                            self.frames.take(frame);
+                        }
+                    }
+                }
                 let p = self.procs[proc.0 as usize]
                     .space
                     .get_mut(vpn)
