@@ -27,7 +27,7 @@ use crate::model::{Life, Model, UNREADABLE};
 use crate::outcome::{BUS_ADRERR, Outcome, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV};
 use crate::program::{
     Advice, BadArg, MapKind, Op, OpKind, Pattern, PlaceHow, ProcId, Program, Prot, Span, Syscall,
-    caps,
+    Via, caps,
 };
 
 /// The compiler flags a reproducer must pass cleanly with.
@@ -47,7 +47,31 @@ pub const SUPPORTED: &[OpKind] = &[
     OpKind::Advise,
     OpKind::Remap,
     OpKind::Invalid,
+    OpKind::Poke,
+    OpKind::Vmsplice,
+    OpKind::PipeRead,
 ];
+
+/// EFAULT and EAGAIN (asm-generic/errno-base.h).
+const EFAULT: i32 = 14;
+
+/// A page in the program's pipe, as the generator follows it alongside the model: who spliced
+/// it and from where, and every page content that was ever visible at that address in any live
+/// process from the splice until it is read (a superset of the model's allowed views, which the
+/// model then filters, see `pipe_read_digests`).
+struct PipePage {
+    addr: u64,
+    seen: Vec<(u64, Vec<u8>)>,
+}
+
+impl PipePage {
+    fn note(&mut self, bytes: Vec<u8>) {
+        let d = crate::outcome::digest(&bytes);
+        if !self.seen.iter().any(|(x, _)| *x == d) {
+            self.seen.push((d, bytes));
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReproError {
@@ -190,10 +214,72 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
     let mut placed: Vec<Placed> = Vec::new();
     let mut birth = [0usize; caps::MAX_PROCS];
     let last = program.ops.len().saturating_sub(1);
+    // The pages in the program's pipe, oldest first, as the model holds them.
+    let mut pipe: std::collections::VecDeque<PipePage> = Default::default();
     for (i, op) in program.ops.iter().enumerate() {
+        // A vmsplice of a write-only page may fail with EFAULT or succeed, at the kernel's
+        // choice (the model allows both): the pipe's later contents would then differ, and the
+        // reproducer follows one line of events only.
+        if let Op::Vmsplice { .. } = op {
+            let a = model.clone().apply(op, None);
+            let b = model
+                .clone()
+                .step(op, Some(&Outcome::Failed { errno: EFAULT }));
+            if let (Ok(a), Ok(b)) = (a, b)
+                && a != b
+            {
+                return Err(ReproError::Unsupported {
+                    index: i + 1,
+                    op: op.to_string(),
+                    kind: "vmsplice of a write-only page",
+                    known: "every other vmsplice: the model allows both success and EFAULT there, and the pipe's later contents depend on which".into(),
+                });
+            }
+        }
+        // What a pipe-read may see: computed before the model consumes the page.
+        let pipe_allowed = match op {
+            Op::PipeRead { .. } => pipe.front().map(|p| pipe_read_digests(&model, op, p)),
+            _ => None,
+        };
         let outcome = model
             .apply(op, None)
             .map_err(|e| ReproError::Model(e.to_string()))?;
+        match (op, &outcome) {
+            (Op::Vmsplice { proc, map, page }, Outcome::Done) => {
+                let addr = model
+                    .handle(*map)
+                    .map_or(0, |h| h.base + *page as u64 * page_size as u64);
+                let mut p = PipePage {
+                    addr,
+                    seen: Vec::new(),
+                };
+                if let Some(b) = model.page_bytes(*proc, addr) {
+                    p.note(b);
+                }
+                // A page not faulted in yet may be spliced as the zero page.
+                p.note(vec![0u8; page_size]);
+                pipe.push_back(p);
+            }
+            (Op::PipeRead { .. }, Outcome::Read { .. }) => {
+                pipe.pop_front();
+            }
+            _ => {}
+        }
+        if (0..caps::MAX_PROCS).all(|q| model.life(ProcId(q as u8)) != Life::Alive) {
+            pipe.clear();
+        }
+        // Every content visible at a spliced address after this op, in any live process: the
+        // splicer's own later write may go in place (and show through the pipe), a shared page
+        // is one page for every mapper.
+        for p in pipe.iter_mut() {
+            for q in 0..caps::MAX_PROCS as u8 {
+                if model.life(ProcId(q)) == Life::Alive
+                    && let Some(b) = model.page_bytes(ProcId(q), p.addr)
+                {
+                    p.note(b);
+                }
+            }
+        }
         if let (
             Op::Advise {
                 advice: Advice::Free,
@@ -232,6 +318,21 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                 write!(f, ", .ramp = {ramp}, .byte = 0x{byte:02x}").ok();
             }
             Op::Read { span, .. } => write!(f, "{}", span_fields(span, page_size)).unwrap_or(()),
+            Op::Poke {
+                span, pattern, via, ..
+            } => {
+                write!(f, "{}", span_fields(span, page_size)).ok();
+                let (ramp, byte) = match pattern {
+                    Pattern::Fill(b) => (0, b),
+                    Pattern::Ramp(b) => (1, b),
+                };
+                let via = match via {
+                    Via::Mem => "VIA_MEM",
+                    Via::Vm => "VIA_VM",
+                };
+                write!(f, ", .ramp = {ramp}, .byte = 0x{byte:02x}, .via = {via}").ok();
+            }
+            Op::Vmsplice { page, .. } => write!(f, ", .first = {page}, .npages = 1").unwrap_or(()),
             Op::Fork { child, .. } => write!(f, ", .kind = {}", child.0).unwrap_or(()),
             Op::Unmap { pages, .. } => {
                 write!(f, ", .first = {}, .npages = {}", pages.start, pages.len()).ok();
@@ -363,7 +464,44 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                     Op::Fork { child, .. } => format!("forks {child}"),
                     Op::Exit { .. } => "exits".into(),
                     Op::Unmap { .. } => "unmaps".into(),
+                    Op::Poke { via, .. } => format!("writes through {}", via_words(*via)),
+                    Op::Vmsplice { .. } => "vmsplices one page into the pipe".into(),
                     _ => "succeeds".into(),
+                }
+            }
+            Outcome::Read { .. } if matches!(op, Op::PipeRead { .. }) => {
+                let allowed = pipe_allowed.ok_or_else(|| {
+                    ReproError::Model(format!(
+                        "op {} ({op}): the model reads a page from a pipe the generator sees empty",
+                        i + 1
+                    ))
+                })?;
+                let name = format!("d{i}");
+                let digests: Vec<u64> = allowed.iter().map(|(d, _)| *d).collect();
+                write!(
+                    f,
+                    ", .want = RES_READ, .any = 1, .ndigests = {}, .digests = {name}",
+                    digests.len()
+                )
+                .ok();
+                push_digests(&mut digests_c, &name, &digests);
+                let words: Vec<String> = allowed
+                    .iter()
+                    .map(|(d, b)| {
+                        if b.is_empty() {
+                            format!("digest {d:016x}")
+                        } else {
+                            crate::report::describe_bytes(b)
+                        }
+                    })
+                    .collect();
+                if words.len() == 1 {
+                    format!("reads one page from the pipe: {}", words[0])
+                } else {
+                    format!(
+                        "reads one page from the pipe, any of: {} (whether the splicer's own later write went in place is the kernel's choice)",
+                        words.join(" | ")
+                    )
                 }
             }
             Outcome::Read { digests } => {
@@ -606,8 +744,53 @@ fn verb_name(op: &Op, index: usize) -> Result<&'static str, ReproError> {
         Op::Fork { .. } => "V_FORK",
         Op::Exit { .. } => "V_EXIT",
         Op::Unmap { .. } => "V_UNMAP",
+        Op::Poke { .. } => "V_POKE",
+        Op::Vmsplice { .. } => "V_VMSPLICE",
+        Op::PipeRead { .. } => "V_PIPE_READ",
+        #[allow(unreachable_patterns)]
         _ => return Err(unsupported(index, op)),
     })
+}
+
+fn via_words(via: Via) -> &'static str {
+    match via {
+        Via::Mem => "/proc/self/mem",
+        Via::Vm => "process_vm_writev",
+    }
+}
+
+/// The digests (with the bytes) a `pipe-read` of `page` may see, by the model: the model
+/// keeps its pipe to itself and `apply(op, None)` names one allowed view only, so every content
+/// the generator saw at the spliced address since the splice (the spliced bytes, zero, and each
+/// later content of that page in any live process, the splicer's own in-place writes among
+/// them) is offered to a copy of the model as the observation; the model returns an observed
+/// digest unchanged exactly when it allows it. Its own default view is always kept. Where
+/// a view cannot be named this way (a page the splicer moved with mremap and then wrote in
+/// place), the reproducer accepts the views it can name, which always include the spliced
+/// bytes and the splicer's bytes at the spliced address.
+fn pipe_read_digests(model: &Model, op: &Op, page: &PipePage) -> Vec<(u64, Vec<u8>)> {
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+    let default = match model.clone().apply(op, None) {
+        Ok(Outcome::Read { digests }) => digests.first().copied(),
+        _ => None,
+    };
+    for (d, bytes) in &page.seen {
+        let seen = Outcome::Read { digests: vec![*d] };
+        let allowed = matches!(
+            model.clone().step(op, Some(&seen)),
+            Ok(Outcome::Read { digests }) if digests.first() == Some(d)
+        );
+        if allowed && !out.iter().any(|(x, _)| x == d) {
+            out.push((*d, bytes.clone()));
+        }
+    }
+    if let Some(d) = default
+        && !out.iter().any(|(x, _)| *x == d)
+    {
+        // Not among the contents the generator saw: keep it, bytes unknown.
+        out.insert(0, (d, Vec::new()));
+    }
+    out
 }
 
 fn span_fields(span: Span, page_size: usize) -> String {
@@ -828,13 +1011,15 @@ const PRELUDE: &str = r#"#define _GNU_SOURCE
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 "#;
 
 const TYPES: &str = r#"enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
-	    V_INVALID };
+	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ };
+enum via { VIA_MEM, VIA_VM };
 enum how { HOW_NONE, HOW_FIXED, HOW_NOREPLACE, HOW_HINT };
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -853,7 +1038,9 @@ struct op {
 	int kind;                  /* map: K_*; fork: the child's process handle */
 	int first, npages;         /* pages [first, first + npages) of the mapping */
 	int lo, hi;                /* bytes [lo, hi) of each page; hi 0: the whole page */
-	int ramp, byte;            /* write: a ramp (byte + offset % 251) or a fill of byte */
+	int ramp, byte;            /* write, poke: a ramp (byte + offset % 251) or a fill of byte */
+	int via;                   /* poke: VIA_MEM (pwrite on /proc/self/mem, a forced write) or
+	                              VIA_VM (process_vm_writev on ourselves) */
 	int how;                   /* map: HOW_* placement at page at_page of handle at_map */
 	int at_map, at_page;       /* map with placement; remap: MREMAP_FIXED target (-1: none) */
 	int prot;                  /* protect: PROT_* */
@@ -869,6 +1056,8 @@ struct op {
 	int want_errno;            /* RES_FAILED */
 	int ndigests;              /* RES_READ, RES_KILLED: pages read (before the fault) */
 	const uint64_t *digests;
+	int any;                   /* RES_READ of one page (pipe-read) whose digest may be any of
+	                              the ndigests digests: the views the model allows */
 	const char *text;          /* the trace line */
 	const char *says;          /* the model's prediction in words */
 };
@@ -915,6 +1104,10 @@ static volatile sig_atomic_t me;        /* the process handle this worker serves
 static struct reply rep;                /* this worker's reply in progress */
 static size_t ps;                       /* page size */
 static unsigned char page_buf[1 << 16];
+/* The program's pipe (read end, write end): made by the root process before the first op,
+ * non-blocking (a full pipe for vmsplice, an empty one for read, is EAGAIN, never a hang), and
+ * inherited by every process of the tree. */
+static int the_pipe[2] = { -1, -1 };
 
 static uint64_t rotl(uint64_t x, int r)
 {
@@ -1036,6 +1229,50 @@ static int invalid_call(const struct op *o, uintptr_t b)
 	}
 }
 
+/* Writes the op's pattern through the kernel, one page at a time in ascending order: pwrite on
+ * /proc/self/mem (a forced write, FOLL_FORCE) or process_vm_writev on ourselves (the mapping's
+ * own permissions). The first page that fails ends it: -1 with its errno, earlier pages written.
+ * origin is the mapping's base, from which a ramp counts. */
+static int poke(const struct op *o, uintptr_t first, uintptr_t origin)
+{
+	size_t lo, hi, len;
+	int fd = -1, err = 0;
+	span_bytes(o, &lo, &hi);
+	len = hi - lo;
+	if (o->via == VIA_MEM) {
+		fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+	}
+	for (int pg = 0; pg < o->npages; pg++) {
+		uintptr_t page = first + (size_t)pg * ps;
+		size_t offset = (size_t)(page - origin) + lo;
+		uintptr_t dst = page + lo;
+		ssize_t n;
+		for (size_t i = 0; i < len; i++)
+			page_buf[i] = o->ramp ? (unsigned char)(o->byte + (int)((offset + i) % 251))
+					      : (unsigned char)o->byte;
+		if (o->via == VIA_VM) {
+			struct iovec local = { .iov_base = page_buf, .iov_len = len };
+			struct iovec remote = { .iov_base = (void *)dst, .iov_len = len };
+			n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+		} else {
+			n = pwrite(fd, page_buf, len, (off_t)dst);
+		}
+		if (n != (ssize_t)len) {
+			err = n < 0 ? errno : EIO;
+			break;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
 /* Performs one op in this worker; returns 0 if no reply is due (a fork's child). */
 static int perform(const struct op *o, const uint64_t *base)
 {
@@ -1151,6 +1388,36 @@ static int perform(const struct op *o, const uint64_t *base)
 			rep.value = (uint64_t)errno;
 		}
 		return 1;
+	case V_POKE:
+		if (poke(o, first, (uintptr_t)base[o->map]) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_VMSPLICE: {
+		/* One whole page into the pipe: the pipe takes a reference to the page itself. */
+		struct iovec iov = { .iov_base = (void *)first, .iov_len = ps };
+		ssize_t n = vmsplice(the_pipe[1], &iov, 1, 0);
+		if (n != (ssize_t)ps) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)(n < 0 ? errno : EIO);
+		}
+		return 1;
+	}
+	case V_PIPE_READ: {
+		/* The oldest page out of the pipe; its bytes are observed. */
+		ssize_t n = read(the_pipe[0], page_buf, ps);
+		if (n == (ssize_t)ps) {
+			rep.result = RES_READ;
+			rep.digest[0] = digest(page_buf, ps);
+			memcpy(rep.head[0], page_buf, 8);
+			rep.n = 1;
+		} else {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)(n < 0 ? errno : EIO);
+		}
+		return 1;
+	}
 	}
 	rep.result = RES_FAILED;
 	rep.value = (uint64_t)EINVAL;
@@ -1314,7 +1581,16 @@ static int run_op(int i)
 		else if (!(o->remap_flags & MREMAP_MAYMOVE))
 			ok = r.value == bases[o->map] + (uint64_t)o->first * ps;
 	}
-	if (ok && o->want == RES_READ) {
+	if (ok && o->want == RES_READ && o->any) {
+		/* One page, whose digest is any of the views the model allows. */
+		ok = r.n == 1;
+		if (ok) {
+			int found = 0;
+			for (int k = 0; k < o->ndigests; k++)
+				found |= r.digest[0] == o->digests[k];
+			ok = found;
+		}
+	} else if (ok && o->want == RES_READ) {
 		ok = r.n == o->ndigests;
 		for (int k = 0; ok && k < o->ndigests; k++)
 			ok = r.digest[k] == o->digests[k];
@@ -1350,11 +1626,19 @@ static int run_op(int i)
 		switch (r.result) {
 		case RES_READ:
 			for (int k = 0; k < r.n && k < 4; k++) {
-				size_t lo, hi;
-				span_bytes(o, &lo, &hi);
-				printf("# got: page %d of the span: digest %016llx%s\n", k,
-				       (unsigned long long)r.digest[k],
-				       k < o->ndigests && r.digest[k] != o->digests[k] ? " (differs)" : "");
+				size_t lo = 0, hi = ps;
+				if (o->verb != V_PIPE_READ)
+					span_bytes(o, &lo, &hi);
+				if (o->any) {
+					printf("# got: one page: digest %016llx (allowed:", (unsigned long long)r.digest[k]);
+					for (int j = 0; j < o->ndigests; j++)
+						printf(" %016llx", (unsigned long long)o->digests[j]);
+					printf(")\n");
+				} else {
+					printf("# got: page %d of the span: digest %016llx%s\n", k,
+					       (unsigned long long)r.digest[k],
+					       k < o->ndigests && r.digest[k] != o->digests[k] ? " (differs)" : "");
+				}
 				show_head(r.head[k], hi - lo < 8 ? hi - lo : 8);
 			}
 			break;
@@ -1448,6 +1732,9 @@ int main(void)
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGSEGV, &sa, NULL);
 		sigaction(SIGBUS, &sa, NULL);
+		/* The program's pipe, before the first op; a failure shows as the pipe ops' errno. */
+		if (pipe2(the_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+			the_pipe[0] = the_pipe[1] = -1;
 		me = 0;
 		serve();
 		_exit(0);

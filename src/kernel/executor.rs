@@ -58,6 +58,7 @@ enum Reply {
 }
 
 struct Coordinator {
+    guardian: Guardian,
     op_deadline: Duration,
     scratch: Scratch,
     page_size: u64,
@@ -74,6 +75,7 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         return 0;
     }
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    let guardian = Guardian::start();
     worker::set_inject(inject);
     let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
@@ -102,8 +104,13 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         return 2;
     }
     let mut c = Coordinator {
+        guardian,
         op_deadline,
-        scratch: Scratch::new(page_size as usize),
+        scratch: {
+            let mut s = Scratch::new(page_size as usize);
+            s.alarm_secs = (op_deadline.as_secs() as u32).saturating_mul(2).max(1) + 1;
+            s
+        },
         page_size,
         buf: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD],
     };
@@ -138,6 +145,66 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         }
         if write_frame(&mut output, &enc.buf).is_err() {
             return 2;
+        }
+    }
+}
+
+/// A tiny process beside the tree whose only job is to kill the current program's process
+/// group if the executor dies (PR_SET_PDEATHSIG): workers see end of file on their sockets
+/// and exit by themselves, but one stuck inside an op (an emulator spinning on a fault) would
+/// not. The executor tells it the current group through a shared page.
+struct Guardian {
+    pgid: *mut i32,
+}
+
+impl Guardian {
+    fn start() -> Guardian {
+        // SAFETY: a fresh shared anonymous page for one i32, kept for the executor's life.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Guardian {
+                pgid: std::ptr::null_mut(),
+            };
+        }
+        let pgid = page as *mut i32;
+        // SAFETY: the executor is single-threaded; the child only makes async-signal-safe
+        // calls (prctl, sigsuspend, kill, _exit) and reads the shared page.
+        if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
+            unsafe {
+                libc::close(0);
+                libc::close(1);
+                let mut mask: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut mask);
+                libc::sigaddset(&mut mask, libc::SIGUSR1);
+                libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut());
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
+                if libc::getppid() != 1 {
+                    let mut sig = 0;
+                    libc::sigwait(&mask, &mut sig);
+                }
+                let g = std::ptr::read_volatile(pgid);
+                if g > 0 {
+                    libc::kill(-g, libc::SIGKILL);
+                }
+                libc::_exit(0);
+            }
+        }
+        Guardian { pgid }
+    }
+
+    fn watch(&self, pgid: Pid) {
+        if !self.pgid.is_null() {
+            // SAFETY: the shared page lives as long as the executor.
+            unsafe { std::ptr::write_volatile(self.pgid, pgid.as_raw()) };
         }
     }
 }
@@ -328,6 +395,7 @@ impl Coordinator {
             }
         };
         let pgid = root.pid;
+        self.guardian.watch(pgid);
         workers[0] = Some(root);
         let ops = &program.ops;
         let last = ops.len().saturating_sub(1);
@@ -379,8 +447,10 @@ impl Coordinator {
             let _ = kill(w.pid, Signal::SIGKILL);
         }
         drop(workers);
+        // Every process of the tree is in its group and, orphans included, our child: wait
+        // for the group (not for -1: the guardian is our child too, and never ends).
         loop {
-            match waitpid(Pid::from_raw(-1), None) {
+            match waitpid(Pid::from_raw(-pgid.as_raw()), None) {
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(_) => break,
             }
