@@ -12,6 +12,13 @@
 //! fork and exit, and at the end), every live process checks each page of every mapping handle:
 //! mapped or not (`msync`), and its digest.
 //!
+//! `poke` writes through the kernel as the executor does (pwrite on /proc/self/mem, or
+//! process_vm_writev on itself, a page at a time; the first failing page's errno ends it).
+//! `vmsplice` and `pipe-read` use one pipe, made non-blocking by the root process before the
+//! first op and inherited by every process. A pipe page may be allowed several contents (the
+//! splicer's own later write may or may not show through): the reproducer accepts each digest
+//! the model allows, found by offering the model every content seen at the spliced address.
+//!
 //! Output is KTAP (`KTAP version 1`, `1..N`, `ok N - desc` / `not ok N - desc`); the exit status
 //! is 0 when everything matched the model and 1 otherwise (4, kselftest's skip, when the page
 //! size differs from the one the reproducer was generated for).

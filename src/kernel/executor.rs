@@ -417,16 +417,24 @@ impl Coordinator {
                 created.extend(ops[j].creates());
                 j += 1;
             }
-            match self.perform_batch(&ops[i..j], &mut workers, &mut bases) {
-                Ok(outcomes) => run.outcomes.extend(outcomes),
+            let k = j - 1;
+            let snapshot_after = ops[k].snapshot_after() || k == last;
+            // The batch's own process is asked for its snapshot along with its ops (one
+            // wakeup fewer), unless its last op ends it.
+            let pre_ask = snapshot_after && !matches!(ops[k], Op::Exit { .. });
+            let pre_asked = match self.perform_batch(&ops[i..j], &mut workers, &mut bases, pre_ask)
+            {
+                Ok((outcomes, asked)) => {
+                    run.outcomes.extend(outcomes);
+                    asked.then_some(p.0 as usize)
+                }
                 Err((k, e)) => {
                     run.harness_error = Some(format!("op {} ({}): {e}", i + k + 1, ops[i + k]));
                     break 'program;
                 }
-            }
-            let k = j - 1;
-            if ops[k].snapshot_after() || k == last {
-                match self.snapshot(&mut workers) {
+            };
+            if snapshot_after {
+                match self.snapshot(&mut workers, pre_asked) {
                     Ok(s) => run.snapshots.push((k, s)),
                     Err(e) => {
                         run.harness_error = Some(format!("snapshot after op {}: {e}", k + 1));
@@ -738,10 +746,11 @@ impl Coordinator {
         batch: &[Op],
         workers: &mut [Option<Worker>],
         bases: &mut [Option<u64>],
-    ) -> Result<Vec<Outcome>, (usize, String)> {
+        then_snapshot: bool,
+    ) -> Result<(Vec<Outcome>, bool), (usize, String)> {
         let p = batch[0].proc().0 as usize;
         let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
-            return Ok(vec![Outcome::Skipped; batch.len()]);
+            return Ok((vec![Outcome::Skipped; batch.len()], false));
         };
         // Send every request first.
         let mut sent = Vec::with_capacity(batch.len());
@@ -752,6 +761,12 @@ impl Coordinator {
                 alive = self.send(fd, &req).map_err(|e| (k, e))?;
             }
             sent.push(req.is_some() && alive);
+        }
+        let mut asked = false;
+        if then_snapshot && alive {
+            let mut req = [0u64; REQ_WORDS];
+            req[0] = verb::SNAPSHOT;
+            asked = self.send(fd, &req).map_err(|e| (batch.len() - 1, e))?;
         }
         // Then take the replies in order; once the process is gone, the rest is skipped.
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -767,7 +782,7 @@ impl Coordinator {
                     .map_err(|e| (k, e))?,
             );
         }
-        Ok(outcomes)
+        Ok((outcomes, asked && workers[p].is_some()))
     }
 
     fn outcome(
@@ -856,13 +871,20 @@ impl Coordinator {
 
     /// Asks every live worker for its view. A worker that dies while looking at itself is left
     /// out (the checker then sees a process missing).
-    fn snapshot(&mut self, workers: &mut [Option<Worker>]) -> Result<Snapshot, String> {
+    fn snapshot(
+        &mut self,
+        workers: &mut [Option<Worker>],
+        pre_asked: Option<usize>,
+    ) -> Result<Snapshot, String> {
         // Ask everyone first, then collect: looking at oneself changes nothing that another
         // process can see, so the workers may do it at the same time.
         let mut req = [0u64; REQ_WORDS];
         req[0] = verb::SNAPSHOT;
         let mut asked = [false; caps::MAX_PROCS];
         for p in 0..workers.len() {
+            if pre_asked == Some(p) {
+                continue;
+            }
             if let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) {
                 asked[p] = self.send(fd, &req)?;
                 if !asked[p] {
