@@ -83,9 +83,11 @@ pub fn measure(
     executor: &mut Executor,
     programs: u64,
     seed: u64,
+    core_only: bool,
 ) -> Result<BenchReport, HarnessError> {
     let generator = GenConfig {
         features: executor.hello.features,
+        core_only,
         ..GenConfig::default()
     };
     let rounds = 10usize.min(programs as usize).max(1);

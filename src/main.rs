@@ -98,6 +98,9 @@ enum Command {
         programs: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Programs of the core ops only (map, write, read, fork, exit, unmap).
+        #[arg(long)]
+        core: bool,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -211,8 +214,9 @@ fn main() -> ExitCode {
         Command::Bench {
             programs,
             seed,
+            core,
             exec,
-        } => cmd_bench(programs, seed, &exec),
+        } => cmd_bench(programs, seed, core, &exec),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -761,13 +765,13 @@ fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
     Ok(0)
 }
 
-fn cmd_bench(programs: u64, seed: u64, exec: &ExecArgs) -> Result<u8, Fatal> {
+fn cmd_bench(programs: u64, seed: u64, core: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
     if programs == 0 {
         return Err(Fatal("--programs must be at least 1".into()));
     }
     let config = executor_config(exec)?;
     let mut executor = Executor::start(&config)?;
-    let report = cowcheck::bench::measure(&mut executor, programs, seed)?;
+    let report = cowcheck::bench::measure(&mut executor, programs, seed, core)?;
     print!("{report}");
     Ok(0)
 }
