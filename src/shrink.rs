@@ -288,52 +288,22 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
                 }));
             }
         }
-        Op::Protect {
-            proc,
-            map,
-            pages,
-            prot,
-        } if pages.len() > 1 => {
+        // Whole-page ranges narrow to their first or last page.
+        Op::Protect { pages, .. } | Op::Advise { pages, .. } | Op::Unmap { pages, .. }
+            if pages.len() > 1 =>
+        {
             for r in [
                 PageRange::new(pages.start, pages.start + 1),
                 PageRange::new(pages.end - 1, pages.end),
             ] {
-                out.push(Op::Protect {
-                    proc,
-                    map,
-                    pages: r,
-                    prot,
-                });
-            }
-        }
-        Op::Advise {
-            proc,
-            map,
-            pages,
-            advice,
-        } if pages.len() > 1 => {
-            for r in [
-                PageRange::new(pages.start, pages.start + 1),
-                PageRange::new(pages.end - 1, pages.end),
-            ] {
-                out.push(Op::Advise {
-                    proc,
-                    map,
-                    pages: r,
-                    advice,
-                });
-            }
-        }
-        Op::Unmap { proc, map, pages } if pages.len() > 1 => {
-            for r in [
-                PageRange::new(pages.start, pages.start + 1),
-                PageRange::new(pages.end - 1, pages.end),
-            ] {
-                out.push(Op::Unmap {
-                    proc,
-                    map,
-                    pages: r,
-                });
+                let mut narrowed = op;
+                if let Op::Protect { pages, .. }
+                | Op::Advise { pages, .. }
+                | Op::Unmap { pages, .. } = &mut narrowed
+                {
+                    *pages = r;
+                }
+                out.push(narrowed);
             }
         }
         _ => {}

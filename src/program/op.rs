@@ -890,38 +890,7 @@ impl Validator {
             Some(ProcState::Alive) => {}
         }
         match *op {
-            Op::Map { map, pages, .. } => {
-                match self.maps.get(map.0 as usize) {
-                    None => {
-                        return Err(invalid(
-                            Culprit::Map,
-                            format!(
-                                "mapping handle {map} is past the cap of {} mappings",
-                                caps::MAX_MAPS
-                            ),
-                        ));
-                    }
-                    Some(Some(_)) => {
-                        return Err(invalid(
-                            Culprit::Map,
-                            format!(
-                                "mapping handle {map} is already taken; a map needs a new handle"
-                            ),
-                        ));
-                    }
-                    Some(None) => {}
-                }
-                if pages == 0 || pages > caps::MAX_MAP_PAGES {
-                    return Err(invalid(
-                        Culprit::Count,
-                        format!(
-                            "a map takes 1 to {} pages, not {pages}",
-                            caps::MAX_MAP_PAGES
-                        ),
-                    ));
-                }
-                self.maps[map.0 as usize] = Some(pages);
-            }
+            Op::Map { map, pages, .. } => self.new_map(map, pages)?,
             Op::Write { map, span, .. }
             | Op::Read { map, span, .. }
             | Op::Poke { map, span, .. } => {
@@ -1076,9 +1045,7 @@ impl Validator {
             Some(Some(_)) => {
                 return Err(invalid(
                     Culprit::Map,
-                    format!(
-                        "mapping handle {map} is already taken; a new mapping needs a new handle"
-                    ),
+                    format!("mapping handle {map} is already taken; a map needs a new handle"),
                 ));
             }
             Some(None) => {}
@@ -1087,7 +1054,7 @@ impl Validator {
             return Err(invalid(
                 Culprit::Count,
                 format!(
-                    "a mapping has 1 to {} pages, not {pages}",
+                    "a map takes 1 to {} pages, not {pages}",
                     caps::MAX_MAP_PAGES
                 ),
             ));
