@@ -12,3 +12,7 @@ fuzz_target!(|data: &[u8]| {
     cowcheck_fuzz::publish_program_cells(&program, page_size);
     cowcheck_fuzz::check_program(&program);
 });
+
+libfuzzer_sys::fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    cowcheck_fuzz::mutate(data, size, max_size, seed)
+});

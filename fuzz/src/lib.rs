@@ -19,6 +19,9 @@
 //! - `COWCHECK_FUZZ_QUIET`: set to anything to stop the lines that announce new semantic cells.
 //! - `COWCHECK_FUZZ_CELLS=0`: count the cells but do not feed them to libFuzzer (to measure what
 //!   the feedback is worth).
+//! - `COWCHECK_FUZZ_KEEP_GOING=1`: on a divergence, print the shrunk report (once per shape) and
+//!   go on instead of crashing; no artifact is saved. For measurements; for long campaigns,
+//!   libFuzzer's `-fork=N -ignore_crashes=1` keeps going and keeps the artifacts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -271,9 +274,22 @@ fn restart_executor() {
 /// died or hung) restarts the executor and retries once; a second one panics too, as a bug of
 /// cowcheck rather than of the kernel.
 pub fn check_program(program: &Program) {
+    static KEEP_GOING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static SHAPES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let keep_going = *KEEP_GOING
+        .get_or_init(|| std::env::var_os("COWCHECK_FUZZ_KEEP_GOING").is_some_and(|v| v != "0"));
     for attempt in 0..2 {
         let result = with_executor(|ex| match check::check(ex, program) {
             Ok((Verdict::Agreed(_), _)) => Ok(None),
+            Ok((Verdict::Diverged(d), _)) if keep_going => {
+                let shape = d.signature(program);
+                let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+                if !shapes.contains(&shape) {
+                    shapes.push(shape);
+                    eprintln!("{}", divergence_report(ex, program, d));
+                }
+                Ok(None)
+            }
             Ok((Verdict::Diverged(d), _)) => Ok(Some(divergence_report(ex, program, d))),
             Err(e) => Err(e),
         });
@@ -329,4 +345,59 @@ fn divergence_report(ex: &mut Executor, program: &Program, d: check::Divergence)
             `cowcheck shrink --artifact ARTIFACT` shrinks it (add the same --under as the \
             fuzzer's COWCHECK_UNDER, if any)\n";
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations that know the input's grain.
+
+/// Bytes per raw op (`generate::RawOp` as `arbitrary` reads it).
+const RAW_OP_BYTES: usize = 9;
+
+/// Structure-aware mutation on top of libFuzzer's own: an input is a run of raw ops of
+/// [`RAW_OP_BYTES`] bytes each, so about half the time the input gains fresh random raw ops,
+/// repeats a run of its own (fork after fork, write after write) or loses one, always at raw-op
+/// boundaries; otherwise libFuzzer mutates bytes as usual. Longer, op-shaped programs reach the
+/// deep process trees and sharing patterns that single-byte mutations rarely build.
+pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
+    let mut rng = generate::SplitMix::new(u64::from(seed) ^ 0x5eed_0f_c0c0_u64);
+    let cap = max_size.min(data.len());
+    let size = size.min(cap);
+    let ops = size / RAW_OP_BYTES;
+    let mut below = |n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
+    let new_size = match below(8) {
+        0..=2 => {
+            let at = below(ops + 1) * RAW_OP_BYTES;
+            let add = ((1 + below(4)) * RAW_OP_BYTES).min(cap - size);
+            if add > 0 {
+                data.copy_within(at..size, at + add);
+                for b in &mut data[at..at + add] {
+                    *b = below(256) as u8;
+                }
+                Some(size + add)
+            } else {
+                None
+            }
+        }
+        3 if ops > 0 => {
+            let start = below(ops);
+            let len = 1 + below((ops - start).min(4));
+            let (from, run) = (start * RAW_OP_BYTES, len * RAW_OP_BYTES);
+            let add = run.min(cap - size);
+            if add > 0 {
+                let at = from + run;
+                data.copy_within(at..size, at + add);
+                data.copy_within(from..from + add, at);
+                Some(size + add)
+            } else {
+                None
+            }
+        }
+        4 if ops > 1 => {
+            let at = below(ops) * RAW_OP_BYTES;
+            data.copy_within(at + RAW_OP_BYTES..size, at);
+            Some(size - RAW_OP_BYTES)
+        }
+        _ => None,
+    };
+    new_size.unwrap_or_else(|| libfuzzer_sys::fuzzer_mutate(data, size, max_size))
 }
