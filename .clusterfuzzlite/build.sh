@@ -18,9 +18,10 @@ for target in ops trace_parse model; do
     cp "$FUZZ_TARGET_OUTPUT_DIR/$target" "$OUT/$target"
 done
 
-# 3. Seed corpora, generated from the project's traces (tests/fuzz_corpus.rs).
-for target in ops trace_parse; do
-    if [ -d "fuzz/corpus/$target" ]; then
-        (cd "fuzz/corpus/$target" && zip -q -r "$OUT/${target}_seed_corpus.zip" .)
-    fi
-done
+# 3. Seed corpora, generated from the project's traces (tests/fuzz_corpus.rs); `model` decodes
+#    its input like `ops` and starts from the same seeds.
+(cd fuzz/corpus/ops && zip -q -r "$OUT/ops_seed_corpus.zip" . && cp "$OUT/ops_seed_corpus.zip" "$OUT/model_seed_corpus.zip")
+(cd fuzz/corpus/trace_parse && zip -q -r "$OUT/trace_parse_seed_corpus.zip" .)
+
+# libFuzzer options for every run: inputs are 9 bytes per op and at most 40 ops.
+printf '[libfuzzer]\nmax_len = 512\n' > "$OUT/ops.options"

@@ -136,10 +136,10 @@ pub fn compare_with(
             });
         }
         tally.ops += 1;
-        if let Op::Fork { .. } = op {
-            if matches!(observed, Outcome::Done) {
-                tally.forks += 1;
-            }
+        if let Op::Fork { .. } = op
+            && matches!(observed, Outcome::Done)
+        {
+            tally.forks += 1;
         }
         if let Outcome::Read { digests } = observed {
             tally.pages_compared += digests.len();
@@ -274,16 +274,16 @@ pub fn page_diffs(
             expected: Outcome::Read { digests: e },
             observed: Outcome::Read { digests: o },
         } => {
-            if let Some(Op::Read { map, span, .. }) = program.ops.get(d.op_index) {
-                if let Some(h) = model.handle(*map) {
-                    for (k, page) in span.page_range().pages().enumerate() {
-                        if e.get(k) != o.get(k) {
-                            let range = match span {
-                                Span::Pages(_) => 0..ps,
-                                Span::Bytes { .. } => span.bytes_in_page(ps),
-                            };
-                            wanted.push((*proc, h.base + page as u64 * ps as u64, range));
-                        }
+            if let Some(Op::Read { map, span, .. }) = program.ops.get(d.op_index)
+                && let Some(h) = model.handle(*map)
+            {
+                for (k, page) in span.page_range().pages().enumerate() {
+                    if e.get(k) != o.get(k) {
+                        let range = match span {
+                            Span::Pages(_) => 0..ps,
+                            Span::Bytes { .. } => span.bytes_in_page(ps),
+                        };
+                        wanted.push((*proc, h.base + page as u64 * ps as u64, range));
                     }
                 }
             }

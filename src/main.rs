@@ -640,11 +640,7 @@ fn summary_json(
 fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
     let config = executor_config(exec)?;
     let mut executor = Executor::start(&config)?;
-    let (verdict, run) = check::check(&mut executor, &program).or_else(|e| match e {
-        // Show what ran even when the executor gave up part way.
-        HarnessError::Program(_) => Err(e),
-        other => Err(other),
-    })?;
+    let (verdict, run) = check::check(&mut executor, &program)?;
     let divergence = match &verdict {
         Verdict::Diverged(d) => Some(d.clone()),
         Verdict::Agreed(_) => None,
@@ -731,23 +727,22 @@ fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
         let mut line = report::describe_outcome(&outcome);
         if let (Op::Read { map, span, proc }, cowcheck::outcome::Outcome::Read { .. }) =
             (op, &outcome)
+            && let Some(h) = model.handle(*map)
         {
-            if let Some(h) = model.handle(*map) {
-                let parts: Vec<String> = span
-                    .page_range()
-                    .pages()
-                    .map(|page| {
-                        let addr = h.base + page as u64 * ps as u64;
-                        let bytes = model.page_bytes(*proc, addr).unwrap_or_default();
-                        let bytes = match span {
-                            Span::Bytes { .. } => bytes[span.bytes_in_page(ps)].to_vec(),
-                            Span::Pages(_) => bytes,
-                        };
-                        format!("page {page}: {}", report::describe_bytes(&bytes))
-                    })
-                    .collect();
-                line = parts.join("; ");
-            }
+            let parts: Vec<String> = span
+                .page_range()
+                .pages()
+                .map(|page| {
+                    let addr = h.base + page as u64 * ps as u64;
+                    let bytes = model.page_bytes(*proc, addr).unwrap_or_default();
+                    let bytes = match span {
+                        Span::Bytes { .. } => bytes[span.bytes_in_page(ps)].to_vec(),
+                        Span::Pages(_) => bytes,
+                    };
+                    format!("page {page}: {}", report::describe_bytes(&bytes))
+                })
+                .collect();
+            line = parts.join("; ");
         }
         println!("  {:>3}  {:<36} => {line}", i + 1, op.to_string());
         if op.snapshot_after() {

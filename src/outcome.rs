@@ -131,11 +131,11 @@ impl Region {
 
 /// Appends `r` to a sorted list of regions, merging it with the last one when they join.
 pub fn push_region(regions: &mut Vec<Region>, r: Region) {
-    if let Some(last) = regions.last_mut() {
-        if last.joins(&r) {
-            last.end = r.end;
-            return;
-        }
+    if let Some(last) = regions.last_mut()
+        && last.joins(&r)
+    {
+        last.end = r.end;
+        return;
     }
     regions.push(r);
 }

@@ -107,10 +107,10 @@ fn without_dependents(p: &Program, op: &Op) -> Option<Program> {
             gone[child.0 as usize] = true;
             let mut ops = Vec::new();
             for o in &p.ops {
-                if let Op::Fork { proc, child: c } = *o {
-                    if gone[proc.0 as usize] {
-                        gone[c.0 as usize] = true;
-                    }
+                if let Op::Fork { proc, child: c } = *o
+                    && gone[proc.0 as usize]
+                {
+                    gone[c.0 as usize] = true;
                 }
                 if *o == *op || gone[o.proc().0 as usize] {
                     continue;
@@ -331,12 +331,9 @@ pub fn renumber(p: &Program) -> Program {
     let mut ops = Vec::with_capacity(p.ops.len());
     for op in &p.ops {
         let mut op = *op;
-        match &mut op {
-            Op::Fork { child, .. } => {
-                procs[child.0 as usize] = Some(np);
-                np += 1;
-            }
-            _ => {}
+        if let Op::Fork { child, .. } = &mut op {
+            procs[child.0 as usize] = Some(np);
+            np += 1;
         }
         if let Some(map) = op.creates() {
             maps[map.0 as usize] = Some(nm);

@@ -246,3 +246,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+libfuzzer_sys::fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    cowcheck_fuzz::mutate(data, size, max_size, seed)
+});

@@ -738,12 +738,12 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
     // A tiny fixed-size "Vec" over the payload: regions are merged as they are appended.
     let mut last: Option<Region> = None;
     let mut emit = |r: Region, payload: &mut [u64], nregions: &mut usize| -> bool {
-        if let Some(l) = last.as_mut() {
-            if l.joins(&r) {
-                l.end = r.end;
-                payload[(*nregions - 1) * 3 + 1] = r.end;
-                return true;
-            }
+        if let Some(l) = last.as_mut()
+            && l.joins(&r)
+        {
+            l.end = r.end;
+            payload[(*nregions - 1) * 3 + 1] = r.end;
+            return true;
         }
         if (*nregions + 1) * 3 > payload.len() {
             return false;

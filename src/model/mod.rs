@@ -401,7 +401,7 @@ impl Model {
             addr,
             reason: reason.to_string(),
         };
-        if addr % self.page_size != 0 {
+        if !addr.is_multiple_of(self.page_size) {
             return Err(bad("is not page aligned"));
         }
         if addr.checked_add(pages as u64 * self.page_size).is_none() {
@@ -1106,11 +1106,11 @@ impl Model {
                     if pte.prot & PROT_W == 0 && observed_errno(observed) == Some(EACCES) {
                         return Outcome::Failed { errno: EACCES };
                     }
-                    if let PageBacking::Object { obj, index } = pte.backing {
-                        if let Some(&f) = self.object(obj).frames.get(index as usize) {
-                            self.frames.release(f);
-                            self.object_mut(obj).frames[index as usize] = FrameId::ZERO;
-                        }
+                    if let PageBacking::Object { obj, index } = pte.backing
+                        && let Some(&f) = self.object(obj).frames.get(index as usize)
+                    {
+                        self.frames.release(f);
+                        self.object_mut(obj).frames[index as usize] = FrameId::ZERO;
                     }
                 }
                 Advice::DontFork => set(self, flag::DONTFORK, true),
@@ -1150,13 +1150,12 @@ impl Model {
                 // Content unchanged, but a lazily freed page that only this process maps is
                 // discarded: it reads zero (F7).
                 Advice::PageOut => {
-                    if let PageBacking::Private(f) = pte.backing {
-                        if pte.flags & flag::LAZY != 0
-                            && pte.alts.is_empty()
-                            && self.frames.refs(f) == 1
-                        {
-                            self.drop_private(proc, vpn);
-                        }
+                    if let PageBacking::Private(f) = pte.backing
+                        && pte.flags & flag::LAZY != 0
+                        && pte.alts.is_empty()
+                        && self.frames.refs(f) == 1
+                    {
+                        self.drop_private(proc, vpn);
                     }
                 }
                 // Private: the data is dropped (reads 0 after removal); shared: the object

@@ -115,7 +115,7 @@ impl Builder {
             return None;
         }
         let held = self.holds[p.0 as usize];
-        if held != 0 && what % 8 != 0 {
+        if held != 0 && !what.is_multiple_of(8) {
             let n = held.count_ones() as usize;
             let k = (what as usize / 8) % n;
             let bit = (0..32).filter(|b| held & 1 << b != 0).nth(k)?;
@@ -138,7 +138,7 @@ impl Builder {
 
     fn span(&self, m: MapId, r: &RawOp) -> Span {
         let pages = self.sizes[m.0 as usize];
-        if r.c % 4 == 0 {
+        if r.c.is_multiple_of(4) {
             let page = r.a % pages;
             let start = r.b % caps::MAX_BYTE_OFFSET;
             let end = (start + 1 + (r.d as u16 * 16)).min(caps::MAX_BYTE_OFFSET);
@@ -161,7 +161,7 @@ impl Builder {
         };
         let m = MapId(self.next_map);
         // A quarter of the maps, once there is something to aim at, ask for a place.
-        let op = if !self.config.core_only && self.next_map > 0 && r.b % 4 == 0 {
+        let op = if !self.config.core_only && self.next_map > 0 && r.b.is_multiple_of(4) {
             let target = MapId(r.what % self.next_map);
             let tpages = self.sizes[target.0 as usize];
             let page = r.b / 4 % tpages;
@@ -212,7 +212,7 @@ impl Builder {
                 _ => true,
             })
             .collect();
-        let from = if pick % 8 == 0 || fitting.is_empty() {
+        let from = if pick.is_multiple_of(8) || fitting.is_empty() {
             &all
         } else {
             &fitting
@@ -232,7 +232,7 @@ impl Builder {
             maymove: r.c % 10 < 7,
             ..RemapFlags::default()
         };
-        let old_len = if kind.is_shared() && r.d % 8 == 0 {
+        let old_len = if kind.is_shared() && r.d.is_multiple_of(8) {
             0 // old_size 0: an alias of the shared object (G7)
         } else {
             1 + r.b % (pages - start).min(8)
@@ -255,7 +255,7 @@ impl Builder {
             flags.dontunmap = true;
             new_pages = old_len;
         }
-        if r.what % 7 == 0 && self.next_map > 0 {
+        if r.what.is_multiple_of(7) && self.next_map > 0 {
             let target = MapId(r.what / 7 % self.next_map);
             let tpages = self.sizes[target.0 as usize];
             let page = r.b % tpages;
@@ -310,7 +310,11 @@ impl Builder {
                         map: m,
                         span,
                         pattern,
-                        via: if r.b % 2 == 0 { Via::Mem } else { Via::Vm },
+                        via: if r.b.is_multiple_of(2) {
+                            Via::Mem
+                        } else {
+                            Via::Vm
+                        },
                     }
                 } else {
                     Op::Write {

@@ -778,10 +778,10 @@ impl Program {
     pub fn map_sizes(&self) -> Vec<Option<u16>> {
         let mut sizes = vec![None; caps::MAX_MAPS];
         for op in &self.ops {
-            if let Op::Map { map, pages, .. } = *op {
-                if let Some(slot) = sizes.get_mut(map.0 as usize) {
-                    *slot = Some(pages);
-                }
+            if let Op::Map { map, pages, .. } = *op
+                && let Some(slot) = sizes.get_mut(map.0 as usize)
+            {
+                *slot = Some(pages);
             }
         }
         sizes
