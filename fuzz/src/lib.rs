@@ -354,9 +354,9 @@ fn divergence_report(ex: &mut Executor, program: &Program, d: check::Divergence)
 const RAW_OP_BYTES: usize = 9;
 
 /// Structure-aware mutation on top of libFuzzer's own: an input is a run of raw ops of
-/// [`RAW_OP_BYTES`] bytes each, so about half the time the input gains fresh random raw ops,
-/// repeats a run of its own (fork after fork, write after write) or loses one, always at raw-op
-/// boundaries; otherwise libFuzzer mutates bytes as usual. Longer, op-shaped programs reach the
+/// [`RAW_OP_BYTES`] bytes each, so three times in four the input gains fresh random raw ops,
+/// repeats a run of its own (fork after fork, write after write), loses one or has one
+/// replaced, always at raw-op boundaries; otherwise libFuzzer mutates bytes as usual. Longer, op-shaped programs reach the
 /// deep process trees and sharing patterns that single-byte mutations rarely build.
 pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
     let mut rng = generate::SplitMix::new(u64::from(seed) ^ 0x5eed_0f_c0c0_u64);
@@ -365,9 +365,9 @@ pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize
     let ops = size / RAW_OP_BYTES;
     let mut below = |n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
     let new_size = match below(8) {
-        0..=2 => {
+        0..=3 => {
             let at = below(ops + 1) * RAW_OP_BYTES;
-            let add = ((1 + below(4)) * RAW_OP_BYTES).min(cap - size);
+            let add = ((1 + below(8)) * RAW_OP_BYTES).min(cap - size);
             if add > 0 {
                 data.copy_within(at..size, at + add);
                 for b in &mut data[at..at + add] {
@@ -396,6 +396,13 @@ pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize
             let at = below(ops) * RAW_OP_BYTES;
             data.copy_within(at + RAW_OP_BYTES..size, at);
             Some(size - RAW_OP_BYTES)
+        }
+        5 if ops > 0 => {
+            let at = below(ops) * RAW_OP_BYTES;
+            for b in &mut data[at..at + RAW_OP_BYTES] {
+                *b = below(256) as u8;
+            }
+            Some(size)
         }
         _ => None,
     };
