@@ -354,7 +354,7 @@ fn divergence_report(ex: &mut Executor, program: &Program, d: check::Divergence)
 const RAW_OP_BYTES: usize = 9;
 
 /// Structure-aware mutation on top of libFuzzer's own: an input is a run of raw ops of
-/// [`RAW_OP_BYTES`] bytes each, so three times in four the input gains fresh random raw ops,
+/// [`RAW_OP_BYTES`] bytes each, so seven times in ten the input gains fresh random raw ops,
 /// repeats a run of its own (fork after fork, write after write), loses one or has one
 /// replaced, always at raw-op boundaries; otherwise libFuzzer mutates bytes as usual. Longer, op-shaped programs reach the
 /// deep process trees and sharing patterns that single-byte mutations rarely build.
@@ -364,7 +364,7 @@ pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize
     let size = size.min(cap);
     let ops = size / RAW_OP_BYTES;
     let mut below = |n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
-    let new_size = match below(8) {
+    let new_size = match below(10) {
         0..=3 => {
             let at = below(ops + 1) * RAW_OP_BYTES;
             let add = ((1 + below(8)) * RAW_OP_BYTES).min(cap - size);
@@ -378,7 +378,7 @@ pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize
                 None
             }
         }
-        3 if ops > 0 => {
+        4 if ops > 0 => {
             let start = below(ops);
             let len = 1 + below((ops - start).min(4));
             let (from, run) = (start * RAW_OP_BYTES, len * RAW_OP_BYTES);
@@ -392,12 +392,12 @@ pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize
                 None
             }
         }
-        4 if ops > 1 => {
+        5 if ops > 1 => {
             let at = below(ops) * RAW_OP_BYTES;
             data.copy_within(at + RAW_OP_BYTES..size, at);
             Some(size - RAW_OP_BYTES)
         }
-        5 if ops > 0 => {
+        6 if ops > 0 => {
             let at = below(ops) * RAW_OP_BYTES;
             for b in &mut data[at..at + RAW_OP_BYTES] {
                 *b = below(256) as u8;

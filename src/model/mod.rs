@@ -1015,14 +1015,37 @@ impl Model {
     /// Data is never touched (E2).
     fn protect(&mut self, proc: ProcId, base: u64, pages: PageRange, prot: Prot) -> Outcome {
         let start = self.vpn(base) + pages.start as u64;
-        let space = &mut self.procs[proc.0 as usize].space;
+        // The range becomes a VMA of its own; whether the kernel merges it back with its
+        // neighbours once their attributes match again is its business (anon_vma, accounting),
+        // so a later "is this one VMA" has both answers (see `one_vma`; measured: a
+        // write-only-then-none page did not merge back).
+        let mut renamed = Vec::new();
         for vpn in start..start + pages.len() as u64 {
-            match space.get_mut(vpn) {
-                Some(pte) => pte.prot = prot_bits(prot),
-                None => return Outcome::Failed { errno: ENOMEM },
-            }
+            let Some(old) = self.procs[proc.0 as usize].space.get(vpn).map(|p| p.vma) else {
+                return Outcome::Failed { errno: ENOMEM };
+            };
+            let vma = self.split_vma(&mut renamed, old);
+            let pte = self.procs[proc.0 as usize]
+                .space
+                .get_mut(vpn)
+                .expect("mapped");
+            pte.prot = prot_bits(prot);
+            pte.vma = vma;
         }
         Outcome::Done
+    }
+
+    /// The VMA identity a page of VMA `old` gets from a call that changes VMA attributes:
+    /// one new identity per old one, so pages that were one VMA stay one, and pages that were
+    /// not stay apart even when their attributes become equal (the kernel may or may not merge
+    /// them back: `one_vma` then allows both answers).
+    fn split_vma(&mut self, renamed: &mut Vec<(u32, u32)>, old: u32) -> u32 {
+        if let Some(&(_, new)) = renamed.iter().find(|(o, _)| *o == old) {
+            return new;
+        }
+        let new = self.new_vma();
+        renamed.push((old, new));
+        new
     }
 
     /// Drops a private page's contents: it reads zero next (DONTNEED, guard install).
@@ -1055,6 +1078,7 @@ impl Model {
         observed: Option<&Outcome>,
     ) -> Outcome {
         let start = self.vpn(base) + pages.start as u64;
+        let mut renamed = Vec::new();
         let mut hole = false;
         for vpn in start..start + pages.len() as u64 {
             let Some(pte) = self.procs[proc.0 as usize].space.get(vpn).copied() else {
@@ -1170,6 +1194,21 @@ impl Model {
                     set(self, flag::GUARD, true);
                 }
                 Advice::GuardRemove => set(self, flag::GUARD, false),
+            }
+            // A VMA flag splits the range off (see `split_vma`).
+            if matches!(
+                advice,
+                Advice::DontFork
+                    | Advice::DoFork
+                    | Advice::WipeOnFork
+                    | Advice::KeepOnFork
+                    | Advice::HugePage
+                    | Advice::NoHugePage
+            ) {
+                let vma = self.split_vma(&mut renamed, pte.vma);
+                if let Some(p) = self.procs[proc.0 as usize].space.get_mut(vpn) {
+                    p.vma = vma;
+                }
             }
         }
         if hole {
