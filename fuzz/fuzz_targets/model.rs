@@ -103,14 +103,14 @@ fuzz_target!(|data: &[u8]| {
         let alive = model.life(proc) == Life::Alive;
         // Pages of the written span as other processes see them, where they are private.
         let mut watched = Vec::new();
-        if let (true, Op::Write { map, span, .. }) = (alive, op) {
-            if let Some(h) = model.handle(*map) {
-                for page in span.page_range().pages().filter(|p| *p < h.pages) {
-                    let addr = h.base + page as u64 * ps;
-                    for q in live(&model).filter(|q| *q != proc) {
-                        if is_private(model.page_state(q, addr).0) {
-                            watched.push((q, addr, model.page_bytes(q, addr)));
-                        }
+        if let (true, Op::Write { map, span, .. }) = (alive, op)
+            && let Some(h) = model.handle(*map)
+        {
+            for page in span.page_range().pages().filter(|p| *p < h.pages) {
+                let addr = h.base + page as u64 * ps;
+                for q in live(&model).filter(|q| *q != proc) {
+                    if is_private(model.page_state(q, addr).0) {
+                        watched.push((q, addr, model.page_bytes(q, addr)));
                     }
                 }
             }

@@ -102,10 +102,10 @@ impl CellHits {
             if feed {
                 COUNTERS.0[i].store(h.min(3), Ordering::Relaxed);
             }
-            if let Some(cell) = Cell::from_index(i) {
-                if reached.insert(cell) {
-                    new.push(cell.to_string());
-                }
+            if let Some(cell) = Cell::from_index(i)
+                && reached.insert(cell)
+            {
+                new.push(cell.to_string());
             }
         }
         if !new.is_empty() && std::env::var_os("COWCHECK_FUZZ_QUIET").is_none() {
@@ -359,7 +359,7 @@ const RAW_OP_BYTES: usize = 9;
 /// replaced, always at raw-op boundaries; otherwise libFuzzer mutates bytes as usual. Longer, op-shaped programs reach the
 /// deep process trees and sharing patterns that single-byte mutations rarely build.
 pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
-    let mut rng = generate::SplitMix::new(u64::from(seed) ^ 0x5eed_0f_c0c0_u64);
+    let mut rng = generate::SplitMix::new(u64::from(seed) ^ 0x5eed_f0c0_c0a0_u64);
     let cap = max_size.min(data.len());
     let size = size.min(cap);
     let ops = size / RAW_OP_BYTES;
