@@ -106,11 +106,7 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
     let mut c = Coordinator {
         guardian,
         op_deadline,
-        scratch: {
-            let mut s = Scratch::new(page_size as usize);
-            s.alarm_secs = (op_deadline.as_secs() as u32).saturating_mul(2).max(1) + 1;
-            s
-        },
+        scratch: Scratch::new(page_size as usize),
         page_size,
         buf: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD],
     };

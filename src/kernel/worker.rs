@@ -44,10 +44,6 @@ pub struct Scratch {
     is_root: bool,
     /// The program's pipe (read end, write end), made by the root and inherited by all.
     pipe: [i32; 2],
-    /// Seconds after which a worker stuck in one op ends itself (SIGALRM's default action):
-    /// the coordinator kills a hung worker, but if the coordinator is gone too (killed with
-    /// the front), nothing else would. Twice the op deadline.
-    pub alarm_secs: u32,
 }
 
 impl Scratch {
@@ -61,7 +57,6 @@ impl Scratch {
             page_size,
             is_root: true,
             pipe: [-1, -1],
-            alarm_secs: 60,
         }
     }
 }
@@ -248,15 +243,11 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
     let ps = s.page_size;
     let mut req = [0u64; REQ_WORDS];
     loop {
-        // SAFETY: alarm only (dis)arms a timer; waiting for the next op is not being stuck.
-        unsafe { libc::alarm(0) };
         if recv_request(fd, &mut req).is_none() {
             // SAFETY: _exit is always safe to call.
             unsafe { libc::_exit(0) };
         }
         PARTIAL.store(0, Ordering::Relaxed);
-        // SAFETY: alarm only arms a timer.
-        unsafe { libc::alarm(s.alarm_secs) };
         // Ops on a mapping carry its base address and a first page.
         let base = req[1];
         let first = base.wrapping_add(req[2].wrapping_mul(ps as u64));

@@ -558,7 +558,19 @@ impl OpKind {
 impl Op {
     /// The process that performs the op.
     pub fn proc(&self) -> ProcId {
-        match *self {
+        let mut op = *self;
+        *op.proc_mut()
+    }
+
+    /// The same op performed by another process.
+    pub fn with_proc(self, p: ProcId) -> Op {
+        let mut op = self;
+        *op.proc_mut() = p;
+        op
+    }
+
+    fn proc_mut(&mut self) -> &mut ProcId {
+        match self {
             Op::Map { proc, .. }
             | Op::Write { proc, .. }
             | Op::Read { proc, .. }
@@ -574,28 +586,6 @@ impl Op {
             | Op::Vmsplice { proc, .. }
             | Op::PipeRead { proc } => proc,
         }
-    }
-
-    /// The same op performed by another process.
-    pub fn with_proc(self, p: ProcId) -> Op {
-        let mut op = self;
-        match &mut op {
-            Op::Map { proc, .. }
-            | Op::Write { proc, .. }
-            | Op::Read { proc, .. }
-            | Op::Fork { proc, .. }
-            | Op::Exit { proc }
-            | Op::Unmap { proc, .. }
-            | Op::MapAt { proc, .. }
-            | Op::Protect { proc, .. }
-            | Op::Advise { proc, .. }
-            | Op::Remap { proc, .. }
-            | Op::Invalid { proc, .. }
-            | Op::Poke { proc, .. }
-            | Op::Vmsplice { proc, .. }
-            | Op::PipeRead { proc } => *proc = p,
-        }
-        op
     }
 
     /// The mapping the op names, if any.
