@@ -95,12 +95,19 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
         *buf.add(3) = addr;
         *buf.add(4) = partial as u64;
         *buf.add(5) = 0;
-        libc::send(
-            fd,
-            buf as *const c_void,
-            (REPLY_HEAD + partial) * 8,
-            libc::MSG_NOSIGNAL,
-        );
+        // Retried: a lost report would turn this death into "vanished without a report".
+        for _ in 0..100 {
+            let n = libc::send(
+                fd,
+                buf as *const c_void,
+                (REPLY_HEAD + partial) * 8,
+                libc::MSG_NOSIGNAL,
+            );
+            let e = *libc::__errno_location();
+            if n >= 0 || !(e == libc::EINTR || e == libc::EAGAIN || e == libc::ENOBUFS) {
+                break;
+            }
+        }
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(sig, &dfl, std::ptr::null_mut());
