@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::check::{self, Verdict};
 use crate::kernel::{Executor, HarnessError};
+use crate::program::Program;
 use crate::program::generate::{GenConfig, random_program};
 
 /// The figures of one bench run.
@@ -26,6 +27,11 @@ pub struct BenchReport {
     pub bare_fork_us: f64,
     /// per_program_us / (forks_per_program * bare_fork_us).
     pub ratio: f64,
+    /// Median over rounds of the mean time per program spent waiting for the executor (the
+    /// kernel side: process tree, ops, snapshots), microseconds.
+    pub kernel_us: f64,
+    /// The rest: the model and the comparison in the front, microseconds.
+    pub model_us: f64,
     pub divergences: u64,
 }
 
@@ -46,6 +52,8 @@ impl fmt::Display for BenchReport {
             "  time per program (median)    {:.1} us",
             self.per_program_us
         )?;
+        writeln!(f, "    of which kernel side       {:.1} us", self.kernel_us)?;
+        writeln!(f, "    of which model and check   {:.1} us", self.model_us)?;
         writeln!(
             f,
             "  ops per program              {:.1}",
@@ -78,12 +86,14 @@ fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
-/// Times `programs` programs of the campaign `seed` in rounds, alternating with bare forks.
+/// Times `programs` programs of the campaign `seed` (or `fixed`, again and again) in rounds,
+/// alternating with bare forks.
 pub fn measure(
     executor: &mut Executor,
     programs: u64,
     seed: u64,
     core_only: bool,
+    fixed: Option<&Program>,
 ) -> Result<BenchReport, HarnessError> {
     let generator = GenConfig {
         features: executor.hello.features,
@@ -93,26 +103,36 @@ pub fn measure(
     let rounds = 10usize.min(programs as usize).max(1);
     let per_round = programs.div_ceil(rounds as u64);
     // Warm up both paths.
+    let program = |index: u64| match fixed {
+        Some(p) => p.clone(),
+        None => random_program(seed, index, generator),
+    };
     for i in 0..20 {
-        check::check(executor, &random_program(seed, u64::MAX - i, generator))?;
+        check::check(executor, &program(u64::MAX - i))?;
     }
     executor.fork_bench(100)?;
     let (mut round_us, mut bare_us) = (Vec::new(), Vec::new());
+    let (mut kernel_round, mut model_round) = (Vec::new(), Vec::new());
     let (mut forks, mut ops, mut done, mut divergences) = (0u64, 0u64, 0u64, 0u64);
     let start = Instant::now();
     let mut index = 0u64;
     for _ in 0..rounds {
-        let batch: Vec<_> = (0..per_round)
-            .map(|k| random_program(seed, index + k, generator))
-            .collect();
+        let batch: Vec<_> = (0..per_round).map(|k| program(index + k)).collect();
         index += per_round;
         let t = Instant::now();
+        let mut model_time = std::time::Duration::ZERO;
         for p in &batch {
-            if let (Verdict::Diverged(_), _) = check::check(executor, p)? {
+            let (verdict, timing) = check::check_timed(executor, p)?;
+            model_time += timing;
+            if let Verdict::Diverged(_) = verdict {
                 divergences += 1;
             }
         }
-        round_us.push(t.elapsed().as_secs_f64() * 1e6 / batch.len() as f64);
+        let round = t.elapsed().as_secs_f64() * 1e6 / batch.len() as f64;
+        let model = model_time.as_secs_f64() * 1e6 / batch.len() as f64;
+        round_us.push(round);
+        model_round.push(model);
+        kernel_round.push(round - model);
         for p in &batch {
             forks += p.forks() as u64 + 1;
             ops += p.ops.len() as u64;
@@ -139,6 +159,8 @@ pub fn measure(
         ops_per_program: ops as f64 / done as f64,
         bare_fork_us,
         ratio: per_program_us / (forks_per_program * bare_fork_us),
+        kernel_us: median(&mut kernel_round),
+        model_us: median(&mut model_round),
         divergences,
     })
 }

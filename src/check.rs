@@ -220,7 +220,26 @@ pub fn check(
     program: &Program,
 ) -> Result<(Verdict, KernelRun), HarnessError> {
     let run = executor.run(program, &[])?;
-    let verdict = match compare_with(program, &run, executor.page_size(), executor.hello.features) {
+    Ok((verdict_of(executor, program, &run)?, run))
+}
+
+/// `check`, also returning how long the model and the comparison took (for `cowcheck bench`).
+pub fn check_timed(
+    executor: &mut Executor,
+    program: &Program,
+) -> Result<(Verdict, std::time::Duration), HarnessError> {
+    let run = executor.run(program, &[])?;
+    let t = std::time::Instant::now();
+    let verdict = verdict_of(executor, program, &run)?;
+    Ok((verdict, t.elapsed()))
+}
+
+fn verdict_of(
+    executor: &Executor,
+    program: &Program,
+    run: &KernelRun,
+) -> Result<Verdict, HarnessError> {
+    let verdict = match compare_with(program, run, executor.page_size(), executor.hello.features) {
         Err(d) => Verdict::Diverged(d),
         Ok(t) => {
             if let Some(e) = &run.harness_error {
@@ -236,7 +255,7 @@ pub fn check(
             Verdict::Agreed(t)
         }
     };
-    Ok((verdict, run))
+    Ok(verdict)
 }
 
 /// One page shown in full in a report.

@@ -101,6 +101,9 @@ enum Command {
         /// Programs of the core ops only (map, write, read, fork, exit, unmap).
         #[arg(long)]
         core: bool,
+        /// Time this one trace, run again and again, instead of random programs.
+        #[arg(long, value_name = "TRACE", conflicts_with = "core")]
+        program: Option<PathBuf>,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -215,8 +218,9 @@ fn main() -> ExitCode {
             programs,
             seed,
             core,
+            program,
             exec,
-        } => cmd_bench(programs, seed, core, &exec),
+        } => cmd_bench(programs, seed, core, program.as_deref(), &exec),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -760,13 +764,20 @@ fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
     Ok(0)
 }
 
-fn cmd_bench(programs: u64, seed: u64, core: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
+fn cmd_bench(
+    programs: u64,
+    seed: u64,
+    core: bool,
+    program: Option<&Path>,
+    exec: &ExecArgs,
+) -> Result<u8, Fatal> {
     if programs == 0 {
         return Err(Fatal("--programs must be at least 1".into()));
     }
+    let fixed = program.map(load_trace).transpose()?;
     let config = executor_config(exec)?;
     let mut executor = Executor::start(&config)?;
-    let report = cowcheck::bench::measure(&mut executor, programs, seed, core)?;
+    let report = cowcheck::bench::measure(&mut executor, programs, seed, core, fixed.as_ref())?;
     print!("{report}");
     Ok(0)
 }

@@ -69,6 +69,203 @@ pub fn read_self_maps(buf: &mut [u8]) -> usize {
     }
 }
 
+/// `struct procmap_query` of include/uapi/linux/fs.h (Linux 6.11+): the binary query
+/// interface of /proc/PID/maps, an ioctl on the open file that answers "the mapping covering
+/// (or after) this address" without formatting text and, unless asked, without the path name.
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: libc::c_ulong = (3 << 30)
+    | ((std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16)
+    | ((b'f' as libc::c_ulong) << 8)
+    | 17;
+const QUERY_VMA_READABLE: u64 = 0x01;
+const QUERY_VMA_WRITABLE: u64 = 0x02;
+const QUERY_VMA_EXECUTABLE: u64 = 0x04;
+const QUERY_VMA_SHARED: u64 = 0x08;
+const QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
+
+/// Set once PROCMAP_QUERY turned out not to work here (older kernels; emulators such as
+/// qemu-user, whose /proc/self/maps is a file they generate at open): text from then on.
+static NO_QUERY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads this process's own layout, by PROCMAP_QUERY where it works, else from the text of
+/// /proc/self/maps. Allocates nothing after construction (workers use it after fork).
+pub struct SelfMaps {
+    /// /proc/self/maps, kept open for queries: it answers for the process that opened it, so
+    /// a forked child must `forget` its parent's (see `after_fork`).
+    fd: libc::c_int,
+    text: Box<[u8]>,
+    name: Box<[u8]>,
+}
+
+impl SelfMaps {
+    pub fn new() -> SelfMaps {
+        SelfMaps {
+            fd: -1,
+            text: vec![0u8; 1 << 20].into_boxed_slice(),
+            name: vec![0u8; 4096].into_boxed_slice(),
+        }
+    }
+
+    /// In a freshly forked child: the inherited fd describes the parent's memory; drop it.
+    pub fn after_fork(&mut self) {
+        if self.fd >= 0 {
+            // SAFETY: closing an fd this process inherited and no longer uses.
+            unsafe { libc::close(self.fd) };
+            self.fd = -1;
+        }
+    }
+
+    /// Calls `visit` with every mapping in ascending order, and stops early when it returns
+    /// false. `named(start, end)` says whether the entry's name is wanted (the name costs a
+    /// path lookup in the kernel; an entry without it has an empty name). Returns false if
+    /// the layout could not be read at all.
+    pub fn visit(
+        &mut self,
+        named: impl Fn(u64, u64) -> bool,
+        mut visit: impl FnMut(&Entry<'_>) -> bool,
+    ) -> bool {
+        if !NO_QUERY.load(std::sync::atomic::Ordering::Relaxed) {
+            match self.query(&named, &mut visit) {
+                Some(ok) => return ok,
+                None => NO_QUERY.store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        }
+        let n = read_self_maps(&mut self.text);
+        if n == 0 {
+            return false;
+        }
+        for e in entries(&self.text[..n]) {
+            if !visit(&e) {
+                break;
+            }
+        }
+        true
+    }
+
+    /// The PROCMAP_QUERY walk; `None` if the interface does not work here (nothing was
+    /// visited then).
+    fn query(
+        &mut self,
+        named: &impl Fn(u64, u64) -> bool,
+        visit: &mut impl FnMut(&Entry<'_>) -> bool,
+    ) -> Option<bool> {
+        if self.fd < 0 {
+            // SAFETY: a NUL-terminated path.
+            self.fd = unsafe {
+                libc::open(
+                    c"/proc/self/maps".as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            if self.fd < 0 {
+                return Some(false);
+            }
+        }
+        let mut addr = 0u64;
+        let mut first = true;
+        loop {
+            let mut q = ProcmapQuery {
+                size: std::mem::size_of::<ProcmapQuery>() as u64,
+                query_flags: QUERY_COVERING_OR_NEXT_VMA,
+                query_addr: addr,
+                ..ProcmapQuery::default()
+            };
+            // SAFETY: `q` is a live procmap_query of the size it declares.
+            let r = unsafe { libc::ioctl(self.fd, PROCMAP_QUERY, &mut q as *mut ProcmapQuery) };
+            if r < 0 {
+                let e = nix::errno::Errno::last();
+                if e == nix::errno::Errno::EINTR {
+                    continue;
+                }
+                if e == nix::errno::Errno::ENOENT && !first {
+                    return Some(true);
+                }
+                if first {
+                    // ENOTTY (no such ioctl; an emulator's plain file), EINVAL, ...; even
+                    // ENOENT on the first query (no mapping at all) cannot be a real process.
+                    self.after_fork();
+                    return None;
+                }
+                return Some(false);
+            }
+            first = false;
+            let (start, end) = (q.vma_start, q.vma_end);
+            let mut name_len = 0usize;
+            if named(start, end) {
+                // The same mapping again, with its name.
+                let mut n = ProcmapQuery {
+                    size: std::mem::size_of::<ProcmapQuery>() as u64,
+                    query_flags: 0,
+                    query_addr: start,
+                    vma_name_size: self.name.len() as u32,
+                    vma_name_addr: self.name.as_mut_ptr() as u64,
+                    ..ProcmapQuery::default()
+                };
+                // SAFETY: as above; the name buffer is writable for the size given.
+                let r = unsafe { libc::ioctl(self.fd, PROCMAP_QUERY, &mut n as *mut ProcmapQuery) };
+                if r < 0 || n.vma_start != start || n.vma_end != end {
+                    return Some(false);
+                }
+                // The size counts the terminating NUL; 0 for an unnamed mapping.
+                name_len = (n.vma_name_size as usize)
+                    .saturating_sub(1)
+                    .min(self.name.len());
+            }
+            let f = q.vma_flags;
+            let mut prot = 0;
+            if f & QUERY_VMA_READABLE != 0 {
+                prot |= PROT_R;
+            }
+            if f & QUERY_VMA_WRITABLE != 0 {
+                prot |= PROT_W;
+            }
+            if f & QUERY_VMA_EXECUTABLE != 0 {
+                prot |= PROT_X;
+            }
+            let e = Entry {
+                start,
+                end,
+                prot,
+                shared: f & QUERY_VMA_SHARED != 0,
+                name: &self.name[..name_len],
+            };
+            if !visit(&e) {
+                return Some(true);
+            }
+            if end <= addr {
+                return Some(false);
+            }
+            addr = end;
+        }
+    }
+}
+
+impl Default for SelfMaps {
+    fn default() -> Self {
+        SelfMaps::new()
+    }
+}
+
 /// The entries of a maps text; malformed lines are skipped.
 pub fn entries(text: &[u8]) -> impl Iterator<Item = Entry<'_>> {
     text.split(|b| *b == b'\n').filter_map(parse_line)
@@ -123,6 +320,69 @@ fn parse_line(line: &[u8]) -> Option<Entry<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The query walk and the text agree on the mappings this test makes: every backing,
+    /// protections, shared and private (other threads of the test harness may map things
+    /// meanwhile, so only our ranges are compared).
+    #[test]
+    fn query_and_text_agree() {
+        let ps = 4096usize;
+        let mut made = Vec::new();
+        // SAFETY: fresh mappings made and removed here; nothing else refers to them.
+        unsafe {
+            let zero = libc::open(c"/dev/zero".as_ptr(), libc::O_RDWR);
+            assert!(zero >= 0);
+            for (flags, fd, prot) in [
+                (
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                ),
+                (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, libc::PROT_READ),
+                (libc::MAP_PRIVATE, zero, libc::PROT_READ | libc::PROT_WRITE),
+                (libc::MAP_SHARED, zero, libc::PROT_WRITE),
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, libc::PROT_NONE),
+                (
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                ),
+            ] {
+                let p = libc::mmap(std::ptr::null_mut(), 3 * ps, prot, flags, fd, 0);
+                assert_ne!(p, libc::MAP_FAILED);
+                made.push((p as u64, p as u64 + 3 * ps as u64));
+            }
+            libc::close(zero);
+        }
+        let ours = |s: u64, e: u64| made.iter().any(|&(a, b)| s < b && a < e);
+        let collect = |m: &mut SelfMaps| {
+            let mut v = Vec::new();
+            assert!(m.visit(ours, |e| {
+                if ours(e.start, e.end) {
+                    v.push((e.start, e.end, e.prot, e.shared, e.name.to_vec()));
+                }
+                true
+            }));
+            v
+        };
+        let mut m = SelfMaps::new();
+        let queried = collect(&mut m);
+        let mut text = vec![0u8; 1 << 20];
+        let n = read_self_maps(&mut text);
+        let listed: Vec<_> = entries(&text[..n])
+            .filter(|e| ours(e.start, e.end))
+            .map(|e| (e.start, e.end, e.prot, e.shared, e.name.to_vec()))
+            .collect();
+        assert_eq!(queried, listed);
+        assert_eq!(listed.len(), made.len(), "{listed:?}");
+        if NO_QUERY.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("PROCMAP_QUERY unavailable: compared the text with itself");
+        }
+        for (a, b) in made {
+            // SAFETY: unmapping what this test mapped.
+            unsafe { libc::munmap(a as *mut libc::c_void, (b - a) as usize) };
+        }
+    }
 
     #[test]
     fn parses_the_three_anonymous_names() {

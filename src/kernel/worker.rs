@@ -33,7 +33,7 @@ pub mod inject {
 /// Buffers made before fork, used by every worker of a program.
 pub struct Scratch {
     reply: Box<[u64]>,
-    maps: Box<[u8]>,
+    maps: maps::SelfMaps,
     /// Address ranges that existed before the program's first op (the harness's own
     /// mappings), which snapshots leave out.
     baseline: Box<[(u64, u64)]>,
@@ -50,7 +50,7 @@ impl Scratch {
     pub fn new(page_size: usize) -> Scratch {
         Scratch {
             reply: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD].into_boxed_slice(),
-            maps: vec![0u8; 1 << 20].into_boxed_slice(),
+            maps: maps::SelfMaps::new(),
             baseline: vec![(0, 0); 4096].into_boxed_slice(),
             baseline_len: 0,
             copy: vec![0u8; COPY_PAGES * page_size].into_boxed_slice(),
@@ -230,14 +230,18 @@ pub fn open_pipe(s: &mut Scratch) {
 
 /// Captures the harness's own address ranges, once, in the root before the first op.
 pub fn capture_baseline(s: &mut Scratch) {
-    let n = maps::read_self_maps(&mut s.maps);
     let mut len = 0;
-    for e in maps::entries(&s.maps[..n]) {
-        if len < s.baseline.len() {
-            s.baseline[len] = (e.start, e.end);
-            len += 1;
-        }
-    }
+    let baseline = &mut s.baseline;
+    s.maps.visit(
+        |_, _| false,
+        |e| {
+            if len < baseline.len() {
+                baseline[len] = (e.start, e.end);
+                len += 1;
+            }
+            true
+        },
+    );
     s.baseline_len = len;
 }
 
@@ -402,17 +406,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 };
                 reply_status(fd, reply, r);
             }
-            verb::SNAPSHOT => {
-                let (regions, pages) = snapshot(s);
-                let reply = &mut s.reply[..];
-                let (st, words) = match (regions, pages) {
-                    (Some(r), Some(p)) => (status::OK, (r, p)),
-                    _ => (status::REFUSED, (0, 0)),
-                };
-                head(reply, st, 0, 0, 0, words.0 as u64);
-                reply[5] = words.1 as u64;
-                send_reply(fd, reply, words.0 * 3 + words.1 * 2, None);
-            }
+            verb::SNAPSHOT => send_snapshot(fd, s),
             verb::DUMP => {
                 let words = ps / 8;
                 let src = first as *const u64;
@@ -702,7 +696,12 @@ fn fork(fd: &mut RawFd, s: &mut Scratch) {
             }
             *fd = sv[1];
             s.is_root = false;
+            s.maps.after_fork();
             FAULT_FD.store(*fd, Ordering::Relaxed);
+            // Every fork is followed by a snapshot of every live process, the child's first:
+            // it sends its view unasked, before its first request (one wakeup fewer per fork).
+            // The coordinator sends nothing to the new socket before it has this reply.
+            send_snapshot(*fd, s);
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             // SAFETY: as above.
@@ -724,11 +723,23 @@ fn fork(fd: &mut RawFd, s: &mut Scratch) {
     }
 }
 
+/// Looks at itself and sends the view (the reply to SNAPSHOT).
+fn send_snapshot(fd: RawFd, s: &mut Scratch) {
+    let (regions, pages) = snapshot(s);
+    let reply = &mut s.reply[..];
+    let (st, words) = match (regions, pages) {
+        (Some(r), Some(p)) => (status::OK, (r, p)),
+        _ => (status::REFUSED, (0, 0)),
+    };
+    head(reply, st, 0, 0, 0, words.0 as u64);
+    reply[5] = words.1 as u64;
+    send_reply(fd, reply, words.0 * 3 + words.1 * 2, None);
+}
+
 /// The process's layout outside the baseline, normalised, then a digest of each readable page.
 /// Returns (regions, pages) counts written to the payload: regions as (start, end, flags)
 /// triples, then pages as (address, digest) pairs. `None` if the payload would overflow.
 fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
-    let n = maps::read_self_maps(&mut s.maps);
     let ps = s.page_size as u64;
     let baseline = &s.baseline[..s.baseline_len];
     let payload = &mut s.reply[REPLY_HEAD..];
@@ -753,11 +764,30 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
         last = Some(r);
         true
     };
-    for e in maps::entries(&s.maps[..n]) {
-        if e.name == b"[stack]" || e.name == b"[heap]" {
-            continue;
+    // Only an entry that reaches outside the baseline needs its name (the baseline is sorted
+    // and disjoint, as /proc lists ascending).
+    let outside_baseline = |start: u64, end: u64| {
+        let mut at = start;
+        for &(bs, be) in baseline {
+            if be <= at {
+                continue;
+            }
+            if bs > at {
+                break;
+            }
+            at = be;
+            if at >= end {
+                return false;
+            }
         }
-        // Subtract the baseline (sorted, as /proc lists ascending).
+        at < end
+    };
+    let mut overflow = false;
+    let readable = s.maps.visit(outside_baseline, |e| {
+        if e.name == b"[stack]" || e.name == b"[heap]" {
+            return true;
+        }
+        // Subtract the baseline.
         let mut start = e.start;
         for &(bs, be) in baseline {
             if be <= start || bs >= e.end {
@@ -766,7 +796,8 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
             if bs > start {
                 let r = e.region(start, bs);
                 if !emit(r, payload, &mut nregions) {
-                    return (None, None);
+                    overflow = true;
+                    return false;
                 }
             }
             start = start.max(be);
@@ -774,10 +805,17 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
         if start < e.end {
             let r = e.region(start, e.end);
             if !emit(r, payload, &mut nregions) {
-                return (None, None);
+                overflow = true;
+                return false;
             }
         }
+        true
+    });
+    if overflow {
+        return (None, None);
     }
+    // An unreadable layout shows as an empty one, which the checker reports.
+    let _ = readable;
     let mut npages = 0usize;
     let base = nregions * 3;
     for i in 0..nregions {
