@@ -967,14 +967,14 @@ impl Coordinator {
             }
         }
         let mut snap = Snapshot::default();
-        for p in 0..workers.len() {
-            let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
+        for (p, slot) in workers.iter_mut().enumerate() {
+            let Some(fd) = slot.as_ref().map(|w| w.fd.as_raw_fd()) else {
                 continue;
             };
             match self.recv(fd)? {
-                Reply::Gone => workers[p] = None,
+                Reply::Gone => *slot = None,
                 Reply::Hung => {
-                    if let Some(w) = workers[p].take() {
+                    if let Some(w) = slot.take() {
                         let _ = kill(w.pid, Signal::SIGKILL);
                     }
                 }
@@ -999,7 +999,7 @@ impl Coordinator {
                             pages,
                         });
                     }
-                    status::FAULT => workers[p] = None,
+                    status::FAULT => *slot = None,
                     _ => {
                         return Err(format!(
                             "p{p}'s layout does not fit in a reply ({} words)",
