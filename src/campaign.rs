@@ -92,12 +92,16 @@ pub fn run(
             break;
         }
         let program = random_program(config.seed, index, config.generator);
-        let (verdict, _) = check::check(executor, &program)?;
+        // The cells come from the model alone, computed while the kernel runs the program.
+        let page_size = executor.page_size();
+        let mut cells = None;
+        let (verdict, _) = check::check_while(executor, &program, || {
+            cells = Some(crate::coverage::program_cells(&program, page_size));
+        })?;
         summary.programs += 1;
-        summary.cells.union(&crate::coverage::program_cells(
-            &program,
-            executor.page_size(),
-        ));
+        if let Some(cells) = &cells {
+            summary.cells.union(cells);
+        }
         for (k, kind) in OpKind::ALL.iter().enumerate() {
             if program.ops.iter().any(|o| o.kind() == *kind) {
                 summary.programs_with[k] += 1;

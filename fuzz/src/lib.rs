@@ -274,24 +274,37 @@ fn restart_executor() {
 /// died or hung) restarts the executor and retries once; a second one panics too, as a bug of
 /// cowcheck rather than of the kernel.
 pub fn check_program(program: &Program) {
+    check_program_while(program, || ())
+}
+
+/// `check_program`, running `meanwhile` (once) while the kernel side runs the program: the
+/// `ops` target computes the program's semantic cells on the model then.
+pub fn check_program_while(program: &Program, meanwhile: impl FnOnce()) {
+    let mut meanwhile = Some(meanwhile);
     static KEEP_GOING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     static SHAPES: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let keep_going = *KEEP_GOING
         .get_or_init(|| std::env::var_os("COWCHECK_FUZZ_KEEP_GOING").is_some_and(|v| v != "0"));
     for attempt in 0..2 {
-        let result = with_executor(|ex| match check::check(ex, program) {
-            Ok((Verdict::Agreed(_), _)) => Ok(None),
-            Ok((Verdict::Diverged(d), _)) if keep_going => {
-                let shape = d.signature(program);
-                let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
-                if !shapes.contains(&shape) {
-                    shapes.push(shape);
-                    eprintln!("{}", divergence_report(ex, program, d));
+        let result = with_executor(|ex| {
+            match check::check_while(ex, program, || {
+                if let Some(f) = meanwhile.take() {
+                    f()
                 }
-                Ok(None)
+            }) {
+                Ok((Verdict::Agreed(_), _)) => Ok(None),
+                Ok((Verdict::Diverged(d), _)) if keep_going => {
+                    let shape = d.signature(program);
+                    let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+                    if !shapes.contains(&shape) {
+                        shapes.push(shape);
+                        eprintln!("{}", divergence_report(ex, program, d));
+                    }
+                    Ok(None)
+                }
+                Ok((Verdict::Diverged(d), _)) => Ok(Some(divergence_report(ex, program, d))),
+                Err(e) => Err(e),
             }
-            Ok((Verdict::Diverged(d), _)) => Ok(Some(divergence_report(ex, program, d))),
-            Err(e) => Err(e),
         });
         match result {
             Ok(None) => return,
@@ -356,7 +369,8 @@ const RAW_OP_BYTES: usize = 9;
 /// Structure-aware mutation on top of libFuzzer's own: an input is a run of raw ops of
 /// [`RAW_OP_BYTES`] bytes each, so seven times in ten the input gains fresh random raw ops,
 /// repeats a run of its own (fork after fork, write after write), loses one or has one
-/// replaced, always at raw-op boundaries; otherwise libFuzzer mutates bytes as usual. Longer, op-shaped programs reach the
+/// replaced, always at raw-op boundaries; one time in ten it is replaced by a fresh random
+/// program like those of `cowcheck run`; otherwise libFuzzer mutates bytes as usual. Longer, op-shaped programs reach the
 /// deep process trees and sharing patterns that single-byte mutations rarely build.
 pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
     let mut rng = generate::SplitMix::new(u64::from(seed) ^ 0x5eed_f0c0_c0a0_u64);
@@ -403,6 +417,16 @@ pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize
                 *b = below(256) as u8;
             }
             Some(size)
+        }
+        // A fresh program, drawn exactly as `cowcheck run` draws one: the feedback-guided
+        // search never explores less widely than the random campaign it competes with.
+        7 => {
+            let mut fresh_rng =
+                generate::SplitMix::new(((below(1 << 30) as u64) << 32) ^ u64::from(seed));
+            let fresh = generate::random_bytes(&mut fresh_rng, GenConfig::default().max_ops);
+            let n = fresh.len().min(cap);
+            data[..n].copy_from_slice(&fresh[..n]);
+            (n > 0).then_some(n)
         }
         _ => None,
     };

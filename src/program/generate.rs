@@ -457,13 +457,18 @@ impl SplitMix {
 /// Program number `index` of the campaign with seed `seed`.
 pub fn random_program(seed: u64, index: u64, config: GenConfig) -> Program {
     let mut rng = SplitMix::new(seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    // Between 1 and max_ops raw ops, each 10 bytes.
-    let n = 1 + (rng.next_u64() % config.max_ops as u64) as usize;
-    let mut bytes = Vec::with_capacity(n * 10 + 10);
+    from_bytes(&random_bytes(&mut rng, config.max_ops), config)
+}
+
+/// The bytes behind a random program of `cowcheck run`: enough for between 1 and `max_ops`
+/// raw ops (at most 10 bytes each). The fuzzer's "fresh program" mutation uses it too.
+pub fn random_bytes(rng: &mut SplitMix, max_ops: usize) -> Vec<u8> {
+    let n = 1 + (rng.next_u64() % max_ops.max(1) as u64) as usize;
+    let mut bytes = Vec::with_capacity(n * 10 + 16);
     while bytes.len() < n * 10 + 10 {
         bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
-    from_bytes(&bytes, config)
+    bytes
 }
 
 #[cfg(test)]
