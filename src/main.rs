@@ -637,6 +637,7 @@ fn summary_json(
         "seed": seed,
         "programs_with": OpKind::ALL.iter().zip(s.programs_with).map(|(k, n)| (k.name().to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
         "semantic_cells": s.cells.len(),
+        "semantic_cells_reached": s.cells.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
         "divergence": divergence,
     })
 }

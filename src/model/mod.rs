@@ -455,6 +455,10 @@ impl Model {
                     flags: 0,
                     alts: Alts::default(),
                     vma,
+                    pgoff: Some(match kind {
+                        MapKind::Private => vpn + i as u64,
+                        _ => i as u64,
+                    }),
                 },
             );
         }
@@ -1228,14 +1232,20 @@ impl Model {
         let mut same_call = true;
         for i in 0..n {
             let p = space.get(vpn + i)?;
-            let contiguous = match (first.backing, p.backing) {
-                (PageBacking::Private(_), PageBacking::Private(_)) => true,
-                (
-                    PageBacking::Object { obj: a, index: ia },
-                    PageBacking::Object { obj: b, index: ib },
-                ) => a == b && ib == ia + i as u32,
-                _ => false,
+            // A VMA is linear in page offset (where both are known).
+            let linear = match (first.pgoff, p.pgoff) {
+                (Some(a), Some(b)) => b == a + i,
+                _ => true,
             };
+            let contiguous = linear
+                && match (first.backing, p.backing) {
+                    (PageBacking::Private(_), PageBacking::Private(_)) => true,
+                    (
+                        PageBacking::Object { obj: a, index: ia },
+                        PageBacking::Object { obj: b, index: ib },
+                    ) => a == b && ib == ia + i as u32,
+                    _ => false,
+                };
             if p.kind != first.kind
                 || p.prot != first.prot
                 || p.flags & flag::VMA != first.flags & flag::VMA
@@ -1270,6 +1280,16 @@ impl Model {
         let old_n = (old.end - old.start) as u64;
         let new_n = new_pages as u64;
         let fail = |errno| Ok(Outcome::Failed { errno });
+        // The VMAs known to have been faulted (an anon_vma): those holding a written private
+        // page, looked at before anything moves or is unmapped (see the move below).
+        let mut faulted: Vec<u32> = Vec::new();
+        for p in self.procs[proc.0 as usize].space.ptes.values() {
+            if matches!(p.backing, PageBacking::Private(f) if f != FrameId::ZERO)
+                && !faulted.contains(&p.vma)
+            {
+                faulted.push(p.vma);
+            }
+        }
         if (flags.fixed.is_some() || flags.dontunmap) && !flags.maymove {
             return fail(EINVAL);
         }
@@ -1385,6 +1405,7 @@ impl Model {
                     flags: first.flags & flag::VMA,
                     alts: Alts::default(),
                     vma,
+                    pgoff: Some(index as u64 + i),
                     ..first
                 };
                 self.take(&pte);
@@ -1456,10 +1477,26 @@ impl Model {
                 self.procs[proc.0 as usize].space.ptes.insert(*vpn, stay);
             }
         }
-        // Every page keeps its offset in the range (a gap stays a gap).
-        for (vpn, pte) in moved {
+        // Every page keeps its offset in the range (a gap stays a gap). What moves is a new
+        // VMA (move_vma's copy_vma; one per source VMA in a multi-VMA move), not the one it
+        // came from: its page offset no longer continues the source's, so what is left of the
+        // source (DONTUNMAP, a partial move) is not one VMA with it. Whether it merges with
+        // its new neighbours is the kernel's business (`one_vma` allows both). Found by the
+        // fuzzer: `map 2; map 2 fixed over it; remap page 1 dontunmap fixed onto page 0;
+        // remap both pages` is EFAULT on 6.18 (two VMAs), where the model had one.
+        let mut renamed = Vec::new();
+        // copy_vma gives an anonymous VMA that was never faulted (no anon_vma) the offset of
+        // its new address, "to increase its chance of merging" (mm/vma.c); one that was keeps
+        // its own. The model knows a VMA was faulted when it held a written private page
+        // (`faulted`); otherwise the moved offsets are unknown.
+        let anonymous = matches!(first.kind, MapKind::Private | MapKind::PrivateZero);
+        for (vpn, mut pte) in moved {
             let offset = vpn - old_vpn;
             if offset < new_n {
+                if anonymous && !faulted.contains(&pte.vma) {
+                    pte.pgoff = None;
+                }
+                pte.vma = self.split_vma(&mut renamed, pte.vma);
                 self.procs[proc.0 as usize]
                     .space
                     .ptes
@@ -1468,7 +1505,14 @@ impl Model {
                 self.release(&pte);
             }
         }
-        self.extend(proc, tv, old_n.min(new_n), new_n, &first);
+        let grown = Pte {
+            vma: self.split_vma(&mut renamed, first.vma),
+            pgoff: first
+                .pgoff
+                .filter(|_| !anonymous || faulted.contains(&first.vma)),
+            ..first
+        };
+        self.extend(proc, tv, old_n.min(new_n), new_n, &grown);
         Ok(self.name_result(result, target, new_pages, first.kind))
     }
 
@@ -1487,6 +1531,7 @@ impl Model {
                 backing,
                 flags: like.flags & flag::VMA,
                 alts: Alts::default(),
+                pgoff: like.pgoff.map(|o| o + i),
                 ..*like
             };
             self.take(&pte);

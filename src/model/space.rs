@@ -83,6 +83,11 @@ pub struct Pte {
     pub alts: Alts,
     /// The mmap or mremap call that made this page's VMA.
     pub vma: u32,
+    /// The page's offset as its VMA reckons it (vm_pgoff + index in the VMA), `None` where the
+    /// model cannot know it. A VMA is linear in it, so two neighbours whose offsets do not
+    /// follow on are never one VMA. Private anonymous memory starts at the address's page
+    /// number (do_mmap: pgoff = addr >> PAGE_SHIFT), /dev/zero and shared memory at 0.
+    pub pgoff: Option<u64>,
 }
 
 /// The mapped pages of one process, keyed by virtual page number.
