@@ -2,6 +2,7 @@
 //! divergence. The model consumes only what the kernel is free to choose (where a mapping was
 //! placed); everything else it predicts, and any difference is a divergence.
 
+use crate::coverage::{self, Cell};
 use crate::kernel::{DumpRequest, Executor, HarnessError, KernelRun};
 use crate::model::{Features, Model, ModelError};
 use crate::outcome::{Outcome, ProcView, Region, Snapshot};
@@ -117,10 +118,34 @@ pub fn compare_with(
     page_size: usize,
     features: Features,
 ) -> Result<Tally, Divergence> {
+    compare_covered(program, run, page_size, features, None)
+}
+
+/// What a comparison reports about semantic coverage as it goes (see `coverage`): the cells
+/// each op reaches, and the page configurations present after it.
+pub trait CoverageSink {
+    fn cell(&mut self, op_index: usize, cell: Cell);
+    fn config(&mut self, op_index: usize, config: usize);
+}
+
+/// `compare_with`, also reporting the semantic coverage of the run to `sink`, read off the
+/// model it steps anyway (one model run instead of two: the fuzzer's hot path).
+pub fn compare_covered(
+    program: &Program,
+    run: &KernelRun,
+    page_size: usize,
+    features: Features,
+    mut sink: Option<&mut dyn CoverageSink>,
+) -> Result<Tally, Divergence> {
     let mut model = Model::with_features(page_size, features);
     let mut tally = Tally::default();
     let mut snaps = run.snapshots.iter().peekable();
     for (i, (op, observed)) in program.ops.iter().zip(&run.outcomes).enumerate() {
+        if let Some(sink) = sink.as_deref_mut() {
+            for cell in coverage::cells_before(&model, op) {
+                sink.cell(i, cell);
+            }
+        }
         let expected = model.step(op, Some(observed)).map_err(|e| Divergence {
             op_index: i,
             difference: Difference::Placement(e),
@@ -134,6 +159,9 @@ pub fn compare_with(
                     observed: observed.clone(),
                 },
             });
+        }
+        if let Some(sink) = sink.as_deref_mut() {
+            coverage::configs_after(&model, op, |c| sink.config(i, c));
         }
         tally.ops += 1;
         if let Op::Fork { .. } = op
@@ -246,12 +274,38 @@ pub fn check_timed(
     Ok((verdict, t.elapsed()))
 }
 
+/// `check`, also reporting the program's semantic coverage to `sink` (from the comparison's
+/// own model run; nothing when the run is cut short by a divergence before the end).
+pub fn check_covered(
+    executor: &mut Executor,
+    program: &Program,
+    sink: &mut dyn CoverageSink,
+) -> Result<(Verdict, KernelRun), HarnessError> {
+    let run = executor.run(program, &[])?;
+    Ok((verdict_covered(executor, program, &run, Some(sink))?, run))
+}
+
 fn verdict_of(
     executor: &Executor,
     program: &Program,
     run: &KernelRun,
 ) -> Result<Verdict, HarnessError> {
-    let verdict = match compare_with(program, run, executor.page_size(), executor.hello.features) {
+    verdict_covered(executor, program, run, None)
+}
+
+fn verdict_covered(
+    executor: &Executor,
+    program: &Program,
+    run: &KernelRun,
+    sink: Option<&mut dyn CoverageSink>,
+) -> Result<Verdict, HarnessError> {
+    let verdict = match compare_covered(
+        program,
+        run,
+        executor.page_size(),
+        executor.hello.features,
+        sink,
+    ) {
         Err(d) => Verdict::Diverged(d),
         Ok(t) => {
             if let Some(e) = &run.harness_error {

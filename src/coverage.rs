@@ -414,19 +414,25 @@ pub fn walk_with_configs(
         if model.apply(op, None).is_err() {
             break;
         }
-        // Sharing between processes is made by forks: look after each, in the child (the
-        // parent's pages changed sharing the same way). Looking after every op costs the
-        // fuzzer more than a tenth of its time, measured.
-        let Op::Fork { child, .. } = *op else {
-            continue;
-        };
-        let mut set = SmallSet(Vec::new());
-        if model.life(child) == Life::Alive {
-            process_cells(&model, child, op.kind(), &mut set);
-        }
-        for cell in set.0 {
-            present(i, cell.config_index());
-        }
+        configs_after(&model, op, |c| present(i, c));
+    }
+}
+
+/// The page configurations present after `op` (just applied to `model`) that
+/// `walk_with_configs` reports: after a fork, those of the child.
+pub fn configs_after(model: &Model, op: &Op, mut present: impl FnMut(usize)) {
+    // Sharing between processes is made by forks: look after each, in the child (the parent's
+    // pages changed sharing the same way). Looking after every op costs the fuzzer more than a
+    // tenth of its time, measured.
+    let Op::Fork { child, .. } = *op else {
+        return;
+    };
+    let mut set = SmallSet(Vec::new());
+    if model.life(child) == Life::Alive {
+        process_cells(model, child, op.kind(), &mut set);
+    }
+    for cell in set.0 {
+        present(cell.config_index());
     }
 }
 
