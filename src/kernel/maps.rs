@@ -142,10 +142,23 @@ impl SelfMaps {
     pub fn visit(
         &mut self,
         named: impl Fn(u64, u64) -> bool,
+        visit: impl FnMut(&Entry<'_>) -> bool,
+    ) -> bool {
+        self.visit_skipping(named, |_, end| end, visit)
+    }
+
+    /// `visit`, where `resume(start, end)` says from which address to look for the next
+    /// mapping after the one at `[start, end)`: mappings in between are not visited (the
+    /// snapshot jumps over the harness's own address ranges, a few queries instead of one per
+    /// library mapping). The text fallback visits everything.
+    pub fn visit_skipping(
+        &mut self,
+        named: impl Fn(u64, u64) -> bool,
+        resume: impl Fn(u64, u64) -> u64,
         mut visit: impl FnMut(&Entry<'_>) -> bool,
     ) -> bool {
         if !NO_QUERY.load(std::sync::atomic::Ordering::Relaxed) {
-            match self.query(&named, &mut visit) {
+            match self.query(&named, &resume, &mut visit) {
                 Some(ok) => return ok,
                 None => NO_QUERY.store(true, std::sync::atomic::Ordering::Relaxed),
             }
@@ -167,6 +180,7 @@ impl SelfMaps {
     fn query(
         &mut self,
         named: &impl Fn(u64, u64) -> bool,
+        resume: &impl Fn(u64, u64) -> u64,
         visit: &mut impl FnMut(&Entry<'_>) -> bool,
     ) -> Option<bool> {
         if self.fd < 0 {
@@ -252,10 +266,11 @@ impl SelfMaps {
             if !visit(&e) {
                 return Some(true);
             }
-            if end <= addr {
+            let next = resume(start, end).max(end);
+            if next <= addr {
                 return Some(false);
             }
-            addr = end;
+            addr = next;
         }
     }
 }
