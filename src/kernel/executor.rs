@@ -738,7 +738,11 @@ impl Coordinator {
                     _ => req[0] = verb::READ,
                 }
             }
-            Op::Fork { .. } => req[0] = verb::FORK,
+            Op::Fork { child, .. } => {
+                req[0] = verb::FORK;
+                // The child's copy slot (worker::CopyArea).
+                req[1] = child.0 as u64;
+            }
             Op::Exit { .. } => req[0] = verb::EXIT,
             Op::Vmsplice { map, page, .. } => {
                 req[0] = verb::VMSPLICE;
