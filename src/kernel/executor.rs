@@ -971,7 +971,10 @@ impl Coordinator {
             }
         }
         let mut snap = Snapshot::default();
-        for (p, slot) in workers.iter_mut().enumerate() {
+        // Collected in the reverse order of asking: the last one asked is likely the last to
+        // answer, and by the time it has, the others have too, so the coordinator sleeps once
+        // rather than once per process.
+        for (p, slot) in workers.iter_mut().enumerate().rev() {
             let Some(fd) = slot.as_ref().map(|w| w.fd.as_raw_fd()) else {
                 continue;
             };
@@ -1013,6 +1016,7 @@ impl Coordinator {
                 },
             }
         }
+        snap.procs.sort_by_key(|v| v.proc.0);
         Ok(snap)
     }
 

@@ -118,7 +118,9 @@ impl CopyArea {
         // SAFETY: `slot < slots`, so the slot lies inside the mapping; only this process
         // writes it while its tree runs (see the type's comment), and `&mut self` keeps the
         // slice unique within the process.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(self.slot * self.slot_len), self.slot_len) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.base.add(self.slot * self.slot_len), self.slot_len)
+        }
     }
 }
 
@@ -395,7 +397,8 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
             }
             verb::PIPE_READ => {
                 // SAFETY: reading into our own buffer of at least a page.
-                let n = unsafe { libc::read(s.pipe[0], s.copy.buf().as_mut_ptr() as *mut c_void, ps) };
+                let n =
+                    unsafe { libc::read(s.pipe[0], s.copy.buf().as_mut_ptr() as *mut c_void, ps) };
                 if n == ps as isize {
                     s.reply[REPLY_HEAD] = digest(&s.copy.buf()[..ps]);
                     head(&mut s.reply, status::OK, 0, 0, 0, 1);
