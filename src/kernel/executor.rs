@@ -934,7 +934,25 @@ impl Coordinator {
                 Outcome::Done
             }
             Op::Exit { .. } => {
-                workers[p] = None;
+                // The worker replies, then exits: wait for the end of file that follows, so
+                // that the next op sees the process gone, its memory too (do_exit releases the
+                // mm in exit_mm before it closes files in exit_files). Without this, the exited
+                // process could still map a page that another process then pages out or
+                // forks: found by the fuzzer (MADV_FREE, fork, exit, MADV_PAGEOUT in the child
+                // kept a page that the parent's teardown had not yet unmapped).
+                if let Some(w) = workers[p].take() {
+                    let fd = w.fd.as_raw_fd();
+                    loop {
+                        match self.recv(fd)? {
+                            Reply::Gone => break,
+                            Reply::Msg { .. } => continue,
+                            Reply::Hung => {
+                                let _ = kill(w.pid, Signal::SIGKILL);
+                                break;
+                            }
+                        }
+                    }
+                }
                 Outcome::Done
             }
             Op::Write { .. }

@@ -1175,17 +1175,14 @@ impl Model {
                     set(self, flag::HUGEPAGE, false);
                     set(self, flag::NOHUGEPAGE, true);
                 }
-                // Content unchanged, but a lazily freed page that only this process maps is
-                // discarded: it reads zero (F7).
-                Advice::PageOut => {
-                    if let PageBacking::Private(f) = pte.backing
-                        && pte.flags & flag::LAZY != 0
-                        && pte.alts.is_empty()
-                        && self.frames.refs(f) == 1
-                    {
-                        self.drop_private(proc, vpn);
-                    }
-                }
+                // Content unchanged. A lazily freed page stays what it was, may-be-dropped:
+                // SEMANTICS F7 says PAGEOUT discards it, but only a folio already on the LRU is
+                // reclaimed, and MADV_FREE leaves it in a per-CPU batch until that CPU drains it,
+                // so PAGEOUT from another CPU skips it. Measured on 6.18 (C probe, 50 tries
+                // each): free and pageout on one CPU, dropped 50/50; pageout pinned to the other
+                // CPU, kept 50/50; after fork, in the child, kept 49/50 on the other CPU and
+                // dropped 50/50 on the same. Found by the fuzzer (free, fork, exit, pageout).
+                Advice::PageOut => {}
                 // Private: the data is dropped (reads 0 after removal); shared: the object
                 // keeps it (F8).
                 Advice::GuardInstall => {
@@ -1277,8 +1274,8 @@ impl Model {
     ) -> Result<Outcome, ModelError> {
         let ps = self.page_size;
         let old_vpn = self.vpn(base) + old.start as u64;
-        let old_n = (old.end - old.start) as u64;
-        let new_n = new_pages as u64;
+        let mut old_n = (old.end - old.start) as u64;
+        let mut new_n = new_pages as u64;
         let fail = |errno| Ok(Outcome::Failed { errno });
         // The VMAs known to have been faulted (an anon_vma): those holding a written private
         // page, looked at before anything moves or is unmapped (see the move below).
@@ -1344,16 +1341,42 @@ impl Model {
             let pure_move = flags.fixed.is_some() && old_n == new_n;
             match self.one_vma(proc, old_vpn, old_n.min(new_n)) {
                 Some(true) => {}
-                // Equal attributes from different calls: merged or not, the kernel's business.
-                Some(false) | None if observed_errno(observed) == Some(EFAULT) => {
-                    return fail(EFAULT);
-                }
-                Some(false) => {}
                 // Since 6.17 a pure move (FIXED, same size) may span VMAs, and the gaps between
                 // them too: each VMA moves by the same offset (G4; probe R28.move-multi-vma;
                 // gaps measured on 6.18).
                 None if pure_move => multi = true,
+                // Equal attributes from different calls, and the kernel said EFAULT: it had
+                // not merged them, so a pure move went VMA by VMA (and stopped, see below).
+                Some(false) if pure_move && observed_errno(observed) == Some(EFAULT) => {
+                    multi = true
+                }
+                // Merged or not, the kernel's business.
+                Some(false) | None if observed_errno(observed) == Some(EFAULT) => {
+                    return fail(EFAULT);
+                }
+                Some(false) => {}
                 None => return fail(EFAULT),
+            }
+        }
+        // A multi-VMA move stops with EFAULT at the first private /dev/zero VMA; the VMAs
+        // before it stay moved (their destinations unmapped first), it and those after it stay
+        // where they were. A private /dev/zero mapping alone moves like any other. Measured on
+        // 6.18 (probe: [shared 3][private /dev/zero 1], [private /dev/zero 1][private 3],
+        // [private 2][private /dev/zero 1][private 1], with and without DONTUNMAP).
+        let mut stopped = false;
+        if multi {
+            let space = &self.procs[proc.0 as usize].space;
+            if let Some(cut) = (0..old_n).find(|&i| {
+                space
+                    .get(old_vpn + i)
+                    .is_some_and(|p| p.kind == MapKind::PrivateZero)
+            }) {
+                if cut == 0 {
+                    return fail(EFAULT);
+                }
+                stopped = true;
+                old_n = cut;
+                new_n = cut;
             }
         }
         // Then a move to a fixed address unmaps the destination, looks the source up again
@@ -1376,7 +1399,6 @@ impl Model {
                 return fail(EFAULT);
             }
         }
-        let mut old_n = old_n;
         if old_n > new_n {
             self.unmap_pages(proc, old_vpn + new_n, old_n - new_n);
             old_n = new_n;
@@ -1513,6 +1535,9 @@ impl Model {
             ..first
         };
         self.extend(proc, tv, old_n.min(new_n), new_n, &grown);
+        if stopped {
+            return fail(EFAULT);
+        }
         Ok(self.name_result(result, target, new_pages, first.kind))
     }
 
