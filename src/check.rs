@@ -247,19 +247,7 @@ pub fn check(
     executor: &mut Executor,
     program: &Program,
 ) -> Result<(Verdict, KernelRun), HarnessError> {
-    check_while(executor, program, || ())
-}
-
-/// `check`, running `meanwhile` in the front while the kernel side runs the program (the
-/// executor is another process: on a machine with a spare CPU this is free).
-pub fn check_while(
-    executor: &mut Executor,
-    program: &Program,
-    meanwhile: impl FnOnce(),
-) -> Result<(Verdict, KernelRun), HarnessError> {
-    executor.submit(program, &[])?;
-    meanwhile();
-    let run = executor.collect()?;
+    let run = executor.run(program, &[])?;
     Ok((verdict_of(executor, program, &run)?, run))
 }
 

@@ -247,6 +247,13 @@ impl CellSet {
     }
 }
 
+impl crate::check::CoverageSink for CellSet {
+    fn cell(&mut self, _op_index: usize, cell: Cell) {
+        self.insert(cell);
+    }
+    fn config(&mut self, _op_index: usize, _config: usize) {}
+}
+
 impl Extend<Cell> for CellSet {
     fn extend<I: IntoIterator<Item = Cell>>(&mut self, cells: I) {
         for c in cells {
@@ -463,15 +470,6 @@ pub fn walk(program: &Program, page_size: usize, mut visit: impl FnMut(usize, Ce
             break;
         }
     }
-}
-
-/// The cells a program reaches.
-pub fn program_cells(program: &Program, page_size: usize) -> CellSet {
-    let mut set = CellSet::new();
-    walk(program, page_size, |_, c| {
-        set.insert(c);
-    });
-    set
 }
 
 #[cfg(test)]

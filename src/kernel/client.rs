@@ -188,20 +188,9 @@ impl Executor {
         program: &Program,
         dumps: &[DumpRequest],
     ) -> Result<KernelRun, HarnessError> {
-        self.submit(program, dumps)?;
-        self.collect()
-    }
-
-    /// The first half of `run`: hands the program to the executor and returns at once, so
-    /// that the front can work (run the model alone, say) while the kernel side runs.
-    pub fn submit(&mut self, program: &Program, dumps: &[DumpRequest]) -> Result<(), HarnessError> {
         let req = encode_request(program, dumps);
         write_frame(&mut self.input, &req)
-            .map_err(|e| HarnessError::Died(format!("{e}; it no longer reads its input")))
-    }
-
-    /// The second half of `run`: waits for what the kernel did with the submitted program.
-    pub fn collect(&mut self) -> Result<KernelRun, HarnessError> {
+            .map_err(|e| HarnessError::Died(format!("{e}; it no longer reads its input")))?;
         let frame = self.read_reply(self.config.program_deadline)?;
         Ok(Dec::new(&frame).run()?)
     }
