@@ -1643,6 +1643,23 @@ impl Model {
         Some(self.frames.bytes(f).to_vec())
     }
 
+    /// Whether `proc`'s pages at `a` and `b` are one page of one shared object (an alias, as
+    /// mremap with old size 0 or DONTUNMAP of shared memory makes): a write to one is seen
+    /// through the other.
+    pub fn aliases(&self, proc: ProcId, a: u64, b: u64) -> bool {
+        let space = &self.procs[proc.0 as usize].space;
+        match (space.get(self.vpn(a)), space.get(self.vpn(b))) {
+            (Some(x), Some(y)) => matches!(
+                (x.backing, y.backing),
+                (
+                    PageBacking::Object { obj: o1, index: i1 },
+                    PageBacking::Object { obj: o2, index: i2 },
+                ) if o1 == o2 && i1 == i2
+            ),
+            _ => false,
+        }
+    }
+
     /// Which mapping handle and page index an address falls in, for reports (the newest handle
     /// whose range covers it).
     pub fn locate(&self, addr: u64) -> Option<(MapId, u16)> {
