@@ -18,6 +18,7 @@
 
 use std::fmt;
 
+use crate::check::CoverageSink;
 use crate::model::{Life, Model, PageState};
 use crate::program::{MapId, MapKind, Op, OpKind, PageRange, ProcId, Program, caps};
 
@@ -247,7 +248,7 @@ impl CellSet {
     }
 }
 
-impl crate::check::CoverageSink for CellSet {
+impl CoverageSink for CellSet {
     fn cell(&mut self, _op_index: usize, cell: Cell) {
         self.insert(cell);
     }
@@ -403,30 +404,39 @@ impl Cell {
     }
 }
 
-/// `walk`, also calling `present(i, config)` for every page configuration that exists in the
-/// child after fork op `i`: configurations that no op has touched yet. The fuzzer rewards them as stepping stones: a program that builds a rare
-/// process tree over a mapping is worth keeping before any op lands on that mapping, since
-/// the next inserted op then reaches a new cell.
-pub fn walk_with_configs(
-    program: &Program,
-    page_size: usize,
-    mut visit: impl FnMut(usize, Cell),
-    mut present: impl FnMut(usize, usize),
-) {
+/// Runs `program` on a model alone (it places mappings itself) and reports to `sink` every
+/// cell that each op reaches, and the page configurations present in the child after each fork:
+/// configurations that no op has touched yet. The fuzzer rewards them as stepping stones: a
+/// program that builds a rare process tree over a mapping is worth keeping before any op lands
+/// on that mapping, since the next inserted op then reaches a new cell.
+pub fn walk_covered(program: &Program, page_size: usize, sink: &mut dyn CoverageSink) {
     let mut model = Model::new(page_size);
     for (i, op) in program.ops.iter().enumerate() {
         for cell in cells_before(&model, op) {
-            visit(i, cell);
+            sink.cell(i, cell);
         }
+        // The model alone places every mapping itself, so it cannot fail.
         if model.apply(op, None).is_err() {
             break;
         }
-        configs_after(&model, op, |c| present(i, c));
+        configs_after(&model, op, |c| sink.config(i, c));
     }
 }
 
+/// The cells alone: `visit(i, cell)` for every cell that op `i` reaches.
+pub fn walk(program: &Program, page_size: usize, visit: impl FnMut(usize, Cell)) {
+    struct Cells<F>(F);
+    impl<F: FnMut(usize, Cell)> CoverageSink for Cells<F> {
+        fn cell(&mut self, op_index: usize, cell: Cell) {
+            (self.0)(op_index, cell)
+        }
+        fn config(&mut self, _op_index: usize, _config: usize) {}
+    }
+    walk_covered(program, page_size, &mut Cells(visit));
+}
+
 /// The page configurations present after `op` (just applied to `model`) that
-/// `walk_with_configs` reports: after a fork, those of the child.
+/// `walk_covered` reports: after a fork, those of the child.
 pub fn configs_after(model: &Model, op: &Op, mut present: impl FnMut(usize)) {
     // Sharing between processes is made by forks: look after each, in the child (the parent's
     // pages changed sharing the same way). Looking after every op costs the fuzzer more than a
@@ -454,21 +464,6 @@ impl SmallSet {
     }
     fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-/// Runs `program` on a model alone (it places mappings itself) and calls `visit(i, cell)` for
-/// every cell that op `i` reaches.
-pub fn walk(program: &Program, page_size: usize, mut visit: impl FnMut(usize, Cell)) {
-    let mut model = Model::new(page_size);
-    for (i, op) in program.ops.iter().enumerate() {
-        for cell in cells_before(&model, op) {
-            visit(i, cell);
-        }
-        // The model alone places every mapping itself, so it cannot fail.
-        if model.apply(op, None).is_err() {
-            break;
-        }
     }
 }
 

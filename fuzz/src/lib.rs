@@ -97,7 +97,7 @@ impl CellHits {
         *h = h.saturating_add(1);
     }
 
-    /// A page configuration exists (`coverage::walk_with_configs`).
+    /// A page configuration exists (`coverage::configs_after`).
     pub fn present(&mut self, config: usize) {
         if let Some(c) = self.configs.get_mut(config) {
             *c = 1;
@@ -149,16 +149,7 @@ impl CellHits {
 /// Records the cells that `program` reaches (on a model run alone) as this input's coverage.
 pub fn publish_program_cells(program: &Program, page_size: usize) {
     let mut hits = CellHits::default();
-    let mut configs = Vec::new();
-    cowcheck::coverage::walk_with_configs(
-        program,
-        page_size,
-        |_, cell| hits.hit(cell),
-        |_, config| configs.push(config),
-    );
-    for c in configs {
-        hits.present(c);
-    }
+    cowcheck::coverage::walk_covered(program, page_size, &mut hits);
     hits.publish();
 }
 

@@ -62,12 +62,10 @@ struct Coordinator {
     page_size: u64,
     /// Receive buffer (the reply of a worker lands here).
     buf: Vec<u64>,
-    /// The next program's root, forked ahead while the front checks the last program, so
-    /// that neither the fork nor the root's setup (its pipe, its baseline) waits in line.
+    /// The next program's root, forked while the current program's first batch runs (after
+    /// its requests are out), so that neither the fork nor the root's setup (its pipe, its
+    /// baseline) waits in line.
     spare: Option<Worker>,
-    /// The program took the spare: fork the next one once the first requests are out (the
-    /// fork then runs while the root works).
-    spare_due: bool,
     /// Process groups of finished programs: killed (SIGKILL sent to every member), not yet
     /// all reaped. Their teardown runs beside the next program instead of before it.
     dying: Vec<Pid>,
@@ -120,7 +118,6 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         page_size,
         buf: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD],
         spare: None,
-        spare_due: false,
         dying: Vec::new(),
     };
     loop {
@@ -164,7 +161,8 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
             c.shut_down();
             return 2;
         }
-        // While the front checks this program: reap what has died, and fork the next root.
+        // While the front checks this program: reap what has died; fork the next root if the
+        // program did not (it had no batch, or the fork failed).
         c.reap(false);
         if c.spare.is_none() {
             c.spare = c.spawn_root().ok();
@@ -410,7 +408,6 @@ impl Coordinator {
         let mut run = KernelRun::default();
         let mut workers: Vec<Option<Worker>> = (0..caps::MAX_PROCS).map(|_| None).collect();
         let mut bases: Vec<Option<u64>> = vec![None; caps::MAX_MAPS];
-        self.spare_due = true;
         let root = match self.spare.take().map_or_else(|| self.spawn_root(), Ok) {
             Ok(w) => w,
             Err(e) => {
@@ -842,8 +839,7 @@ impl Coordinator {
             req[0] = verb::SNAPSHOT;
             asked = self.send(fd, &req).map_err(|e| (batch.len() - 1, e))?;
         }
-        if self.spare_due {
-            self.spare_due = false;
+        if self.spare.is_none() {
             self.spare = self.spawn_root().ok();
         }
         // Then take the replies in order; once the process is gone, the rest is skipped.
@@ -936,10 +932,10 @@ impl Coordinator {
             Op::Exit { .. } => {
                 // The worker replies, then exits: wait for the end of file that follows, so
                 // that the next op sees the process gone, its memory too (do_exit releases the
-                // mm in exit_mm before it closes files in exit_files). Without this, the exited
-                // process could still map a page that another process then pages out or
-                // forks: found by the fuzzer (MADV_FREE, fork, exit, MADV_PAGEOUT in the child
-                // kept a page that the parent's teardown had not yet unmapped).
+                // mm in exit_mm before it closes files in exit_files). Without this the next
+                // op could race the teardown, and whatever depends on whether a page is still
+                // mapped by the exited process (reclaim, KSM, pagemap's exclusive bit) would
+                // depend on timing.
                 if let Some(w) = workers[p].take() {
                     let fd = w.fd.as_raw_fd();
                     loop {
@@ -976,16 +972,14 @@ impl Coordinator {
         // process can see, so the workers may do it at the same time.
         let mut req = [0u64; REQ_WORDS];
         req[0] = verb::SNAPSHOT;
-        let mut asked = [false; caps::MAX_PROCS];
-        for p in 0..workers.len() {
+        for (p, slot) in workers.iter_mut().enumerate() {
             if pre_asked[p] {
                 continue;
             }
-            if let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) {
-                asked[p] = self.send(fd, &req)?;
-                if !asked[p] {
-                    workers[p] = None;
-                }
+            if let Some(fd) = slot.as_ref().map(|w| w.fd.as_raw_fd())
+                && !self.send(fd, &req)?
+            {
+                *slot = None;
             }
         }
         let mut snap = Snapshot::default();

@@ -65,8 +65,9 @@ impl Scratch {
 /// anonymous mapping made by the executor before any root. Shared, because a private buffer is
 /// copy-on-write after every fork in both processes, and snapshots write it first thing: that
 /// was a quarter of all page faults of a bench run (perf record -e page-faults: 43 of ~190 per
-/// program, in _copy_to_iter). A process only ever writes its own slot, and slots of processes
-/// of different programs never run at once (a finished tree is killed before the next starts).
+/// program, in _copy_to_iter). A process only ever writes its own slot, and processes of
+/// different programs never use a slot at once: a finished tree is killed before the next
+/// program starts, and the spare root (slot 0) looks at itself only once its program has.
 /// If the mapping cannot be made shared (an interposed libc that makes it private), it is
 /// private memory like any other: slower, still correct.
 struct CopyArea {
@@ -90,7 +91,7 @@ impl CopyArea {
                 0,
             )
         };
-        let base = if p == libc::MAP_FAILED {
+        if p == libc::MAP_FAILED {
             // No shared memory: one private slot, leaked for the process's life.
             return CopyArea {
                 base: Box::leak(vec![0u8; slot_len].into_boxed_slice()).as_mut_ptr(),
@@ -98,11 +99,9 @@ impl CopyArea {
                 slots: 1,
                 slot: 0,
             };
-        } else {
-            p as *mut u8
-        };
+        }
         CopyArea {
-            base,
+            base: p as *mut u8,
             slot_len,
             slots,
             slot: 0,
