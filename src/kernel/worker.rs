@@ -42,6 +42,12 @@ pub struct Scratch {
     copy: CopyArea,
     page_size: usize,
     is_root: bool,
+    /// Snapshots may digest pages by plain loads (set per program by the coordinator, in every
+    /// SNAPSHOT and FORK request): no op of the program can make a page that /proc/self/maps
+    /// lists as readable fault on a load (no guard install, no mremap that could map a shared
+    /// object past its end). Otherwise pages are copied with
+    /// `process_vm_readv`, which turns such a page into EFAULT instead of a fatal signal.
+    direct_reads: bool,
     /// The program's pipe (read end, write end), made by the root and inherited by all.
     pipe: [i32; 2],
 }
@@ -56,6 +62,7 @@ impl Scratch {
             copy: CopyArea::new(COPY_PAGES * page_size),
             page_size,
             is_root: true,
+            direct_reads: false,
             pipe: [-1, -1],
         }
     }
@@ -456,7 +463,10 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 head(reply, status::OK, 0, 0, 0, n as u64);
                 send_reply(fd, reply, n, None);
             }
-            verb::FORK => fork(&mut fd, s, req[1] as usize),
+            verb::FORK => {
+                s.direct_reads = req[2] == 1;
+                fork(&mut fd, s, req[1] as usize)
+            }
             verb::EXIT => {
                 head(reply, status::OK, 0, 0, 0, 0);
                 send_reply(fd, reply, 0, None);
@@ -472,7 +482,10 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 };
                 reply_status(fd, reply, r);
             }
-            verb::SNAPSHOT => send_snapshot(fd, s),
+            verb::SNAPSHOT => {
+                s.direct_reads = req[1] == 1;
+                send_snapshot(fd, s)
+            }
             verb::DUMP => {
                 let words = ps / 8;
                 let src = first as *const u64;
@@ -902,6 +915,26 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
             payload[i * 3 + 2],
         );
         if r.prot & crate::outcome::PROT_R == 0 {
+            continue;
+        }
+        if s.direct_reads {
+            // Plain loads: no op of this program can make a listed-readable page fault (see
+            // `Scratch::direct_reads`); if the kernel faults anyway, the handler reports it
+            // and the process is missing from the snapshot, which the checker reports.
+            if base + (npages + ((r.end - r.start) / ps) as usize) * 2 > payload.len() {
+                return (None, None);
+            }
+            let mut a = r.start;
+            while a < r.end {
+                // SAFETY: a page of our own layout that /proc/self/maps lists as readable,
+                // which the program cannot have made fault (above); a fault is reported by
+                // the handler.
+                let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, ps as usize) };
+                payload[base + npages * 2] = a;
+                payload[base + npages * 2 + 1] = digest(bytes);
+                npages += 1;
+                a += ps;
+            }
             continue;
         }
         // The pages are copied with process_vm_readv on ourselves: the kernel reads them as a
