@@ -87,14 +87,32 @@ pub fn run(
     let mut findings: Vec<Finding> = Vec::new();
     let mut shrunk_per_signature: std::collections::HashMap<String, usize> = Default::default();
     let mut index = 0u64;
+    // One program is kept queued in the executor ahead of the one being checked, so that the
+    // kernel side of program i+1 runs while the model checks program i (their replies come
+    // back in order). A divergence's shrinking drains the queue; the next program is then
+    // sent again. A program still queued when the campaign ends is dropped unchecked.
+    let mut queued: Option<Program> = None;
     loop {
         if config.cases.is_some_and(|n| index >= n) || limit.is_some_and(|t| start.elapsed() >= t) {
             break;
         }
-        let program = random_program(config.seed, index, config.generator);
+        let program = match queued.take() {
+            Some(p) if executor.in_flight() == 1 => p,
+            _ => {
+                let p = random_program(config.seed, index, config.generator);
+                executor.submit(&p, &[])?;
+                p
+            }
+        };
+        if config.cases.is_none_or(|n| index + 1 < n) {
+            let next = random_program(config.seed, index + 1, config.generator);
+            executor.submit(&next, &[])?;
+            queued = Some(next);
+        }
+        let run = executor.collect()?;
         // The cells are read off the comparison's own model run, as the fuzzer reads them.
         let mut cells = crate::coverage::CellSet::new();
-        let (verdict, _) = check::check_covered(executor, &program, &mut cells)?;
+        let verdict = check::judge_covered(executor, &program, &run, Some(&mut cells))?;
         summary.programs += 1;
         summary.cells.union(&cells);
         for (k, kind) in OpKind::ALL.iter().enumerate() {

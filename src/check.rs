@@ -251,17 +251,6 @@ pub fn check(
     Ok((verdict_of(executor, program, &run)?, run))
 }
 
-/// `check`, also returning how long the model and the comparison took (for `cowcheck bench`).
-pub fn check_timed(
-    executor: &mut Executor,
-    program: &Program,
-) -> Result<(Verdict, std::time::Duration), HarnessError> {
-    let run = executor.run(program, &[])?;
-    let t = std::time::Instant::now();
-    let verdict = verdict_of(executor, program, &run)?;
-    Ok((verdict, t.elapsed()))
-}
-
 /// `check`, also reporting the program's semantic coverage to `sink` (from the comparison's
 /// own model run; nothing when the run is cut short by a divergence before the end).
 pub fn check_covered(
@@ -279,6 +268,18 @@ fn verdict_of(
     run: &KernelRun,
 ) -> Result<Verdict, HarnessError> {
     verdict_covered(executor, program, run, None)
+}
+
+/// The verdict on a kernel run that was collected separately (`Executor::submit` and
+/// `collect`, so that the executor runs the next program while this one is checked), with
+/// the program's semantic coverage reported to `sink` as in `check_covered`.
+pub fn judge_covered(
+    executor: &Executor,
+    program: &Program,
+    run: &KernelRun,
+    sink: Option<&mut dyn CoverageSink>,
+) -> Result<Verdict, HarnessError> {
+    verdict_covered(executor, program, run, sink)
 }
 
 fn verdict_covered(

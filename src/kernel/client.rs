@@ -82,7 +82,14 @@ pub struct Executor {
     output: BufReader<ChildStdout>,
     config: ExecutorConfig,
     pub hello: Hello,
+    /// Programs sent whose replies are not read yet (`submit`, `collect`).
+    in_flight: usize,
 }
+
+/// A program request larger than this is never queued behind another one: the executor
+/// writes a reply before it reads the next request, and two large frames in the two pipes
+/// at once could fill both.
+const MAX_QUEUED_REQUEST: usize = 16 * 1024;
 
 impl Executor {
     pub fn start(config: &ExecutorConfig) -> Result<Executor, HarnessError> {
@@ -123,6 +130,7 @@ impl Executor {
                 machine: String::new(),
                 features: crate::model::Features::ALL,
             },
+            in_flight: 0,
         };
         match ex.read_reply(Duration::from_secs(60)) {
             Ok(frame) => {
@@ -182,23 +190,62 @@ impl Executor {
     }
 
     /// Runs one program in a fresh process tree. `dumps` asks for full page bytes after given
-    /// ops (for reports).
+    /// ops (for reports). Whatever was queued with `submit` is read and dropped first.
     pub fn run(
         &mut self,
         program: &Program,
         dumps: &[DumpRequest],
     ) -> Result<KernelRun, HarnessError> {
+        self.drain()?;
+        self.submit(program, dumps)?;
+        self.collect()
+    }
+
+    /// Sends a program without waiting for it: the executor runs it while the front does
+    /// something else (checks the previous one). Replies come back in order, by `collect`.
+    /// A large request is only sent once nothing is in flight (see `MAX_QUEUED_REQUEST`).
+    pub fn submit(&mut self, program: &Program, dumps: &[DumpRequest]) -> Result<(), HarnessError> {
         let req = encode_request(program, dumps);
+        if req.len() > MAX_QUEUED_REQUEST {
+            self.drain()?;
+        }
         write_frame(&mut self.input, &req)
             .map_err(|e| HarnessError::Died(format!("{e}; it no longer reads its input")))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// The reply to the oldest submitted program.
+    pub fn collect(&mut self) -> Result<KernelRun, HarnessError> {
+        if self.in_flight == 0 {
+            return Err(HarnessError::Program(
+                "asked for a reply to no program".into(),
+            ));
+        }
+        // Counted as read even on an error: the stream is then unusable anyway.
+        self.in_flight -= 1;
         let frame = self.read_reply(self.config.program_deadline)?;
         Ok(Dec::new(&frame).run()?)
+    }
+
+    /// How many submitted programs have not been collected.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Reads and drops the replies of every program in flight.
+    fn drain(&mut self) -> Result<(), HarnessError> {
+        while self.in_flight > 0 {
+            self.collect()?;
+        }
+        Ok(())
     }
 }
 
 impl Executor {
     /// The executor's own bare fork + _exit + waitpid cost, `n` samples in nanoseconds.
     pub fn fork_bench(&mut self, n: u32) -> Result<Vec<u64>, HarnessError> {
+        self.drain()?;
         let mut req = vec![super::executor::REQUEST_FORK_BENCH];
         req.extend_from_slice(&n.to_le_bytes());
         write_frame(&mut self.input, &req)
