@@ -58,14 +58,16 @@ enum Reply {
 struct Coordinator {
     guardian: Guardian,
     op_deadline: Duration,
-    scratch: Scratch,
     page_size: u64,
     /// Receive buffer (the reply of a worker lands here).
     buf: Vec<u64>,
-    /// The next program's root, forked while the current program's first batch runs (after
-    /// its requests are out), so that neither the fork nor the root's setup (its pipe, its
-    /// baseline) waits in line.
+    /// The process that forks every program's root (`worker::serve_zygote`).
+    zygote: Worker,
+    /// The next program's root, asked of the zygote while the current program's first batch
+    /// runs (after its requests are out), so that neither the fork nor the root's setup (its
+    /// pipe, its baseline) waits in line. `spare_asked`: asked, reply not read yet.
     spare: Option<Worker>,
+    spare_asked: bool,
     /// Process groups of finished programs: killed (SIGKILL sent to every member), not yet
     /// all reaped. Their teardown runs beside the next program instead of before it.
     dying: Vec<Pid>,
@@ -114,10 +116,15 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
     if write_frame(&mut output, &enc.buf).is_err() {
         return 2;
     }
+    let zygote = match spawn_zygote(Scratch::new(page_size as usize), op_deadline) {
+        Ok(z) => z,
+        Err(_) => return 2,
+    };
     let mut c = Coordinator {
         guardian,
         op_deadline,
-        scratch: Scratch::new(page_size as usize),
+        zygote,
+        spare_asked: false,
         page_size,
         buf: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD],
         spare: None,
@@ -168,9 +175,7 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         // While the front checks this program: reap what has died; fork the next root if the
         // program did not (it had no batch, or the fork failed).
         c.reap(false);
-        if c.spare.is_none() {
-            c.spare = c.spawn_root().ok();
-        }
+        c.ask_spare();
     }
 }
 
@@ -429,13 +434,79 @@ fn kind_code(k: MapKind) -> u64 {
     }
 }
 
+/// Forks the zygote (`worker::serve_zygote`), which forks every program's root. It holds
+/// nothing of the executor's but its own socket (as fd 3) and `scratch`, and dies with the
+/// executor. It ignores SIGCHLD, so the kernel reaps the roots it forks (they are not ours
+/// to wait for; their orphaned descendants come to us, the subreaper).
+fn spawn_zygote(mut scratch: Scratch, op_deadline: Duration) -> Result<Worker, Errno> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let executor = nix::unistd::getpid();
+    // SAFETY: the executor is single-threaded; the child runs only the zygote loop, which
+    // allocates nothing.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            if nix::unistd::getppid() != executor {
+                // SAFETY: _exit is always safe to call.
+                unsafe { libc::_exit(0) };
+            }
+            // Roots and their trees must not hold the executor's pipes (the front detects the
+            // executor's death by end of file on them), nor any socket of a live program (a
+            // worker would then never see end of file). Its stderr goes to /dev/null too: under
+            // an emulator, the emulator's own "uncaught target signal" lines for workers that
+            // die on purpose are noise. Keep only our own socket, as fd 3.
+            drop(ours);
+            let mut fd = theirs.into_raw_fd();
+            // SAFETY: closing and replacing fds this process owns and never uses again; the
+            // SIGCHLD disposition only concerns this process's children (the roots).
+            unsafe {
+                libc::close(0);
+                libc::close(1);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                if null >= 0 {
+                    libc::dup2(null, 2);
+                    libc::close(null);
+                }
+                if fd != 3 && libc::dup2(fd, 3) == 3 {
+                    fd = 3;
+                }
+                if libc::close_range(fd as u32 + 1, u32::MAX, 0) != 0 {
+                    for other in fd + 1..4096 {
+                        libc::close(other);
+                    }
+                }
+                for other in 3..fd {
+                    libc::close(other);
+                }
+                let mut ign: libc::sigaction = std::mem::zeroed();
+                ign.sa_sigaction = libc::SIG_IGN;
+                libc::sigaction(libc::SIGCHLD, &ign, std::ptr::null_mut());
+            }
+            worker::serve_zygote(fd, &mut scratch)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            set_deadline(&ours, op_deadline);
+            Ok(Worker {
+                pid: child,
+                fd: ours,
+            })
+        }
+    }
+}
+
 impl Coordinator {
     fn run(&mut self, program: &Program, dumps: &[DumpRequest]) -> KernelRun {
         let mut run = KernelRun::default();
         self.direct_reads = direct_reads_allowed(program);
         let mut workers: Vec<Option<Worker>> = (0..caps::MAX_PROCS).map(|_| None).collect();
         let mut bases: Vec<Option<u64>> = vec![None; caps::MAX_MAPS];
-        let root = match self.spare.take().map_or_else(|| self.spawn_root(), Ok) {
+        let root = match self.take_root() {
             Ok(w) => w,
             Err(e) => {
                 run.harness_error = Some(format!("cannot fork the root process: {e}"));
@@ -544,71 +615,68 @@ impl Coordinator {
 
     /// Before the executor exits: the spare root and every dying tree are killed and reaped.
     fn shut_down(&mut self) {
+        if self.spare_asked {
+            self.spare = self.receive_root().ok();
+        }
         if let Some(spare) = self.spare.take() {
             let _ = kill(spare.pid, Signal::SIGKILL);
             self.dying.push(spare.pid);
         }
+        // The zygote goes first: a spare it forked is then our child (we are the subreaper),
+        // which `reap` can wait for.
+        let _ = kill(self.zygote.pid, Signal::SIGKILL);
+        while let Err(Errno::EINTR) = waitpid(self.zygote.pid, None) {}
         self.reap(true);
     }
 
-    fn spawn_root(&mut self) -> Result<Worker, Errno> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
-        // SAFETY: the executor is single-threaded; the child runs only the worker loop, which
-        // allocates nothing.
-        match unsafe { nix::unistd::fork() }? {
-            nix::unistd::ForkResult::Child => {
-                let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-                // The tree must not hold the executor's pipes: the front detects the executor's
-                // death by end of file on them.
-                // Its stderr goes to /dev/null too: under an emulator, the emulator's own
-                // "uncaught target signal" lines for workers that die on purpose are noise.
-                // SAFETY: closing and replacing fds 0-2, which this process never uses again.
-                unsafe {
-                    libc::close(0);
-                    libc::close(1);
-                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-                    if null >= 0 {
-                        libc::dup2(null, 2);
-                        libc::close(null);
-                    }
-                }
-                drop(ours);
-                // A spare root is forked while a program runs: it must hold none of the
-                // coordinator's sockets to that program's workers (a worker would then never
-                // see end of file). Keep only its own socket, as fd 3.
-                let mut fd = theirs.into_raw_fd();
-                // SAFETY: this process owns every fd it closes here and uses none again.
-                unsafe {
-                    if fd != 3 && libc::dup2(fd, 3) == 3 {
-                        fd = 3;
-                    }
-                    if libc::close_range(fd as u32 + 1, u32::MAX, 0) != 0 {
-                        for other in fd + 1..4096 {
-                            libc::close(other);
-                        }
-                    }
-                    for other in 3..fd {
-                        libc::close(other);
-                    }
-                }
-                worker::open_pipe(&mut self.scratch);
-                worker::capture_baseline(&mut self.scratch);
-                worker::serve(fd, &mut self.scratch)
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                let _ = nix::unistd::setpgid(child, child);
-                drop(theirs);
-                set_deadline(&ours, self.op_deadline);
+    /// Asks the zygote for the next program's root, unless one is ready or asked for.
+    fn ask_spare(&mut self) {
+        if self.spare.is_some() || self.spare_asked {
+            return;
+        }
+        let mut req = [0u64; REQ_WORDS];
+        req[0] = verb::SPAWN_ROOT;
+        let fd = self.zygote.fd.as_raw_fd();
+        self.spare_asked = matches!(self.send(fd, &req), Ok(true));
+    }
+
+    /// The root for a new program: the spare, else one asked for now.
+    fn take_root(&mut self) -> Result<Worker, String> {
+        if let Some(root) = self.spare.take() {
+            return Ok(root);
+        }
+        self.ask_spare();
+        if !self.spare_asked {
+            return Err("the zygote is gone".into());
+        }
+        self.receive_root()
+    }
+
+    /// Reads the zygote's reply to SPAWN_ROOT.
+    fn receive_root(&mut self) -> Result<Worker, String> {
+        self.spare_asked = false;
+        let fd = self.zygote.fd.as_raw_fd();
+        match self.recv(fd)? {
+            Reply::Msg {
+                st: status::OK,
+                head,
+                fd: Some(fd),
+                ..
+            } => {
+                set_deadline(&fd, self.op_deadline);
                 Ok(Worker {
-                    pid: child,
-                    fd: ours,
+                    pid: Pid::from_raw(head[1] as i32),
+                    fd,
                 })
             }
+            Reply::Msg {
+                st: status::ERR,
+                head,
+                ..
+            } => Err(Errno::from_raw(head[1] as i32).to_string()),
+            Reply::Msg { st, .. } => Err(format!("the zygote refused (status {st})")),
+            Reply::Gone => Err("the zygote is gone".into()),
+            Reply::Hung => Err("the zygote did not answer".into()),
         }
     }
 
@@ -868,9 +936,7 @@ impl Coordinator {
             req[1] = self.direct_reads as u64;
             asked = self.send(fd, &req).map_err(|e| (batch.len() - 1, e))?;
         }
-        if self.spare.is_none() {
-            self.spare = self.spawn_root().ok();
-        }
+        self.ask_spare();
         // Then take the replies in order; once the process is gone, the rest is skipped.
         let mut outcomes = Vec::with_capacity(batch.len());
         for (k, op) in batch.iter().enumerate() {

@@ -45,6 +45,9 @@ pub mod verb {
     pub const VMSPLICE: u64 = 15;
     /// `[PIPE_READ]`: one page out of the program's pipe.
     pub const PIPE_READ: u64 = 16;
+    /// `[SPAWN_ROOT]`, to the zygote: fork the root of a program; the reply carries its pid
+    /// and passes the coordinator's end of its socket.
+    pub const SPAWN_ROOT: u64 = 17;
 }
 
 pub mod status {
