@@ -59,8 +59,19 @@ struct Coordinator {
     guardian: Guardian,
     op_deadline: Duration,
     page_size: u64,
-    /// Receive buffer (the reply of a worker lands here).
+    /// Receive buffer: the last message from a worker (one or more replies) lands here.
     buf: Vec<u64>,
+    /// Words of the message in `buf`, the fd it came from, where its next unread reply
+    /// starts, and where the reply last returned by `recv` starts.
+    buf_len: usize,
+    buf_fd: RawFd,
+    next_reply: usize,
+    reply_at: usize,
+    /// A worker killed as hung whose unsent replies were loaded into `buf`: once they are
+    /// read, the next reply from this fd is `Hung`.
+    hung_fd: Option<RawFd>,
+    /// The workers' slots (`worker::SlotsView`).
+    slots: worker::SlotsView,
     /// The process that forks every program's root (`worker::serve_zygote`).
     zygote: Worker,
     /// The next program's root, asked of the zygote while the current program's first batch
@@ -116,7 +127,9 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
     if write_frame(&mut output, &enc.buf).is_err() {
         return 2;
     }
-    let zygote = match spawn_zygote(Scratch::new(page_size as usize), op_deadline) {
+    let scratch = Scratch::new(page_size as usize);
+    let slots = scratch.slots_view();
+    let zygote = match spawn_zygote(scratch, op_deadline) {
         Ok(z) => z,
         Err(_) => return 2,
     };
@@ -126,7 +139,13 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         zygote,
         spare_asked: false,
         page_size,
-        buf: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD],
+        buf: vec![0u64; worker::REPLY_AREA],
+        buf_len: 0,
+        buf_fd: -1,
+        next_reply: 0,
+        reply_at: 0,
+        hung_fd: None,
+        slots,
         spare: None,
         dying: Vec::new(),
         direct_reads: false,
@@ -690,12 +709,18 @@ impl Coordinator {
 
     /// Sends a request; `false` if the worker is already gone.
     fn send(&mut self, fd: RawFd, req: &[u64; REQ_WORDS]) -> Result<bool, String> {
-        let mut bytes = [0u8; REQ_WORDS * 8];
-        for (i, w) in req.iter().enumerate() {
-            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-        }
+        self.send_words(fd, req)
+    }
+
+    /// Sends requests (whole multiples of REQ_WORDS) as one message; `false` if the worker is
+    /// already gone.
+    fn send_words(&mut self, fd: RawFd, words: &[u64]) -> Result<bool, String> {
+        // SAFETY: viewing u64 words as bytes of the same length (native order, as the worker,
+        // a fork of this process, reads them).
+        let bytes =
+            unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8) };
         loop {
-            match nix::sys::socket::send(fd, &bytes, MsgFlags::MSG_NOSIGNAL) {
+            match nix::sys::socket::send(fd, bytes, MsgFlags::MSG_NOSIGNAL) {
                 Ok(_) => return Ok(true),
                 Err(Errno::EINTR) => continue,
                 // The worker is gone (it died between ops): say so as the reply.
@@ -705,9 +730,24 @@ impl Coordinator {
         }
     }
 
-    /// Waits for one reply (each worker socket carries SO_RCVTIMEO = the op deadline, so a hung
-    /// worker shows as EAGAIN, without a poll per reply).
+    /// The next reply from the worker at `fd`: the next one of its last message if that had
+    /// more (a worker replies to a batch's ops in one message), else the first of a new
+    /// message. Each worker socket carries SO_RCVTIMEO = the op deadline, so a hung worker
+    /// shows as EAGAIN, without a poll per message.
     fn recv(&mut self, fd: RawFd) -> Result<Reply, String> {
+        if self.next_reply >= self.buf_len && self.hung_fd == Some(fd) {
+            self.hung_fd = None;
+            return Ok(Reply::Hung);
+        }
+        if self.next_reply < self.buf_len {
+            if self.buf_fd != fd {
+                return Err(format!(
+                    "replies of fd {} left unread before a reply from fd {fd}",
+                    self.buf_fd
+                ));
+            }
+            return self.next_from_buffer(None);
+        }
         let buf: &mut [u8] = {
             let len = self.buf.len() * 8;
             // SAFETY: viewing the u64 buffer as bytes of the same length; u8 has no alignment.
@@ -748,21 +788,66 @@ impl Coordinator {
         if n == 0 {
             return Ok(Reply::Gone);
         }
-        if n < REPLY_HEAD * 8 || n % 8 != 0 {
-            return Err(format!("short reply of {n} bytes"));
+        if n % 8 != 0 {
+            return Err(format!("reply of {n} bytes"));
+        }
+        self.buf_len = n / 8;
+        self.buf_fd = fd;
+        self.next_reply = 0;
+        self.next_from_buffer(passed)
+    }
+
+    /// A worker answered no message within the op deadline: it is killed, and the replies it
+    /// had built but not sent (the ops of its batch that did finish) are read from its slot,
+    /// so that the hang is named at the op that hung. Returns the first of them, or `Hung`.
+    fn salvage(
+        &mut self,
+        p: usize,
+        fd: RawFd,
+        workers: &[Option<Worker>],
+    ) -> Result<Reply, String> {
+        if let Some(w) = &workers[p] {
+            let _ = kill(w.pid, Signal::SIGKILL);
+        }
+        let words = self.slots.unsent(p);
+        if words.is_empty() {
+            return Ok(Reply::Hung);
+        }
+        self.buf[..words.len()].copy_from_slice(&words);
+        self.buf_len = words.len();
+        self.buf_fd = fd;
+        self.next_reply = 0;
+        self.hung_fd = Some(fd);
+        self.next_from_buffer(None)
+    }
+
+    /// Parses the reply at `next_reply` (a head, whose word 5 is the payload's length, then
+    /// the payload).
+    fn next_from_buffer(&mut self, fd: Option<OwnedFd>) -> Result<Reply, String> {
+        let at = self.next_reply;
+        if at + REPLY_HEAD > self.buf_len {
+            return Err(format!("short reply of {} words", self.buf_len - at));
         }
         let mut head = [0u64; REPLY_HEAD];
-        head.copy_from_slice(&self.buf[..REPLY_HEAD]);
+        head.copy_from_slice(&self.buf[at..at + REPLY_HEAD]);
+        let payload = head[5] as usize;
+        if payload > self.buf_len - at - REPLY_HEAD {
+            return Err(format!("a reply's payload of {payload} words is cut short"));
+        }
+        self.reply_at = at;
+        self.next_reply = at + REPLY_HEAD + payload;
         Ok(Reply::Msg {
             st: head[0],
             head,
-            payload: n / 8 - REPLY_HEAD,
-            fd: passed,
+            payload,
+            fd,
         })
     }
 
+    /// The first `n` payload words of the reply last returned by `recv`.
     fn payload(&self, n: usize) -> &[u64] {
-        &self.buf[REPLY_HEAD..REPLY_HEAD + n]
+        let start = self.reply_at + REPLY_HEAD;
+        &self.buf[start..start + n]
     }
 
     fn death(&self, head: &[u64; REPLY_HEAD]) -> Death {
@@ -919,23 +1004,33 @@ impl Coordinator {
         let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
             return Ok((vec![Outcome::Skipped; batch.len()], false));
         };
-        // Send every request first.
+        // Every request in one message (the worker replies in one message too), then the
+        // snapshot request if asked.
+        let mut words: Vec<u64> = Vec::with_capacity((batch.len() + 1) * REQ_WORDS);
         let mut sent = Vec::with_capacity(batch.len());
-        let mut alive = true;
-        for (k, op) in batch.iter().enumerate() {
-            let req = if alive { self.request(op, bases) } else { None };
+        for op in batch {
+            let req = self.request(op, bases);
             if let Some(req) = req {
-                alive = self.send(fd, &req).map_err(|e| (k, e))?;
+                words.extend_from_slice(&req);
             }
-            sent.push(req.is_some() && alive);
+            sent.push(req.is_some());
         }
-        let mut asked = false;
-        if then_snapshot && alive {
+        if then_snapshot {
             let mut req = [0u64; REQ_WORDS];
             req[0] = verb::SNAPSHOT;
             req[1] = self.direct_reads as u64;
-            asked = self.send(fd, &req).map_err(|e| (batch.len() - 1, e))?;
+            words.extend_from_slice(&req);
         }
+        let mut alive = true;
+        for chunk in words.chunks(worker::MAX_BATCH * REQ_WORDS) {
+            if alive {
+                alive = self.send_words(fd, chunk).map_err(|e| (0, e))?;
+            }
+        }
+        if !alive {
+            sent.iter_mut().for_each(|s| *s = false);
+        }
+        let asked = then_snapshot && alive;
         self.ask_spare();
         // Then take the replies in order; once the process is gone, the rest is skipped.
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -945,7 +1040,10 @@ impl Coordinator {
                 outcomes.push(Outcome::Skipped);
                 continue;
             }
-            let reply = self.recv(fd).map_err(|e| (k, e))?;
+            let mut reply = self.recv(fd).map_err(|e| (k, e))?;
+            if let Reply::Hung = reply {
+                reply = self.salvage(p, fd, workers).map_err(|e| (k, e))?;
+            }
             outcomes.push(
                 self.outcome(op, reply, workers, bases)
                     .map_err(|e| (k, e))?,
@@ -1097,7 +1195,7 @@ impl Coordinator {
                     st, head, payload, ..
                 } => match st {
                     status::OK => {
-                        let (nr, np) = (head[4] as usize, head[5] as usize);
+                        let (nr, np) = (head[4] as usize, head[3] as usize);
                         if nr * 3 + np * 2 > payload {
                             return Err("truncated snapshot".into());
                         }

@@ -32,14 +32,25 @@ pub mod inject {
 
 /// Buffers made before fork, used by every worker of a program.
 pub struct Scratch {
-    reply: Box<[u64]>,
+    /// Where replies are built: this process's slot's reply area (`ProcSlots`). Replies to
+    /// the requests of one message are appended one after another (`at`) and sent as one
+    /// message.
+    reply: SlotWords,
+    /// Where requests are received: this process's slot's request area.
+    requests: SlotWords,
+    /// Words of replies built and not sent yet, and how many replies.
+    at: usize,
+    unsent: usize,
+    /// This process's slot's progress block (see `PROGRESS_WORDS`).
+    progress: SlotWords,
     maps: maps::SelfMaps,
     /// Address ranges that existed before the program's first op (the harness's own
     /// mappings), which snapshots leave out.
     baseline: Box<[(u64, u64)]>,
     baseline_len: usize,
-    /// Where snapshots copy pages to digest them (`process_vm_readv` on itself).
-    copy: CopyArea,
+    /// This process's slot: requests, replies, and where snapshots copy pages to digest them
+    /// (`process_vm_readv` on itself).
+    copy: ProcSlots,
     page_size: usize,
     is_root: bool,
     /// Snapshots may digest pages by plain loads (set per program by the coordinator, in every
@@ -53,13 +64,39 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// The coordinator's window on the slots.
+    pub fn slots_view(&self) -> SlotsView {
+        self.copy.view()
+    }
+
+    /// Notes how many replies are built and unsent, where the coordinator can see it.
+    fn set_unsent(&mut self, n: usize) {
+        self.unsent = n;
+        // SAFETY: a word of this process's own slot.
+        unsafe { std::ptr::write_volatile(self.progress.ptr, n as u64) };
+    }
+
+    /// Takes the slot of process handle `slot` for requests, replies and copies.
+    fn take_slot(&mut self, slot: usize) {
+        self.copy.take_slot(slot);
+        self.reply = self.copy.reply();
+        self.requests = self.copy.requests();
+        self.progress = self.copy.progress();
+        FAULT_REPLY.store(self.reply.ptr, Ordering::Relaxed);
+    }
+
     pub fn new(page_size: usize) -> Scratch {
+        let copy = ProcSlots::new(page_size);
         Scratch {
-            reply: vec![0u64; REPLY_HEAD + REPLY_PAYLOAD].into_boxed_slice(),
+            reply: copy.reply(),
+            requests: copy.requests(),
+            progress: copy.progress(),
+            at: 0,
+            unsent: 0,
             maps: maps::SelfMaps::new(),
             baseline: vec![(0, 0); 4096].into_boxed_slice(),
             baseline_len: 0,
-            copy: CopyArea::new(COPY_PAGES * page_size),
+            copy,
             page_size,
             is_root: true,
             direct_reads: false,
@@ -68,25 +105,109 @@ impl Scratch {
     }
 }
 
-/// The copy buffer of every process of a tree: one slot per process handle, in one shared
-/// anonymous mapping made by the executor before any root. Shared, because a private buffer is
-/// copy-on-write after every fork in both processes, and snapshots write it first thing: that
-/// was a quarter of all page faults of a bench run (perf record -e page-faults: 43 of ~190 per
-/// program, in _copy_to_iter). A process only ever writes its own slot, and processes of
-/// different programs never use a slot at once: a finished tree is killed before the next
-/// program starts, and the spare root (slot 0) looks at itself only once its program has.
-/// If the mapping cannot be made shared (an interposed libc that makes it private), it is
-/// private memory like any other: slower, still correct.
-struct CopyArea {
+/// The per-process buffers of every process of a tree: one slot per process handle (and one
+/// for the zygote), in one shared anonymous mapping made by the executor before the zygote.
+/// A slot holds the process's request area, its reply area and its page copy buffer.
+/// Shared, because a private buffer is copy-on-write after every fork in both processes, and
+/// every process writes these first thing: a private copy buffer was a quarter of all page
+/// faults of a bench run (perf record -e page-faults: 43 of ~190 per program, in
+/// _copy_to_iter), and the private reply and request buffers cost ~2 more per process per
+/// fork. A process only ever writes its own slot, and processes of different programs never
+/// use a slot at once: a finished tree is killed before the next program starts, the spare
+/// root (slot 0) receives and replies only once its program has started, and the zygote has a
+/// slot of its own. If the mapping cannot be made shared (an interposed libc that makes it
+/// private), it is private memory like any other: slower, still correct.
+struct ProcSlots {
     base: *mut u8,
     slot_len: usize,
     slots: usize,
     slot: usize,
+    copy_len: usize,
 }
 
-impl CopyArea {
-    fn new(slot_len: usize) -> CopyArea {
-        let slots = crate::program::caps::MAX_PROCS;
+/// Requests one message may carry.
+pub const MAX_BATCH: usize = 64;
+/// Words of a slot's request area.
+const REQUEST_AREA: usize = MAX_BATCH * REQ_WORDS;
+/// Words of a slot's progress block, after the request area: word 0 is how many replies the
+/// reply area holds that are built and not sent yet (so that the coordinator can still read
+/// them from a worker it killed as hung, and name the op that hung; `SlotsView`).
+const PROGRESS_WORDS: usize = 8;
+/// Words of a slot's reply area.
+pub const REPLY_AREA: usize = REPLY_HEAD + REPLY_PAYLOAD;
+/// The zygote's slot, after the process handles' slots.
+const ZYGOTE_SLOT: usize = crate::program::caps::MAX_PROCS;
+
+/// The coordinator's window on the slots (the mapping is shared with every worker): after it
+/// killed a worker as hung, the replies that worker had built but not sent.
+#[derive(Clone, Copy)]
+pub struct SlotsView {
+    base: *mut u8,
+    slot_len: usize,
+    slots: usize,
+}
+
+impl SlotsView {
+    /// The replies that the worker of process handle `proc` had built and not sent, as the
+    /// words of one message. Only meaningful once that worker runs no more (killed).
+    pub fn unsent(&self, proc: usize) -> Vec<u64> {
+        if self.slots <= proc {
+            return Vec::new();
+        }
+        // SAFETY: slot `proc` lies inside the mapping; its progress block and reply area are
+        // read with volatile loads, as another process wrote them (it has stopped).
+        unsafe {
+            let slot = self.base.add(proc * self.slot_len) as *const u64;
+            let n = std::ptr::read_volatile(slot.add(REQUEST_AREA)) as usize;
+            let area = slot.add(REQUEST_AREA + PROGRESS_WORDS);
+            let mut at = 0usize;
+            for _ in 0..n {
+                if at + REPLY_HEAD > REPLY_AREA {
+                    break;
+                }
+                let payload = std::ptr::read_volatile(area.add(at + 5)) as usize;
+                if at + REPLY_HEAD + payload > REPLY_AREA {
+                    break;
+                }
+                at += REPLY_HEAD + payload;
+            }
+            (0..at)
+                .map(|i| std::ptr::read_volatile(area.add(i)))
+                .collect()
+        }
+    }
+}
+
+/// A run of u64 words inside a slot, seen as a slice.
+struct SlotWords {
+    ptr: *mut u64,
+    len: usize,
+}
+
+impl std::ops::Deref for SlotWords {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        // SAFETY: `ptr..ptr+len` lies inside this process's slot (`ProcSlots::words`), which
+        // lives as long as the process and is written by no other process while this one
+        // runs (see `ProcSlots`).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for SlotWords {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as in `deref`; the request and reply areas of a slot do not overlap, and
+        // `&mut self` keeps this view unique within the process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl ProcSlots {
+    fn new(page_size: usize) -> ProcSlots {
+        let words = (REQUEST_AREA + PROGRESS_WORDS + REPLY_AREA) * 8;
+        let copy_len = COPY_PAGES * page_size;
+        let slot_len = words.div_ceil(page_size) * page_size + copy_len;
+        let slots = ZYGOTE_SLOT + 1;
         // SAFETY: a fresh mapping, owned by this area for the process's life.
         let p = unsafe {
             libc::mmap(
@@ -99,33 +220,77 @@ impl CopyArea {
             )
         };
         if p == libc::MAP_FAILED {
-            // No shared memory: one private slot, leaked for the process's life.
-            return CopyArea {
-                base: Box::leak(vec![0u8; slot_len].into_boxed_slice()).as_mut_ptr(),
+            // No shared memory: one private slot, leaked for the process's life (u64 words,
+            // so that the request and reply areas are aligned).
+            let words = vec![0u64; slot_len / 8];
+            return ProcSlots {
+                base: Box::leak(words.into_boxed_slice()).as_mut_ptr() as *mut u8,
                 slot_len,
                 slots: 1,
                 slot: 0,
+                copy_len,
             };
         }
-        CopyArea {
+        ProcSlots {
             base: p as *mut u8,
             slot_len,
             slots,
             slot: 0,
+            copy_len,
         }
     }
 
-    /// The slot of the process with this handle number.
+    /// The slot of the process with this handle number (or `ZYGOTE_SLOT`).
     fn take_slot(&mut self, proc: usize) {
         self.slot = proc % self.slots;
     }
 
+    fn slot_base(&self) -> *mut u8 {
+        // SAFETY: `slot < slots`, so the offset stays inside the mapping.
+        unsafe { self.base.add(self.slot * self.slot_len) }
+    }
+
+    fn requests(&self) -> SlotWords {
+        SlotWords {
+            ptr: self.slot_base() as *mut u64,
+            len: REQUEST_AREA,
+        }
+    }
+
+    fn progress(&self) -> SlotWords {
+        SlotWords {
+            // SAFETY: the progress block follows the request area inside the slot.
+            ptr: unsafe { (self.slot_base() as *mut u64).add(REQUEST_AREA) },
+            len: PROGRESS_WORDS,
+        }
+    }
+
+    fn reply(&self) -> SlotWords {
+        SlotWords {
+            // SAFETY: the reply area follows the progress block inside the slot.
+            ptr: unsafe { (self.slot_base() as *mut u64).add(REQUEST_AREA + PROGRESS_WORDS) },
+            len: REPLY_AREA,
+        }
+    }
+
+    /// What the coordinator may read of every slot.
+    fn view(&self) -> SlotsView {
+        SlotsView {
+            base: self.base,
+            slot_len: self.slot_len,
+            slots: self.slots,
+        }
+    }
+
     fn buf(&mut self) -> &mut [u8] {
-        // SAFETY: `slot < slots`, so the slot lies inside the mapping; only this process
-        // writes it while its tree runs (see the type's comment), and `&mut self` keeps the
-        // slice unique within the process.
+        // SAFETY: the copy buffer is the slot's last `copy_len` bytes, inside the mapping;
+        // only this process writes it while its tree runs (see the type's comment), and
+        // `&mut self` keeps the slice unique within the process.
         unsafe {
-            std::slice::from_raw_parts_mut(self.base.add(self.slot * self.slot_len), self.slot_len)
+            std::slice::from_raw_parts_mut(
+                self.slot_base().add(self.slot_len - self.copy_len),
+                self.copy_len,
+            )
         }
     }
 }
@@ -139,6 +304,9 @@ static FAULT_FD: AtomicI32 = AtomicI32::new(-1);
 static FAULT_REPLY: AtomicPtr<u64> = AtomicPtr::new(std::ptr::null_mut());
 /// Payload words produced so far by the op in progress.
 static PARTIAL: AtomicUsize = AtomicUsize::new(0);
+/// Where in the reply area the op in progress builds its reply (earlier ops' replies of the
+/// same message come before it).
+static FAULT_AT: AtomicUsize = AtomicUsize::new(0);
 
 pub fn set_inject(mask: u32) {
     INJECT.store(mask, Ordering::Relaxed);
@@ -151,25 +319,28 @@ fn injected(fault: u32) -> bool {
 /// SIGSEGV/SIGBUS handler: report, then let the signal kill the process. Only async-signal-safe
 /// calls (send, sigaction).
 extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void) {
-    let buf = FAULT_REPLY.load(Ordering::Relaxed);
+    let area = FAULT_REPLY.load(Ordering::Relaxed);
     let fd = FAULT_FD.load(Ordering::Relaxed);
     let partial = PARTIAL.load(Ordering::Relaxed);
-    // SAFETY: `info` is the kernel's siginfo for this signal; `buf` points at the reply buffer
-    // of REPLY_HEAD + REPLY_PAYLOAD words, and `partial` never exceeds REPLY_PAYLOAD.
+    let at = FAULT_AT.load(Ordering::Relaxed);
+    // SAFETY: `info` is the kernel's siginfo for this signal; `area` points at the reply area
+    // of REPLY_AREA words, and `at + REPLY_HEAD + partial` never exceeds it (`serve` makes
+    // room for an op's largest reply before it starts the op).
     unsafe {
+        let buf = area.add(at);
         let addr = (*info).si_addr() as u64;
         *buf = status::FAULT;
         *buf.add(1) = sig as u64;
         *buf.add(2) = (*info).si_code as u64;
         *buf.add(3) = addr;
         *buf.add(4) = partial as u64;
-        *buf.add(5) = 0;
+        *buf.add(5) = partial as u64;
         // Retried: a lost report would turn this death into "vanished without a report".
         for _ in 0..100 {
             let n = libc::send(
                 fd,
-                buf as *const c_void,
-                (REPLY_HEAD + partial) * 8,
+                area as *const c_void,
+                (at + REPLY_HEAD + partial) * 8,
                 libc::MSG_NOSIGNAL,
             );
             let e = *libc::__errno_location();
@@ -227,13 +398,15 @@ fn copy_own(buf: &mut [u8], addr: u64) -> usize {
     buf.len()
 }
 
-/// Receives one request; `None` when the coordinator is gone (end of file or a dead socket).
-fn recv_request(fd: RawFd, req: &mut [u64; REQ_WORDS]) -> Option<()> {
+/// Receives one message of requests into the slot's request area; how many, or `None` when
+/// the coordinator is gone (end of file or a dead socket).
+fn recv_requests(fd: RawFd, s: &mut Scratch) -> Option<usize> {
+    let len = s.requests.len() * 8;
     loop {
-        // SAFETY: `req` is a writable buffer of REQ_WORDS * 8 bytes.
-        let n = unsafe { libc::recv(fd, req.as_mut_ptr() as *mut c_void, REQ_WORDS * 8, 0) };
-        if n == (REQ_WORDS * 8) as isize {
-            return Some(());
+        // SAFETY: the request area is a writable buffer of `len` bytes.
+        let n = unsafe { libc::recv(fd, s.requests.as_mut_ptr() as *mut c_void, len, 0) };
+        if n > 0 && n as usize % (REQ_WORDS * 8) == 0 {
+            return Some(n as usize / (REQ_WORDS * 8));
         }
         if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
             continue;
@@ -242,8 +415,10 @@ fn recv_request(fd: RawFd, req: &mut [u64; REQ_WORDS]) -> Option<()> {
     }
 }
 
-fn send_reply(fd: RawFd, reply: &[u64], payload: usize, pass_fd: Option<RawFd>) {
-    let len = (REPLY_HEAD + payload) * 8;
+/// Sends `reply` (one or more replies, each a head and its payload) as one message, passing
+/// `pass_fd` along if given.
+fn send_reply(fd: RawFd, reply: &[u64], pass_fd: Option<RawFd>) {
+    let len = reply.len() * 8;
     let mut iov = libc::iovec {
         iov_base: reply.as_ptr() as *mut c_void,
         iov_len: len,
@@ -319,30 +494,101 @@ fn capture_baseline(s: &mut Scratch) {
 
 /// The worker loop. Never returns: the process ends by `exit`, by a fatal signal, or when the
 /// coordinator's end of the socket closes.
+///
+/// A message carries one or more requests (consecutive ops of this process, perhaps ending
+/// with SNAPSHOT); they are performed in order and their replies go back as one message, so
+/// that the coordinator wakes once per batch rather than once per op. FORK and SNAPSHOT
+/// replies go alone (one passes a socket, the other is large): what came before them is sent
+/// first. A fatal signal sends what was built so far with the fault's report after it.
 pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
     install_fault_handler();
     FAULT_FD.store(fd, Ordering::Relaxed);
-    FAULT_REPLY.store(s.reply.as_mut_ptr(), Ordering::Relaxed);
-    let ps = s.page_size;
-    let mut req = [0u64; REQ_WORDS];
+    FAULT_REPLY.store(s.reply.ptr, Ordering::Relaxed);
     loop {
-        if recv_request(fd, &mut req).is_none() {
+        let Some(n) = recv_requests(fd, s) else {
             // SAFETY: _exit is always safe to call.
             unsafe { libc::_exit(0) };
+        };
+        s.at = 0;
+        s.set_unsent(0);
+        for k in 0..n {
+            let mut req = [0u64; REQ_WORDS];
+            req.copy_from_slice(&s.requests[k * REQ_WORDS..(k + 1) * REQ_WORDS]);
+            let alone = matches!(req[0], verb::FORK | verb::SNAPSHOT);
+            if alone || s.at + REPLY_HEAD + max_payload(&req, s.page_size) > REPLY_AREA {
+                flush(fd, s);
+            }
+            FAULT_AT.store(s.at, Ordering::Relaxed);
+            PARTIAL.store(0, Ordering::Relaxed);
+            match perform(&mut fd, s, &req) {
+                Done::Reply(payload) => {
+                    s.reply[s.at + 5] = payload as u64;
+                    s.at += REPLY_HEAD + payload;
+                    s.set_unsent(s.unsent + 1);
+                }
+                Done::Sent => {}
+                // The rest of the message was the parent's.
+                Done::Child => break,
+                Done::Exit => {
+                    s.at += REPLY_HEAD;
+                    flush(fd, s);
+                    // SAFETY: _exit ends the process without running any user-space teardown.
+                    unsafe { libc::_exit(0) };
+                }
+            }
         }
-        PARTIAL.store(0, Ordering::Relaxed);
-        // Ops on a mapping carry its base address and a first page.
-        let base = req[1];
-        let first = base.wrapping_add(req[2].wrapping_mul(ps as u64));
-        let reply = &mut s.reply[..];
+        flush(fd, s);
+    }
+}
+
+/// How an op's reply went.
+enum Done {
+    /// Built at `Scratch::at`, with this many payload words.
+    Reply(usize),
+    /// Already sent on its own.
+    Sent,
+    /// This process is the child of the FORK just performed (its first view is sent).
+    Child,
+    /// The reply is built (no payload); the process ends once it is sent.
+    Exit,
+}
+
+/// The most payload words the reply to `req` can have.
+fn max_payload(req: &[u64; REQ_WORDS], ps: usize) -> usize {
+    match req[0] {
+        verb::READ => req[3] as usize,
+        verb::DUMP => ps / 8,
+        verb::PIPE_READ => 1,
+        _ => 0,
+    }
+}
+
+/// Sends the replies built so far, as one message.
+fn flush(fd: RawFd, s: &mut Scratch) {
+    if s.at > 0 {
+        send_reply(fd, &s.reply[..s.at], None);
+        s.at = 0;
+        s.set_unsent(0);
+    }
+}
+
+/// Performs one request; its reply is built at `s.at` unless it says otherwise.
+fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
+    let ps = s.page_size;
+    // Ops on a mapping carry its base address and a first page.
+    let base = req[1];
+    let first = base.wrapping_add(req[2].wrapping_mul(ps as u64));
+    let at = s.at;
+    {
+        let reply = &mut s.reply[at..];
         match req[0] {
             verb::MAP => {
                 let r = map(req[1], req[2] as usize, 0, 0);
-                reply_addr(fd, reply, r);
+                reply_addr(reply, r);
             }
             verb::MAP_AT => {
                 let r = map(req[1], req[2] as usize, req[3], req[4]);
-                reply_addr(fd, reply, r);
+                reply_addr(reply, r);
             }
             verb::PROTECT => {
                 let r = call_result(
@@ -352,7 +598,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                         libc::mprotect(first as *mut c_void, req[3] as usize * ps, req[4] as i32)
                     },
                 );
-                reply_status(fd, reply, r);
+                reply_status(reply, r);
             }
             verb::ADVISE => {
                 let r = call_result(
@@ -362,7 +608,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                         libc::madvise(first as *mut c_void, req[3] as usize * ps, req[4] as i32)
                     },
                 );
-                reply_status(fd, reply, r);
+                reply_status(reply, r);
             }
             verb::REMAP => {
                 // Through libc's variadic wrapper, always with the fifth argument (0 when
@@ -383,7 +629,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 } else {
                     Ok(r as u64)
                 };
-                reply_addr(fd, reply, r);
+                reply_addr(reply, r);
             }
             verb::VMSPLICE => {
                 let iov = libc::iovec {
@@ -399,24 +645,25 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 } else {
                     Err(nix::errno::Errno::EIO)
                 };
-                reply_status(fd, &mut s.reply, r);
+                reply_status(&mut s.reply[at..], r);
             }
             verb::PIPE_READ => {
                 // SAFETY: reading into our own buffer of at least a page.
                 let n =
                     unsafe { libc::read(s.pipe[0], s.copy.buf().as_mut_ptr() as *mut c_void, ps) };
                 if n == ps as isize {
-                    s.reply[REPLY_HEAD] = digest(&s.copy.buf()[..ps]);
-                    head(&mut s.reply, status::OK, 0, 0, 0, 1);
-                    send_reply(fd, &s.reply, 1, None);
-                } else {
-                    let e = if n < 0 {
-                        nix::errno::Errno::last()
-                    } else {
-                        nix::errno::Errno::EIO
-                    };
-                    reply_status(fd, &mut s.reply, Err(e));
+                    let d = digest(&s.copy.buf()[..ps]);
+                    let reply = &mut s.reply[at..];
+                    reply[REPLY_HEAD] = d;
+                    head(reply, status::OK, 0, 0, 0, 1);
+                    return Done::Reply(1);
                 }
+                let e = if n < 0 {
+                    nix::errno::Errno::last()
+                } else {
+                    nix::errno::Errno::EIO
+                };
+                reply_status(&mut s.reply[at..], Err(e));
             }
             verb::POKE => {
                 let r = poke(
@@ -429,11 +676,11 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     req[7] == 1,
                     ps,
                 );
-                reply_status(fd, &mut s.reply, r);
+                reply_status(&mut s.reply[at..], r);
             }
             verb::INVALID => {
                 let r = invalid_call(req[2], req[3], base, ps);
-                reply_status(fd, reply, r);
+                reply_status(reply, r);
             }
             verb::WRITE => {
                 let skip = !s.is_root && injected(inject::DROP_CHILD_WRITE);
@@ -449,7 +696,6 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     );
                 }
                 head(reply, status::OK, 0, 0, 0, 0);
-                send_reply(fd, reply, 0, None);
             }
             verb::READ => {
                 let n = read(
@@ -461,17 +707,15 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     ps,
                 );
                 head(reply, status::OK, 0, 0, 0, n as u64);
-                send_reply(fd, reply, n, None);
+                return Done::Reply(n);
             }
             verb::FORK => {
                 s.direct_reads = req[2] == 1;
-                fork(&mut fd, s, req[1] as usize)
+                return fork(fd, s, req[1] as usize);
             }
             verb::EXIT => {
                 head(reply, status::OK, 0, 0, 0, 0);
-                send_reply(fd, reply, 0, None);
-                // SAFETY: _exit ends the process without running any user-space teardown.
-                unsafe { libc::_exit(0) };
+                return Done::Exit;
             }
             verb::UNMAP => {
                 let r = match NonNull::new(first as *mut c_void) {
@@ -480,30 +724,29 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     Some(p) => unsafe { nix::sys::mman::munmap(p, req[3] as usize * ps) },
                     None => Err(nix::errno::Errno::EINVAL),
                 };
-                reply_status(fd, reply, r);
+                reply_status(reply, r);
             }
             verb::SNAPSHOT => {
                 s.direct_reads = req[1] == 1;
-                send_snapshot(fd, s)
+                send_snapshot(*fd, s);
+                return Done::Sent;
             }
             verb::DUMP => {
                 let words = ps / 8;
                 let src = first as *const u64;
-                for i in 0..words.min(REPLY_PAYLOAD) {
+                for i in 0..words.min(reply.len() - REPLY_HEAD) {
                     // SAFETY: reading a page of the process's own memory; a fault is reported
                     // by the handler (the page was not readable).
                     reply[REPLY_HEAD + i] = unsafe { std::ptr::read_volatile(src.add(i)) };
                     PARTIAL.store(i + 1, Ordering::Relaxed);
                 }
                 head(reply, status::OK, 0, 0, 0, words as u64);
-                send_reply(fd, reply, words, None);
+                return Done::Reply(words);
             }
-            _ => {
-                head(reply, status::REFUSED, 0, 0, 0, 0);
-                send_reply(fd, reply, 0, None);
-            }
+            _ => head(reply, status::REFUSED, 0, 0, 0, 0),
         }
     }
+    Done::Reply(0)
 }
 
 /// The zygote's loop: the process that forks every program's root, made by the executor once,
@@ -513,17 +756,17 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
 /// program on its own heap (measured with `perf record -e page-faults`), on the critical path.
 /// The zygote touches a handful of pages per fork, beside the program that runs.
 pub fn serve_zygote(fd: RawFd, s: &mut Scratch) -> ! {
-    let mut req = [0u64; REQ_WORDS];
+    s.take_slot(ZYGOTE_SLOT);
     loop {
-        if recv_request(fd, &mut req).is_none() {
+        let Some(n) = recv_requests(fd, s) else {
             // SAFETY: _exit is always safe to call.
             unsafe { libc::_exit(0) };
-        }
-        if req[0] == verb::SPAWN_ROOT {
+        };
+        if n == 1 && s.requests[0] == verb::SPAWN_ROOT {
             spawn_root(fd, s);
         } else {
             head(&mut s.reply, status::REFUSED, 0, 0, 0, 0);
-            send_reply(fd, &s.reply, 0, None);
+            send_reply(fd, &s.reply[..REPLY_HEAD], None);
         }
     }
 }
@@ -544,7 +787,7 @@ fn spawn_root(fd: RawFd, s: &mut Scratch) {
     if r < 0 {
         let e = nix::errno::Errno::last() as u64;
         head(&mut s.reply, status::ERR, e, 0, 0, 0);
-        send_reply(fd, &s.reply, 0, None);
+        send_reply(fd, &s.reply[..REPLY_HEAD], None);
         return;
     }
     // SAFETY: the zygote is single-threaded, and after fork the child only runs the worker
@@ -569,6 +812,7 @@ fn spawn_root(fd: RawFd, s: &mut Scratch) {
                 libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut());
                 own
             };
+            s.take_slot(0);
             open_pipe(s);
             capture_baseline(s);
             serve(own, s)
@@ -579,7 +823,7 @@ fn spawn_root(fd: RawFd, s: &mut Scratch) {
             // SAFETY: as above.
             unsafe { libc::close(sv[1]) };
             head(&mut s.reply, status::OK, child.as_raw() as u64, 0, 0, 0);
-            send_reply(fd, &s.reply, 0, Some(sv[0]));
+            send_reply(fd, &s.reply[..REPLY_HEAD], Some(sv[0]));
             // SAFETY: the coordinator now holds its own copy of the fd.
             unsafe { libc::close(sv[0]) };
         }
@@ -590,25 +834,23 @@ fn spawn_root(fd: RawFd, s: &mut Scratch) {
                 libc::close(sv[1]);
             }
             head(&mut s.reply, status::ERR, e as u64, 0, 0, 0);
-            send_reply(fd, &s.reply, 0, None);
+            send_reply(fd, &s.reply[..REPLY_HEAD], None);
         }
     }
 }
 
-fn reply_addr(fd: RawFd, reply: &mut [u64], r: Result<u64, nix::errno::Errno>) {
+fn reply_addr(reply: &mut [u64], r: Result<u64, nix::errno::Errno>) {
     match r {
         Ok(addr) => head(reply, status::OK, addr, 0, 0, 0),
         Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
     }
-    send_reply(fd, reply, 0, None);
 }
 
-fn reply_status(fd: RawFd, reply: &mut [u64], r: Result<(), nix::errno::Errno>) {
+fn reply_status(reply: &mut [u64], r: Result<(), nix::errno::Errno>) {
     match r {
         Ok(()) => head(reply, status::OK, 0, 0, 0, 0),
         Err(e) => head(reply, status::ERR, e as u64, 0, 0, 0),
     }
-    send_reply(fd, reply, 0, None);
 }
 
 fn call_result(ret: libc::c_int) -> Result<(), nix::errno::Errno> {
@@ -836,8 +1078,9 @@ fn read(reply: &mut [u64], addr: u64, pages: usize, lo: usize, hi: usize, ps: us
     pages
 }
 
-/// Forks; the child takes `child` (its handle number) as its copy slot.
-fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) {
+/// Forks; the child takes `child` (its handle number) as its slot. The parent's reply (with
+/// the child's socket) and the child's first view are sent here.
+fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Done {
     let mut sv = [-1i32; 2];
     // SAFETY: socketpair writes two fds into `sv`.
     let r = unsafe {
@@ -851,8 +1094,8 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) {
     if r < 0 {
         let e = nix::errno::Errno::last() as u64;
         head(&mut s.reply, status::ERR, e, 0, 0, 0);
-        send_reply(*fd, &s.reply, 0, None);
-        return;
+        send_reply(*fd, &s.reply[..REPLY_HEAD], None);
+        return Done::Sent;
     }
     // SAFETY: the executor is single-threaded, and after fork the child only runs this loop,
     // which allocates nothing.
@@ -866,20 +1109,24 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) {
             *fd = sv[1];
             s.is_root = false;
             s.maps.after_fork();
-            s.copy.take_slot(child);
+            s.take_slot(child);
+            s.at = 0;
+            s.set_unsent(0);
             FAULT_FD.store(*fd, Ordering::Relaxed);
             // Every fork is followed by a snapshot of every live process, the child's first:
             // it sends its view unasked, before its first request (one wakeup fewer per fork).
             // The coordinator sends nothing to the new socket before it has this reply.
             send_snapshot(*fd, s);
+            Done::Child
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             // SAFETY: as above.
             unsafe { libc::close(sv[1]) };
             head(&mut s.reply, status::OK, child.as_raw() as u64, 0, 0, 0);
-            send_reply(*fd, &s.reply, 0, Some(sv[0]));
+            send_reply(*fd, &s.reply[..REPLY_HEAD], Some(sv[0]));
             // SAFETY: the coordinator now holds its own copy of the fd.
             unsafe { libc::close(sv[0]) };
+            Done::Sent
         }
         Err(e) => {
             // SAFETY: closing the unused pair.
@@ -888,7 +1135,8 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) {
                 libc::close(sv[1]);
             }
             head(&mut s.reply, status::ERR, e as u64, 0, 0, 0);
-            send_reply(*fd, &s.reply, 0, None);
+            send_reply(*fd, &s.reply[..REPLY_HEAD], None);
+            Done::Sent
         }
     }
 }
@@ -901,9 +1149,11 @@ fn send_snapshot(fd: RawFd, s: &mut Scratch) {
         (Some(r), Some(p)) => (status::OK, (r, p)),
         _ => (status::REFUSED, (0, 0)),
     };
-    head(reply, st, 0, 0, 0, words.0 as u64);
-    reply[5] = words.1 as u64;
-    send_reply(fd, reply, words.0 * 3 + words.1 * 2, None);
+    // Words 3 and 4: pages and regions; word 5, as in every reply, the payload's length.
+    let payload = words.0 * 3 + words.1 * 2;
+    head(reply, st, 0, 0, words.1 as u64, words.0 as u64);
+    reply[5] = payload as u64;
+    send_reply(fd, &reply[..REPLY_HEAD + payload], None);
 }
 
 /// The process's layout outside the baseline, normalised, then a digest of each readable page.
