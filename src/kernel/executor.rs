@@ -533,6 +533,8 @@ impl Coordinator {
             }
         };
         let pgid = root.pid;
+        // A group id is free for reuse once its tree is gone; never wait for our own.
+        self.dying.retain(|g| *g != pgid);
         self.guardian.watch(pgid);
         workers[0] = Some(root);
         let ops = &program.ops;
@@ -606,29 +608,32 @@ impl Coordinator {
         run
     }
 
-    /// Reaps the killed trees: every process of a tree is in its group and, orphans included,
-    /// our child (we are the subreaper; a dying process hands its children to us before it
-    /// becomes a zombie), so a tree is gone when waitpid(-pgid) says ECHILD. Not waitpid(-1):
-    /// the guardian and the spare root are our children too. `all`: wait until every tree is
-    /// gone; else wait only for the oldest trees beyond MAX_DYING.
+    /// Reaps the killed trees. A dying process hands its children to us (we are the
+    /// subreaper), so every process of a killed tree but its root ends as our zombie; the
+    /// kernel reaps the roots for the zygote. Zombies are reaped with waitpid(-1), and a tree
+    /// is gone once its process group is empty (kill(-pgid, 0) says ESRCH: zombies are
+    /// members until reaped). waitpid(-pgid) per tree rescanned all our children for every
+    /// tree: 3.6% of a single-CPU `cowcheck run` in wait_consider_task (perf record).
+    /// `all`: wait until every tree is gone; else only while more than MAX_DYING are dying.
     fn reap(&mut self, all: bool) {
-        let mut k = 0;
-        while k < self.dying.len() {
-            let must_wait = all || self.dying.len() - k > MAX_DYING;
-            let group = Pid::from_raw(-self.dying[k].as_raw());
-            let flags = (!must_wait).then_some(nix::sys::wait::WaitPidFlag::WNOHANG);
-            let gone = loop {
-                match waitpid(group, flags) {
-                    Ok(nix::sys::wait::WaitStatus::StillAlive) => break false,
+        loop {
+            loop {
+                match waitpid(
+                    Pid::from_raw(-1),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                ) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => break,
                     Ok(_) | Err(Errno::EINTR) => continue,
-                    Err(_) => break true,
+                    Err(_) => break,
                 }
-            };
-            if gone {
-                self.dying.remove(k);
-            } else {
-                k += 1;
             }
+            self.dying
+                .retain(|g| kill(Pid::from_raw(-g.as_raw()), None) != Err(Errno::ESRCH));
+            if self.dying.len() <= if all { 0 } else { MAX_DYING } {
+                return;
+            }
+            // Their processes have SIGKILL pending and are on their way out.
+            std::thread::sleep(Duration::from_micros(50));
         }
     }
 
