@@ -72,6 +72,10 @@ struct Coordinator {
     hung_fd: Option<RawFd>,
     /// The workers' slots (`worker::SlotsView`).
     slots: worker::SlotsView,
+    /// The trees' turn word, whether it works, and the next turn to hand out (never 0).
+    turn: worker::Turn,
+    turns: bool,
+    next_turn: u32,
     /// The process that forks every program's root (`worker::serve_zygote`).
     zygote: Worker,
     /// The next program's root, asked of the zygote while the current program's first batch
@@ -146,6 +150,9 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         reply_at: 0,
         hung_fd: None,
         slots,
+        turn: slots.turn,
+        turns: slots.turn.works() && std::env::var_os("COWCHECK_NO_TURNS").is_none(),
+        next_turn: 1,
         spare: None,
         dying: Vec::new(),
         direct_reads: false,
@@ -422,6 +429,33 @@ fn set_deadline(fd: &OwnedFd, deadline: Duration) {
     let _ = nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
 }
 
+/// The end of the batch that starts at op `i`: consecutive ops of one process, up to the first
+/// that needs a snapshot or a dump after it. The requests go out together, so the worker
+/// wakes once. It also ends before an op that names a handle created in the batch, whose
+/// address the coordinator learns only from the reply.
+fn batch_end(ops: &[Op], i: usize, dumps: &[DumpRequest]) -> usize {
+    let p = ops[i].proc();
+    let mut created: Vec<MapId> = ops[i].creates().into_iter().collect();
+    let mut j = i + 1;
+    while j < ops.len()
+        && ops[j].proc() == p
+        && !ops[j - 1].snapshot_after()
+        && !dumps.iter().any(|d| d.after_op as usize == j - 1)
+        && !ops[j].maps().iter().any(|m| created.contains(m))
+    {
+        created.extend(ops[j].creates());
+        j += 1;
+    }
+    j
+}
+
+/// What `send_batch` sent: per op whether its request went out, and whether the snapshot
+/// request did.
+struct SentBatch {
+    sent: Vec<bool>,
+    asked: bool,
+}
+
 /// Whether no op of `program` can make a page that /proc/self/maps lists as readable fault on
 /// a load, so that snapshots may read pages directly instead of through `process_vm_readv`
 /// (measured: `process_vm_readv` was ~8% of a bench run's CPU, mostly pinning pages). A guard
@@ -539,48 +573,126 @@ impl Coordinator {
         workers[0] = Some(root);
         let ops = &program.ops;
         let last = ops.len().saturating_sub(1);
+        let ends_segment = |k: usize| {
+            ops[k].snapshot_after() || k == last || dumps.iter().any(|d| d.after_op as usize == k)
+        };
         let mut i = 0;
         'program: while i < ops.len() {
-            // A batch: consecutive ops of one process, up to the first that needs a snapshot
-            // or a dump after it. The requests go out together, so the worker wakes once.
-            // It also ends before an op that names a handle created in the batch, whose
-            // address the coordinator learns only from the reply.
-            let p = ops[i].proc();
-            let mut created: Vec<MapId> = ops[i].creates().into_iter().collect();
-            let mut j = i + 1;
-            while j < ops.len()
-                && ops[j].proc() == p
-                && !ops[j - 1].snapshot_after()
-                && !dumps.iter().any(|d| d.after_op as usize == j - 1)
-                && !ops[j].maps().iter().any(|m| created.contains(m))
-            {
-                created.extend(ops[j].creates());
-                j += 1;
+            // A segment: batches that go out together, each after the one before it has run
+            // (`worker::Turn`): the first batch, then every following one that can be sent
+            // before the earlier ones have replied: its process is alive, it names no handle
+            // that an earlier batch of the segment creates (the coordinator learns addresses
+            // from replies), and no snapshot or dump comes between.
+            let mut plans: Vec<std::ops::Range<usize>> = vec![i..batch_end(ops, i, dumps)];
+            let mut pending: Vec<MapId> = Vec::new();
+            while self.turns {
+                let b = plans.last().expect("one plan").clone();
+                if ends_segment(b.end - 1) {
+                    break;
+                }
+                pending.extend(ops[b.clone()].iter().filter_map(|o| o.creates()));
+                let next = b.end..batch_end(ops, b.end, dumps);
+                let alive = workers[ops[next.start].proc().0 as usize].is_some();
+                if !alive
+                    || ops[next.clone()]
+                        .iter()
+                        .any(|o| o.maps().iter().any(|m| pending.contains(m)))
+                {
+                    break;
+                }
+                plans.push(next);
             }
-            let k = j - 1;
+            // Turns: plan n waits for turns[n - 1] and passes turns[n]; the last one passes
+            // turns[last] only if the snapshot after it is asked of everyone in advance.
+            let k = plans.last().expect("one plan").end - 1;
             let snapshot_after = ops[k].snapshot_after() || k == last;
-            // The batch's own process is asked for its snapshot along with its ops (one
-            // wakeup fewer), unless its last op ends it.
+            // The last batch's own process is asked for its snapshot along with its ops (one
+            // wakeup fewer), unless its last op ends it; so is everyone else, to look at
+            // itself once that batch passes the turn, if turns work.
             let pre_ask = snapshot_after && !matches!(ops[k], Op::Exit { .. });
-            let pre_asked = match self.perform_batch(&ops[i..j], &mut workers, &mut bases, pre_ask)
-            {
-                Ok((outcomes, asked)) => {
-                    run.outcomes.extend(outcomes);
-                    let mut pre_asked = [false; caps::MAX_PROCS];
-                    pre_asked[p.0 as usize] = asked;
-                    // A child born in the batch sends its first view unasked (worker::fork).
-                    if let Op::Fork { child, .. } = ops[k]
-                        && workers[child.0 as usize].is_some()
-                    {
-                        pre_asked[child.0 as usize] = true;
+            let ask_all = pre_ask && self.turns;
+            let turns: Vec<u32> = (0..plans.len())
+                .map(|n| {
+                    if n + 1 < plans.len() || ask_all {
+                        self.new_turn()
+                    } else {
+                        0
                     }
-                    pre_asked
+                })
+                .collect();
+            let mut sent = Vec::with_capacity(plans.len());
+            for (n, b) in plans.iter().enumerate() {
+                let wait = if n > 0 { turns[n - 1] } else { 0 };
+                let s = self.send_batch(
+                    &ops[b.clone()],
+                    &workers,
+                    &bases,
+                    wait,
+                    turns[n],
+                    pre_ask && n + 1 == plans.len(),
+                );
+                match s {
+                    Ok(s) => sent.push(s),
+                    Err(e) => {
+                        run.harness_error =
+                            Some(format!("op {} ({}): {e}", b.start + 1, ops[b.start]));
+                        break 'program;
+                    }
                 }
-                Err((k, e)) => {
-                    run.harness_error = Some(format!("op {} ({}): {e}", i + k + 1, ops[i + k]));
-                    break 'program;
+            }
+            let p = ops[k].proc().0 as usize;
+            let mut pre_asked = [false; caps::MAX_PROCS];
+            if ask_all {
+                let mut req = [0u64; REQ_WORDS * 2];
+                req[0] = verb::AWAIT;
+                req[1] = *turns.last().expect("a turn") as u64;
+                req[REQ_WORDS] = verb::SNAPSHOT;
+                req[REQ_WORDS + 1] = self.direct_reads as u64;
+                for (q, slot) in workers.iter().enumerate() {
+                    if q == p {
+                        continue;
+                    }
+                    if let Some(fd) = slot.as_ref().map(|w| w.fd.as_raw_fd()) {
+                        match self.send_words(fd, &req) {
+                            Ok(true) => pre_asked[q] = true,
+                            // Gone already (it may have died in its batch of this segment,
+                            // whose replies are still to be read): `snapshot` finds out.
+                            Ok(false) => {}
+                            Err(e) => {
+                                run.harness_error =
+                                    Some(format!("snapshot after op {}: {e}", k + 1));
+                                break 'program;
+                            }
+                        }
+                    }
                 }
-            };
+            }
+            self.ask_spare();
+            for (n, b) in plans.iter().enumerate() {
+                match self.collect_batch(&ops[b.clone()], &sent[n], &mut workers, &mut bases) {
+                    Ok(outcomes) => run.outcomes.extend(outcomes),
+                    Err((e_at, e)) => {
+                        run.harness_error = Some(format!(
+                            "op {} ({}): {e}",
+                            b.start + e_at + 1,
+                            ops[b.start + e_at]
+                        ));
+                        break 'program;
+                    }
+                }
+                // Owed if the batch's worker died, hung or vanished before it passed.
+                if turns[n] != 0 && !self.turn.has_reached(turns[n]) {
+                    self.turn.pass(turns[n]);
+                }
+            }
+            let b = plans.last().expect("one plan");
+            pre_asked[p] = sent.last().is_some_and(|s| s.asked) && workers[p].is_some();
+            // A child born in the batch sends its first view unasked (worker::fork).
+            if let Op::Fork { child, .. } = ops[k]
+                && workers[child.0 as usize].is_some()
+            {
+                pre_asked[child.0 as usize] = true;
+            }
             if snapshot_after {
                 match self.snapshot(&mut workers, pre_asked) {
                     Ok(s) => run.snapshots.push((k, s)),
@@ -594,7 +706,7 @@ impl Coordinator {
                 let bytes = self.dump(d, &mut workers, &bases);
                 run.dumps.push((*d, bytes));
             }
-            i = j;
+            i = b.end;
         }
         // End of program: kill the whole tree and reap everything, orphans included (we are
         // their subreaper).
@@ -651,6 +763,13 @@ impl Coordinator {
         let _ = kill(self.zygote.pid, Signal::SIGKILL);
         while let Err(Errno::EINTR) = waitpid(self.zygote.pid, None) {}
         self.reap(true);
+    }
+
+    /// A turn never handed out before (`worker::Turn`).
+    fn new_turn(&mut self) -> u32 {
+        let t = self.next_turn;
+        self.next_turn = self.next_turn.wrapping_add(1).max(1);
+        t
     }
 
     /// Asks the zygote for the next program's root, unless one is ready or asked for.
@@ -997,21 +1116,35 @@ impl Coordinator {
         Some(req)
     }
 
-    /// Performs consecutive ops of one process. On a harness error, the index in the batch.
-    fn perform_batch(
+    /// Sends a batch (consecutive ops of one process) as one message: first `AWAIT wait` if
+    /// `wait` is not 0, then the requests, then `PASS pass` if `pass` is not 0, then SNAPSHOT
+    /// if `then_snapshot`. The replies are taken by `collect_batch`.
+    fn send_batch(
         &mut self,
         batch: &[Op],
-        workers: &mut [Option<Worker>],
-        bases: &mut [Option<u64>],
+        workers: &[Option<Worker>],
+        bases: &[Option<u64>],
+        wait: u32,
+        pass: u32,
         then_snapshot: bool,
-    ) -> Result<(Vec<Outcome>, bool), (usize, String)> {
+    ) -> Result<SentBatch, String> {
         let p = batch[0].proc().0 as usize;
         let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
-            return Ok((vec![Outcome::Skipped; batch.len()], false));
+            return Ok(SentBatch {
+                sent: vec![false; batch.len()],
+                asked: false,
+            });
         };
-        // Every request in one message (the worker replies in one message too), then the
-        // snapshot request if asked.
-        let mut words: Vec<u64> = Vec::with_capacity((batch.len() + 1) * REQ_WORDS);
+        let mut words: Vec<u64> = Vec::with_capacity((batch.len() + 3) * REQ_WORDS);
+        let push = |words: &mut Vec<u64>, verb: u64, a: u64| {
+            let mut req = [0u64; REQ_WORDS];
+            req[0] = verb;
+            req[1] = a;
+            words.extend_from_slice(&req);
+        };
+        if wait != 0 {
+            push(&mut words, verb::AWAIT, wait as u64);
+        }
         let mut sent = Vec::with_capacity(batch.len());
         for op in batch {
             let req = self.request(op, bases);
@@ -1020,28 +1153,45 @@ impl Coordinator {
             }
             sent.push(req.is_some());
         }
+        if pass != 0 {
+            push(&mut words, verb::PASS, pass as u64);
+        }
         if then_snapshot {
-            let mut req = [0u64; REQ_WORDS];
-            req[0] = verb::SNAPSHOT;
-            req[1] = self.direct_reads as u64;
-            words.extend_from_slice(&req);
+            push(&mut words, verb::SNAPSHOT, self.direct_reads as u64);
         }
         let mut alive = true;
         for chunk in words.chunks(worker::MAX_BATCH * REQ_WORDS) {
             if alive {
-                alive = self.send_words(fd, chunk).map_err(|e| (0, e))?;
+                alive = self.send_words(fd, chunk)?;
             }
         }
         if !alive {
             sent.iter_mut().for_each(|s| *s = false);
         }
-        let asked = then_snapshot && alive;
-        self.ask_spare();
-        // Then take the replies in order; once the process is gone, the rest is skipped.
+        Ok(SentBatch {
+            sent,
+            asked: then_snapshot && alive,
+        })
+    }
+
+    /// Takes the replies to a batch sent by `send_batch`, in order; once the process is gone,
+    /// the rest is skipped. On a harness error, the index in the batch.
+    fn collect_batch(
+        &mut self,
+        batch: &[Op],
+        sent: &SentBatch,
+        workers: &mut [Option<Worker>],
+        bases: &mut [Option<u64>],
+    ) -> Result<Vec<Outcome>, (usize, String)> {
+        let p = batch[0].proc().0 as usize;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (k, op) in batch.iter().enumerate() {
-            if !sent[k] || workers[p].is_none() {
-                // The process is gone, or the op named a mapping that has no address.
+            let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
+                outcomes.push(Outcome::Skipped);
+                continue;
+            };
+            if !sent.sent[k] {
+                // The op named a mapping that has no address, or the process was gone.
                 outcomes.push(Outcome::Skipped);
                 continue;
             }
@@ -1054,7 +1204,7 @@ impl Coordinator {
                     .map_err(|e| (k, e))?,
             );
         }
-        Ok((outcomes, asked && workers[p].is_some()))
+        Ok(outcomes)
     }
 
     fn outcome(

@@ -48,6 +48,10 @@ pub mod verb {
     /// `[SPAWN_ROOT]`, to the zygote: fork the root of a program; the reply carries its pid
     /// and passes the coordinator's end of its socket.
     pub const SPAWN_ROOT: u64 = 17;
+    /// `[AWAIT, t]`: wait until the tree's turn reaches t (`worker::Turn`); no reply.
+    pub const AWAIT: u64 = 18;
+    /// `[PASS, t]`: make the turn t and wake whoever waits; no reply.
+    pub const PASS: u64 = 19;
 }
 
 pub mod status {

@@ -123,6 +123,8 @@ struct ProcSlots {
     slots: usize,
     slot: usize,
     copy_len: usize,
+    /// The turn word (`Turn`), on a page after the slots; null without shared memory.
+    turn: *const AtomicU32,
 }
 
 /// Requests one message may carry.
@@ -145,6 +147,85 @@ pub struct SlotsView {
     base: *mut u8,
     slot_len: usize,
     slots: usize,
+    pub turn: Turn,
+}
+
+/// The turn word of a tree, shared by the coordinator and every worker: a counter that only
+/// grows. It lets the coordinator send a batch to its worker before the batch before it has
+/// run: the worker waits (AWAIT t) until the turn reaches t, and the worker of the batch
+/// before passes it (PASS t) when done, so that the next batch starts on one wakeup instead
+/// of two (worker to coordinator to worker). Passing is idempotent (the turn becomes the
+/// larger of the two), so a dead or hung worker's pass can be made by the fault handler or the
+/// coordinator without ever running a batch twice. Values are unique for the executor's life.
+#[derive(Clone, Copy)]
+pub struct Turn(*const AtomicU32);
+
+impl Turn {
+    /// Whether turns work here (the slots are shared memory).
+    pub fn works(&self) -> bool {
+        !self.0.is_null()
+    }
+
+    fn reached(now: u32, t: u32) -> bool {
+        now.wrapping_sub(t) as i32 >= 0
+    }
+
+    /// Makes the turn at least `t` and wakes every waiter. Async-signal-safe.
+    pub fn pass(&self, t: u32) {
+        if self.0.is_null() {
+            return;
+        }
+        // SAFETY: the turn word lives in the shared mapping for the process's life.
+        let word = unsafe { &*self.0 };
+        let mut now = word.load(Ordering::Acquire);
+        while !Self::reached(now, t) {
+            match word.compare_exchange_weak(now, t, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(seen) => now = seen,
+            }
+        }
+        // SAFETY: FUTEX_WAKE on a word of shared memory; wakes at most i32::MAX waiters.
+        unsafe {
+            libc::syscall(libc::SYS_futex, self.0, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+        }
+    }
+
+    /// Waits until the turn is at least `t`.
+    fn wait(&self, t: u32) {
+        if self.0.is_null() {
+            return;
+        }
+        // SAFETY: as in `pass`.
+        let word = unsafe { &*self.0 };
+        loop {
+            let now = word.load(Ordering::Acquire);
+            if Self::reached(now, t) {
+                return;
+            }
+            // SAFETY: FUTEX_WAIT on a word of shared memory, while it still holds `now`.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.0,
+                    libc::FUTEX_WAIT,
+                    now,
+                    std::ptr::null::<libc::timespec>(),
+                    0,
+                    0,
+                );
+            }
+        }
+    }
+
+    /// The turn now (for the coordinator: whether a pass is still owed).
+    pub fn now(&self) -> Option<u32> {
+        // SAFETY: as in `pass`.
+        (!self.0.is_null()).then(|| unsafe { &*self.0 }.load(Ordering::Acquire))
+    }
+
+    pub fn has_reached(&self, t: u32) -> bool {
+        self.now().is_none_or(|now| Self::reached(now, t))
+    }
 }
 
 impl SlotsView {
@@ -208,20 +289,24 @@ impl ProcSlots {
         let copy_len = COPY_PAGES * page_size;
         let slot_len = words.div_ceil(page_size) * page_size + copy_len;
         let slots = ZYGOTE_SLOT + 1;
+        // Harness memory, not an op of the program: made with the mmap system call itself,
+        // so that an interposed libc under test (which may make shared mappings private, map
+        // more, or dirty them) cannot break the harness's own shared memory.
         // SAFETY: a fresh mapping, owned by this area for the process's life.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                slot_len * slots,
+            libc::syscall(
+                libc::SYS_mmap,
+                std::ptr::null_mut::<c_void>(),
+                slot_len * slots + page_size,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
-        };
-        if p == libc::MAP_FAILED {
+        } as *mut c_void;
+        if p == libc::MAP_FAILED || (p as isize) < 0 {
             // No shared memory: one private slot, leaked for the process's life (u64 words,
-            // so that the request and reply areas are aligned).
+            // so that the request and reply areas are aligned), and no turns.
             let words = vec![0u64; slot_len / 8];
             return ProcSlots {
                 base: Box::leak(words.into_boxed_slice()).as_mut_ptr() as *mut u8,
@@ -229,6 +314,7 @@ impl ProcSlots {
                 slots: 1,
                 slot: 0,
                 copy_len,
+                turn: std::ptr::null(),
             };
         }
         ProcSlots {
@@ -237,6 +323,8 @@ impl ProcSlots {
             slots,
             slot: 0,
             copy_len,
+            // SAFETY: the page after the last slot, inside the mapping.
+            turn: unsafe { (p as *mut u8).add(slot_len * slots) } as *const AtomicU32,
         }
     }
 
@@ -279,6 +367,7 @@ impl ProcSlots {
             base: self.base,
             slot_len: self.slot_len,
             slots: self.slots,
+            turn: Turn(self.turn),
         }
     }
 
@@ -304,6 +393,11 @@ static FAULT_FD: AtomicI32 = AtomicI32::new(-1);
 static FAULT_REPLY: AtomicPtr<u64> = AtomicPtr::new(std::ptr::null_mut());
 /// Payload words produced so far by the op in progress.
 static PARTIAL: AtomicUsize = AtomicUsize::new(0);
+/// The turn this process's current message passes at its end (0: none): if the process dies
+/// first, the fault handler passes it, so that the batches after it still run.
+static PENDING_PASS: AtomicU32 = AtomicU32::new(0);
+/// The tree's turn word (`Turn`), for the fault handler.
+static TURN: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 /// Where in the reply area the op in progress builds its reply (earlier ops' replies of the
 /// same message come before it).
 static FAULT_AT: AtomicUsize = AtomicUsize::new(0);
@@ -326,6 +420,10 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
     // SAFETY: `info` is the kernel's siginfo for this signal; `area` points at the reply area
     // of REPLY_AREA words, and `at + REPLY_HEAD + partial` never exceeds it (`serve` makes
     // room for an op's largest reply before it starts the op).
+    let pending = PENDING_PASS.swap(0, Ordering::Relaxed);
+    if pending != 0 {
+        Turn(TURN.load(Ordering::Relaxed)).pass(pending);
+    }
     unsafe {
         let buf = area.add(at);
         let addr = (*info).si_addr() as u64;
@@ -502,6 +600,7 @@ fn capture_baseline(s: &mut Scratch) {
 /// first. A fatal signal sends what was built so far with the fault's report after it.
 pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
     install_fault_handler();
+    TURN.store(s.copy.turn as *mut AtomicU32, Ordering::Relaxed);
     FAULT_FD.store(fd, Ordering::Relaxed);
     FAULT_REPLY.store(s.reply.ptr, Ordering::Relaxed);
     loop {
@@ -511,6 +610,12 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
         };
         s.at = 0;
         s.set_unsent(0);
+        let pass = (0..n)
+            .filter(|k| s.requests[k * REQ_WORDS] == verb::PASS)
+            .map(|k| s.requests[k * REQ_WORDS + 1] as u32)
+            .last()
+            .unwrap_or(0);
+        PENDING_PASS.store(pass, Ordering::Relaxed);
         for k in 0..n {
             let mut req = [0u64; REQ_WORDS];
             req.copy_from_slice(&s.requests[k * REQ_WORDS..(k + 1) * REQ_WORDS]);
@@ -526,7 +631,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     s.at += REPLY_HEAD + payload;
                     s.set_unsent(s.unsent + 1);
                 }
-                Done::Sent => {}
+                Done::Sent | Done::Silent => {}
                 // The rest of the message was the parent's.
                 Done::Child => break,
                 Done::Exit => {
@@ -547,6 +652,8 @@ enum Done {
     Reply(usize),
     /// Already sent on its own.
     Sent,
+    /// No reply (AWAIT, PASS).
+    Silent,
     /// This process is the child of the FORK just performed (its first view is sent).
     Child,
     /// The reply is built (no payload); the process ends once it is sent.
@@ -579,6 +686,18 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
     let base = req[1];
     let first = base.wrapping_add(req[2].wrapping_mul(ps as u64));
     let at = s.at;
+    match req[0] {
+        verb::AWAIT => {
+            Turn(s.copy.turn).wait(req[1] as u32);
+            return Done::Silent;
+        }
+        verb::PASS => {
+            PENDING_PASS.store(0, Ordering::Relaxed);
+            Turn(s.copy.turn).pass(req[1] as u32);
+            return Done::Silent;
+        }
+        _ => {}
+    }
     {
         let reply = &mut s.reply[at..];
         match req[0] {
@@ -1116,6 +1235,8 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Done {
             s.take_slot(child);
             s.at = 0;
             s.set_unsent(0);
+            // The parent's message passes the turn after the fork, not this process.
+            PENDING_PASS.store(0, Ordering::Relaxed);
             FAULT_FD.store(*fd, Ordering::Relaxed);
             // Every fork is followed by a snapshot of every live process, the child's first:
             // it sends its view unasked, before its first request (one wakeup fewer per fork).
