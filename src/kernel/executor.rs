@@ -21,13 +21,14 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::protocol::{
-    DumpRequest, Enc, Hello, KernelRun, REPLY_HEAD, REPLY_PAYLOAD, REQ_WORDS, region_from_words,
+    DumpRequest, Enc, Hello, KernelRun, REPLY_HEAD, REPLY_PAYLOAD, REQ_CREATES, REQ_RELOC,
+    REQ_WORDS, region_from_words,
     status, verb,
 };
 use super::worker::{self, Scratch};
 use crate::outcome::{Death, Outcome, ProcView, Snapshot};
 use crate::program::{
-    Advice, At, BadArg, MapId, MapKind, Op, Pattern, PlaceHow, ProcId, Program, Prot, Syscall, Via,
+    Advice, BadArg, MapId, MapKind, Op, Pattern, PlaceHow, ProcId, Program, Prot, Syscall, Via,
     caps, trace,
 };
 
@@ -72,9 +73,9 @@ struct Coordinator {
     hung_fd: Option<RawFd>,
     /// The workers' slots (`worker::SlotsView`).
     slots: worker::SlotsView,
-    /// The trees' turn word, whether it works, and the next turn to hand out (never 0).
+    /// The trees' turn word and board, and the next turn to hand out (never 0).
     turn: worker::Turn,
-    turns: bool,
+    board: worker::Board,
     next_turn: u32,
     /// The process that forks every program's root (`worker::serve_zygote`).
     zygote: Worker,
@@ -133,6 +134,10 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
     }
     let scratch = Scratch::new(page_size as usize);
     let slots = scratch.slots_view();
+    if !slots.turn.works() {
+        eprintln!("cowcheck executor: cannot map its shared slots (mmap MAP_SHARED|MAP_ANONYMOUS)");
+        return 2;
+    }
     let zygote = match spawn_zygote(scratch, op_deadline) {
         Ok(z) => z,
         Err(_) => return 2,
@@ -151,7 +156,7 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         hung_fd: None,
         slots,
         turn: slots.turn,
-        turns: slots.turn.works() && std::env::var_os("COWCHECK_NO_TURNS").is_none(),
+        board: slots.board(),
         next_turn: 1,
         spare: None,
         dying: Vec::new(),
@@ -449,11 +454,114 @@ fn batch_end(ops: &[Op], i: usize, dumps: &[DumpRequest]) -> usize {
     j
 }
 
-/// What `send_batch` sent: per op whether its request went out, and whether the snapshot
-/// request did.
-struct SentBatch {
-    sent: Vec<bool>,
-    asked: bool,
+/// One step of a program's schedule. Steps run one after the other by turns: a step waits
+/// for the turn the step before it passes (0: none to wait for) and passes its own.
+enum Step {
+    /// Consecutive ops of one process (`batch_end`).
+    Batch {
+        ops: std::ops::Range<usize>,
+        wait: u32,
+        pass: u32,
+        /// Whether the process can be alive here (else every op is skipped, unsent).
+        live: bool,
+    },
+    /// After op `after`, every process that may be alive looks at itself (the fork's new
+    /// child unasked); each waits for `serial` (the turn the batch passed), and the last to
+    /// finish passes `next` (`worker::Board::barrier`; `mask` names the viewers).
+    Views {
+        after: usize,
+        serial: u32,
+        mask: u32,
+        next: u32,
+        viewers: Vec<usize>,
+        child: Option<usize>,
+    },
+    /// A page's full bytes, for a report.
+    Dump {
+        dump: DumpRequest,
+        wait: u32,
+        pass: u32,
+    },
+}
+
+impl Step {
+    fn describe(&self, ops: &[Op]) -> String {
+        match self {
+            Step::Batch { ops: r, .. } => format!("op {} ({})", r.start + 1, ops[r.start]),
+            Step::Views { after, .. } => format!("snapshot after op {}", after + 1),
+            Step::Dump { dump, .. } => format!("dump after op {}", dump.after_op + 1),
+        }
+    }
+}
+
+/// The schedule of a program: its batches in order, after every fork and exit and at the end
+/// the snapshot of every process that may then be alive (from the program alone: a process
+/// that died of a signal is found out while collecting), and the dumps asked for.
+fn schedule(ops: &[Op], dumps: &[DumpRequest], new_turn: &mut dyn FnMut() -> u32) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut live = [false; caps::MAX_PROCS];
+    live[0] = true;
+    let last = ops.len().saturating_sub(1);
+    let mut wait = 0u32;
+    let mut i = 0;
+    while i < ops.len() {
+        let j = batch_end(ops, i, dumps);
+        let k = j - 1;
+        let p = ops[i].proc().0 as usize;
+        if live[p] {
+            let pass = new_turn();
+            steps.push(Step::Batch {
+                ops: i..j,
+                wait,
+                pass,
+                live: true,
+            });
+            wait = pass;
+            for op in &ops[i..j] {
+                match *op {
+                    Op::Fork { child, .. } => live[child.0 as usize] = true,
+                    Op::Exit { .. } => live[p] = false,
+                    _ => {}
+                }
+            }
+        } else {
+            // Never alive here: every op is skipped, on both sides.
+            steps.push(Step::Batch {
+                ops: i..j,
+                wait: 0,
+                pass: 0,
+                live: false,
+            });
+        }
+        if ops[k].snapshot_after() || k == last {
+            let viewers: Vec<usize> = (0..caps::MAX_PROCS).filter(|&q| live[q]).collect();
+            let child = match ops[k] {
+                Op::Fork { child, .. } if live[child.0 as usize] => Some(child.0 as usize),
+                _ => None,
+            };
+            let next = new_turn();
+            steps.push(Step::Views {
+                after: k,
+                serial: wait,
+                mask: viewers.iter().map(|&q| 1u32 << q).sum(),
+                next,
+                viewers,
+                child,
+            });
+            wait = next;
+        }
+        for d in dumps.iter().filter(|d| d.after_op as usize == k) {
+            let pass = new_turn();
+            steps.push(Step::Dump {
+                dump: *d,
+                wait,
+                pass,
+            });
+            wait = pass;
+        }
+        i = j;
+    }
+    steps
 }
 
 /// Whether no op of `program` can make a page that /proc/self/maps lists as readable fault on
@@ -571,142 +679,51 @@ impl Coordinator {
         self.dying.retain(|g| *g != pgid);
         self.guardian.watch(pgid);
         workers[0] = Some(root);
+        self.board.clear_bases();
         let ops = &program.ops;
-        let last = ops.len().saturating_sub(1);
-        let ends_segment = |k: usize| {
-            ops[k].snapshot_after() || k == last || dumps.iter().any(|d| d.after_op as usize == k)
-        };
-        let mut i = 0;
-        'program: while i < ops.len() {
-            // A segment: batches that go out together, each after the one before it has run
-            // (`worker::Turn`): the first batch, then every following one that can be sent
-            // before the earlier ones have replied: its process is alive, it names no handle
-            // that an earlier batch of the segment creates (the coordinator learns addresses
-            // from replies), and no snapshot or dump comes between.
-            let mut plans: Vec<std::ops::Range<usize>> = vec![i..batch_end(ops, i, dumps)];
-            let mut pending: Vec<MapId> = Vec::new();
-            while self.turns {
-                let b = plans.last().expect("one plan").clone();
-                if ends_segment(b.end - 1) {
+        // The whole program goes out at once, as a schedule of steps that run one after the
+        // other by turns (`worker::Turn`); the coordinator then reads the replies in program
+        // order, and passes the turn itself for a worker that died, hung or exited.
+        let mut next_turn = || self.new_turn();
+        let steps = schedule(ops, dumps, &mut next_turn);
+        // Every child's socket is made now and passed to its parent with its FORK, so that
+        // the child's requests can be sent before it exists.
+        let mut unborn: Vec<Option<(OwnedFd, Option<OwnedFd>)>> = (0..caps::MAX_PROCS).map(|_| None).collect();
+        for op in ops {
+            if let Op::Fork { child, .. } = *op {
+                match socketpair(
+                    AddressFamily::Unix,
+                    SockType::SeqPacket,
+                    None,
+                    SockFlag::SOCK_CLOEXEC,
+                ) {
+                    Ok((ours, theirs)) => {
+                        set_deadline(&ours, self.op_deadline);
+                        unborn[child.0 as usize] = Some((ours, Some(theirs)));
+                    }
+                    Err(e) => {
+                        run.harness_error = Some(format!("socketpair for {child}: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        if run.harness_error.is_none() {
+            for (n, step) in steps.iter().enumerate() {
+                if let Err(e) = self.dispatch(ops, &steps, n, &workers, &mut unborn) {
+                    run.harness_error = Some(format!("sending {}: {e}", step.describe(ops)));
                     break;
                 }
-                pending.extend(ops[b.clone()].iter().filter_map(|o| o.creates()));
-                let next = b.end..batch_end(ops, b.end, dumps);
-                let alive = workers[ops[next.start].proc().0 as usize].is_some();
-                if !alive
-                    || ops[next.clone()]
-                        .iter()
-                        .any(|o| o.maps().iter().any(|m| pending.contains(m)))
-                {
+            }
+        }
+        self.ask_spare();
+        if run.harness_error.is_none() {
+            for step in &steps {
+                if let Err(e) = self.collect(ops, step, &mut workers, &mut unborn, &mut bases, &mut run) {
+                    run.harness_error = Some(format!("{}: {e}", step.describe(ops)));
                     break;
                 }
-                plans.push(next);
             }
-            // Turns: plan n waits for turns[n - 1] and passes turns[n]; the last one passes
-            // turns[last] only if the snapshot after it is asked of everyone in advance.
-            let k = plans.last().expect("one plan").end - 1;
-            let snapshot_after = ops[k].snapshot_after() || k == last;
-            // The last batch's own process is asked for its snapshot along with its ops (one
-            // wakeup fewer), unless its last op ends it; so is everyone else, to look at
-            // itself once that batch passes the turn, if turns work.
-            let pre_ask = snapshot_after && !matches!(ops[k], Op::Exit { .. });
-            let ask_all = pre_ask && self.turns;
-            let turns: Vec<u32> = (0..plans.len())
-                .map(|n| {
-                    if n + 1 < plans.len() || ask_all {
-                        self.new_turn()
-                    } else {
-                        0
-                    }
-                })
-                .collect();
-            let mut sent = Vec::with_capacity(plans.len());
-            for (n, b) in plans.iter().enumerate() {
-                let wait = if n > 0 { turns[n - 1] } else { 0 };
-                let s = self.send_batch(
-                    &ops[b.clone()],
-                    &workers,
-                    &bases,
-                    wait,
-                    turns[n],
-                    pre_ask && n + 1 == plans.len(),
-                );
-                match s {
-                    Ok(s) => sent.push(s),
-                    Err(e) => {
-                        run.harness_error =
-                            Some(format!("op {} ({}): {e}", b.start + 1, ops[b.start]));
-                        break 'program;
-                    }
-                }
-            }
-            let p = ops[k].proc().0 as usize;
-            let mut pre_asked = [false; caps::MAX_PROCS];
-            if ask_all {
-                let mut req = [0u64; REQ_WORDS * 2];
-                req[0] = verb::AWAIT;
-                req[1] = *turns.last().expect("a turn") as u64;
-                req[REQ_WORDS] = verb::SNAPSHOT;
-                req[REQ_WORDS + 1] = self.direct_reads as u64;
-                for (q, slot) in workers.iter().enumerate() {
-                    if q == p {
-                        continue;
-                    }
-                    if let Some(fd) = slot.as_ref().map(|w| w.fd.as_raw_fd()) {
-                        match self.send_words(fd, &req) {
-                            Ok(true) => pre_asked[q] = true,
-                            // Gone already (it may have died in its batch of this segment,
-                            // whose replies are still to be read): `snapshot` finds out.
-                            Ok(false) => {}
-                            Err(e) => {
-                                run.harness_error =
-                                    Some(format!("snapshot after op {}: {e}", k + 1));
-                                break 'program;
-                            }
-                        }
-                    }
-                }
-            }
-            self.ask_spare();
-            for (n, b) in plans.iter().enumerate() {
-                match self.collect_batch(&ops[b.clone()], &sent[n], &mut workers, &mut bases) {
-                    Ok(outcomes) => run.outcomes.extend(outcomes),
-                    Err((e_at, e)) => {
-                        run.harness_error = Some(format!(
-                            "op {} ({}): {e}",
-                            b.start + e_at + 1,
-                            ops[b.start + e_at]
-                        ));
-                        break 'program;
-                    }
-                }
-                // Owed if the batch's worker died, hung or vanished before it passed.
-                if turns[n] != 0 && !self.turn.has_reached(turns[n]) {
-                    self.turn.pass(turns[n]);
-                }
-            }
-            let b = plans.last().expect("one plan");
-            pre_asked[p] = sent.last().is_some_and(|s| s.asked) && workers[p].is_some();
-            // A child born in the batch sends its first view unasked (worker::fork).
-            if let Op::Fork { child, .. } = ops[k]
-                && workers[child.0 as usize].is_some()
-            {
-                pre_asked[child.0 as usize] = true;
-            }
-            if snapshot_after {
-                match self.snapshot(&mut workers, pre_asked) {
-                    Ok(s) => run.snapshots.push((k, s)),
-                    Err(e) => {
-                        run.harness_error = Some(format!("snapshot after op {}: {e}", k + 1));
-                        break 'program;
-                    }
-                }
-            }
-            for d in dumps.iter().filter(|d| d.after_op as usize == k) {
-                let bytes = self.dump(d, &mut workers, &bases);
-                run.dumps.push((*d, bytes));
-            }
-            i = b.end;
         }
         // End of program: kill the whole tree and reap everything, orphans included (we are
         // their subreaper).
@@ -821,14 +838,6 @@ impl Coordinator {
             Reply::Gone => Err("the zygote is gone".into()),
             Reply::Hung => Err("the zygote did not answer".into()),
         }
-    }
-
-    /// Sends one request and waits for the reply.
-    fn call(&mut self, fd: RawFd, req: &[u64; REQ_WORDS]) -> Result<Reply, String> {
-        if !self.send(fd, req)? {
-            return Ok(Reply::Gone);
-        }
-        self.recv(fd)
     }
 
     /// Sends a request; `false` if the worker is already gone.
@@ -984,10 +993,15 @@ impl Coordinator {
 
     /// The request for `op`, or `None` if it names a mapping that has no address (its map
     /// never ran or failed: skipped on both sides).
-    fn request(&self, op: &Op, bases: &[Option<u64>]) -> Option<[u64; REQ_WORDS]> {
+    /// The request for `op`. Mappings are named by handle (`REQ_RELOC`): the worker resolves
+    /// them when it runs the op, so that requests can be sent before the maps they name ran.
+    fn request(&self, op: &Op) -> [u64; REQ_WORDS] {
         let ps = self.page_size;
-        let base = |m: MapId| bases[m.0 as usize];
-        let at = |a: At| base(a.map).map(|b| b + a.page as u64 * ps);
+        let mask = std::cell::Cell::new(0u64);
+        let reloc = |i: usize, m: MapId, page: u64| {
+            mask.set(mask.get() | 1 << i);
+            ((m.0 as u64 + 1) << 32) | page
+        };
         let mut req = [0u64; REQ_WORDS];
         match *op {
             Op::Map { kind, pages, .. } => {
@@ -1005,7 +1019,7 @@ impl Coordinator {
                 req[0] = verb::MAP_AT;
                 req[1] = kind_code(kind);
                 req[2] = pages as u64 * ps;
-                req[3] = at(a)?;
+                req[3] = reloc(3, a.map, a.page as u64);
                 req[4] = match how {
                     PlaceHow::Fixed => 1,
                     PlaceHow::NoReplace => 2,
@@ -1017,7 +1031,7 @@ impl Coordinator {
             | Op::Poke { map, span, .. } => {
                 let r = span.page_range();
                 let b = span.bytes_in_page(ps as usize);
-                req[1] = base(map)?;
+                req[1] = reloc(1, map, 0);
                 req[2] = r.start as u64;
                 req[3] = r.len() as u64;
                 req[4] = b.start as u64;
@@ -1041,20 +1055,21 @@ impl Coordinator {
             }
             Op::Fork { child, .. } => {
                 req[0] = verb::FORK;
-                // The child's copy slot (worker::CopyArea), and how its first view reads.
+                // The child's slot, and how its first view reads; words 3-5 (the snapshot
+                // after the fork) are filled in by the schedule.
                 req[1] = child.0 as u64;
                 req[2] = self.direct_reads as u64;
             }
             Op::Exit { .. } => req[0] = verb::EXIT,
             Op::Vmsplice { map, page, .. } => {
                 req[0] = verb::VMSPLICE;
-                req[1] = base(map)?;
+                req[1] = reloc(1, map, 0);
                 req[2] = page as u64;
             }
             Op::PipeRead { .. } => req[0] = verb::PIPE_READ,
             Op::Unmap { map, pages, .. } => {
                 req[0] = verb::UNMAP;
-                req[1] = base(map)?;
+                req[1] = reloc(1, map, 0);
                 req[2] = pages.start as u64;
                 req[3] = pages.len() as u64;
             }
@@ -1062,7 +1077,7 @@ impl Coordinator {
                 map, pages, prot, ..
             } => {
                 req[0] = verb::PROTECT;
-                req[1] = base(map)?;
+                req[1] = reloc(1, map, 0);
                 req[2] = pages.start as u64;
                 req[3] = pages.len() as u64;
                 req[4] = match prot {
@@ -1076,7 +1091,7 @@ impl Coordinator {
                 map, pages, advice, ..
             } => {
                 req[0] = verb::ADVISE;
-                req[1] = base(map)?;
+                req[1] = reloc(1, map, 0);
                 req[2] = pages.start as u64;
                 req[3] = pages.len() as u64;
                 req[4] = advice.number() as u64;
@@ -1089,7 +1104,7 @@ impl Coordinator {
                 ..
             } => {
                 req[0] = verb::REMAP;
-                req[1] = base(map)?;
+                req[1] = reloc(1, map, 0);
                 req[2] = old.start as u64;
                 req[3] = (old.end - old.start) as u64;
                 req[4] = new_pages as u64;
@@ -1102,109 +1117,220 @@ impl Coordinator {
                 }
                 if let Some(a) = flags.fixed {
                     f |= libc::MREMAP_FIXED;
-                    req[6] = at(a)?;
+                    req[6] = reloc(6, a.map, a.page as u64);
                 }
                 req[5] = f as u64;
             }
             Op::Invalid { map, call, bad, .. } => {
                 req[0] = verb::INVALID;
-                req[1] = base(map)?;
+                req[1] = reloc(1, map, 0);
                 req[2] = Syscall::ALL.iter().position(|c| *c == call).unwrap_or(0) as u64;
                 req[3] = BadArg::ALL.iter().position(|b| *b == bad).unwrap_or(0) as u64;
             }
         }
-        Some(req)
+        req[REQ_RELOC] = mask.get();
+        req[REQ_CREATES] = op.creates().map_or(0, |m| m.0 as u64 + 1);
+        req
     }
 
-    /// Sends a batch (consecutive ops of one process) as one message: first `AWAIT wait` if
-    /// `wait` is not 0, then the requests, then `PASS pass` if `pass` is not 0, then SNAPSHOT
-    /// if `then_snapshot`. The replies are taken by `collect_batch`.
-    fn send_batch(
+    /// Sends step `n` of the schedule to its process (the root, or a child's socket made in
+    /// advance); a FORK's message carries the child's socket. A step of a process that is
+    /// gone or never exists is not sent (its collection says so).
+    fn dispatch(
         &mut self,
-        batch: &[Op],
+        ops: &[Op],
+        steps: &[Step],
+        n: usize,
         workers: &[Option<Worker>],
-        bases: &[Option<u64>],
-        wait: u32,
-        pass: u32,
-        then_snapshot: bool,
-    ) -> Result<SentBatch, String> {
-        let p = batch[0].proc().0 as usize;
-        let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
-            return Ok(SentBatch {
-                sent: vec![false; batch.len()],
-                asked: false,
-            });
+        unborn: &mut [Option<(OwnedFd, Option<OwnedFd>)>],
+    ) -> Result<(), String> {
+        let fd_of = |p: usize, unborn: &[Option<(OwnedFd, Option<OwnedFd>)>]| {
+            workers[p]
+                .as_ref()
+                .map(|w| w.fd.as_raw_fd())
+                .or_else(|| unborn[p].as_ref().map(|(ours, _)| ours.as_raw_fd()))
         };
-        let mut words: Vec<u64> = Vec::with_capacity((batch.len() + 3) * REQ_WORDS);
-        let push = |words: &mut Vec<u64>, verb: u64, a: u64| {
+        let mut words: Vec<u64> = Vec::new();
+        let push = |words: &mut Vec<u64>, verb: u64, args: &[u64]| {
             let mut req = [0u64; REQ_WORDS];
             req[0] = verb;
-            req[1] = a;
+            req[1..1 + args.len()].copy_from_slice(args);
             words.extend_from_slice(&req);
         };
-        if wait != 0 {
-            push(&mut words, verb::AWAIT, wait as u64);
-        }
-        let mut sent = Vec::with_capacity(batch.len());
-        for op in batch {
-            let req = self.request(op, bases);
-            if let Some(req) = req {
+        match &steps[n] {
+            Step::Batch {
+                ops: range,
+                wait,
+                pass,
+                live,
+            } => {
+                let p = ops[range.start].proc().0 as usize;
+                let Some(fd) = fd_of(p, unborn).filter(|_| *live) else {
+                    return Ok(());
+                };
+                if *wait != 0 {
+                    push(&mut words, verb::AWAIT, &[*wait as u64]);
+                }
+                let mut passed = None;
+                for op in &ops[range.clone()] {
+                    let mut req = self.request(op);
+                    if let Op::Fork { child, .. } = *op {
+                        // The snapshot after the fork, which the child's first view joins.
+                        if let Some(Step::Views {
+                            serial, mask, next, ..
+                        }) = steps.get(n + 1)
+                        {
+                            req[3] = *serial as u64;
+                            req[4] = *mask as u64;
+                            req[5] = *next as u64;
+                        }
+                        passed = unborn[child.0 as usize].as_mut().and_then(|(_, theirs)| theirs.take());
+                    }
+                    words.extend_from_slice(&req);
+                }
+                // An exit's turn is passed by the coordinator, once the process is gone.
+                if *pass != 0 && !matches!(ops[range.end - 1], Op::Exit { .. }) {
+                    push(&mut words, verb::PASS, &[*pass as u64]);
+                }
+                // Sent, the child's end is the parent's (and then the child's) alone: we must
+                // not hold it, or we would never see the child's end of file.
+                self.send_message(fd, &words, passed.as_ref().map(|f| f.as_raw_fd()))?;
+                drop(passed);
+            }
+            Step::Views {
+                serial,
+                mask,
+                next,
+                viewers,
+                child,
+                ..
+            } => {
+                for &q in viewers {
+                    if Some(q) == *child {
+                        // It sends its first view unasked.
+                        continue;
+                    }
+                    let Some(fd) = fd_of(q, unborn) else {
+                        continue;
+                    };
+                    words.clear();
+                    push(&mut words, verb::AWAIT, &[*serial as u64]);
+                    push(
+                        &mut words,
+                        verb::SNAPSHOT,
+                        &[self.direct_reads as u64, *serial as u64, *mask as u64, *next as u64],
+                    );
+                    self.send_message(fd, &words, None)?;
+                }
+            }
+            Step::Dump { dump, wait, pass } => {
+                let p = dump.proc.0 as usize;
+                let Some(fd) = fd_of(p, unborn) else {
+                    return Ok(());
+                };
+                push(&mut words, verb::AWAIT, &[*wait as u64]);
+                let mut req = [0u64; REQ_WORDS];
+                req[0] = verb::DUMP;
+                req[1] = ((dump.map.0 as u64 + 1) << 32) | dump.page as u64;
+                req[REQ_RELOC] = 1 << 1;
                 words.extend_from_slice(&req);
-            }
-            sent.push(req.is_some());
-        }
-        if pass != 0 {
-            push(&mut words, verb::PASS, pass as u64);
-        }
-        if then_snapshot {
-            push(&mut words, verb::SNAPSHOT, self.direct_reads as u64);
-        }
-        let mut alive = true;
-        for chunk in words.chunks(worker::MAX_BATCH * REQ_WORDS) {
-            if alive {
-                alive = self.send_words(fd, chunk)?;
+                push(&mut words, verb::PASS, &[*pass as u64]);
+                self.send_message(fd, &words, None)?;
             }
         }
-        if !alive {
-            sent.iter_mut().for_each(|s| *s = false);
-        }
-        Ok(SentBatch {
-            sent,
-            asked: then_snapshot && alive,
-        })
+        Ok(())
     }
 
-    /// Takes the replies to a batch sent by `send_batch`, in order; once the process is gone,
-    /// the rest is skipped. On a harness error, the index in the batch.
-    fn collect_batch(
-        &mut self,
-        batch: &[Op],
-        sent: &SentBatch,
-        workers: &mut [Option<Worker>],
-        bases: &mut [Option<u64>],
-    ) -> Result<Vec<Outcome>, (usize, String)> {
-        let p = batch[0].proc().0 as usize;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (k, op) in batch.iter().enumerate() {
-            let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
-                outcomes.push(Outcome::Skipped);
-                continue;
-            };
-            if !sent.sent[k] {
-                // The op named a mapping that has no address, or the process was gone.
-                outcomes.push(Outcome::Skipped);
-                continue;
+    /// Sends one message (split into several if it has more requests than a worker takes at
+    /// once), passing `pass_fd` with the first. A worker already gone is not an error: its
+    /// collection finds out.
+    fn send_message(&mut self, fd: RawFd, words: &[u64], pass_fd: Option<RawFd>) -> Result<(), String> {
+        let mut pass_fd = pass_fd;
+        for chunk in words.chunks(worker::MAX_BATCH * REQ_WORDS) {
+            // SAFETY: viewing u64 words as bytes of the same length (native order, as the
+            // worker, a fork of this process, reads them).
+            let bytes =
+                unsafe { std::slice::from_raw_parts(chunk.as_ptr() as *const u8, chunk.len() * 8) };
+            let iov = [std::io::IoSlice::new(bytes)];
+            let fds: Vec<RawFd> = pass_fd.take().into_iter().collect();
+            let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+            let cmsgs: &[nix::sys::socket::ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+            loop {
+                match nix::sys::socket::sendmsg::<()>(fd, &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+                    Ok(_) => break,
+                    Err(Errno::EINTR) => continue,
+                    Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(()),
+                    Err(e) => return Err(format!("send to worker: {e}")),
+                }
             }
-            let mut reply = self.recv(fd).map_err(|e| (k, e))?;
-            if let Reply::Hung = reply {
-                reply = self.salvage(p, fd, workers).map_err(|e| (k, e))?;
-            }
-            outcomes.push(
-                self.outcome(op, reply, workers, bases)
-                    .map_err(|e| (k, e))?,
-            );
         }
-        Ok(outcomes)
+        Ok(())
+    }
+
+    /// Reads what step `step` produced, in program order, into `run`; passes the step's turn
+    /// if its process could not (it died, hung, vanished or exited), so that the steps after
+    /// it run.
+    fn collect(
+        &mut self,
+        ops: &[Op],
+        step: &Step,
+        workers: &mut [Option<Worker>],
+        unborn: &mut [Option<(OwnedFd, Option<OwnedFd>)>],
+        bases: &mut [Option<u64>],
+        run: &mut KernelRun,
+    ) -> Result<(), String> {
+        match step {
+            Step::Batch {
+                ops: range,
+                pass,
+                live,
+                ..
+            } => {
+                let p = ops[range.start].proc().0 as usize;
+                for op in &ops[range.clone()] {
+                    let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()).filter(|_| *live)
+                    else {
+                        run.outcomes.push(Outcome::Skipped);
+                        continue;
+                    };
+                    let mut reply = self.recv(fd)?;
+                    if let Reply::Hung = reply {
+                        reply = self.salvage(p, fd, workers)?;
+                    }
+                    let outcome = self.outcome(op, reply, workers, unborn, bases)?;
+                    run.outcomes.push(outcome);
+                }
+                if *pass != 0 && !self.turn.has_reached(*pass) {
+                    self.turn.pass(*pass);
+                }
+            }
+            Step::Views {
+                after,
+                next,
+                viewers,
+                ..
+            } => {
+                let mut snap = Snapshot::default();
+                for &q in viewers {
+                    if let Some(view) = self.read_view(q, workers)? {
+                        snap.procs.push(view);
+                    }
+                }
+                // Complete whatever a viewer that died could not.
+                if !self.turn.has_reached(*next) {
+                    self.turn.pass(*next);
+                }
+                run.snapshots.push((*after, snap));
+            }
+            Step::Dump { dump, pass, .. } => {
+                let bytes = self.read_dump(dump, workers);
+                run.dumps.push((*dump, bytes));
+                if !self.turn.has_reached(*pass) {
+                    self.turn.pass(*pass);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn outcome(
@@ -1212,10 +1338,11 @@ impl Coordinator {
         op: &Op,
         reply: Reply,
         workers: &mut [Option<Worker>],
+        unborn: &mut [Option<(OwnedFd, Option<OwnedFd>)>],
         bases: &mut [Option<u64>],
     ) -> Result<Outcome, String> {
         let p = op.proc().0 as usize;
-        let (st, head, payload, passed) = match reply {
+        let (st, head, payload, ()) = match reply {
             Reply::Hung => {
                 // A hang is an observation (an emulator's deadlock is a finding): the worker is
                 // killed and the op says so.
@@ -1236,14 +1363,12 @@ impl Coordinator {
                 });
             }
             Reply::Msg {
-                st,
-                head,
-                payload,
-                fd,
-            } => (st, head, payload, fd),
+                st, head, payload, ..
+            } => (st, head, payload, ()),
         };
         match st {
             status::OK => {}
+            status::SKIPPED => return Ok(Outcome::Skipped),
             status::ERR => {
                 return Ok(Outcome::Failed {
                     errno: head[1] as i32,
@@ -1269,8 +1394,9 @@ impl Coordinator {
                 digests: self.payload((head[4] as usize).min(payload)).to_vec(),
             },
             Op::Fork { child, .. } => {
-                let fd = passed.ok_or("fork reply carried no socket")?;
-                set_deadline(&fd, self.op_deadline);
+                let (fd, _) = unborn[child.0 as usize]
+                    .take()
+                    .ok_or("no socket was made for the child")?;
                 workers[child.0 as usize] = Some(Worker {
                     pid: Pid::from_raw(head[1] as i32),
                     fd,
@@ -1309,92 +1435,61 @@ impl Coordinator {
         })
     }
 
-    /// Asks every live worker for its view. A worker that dies while looking at itself is left
-    /// out (the checker then sees a process missing).
-    fn snapshot(
+    /// Reads process `p`'s view (asked in advance, or sent unasked by a new child); `None`
+    /// if the process is gone (it died while looking at itself, or before).
+    fn read_view(
         &mut self,
+        p: usize,
         workers: &mut [Option<Worker>],
-        pre_asked: [bool; caps::MAX_PROCS],
-    ) -> Result<Snapshot, String> {
-        // Ask everyone first, then collect: looking at oneself changes nothing that another
-        // process can see, so the workers may do it at the same time.
-        let mut req = [0u64; REQ_WORDS];
-        req[0] = verb::SNAPSHOT;
-        req[1] = self.direct_reads as u64;
-        for (p, slot) in workers.iter_mut().enumerate() {
-            if pre_asked[p] {
-                continue;
-            }
-            if let Some(fd) = slot.as_ref().map(|w| w.fd.as_raw_fd())
-                && !self.send(fd, &req)?
-            {
-                *slot = None;
-            }
-        }
-        let mut snap = Snapshot::default();
-        // Collected in the reverse order of asking: the last one asked is likely the last to
-        // answer, and by the time it has, the others have too, so the coordinator sleeps once
-        // rather than once per process.
-        for (p, slot) in workers.iter_mut().enumerate().rev() {
-            let Some(fd) = slot.as_ref().map(|w| w.fd.as_raw_fd()) else {
-                continue;
-            };
-            match self.recv(fd)? {
-                Reply::Gone => *slot = None,
-                Reply::Hung => {
-                    if let Some(w) = slot.take() {
-                        let _ = kill(w.pid, Signal::SIGKILL);
-                    }
+    ) -> Result<Option<ProcView>, String> {
+        let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
+            return Ok(None);
+        };
+        match self.recv(fd)? {
+            Reply::Gone => workers[p] = None,
+            Reply::Hung => {
+                if let Some(w) = workers[p].take() {
+                    let _ = kill(w.pid, Signal::SIGKILL);
                 }
-                Reply::Msg {
-                    st, head, payload, ..
-                } => match st {
-                    status::OK => {
-                        let (nr, np) = (head[4] as usize, head[3] as usize);
-                        if nr * 3 + np * 2 > payload {
-                            return Err("truncated snapshot".into());
-                        }
-                        let w = self.payload(payload);
-                        let regions = (0..nr)
-                            .map(|i| region_from_words(w[i * 3], w[i * 3 + 1], w[i * 3 + 2]))
-                            .collect();
-                        let pages = (0..np)
-                            .map(|i| (w[nr * 3 + i * 2], w[nr * 3 + i * 2 + 1]))
-                            .collect();
-                        snap.procs.push(ProcView {
-                            proc: ProcId(p as u8),
-                            regions,
-                            pages,
-                        });
-                    }
-                    status::FAULT => *slot = None,
-                    _ => {
-                        return Err(format!(
-                            "p{p}'s layout does not fit in a reply ({} words)",
-                            REPLY_PAYLOAD
-                        ));
-                    }
-                },
             }
+            Reply::Msg {
+                st, head, payload, ..
+            } => match st {
+                status::OK => {
+                    let (nr, np) = (head[4] as usize, head[3] as usize);
+                    if nr * 3 + np * 2 > payload {
+                        return Err("truncated snapshot".into());
+                    }
+                    let w = self.payload(payload);
+                    let regions = (0..nr)
+                        .map(|i| region_from_words(w[i * 3], w[i * 3 + 1], w[i * 3 + 2]))
+                        .collect();
+                    let pages = (0..np)
+                        .map(|i| (w[nr * 3 + i * 2], w[nr * 3 + i * 2 + 1]))
+                        .collect();
+                    return Ok(Some(ProcView {
+                        proc: ProcId(p as u8),
+                        regions,
+                        pages,
+                    }));
+                }
+                status::FAULT => workers[p] = None,
+                _ => {
+                    return Err(format!(
+                        "p{p}'s layout does not fit in a reply ({} words)",
+                        REPLY_PAYLOAD
+                    ));
+                }
+            },
         }
-        snap.procs.sort_by_key(|v| v.proc.0);
-        Ok(snap)
+        Ok(None)
     }
 
-    fn dump(
-        &mut self,
-        d: &DumpRequest,
-        workers: &mut [Option<Worker>],
-        bases: &[Option<u64>],
-    ) -> Option<Vec<u8>> {
+    /// Reads a page dump; `None` if the page was not readable (the process is then gone).
+    fn read_dump(&mut self, d: &DumpRequest, workers: &mut [Option<Worker>]) -> Option<Vec<u8>> {
         let p = d.proc.0 as usize;
         let fd = workers.get(p)?.as_ref()?.fd.as_raw_fd();
-        let base = (*bases.get(d.map.0 as usize)?)?;
-        let mut req = [0u64; REQ_WORDS];
-        req[0] = verb::DUMP;
-        req[1] = base;
-        req[2] = d.page as u64;
-        match self.call(fd, &req).ok()? {
+        match self.recv(fd).ok()? {
             Reply::Msg {
                 st: status::OK,
                 payload,

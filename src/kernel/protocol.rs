@@ -11,7 +11,14 @@
 use crate::outcome::{Backing, Death, Outcome, ProcView, Region, Snapshot};
 use crate::program::{MapId, ProcId};
 
-pub const REQ_WORDS: usize = 8;
+pub const REQ_WORDS: usize = 10;
+/// Request word: bit i set means word i names a mapping rather than an address, as
+/// `(handle + 1) << 32 | page`, which the worker resolves through the tree's table of mapping
+/// addresses (the coordinator sends requests before the maps they name have run).
+pub const REQ_RELOC: usize = 8;
+/// Request word: the handle + 1 whose address the op's result is (map, map at, remap), which
+/// the worker enters in the table; 0 for none.
+pub const REQ_CREATES: usize = 9;
 /// Reply header words before the payload.
 pub const REPLY_HEAD: usize = 6;
 /// Payload words a reply may carry (a snapshot of ~8000 pages, or a 64 KiB page dump).
@@ -63,6 +70,8 @@ pub mod status {
     pub const FAULT: u64 = 3;
     /// The worker could not do what was asked (a cap, a bad request): a harness error.
     pub const REFUSED: u64 = 4;
+    /// The op names a mapping that was never made (its map failed or never ran): not run.
+    pub const SKIPPED: u64 = 5;
 }
 
 /// Region flag word: prot bits 0..3, shared bit 3, backing from bit 4.

@@ -17,7 +17,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use super::maps;
-use super::protocol::{REPLY_HEAD, REPLY_PAYLOAD, REQ_WORDS, region_flags, status, verb};
+use super::protocol::{
+    REPLY_HEAD, REPLY_PAYLOAD, REQ_CREATES, REQ_RELOC, REQ_WORDS, region_flags, status, verb,
+};
 use crate::model::UNREADABLE;
 use crate::outcome::{Region, digest};
 
@@ -43,6 +45,8 @@ pub struct Scratch {
     unsent: usize,
     /// This process's slot's progress block (see `PROGRESS_WORDS`).
     progress: SlotWords,
+    /// A socket passed along with the last message (the next FORK's child's), or -1.
+    passed_fd: RawFd,
     maps: maps::SelfMaps,
     /// Address ranges that existed before the program's first op (the harness's own
     /// mappings), which snapshots leave out.
@@ -91,6 +95,7 @@ impl Scratch {
             reply: copy.reply(),
             requests: copy.requests(),
             progress: copy.progress(),
+            passed_fd: -1,
             at: 0,
             unsent: 0,
             maps: maps::SelfMaps::new(),
@@ -228,7 +233,59 @@ impl Turn {
     }
 }
 
+/// Byte offsets in the board page (after the slots): the turn word, then per process handle
+/// the serial of the last snapshot it looked at itself for (`barrier`), then per mapping
+/// handle its address in this program (0: none).
+const BOARD_VIEWED: usize = 64;
+const BOARD_BASES: usize = 256;
+
+/// The board of a tree: turn, views taken, mapping addresses (see the offsets above).
+#[derive(Clone, Copy)]
+pub struct Board(*mut u8);
+
+impl Board {
+    fn viewed(&self, proc: usize) -> &AtomicU32 {
+        // SAFETY: proc < MAX_PROCS, so the word lies on the board page, which lives for the
+        // process's life; u32 atomics at 4-byte aligned offsets.
+        unsafe { &*(self.0.add(BOARD_VIEWED + 4 * proc) as *const AtomicU32) }
+    }
+
+    fn base(&self, map: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: map < MAX_MAPS, so the word lies on the board page (8-byte aligned).
+        unsafe { &*(self.0.add(BOARD_BASES + 8 * map) as *const std::sync::atomic::AtomicU64) }
+    }
+
+    /// Forgets the previous program's mapping addresses (before a program's first request).
+    pub fn clear_bases(&self) {
+        for m in 0..crate::program::caps::MAX_MAPS {
+            self.base(m).store(0, Ordering::Release);
+        }
+    }
+
+    /// After this process (handle `me`) sent its view for the snapshot with this serial:
+    /// notes it, and if every process in `mask` has, passes the turn `next` (the snapshot
+    /// is complete: the next batch may run). Every viewer checks after noting itself, so the
+    /// last one passes (perhaps more than one: passing is idempotent). A viewer that died
+    /// never notes itself; the coordinator passes once it has read every view.
+    fn barrier(&self, turn: Turn, me: usize, serial: u32, mask: u32, next: u32) {
+        if serial == 0 {
+            return;
+        }
+        self.viewed(me).store(serial, Ordering::SeqCst);
+        let all = (0..32)
+            .filter(|q| mask & (1 << q) != 0)
+            .all(|q| self.viewed(q).load(Ordering::SeqCst) == serial);
+        if all {
+            turn.pass(next);
+        }
+    }
+}
+
 impl SlotsView {
+    pub fn board(&self) -> Board {
+        Board(self.turn.0 as *mut u8)
+    }
+
     /// The replies that the worker of process handle `proc` had built and not sent, as the
     /// words of one message. Only meaningful once that worker runs no more (killed).
     pub fn unsent(&self, proc: usize) -> Vec<u64> {
@@ -496,13 +553,46 @@ fn copy_own(buf: &mut [u8], addr: u64) -> usize {
     buf.len()
 }
 
-/// Receives one message of requests into the slot's request area; how many, or `None` when
-/// the coordinator is gone (end of file or a dead socket).
+/// Receives one message of requests into the slot's request area, and the socket passed
+/// with it if any (`Scratch::passed_fd`); how many requests, or `None` when the coordinator
+/// is gone (end of file or a dead socket).
 fn recv_requests(fd: RawFd, s: &mut Scratch) -> Option<usize> {
     let len = s.requests.len() * 8;
+    // Room for one SCM_RIGHTS control message carrying one fd, on the stack.
+    let mut cmsg_space = [0u64; 8];
     loop {
-        // SAFETY: the request area is a writable buffer of `len` bytes.
-        let n = unsafe { libc::recv(fd, s.requests.as_mut_ptr() as *mut c_void, len, 0) };
+        let mut iov = libc::iovec {
+            iov_base: s.requests.as_mut_ptr() as *mut c_void,
+            iov_len: len,
+        };
+        // SAFETY: msghdr points at live buffers: the request area (`len` bytes) and the stack
+        // control buffer, whose 64 bytes exceed CMSG_SPACE(sizeof(int)).
+        let (n, passed) = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cmsg_space.as_mut_ptr() as *mut c_void;
+            msg.msg_controllen = std::mem::size_of_val(&cmsg_space) as _;
+            let n = libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            let mut passed = -1;
+            if n > 0 {
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                if !c.is_null()
+                    && (*c).cmsg_level == libc::SOL_SOCKET
+                    && (*c).cmsg_type == libc::SCM_RIGHTS
+                {
+                    passed = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+                }
+            }
+            (n, passed)
+        };
+        if passed >= 0 {
+            if s.passed_fd >= 0 {
+                // SAFETY: an fd passed to this process and never used.
+                unsafe { libc::close(s.passed_fd) };
+            }
+            s.passed_fd = passed;
+        }
         if n > 0 && n as usize % (REQ_WORDS * 8) == 0 {
             return Some(n as usize / (REQ_WORDS * 8));
         }
@@ -679,9 +769,45 @@ fn flush(fd: RawFd, s: &mut Scratch) {
     }
 }
 
+/// Resolves the words of `req` that name mappings (`REQ_RELOC`) to addresses through the
+/// board; `false` if one names a mapping that has no address.
+fn relocate(req: &mut [u64; REQ_WORDS], board: Board, ps: usize) -> bool {
+    let mask = req[REQ_RELOC];
+    for (i, w) in req.iter_mut().enumerate().take(REQ_RELOC).skip(1) {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        let handle = (*w >> 32) as usize;
+        if handle == 0 || handle > crate::program::caps::MAX_MAPS {
+            return false;
+        }
+        let base = board.base(handle - 1).load(Ordering::Acquire);
+        if base == 0 {
+            return false;
+        }
+        *w = base.wrapping_add((*w & 0xffff_ffff).wrapping_mul(ps as u64));
+    }
+    true
+}
+
+/// Enters the address an op's result names into the board (0 when the op failed).
+fn enter_base(req: &[u64; REQ_WORDS], board: Board, r: &Result<u64, nix::errno::Errno>) {
+    let h = req[REQ_CREATES] as usize;
+    if h > 0 && h <= crate::program::caps::MAX_MAPS {
+        board.base(h - 1).store(*r.as_ref().unwrap_or(&0), Ordering::Release);
+    }
+}
+
 /// Performs one request; its reply is built at `s.at` unless it says otherwise.
 fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
     let ps = s.page_size;
+    let board = s.copy.view().board();
+    let mut req = *req;
+    if !relocate(&mut req, board, ps) {
+        head(&mut s.reply[s.at..], status::SKIPPED, 0, 0, 0, 0);
+        return Done::Reply(0);
+    }
+    let req = &req;
     // Ops on a mapping carry its base address and a first page.
     let base = req[1];
     let first = base.wrapping_add(req[2].wrapping_mul(ps as u64));
@@ -703,10 +829,12 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
         match req[0] {
             verb::MAP => {
                 let r = map(req[1], req[2] as usize, 0, 0);
+                enter_base(req, board, &r);
                 reply_addr(reply, r);
             }
             verb::MAP_AT => {
                 let r = map(req[1], req[2] as usize, req[3], req[4]);
+                enter_base(req, board, &r);
                 reply_addr(reply, r);
             }
             verb::PROTECT => {
@@ -748,6 +876,7 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 } else {
                     Ok(r as u64)
                 };
+                enter_base(req, board, &r);
                 reply_addr(reply, r);
             }
             verb::VMSPLICE => {
@@ -829,8 +958,14 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 return Done::Reply(n);
             }
             verb::FORK => {
+                // [FORK, child, direct reads, serial, mask, next]: the child's first view
+                // takes part in the snapshot after the fork (`Board::barrier`).
                 s.direct_reads = req[2] == 1;
-                return fork(fd, s, req[1] as usize);
+                let done = fork(fd, s, req[1] as usize);
+                if let Done::Child = done {
+                    board.barrier(Turn(s.copy.turn), s.copy.slot, req[3] as u32, req[4] as u32, req[5] as u32);
+                }
+                return done;
             }
             verb::EXIT => {
                 head(reply, status::OK, 0, 0, 0, 0);
@@ -846,8 +981,10 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 reply_status(reply, r);
             }
             verb::SNAPSHOT => {
+                // [SNAPSHOT, direct reads, serial, mask, next]: see `Board::barrier`.
                 s.direct_reads = req[1] == 1;
                 send_snapshot(*fd, s);
+                board.barrier(Turn(s.copy.turn), s.copy.slot, req[2] as u32, req[3] as u32, req[4] as u32);
                 return Done::Sent;
             }
             verb::DUMP => {
@@ -1201,22 +1338,14 @@ fn read(reply: &mut [u64], addr: u64, pages: usize, lo: usize, hi: usize, ps: us
     pages
 }
 
-/// Forks; the child takes `child` (its handle number) as its slot. The parent's reply (with
-/// the child's socket) and the child's first view are sent here.
+/// Forks; the child takes `child` (its handle number) as its slot, and as its socket the one
+/// the coordinator passed with this message (made by the coordinator, so that it can send the
+/// child its requests before the fork has even run). The parent's reply (the child's pid) and
+/// the child's first view are sent here.
 fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Done {
-    let mut sv = [-1i32; 2];
-    // SAFETY: socketpair writes two fds into `sv`.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            sv.as_mut_ptr(),
-        )
-    };
-    if r < 0 {
-        let e = nix::errno::Errno::last() as u64;
-        head(&mut s.reply, status::ERR, e, 0, 0, 0);
+    let theirs = std::mem::replace(&mut s.passed_fd, -1);
+    if theirs < 0 {
+        head(&mut s.reply, status::REFUSED, 0, 0, 0, 0);
         send_reply(*fd, &s.reply[..REPLY_HEAD], None);
         return Done::Sent;
     }
@@ -1224,12 +1353,9 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Done {
     // which allocates nothing.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            // SAFETY: closing fds this process owns and will not use again.
-            unsafe {
-                libc::close(*fd);
-                libc::close(sv[0]);
-            }
-            *fd = sv[1];
+            // SAFETY: closing the parent's socket, which this process does not use.
+            unsafe { libc::close(*fd) };
+            *fd = theirs;
             s.is_root = false;
             s.maps.after_fork();
             s.take_slot(child);
@@ -1239,26 +1365,20 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Done {
             PENDING_PASS.store(0, Ordering::Relaxed);
             FAULT_FD.store(*fd, Ordering::Relaxed);
             // Every fork is followed by a snapshot of every live process, the child's first:
-            // it sends its view unasked, before its first request (one wakeup fewer per fork).
-            // The coordinator sends nothing to the new socket before it has this reply.
+            // it sends its view unasked, before it reads its first request.
             send_snapshot(*fd, s);
             Done::Child
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
-            // SAFETY: as above.
-            unsafe { libc::close(sv[1]) };
+            // SAFETY: the child's socket is the child's; this process does not use it.
+            unsafe { libc::close(theirs) };
             head(&mut s.reply, status::OK, child.as_raw() as u64, 0, 0, 0);
-            send_reply(*fd, &s.reply[..REPLY_HEAD], Some(sv[0]));
-            // SAFETY: the coordinator now holds its own copy of the fd.
-            unsafe { libc::close(sv[0]) };
+            send_reply(*fd, &s.reply[..REPLY_HEAD], None);
             Done::Sent
         }
         Err(e) => {
-            // SAFETY: closing the unused pair.
-            unsafe {
-                libc::close(sv[0]);
-                libc::close(sv[1]);
-            }
+            // SAFETY: as above.
+            unsafe { libc::close(theirs) };
             head(&mut s.reply, status::ERR, e as u64, 0, 0, 0);
             send_reply(*fd, &s.reply[..REPLY_HEAD], None);
             Done::Sent
