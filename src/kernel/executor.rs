@@ -1,7 +1,11 @@
 //! The executor: a separate, single-threaded process (`cowcheck __executor`, possibly started
 //! through `--under CMD`) that takes programs on stdin, runs each in a fresh process tree and
 //! writes what happened to stdout. It is the coordinator of the tree: it holds one socket to
-//! every live worker and sends them the program's ops one at a time, in program order.
+//! every worker, sends every worker its part of the program at once (a schedule of steps, run
+//! one after another by turns that the workers pass each other through shared memory, see
+//! `worker::Turn`), then reads the replies in program order.
+//!
+//! Roots are forked by a zygote (`worker::serve_zygote`), never by the executor itself.
 //!
 //! Lifetime rules: the executor dies with its parent (PR_SET_PDEATHSIG); it is the child
 //! subreaper of its tree, so orphans come back to it; every program's tree is one process group,
@@ -22,8 +26,7 @@ use nix::unistd::Pid;
 
 use super::protocol::{
     DumpRequest, Enc, Hello, KernelRun, REPLY_HEAD, REPLY_PAYLOAD, REQ_CREATES, REQ_RELOC,
-    REQ_WORDS, region_from_words,
-    status, verb,
+    REQ_WORDS, region_from_words, status, verb,
 };
 use super::worker::{self, Scratch};
 use crate::outcome::{Death, Outcome, ProcView, Snapshot};
@@ -79,9 +82,9 @@ struct Coordinator {
     next_turn: u32,
     /// The process that forks every program's root (`worker::serve_zygote`).
     zygote: Worker,
-    /// The next program's root, asked of the zygote while the current program's first batch
-    /// runs (after its requests are out), so that neither the fork nor the root's setup (its
-    /// pipe, its baseline) waits in line. `spare_asked`: asked, reply not read yet.
+    /// The next program's root, asked of the zygote once the current program is sent, so that
+    /// neither the fork nor the root's setup waits in line. `spare_asked`: asked, reply not
+    /// read yet.
     spare: Option<Worker>,
     spare_asked: bool,
     /// Process groups of finished programs: killed (SIGKILL sent to every member), not yet
@@ -688,7 +691,8 @@ impl Coordinator {
         let steps = schedule(ops, dumps, &mut next_turn);
         // Every child's socket is made now and passed to its parent with its FORK, so that
         // the child's requests can be sent before it exists.
-        let mut unborn: Vec<Option<(OwnedFd, Option<OwnedFd>)>> = (0..caps::MAX_PROCS).map(|_| None).collect();
+        let mut unborn: Vec<Option<(OwnedFd, Option<OwnedFd>)>> =
+            (0..caps::MAX_PROCS).map(|_| None).collect();
         for op in ops {
             if let Op::Fork { child, .. } = *op {
                 match socketpair(
@@ -719,7 +723,9 @@ impl Coordinator {
         self.ask_spare();
         if run.harness_error.is_none() {
             for step in &steps {
-                if let Err(e) = self.collect(ops, step, &mut workers, &mut unborn, &mut bases, &mut run) {
+                if let Err(e) =
+                    self.collect(ops, step, &mut workers, &mut unborn, &mut bases, &mut run)
+                {
                     run.harness_error = Some(format!("{}: {e}", step.describe(ops)));
                     break;
                 }
@@ -1184,7 +1190,9 @@ impl Coordinator {
                             req[4] = *mask as u64;
                             req[5] = *next as u64;
                         }
-                        passed = unborn[child.0 as usize].as_mut().and_then(|(_, theirs)| theirs.take());
+                        passed = unborn[child.0 as usize]
+                            .as_mut()
+                            .and_then(|(_, theirs)| theirs.take());
                     }
                     words.extend_from_slice(&req);
                 }
@@ -1218,7 +1226,12 @@ impl Coordinator {
                     push(
                         &mut words,
                         verb::SNAPSHOT,
-                        &[self.direct_reads as u64, *serial as u64, *mask as u64, *next as u64],
+                        &[
+                            self.direct_reads as u64,
+                            *serial as u64,
+                            *mask as u64,
+                            *next as u64,
+                        ],
                     );
                     self.send_message(fd, &words, None)?;
                 }
@@ -1244,7 +1257,12 @@ impl Coordinator {
     /// Sends one message (split into several if it has more requests than a worker takes at
     /// once), passing `pass_fd` with the first. A worker already gone is not an error: its
     /// collection finds out.
-    fn send_message(&mut self, fd: RawFd, words: &[u64], pass_fd: Option<RawFd>) -> Result<(), String> {
+    fn send_message(
+        &mut self,
+        fd: RawFd,
+        words: &[u64],
+        pass_fd: Option<RawFd>,
+    ) -> Result<(), String> {
         let mut pass_fd = pass_fd;
         for chunk in words.chunks(worker::MAX_BATCH * REQ_WORDS) {
             // SAFETY: viewing u64 words as bytes of the same length (native order, as the
@@ -1254,9 +1272,11 @@ impl Coordinator {
             let iov = [std::io::IoSlice::new(bytes)];
             let fds: Vec<RawFd> = pass_fd.take().into_iter().collect();
             let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-            let cmsgs: &[nix::sys::socket::ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+            let cmsgs: &[nix::sys::socket::ControlMessage] =
+                if fds.is_empty() { &[] } else { &cmsg };
             loop {
-                match nix::sys::socket::sendmsg::<()>(fd, &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+                match nix::sys::socket::sendmsg::<()>(fd, &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+                {
                     Ok(_) => break,
                     Err(Errno::EINTR) => continue,
                     Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(()),
@@ -1288,7 +1308,10 @@ impl Coordinator {
             } => {
                 let p = ops[range.start].proc().0 as usize;
                 for op in &ops[range.clone()] {
-                    let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()).filter(|_| *live)
+                    let Some(fd) = workers[p]
+                        .as_ref()
+                        .map(|w| w.fd.as_raw_fd())
+                        .filter(|_| *live)
                     else {
                         run.outcomes.push(Outcome::Skipped);
                         continue;

@@ -1,9 +1,13 @@
 //! Wire formats of the kernel side.
 //!
 //! Two links:
-//! - coordinator <-> worker: one fixed-size request of `REQ_WORDS` u64 words per op and one
-//!   reply of u64 words, over a `SOCK_SEQPACKET` socket pair per worker (message boundaries kept,
-//!   and end of file when the other side is gone). Fixed words because workers allocate nothing.
+//! - coordinator <-> worker: messages of fixed-size requests (`REQ_WORDS` u64 words each: one
+//!   per op, plus AWAIT and PASS of turns) and messages of replies (a head of `REPLY_HEAD` words
+//!   whose word 5 is the payload's length, then the payload), over a `SOCK_SEQPACKET` socket
+//!   pair per worker (message boundaries kept, end of file when the other side is gone, and a
+//!   child's socket passed to its parent with the FORK). Fixed words because workers allocate
+//!   nothing. The order between workers is kept by turns on the tree's shared board
+//!   (`worker::Turn`), not by the coordinator.
 //! - front (the `cowcheck` process) <-> executor: length-prefixed frames over the executor's
 //!   stdin and stdout; a request carries the program as its text trace (the one format), the
 //!   reply carries outcomes, snapshots and page dumps in a small binary encoding.

@@ -1,10 +1,12 @@
-//! The worker: every process of a program's tree runs this loop. It takes one request at a time
-//! from its socket, performs it on its own memory through libc's wrappers (via `nix` where nix
-//! does not allocate, `libc` directly where it would), and replies.
+//! The worker: every process of a program's tree runs this loop. It takes messages of requests
+//! from its socket, performs each on its own memory through libc's wrappers (via `nix` where
+//! nix does not allocate, `libc` directly where it would), and replies; it waits for its turn
+//! before a step and passes the turn after it (`Turn`), so that the steps of a program run in
+//! program order across processes without a round trip through the coordinator.
 //!
 //! Rules this module keeps:
-//! - nothing is allocated after fork: every buffer lives in `Scratch`, made by the executor
-//!   before it forks the root, and inherited by copy;
+//! - nothing is allocated after fork: every buffer lives in `Scratch` (or in this process's
+//!   slot of the shared `ProcSlots`), made by the executor before it forks the zygote;
 //! - every observation is made from inside: the worker's own loads and stores, its own
 //!   /proc/self/maps; nothing peeks from outside, so the same worker runs under an emulator;
 //! - a fatal SIGSEGV or SIGBUS is reported by the worker itself (signal, si_code, address, and
@@ -794,7 +796,9 @@ fn relocate(req: &mut [u64; REQ_WORDS], board: Board, ps: usize) -> bool {
 fn enter_base(req: &[u64; REQ_WORDS], board: Board, r: &Result<u64, nix::errno::Errno>) {
     let h = req[REQ_CREATES] as usize;
     if h > 0 && h <= crate::program::caps::MAX_MAPS {
-        board.base(h - 1).store(*r.as_ref().unwrap_or(&0), Ordering::Release);
+        board
+            .base(h - 1)
+            .store(*r.as_ref().unwrap_or(&0), Ordering::Release);
     }
 }
 
@@ -963,7 +967,13 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 s.direct_reads = req[2] == 1;
                 let done = fork(fd, s, req[1] as usize);
                 if let Done::Child = done {
-                    board.barrier(Turn(s.copy.turn), s.copy.slot, req[3] as u32, req[4] as u32, req[5] as u32);
+                    board.barrier(
+                        Turn(s.copy.turn),
+                        s.copy.slot,
+                        req[3] as u32,
+                        req[4] as u32,
+                        req[5] as u32,
+                    );
                 }
                 return done;
             }
@@ -984,7 +994,13 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 // [SNAPSHOT, direct reads, serial, mask, next]: see `Board::barrier`.
                 s.direct_reads = req[1] == 1;
                 send_snapshot(*fd, s);
-                board.barrier(Turn(s.copy.turn), s.copy.slot, req[2] as u32, req[3] as u32, req[4] as u32);
+                board.barrier(
+                    Turn(s.copy.turn),
+                    s.copy.slot,
+                    req[2] as u32,
+                    req[3] as u32,
+                    req[4] as u32,
+                );
                 return Done::Sent;
             }
             verb::DUMP => {
