@@ -185,16 +185,43 @@ impl Turn {
         // SAFETY: the turn word lives in the shared mapping for the process's life.
         let word = unsafe { &*self.0 };
         let mut now = word.load(Ordering::Acquire);
-        while !Self::reached(now, t) {
+        loop {
+            if Self::reached(now, t) {
+                // Passed already (by the worker itself, its fault handler or the coordinator),
+                // and its waiters woken then.
+                return;
+            }
             match word.compare_exchange_weak(now, t, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(seen) => now = seen,
             }
         }
-        // SAFETY: FUTEX_WAKE on a word of shared memory; wakes at most i32::MAX waiters.
+        // Wake only those waiting for this turn (each waits on its turn's bit), unless the
+        // turn jumped over others, whose waiters are then satisfied too.
+        let bits = if t.wrapping_sub(now) == 1 {
+            Self::bit(t)
+        } else {
+            u32::MAX
+        };
+        // SAFETY: FUTEX_WAKE_BITSET on a word of shared memory; wakes at most i32::MAX
+        // waiters whose bitset meets `bits`.
         unsafe {
-            libc::syscall(libc::SYS_futex, self.0, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+            libc::syscall(
+                libc::SYS_futex,
+                self.0,
+                libc::FUTEX_WAKE_BITSET,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                0,
+                bits,
+            );
         }
+    }
+
+    /// The futex bit a waiter for turn `t` waits on: one of 32, so that passing a turn wakes
+    /// only the processes waiting for it (every pass woke every waiting worker before).
+    fn bit(t: u32) -> u32 {
+        1 << (t % 32)
     }
 
     /// Waits until the turn is at least `t`.
@@ -209,16 +236,17 @@ impl Turn {
             if Self::reached(now, t) {
                 return;
             }
-            // SAFETY: FUTEX_WAIT on a word of shared memory, while it still holds `now`.
+            // SAFETY: FUTEX_WAIT_BITSET on a word of shared memory, while it still holds
+            // `now`, with no timeout.
             unsafe {
                 libc::syscall(
                     libc::SYS_futex,
                     self.0,
-                    libc::FUTEX_WAIT,
+                    libc::FUTEX_WAIT_BITSET,
                     now,
                     std::ptr::null::<libc::timespec>(),
                     0,
-                    0,
+                    Self::bit(t),
                 );
             }
         }
