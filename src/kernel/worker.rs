@@ -715,9 +715,8 @@ fn capture_baseline(s: &mut Scratch) {
 ///
 /// A message carries one or more requests (consecutive ops of this process, perhaps ending
 /// with SNAPSHOT); they are performed in order and their replies go back as one message, so
-/// that the coordinator wakes once per batch rather than once per op. FORK and SNAPSHOT
-/// replies go alone (one passes a socket, the other is large): what came before them is sent
-/// first. A fatal signal sends what was built so far with the fault's report after it.
+/// that the coordinator wakes once per batch rather than once per op. A SNAPSHOT reply goes
+/// alone (it is large): what came before it is sent first. A fatal signal sends what was built so far with the fault's report after it.
 pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
     install_fault_handler();
     TURN.store(s.copy.turn as *mut AtomicU32, Ordering::Relaxed);
@@ -739,7 +738,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
         for k in 0..n {
             let mut req = [0u64; REQ_WORDS];
             req.copy_from_slice(&s.requests[k * REQ_WORDS..(k + 1) * REQ_WORDS]);
-            let alone = matches!(req[0], verb::FORK | verb::SNAPSHOT);
+            let alone = req[0] == verb::SNAPSHOT;
             if alone || s.at + REPLY_HEAD + max_payload(&req, s.page_size) > REPLY_AREA {
                 flush(fd, s);
             }
@@ -993,17 +992,27 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 // [FORK, child, direct reads, serial, mask, next]: the child's first view
                 // takes part in the snapshot after the fork (`Board::barrier`).
                 s.direct_reads = req[2] == 1;
-                let done = fork(fd, s, req[1] as usize);
-                if let Done::Child = done {
-                    board.barrier(
-                        Turn(s.copy.turn),
-                        s.copy.slot,
-                        req[3] as u32,
-                        req[4] as u32,
-                        req[5] as u32,
-                    );
-                }
-                return done;
+                return match fork(fd, s, req[1] as usize) {
+                    Forked::Child => {
+                        // Every fork is followed by a snapshot of every live process, the
+                        // child's first: it sends its view unasked, before it reads its first
+                        // request.
+                        view_and_send(*fd, s, req[3] as u32, req[4] as u32, req[5] as u32);
+                        Done::Child
+                    }
+                    Forked::Parent(pid) => {
+                        head(&mut s.reply[at..], status::OK, pid as u64, 0, 0, 0);
+                        Done::Reply(0)
+                    }
+                    Forked::Failed(e) => {
+                        head(&mut s.reply[at..], status::ERR, e as u64, 0, 0, 0);
+                        Done::Reply(0)
+                    }
+                    Forked::NoSocket => {
+                        head(&mut s.reply[at..], status::REFUSED, 0, 0, 0, 0);
+                        Done::Reply(0)
+                    }
+                };
             }
             verb::EXIT => {
                 head(reply, status::OK, 0, 0, 0, 0);
@@ -1021,14 +1030,7 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
             verb::SNAPSHOT => {
                 // [SNAPSHOT, direct reads, serial, mask, next]: see `Board::barrier`.
                 s.direct_reads = req[1] == 1;
-                send_snapshot(*fd, s);
-                board.barrier(
-                    Turn(s.copy.turn),
-                    s.copy.slot,
-                    req[2] as u32,
-                    req[3] as u32,
-                    req[4] as u32,
-                );
+                view_and_send(*fd, s, req[2] as u32, req[3] as u32, req[4] as u32);
                 return Done::Sent;
             }
             verb::DUMP => {
@@ -1382,16 +1384,24 @@ fn read(reply: &mut [u64], addr: u64, pages: usize, lo: usize, hi: usize, ps: us
     pages
 }
 
+/// What `fork` did.
+enum Forked {
+    /// This is the new process (its slot and socket taken).
+    Child,
+    /// This is the parent; the child's pid.
+    Parent(i32),
+    Failed(nix::errno::Errno),
+    /// The coordinator passed no socket for the child (a harness error).
+    NoSocket,
+}
+
 /// Forks; the child takes `child` (its handle number) as its slot, and as its socket the one
 /// the coordinator passed with this message (made by the coordinator, so that it can send the
-/// child its requests before the fork has even run). The parent's reply (the child's pid) and
-/// the child's first view are sent here.
-fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Done {
+/// child its requests before the fork has even run).
+fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
     let theirs = std::mem::replace(&mut s.passed_fd, -1);
     if theirs < 0 {
-        head(&mut s.reply, status::REFUSED, 0, 0, 0, 0);
-        send_reply(*fd, &s.reply[..REPLY_HEAD], None);
-        return Done::Sent;
+        return Forked::NoSocket;
     }
     // SAFETY: the executor is single-threaded, and after fork the child only runs this loop,
     // which allocates nothing.
@@ -1408,30 +1418,24 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Done {
             // The parent's message passes the turn after the fork, not this process.
             PENDING_PASS.store(0, Ordering::Relaxed);
             FAULT_FD.store(*fd, Ordering::Relaxed);
-            // Every fork is followed by a snapshot of every live process, the child's first:
-            // it sends its view unasked, before it reads its first request.
-            send_snapshot(*fd, s);
-            Done::Child
+            Forked::Child
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             // SAFETY: the child's socket is the child's; this process does not use it.
             unsafe { libc::close(theirs) };
-            head(&mut s.reply, status::OK, child.as_raw() as u64, 0, 0, 0);
-            send_reply(*fd, &s.reply[..REPLY_HEAD], None);
-            Done::Sent
+            Forked::Parent(child.as_raw())
         }
         Err(e) => {
             // SAFETY: as above.
             unsafe { libc::close(theirs) };
-            head(&mut s.reply, status::ERR, e as u64, 0, 0, 0);
-            send_reply(*fd, &s.reply[..REPLY_HEAD], None);
-            Done::Sent
+            Forked::Failed(e)
         }
     }
 }
 
-/// Looks at itself and sends the view (the reply to SNAPSHOT).
-fn send_snapshot(fd: RawFd, s: &mut Scratch) {
+/// Looks at itself and builds the view (the reply to SNAPSHOT) at the start of the reply area,
+/// which must hold nothing unsent; returns its length in words.
+fn take_view(s: &mut Scratch) -> usize {
     let (regions, pages) = snapshot(s);
     let reply = &mut s.reply[..];
     let (st, words) = match (regions, pages) {
@@ -1442,7 +1446,19 @@ fn send_snapshot(fd: RawFd, s: &mut Scratch) {
     let payload = words.0 * 3 + words.1 * 2;
     head(reply, st, 0, 0, words.1 as u64, words.0 as u64);
     reply[5] = payload as u64;
-    send_reply(fd, &reply[..REPLY_HEAD + payload], None);
+    REPLY_HEAD + payload
+}
+
+/// Takes this process's view for the snapshot `serial` and sends it, marking it taken on
+/// the board first (`Board::barrier`: the last viewer passes the turn `next`), so that the
+/// next step does not wait for the message.
+fn view_and_send(fd: RawFd, s: &mut Scratch, serial: u32, mask: u32, next: u32) {
+    let words = take_view(s);
+    s.copy
+        .view()
+        .board()
+        .barrier(Turn(s.copy.turn), s.copy.slot, serial, mask, next);
+    send_reply(fd, &s.reply[..words], None);
 }
 
 /// The process's layout outside the baseline, normalised, then a digest of each readable page.
