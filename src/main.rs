@@ -238,9 +238,11 @@ fn inject_mask(names: &[String]) -> Result<u32, Fatal> {
         mask |= match n.as_str() {
             "drop-child-write" => inject::DROP_CHILD_WRITE,
             "private-as-shared" => inject::PRIVATE_AS_SHARED,
+            "hang-pipe-read" => inject::HANG_PIPE_READ,
             other => {
                 return Err(Fatal(format!(
-                    "unknown fault {other:?}; known: drop-child-write, private-as-shared"
+                    "unknown fault {other:?}; known: drop-child-write, private-as-shared, \
+                     hang-pipe-read"
                 )));
             }
         };

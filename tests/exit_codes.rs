@@ -114,6 +114,45 @@ fn exit_1_on_injected_divergence() {
     assert!(!run.json()["divergence"].is_null(), "{}", run.dump());
 }
 
+/// A worker that hangs inside an op (as an emulator can) is killed after the op deadline and
+/// named at the op it hung in: the ops of its batch that finished keep their own outcomes
+/// (read back from its slot), the rest of its ops are skipped, and the other processes go on
+/// (the coordinator passes the turn the hung worker owed).
+#[test]
+fn a_hung_worker_is_named_at_the_op_it_hung_in() {
+    let dir = tmpdir("hang");
+    let trace = write_file(
+        &dir,
+        "hang.trace",
+        "cowcheck-trace 1\n\
+         p0 map m0 private 1\n\
+         p0 write m0 0 fill 0x11\n\
+         p0 fork p1\n\
+         p1 write m0 0 fill 0x22\n\
+         p1 pipe-read\n\
+         p1 read m0 0\n\
+         p0 read m0 0\n",
+    );
+    let extra: Vec<String> = ["--inject", "hang-pipe-read", "--op-deadline", "1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (code, report, run) = replay_json(&trace, &extra);
+    assert_eq!(code, 1, "{}", run.dump());
+    assert_eq!(
+        report["divergence"]["signature"],
+        "pipe-read: expected errno 11 got hang",
+        "{}",
+        run.dump()
+    );
+    assert_eq!(report["divergence"]["op_index"], 4, "{}", run.dump());
+    let ops = kernel_outcomes(&report);
+    assert_eq!(ops[3], "ok", "the write before the hang: {ops:?}");
+    assert!(ops[4].contains("hung"), "{ops:?}");
+    assert!(ops[5].starts_with("skipped"), "{ops:?}");
+    assert!(ops[6].starts_with("read 1 page"), "p0 goes on: {ops:?}");
+}
+
 #[test]
 fn exit_1_on_libfault_divergence() {
     let Some(lib) = libfault() else { return };
@@ -253,7 +292,6 @@ fn help_and_version_exit_0() {
 /// An `--under` command that never speaks the protocol but keeps writing (here `yes`) must end
 /// in exit status 2, not a hang.
 #[test]
-#[ignore = "known bug in src/kernel/client.rs: Executor::start waits for a child that is blocked writing to an undrained pipe"]
 fn under_command_that_floods_garbage_exits_2() {
     let run = cowcheck_with(
         &["run", "--cases", "1", "--under", "yes"],

@@ -74,6 +74,8 @@ struct Coordinator {
     /// A worker killed as hung whose unsent replies were loaded into `buf`: once they are
     /// read, the next reply from this fd is `Hung`.
     hung_fd: Option<RawFd>,
+    /// The socket of the worker (of this program) whose unsent replies `salvage` read.
+    salvaged: Option<RawFd>,
     /// The workers' slots (`worker::SlotsView`).
     slots: worker::SlotsView,
     /// The trees' turn word and board, and the next turn to hand out (never 0).
@@ -157,6 +159,7 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         next_reply: 0,
         reply_at: 0,
         hung_fd: None,
+        salvaged: None,
         slots,
         turn: slots.turn,
         board: slots.board(),
@@ -683,6 +686,8 @@ impl Coordinator {
         self.guardian.watch(pgid);
         workers[0] = Some(root);
         self.board.clear_bases();
+        self.salvaged = None;
+        self.hung_fd = None;
         let ops = &program.ops;
         // The whole program goes out at once, as a schedule of steps that run one after the
         // other by turns (`worker::Turn`); the coordinator then reads the replies in program
@@ -948,6 +953,11 @@ impl Coordinator {
         if let Some(w) = &workers[p] {
             let _ = kill(w.pid, Signal::SIGKILL);
         }
+        if self.salvaged == Some(fd) {
+            // Its unsent replies were read already: this is the op it hung in.
+            return Ok(Reply::Hung);
+        }
+        self.salvaged = Some(fd);
         let words = self.slots.unsent(p);
         if words.is_empty() {
             return Ok(Reply::Hung);

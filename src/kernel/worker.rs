@@ -32,6 +32,8 @@ pub mod inject {
     pub const DROP_CHILD_WRITE: u32 = 1;
     /// `private` and `private-zero` maps are made `MAP_SHARED`.
     pub const PRIVATE_AS_SHARED: u32 = 2;
+    /// `pipe-read` never returns (the worker hangs inside the op, as an emulator can).
+    pub const HANG_PIPE_READ: u32 = 4;
 }
 
 /// Buffers made before fork, used by every worker of a program.
@@ -927,6 +929,10 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 reply_status(&mut s.reply[at..], r);
             }
             verb::PIPE_READ => {
+                while injected(inject::HANG_PIPE_READ) {
+                    // SAFETY: pause only waits for a signal.
+                    unsafe { libc::pause() };
+                }
                 // SAFETY: reading into our own buffer of at least a page.
                 let n =
                     unsafe { libc::read(s.pipe[0], s.copy.buf().as_mut_ptr() as *mut c_void, ps) };
