@@ -109,6 +109,7 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         return 0;
     }
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    keep_heap();
     let guardian = Guardian::start();
     worker::set_inject(inject);
     let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -213,6 +214,21 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         // program did not (it had no batch, or the fork failed).
         c.reap(false);
         c.ask_spare();
+    }
+}
+
+/// Keeps freed memory in the executor's heap instead of returning it to the kernel: a
+/// program's buffers (its trace, its reply with every snapshot) are allocated and freed once
+/// per program, and glibc's defaults (mmap above 128 KiB, trim above 128 KiB) made each
+/// program pay for fresh mappings and their page faults (perf record: munmap and page faults
+/// in the executor every program). The working set is a few MiB.
+fn keep_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before anything is allocated in
+    // bulk, from the single thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
 
