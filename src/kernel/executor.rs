@@ -458,19 +458,16 @@ fn set_deadline(fd: &OwnedFd, deadline: Duration) {
 
 /// The end of the batch that starts at op `i`: consecutive ops of one process, up to the first
 /// that needs a snapshot or a dump after it. The requests go out together, so the worker
-/// wakes once. It also ends before an op that names a handle created in the batch, whose
-/// address the coordinator learns only from the reply.
+/// wakes once. (An op may name a handle that an earlier op of the batch creates: the worker
+/// resolves handles when it runs the op.)
 fn batch_end(ops: &[Op], i: usize, dumps: &[DumpRequest]) -> usize {
     let p = ops[i].proc();
-    let mut created: Vec<MapId> = ops[i].creates().into_iter().collect();
     let mut j = i + 1;
     while j < ops.len()
         && ops[j].proc() == p
         && !ops[j - 1].snapshot_after()
         && !dumps.iter().any(|d| d.after_op as usize == j - 1)
-        && !ops[j].maps().iter().any(|m| created.contains(m))
     {
-        created.extend(ops[j].creates());
         j += 1;
     }
     j
