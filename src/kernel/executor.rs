@@ -701,6 +701,8 @@ impl Coordinator {
         self.board.clear_bases();
         self.salvaged = None;
         self.hung_fd = None;
+        self.buf_len = 0;
+        self.next_reply = 0;
         let ops = &program.ops;
         // The whole program goes out at once, as a schedule of steps that run one after the
         // other by turns (`worker::Turn`); the coordinator then reads the replies in program
@@ -749,6 +751,13 @@ impl Coordinator {
                 }
             }
         }
+        if run.harness_error.is_none() && self.next_reply < self.buf_len {
+            run.harness_error = Some(format!(
+                "{} words of replies from fd {} were never asked for",
+                self.buf_len - self.next_reply,
+                self.buf_fd
+            ));
+        }
         // End of program: kill the whole tree and reap everything, orphans included (we are
         // their subreaper).
         let _ = kill(Pid::from_raw(-pgid.as_raw()), Signal::SIGKILL);
@@ -762,31 +771,41 @@ impl Coordinator {
     }
 
     /// Reaps the killed trees. A dying process hands its children to us (we are the
-    /// subreaper), so every process of a killed tree but its root ends as our zombie; the
-    /// kernel reaps the roots for the zygote. Zombies are reaped with waitpid(-1), and a tree
-    /// is gone once its process group is empty (kill(-pgid, 0) says ESRCH: zombies are
-    /// members until reaped). waitpid(-pgid) per tree rescanned all our children for every
-    /// tree: 3.6% of a single-CPU `cowcheck run` in wait_consider_task (perf record).
-    /// `all`: wait until every tree is gone; else only while more than MAX_DYING are dying.
+    /// subreaper; under an emulator that does not pass PR_SET_CHILD_SUBREAPER on, to init), so
+    /// the processes of a killed tree but its root end as our zombies; the zygote reaps the
+    /// roots. Our zombies are reaped with waitpid(-1) first, so that the per-tree
+    /// waitpid(-pgid) that follows scans a short list of children (with every zombie still in
+    /// it, that scan was 3.6% of a single-CPU `cowcheck run`, in wait_consider_task). A tree is
+    /// gone when none of its processes is our child any more (ECHILD). `all`: wait until
+    /// every tree is gone; else wait only for the oldest trees beyond MAX_DYING.
     fn reap(&mut self, all: bool) {
         loop {
-            loop {
-                match waitpid(
-                    Pid::from_raw(-1),
-                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                ) {
-                    Ok(nix::sys::wait::WaitStatus::StillAlive) => break,
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            ) {
+                Ok(nix::sys::wait::WaitStatus::StillAlive) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        let mut k = 0;
+        while k < self.dying.len() {
+            let must_wait = all || self.dying.len() - k > MAX_DYING;
+            let group = Pid::from_raw(-self.dying[k].as_raw());
+            let flags = (!must_wait).then_some(nix::sys::wait::WaitPidFlag::WNOHANG);
+            let gone = loop {
+                match waitpid(group, flags) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => break false,
                     Ok(_) | Err(Errno::EINTR) => continue,
-                    Err(_) => break,
+                    Err(_) => break true,
                 }
+            };
+            if gone {
+                self.dying.remove(k);
+            } else {
+                k += 1;
             }
-            self.dying
-                .retain(|g| kill(Pid::from_raw(-g.as_raw()), None) != Err(Errno::ESRCH));
-            if self.dying.len() <= if all { 0 } else { MAX_DYING } {
-                return;
-            }
-            // Their processes have SIGKILL pending and are on their way out.
-            std::thread::sleep(Duration::from_micros(50));
         }
     }
 

@@ -794,9 +794,12 @@ fn max_payload(req: &[u64; REQ_WORDS], ps: usize) -> usize {
 /// Sends the replies built so far, as one message.
 fn flush(fd: RawFd, s: &mut Scratch) {
     if s.at > 0 {
+        // Not unsent any more once handed to the kernel: if the send itself hangs (as under
+        // an emulator), the coordinator must not read these replies a second time from the
+        // slot (they may well have arrived).
+        s.set_unsent(0);
         send_reply(fd, &s.reply[..s.at], None);
         s.at = 0;
-        s.set_unsent(0);
     }
 }
 
@@ -1074,6 +1077,10 @@ pub fn serve_zygote(fd: RawFd, s: &mut Scratch) -> ! {
             // SAFETY: _exit is always safe to call.
             unsafe { libc::_exit(0) };
         };
+        // Roots of finished programs: the kernel reaps them (SIGCHLD is ignored here), except
+        // under an emulator that keeps that disposition to itself; reap them then.
+        // SAFETY: waitpid on this process's own children, without blocking.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
         if n == 1 && s.requests[0] == verb::SPAWN_ROOT {
             spawn_root(fd, s);
         } else {
@@ -1421,8 +1428,12 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             s.take_slot(child);
             s.at = 0;
             s.set_unsent(0);
-            // The parent's message passes the turn after the fork, not this process.
+            // The parent's message passes the turn after the fork, not this process; and a
+            // fault in the first view reports from the start of this process's own reply area
+            // (the parent's place in its own area means nothing here).
             PENDING_PASS.store(0, Ordering::Relaxed);
+            FAULT_AT.store(0, Ordering::Relaxed);
+            PARTIAL.store(0, Ordering::Relaxed);
             FAULT_FD.store(*fd, Ordering::Relaxed);
             Forked::Child
         }
