@@ -494,6 +494,10 @@ enum Step {
         next: u32,
         viewers: Vec<usize>,
         child: Option<usize>,
+        /// After an exit: the views run while the process is torn down, but the next step
+        /// waits until the coordinator has seen it gone (its end of file), so only the
+        /// coordinator passes `next`.
+        after_exit: bool,
     },
     /// A page's full bytes, for a report.
     Dump {
@@ -566,6 +570,7 @@ fn schedule(ops: &[Op], dumps: &[DumpRequest], new_turn: &mut dyn FnMut() -> u32
                 next,
                 viewers,
                 child,
+                after_exit: matches!(ops[k], Op::Exit { .. }),
             });
             wait = next;
         }
@@ -709,35 +714,38 @@ impl Coordinator {
         // order, and passes the turn itself for a worker that died, hung or exited.
         let mut next_turn = || self.new_turn();
         let steps = schedule(ops, dumps, &mut next_turn);
-        // Every child's socket is made now and passed to its parent with its FORK, so that
-        // the child's requests can be sent before it exists.
+        // Every child's socket is made before the batch with its FORK is sent (and passed
+        // with it), so that the child's requests can be sent before it exists; made step by
+        // step, so that the root starts on its first batch without waiting for them.
         let mut unborn: Vec<Option<(OwnedFd, Option<OwnedFd>)>> =
             (0..caps::MAX_PROCS).map(|_| None).collect();
-        for op in ops {
-            if let Op::Fork { child, .. } = *op {
-                match socketpair(
-                    AddressFamily::Unix,
-                    SockType::SeqPacket,
-                    None,
-                    SockFlag::SOCK_CLOEXEC,
-                ) {
-                    Ok((ours, theirs)) => {
-                        set_deadline(&ours, self.op_deadline);
-                        unborn[child.0 as usize] = Some((ours, Some(theirs)));
-                    }
-                    Err(e) => {
-                        run.harness_error = Some(format!("socketpair for {child}: {e}"));
-                        break;
+        for (n, step) in steps.iter().enumerate() {
+            if let Step::Batch { ops: range, .. } = step {
+                for op in &ops[range.clone()] {
+                    if let Op::Fork { child, .. } = *op {
+                        match socketpair(
+                            AddressFamily::Unix,
+                            SockType::SeqPacket,
+                            None,
+                            SockFlag::SOCK_CLOEXEC,
+                        ) {
+                            Ok((ours, theirs)) => {
+                                set_deadline(&ours, self.op_deadline);
+                                unborn[child.0 as usize] = Some((ours, Some(theirs)));
+                            }
+                            Err(e) => {
+                                run.harness_error = Some(format!("socketpair for {child}: {e}"));
+                            }
+                        }
                     }
                 }
             }
-        }
-        if run.harness_error.is_none() {
-            for (n, step) in steps.iter().enumerate() {
-                if let Err(e) = self.dispatch(ops, &steps, n, &workers, &mut unborn) {
-                    run.harness_error = Some(format!("sending {}: {e}", step.describe(ops)));
-                    break;
-                }
+            if run.harness_error.is_some() {
+                break;
+            }
+            if let Err(e) = self.dispatch(ops, &steps, n, &workers, &mut unborn) {
+                run.harness_error = Some(format!("sending {}: {e}", step.describe(ops)));
+                break;
             }
         }
         self.ask_spare();
@@ -1222,6 +1230,10 @@ impl Coordinator {
                 let mut passed = None;
                 for op in &ops[range.clone()] {
                     let mut req = self.request(op);
+                    if let Op::Exit { .. } = *op {
+                        // Passed by the process on its way out (the views after it start).
+                        req[1] = *pass as u64;
+                    }
                     if let Op::Fork { child, .. } = *op {
                         // The snapshot after the fork, which the child's first view joins.
                         if let Some(Step::Views {
@@ -1253,8 +1265,10 @@ impl Coordinator {
                 next,
                 viewers,
                 child,
+                after_exit,
                 ..
             } => {
+                let next = if *after_exit { &0 } else { next };
                 for &q in viewers {
                     if Some(q) == *child {
                         // It sends its first view unasked.

@@ -181,7 +181,7 @@ impl Turn {
 
     /// Makes the turn at least `t` and wakes every waiter. Async-signal-safe.
     pub fn pass(&self, t: u32) {
-        if self.0.is_null() {
+        if self.0.is_null() || t == 0 {
             return;
         }
         // SAFETY: the turn word lives in the shared mapping for the process's life.
@@ -307,7 +307,7 @@ impl Board {
         let all = (0..32)
             .filter(|q| mask & (1 << q) != 0)
             .all(|q| self.viewed(q).load(Ordering::SeqCst) == serial);
-        if all {
+        if all && next != 0 {
             turn.pass(next);
         }
     }
@@ -732,7 +732,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
         s.at = 0;
         s.set_unsent(0);
         let pass = (0..n)
-            .filter(|k| s.requests[k * REQ_WORDS] == verb::PASS)
+            .filter(|k| matches!(s.requests[k * REQ_WORDS], verb::PASS | verb::EXIT))
             .map(|k| s.requests[k * REQ_WORDS + 1] as u32)
             .last()
             .unwrap_or(0);
@@ -755,9 +755,13 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                 Done::Sent | Done::Silent => {}
                 // The rest of the message was the parent's.
                 Done::Child => break,
-                Done::Exit => {
+                Done::Exit(turn) => {
                     s.at += REPLY_HEAD;
                     flush(fd, s);
+                    // The others may look at themselves while this process is torn down (that
+                    // changes nothing they can see); the next op waits for the coordinator,
+                    // which sees this process gone first.
+                    Turn(s.copy.turn).pass(turn);
                     // SAFETY: _exit ends the process without running any user-space teardown.
                     unsafe { libc::_exit(0) };
                 }
@@ -777,8 +781,9 @@ enum Done {
     Silent,
     /// This process is the child of the FORK just performed (its first view is sent).
     Child,
-    /// The reply is built (no payload); the process ends once it is sent.
-    Exit,
+    /// The reply is built (no payload); the process passes this turn (0: none) and ends once
+    /// it is sent.
+    Exit(u32),
 }
 
 /// The most payload words the reply to `req` can have.
@@ -1024,8 +1029,9 @@ fn perform(fd: &mut RawFd, s: &mut Scratch, req: &[u64; REQ_WORDS]) -> Done {
                 };
             }
             verb::EXIT => {
+                // [EXIT, turn to pass on the way out]
                 head(reply, status::OK, 0, 0, 0, 0);
-                return Done::Exit;
+                return Done::Exit(req[1] as u32);
             }
             verb::UNMAP => {
                 let r = match NonNull::new(first as *mut c_void) {
