@@ -848,7 +848,7 @@ impl Coordinator {
         let mut req = [0u64; REQ_WORDS];
         req[0] = verb::SPAWN_ROOT;
         let fd = self.zygote.fd.as_raw_fd();
-        self.spare_asked = matches!(self.send(fd, &req), Ok(true));
+        self.spare_asked = matches!(self.send_message(fd, &req, None), Ok(true));
     }
 
     /// The root for a new program: the spare, else one asked for now.
@@ -888,29 +888,6 @@ impl Coordinator {
             Reply::Msg { st, .. } => Err(format!("the zygote refused (status {st})")),
             Reply::Gone => Err("the zygote is gone".into()),
             Reply::Hung => Err("the zygote did not answer".into()),
-        }
-    }
-
-    /// Sends a request; `false` if the worker is already gone.
-    fn send(&mut self, fd: RawFd, req: &[u64; REQ_WORDS]) -> Result<bool, String> {
-        self.send_words(fd, req)
-    }
-
-    /// Sends requests (whole multiples of REQ_WORDS) as one message; `false` if the worker is
-    /// already gone.
-    fn send_words(&mut self, fd: RawFd, words: &[u64]) -> Result<bool, String> {
-        // SAFETY: viewing u64 words as bytes of the same length (native order, as the worker,
-        // a fork of this process, reads them).
-        let bytes =
-            unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8) };
-        loop {
-            match nix::sys::socket::send(fd, bytes, MsgFlags::MSG_NOSIGNAL) {
-                Ok(_) => return Ok(true),
-                Err(Errno::EINTR) => continue,
-                // The worker is gone (it died between ops): say so as the reply.
-                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(false),
-                Err(e) => return Err(format!("send to worker: {e}")),
-            }
         }
     }
 
@@ -1310,15 +1287,15 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Sends one message (split into several if it has more requests than a worker takes at
-    /// once), passing `pass_fd` with the first. A worker already gone is not an error: its
-    /// collection finds out.
+    /// Sends one message of requests (split into several if it has more than a worker takes
+    /// at once), passing `pass_fd` with the first; `false` if the peer is already gone (not an
+    /// error: the step's collection finds out).
     fn send_message(
         &mut self,
         fd: RawFd,
         words: &[u64],
         pass_fd: Option<RawFd>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let mut pass_fd = pass_fd;
         for chunk in words.chunks(worker::MAX_BATCH * REQ_WORDS) {
             // SAFETY: viewing u64 words as bytes of the same length (native order, as the
@@ -1335,12 +1312,12 @@ impl Coordinator {
                 {
                     Ok(_) => break,
                     Err(Errno::EINTR) => continue,
-                    Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(()),
+                    Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Ok(false),
                     Err(e) => return Err(format!("send to worker: {e}")),
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Reads what step `step` produced, in program order, into `run`; passes the step's turn
@@ -1421,7 +1398,7 @@ impl Coordinator {
         bases: &mut [Option<u64>],
     ) -> Result<Outcome, String> {
         let p = op.proc().0 as usize;
-        let (st, head, payload, ()) = match reply {
+        let (st, head, payload) = match reply {
             Reply::Hung => {
                 // A hang is an observation (an emulator's deadlock is a finding): the worker is
                 // killed and the op says so.
@@ -1443,7 +1420,7 @@ impl Coordinator {
             }
             Reply::Msg {
                 st, head, payload, ..
-            } => (st, head, payload, ()),
+            } => (st, head, payload),
         };
         match st {
             status::OK => {}
