@@ -124,8 +124,9 @@ impl Scratch {
 /// fork. A process only ever writes its own slot, and processes of different programs never
 /// use a slot at once: a finished tree is killed before the next program starts, the spare
 /// root (slot 0) receives and replies only once its program has started, and the zygote has a
-/// slot of its own. If the mapping cannot be made shared (an interposed libc that makes it
-/// private), it is private memory like any other: slower, still correct.
+/// slot of its own. A page after the slots is the tree's board (`Turn`, `Board`). The mapping
+/// is made with the mmap system call itself, out of an interposed libc's reach; where even that
+/// fails, the executor refuses to start (the turns need shared memory).
 struct ProcSlots {
     base: *mut u8,
     slot_len: usize,
@@ -395,7 +396,8 @@ impl ProcSlots {
         } as *mut c_void;
         if p == libc::MAP_FAILED || (p as isize) < 0 {
             // No shared memory: one private slot, leaked for the process's life (u64 words,
-            // so that the request and reply areas are aligned), and no turns.
+            // so that the request and reply areas are aligned), and no turns, which the
+            // executor sees (`Turn::works`) and refuses to start.
             let words = vec![0u64; slot_len / 8];
             return ProcSlots {
                 base: Box::leak(words.into_boxed_slice()).as_mut_ptr() as *mut u8,
