@@ -34,7 +34,7 @@ struct ExecArgs {
     #[arg(long, value_name = "CMD")]
     under: Option<String>,
     /// Test only: make the executor commit a deliberate fault (drop-child-write,
-    /// private-as-shared) to show that the checker catches it.
+    /// private-as-shared, hang-pipe-read) to show that the checker catches it.
     #[arg(long, value_name = "FAULT", hide = true)]
     inject: Vec<String>,
     /// Seconds one op may take before its worker counts as hung (an observation: it is killed
