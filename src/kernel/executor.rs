@@ -71,16 +71,12 @@ struct Coordinator {
     buf_fd: RawFd,
     next_reply: usize,
     reply_at: usize,
-    /// A worker killed as hung whose unsent replies were loaded into `buf`: once they are
-    /// read, the next reply from this fd is `Hung`.
-    hung_fd: Option<RawFd>,
-    /// The socket of the worker (of this program) whose unsent replies `salvage` read.
+    /// The socket of the worker (of this program) killed as hung, whose unsent replies
+    /// `salvage` loaded into `buf`: once they are read, every reply from it is `Hung`.
     salvaged: Option<RawFd>,
-    /// The workers' slots (`worker::SlotsView`).
+    /// The workers' slots and the trees' board (`worker::SlotsView`).
     slots: worker::SlotsView,
-    /// The trees' turn word and board, and the next turn to hand out (never 0).
-    turn: worker::Turn,
-    board: worker::Board,
+    /// The next turn to hand out (never 0).
     next_turn: u32,
     /// The process that forks every program's root (`worker::serve_zygote`).
     zygote: Worker,
@@ -159,11 +155,8 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         buf_fd: -1,
         next_reply: 0,
         reply_at: 0,
-        hung_fd: None,
         salvaged: None,
         slots,
-        turn: slots.turn,
-        board: slots.board(),
         next_turn: 1,
         spare: None,
         dying: Vec::new(),
@@ -690,7 +683,6 @@ impl Coordinator {
         let mut run = KernelRun::default();
         self.direct_reads = direct_reads_allowed(program);
         let mut workers: Vec<Option<Worker>> = (0..caps::MAX_PROCS).map(|_| None).collect();
-        let mut bases: Vec<Option<u64>> = vec![None; caps::MAX_MAPS];
         let root = match self.take_root() {
             Ok(w) => w,
             Err(e) => {
@@ -703,9 +695,8 @@ impl Coordinator {
         self.dying.retain(|g| *g != pgid);
         self.guardian.watch(pgid);
         workers[0] = Some(root);
-        self.board.clear_bases();
+        self.slots.board().clear_bases();
         self.salvaged = None;
-        self.hung_fd = None;
         self.buf_len = 0;
         self.next_reply = 0;
         let ops = &program.ops;
@@ -751,9 +742,7 @@ impl Coordinator {
         self.ask_spare();
         if run.harness_error.is_none() {
             for step in &steps {
-                if let Err(e) =
-                    self.collect(ops, step, &mut workers, &mut unborn, &mut bases, &mut run)
-                {
+                if let Err(e) = self.collect(ops, step, &mut workers, &mut unborn, &mut run) {
                     run.harness_error = Some(format!("{}: {e}", step.describe(ops)));
                     break;
                 }
@@ -896,8 +885,7 @@ impl Coordinator {
     /// message. Each worker socket carries SO_RCVTIMEO = the op deadline, so a hung worker
     /// shows as EAGAIN, without a poll per message.
     fn recv(&mut self, fd: RawFd) -> Result<Reply, String> {
-        if self.next_reply >= self.buf_len && self.hung_fd == Some(fd) {
-            self.hung_fd = None;
+        if self.next_reply >= self.buf_len && self.salvaged == Some(fd) {
             return Ok(Reply::Hung);
         }
         if self.next_reply < self.buf_len {
@@ -983,7 +971,6 @@ impl Coordinator {
         self.buf_len = words.len();
         self.buf_fd = fd;
         self.next_reply = 0;
-        self.hung_fd = Some(fd);
         self.next_from_buffer(None)
     }
 
@@ -1329,7 +1316,6 @@ impl Coordinator {
         step: &Step,
         workers: &mut [Option<Worker>],
         unborn: &mut [Option<(OwnedFd, Option<OwnedFd>)>],
-        bases: &mut [Option<u64>],
         run: &mut KernelRun,
     ) -> Result<(), String> {
         match step {
@@ -1353,12 +1339,10 @@ impl Coordinator {
                     if let Reply::Hung = reply {
                         reply = self.salvage(p, fd, workers)?;
                     }
-                    let outcome = self.outcome(op, reply, workers, unborn, bases)?;
+                    let outcome = self.outcome(op, reply, workers, unborn)?;
                     run.outcomes.push(outcome);
                 }
-                if *pass != 0 && !self.turn.has_reached(*pass) {
-                    self.turn.pass(*pass);
-                }
+                self.slots.turn.pass(*pass);
             }
             Step::Views {
                 after,
@@ -1373,17 +1357,13 @@ impl Coordinator {
                     }
                 }
                 // Complete whatever a viewer that died could not.
-                if !self.turn.has_reached(*next) {
-                    self.turn.pass(*next);
-                }
+                self.slots.turn.pass(*next);
                 run.snapshots.push((*after, snap));
             }
             Step::Dump { dump, pass, .. } => {
                 let bytes = self.read_dump(dump, workers);
                 run.dumps.push((*dump, bytes));
-                if !self.turn.has_reached(*pass) {
-                    self.turn.pass(*pass);
-                }
+                self.slots.turn.pass(*pass);
             }
         }
         Ok(())
@@ -1395,7 +1375,6 @@ impl Coordinator {
         reply: Reply,
         workers: &mut [Option<Worker>],
         unborn: &mut [Option<(OwnedFd, Option<OwnedFd>)>],
-        bases: &mut [Option<u64>],
     ) -> Result<Outcome, String> {
         let p = op.proc().0 as usize;
         let (st, head, payload) = match reply {
@@ -1442,8 +1421,6 @@ impl Coordinator {
         }
         Ok(match *op {
             Op::Map { .. } | Op::MapAt { .. } | Op::Remap { .. } => {
-                let created = op.creates().expect("creates a handle");
-                bases[created.0 as usize] = Some(head[1]);
                 Outcome::Mapped { addr: head[1] }
             }
             Op::Read { .. } | Op::PipeRead { .. } => Outcome::Read {

@@ -254,16 +254,6 @@ impl Turn {
             }
         }
     }
-
-    /// The turn now (for the coordinator: whether a pass is still owed).
-    pub fn now(&self) -> Option<u32> {
-        // SAFETY: as in `pass`.
-        (!self.0.is_null()).then(|| unsafe { &*self.0 }.load(Ordering::Acquire))
-    }
-
-    pub fn has_reached(&self, t: u32) -> bool {
-        self.now().is_none_or(|now| Self::reached(now, t))
-    }
 }
 
 /// Byte offsets in the board page (after the slots): the turn word, then per process handle
