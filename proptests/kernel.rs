@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use common::{Generated, Property, Ran, passed, programs};
 use cowcheck::campaign;
-use cowcheck::check::{self, Verdict};
+use cowcheck::check::Verdict;
 use cowcheck::kernel::{Executor, ExecutorConfig};
 use cowcheck::program::Program;
 use cowcheck::report;
@@ -48,10 +48,10 @@ fn start(config: &ExecutorConfig) -> Executor {
 
 /// Checks one program; on a divergence, the reason carries the trace and the report.
 fn agrees(executor: &mut Executor, program: &Program) -> Result<(), String> {
-    match check::check(executor, program) {
+    match cowcheck::trial::run(executor, program, None) {
         Ok((Verdict::Agreed(_), _)) => Ok(()),
         Ok((Verdict::Diverged(d), run)) => {
-            let pages = check::page_diffs(executor, program, &run, &d);
+            let pages = cowcheck::trial::page_diffs(executor, program, &run, &d);
             Err(format!(
                 "divergence ({}):\n{}program:\n{program}",
                 d.signature(program),
@@ -91,7 +91,7 @@ fn kernel_report(
     let mut executor = start(config);
     let mut programs: Vec<(&str, Program)> = vec![("proptest-minimal", program.clone())];
     let mut text = reason.to_string();
-    if let Ok((Verdict::Diverged(d), _)) = check::check(&mut executor, program) {
+    if let Ok((Verdict::Diverged(d), _)) = cowcheck::trial::run(&mut executor, program, None) {
         match campaign::explain(&mut executor, 0, program, d) {
             Ok(finding) => {
                 text.push_str(&format!(

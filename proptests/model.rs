@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{Generated, Property, Ran, passed, programs};
 use cowcheck::model::{Life, MapHandle, Model, PageState};
-use cowcheck::outcome::{Outcome, PROT_R, PROT_W, Snapshot, digest};
+use cowcheck::program::outcome::{Outcome, PROT_R, PROT_W, Snapshot, digest};
 use cowcheck::program::{MapId, MapKind, Op, PageRange, Pattern, ProcId, Program, Span, caps};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -855,7 +855,7 @@ fn shrink_further<X>(
     x: &X,
     check: &dyn Fn(&Program, &X) -> Result<Checked, String>,
 ) -> (Program, String) {
-    let shrunk = cowcheck::shrink::shrink(program, |cand| check(cand, x).is_err());
+    let shrunk = cowcheck::check::shrink::shrink(program, |cand| check(cand, x).is_err());
     let message = match check(&shrunk, x) {
         Err(m) => m,
         Ok(_) => "(the shrunk program passes; see the original)".to_string(),

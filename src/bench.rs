@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::check::{self, Verdict};
+use crate::check::Verdict;
 use crate::kernel::{Executor, HarnessError};
 use crate::program::Program;
 use crate::program::generate::{GenConfig, random_program};
@@ -125,7 +125,7 @@ pub fn measure(
         None => random_program(seed, index, generator),
     };
     for i in 0..20 {
-        check::check(executor, &program(u64::MAX - i))?;
+        crate::trial::run(executor, &program(u64::MAX - i), None)?;
     }
     executor.fork_bench(100)?;
     let (mut round_us, mut bare_us) = (Vec::new(), Vec::new());
@@ -149,7 +149,7 @@ pub fn measure(
             let run = executor.collect()?;
             wait_time += w.elapsed();
             let m = Instant::now();
-            let verdict = check::judge_covered(executor, p, &run, None)?;
+            let verdict = crate::trial::judge(executor, p, &run, None)?;
             model_time += m.elapsed();
             if let Verdict::Diverged(_) = verdict {
                 divergences += 1;

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::check::{self, Divergence, PageDiff, Verdict};
+use crate::check::shrink;
+use crate::check::{Divergence, PageDiff, Verdict};
 use crate::kernel::{Executor, HarnessError};
 use crate::program::generate::{GenConfig, random_program};
 use crate::program::{OpKind, Program};
-use crate::shrink;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ pub struct Summary {
     /// Programs in which each op kind ran at least once, indexed like `OpKind::ALL`.
     pub programs_with: [u64; OpKind::ALL.len()],
     /// Semantic cells reached (see `coverage`).
-    pub cells: crate::coverage::CellSet,
+    pub cells: crate::check::coverage::CellSet,
 }
 
 /// A divergence, shrunk and explained.
@@ -111,8 +111,8 @@ pub fn run(
         }
         let run = executor.collect()?;
         // The cells are read off the comparison's own model run, as the fuzzer reads them.
-        let mut cells = crate::coverage::CellSet::new();
-        let verdict = check::judge_covered(executor, &program, &run, Some(&mut cells))?;
+        let mut cells = crate::check::coverage::CellSet::new();
+        let verdict = crate::trial::judge(executor, &program, &run, Some(&mut cells))?;
         summary.programs += 1;
         summary.cells.union(&cells);
         for (k, kind) in OpKind::ALL.iter().enumerate() {
@@ -171,24 +171,24 @@ pub fn explain(
     let shrunk = shrink::shrink(program, |cand| {
         Instant::now() < budget_end
             && matches!(
-                check::check(executor, cand),
+                crate::trial::run(executor, cand, None),
                 Ok((Verdict::Diverged(d), _)) if d.signature(cand) == signature
             )
     });
     // Re-check the shrunk program to report its own divergence (same shape, its own numbers).
-    let (verdict, run) = check::check(executor, &shrunk)?;
+    let (verdict, run) = crate::trial::run(executor, &shrunk, None)?;
     let (shrunk, divergence, run) = match verdict {
         Verdict::Diverged(d) => (shrunk, d, run),
         // Not reproducible on a rerun: report the original as it was.
         Verdict::Agreed(_) => {
-            let (v, run) = check::check(executor, program)?;
+            let (v, run) = crate::trial::run(executor, program, None)?;
             match v {
                 Verdict::Diverged(d) => (program.clone(), d, run),
                 Verdict::Agreed(_) => (program.clone(), divergence, run),
             }
         }
     };
-    let pages = check::page_diffs(executor, &shrunk, &run, &divergence);
+    let pages = crate::trial::page_diffs(executor, &shrunk, &run, &divergence);
     Ok(Finding {
         index,
         original: program.clone(),

@@ -14,11 +14,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::check::{self, Verdict as CheckVerdict};
+use crate::check::Verdict as CheckVerdict;
 use crate::env::Environment;
 use crate::kernel::{DumpRequest, Executor, ExecutorConfig, HarnessError};
 use crate::model::Model;
-use crate::outcome::Outcome;
+use crate::program::outcome::Outcome;
 use crate::program::{Op, Program, Span, trace};
 
 /// One scenario file.
@@ -168,7 +168,7 @@ pub fn load(path: &Path, env: &Environment) -> Result<Program, Verdict> {
 /// Runs one loaded scenario on the kernel and the model.
 pub fn check_program(executor: &mut Executor, program: &Program) -> Result<Verdict, HarnessError> {
     let ps = executor.page_size();
-    let (verdict, run) = check::check(executor, program)?;
+    let (verdict, run) = crate::trial::run(executor, program, None)?;
     let mut reasons = Vec::new();
     if let CheckVerdict::Diverged(d) = &verdict {
         let text = crate::report::divergence_text(program, d, &[]);

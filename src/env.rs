@@ -189,17 +189,7 @@ fn status_field(path: &str, name: &str) -> Option<String> {
 fn libc_identity() -> (String, String) {
     #[cfg(target_env = "gnu")]
     {
-        let mut buf = [0u8; 128];
-        // SAFETY: confstr writes at most buf.len() bytes, NUL-terminated, into our buffer.
-        let n = unsafe {
-            libc::confstr(
-                libc::_CS_GNU_LIBC_VERSION,
-                buf.as_mut_ptr() as *mut libc::c_char,
-                buf.len(),
-            )
-        };
-        if n > 0 && n <= buf.len() {
-            let text = String::from_utf8_lossy(&buf[..n - 1]).into_owned();
+        if let Some(text) = crate::kernel::probe::libc_version() {
             return match text.split_once(' ') {
                 Some((name, version)) => (name.to_string(), version.to_string()),
                 None => ("glibc".into(), text),
@@ -216,21 +206,6 @@ fn libc_identity() -> (String, String) {
         ("unknown".into(), UNAVAILABLE.into())
     }
 }
-
-/// `madvise` advices scenarios may need, by their MADV_ name and number
-/// (asm-generic/mman-common.h; GUARD_INSTALL is 102 since 6.13).
-const ADVICES: &[(&str, i32)] = &[
-    ("MADV_DONTNEED", 4),
-    ("MADV_FREE", 8),
-    ("MADV_REMOVE", 9),
-    ("MADV_DONTFORK", 10),
-    ("MADV_WIPEONFORK", 18),
-    ("MADV_COLD", 20),
-    ("MADV_PAGEOUT", 21),
-    ("MADV_POPULATE_READ", 22),
-    ("MADV_POPULATE_WRITE", 23),
-    ("MADV_GUARD_INSTALL", 102),
-];
 
 /// Every feature probe. Each costs one syscall at most and changes nothing.
 fn probes() -> Vec<Probe> {
@@ -256,19 +231,14 @@ fn probes() -> Vec<Probe> {
             Err(e) => format!("/proc/self/maps: {e}"),
         },
     });
-    for &(name, advice) in ADVICES {
-        // madvise(0, 0, advice) returns 0 if and only if the kernel knows the advice
-        // (SEMANTICS F0): a feature probe that touches no memory.
-        // SAFETY: a zero-length range names no memory at all.
-        let r = unsafe { libc::madvise(std::ptr::null_mut(), 0, advice) };
-        let errno = nix::errno::Errno::last();
+    for &(name, advice) in crate::program::tables::madv::NAMES {
+        let known = crate::kernel::probe::advice_known(advice);
         out.push(Probe {
             name: name.into(),
-            available: r == 0,
-            detail: if r == 0 {
-                format!("madvise(0, 0, {advice}) = 0")
-            } else {
-                format!("madvise(0, 0, {advice}): {}", errno.desc())
+            available: known.is_ok(),
+            detail: match known {
+                Ok(()) => format!("madvise(0, 0, {advice}) = 0"),
+                Err(errno) => format!("madvise(0, 0, {advice}): {}", errno.desc()),
             },
         });
     }

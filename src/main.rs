@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use cowcheck::campaign::{self, CampaignConfig, Finding, Summary};
-use cowcheck::check::{self, Verdict};
+use cowcheck::check::Verdict;
 use cowcheck::kernel::{Executor, ExecutorConfig, HarnessError};
 use cowcheck::model::Model;
 use cowcheck::program::generate::GenConfig;
@@ -490,7 +490,7 @@ fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
     println!(
         "  semantic cells  {} of {} (op x mapping kind x page state x sharing)",
         s.cells.len(),
-        cowcheck::coverage::CELLS
+        cowcheck::check::coverage::CELLS
     );
     // The (operation x mapping kind) projection: how many semantic cells each pair reached.
     println!("  cells reached per operation and mapping kind:");
@@ -563,7 +563,8 @@ fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<Pat
         .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
     // The C reproducer beside it, for people without Rust (when the generator knows every op).
     let c_path = path.with_extension("c");
-    match cowcheck::repro_c::generate(&program, ex.page_size(), &path.display().to_string()) {
+    match cowcheck::report::repro_c::generate(&program, ex.page_size(), &path.display().to_string())
+    {
         Ok(c) => std::fs::write(&c_path, c).map_err(|e| {
             Fatal(format!(
                 "cannot save the C reproducer to {}: {e}",
@@ -647,7 +648,7 @@ fn summary_json(
 fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
     let config = executor_config(exec)?;
     let mut executor = Executor::start(&config)?;
-    let (verdict, run) = check::check(&mut executor, &program)?;
+    let (verdict, run) = cowcheck::trial::run(&mut executor, &program, None)?;
     let divergence = match &verdict {
         Verdict::Diverged(d) => Some(d.clone()),
         Verdict::Agreed(_) => None,
@@ -657,7 +658,7 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
             .ops
             .iter()
             .zip(&run.outcomes)
-            .map(|(op, o)| serde_json::json!({"op": op.to_string(), "kernel": report::describe_outcome(o)}))
+            .map(|(op, o)| serde_json::json!({"op": op.to_string(), "kernel": cowcheck::program::outcome::describe_outcome(o)}))
             .collect();
         let v = serde_json::json!({
             "kernel": { "release": executor.hello.release, "machine": executor.hello.machine },
@@ -666,7 +667,7 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
             "divergence": divergence.as_ref().map(|d| serde_json::json!({
                 "signature": d.signature(&program),
                 "op_index": d.op_index,
-                "report": report::divergence_text(&program, d, &check::page_diffs(&mut executor, &program, &run, d)),
+                "report": report::divergence_text(&program, d, &cowcheck::trial::page_diffs(&mut executor, &program, &run, d)),
             })),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -688,7 +689,7 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
             "  {:>3}  {:<36} {}",
             i + 1,
             op.to_string(),
-            report::describe_outcome(o)
+            cowcheck::program::outcome::describe_outcome(o)
         );
         if let Some((_, snap)) = run.snapshots.iter().find(|(j, _)| *j == i) {
             let live: Vec<String> = snap
@@ -704,7 +705,7 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
     }
     match divergence {
         Some(d) => {
-            let pages = check::page_diffs(&mut executor, &program, &run, &d);
+            let pages = cowcheck::trial::page_diffs(&mut executor, &program, &run, &d);
             println!();
             println!("DIVERGENCE ({})", d.signature(&program));
             print!("{}", report::divergence_text(&program, &d, &pages));
@@ -731,8 +732,8 @@ fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
         let outcome = model
             .apply(op, None)
             .map_err(|e| Fatal(format!("model: {e}")))?;
-        let mut line = report::describe_outcome(&outcome);
-        if let (Op::Read { map, span, proc }, cowcheck::outcome::Outcome::Read { .. }) =
+        let mut line = cowcheck::program::outcome::describe_outcome(&outcome);
+        if let (Op::Read { map, span, proc }, cowcheck::program::outcome::Outcome::Read { .. }) =
             (op, &outcome)
             && let Some(h) = model.handle(*map)
         {
@@ -793,7 +794,7 @@ fn cmd_shrink(
 ) -> Result<u8, Fatal> {
     let config = executor_config(exec)?;
     let mut executor = Executor::start(&config)?;
-    let (verdict, _) = check::check(&mut executor, &program)?;
+    let (verdict, _) = cowcheck::trial::run(&mut executor, &program, None)?;
     let divergence = match verdict {
         Verdict::Agreed(_) => {
             println!(
@@ -893,7 +894,7 @@ fn cmd_corpus(dir: &Path, tap: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
 }
 
 fn cmd_repro_c(file: &Path, build: bool, out: Option<PathBuf>) -> Result<u8, Fatal> {
-    use cowcheck::repro_c;
+    use cowcheck::report::repro_c;
     let program = load_trace(file)?;
     let c = repro_c::generate(&program, host_page_size(), &file.display().to_string())
         .map_err(|e| Fatal(format!("{}: {e}", file.display())))?;

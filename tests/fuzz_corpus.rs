@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
 use cowcheck::campaign;
-use cowcheck::check::{self, Verdict};
+use cowcheck::check::Verdict;
 use cowcheck::kernel::{Executor, ExecutorConfig};
 use cowcheck::program::generate::{self, GenConfig, RawOp};
 use cowcheck::program::{Op, Program, trace};
@@ -69,7 +69,7 @@ fn every_committed_corpus_input_agrees_with_the_model() {
             path.display()
         );
         ops += program.ops.len();
-        let (verdict, _) = check::check(&mut ex, &program)
+        let (verdict, _) = cowcheck::trial::run(&mut ex, &program, None)
             .unwrap_or_else(|e| panic!("harness error on {}: {e}", path.display()));
         if let Verdict::Diverged(d) = verdict {
             let f = campaign::explain(&mut ex, 0, &program, d).expect("shrink");

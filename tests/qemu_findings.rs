@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cowcheck::check::{self, Verdict};
+use cowcheck::check::Verdict;
 use cowcheck::kernel::{Executor, ExecutorConfig};
 use cowcheck::program::trace;
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -66,7 +66,7 @@ fn check_finding(path: &Path) -> Result<(), Failed> {
         .ok_or("the file must say its shape in `# qemu-user finding N: SHAPE`")?;
 
     let mut qemu = executor(&["qemu-x86_64"])?;
-    match check::check(&mut qemu, &program)? {
+    match cowcheck::trial::run(&mut qemu, &program, None)? {
         (Verdict::Diverged(d), _) => {
             let got = d.signature(&program);
             if got != shape {
@@ -79,7 +79,7 @@ fn check_finding(path: &Path) -> Result<(), Failed> {
     }
 
     let mut native = executor(&[])?;
-    match check::check(&mut native, &program)? {
+    match cowcheck::trial::run(&mut native, &program, None)? {
         (Verdict::Agreed(_), _) => Ok(()),
         (Verdict::Diverged(d), _) => Err(format!(
             "natively the kernel and the model disagree: {}",

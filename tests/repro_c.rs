@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cowcheck::model::Model;
-use cowcheck::outcome::Outcome;
+use cowcheck::program::outcome::Outcome;
 use cowcheck::program::{MapKind, Op, Program, trace};
-use cowcheck::repro_c;
+use cowcheck::report::repro_c;
 
 fn have_cc() -> bool {
     Command::new("cc")

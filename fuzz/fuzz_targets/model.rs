@@ -13,9 +13,9 @@
 //! - nothing leaks: once every process has exited, no frame is in use.
 #![no_main]
 
-use cowcheck::coverage;
+use cowcheck::check::coverage;
 use cowcheck::model::{Life, Model, PageState};
-use cowcheck::outcome::{Outcome, Snapshot};
+use cowcheck::program::outcome::{Outcome, Snapshot};
 use cowcheck::program::generate::{self, GenConfig};
 use cowcheck::program::{Op, ProcId, Program, caps};
 use cowcheck_fuzz::CellHits;

@@ -72,7 +72,9 @@ fuzz_target!(|data: &[u8]| {
     // No panic: as a baseline it only counts. Forking the fuzzing process (ASan interceptors,
     // libFuzzer's threads) makes spurious failures, such as a worker that hangs inside an
     // intercepted call; they are counted and shown once per shape.
-    if let Err(d) = check::compare(&program, &run, page_size) {
+    if let Ok(check::Verdict::Diverged(d)) =
+        check::compare(&program, &run, check::Options::new(page_size))
+    {
         let shape = d.signature(&program);
         let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
         if !seen.contains(&shape) {

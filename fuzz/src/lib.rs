@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use cowcheck::campaign;
 use cowcheck::check::{self, Verdict};
-use cowcheck::coverage::{CELLS, CONFIGS, Cell, CellSet};
+use cowcheck::check::coverage::{CELLS, CONFIGS, Cell, CellSet};
 use cowcheck::kernel::{Executor, ExecutorConfig};
 use cowcheck::program::Program;
 use cowcheck::program::generate::{self, GenConfig};
@@ -149,7 +149,7 @@ impl CellHits {
 /// Records the cells that `program` reaches (on a model run alone) as this input's coverage.
 pub fn publish_program_cells(program: &Program, page_size: usize) {
     let mut hits = CellHits::default();
-    cowcheck::coverage::walk_covered(program, page_size, &mut hits);
+    cowcheck::check::coverage::walk_covered(program, page_size, &mut hits);
     hits.publish();
 }
 
@@ -313,7 +313,7 @@ pub fn check_program(program: &Program) {
     for attempt in 0..2 {
         let mut hits = CellHits::default();
         let result = with_executor(|ex| {
-            let checked = check::check_covered(ex, program, &mut hits);
+            let checked = cowcheck::trial::run(ex, program, Some(&mut hits));
             match checked {
                 Ok((Verdict::Agreed(_), _)) => Ok(None),
                 Ok((Verdict::Diverged(d), _)) if keep_going => {

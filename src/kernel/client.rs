@@ -128,7 +128,7 @@ impl Executor {
                 page_size: 0,
                 release: String::new(),
                 machine: String::new(),
-                features: crate::model::Features::ALL,
+                features: crate::program::features::Features::ALL,
             },
             in_flight: 0,
         };

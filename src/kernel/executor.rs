@@ -29,7 +29,7 @@ use super::protocol::{
     REQ_WORDS, region_from_words, status, verb,
 };
 use super::worker::{self, Scratch};
-use crate::outcome::{Death, Outcome, ProcView, Snapshot};
+use crate::program::outcome::{Death, Outcome, ProcView, Snapshot};
 use crate::program::{
     Advice, BadArg, MapId, MapKind, Op, Pattern, PlaceHow, ProcId, Program, Prot, Syscall, Via,
     caps, trace,
@@ -287,7 +287,7 @@ impl Guardian {
 
 /// Finds out what the kernel supports by trying each thing once, in the executor itself, before
 /// any program runs (never by parsing the version: backports and emulators make versions lie).
-fn probe_features(ps: usize) -> crate::model::Features {
+fn probe_features(ps: usize) -> crate::program::features::Features {
     // SAFETY: every call below works on a scratch mapping made and removed here, or is
     // madvise(NULL, 0, advice), which touches nothing (SEMANTICS F0: returns 0 iff the advice
     // is supported).
@@ -329,7 +329,7 @@ fn probe_features(ps: usize) -> crate::model::Features {
             })
         };
         let guard = advice_known(102);
-        crate::model::Features {
+        crate::program::features::Features {
             guard,
             guard_shared: guard && works_on(libc::MAP_SHARED, &|p| libc::madvise(p, ps, 102) == 0),
             populate: advice_known(libc::MADV_POPULATE_READ),

@@ -5,7 +5,7 @@
 //! memory, `/dev/zero` for a private mapping of /dev/zero, `/dev/zero (deleted)` for a shmem
 //! object (shared anonymous or shared /dev/zero).
 
-use crate::outcome::{Backing, PROT_R, PROT_W, PROT_X, Region};
+use crate::program::outcome::{Backing, PROT_R, PROT_W, PROT_X, Region};
 
 /// One line of /proc/self/maps.
 #[derive(Clone, Copy, Debug)]

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod executor;
 pub mod maps;
+pub mod probe;
 pub mod protocol;
 pub mod worker;
 

@@ -12,7 +12,8 @@
 //!   stdin and stdout; a request carries the program as its text trace (the one format), the
 //!   reply carries outcomes, snapshots and page dumps in a small binary encoding.
 
-use crate::outcome::{Backing, Death, Outcome, ProcView, Region, Snapshot};
+use crate::program::outcome::{Backing, Death, Outcome, ProcView, Region, Snapshot};
+pub use crate::program::outcome::{DumpRequest, KernelRun};
 use crate::program::{MapId, ProcId};
 
 pub const REQ_WORDS: usize = 10;
@@ -107,29 +108,6 @@ pub fn region_from_words(start: u64, end: u64, flags: u64) -> Region {
     }
 }
 
-/// A page whose full bytes the front wants after an op (for a divergence report): named by
-/// handles, never by address, so it means the same in every run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct DumpRequest {
-    pub after_op: u32,
-    pub proc: ProcId,
-    pub map: MapId,
-    pub page: u16,
-}
-
-/// Everything one program did on the kernel.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KernelRun {
-    /// One per op, in order; shorter than the program if the run was cut off by a harness error.
-    pub outcomes: Vec<Outcome>,
-    /// `(index of the op after which it was taken, snapshot)`.
-    pub snapshots: Vec<(usize, Snapshot)>,
-    /// Requested dumps; `None` when the page was not readable then.
-    pub dumps: Vec<(DumpRequest, Option<Vec<u8>>)>,
-    /// Set when the executor had to abandon the program (timeout, protocol, resources).
-    pub harness_error: Option<String>,
-}
-
 /// What the executor says when it starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
@@ -137,11 +115,11 @@ pub struct Hello {
     pub release: String,
     pub machine: String,
     /// What the kernel (or emulator) under the executor supports, probed by trying.
-    pub features: crate::model::Features,
+    pub features: crate::program::features::Features,
 }
 
 /// Features as a bit set on the wire, in `Features::list` order.
-pub fn features_bits(f: &crate::model::Features) -> u32 {
+pub fn features_bits(f: &crate::program::features::Features) -> u32 {
     f.list()
         .iter()
         .enumerate()
@@ -149,9 +127,9 @@ pub fn features_bits(f: &crate::model::Features) -> u32 {
         .sum()
 }
 
-pub fn features_from_bits(b: u32) -> crate::model::Features {
+pub fn features_from_bits(b: u32) -> crate::program::features::Features {
     let bit = |i: u32| b & (1 << i) != 0;
-    crate::model::Features {
+    crate::program::features::Features {
         guard: bit(0),
         guard_shared: bit(1),
         populate: bit(2),

@@ -22,8 +22,8 @@ use super::maps;
 use super::protocol::{
     REPLY_HEAD, REPLY_PAYLOAD, REQ_CREATES, REQ_RELOC, REQ_WORDS, region_flags, status, verb,
 };
-use crate::model::UNREADABLE;
-use crate::outcome::{Region, digest};
+use crate::program::outcome::UNREADABLE;
+use crate::program::outcome::{Region, digest};
 
 /// Faults the executor can be told to commit, so that tests can show the checker catching a
 /// broken kernel side. Never set in normal runs.
@@ -1573,7 +1573,7 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
             payload[i * 3 + 1],
             payload[i * 3 + 2],
         );
-        if r.prot & crate::outcome::PROT_R == 0 {
+        if r.prot & crate::program::outcome::PROT_R == 0 {
             continue;
         }
         if s.direct_reads {

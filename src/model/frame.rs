@@ -3,7 +3,7 @@
 //! every mapper writes them in place. Frames are explicit, not just values, so that a later
 //! physical channel (/proc/PID/pagemap PFNs) can be compared with them.
 
-use crate::outcome::digest;
+use crate::program::outcome::digest;
 
 /// A frame number. `FrameId::ZERO` is the shared zero page: what an untouched private page reads
 /// (SEMANTICS A6); it is never written.

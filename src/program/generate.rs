@@ -10,7 +10,7 @@ use super::op::{
     Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Program, Prot,
     RemapFlags, Span, Syscall, Validator, Via, caps,
 };
-use crate::model::Features;
+use crate::program::features::Features;
 
 /// One op's worth of raw choices; `build` resolves it against the program so far.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]

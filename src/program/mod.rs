@@ -1,8 +1,21 @@
-//! Programs: the op language (`op`), its text trace format (`trace`) and the generators that
-//! make random programs for `cowcheck run`, proptest and the fuzzer (`gen`).
+//! Programs and the vocabulary every layer shares. Nothing here makes a syscall.
+//!
+//! - `op`: the op language (processes, mappings, spans, ops) and `Program`.
+//! - `trace`: its text format, the one format of the CLI, corpus, fuzz artifacts and reports.
+//! - `generate`: random programs for `cowcheck run`, proptest and the fuzzer.
+//! - `outcome`: what an op did and what a process looks like (observations), and `KernelRun`.
+//! - `expect`: inline expectations (`=> 0xaa`) of traces.
+//! - `features`: what the target supports.
+//! - `tables`: errno, signal, `si_code` and `madvise` numbers, one table each.
 
+#![forbid(unsafe_code)]
+
+pub mod expect;
+pub mod features;
 pub mod generate;
 pub mod op;
+pub mod outcome;
+pub mod tables;
 pub mod trace;
 
 pub use op::*;

@@ -251,24 +251,25 @@ impl Advice {
     pub fn from_name(s: &str) -> Option<Advice> {
         Advice::ALL.into_iter().find(|a| a.name() == s)
     }
-    /// The MADV_* number (asm-generic/mman-common.h; the guard advices are 102/103 since 6.13).
+    /// The MADV_* number (`tables::madv`).
     pub fn number(self) -> i32 {
+        use crate::program::tables::madv;
         match self {
-            Advice::DontNeed => 4,
-            Advice::Free => 8,
-            Advice::Remove => 9,
-            Advice::DontFork => 10,
-            Advice::DoFork => 11,
-            Advice::WipeOnFork => 18,
-            Advice::KeepOnFork => 19,
-            Advice::PopulateRead => 22,
-            Advice::PopulateWrite => 23,
-            Advice::Cold => 20,
-            Advice::PageOut => 21,
-            Advice::GuardInstall => 102,
-            Advice::GuardRemove => 103,
-            Advice::HugePage => 14,
-            Advice::NoHugePage => 15,
+            Advice::DontNeed => madv::DONTNEED,
+            Advice::Free => madv::FREE,
+            Advice::Remove => madv::REMOVE,
+            Advice::DontFork => madv::DONTFORK,
+            Advice::DoFork => madv::DOFORK,
+            Advice::WipeOnFork => madv::WIPEONFORK,
+            Advice::KeepOnFork => madv::KEEPONFORK,
+            Advice::PopulateRead => madv::POPULATE_READ,
+            Advice::PopulateWrite => madv::POPULATE_WRITE,
+            Advice::Cold => madv::COLD,
+            Advice::PageOut => madv::PAGEOUT,
+            Advice::GuardInstall => madv::GUARD_INSTALL,
+            Advice::GuardRemove => madv::GUARD_REMOVE,
+            Advice::HugePage => madv::HUGEPAGE,
+            Advice::NoHugePage => madv::NOHUGEPAGE,
         }
     }
 }
@@ -709,7 +710,7 @@ pub struct Program {
     pub comments: Vec<Comment>,
     /// Inline expectations (`=> ...` on an op's line): `(op index, expectation)`, ascending,
     /// at most one per op (the printer writes the first).
-    pub expects: Vec<(usize, crate::expect::Expect)>,
+    pub expects: Vec<(usize, crate::program::expect::Expect)>,
 }
 
 impl Program {
@@ -722,7 +723,7 @@ impl Program {
     }
 
     /// The inline expectation of op `index`, if the trace wrote one.
-    pub fn expect_of(&self, index: usize) -> Option<&crate::expect::Expect> {
+    pub fn expect_of(&self, index: usize) -> Option<&crate::program::expect::Expect> {
         self.expects
             .iter()
             .find(|(i, _)| *i == index)

@@ -50,7 +50,7 @@
 //! lie inside their mapping, the caps hold); a violation is an error at the offending token.
 //!
 //! An op may end in an inline expectation, `=> EXPECT`, before any comment: what the op must do,
-//! checked against both the model and the kernel (see [`crate::expect`] for the forms, such as
+//! checked against both the model and the kernel (see [`crate::program::expect`] for the forms, such as
 //! `=> 0xaa`, `=> ramp 0x10`, `=> SIGSEGV maperr`, `=> EINVAL`, `=> ok`). The printer writes it
 //! as ` => EXPECT` right after the op; it is kept in [`Program::expects`].
 //!
@@ -166,7 +166,7 @@ pub fn parse(input: &[u8]) -> Result<Program, TraceError> {
             .admit(&op)
             .map_err(|e| TraceError::new(number, columns.of(e.culprit), e.message))?;
         if let Some((at, text)) = expect_text {
-            let expect = crate::expect::Expect::parse(text)
+            let expect = crate::program::expect::Expect::parse(text)
                 .map_err(|e| TraceError::new(number, at + e.offset, e.message))?;
             expect
                 .fits(&op)

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::model::{Life, Model, UNREADABLE};
-use crate::outcome::{BUS_ADRERR, Outcome, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV};
+use crate::program::outcome::{BUS_ADRERR, Outcome, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV};
 use crate::program::{
     Advice, BadArg, MapKind, Op, OpKind, Pattern, PlaceHow, ProcId, Program, Prot, Span, Syscall,
     Via, caps,
@@ -73,7 +73,7 @@ struct PipePage {
 
 impl PipePage {
     fn note(&mut self, bytes: Vec<u8>) {
-        let d = crate::outcome::digest(&bytes);
+        let d = crate::program::outcome::digest(&bytes);
         if !self.seen.iter().any(|(x, _)| *x == d) {
             self.seen.push((d, bytes));
         }
@@ -545,7 +545,7 @@ pub fn generate(program: &Program, page_size: usize, title: &str) -> Result<Stri
                 write!(f, ", .want = RES_FAILED, .want_errno = {errno}").ok();
                 format!(
                     "fails with {}",
-                    crate::expect::errno_name(*errno)
+                    crate::program::tables::errno_name(*errno)
                         .map_or_else(|| format!("errno {errno}"), String::from)
                 )
             }

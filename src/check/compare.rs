@@ -2,11 +2,10 @@
 //! divergence. The model consumes only what the kernel is free to choose (where a mapping was
 //! placed); everything else it predicts, and any difference is a divergence.
 
-use crate::coverage::{self, Cell};
-use crate::kernel::{DumpRequest, Executor, HarnessError, KernelRun};
+use crate::check::coverage::{self, Cell};
 use crate::model::{Features, Model, ModelError};
-use crate::outcome::{Outcome, ProcView, Region, Snapshot};
-use crate::program::{Op, ProcId, Program, Span};
+use crate::program::outcome::{KernelRun, Outcome, ProcView, Region, Snapshot};
+use crate::program::{Op, ProcId, Program};
 
 /// What differed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,20 +104,36 @@ pub struct Tally {
     pub snapshots: usize,
 }
 
-/// Replays the model along a kernel run and compares. Returns the tally of what agreed, or the
-/// first divergence.
-pub fn compare(program: &Program, run: &KernelRun, page_size: usize) -> Result<Tally, Divergence> {
-    compare_with(program, run, page_size, Features::ALL)
+/// How to compare: what the target said of itself, and where coverage goes.
+pub struct Options<'a> {
+    pub page_size: usize,
+    /// What the kernel under the executor supports (its hello); the model leans on it where
+    /// behaviour depends on it.
+    pub features: Features,
+    /// Where the semantic coverage of the run goes (see `coverage`), read off the model the
+    /// comparison steps anyway (one model run instead of two: the fuzzer's hot path). Nothing
+    /// is reported past a divergence.
+    pub coverage: Option<&'a mut dyn CoverageSink>,
 }
 
-/// `compare` for a kernel with these features.
-pub fn compare_with(
-    program: &Program,
-    run: &KernelRun,
-    page_size: usize,
-    features: Features,
-) -> Result<Tally, Divergence> {
-    compare_covered(program, run, page_size, features, None)
+impl<'a> Options<'a> {
+    /// A kernel that supports everything the model knows of, and no coverage.
+    pub fn new(page_size: usize) -> Options<'a> {
+        Options {
+            page_size,
+            features: Features::ALL,
+            coverage: None,
+        }
+    }
+    pub fn features(self, features: Features) -> Options<'a> {
+        Options { features, ..self }
+    }
+    pub fn coverage(self, sink: &'a mut dyn CoverageSink) -> Options<'a> {
+        Options {
+            coverage: Some(sink),
+            ..self
+        }
+    }
 }
 
 /// What a comparison reports about semantic coverage as it goes (see `coverage`): the cells
@@ -128,15 +143,42 @@ pub trait CoverageSink {
     fn config(&mut self, op_index: usize, config: usize);
 }
 
-/// `compare_with`, also reporting the semantic coverage of the run to `sink`, read off the
-/// model it steps anyway (one model run instead of two: the fuzzer's hot path).
-pub fn compare_covered(
-    program: &Program,
-    run: &KernelRun,
-    page_size: usize,
-    features: Features,
-    mut sink: Option<&mut dyn CoverageSink>,
-) -> Result<Tally, Divergence> {
+/// The verdict on one program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Agreed(Tally),
+    Diverged(Divergence),
+}
+
+/// A kernel run that ended before the program did (the executor gave up on it, or reported
+/// fewer ops) and agreed with the model as far as it went: no verdict, a harness matter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CutShort(pub String);
+
+/// The one comparison: replays the model along a kernel run and compares every outcome and
+/// every snapshot. A divergence anywhere in what ran is a verdict; a run that agreed but was
+/// cut short is not one.
+pub fn compare(program: &Program, run: &KernelRun, options: Options) -> Result<Verdict, CutShort> {
+    match compare_run(program, run, options) {
+        Err(d) => Ok(Verdict::Diverged(d)),
+        Ok(_) if run.harness_error.is_some() => {
+            Err(CutShort(run.harness_error.clone().unwrap_or_default()))
+        }
+        Ok(_) if run.outcomes.len() != program.ops.len() => Err(CutShort(format!(
+            "the executor reported {} of {} ops",
+            run.outcomes.len(),
+            program.ops.len()
+        ))),
+        Ok(t) => Ok(Verdict::Agreed(t)),
+    }
+}
+
+fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<Tally, Divergence> {
+    let Options {
+        page_size,
+        features,
+        coverage: mut sink,
+    } = options;
     let mut model = Model::with_features(page_size, features);
     let mut tally = Tally::default();
     let mut snaps = run.snapshots.iter().peekable();
@@ -235,84 +277,6 @@ pub fn compare_snapshots(expected: &Snapshot, observed: &Snapshot) -> Result<usi
     Ok(pages)
 }
 
-/// The verdict on one program.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Agreed(Tally),
-    Diverged(Divergence),
-}
-
-/// Runs a program on the kernel and compares it with the model.
-pub fn check(
-    executor: &mut Executor,
-    program: &Program,
-) -> Result<(Verdict, KernelRun), HarnessError> {
-    let run = executor.run(program, &[])?;
-    Ok((verdict_of(executor, program, &run)?, run))
-}
-
-/// `check`, also reporting the program's semantic coverage to `sink` (from the comparison's
-/// own model run; nothing when the run is cut short by a divergence before the end).
-pub fn check_covered(
-    executor: &mut Executor,
-    program: &Program,
-    sink: &mut dyn CoverageSink,
-) -> Result<(Verdict, KernelRun), HarnessError> {
-    let run = executor.run(program, &[])?;
-    Ok((verdict_covered(executor, program, &run, Some(sink))?, run))
-}
-
-fn verdict_of(
-    executor: &Executor,
-    program: &Program,
-    run: &KernelRun,
-) -> Result<Verdict, HarnessError> {
-    verdict_covered(executor, program, run, None)
-}
-
-/// The verdict on a kernel run that was collected separately (`Executor::submit` and
-/// `collect`, so that the executor runs the next program while this one is checked), with
-/// the program's semantic coverage reported to `sink` as in `check_covered`.
-pub fn judge_covered(
-    executor: &Executor,
-    program: &Program,
-    run: &KernelRun,
-    sink: Option<&mut dyn CoverageSink>,
-) -> Result<Verdict, HarnessError> {
-    verdict_covered(executor, program, run, sink)
-}
-
-fn verdict_covered(
-    executor: &Executor,
-    program: &Program,
-    run: &KernelRun,
-    sink: Option<&mut dyn CoverageSink>,
-) -> Result<Verdict, HarnessError> {
-    let verdict = match compare_covered(
-        program,
-        run,
-        executor.page_size(),
-        executor.hello.features,
-        sink,
-    ) {
-        Err(d) => Verdict::Diverged(d),
-        Ok(t) => {
-            if let Some(e) = &run.harness_error {
-                return Err(HarnessError::Program(e.clone()));
-            }
-            if run.outcomes.len() != program.ops.len() {
-                return Err(HarnessError::Program(format!(
-                    "the executor reported {} of {} ops",
-                    run.outcomes.len(),
-                    program.ops.len()
-                )));
-            }
-            Verdict::Agreed(t)
-        }
-    };
-    Ok(verdict)
-}
-
 /// One page shown in full in a report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageDiff {
@@ -321,87 +285,4 @@ pub struct PageDiff {
     pub addr: u64,
     pub expected: Option<Vec<u8>>,
     pub observed: Option<Vec<u8>>,
-}
-
-/// Fetches the full bytes behind a contents or read divergence: the model's from a replay of
-/// the model, the kernel's from a rerun of the program with page dumps.
-pub fn page_diffs(
-    executor: &mut Executor,
-    program: &Program,
-    run: &KernelRun,
-    d: &Divergence,
-) -> Vec<PageDiff> {
-    let ps = executor.page_size();
-    // Model state right after the diverging op, with the kernel's placements.
-    let mut model = Model::with_features(ps, executor.hello.features);
-    for (op, observed) in program.ops.iter().zip(&run.outcomes).take(d.op_index + 1) {
-        if model.step(op, Some(observed)).is_err() {
-            return Vec::new();
-        }
-    }
-    // (proc, addr, byte range within the page) of each page to show.
-    let mut wanted: Vec<(ProcId, u64, std::ops::Range<usize>)> = Vec::new();
-    match &d.difference {
-        Difference::Contents { proc, page, .. } => wanted.push((*proc, *page, 0..ps)),
-        Difference::Outcome {
-            proc,
-            expected: Outcome::Read { digests: e },
-            observed: Outcome::Read { digests: o },
-        } => {
-            if let Some(Op::Read { map, span, .. }) = program.ops.get(d.op_index)
-                && let Some(h) = model.handle(*map)
-            {
-                for (k, page) in span.page_range().pages().enumerate() {
-                    if e.get(k) != o.get(k) {
-                        let range = match span {
-                            Span::Pages(_) => 0..ps,
-                            Span::Bytes { .. } => span.bytes_in_page(ps),
-                        };
-                        wanted.push((*proc, h.base + page as u64 * ps as u64, range));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    wanted.truncate(4);
-    let dumps: Vec<DumpRequest> = wanted
-        .iter()
-        .filter_map(|(proc, addr, _)| {
-            let (map, page) = model.locate(*addr)?;
-            Some(DumpRequest {
-                after_op: d.op_index as u32,
-                proc: *proc,
-                map,
-                page,
-            })
-        })
-        .collect();
-    let rerun = executor.run(program, &dumps).ok();
-    wanted
-        .into_iter()
-        .map(|(proc, addr, range)| {
-            let located = model.locate(addr);
-            let label = match located {
-                Some((m, page)) => format!("{proc} {m} page {page}"),
-                None => format!("{proc} page {addr:#x} (outside every mapping handle)"),
-            };
-            let observed = located.and_then(|(map, page)| {
-                rerun.as_ref()?.dumps.iter().find_map(|(r, bytes)| {
-                    (r.proc == proc && r.map == map && r.page == page)
-                        .then(|| bytes.clone())
-                        .flatten()
-                })
-            });
-            PageDiff {
-                proc,
-                label,
-                addr,
-                expected: model
-                    .page_bytes(proc, addr)
-                    .map(|b| b[range.clone()].to_vec()),
-                observed: observed.map(|b| b.get(range.clone()).unwrap_or(&b).to_vec()),
-            }
-        })
-        .collect()
 }

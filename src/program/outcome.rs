@@ -3,13 +3,11 @@
 
 use crate::program::ProcId;
 
-/// `SIGSEGV` and `SIGBUS` numbers as Linux defines them on every architecture cowcheck targets.
-pub const SIGSEGV: i32 = 11;
-pub const SIGBUS: i32 = 7;
-/// `si_code` values (asm-generic/siginfo.h).
-pub const SEGV_MAPERR: i32 = 1;
-pub const SEGV_ACCERR: i32 = 2;
-pub const BUS_ADRERR: i32 = 2;
+pub use crate::program::tables::{BUS_ADRERR, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV};
+
+/// The digest a snapshot gives a page that could not be read (a guard page, a page past a
+/// shared object's end): no real page digests to it in practice, and both sides use it.
+pub const UNREADABLE: u64 = u64::MAX;
 
 /// How a process died inside an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -186,6 +184,68 @@ pub fn digest(bytes: &[u8]) -> u64 {
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     x ^= x >> 33;
     x
+}
+
+/// One line for an outcome.
+pub fn describe_outcome(o: &Outcome) -> String {
+    match o {
+        Outcome::Skipped => "skipped (process not alive, or mapping never made)".into(),
+        Outcome::Mapped { addr } => format!("mapped at {addr:#x}"),
+        Outcome::Failed { errno } => format!(
+            "failed: {} ({errno})",
+            nix::errno::Errno::from_raw(*errno).desc()
+        ),
+        Outcome::Done => "ok".into(),
+        Outcome::Hung => "no answer within the op deadline (hung; killed)".into(),
+        Outcome::Read { digests } => format!(
+            "read {} page(s), digests {}",
+            digests.len(),
+            short_digests(digests)
+        ),
+        Outcome::Killed { death, digests } => {
+            if digests.is_empty() {
+                death.describe()
+            } else {
+                format!(
+                    "{} after reading {} page(s), digests {}",
+                    death.describe(),
+                    digests.len(),
+                    short_digests(digests)
+                )
+            }
+        }
+    }
+}
+
+fn short_digests(d: &[u64]) -> String {
+    let mut s: Vec<String> = d.iter().take(4).map(|x| format!("{x:016x}")).collect();
+    if d.len() > 4 {
+        s.push("…".into());
+    }
+    s.join(" ")
+}
+
+/// A page whose full bytes the front wants after an op (for a divergence report): named by
+/// handles, never by address, so it means the same in every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DumpRequest {
+    pub after_op: u32,
+    pub proc: ProcId,
+    pub map: crate::program::MapId,
+    pub page: u16,
+}
+
+/// Everything one program did on the kernel: what the executor hands the checker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelRun {
+    /// One per op, in order; shorter than the program if the run was cut off by a harness error.
+    pub outcomes: Vec<Outcome>,
+    /// `(index of the op after which it was taken, snapshot)`.
+    pub snapshots: Vec<(usize, Snapshot)>,
+    /// Requested dumps; `None` when the page was not readable then.
+    pub dumps: Vec<(DumpRequest, Option<Vec<u8>>)>,
+    /// Set when the executor had to abandon the program (timeout, protocol, resources).
+    pub harness_error: Option<String>,
 }
 
 #[cfg(test)]

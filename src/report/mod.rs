@@ -2,9 +2,11 @@
 
 use std::fmt::Write;
 
+pub mod repro_c;
+
 use crate::check::{Difference, Divergence, PageDiff};
-use crate::outcome::{Outcome, Region};
 use crate::program::Program;
+use crate::program::outcome::Region;
 
 /// "0xaa×4096" or "0xaa×100 0x00×3996": a run-length summary of a page's bytes.
 pub fn describe_bytes(b: &[u8]) -> String {
@@ -37,45 +39,6 @@ pub fn describe_bytes(b: &[u8]) -> String {
         .map(|(v, n)| format!("0x{v:02x}×{n}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// One line for an outcome.
-pub fn describe_outcome(o: &Outcome) -> String {
-    match o {
-        Outcome::Skipped => "skipped (process not alive, or mapping never made)".into(),
-        Outcome::Mapped { addr } => format!("mapped at {addr:#x}"),
-        Outcome::Failed { errno } => format!(
-            "failed: {} ({errno})",
-            nix::errno::Errno::from_raw(*errno).desc()
-        ),
-        Outcome::Done => "ok".into(),
-        Outcome::Hung => "no answer within the op deadline (hung; killed)".into(),
-        Outcome::Read { digests } => format!(
-            "read {} page(s), digests {}",
-            digests.len(),
-            short_digests(digests)
-        ),
-        Outcome::Killed { death, digests } => {
-            if digests.is_empty() {
-                death.describe()
-            } else {
-                format!(
-                    "{} after reading {} page(s), digests {}",
-                    death.describe(),
-                    digests.len(),
-                    short_digests(digests)
-                )
-            }
-        }
-    }
-}
-
-fn short_digests(d: &[u64]) -> String {
-    let mut s: Vec<String> = d.iter().take(4).map(|x| format!("{x:016x}")).collect();
-    if d.len() > 4 {
-        s.push("…".into());
-    }
-    s.join(" ")
 }
 
 fn regions_text(r: &[Region]) -> String {
@@ -144,8 +107,16 @@ pub fn divergence_text(program: &Program, d: &Divergence, pages: &[PageDiff]) ->
             observed,
         } => {
             let _ = writeln!(out, "  {proc}'s result differs:");
-            let _ = writeln!(out, "    expected (model): {}", describe_outcome(expected));
-            let _ = writeln!(out, "    observed (kernel): {}", describe_outcome(observed));
+            let _ = writeln!(
+                out,
+                "    expected (model): {}",
+                crate::program::outcome::describe_outcome(expected)
+            );
+            let _ = writeln!(
+                out,
+                "    observed (kernel): {}",
+                crate::program::outcome::describe_outcome(observed)
+            );
         }
         Difference::Placement(e) => {
             let _ = writeln!(out, "  {e}");

@@ -18,7 +18,11 @@
 
 use std::fmt;
 
-use crate::outcome::{BUS_ADRERR, Outcome, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, digest};
+use crate::program::outcome::{Outcome, digest};
+use crate::program::tables::{
+    BUS_ADRERR, SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGSEGV, code_from_trace_name, code_trace_name,
+    errno_from_name, errno_name, signal_name,
+};
 use crate::program::{Op, Pattern, Span};
 
 /// What one op must do.
@@ -47,68 +51,6 @@ pub enum Expect {
 pub struct ExpectError {
     pub offset: usize,
     pub message: String,
-}
-
-/// Errno names an expectation may use, with Linux's numbers (from libc).
-const ERRNOS: &[(&str, i32)] = &[
-    ("EPERM", libc::EPERM),
-    ("ENOENT", libc::ENOENT),
-    ("ESRCH", libc::ESRCH),
-    ("EINTR", libc::EINTR),
-    ("EIO", libc::EIO),
-    ("ENXIO", libc::ENXIO),
-    ("E2BIG", libc::E2BIG),
-    ("EBADF", libc::EBADF),
-    ("ECHILD", libc::ECHILD),
-    ("EAGAIN", libc::EAGAIN),
-    ("ENOMEM", libc::ENOMEM),
-    ("EACCES", libc::EACCES),
-    ("EFAULT", libc::EFAULT),
-    ("EBUSY", libc::EBUSY),
-    ("EEXIST", libc::EEXIST),
-    ("ENODEV", libc::ENODEV),
-    ("EINVAL", libc::EINVAL),
-    ("ENFILE", libc::ENFILE),
-    ("EMFILE", libc::EMFILE),
-    ("EFBIG", libc::EFBIG),
-    ("ENOSPC", libc::ENOSPC),
-    ("ESPIPE", libc::ESPIPE),
-    ("EPIPE", libc::EPIPE),
-    ("ERANGE", libc::ERANGE),
-    ("ENOSYS", libc::ENOSYS),
-    ("EOVERFLOW", libc::EOVERFLOW),
-    ("EOPNOTSUPP", libc::EOPNOTSUPP),
-    ("EHWPOISON", libc::EHWPOISON),
-];
-
-/// The name of an errno (`EINVAL`), if the expectation syntax knows it.
-pub fn errno_name(errno: i32) -> Option<&'static str> {
-    ERRNOS
-        .iter()
-        .find(|(_, n)| *n == errno)
-        .map(|(name, _)| *name)
-}
-
-/// The errno of a name (`EINVAL`).
-pub fn errno_from_name(name: &str) -> Option<i32> {
-    ERRNOS.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
-}
-
-fn signal_name(signal: i32) -> Option<&'static str> {
-    match signal {
-        SIGSEGV => Some("SIGSEGV"),
-        SIGBUS => Some("SIGBUS"),
-        _ => None,
-    }
-}
-
-fn code_name(signal: i32, code: i32) -> Option<&'static str> {
-    match (signal, code) {
-        (SIGSEGV, SEGV_MAPERR) => Some("maperr"),
-        (SIGSEGV, SEGV_ACCERR) => Some("accerr"),
-        (SIGBUS, BUS_ADRERR) => Some("adrerr"),
-        _ => None,
-    }
 }
 
 /// `0xaa` or `170`, at most 0xff.
@@ -188,27 +130,19 @@ impl Expect {
                 let code = match w.get(1) {
                     None => None,
                     Some(&(at, c)) => {
-                        let known: &[(&str, i32)] = if signal == SIGSEGV {
-                            &[("maperr", SEGV_MAPERR), ("accerr", SEGV_ACCERR)]
-                        } else {
-                            &[("adrerr", BUS_ADRERR)]
-                        };
-                        let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
-                        Some(
-                            known
-                                .iter()
-                                .find(|(n, _)| *n == c)
-                                .map(|(_, v)| *v)
-                                .ok_or_else(|| {
-                                    err(
-                                        at,
-                                        format!(
-                                            "unknown si_code {c:?} for {first}; expected {}",
-                                            names.join(" or ")
-                                        ),
-                                    )
-                                })?,
-                        )
+                        let names: Vec<&str> = [SEGV_MAPERR, SEGV_ACCERR, BUS_ADRERR]
+                            .into_iter()
+                            .filter_map(|code| code_trace_name(signal, code))
+                            .collect();
+                        Some(code_from_trace_name(signal, c).ok_or_else(|| {
+                            err(
+                                at,
+                                format!(
+                                    "unknown si_code {c:?} for {first}; expected {}",
+                                    names.join(" or ")
+                                ),
+                            )
+                        })?)
                     }
                 };
                 trailing(if code.is_some() { 2 } else { 1 })?;
@@ -242,7 +176,7 @@ impl Expect {
                         first_at,
                         format!(
                             "unknown errno {name:?}; known: {}",
-                            ERRNOS
+                            crate::program::tables::ERRNOS
                                 .iter()
                                 .map(|(n, _)| *n)
                                 .collect::<Vec<_>>()
@@ -362,7 +296,7 @@ impl Expect {
             Err(format!(
                 "expected {}, got {}",
                 self.describe(),
-                crate::report::describe_outcome(outcome)
+                crate::program::outcome::describe_outcome(outcome)
             ))
         }
     }
@@ -413,7 +347,7 @@ impl fmt::Display for Expect {
                     Some(name) => f.write_str(name)?,
                     None => write!(f, "signal {signal}")?,
                 }
-                match code.map(|c| (c, code_name(*signal, c))) {
+                match code.map(|c| (c, code_trace_name(*signal, c))) {
                     Some((_, Some(name))) => write!(f, " {name}"),
                     Some((c, None)) => write!(f, " code {c}"),
                     None => Ok(()),
@@ -430,7 +364,7 @@ impl fmt::Display for Expect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Death;
+    use crate::program::outcome::Death;
     use crate::program::{MapId, PageRange, ProcId};
 
     fn read(span: Span) -> Op {

@@ -1,0 +1,16 @@
+//! Check: holds a program's kernel run against the model and says where they part.
+//!
+//! - `compare`: the one comparison (op outcomes, snapshots), its `Divergence` and `Verdict`.
+//! - `coverage`: the semantic cells a program reaches (op x mapping kind x page state x sharing).
+//! - `shrink`: delta debugging of a diverging program, with the comparison as its oracle.
+//!
+//! It imports the vocabulary (`program`) and the model, never the kernel side or a front end:
+//! a kernel run reaches it as `program::outcome::KernelRun`, data only.
+
+#![forbid(unsafe_code)]
+
+pub mod compare;
+pub mod coverage;
+pub mod shrink;
+
+pub use compare::*;

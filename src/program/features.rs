@@ -1,0 +1,81 @@
+//! What the target (the kernel, or a Linux-compatible runtime, under the executor) supports:
+//! probed by the executor at start by trying, carried to the front in its hello, and read by
+//! the model (where behaviour depends on it) and the generator (to skip what is missing).
+
+use crate::program::{Advice, MapKind};
+
+/// What the kernel supports, probed at start by trying (never by parsing versions). The model
+/// needs it where behaviour depends on it; the generator to skip what is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// MADV_GUARD_INSTALL/REMOVE on private anonymous memory (6.13).
+    pub guard: bool,
+    /// Guard regions on shmem (6.15).
+    pub guard_shared: bool,
+    /// MADV_POPULATE_READ/WRITE (5.14).
+    pub populate: bool,
+    /// MADV_COLD/PAGEOUT (5.4).
+    pub cold_pageout: bool,
+    /// MADV_WIPEONFORK (4.14).
+    pub wipeonfork: bool,
+    /// MADV_FREE (4.5).
+    pub free: bool,
+    /// MREMAP_DONTUNMAP on private anonymous memory (5.7).
+    pub dontunmap: bool,
+    /// MREMAP_DONTUNMAP on shared memory (5.13).
+    pub dontunmap_shared: bool,
+    /// MAP_FIXED_NOREPLACE (4.17): older kernels treat it as a hint.
+    pub noreplace: bool,
+    /// Forced writes through /proc/self/mem to memory the mapping does not let us write
+    /// (`proc_mem.force_override=never` forbids them, 6.12).
+    pub force_write: bool,
+}
+
+impl Features {
+    /// Everything this model knows of.
+    pub const ALL: Features = Features {
+        guard: true,
+        guard_shared: true,
+        populate: true,
+        cold_pageout: true,
+        wipeonfork: true,
+        free: true,
+        dontunmap: true,
+        dontunmap_shared: true,
+        noreplace: true,
+        force_write: true,
+    };
+
+    /// (name, supported) pairs, for reports.
+    pub fn list(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("MADV_GUARD_INSTALL (6.13)", self.guard),
+            ("guard regions on shmem (6.15)", self.guard_shared),
+            ("MADV_POPULATE_READ/WRITE (5.14)", self.populate),
+            ("MADV_COLD/PAGEOUT (5.4)", self.cold_pageout),
+            ("MADV_WIPEONFORK (4.14)", self.wipeonfork),
+            ("MADV_FREE (4.5)", self.free),
+            ("MREMAP_DONTUNMAP (5.7)", self.dontunmap),
+            (
+                "MREMAP_DONTUNMAP on shared memory (5.13)",
+                self.dontunmap_shared,
+            ),
+            ("MAP_FIXED_NOREPLACE (4.17)", self.noreplace),
+            ("forced writes through /proc/self/mem", self.force_write),
+        ]
+    }
+
+    /// Whether an advice may be generated for a mapping kind.
+    pub fn allows(&self, advice: Advice, kind: MapKind) -> bool {
+        match advice {
+            Advice::GuardInstall | Advice::GuardRemove => {
+                self.guard && (!kind.is_shared() || self.guard_shared)
+            }
+            Advice::PopulateRead | Advice::PopulateWrite => self.populate,
+            Advice::Cold | Advice::PageOut => self.cold_pageout,
+            Advice::WipeOnFork | Advice::KeepOnFork => self.wipeonfork,
+            Advice::Free => self.free,
+            _ => true,
+        }
+    }
+}

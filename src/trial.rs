@@ -1,0 +1,116 @@
+//! A trial: one program run on the kernel (through an executor) and judged against the model.
+//! The glue between the kernel side and the checker, for every front end (`run`, `replay`,
+//! `corpus`, `bench`, the fuzzer, the property tests); the checker itself never sees an executor.
+
+use crate::check::{self, CoverageSink, Difference, Divergence, PageDiff, Verdict};
+use crate::kernel::{Executor, HarnessError};
+use crate::model::Model;
+use crate::program::outcome::{DumpRequest, KernelRun, Outcome};
+use crate::program::{Op, ProcId, Program, Span};
+
+/// Runs a program on the kernel and compares it with the model; with `coverage`, the
+/// program's semantic cells go there (nothing past a divergence).
+pub fn run(
+    executor: &mut Executor,
+    program: &Program,
+    coverage: Option<&mut dyn CoverageSink>,
+) -> Result<(Verdict, KernelRun), HarnessError> {
+    let run = executor.run(program, &[])?;
+    Ok((judge(executor, program, &run, coverage)?, run))
+}
+
+/// The verdict on a kernel run collected separately (`Executor::submit` and `collect`, so that
+/// the executor runs the next program while this one is checked).
+pub fn judge(
+    executor: &Executor,
+    program: &Program,
+    run: &KernelRun,
+    coverage: Option<&mut dyn CoverageSink>,
+) -> Result<Verdict, HarnessError> {
+    let mut options = check::Options::new(executor.page_size()).features(executor.hello.features);
+    options.coverage = coverage;
+    check::compare(program, run, options).map_err(|cut| HarnessError::Program(cut.0))
+}
+
+/// Fetches the full bytes behind a contents or read divergence: the model's from a replay of
+/// the model, the kernel's from a rerun of the program with page dumps.
+pub fn page_diffs(
+    executor: &mut Executor,
+    program: &Program,
+    run: &KernelRun,
+    d: &Divergence,
+) -> Vec<PageDiff> {
+    let ps = executor.page_size();
+    // Model state right after the diverging op, with the kernel's placements.
+    let mut model = Model::with_features(ps, executor.hello.features);
+    for (op, observed) in program.ops.iter().zip(&run.outcomes).take(d.op_index + 1) {
+        if model.step(op, Some(observed)).is_err() {
+            return Vec::new();
+        }
+    }
+    // (proc, addr, byte range within the page) of each page to show.
+    let mut wanted: Vec<(ProcId, u64, std::ops::Range<usize>)> = Vec::new();
+    match &d.difference {
+        Difference::Contents { proc, page, .. } => wanted.push((*proc, *page, 0..ps)),
+        Difference::Outcome {
+            proc,
+            expected: Outcome::Read { digests: e },
+            observed: Outcome::Read { digests: o },
+        } => {
+            if let Some(Op::Read { map, span, .. }) = program.ops.get(d.op_index)
+                && let Some(h) = model.handle(*map)
+            {
+                for (k, page) in span.page_range().pages().enumerate() {
+                    if e.get(k) != o.get(k) {
+                        let range = match span {
+                            Span::Pages(_) => 0..ps,
+                            Span::Bytes { .. } => span.bytes_in_page(ps),
+                        };
+                        wanted.push((*proc, h.base + page as u64 * ps as u64, range));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    wanted.truncate(4);
+    let dumps: Vec<DumpRequest> = wanted
+        .iter()
+        .filter_map(|(proc, addr, _)| {
+            let (map, page) = model.locate(*addr)?;
+            Some(DumpRequest {
+                after_op: d.op_index as u32,
+                proc: *proc,
+                map,
+                page,
+            })
+        })
+        .collect();
+    let rerun = executor.run(program, &dumps).ok();
+    wanted
+        .into_iter()
+        .map(|(proc, addr, range)| {
+            let located = model.locate(addr);
+            let label = match located {
+                Some((m, page)) => format!("{proc} {m} page {page}"),
+                None => format!("{proc} page {addr:#x} (outside every mapping handle)"),
+            };
+            let observed = located.and_then(|(map, page)| {
+                rerun.as_ref()?.dumps.iter().find_map(|(r, bytes)| {
+                    (r.proc == proc && r.map == map && r.page == page)
+                        .then(|| bytes.clone())
+                        .flatten()
+                })
+            });
+            PageDiff {
+                proc,
+                label,
+                addr,
+                expected: model
+                    .page_bytes(proc, addr)
+                    .map(|b| b[range.clone()].to_vec()),
+                observed: observed.map(|b| b.get(range.clone()).unwrap_or(&b).to_vec()),
+            }
+        })
+        .collect()
+}
