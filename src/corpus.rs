@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use crate::check::Verdict as CheckVerdict;
 use crate::env::Environment;
 use crate::kernel::{DumpRequest, Executor, ExecutorConfig, HarnessError};
-use crate::model::Model;
 use crate::program::outcome::Outcome;
 use crate::program::{Op, Program, Span, trace};
 
@@ -175,44 +174,17 @@ pub fn check_program(executor: &mut Executor, program: &Program) -> Result<Verdi
         reasons.push(format!(
             "kernel and model diverge after op {} ({}): {}",
             d.op_index + 1,
-            line_of(program, d.op_index),
+            crate::check::expectations::op_text(program, d.op_index),
             d.signature(program)
         ));
         reasons.extend(text.lines().map(|l| format!("  {l}")));
     }
-    // The model alone, placing mappings itself: its prediction does not lean on the kernel.
-    let mut model = Model::new(ps);
-    let mut predicted = Vec::with_capacity(program.ops.len());
-    for op in &program.ops {
-        match model.apply(op, None) {
-            Ok(o) => predicted.push(o),
-            Err(e) => {
-                reasons.push(format!("the model cannot run the scenario: {e}"));
-                break;
-            }
-        }
-    }
     let mut kernel_misses = Vec::new();
-    for (i, expect) in &program.expects {
-        let op = &program.ops[*i];
-        let at = format!("op {} ({})", i + 1, line_of(program, *i));
-        match predicted.get(*i) {
-            Some(o) => {
-                if let Err(e) = expect.check(op, o, ps) {
-                    reasons.push(format!("{at}: model: {e}"));
-                }
-            }
-            None => reasons.push(format!("{at}: model: no prediction")),
+    for miss in crate::check::expectations::misses(program, &run.outcomes, ps) {
+        if miss.side == crate::check::expectations::Side::Kernel {
+            kernel_misses.push(miss.op_index);
         }
-        match run.outcomes.get(*i) {
-            Some(o) => {
-                if let Err(e) = expect.check(op, o, ps) {
-                    reasons.push(format!("{at}: kernel: {e}"));
-                    kernel_misses.push(*i);
-                }
-            }
-            None => reasons.push(format!("{at}: kernel: the op did not run")),
-        }
+        reasons.push(miss.describe(program));
     }
     // For reads the kernel got wrong, show the bytes it had (a rerun with page dumps).
     for i in kernel_misses.into_iter().take(2) {
@@ -257,15 +229,6 @@ pub fn check_program(executor: &mut Executor, program: &Program) -> Result<Verdi
     } else {
         Verdict::Fail(reasons)
     })
-}
-
-/// The trace line of op `i`, with its expectation.
-fn line_of(program: &Program, i: usize) -> String {
-    match (program.ops.get(i), program.expect_of(i)) {
-        (Some(op), Some(e)) => format!("{op} => {e}"),
-        (Some(op), None) => op.to_string(),
-        (None, _) => "end".into(),
-    }
 }
 
 /// Runs scenarios against one executor, starting a fresh one when the last died.

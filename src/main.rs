@@ -653,6 +653,13 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
         Verdict::Diverged(d) => Some(d.clone()),
         Verdict::Agreed(_) => None,
     };
+    // The trace's own claims (`=> ...`): both sides must meet them, as in `corpus`.
+    let misses: Vec<String> =
+        cowcheck::check::expectations::misses(&program, &run.outcomes, executor.page_size())
+            .iter()
+            .map(|m| m.describe(&program))
+            .collect();
+    let failed = divergence.is_some() || !misses.is_empty();
     if json {
         let ops: Vec<serde_json::Value> = program
             .ops
@@ -669,9 +676,10 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
                 "op_index": d.op_index,
                 "report": report::divergence_text(&program, d, &cowcheck::trial::page_diffs(&mut executor, &program, &run, d)),
             })),
+            "expectations_missed": misses,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return Ok(if divergence.is_some() { 1 } else { 0 });
+        return Ok(if failed { 1 } else { 0 });
     }
     println!(
         "replaying {} on kernel {} {} (page size {})",
@@ -703,19 +711,28 @@ fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Res
             break;
         }
     }
-    match divergence {
+    match &divergence {
         Some(d) => {
-            let pages = cowcheck::trial::page_diffs(&mut executor, &program, &run, &d);
+            let pages = cowcheck::trial::page_diffs(&mut executor, &program, &run, d);
             println!();
             println!("DIVERGENCE ({})", d.signature(&program));
-            print!("{}", report::divergence_text(&program, &d, &pages));
-            Ok(1)
+            print!("{}", report::divergence_text(&program, d, &pages));
         }
-        None => {
-            println!("kernel and model agree on all {} ops", program.ops.len());
-            Ok(0)
-        }
+        None => println!("kernel and model agree on all {} ops", program.ops.len()),
     }
+    if !misses.is_empty() {
+        println!();
+        println!("EXPECTATIONS NOT MET:");
+        for m in &misses {
+            println!("  {file}: {m}", file = file.display());
+        }
+    } else if !program.expects.is_empty() {
+        println!(
+            "all {} inline expectations met by kernel and model",
+            program.expects.len()
+        );
+    }
+    Ok(if failed { 1 } else { 0 })
 }
 
 fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
@@ -756,10 +773,17 @@ fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
         if op.snapshot_after() {
             let snap = model.snapshot();
             for v in &snap.procs {
+                // Every mapped page, whatever its protection; the snapshot's page list holds
+                // only the pages a read would see (guard pages among them, as unreadable).
+                let mapped: u64 = v
+                    .regions
+                    .iter()
+                    .map(|r| (r.end - r.start) / ps as u64)
+                    .sum();
                 println!(
                     "         {} lives, maps {} page(s) in {} region(s)",
                     v.proc,
-                    v.pages.len(),
+                    mapped,
                     v.regions.len()
                 );
             }

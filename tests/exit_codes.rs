@@ -299,3 +299,82 @@ fn under_command_that_floods_garbage_exits_2() {
     );
     run.expect_usage_error();
 }
+
+/// `replay` holds the trace's inline expectations against both sides, as `corpus` does: a
+/// trace whose claim fails on kernel and model alike agrees as a comparison, and still exits 1
+/// naming the line; the same trace with a true claim exits 0.
+#[test]
+fn replay_checks_inline_expectations() {
+    let dir = tmpdir("replay-expect");
+    let wrong = write_file(
+        &dir,
+        "wrong.trace",
+        "cowcheck-trace 1\n\
+         # the claim is wrong on both sides\n\
+         p0 map m0 shared 1\n\
+         p0 write m0 0 fill 0x01\n\
+         p0 read m0 0 => 0x02\n",
+    );
+    let run = cowcheck(&["replay", wrong.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains("kernel and model agree"),
+        "{}",
+        run.dump()
+    );
+    for side in ["model", "kernel"] {
+        assert!(
+            run.stdout
+                .contains(&format!("line 5 (op 3, p0 read m0 0 => 0x02): {side}: ")),
+            "{}",
+            run.dump()
+        );
+    }
+    let run = cowcheck(&["replay", wrong.to_str().unwrap(), "--json"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.json()["expectations_missed"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        run.dump()
+    );
+    let right = write_file(
+        &dir,
+        "right.trace",
+        "cowcheck-trace 1\n\
+         p0 map m0 shared 1\n\
+         p0 write m0 0 fill 0x01\n\
+         p0 read m0 0 => 0x01\n",
+    );
+    let run = cowcheck(&["replay", right.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("all 1 inline expectations met"),
+        "{}",
+        run.dump()
+    );
+}
+
+/// `model` counts every mapped page of a live process, whatever its protection.
+#[test]
+fn model_counts_every_mapped_page() {
+    let dir = tmpdir("model-pages");
+    let trace = write_file(
+        &dir,
+        "none.trace",
+        "cowcheck-trace 1\n\
+         p0 map m0 private 4\n\
+         p0 protect m0 1..3 none\n\
+         p0 fork p1\n",
+    );
+    let run = cowcheck(&["model", trace.to_str().unwrap()]);
+    run.expect_code(0);
+    for p in ["p0", "p1"] {
+        assert!(
+            run.stdout
+                .contains(&format!("{p} lives, maps 4 page(s) in 3 region(s)")),
+            "{}",
+            run.dump()
+        );
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod compare;
 pub mod coverage;
+pub mod expectations;
 pub mod shrink;
 
 pub use compare::*;
