@@ -13,7 +13,7 @@ use cowcheck::check::Verdict;
 use cowcheck::kernel::{Executor, ExecutorConfig, HarnessError};
 use cowcheck::model::Model;
 use cowcheck::program::generate::GenConfig;
-use cowcheck::program::{Op, OpKind, Program, Span, caps, trace};
+use cowcheck::program::{Op, Program, Span, caps, trace};
 use cowcheck::report;
 
 #[derive(Parser)]
@@ -394,9 +394,9 @@ fn cmd_run(
         saved.push(save_finding(out, seed, &executor, f)?);
     }
     if json {
-        let mut v = summary_json(
+        let mut v = report::campaign::summary_json(
             &summary,
-            &executor,
+            &target_of(&executor),
             seed,
             findings.first(),
             saved.first().map(|p| p.as_path()),
@@ -406,12 +406,15 @@ fn cmd_run(
             v["divergences"] = findings
                 .iter()
                 .zip(&saved)
-                .map(|(f, path)| finding_json(f, Some(path)))
+                .map(|(f, path)| report::campaign::finding_json(f, Some(path)))
                 .collect();
         }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print_summary(&summary, &executor, seed);
+        print!(
+            "{}",
+            report::campaign::summary_text(&summary, &target_of(&executor), seed)
+        );
         if keep_going && !findings.is_empty() {
             println!();
             println!("{} distinct divergence(s):", findings.len());
@@ -426,7 +429,7 @@ fn cmd_run(
             }
         }
         for (f, path) in findings.iter().zip(&saved) {
-            print_finding(f, path);
+            print!("{}", report::campaign::finding_text(f, path));
         }
     }
     Ok(if findings.is_empty() { 0 } else { 1 })
@@ -456,101 +459,20 @@ fn draw_progress(s: &Summary, cases: Option<u64>, total: Option<Duration>) {
     );
 }
 
-fn print_summary(s: &Summary, ex: &Executor, seed: u64) {
-    let secs = s.elapsed.as_secs_f64().max(1e-9);
-    println!("summary");
-    println!(
-        "  programs        {} ({:.0}/s)",
-        s.programs,
-        s.programs as f64 / secs
-    );
-    println!("  ops             {}", s.ops);
-    println!("  forks           {}", s.forks);
-    println!("  snapshots       {}", s.snapshots);
-    println!("  pages compared  {}", s.pages_compared);
-    println!("  elapsed         {:.1} s", secs);
-    println!(
-        "  kernel          {} {}",
-        ex.hello.release, ex.hello.machine
-    );
-    println!("  page size       {}", ex.page_size());
-    println!("  seed            {seed}");
-    let ops: Vec<String> = OpKind::ALL
-        .iter()
-        .zip(s.programs_with)
-        .map(|(k, n)| {
-            format!(
-                "{} {:.0}%",
-                k.name(),
-                100.0 * n as f64 / s.programs.max(1) as f64
-            )
-        })
-        .collect();
-    println!("  programs with   {}", ops.join(", "));
-    println!(
-        "  semantic cells  {} of {} (op x mapping kind x page state x sharing)",
-        s.cells.len(),
-        cowcheck::check::coverage::CELLS
-    );
-    // The (operation x mapping kind) projection: how many semantic cells each pair reached.
-    println!("  cells reached per operation and mapping kind:");
-    let kinds = cowcheck::program::MapKind::ALL;
-    let header: Vec<String> = kinds.iter().map(|k| format!("{:>13}", k.name())).collect();
-    println!("    {:<8}{}{:>13}", "", header.join(""), "(none)");
-    for op in OpKind::ALL {
-        let count = |kind: Option<cowcheck::program::MapKind>| {
-            s.cells
-                .iter()
-                .filter(|c| c.op == op && c.kind == kind)
-                .count()
-        };
-        let row: Vec<String> = kinds
-            .iter()
-            .map(|k| format!("{:>13}", count(Some(*k))))
-            .collect();
-        println!("    {:<8}{}{:>13}", op.name(), row.join(""), count(None));
+/// The report's view of the executor's target.
+fn target_of(ex: &Executor) -> report::campaign::Target {
+    report::campaign::Target {
+        release: ex.hello.release.clone(),
+        machine: ex.hello.machine.clone(),
+        page_size: ex.page_size(),
+        features: ex.hello.features,
+        executor: ex.config().command_line(),
     }
-    let f = ex.hello.features;
-    let missing: Vec<&str> = f
-        .list()
-        .into_iter()
-        .filter(|(_, on)| !on)
-        .map(|(n, _)| n)
-        .collect();
-    if !missing.is_empty() {
-        println!(
-            "  not generated   {} (the kernel under test lacks them: probed at start)",
-            missing.join(", ")
-        );
-    }
-}
-
-fn finding_header(f: &Finding, seed: u64, ex: &Executor) -> Vec<String> {
-    vec![
-        format!(
-            " divergence found by: cowcheck run --seed {seed} (program {})",
-            f.index
-        ),
-        format!(
-            " kernel {} {}, page size {}, executor `{}`",
-            ex.hello.release,
-            ex.hello.machine,
-            ex.page_size(),
-            ex.config().command_line()
-        ),
-        format!(" shape: {}", f.signature),
-        format!(
-            " shrunk from {} to {} ops; first seen after op {}",
-            f.original.ops.len(),
-            f.shrunk.ops.len(),
-            f.divergence.op_index + 1
-        ),
-    ]
 }
 
 fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<PathBuf, Fatal> {
     let mut program = f.shrunk.clone();
-    program.comments = finding_header(f, seed, ex)
+    program.comments = report::campaign::finding_header(f, seed, &target_of(ex))
         .into_iter()
         .map(|text| cowcheck::program::Comment {
             before_op: 0,
@@ -574,75 +496,6 @@ fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<Pat
         Err(e) => eprintln!("cowcheck: no C reproducer: {e}"),
     }
     Ok(path)
-}
-
-fn print_finding(f: &Finding, path: &Path) {
-    println!();
-    if f.count > 1 {
-        println!("DIVERGENCE ({}), seen in {} programs", f.signature, f.count);
-    } else {
-        println!("DIVERGENCE ({})", f.signature);
-    }
-    println!(
-        "shrunk trace ({} ops, from {}):",
-        f.shrunk.ops.len(),
-        f.original.ops.len()
-    );
-    for (i, op) in f.shrunk.ops.iter().enumerate() {
-        let mark = if i == f.divergence.op_index {
-            "  <-- first seen here"
-        } else {
-            ""
-        };
-        println!("  {:>3}  {op}{mark}", i + 1);
-    }
-    println!();
-    print!(
-        "{}",
-        report::divergence_text(&f.shrunk, &f.divergence, &f.pages)
-    );
-    println!();
-    println!("saved to {}", path.display());
-    println!("replay with: cowcheck replay {}", path.display());
-}
-
-fn finding_json(f: &Finding, saved: Option<&Path>) -> serde_json::Value {
-    serde_json::json!({
-        "signature": f.signature,
-        "shape": f.shrunk.shape(),
-        "count": f.count,
-        "program_index": f.index,
-        "op_index": f.divergence.op_index,
-        "trace": f.shrunk.to_string(),
-        "original_ops": f.original.ops.len(),
-        "report": report::divergence_text(&f.shrunk, &f.divergence, &f.pages),
-        "saved_to": saved.map(|p| p.display().to_string()),
-    })
-}
-
-fn summary_json(
-    s: &Summary,
-    ex: &Executor,
-    seed: u64,
-    f: Option<&Finding>,
-    saved: Option<&Path>,
-) -> serde_json::Value {
-    let divergence = f.map(|f| finding_json(f, saved));
-    serde_json::json!({
-        "programs": s.programs,
-        "ops": s.ops,
-        "forks": s.forks,
-        "snapshots": s.snapshots,
-        "pages_compared": s.pages_compared,
-        "elapsed_s": s.elapsed.as_secs_f64(),
-        "kernel": { "release": ex.hello.release, "machine": ex.hello.machine },
-        "page_size": ex.page_size(),
-        "seed": seed,
-        "programs_with": OpKind::ALL.iter().zip(s.programs_with).map(|(k, n)| (k.name().to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
-        "semantic_cells": s.cells.len(),
-        "semantic_cells_reached": s.cells.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-        "divergence": divergence,
-    })
 }
 
 fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
@@ -863,7 +716,7 @@ fn cmd_shrink(
     .collect();
     std::fs::write(&path, shrunk.to_string())
         .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
-    print_finding(&f, &path);
+    print!("{}", report::campaign::finding_text(&f, &path));
     Ok(1)
 }
 

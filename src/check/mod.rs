@@ -12,6 +12,7 @@
 pub mod compare;
 pub mod coverage;
 pub mod expectations;
+pub mod finding;
 pub mod shrink;
 
 pub use compare::*;

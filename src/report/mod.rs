@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+pub mod campaign;
 pub mod repro_c;
 
 use crate::check::{Difference, Divergence, PageDiff};

@@ -1,0 +1,44 @@
+//! What a campaign yields: its running totals and its findings (divergences, shrunk and
+//! explained). Data only; `campaign` makes them, `report` prints them.
+
+use std::time::Duration;
+
+use crate::check::{Divergence, PageDiff};
+use crate::program::{OpKind, Program};
+
+/// Running totals.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub programs: u64,
+    pub ops: u64,
+    pub forks: u64,
+    pub pages_compared: u64,
+    pub snapshots: u64,
+    pub elapsed: Duration,
+    /// Programs in which each op kind ran at least once, indexed like `OpKind::ALL`.
+    pub programs_with: [u64; OpKind::ALL.len()],
+    /// Semantic cells reached (see `coverage`).
+    pub cells: crate::check::coverage::CellSet,
+}
+
+/// A divergence, shrunk and explained.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    /// Index of the program in the campaign (with the seed, it regenerates the original).
+    pub index: u64,
+    pub original: Program,
+    pub shrunk: Program,
+    pub divergence: Divergence,
+    pub signature: String,
+    pub pages: Vec<PageDiff>,
+    /// Programs that diverged this way (`--keep-going`).
+    pub count: u64,
+}
+
+impl Finding {
+    /// What makes two findings the same: the divergence's signature and the shrunk trace's
+    /// shape.
+    pub fn key(&self) -> String {
+        format!("{} | {}", self.signature, self.shrunk.shape())
+    }
+}
