@@ -2,7 +2,7 @@
 //! divergence. The model consumes only what the kernel is free to choose (where a mapping was
 //! placed); everything else it predicts, and any difference is a divergence.
 
-use crate::check::coverage::{self, Cell};
+use crate::check::coverage::{self, CoverageSink};
 use crate::model::{Features, Model, ModelError};
 use crate::program::outcome::{KernelRun, Outcome, ProcView, Region, Snapshot};
 use crate::program::{Op, ProcId, Program};
@@ -134,13 +134,6 @@ impl<'a> Options<'a> {
             ..self
         }
     }
-}
-
-/// What a comparison reports about semantic coverage as it goes (see `coverage`): the cells
-/// each op reaches, and the page configurations present after it.
-pub trait CoverageSink {
-    fn cell(&mut self, op_index: usize, cell: Cell);
-    fn config(&mut self, op_index: usize, config: usize);
 }
 
 /// The verdict on one program.

@@ -18,9 +18,15 @@
 
 use std::fmt;
 
-use crate::check::CoverageSink;
 use crate::model::{Life, Model, PageState};
 use crate::program::{MapId, MapKind, Op, OpKind, PageRange, ProcId, Program, caps};
+
+/// What a comparison reports about semantic coverage as it goes (see `coverage`): the cells
+/// each op reaches, and the page configurations present after it.
+pub trait CoverageSink {
+    fn cell(&mut self, op_index: usize, cell: Cell);
+    fn config(&mut self, op_index: usize, config: usize);
+}
 
 /// Who else, among the live processes, maps the page at the same address. In a model run
 /// without a kernel, addresses are never reused, so another process that maps the address

@@ -16,3 +16,4 @@ pub mod finding;
 pub mod shrink;
 
 pub use compare::*;
+pub use coverage::CoverageSink;
