@@ -26,6 +26,7 @@ pub mod campaign;
 pub mod check;
 pub mod corpus;
 pub mod env;
+pub mod files;
 pub mod kernel;
 pub mod model;
 pub mod program;
