@@ -1,0 +1,292 @@
+//! The words ops take besides handles and spans: mapping kinds, protections, advice, placement,
+//! remap flags, calls with a bad argument and the routes of a `poke`, each with its trace keyword
+//! (`name`, `from_name`). Pure data: the numbers the kernel gets for them live in
+//! [`tables`](crate::program::tables) and the executor.
+
+use super::handle::At;
+
+/// The four ways to get anonymous memory that this issue covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    /// `mmap(NULL, len, RW, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`: copy-on-write across fork.
+    Private,
+    /// `mmap(NULL, len, RW, MAP_SHARED|MAP_ANONYMOUS, -1, 0)`: one shmem object, shared by forks.
+    Shared,
+    /// `mmap(NULL, len, RW, MAP_PRIVATE, open("/dev/zero"), 0)`: like `Private`
+    /// (docs/SEMANTICS.md C1).
+    PrivateZero,
+    /// `mmap(NULL, len, RW, MAP_SHARED, open("/dev/zero"), 0)`: a new shmem object (C2).
+    SharedZero,
+}
+
+impl MapKind {
+    pub const ALL: [MapKind; 4] = [
+        MapKind::Private,
+        MapKind::Shared,
+        MapKind::PrivateZero,
+        MapKind::SharedZero,
+    ];
+
+    pub fn is_shared(self) -> bool {
+        matches!(self, MapKind::Shared | MapKind::SharedZero)
+    }
+
+    pub fn uses_dev_zero(self) -> bool {
+        matches!(self, MapKind::PrivateZero | MapKind::SharedZero)
+    }
+
+    /// The trace keyword.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapKind::Private => "private",
+            MapKind::Shared => "shared",
+            MapKind::PrivateZero => "private-zero",
+            MapKind::SharedZero => "shared-zero",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<MapKind> {
+        MapKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// Protection for `protect` (mprotect).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prot {
+    None,
+    Read,
+    ReadWrite,
+    /// PROT_WRITE alone; x86 cannot express write-only pages, so reads work too
+    /// (docs/SEMANTICS.md A7).
+    Write,
+}
+
+impl Prot {
+    pub const ALL: [Prot; 4] = [Prot::None, Prot::Read, Prot::ReadWrite, Prot::Write];
+    pub fn name(self) -> &'static str {
+        match self {
+            Prot::None => "none",
+            Prot::Read => "read",
+            Prot::ReadWrite => "read-write",
+            Prot::Write => "write",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Prot> {
+        Prot::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// Advice for `advise` (madvise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Advice {
+    DontNeed,
+    Free,
+    Remove,
+    DontFork,
+    DoFork,
+    WipeOnFork,
+    KeepOnFork,
+    PopulateRead,
+    PopulateWrite,
+    Cold,
+    PageOut,
+    GuardInstall,
+    GuardRemove,
+    HugePage,
+    NoHugePage,
+}
+
+impl Advice {
+    pub const ALL: [Advice; 15] = [
+        Advice::DontNeed,
+        Advice::Free,
+        Advice::Remove,
+        Advice::DontFork,
+        Advice::DoFork,
+        Advice::WipeOnFork,
+        Advice::KeepOnFork,
+        Advice::PopulateRead,
+        Advice::PopulateWrite,
+        Advice::Cold,
+        Advice::PageOut,
+        Advice::GuardInstall,
+        Advice::GuardRemove,
+        Advice::HugePage,
+        Advice::NoHugePage,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Advice::DontNeed => "dontneed",
+            Advice::Free => "free",
+            Advice::Remove => "remove",
+            Advice::DontFork => "dontfork",
+            Advice::DoFork => "dofork",
+            Advice::WipeOnFork => "wipeonfork",
+            Advice::KeepOnFork => "keeponfork",
+            Advice::PopulateRead => "populate-read",
+            Advice::PopulateWrite => "populate-write",
+            Advice::Cold => "cold",
+            Advice::PageOut => "pageout",
+            Advice::GuardInstall => "guard-install",
+            Advice::GuardRemove => "guard-remove",
+            Advice::HugePage => "hugepage",
+            Advice::NoHugePage => "nohugepage",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Advice> {
+        Advice::ALL.into_iter().find(|a| a.name() == s)
+    }
+    /// The MADV_* number (`tables::madv`).
+    pub fn number(self) -> i32 {
+        use crate::program::tables::madv;
+        match self {
+            Advice::DontNeed => madv::DONTNEED,
+            Advice::Free => madv::FREE,
+            Advice::Remove => madv::REMOVE,
+            Advice::DontFork => madv::DONTFORK,
+            Advice::DoFork => madv::DOFORK,
+            Advice::WipeOnFork => madv::WIPEONFORK,
+            Advice::KeepOnFork => madv::KEEPONFORK,
+            Advice::PopulateRead => madv::POPULATE_READ,
+            Advice::PopulateWrite => madv::POPULATE_WRITE,
+            Advice::Cold => madv::COLD,
+            Advice::PageOut => madv::PAGEOUT,
+            Advice::GuardInstall => madv::GUARD_INSTALL,
+            Advice::GuardRemove => madv::GUARD_REMOVE,
+            Advice::HugePage => madv::HUGEPAGE,
+            Advice::NoHugePage => madv::NOHUGEPAGE,
+        }
+    }
+}
+
+/// Where a `map` asks to go, relative to an existing handle's range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlaceHow {
+    /// MAP_FIXED: exactly there, replacing what is mapped (docs/SEMANTICS.md D3).
+    Fixed,
+    /// MAP_FIXED_NOREPLACE: exactly there, or EEXIST (D4).
+    NoReplace,
+    /// A hint address without MAP_FIXED: the kernel may take it or not (A5).
+    Hint,
+}
+
+impl PlaceHow {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlaceHow::Fixed => "fixed",
+            PlaceHow::NoReplace => "noreplace",
+            PlaceHow::Hint => "hint",
+        }
+    }
+}
+
+/// mremap flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RemapFlags {
+    pub maymove: bool,
+    pub dontunmap: bool,
+    /// MREMAP_FIXED with this new address.
+    pub fixed: Option<At>,
+}
+
+/// A call made with a deliberately bad argument: its errno is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Syscall {
+    Mmap,
+    Munmap,
+    Mprotect,
+    Madvise,
+    Mremap,
+}
+
+impl Syscall {
+    pub const ALL: [Syscall; 5] = [
+        Syscall::Mmap,
+        Syscall::Munmap,
+        Syscall::Mprotect,
+        Syscall::Madvise,
+        Syscall::Mremap,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Syscall::Mmap => "mmap",
+            Syscall::Munmap => "munmap",
+            Syscall::Mprotect => "mprotect",
+            Syscall::Madvise => "madvise",
+            Syscall::Mremap => "mremap",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Syscall> {
+        Syscall::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BadArg {
+    /// Length 0 (for mremap, new size 0).
+    ZeroLength,
+    /// Address one byte past the handle's base.
+    Unaligned,
+    /// A length whose page rounding or end address wraps around.
+    Overflow,
+    UnknownAdvice,
+    UnknownProt,
+    UnknownFlags,
+}
+
+impl BadArg {
+    pub const ALL: [BadArg; 6] = [
+        BadArg::ZeroLength,
+        BadArg::Unaligned,
+        BadArg::Overflow,
+        BadArg::UnknownAdvice,
+        BadArg::UnknownProt,
+        BadArg::UnknownFlags,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            BadArg::ZeroLength => "zero-length",
+            BadArg::Unaligned => "unaligned",
+            BadArg::Overflow => "overflow",
+            BadArg::UnknownAdvice => "unknown-advice",
+            BadArg::UnknownProt => "unknown-prot",
+            BadArg::UnknownFlags => "unknown-flags",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<BadArg> {
+        BadArg::ALL.into_iter().find(|b| b.name() == s)
+    }
+    /// Whether the combination is one cowcheck checks. Left out: bad arguments that Linux
+    /// accepts and that would map memory or touch the harness (mmap ignores unknown prot and
+    /// flag bits; madvise/munmap with a huge but non-wrapping length reaches harness memory).
+    pub fn applies_to(self, call: Syscall) -> bool {
+        match self {
+            BadArg::ZeroLength | BadArg::Unaligned | BadArg::Overflow => true,
+            BadArg::UnknownAdvice => call == Syscall::Madvise,
+            BadArg::UnknownProt => call == Syscall::Mprotect,
+            BadArg::UnknownFlags => call == Syscall::Mremap,
+        }
+    }
+}
+
+/// How a `poke` reaches memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// pwrite on /proc/self/mem: a forced write (FOLL_FORCE), which breaks copy-on-write even
+    /// where the mapping is not writable (docs/SEMANTICS.md E6, K1).
+    Mem,
+    /// process_vm_writev on ourselves: a write with the mapping's own permissions.
+    Vm,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Mem => "mem",
+            Via::Vm => "vm",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Via> {
+        [Via::Mem, Via::Vm].into_iter().find(|v| v.name() == s)
+    }
+}

@@ -1,0 +1,36 @@
+//! Handles: processes (`p0`, `p1`, ...) and mappings (`m0`, ...), and addresses named by a
+//! handle and a page (`m0+2`). Handles are names in a program, never raw addresses: nothing here
+//! knows where a mapping lies.
+
+use std::fmt;
+
+/// A process handle; `p0` is the root of the program's process tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(pub u8);
+
+/// A mapping handle: the range one `map` op returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MapId(pub u8);
+
+impl ProcId {
+    pub const ROOT: ProcId = ProcId(0);
+}
+
+impl fmt::Display for ProcId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+impl fmt::Display for MapId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m{}", self.0)
+    }
+}
+
+/// An address named by a handle and a page inside its range: `m0+2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct At {
+    pub map: MapId,
+    pub page: u16,
+}

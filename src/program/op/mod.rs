@@ -1,0 +1,35 @@
+//! The op language: pure data, no I/O. It never makes a syscall, never knows an address, and
+//! never says how an op is written down (that is [`trace`](crate::program::trace)'s) or what it
+//! does (the model's and the executor's).
+//!
+//! A program is a list of ops over abstract handles: processes (`p0`, the root, and the children
+//! that `fork` creates) and mappings (`m0`, ... created by `map`). A mapping handle names the
+//! address range that its `map` returned; a process that forked after the map inherits it at the
+//! same address. Ops never carry raw addresses, so a program replays on any run.
+//!
+//! - `caps`: the hard limits of a program.
+//! - `handle`: process and mapping handles, and addresses named by a handle (`m0+2`).
+//! - `span`: page ranges, byte spans and write patterns.
+//! - `args`: the words ops take (mapping kinds, protections, advice, placement, remap flags, bad
+//!   calls, poke routes).
+//! - `ops`: the [`Op`] enum and its verbs, [`OpKind`].
+//! - `program`: [`Program`] and its trace comments.
+//! - `validate`: the static rules, [`Validator`].
+//!
+//! Every public name is re-exported here and from [`crate::program`].
+
+pub mod caps;
+
+mod args;
+mod handle;
+mod ops;
+mod program;
+mod span;
+mod validate;
+
+pub use args::*;
+pub use handle::*;
+pub use ops::*;
+pub use program::*;
+pub use span::*;
+pub use validate::*;

@@ -1,0 +1,288 @@
+//! The [`Op`] enum (one operation, performed by one process) and its verbs ([`OpKind`]), with
+//! what every layer asks of an op: who performs it, which handles it names or creates, how its
+//! handles are renamed. Pure data: how an op is written down is [`trace`](crate::program::trace)'s,
+//! what it does is the model's and the executor's.
+
+use super::args::{Advice, BadArg, MapKind, PlaceHow, Prot, RemapFlags, Syscall, Via};
+use super::handle::{At, MapId, ProcId};
+use super::span::{PageRange, Pattern, Span};
+
+/// One operation, performed by one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `proc` maps `pages` pages of `kind` and names the range `map`.
+    Map {
+        proc: ProcId,
+        map: MapId,
+        kind: MapKind,
+        pages: u16,
+    },
+    /// `proc` stores `pattern` into `span` of `map`, page by page in ascending order.
+    Write {
+        proc: ProcId,
+        map: MapId,
+        span: Span,
+        pattern: Pattern,
+    },
+    /// `proc` loads `span` of `map`; the bytes are observed.
+    Read {
+        proc: ProcId,
+        map: MapId,
+        span: Span,
+    },
+    /// `proc` forks; the child is `child`.
+    Fork { proc: ProcId, child: ProcId },
+    /// `proc` exits (status 0); its children live on.
+    Exit { proc: ProcId },
+    /// `proc` unmaps `pages` of `map`.
+    Unmap {
+        proc: ProcId,
+        map: MapId,
+        pages: PageRange,
+    },
+    /// A `map` with placement: MAP_FIXED, MAP_FIXED_NOREPLACE or a hint at `at`.
+    MapAt {
+        proc: ProcId,
+        map: MapId,
+        kind: MapKind,
+        pages: u16,
+        how: PlaceHow,
+        at: At,
+    },
+    /// `proc` changes the protection of `pages` of `map` (mprotect).
+    Protect {
+        proc: ProcId,
+        map: MapId,
+        pages: PageRange,
+        prot: Prot,
+    },
+    /// `proc` gives advice on `pages` of `map` (madvise).
+    Advise {
+        proc: ProcId,
+        map: MapId,
+        pages: PageRange,
+        advice: Advice,
+    },
+    /// `proc` remaps `old` pages of `map` (empty: old_size 0) to `new_pages` pages; the result
+    /// range is named `result`.
+    Remap {
+        proc: ProcId,
+        map: MapId,
+        old: PageRange,
+        new_pages: u16,
+        flags: RemapFlags,
+        result: MapId,
+    },
+    /// `proc` calls `call` on `map` with a bad argument.
+    Invalid {
+        proc: ProcId,
+        map: MapId,
+        call: Syscall,
+        bad: BadArg,
+    },
+    /// `proc` writes `pattern` into `span` of `map` through the kernel rather than with
+    /// stores: /proc/self/mem (`mem`, FOLL_FORCE, the Dirty COW path) or process_vm_writev
+    /// on itself (`vm`), one page at a time in ascending order.
+    Poke {
+        proc: ProcId,
+        map: MapId,
+        span: Span,
+        pattern: Pattern,
+        via: Via,
+    },
+    /// `proc` vmsplices page `page` of `map` into the program's pipe (one pipe, created by the
+    /// root and inherited by every process): the pipe holds a reference to the page.
+    Vmsplice { proc: ProcId, map: MapId, page: u16 },
+    /// `proc` reads the oldest page out of the program's pipe; the bytes are observed.
+    PipeRead { proc: ProcId },
+}
+
+/// The op kinds, for statistics and divergence signatures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    Map,
+    Write,
+    Read,
+    Fork,
+    Exit,
+    Unmap,
+    Protect,
+    Advise,
+    Remap,
+    Invalid,
+    Poke,
+    Vmsplice,
+    PipeRead,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 13] = [
+        OpKind::Map,
+        OpKind::Write,
+        OpKind::Read,
+        OpKind::Fork,
+        OpKind::Exit,
+        OpKind::Unmap,
+        OpKind::Protect,
+        OpKind::Advise,
+        OpKind::Remap,
+        OpKind::Invalid,
+        OpKind::Poke,
+        OpKind::Vmsplice,
+        OpKind::PipeRead,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Map => "map",
+            OpKind::Write => "write",
+            OpKind::Read => "read",
+            OpKind::Fork => "fork",
+            OpKind::Exit => "exit",
+            OpKind::Unmap => "unmap",
+            OpKind::Protect => "protect",
+            OpKind::Advise => "advise",
+            OpKind::Remap => "remap",
+            OpKind::Invalid => "invalid",
+            OpKind::Poke => "poke",
+            OpKind::Vmsplice => "vmsplice",
+            OpKind::PipeRead => "pipe-read",
+        }
+    }
+}
+
+impl Op {
+    /// The process that performs the op.
+    pub fn proc(&self) -> ProcId {
+        let mut op = *self;
+        *op.proc_mut()
+    }
+
+    /// The same op performed by another process.
+    pub fn with_proc(self, p: ProcId) -> Op {
+        let mut op = self;
+        *op.proc_mut() = p;
+        op
+    }
+
+    fn proc_mut(&mut self) -> &mut ProcId {
+        match self {
+            Op::Map { proc, .. }
+            | Op::Write { proc, .. }
+            | Op::Read { proc, .. }
+            | Op::Fork { proc, .. }
+            | Op::Exit { proc }
+            | Op::Unmap { proc, .. }
+            | Op::MapAt { proc, .. }
+            | Op::Protect { proc, .. }
+            | Op::Advise { proc, .. }
+            | Op::Remap { proc, .. }
+            | Op::Invalid { proc, .. }
+            | Op::Poke { proc, .. }
+            | Op::Vmsplice { proc, .. }
+            | Op::PipeRead { proc } => proc,
+        }
+    }
+
+    /// The mapping the op names, if any.
+    pub fn map(&self) -> Option<MapId> {
+        match *self {
+            Op::Map { map, .. }
+            | Op::Write { map, .. }
+            | Op::Read { map, .. }
+            | Op::Unmap { map, .. }
+            | Op::MapAt { map, .. }
+            | Op::Protect { map, .. }
+            | Op::Advise { map, .. }
+            | Op::Remap { map, .. }
+            | Op::Invalid { map, .. }
+            | Op::Poke { map, .. }
+            | Op::Vmsplice { map, .. } => Some(map),
+            Op::Fork { .. } | Op::Exit { .. } | Op::PipeRead { .. } => None,
+        }
+    }
+
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Map { .. } => OpKind::Map,
+            Op::Write { .. } => OpKind::Write,
+            Op::Read { .. } => OpKind::Read,
+            Op::Fork { .. } => OpKind::Fork,
+            Op::Exit { .. } => OpKind::Exit,
+            Op::Unmap { .. } => OpKind::Unmap,
+            Op::MapAt { .. } => OpKind::Map,
+            Op::Protect { .. } => OpKind::Protect,
+            Op::Advise { .. } => OpKind::Advise,
+            Op::Remap { .. } => OpKind::Remap,
+            Op::Invalid { .. } => OpKind::Invalid,
+            Op::Poke { .. } => OpKind::Poke,
+            Op::Vmsplice { .. } => OpKind::Vmsplice,
+            Op::PipeRead { .. } => OpKind::PipeRead,
+        }
+    }
+
+    /// The op with every handle renamed.
+    pub fn rename(self, p: impl Fn(ProcId) -> ProcId, m: impl Fn(MapId) -> MapId) -> Op {
+        let mut op = self.with_proc(p(self.proc()));
+        let at = |a: At| At {
+            map: m(a.map),
+            page: a.page,
+        };
+        match &mut op {
+            Op::Map { map, .. }
+            | Op::Write { map, .. }
+            | Op::Read { map, .. }
+            | Op::Unmap { map, .. }
+            | Op::Protect { map, .. }
+            | Op::Advise { map, .. }
+            | Op::Invalid { map, .. }
+            | Op::Poke { map, .. }
+            | Op::Vmsplice { map, .. } => *map = m(*map),
+            Op::MapAt { map, at: a, .. } => {
+                *map = m(*map);
+                *a = at(*a);
+            }
+            Op::Remap {
+                map, flags, result, ..
+            } => {
+                *map = m(*map);
+                *result = m(*result);
+                flags.fixed = flags.fixed.map(at);
+            }
+            Op::Fork { child, .. } => *child = p(*child),
+            Op::Exit { .. } | Op::PipeRead { .. } => {}
+        }
+        op
+    }
+
+    /// The handle an op creates (a map's, or a remap's result), if any.
+    pub fn creates(&self) -> Option<MapId> {
+        match *self {
+            Op::Map { map, .. } | Op::MapAt { map, .. } => Some(map),
+            Op::Remap { result, .. } => Some(result),
+            _ => None,
+        }
+    }
+
+    /// Every mapping handle the op names (the one it acts on, a placement target, a result).
+    pub fn maps(&self) -> Vec<MapId> {
+        match *self {
+            Op::MapAt { map, at, .. } => vec![map, at.map],
+            Op::Remap {
+                map, flags, result, ..
+            } => {
+                let mut v = vec![map, result];
+                if let Some(at) = flags.fixed {
+                    v.push(at.map);
+                }
+                v
+            }
+            _ => self.map().into_iter().collect(),
+        }
+    }
+
+    /// Whether the whole observable state is compared after this op (the minimum: after
+    /// every fork and exit; the end of the program is always compared too).
+    pub fn snapshot_after(&self) -> bool {
+        matches!(self, Op::Fork { .. } | Op::Exit { .. })
+    }
+}

@@ -1,0 +1,346 @@
+//! The static rules of the op language ([`Validator`]), applied op by op: handles exist before
+//! they are used, new handles are fresh, ranges lie inside their mapping, and the caps hold. An
+//! error names the part of the op at fault ([`Culprit`]) so that the trace parser can point at
+//! its token. Whether an op kills its process is dynamic, never a validation error.
+
+use super::caps;
+use super::handle::{MapId, ProcId};
+use super::ops::Op;
+use super::program::Program;
+use super::span::{PageRange, Span};
+
+/// Which part of an op a validation error is about, so that the trace parser can point at the
+/// token's column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Culprit {
+    Proc,
+    Child,
+    Map,
+    Span,
+    Count,
+}
+
+/// Why an op cannot stand where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOp {
+    pub culprit: Culprit,
+    pub message: String,
+}
+
+fn invalid(culprit: Culprit, message: String) -> InvalidOp {
+    InvalidOp { culprit, message }
+}
+
+/// The static rules of the language, applied op by op: handles exist before they are used, new
+/// handles are fresh, ranges lie inside their mapping, and the caps hold. Whether an op kills its
+/// process is dynamic and never an error: ops of a dead process are skipped on both sides.
+#[derive(Clone, Debug)]
+pub struct Validator {
+    procs: [ProcState; caps::MAX_PROCS],
+    maps: [Option<u16>; caps::MAX_MAPS],
+    live: usize,
+    ops: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProcState {
+    Unborn,
+    Alive,
+    Exited,
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        let mut procs = [ProcState::Unborn; caps::MAX_PROCS];
+        procs[0] = ProcState::Alive;
+        Validator {
+            procs,
+            maps: [None; caps::MAX_MAPS],
+            live: 1,
+            ops: 0,
+        }
+    }
+}
+
+impl Validator {
+    pub fn new() -> Validator {
+        Validator::default()
+    }
+
+    /// Pages declared for a mapping handle, if it exists yet.
+    pub fn map_pages(&self, map: MapId) -> Option<u16> {
+        self.maps.get(map.0 as usize).copied().flatten()
+    }
+
+    /// Whether a process handle has been created and has not exited.
+    pub fn is_alive(&self, proc: ProcId) -> bool {
+        self.procs.get(proc.0 as usize) == Some(&ProcState::Alive)
+    }
+
+    /// Checks `op` against everything admitted before it and, if it is valid, admits it.
+    pub fn admit(&mut self, op: &Op) -> Result<(), InvalidOp> {
+        if self.ops >= caps::MAX_OPS {
+            return Err(invalid(
+                Culprit::Proc,
+                format!("more than {} ops in one program", caps::MAX_OPS),
+            ));
+        }
+        let proc = op.proc();
+        match self.procs.get(proc.0 as usize) {
+            None => {
+                return Err(invalid(
+                    Culprit::Proc,
+                    format!(
+                        "process handle {proc} is past the cap of {} processes",
+                        caps::MAX_PROCS
+                    ),
+                ));
+            }
+            Some(ProcState::Unborn) => {
+                return Err(invalid(
+                    Culprit::Proc,
+                    format!("unknown process {proc}: no fork created it"),
+                ));
+            }
+            Some(ProcState::Exited) => {
+                return Err(invalid(
+                    Culprit::Proc,
+                    format!("process {proc} has already exited"),
+                ));
+            }
+            Some(ProcState::Alive) => {}
+        }
+        match *op {
+            Op::Map { map, pages, .. } => self.new_map(map, pages)?,
+            Op::Write { map, span, .. }
+            | Op::Read { map, span, .. }
+            | Op::Poke { map, span, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(span, pages)?;
+            }
+            Op::Vmsplice { map, page, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(
+                    Span::Pages(PageRange {
+                        start: page,
+                        end: page.saturating_add(1),
+                    }),
+                    pages,
+                )?;
+            }
+            Op::PipeRead { .. } => {}
+            Op::Unmap {
+                map, pages: range, ..
+            } => {
+                let pages = self.known_map(map)?;
+                check_span(Span::Pages(range), pages)?;
+            }
+            Op::Fork { child, .. } => {
+                match self.procs.get(child.0 as usize) {
+                    None => {
+                        return Err(invalid(
+                            Culprit::Child,
+                            format!(
+                                "process handle {child} is past the cap of {} processes",
+                                caps::MAX_PROCS
+                            ),
+                        ));
+                    }
+                    Some(ProcState::Unborn) => {}
+                    Some(_) => {
+                        return Err(invalid(
+                            Culprit::Child,
+                            format!(
+                                "process handle {child} is already taken; a fork needs a new handle"
+                            ),
+                        ));
+                    }
+                }
+                if self.live >= caps::MAX_LIVE {
+                    return Err(invalid(
+                        Culprit::Child,
+                        format!("more than {} processes alive at once", caps::MAX_LIVE),
+                    ));
+                }
+                self.procs[child.0 as usize] = ProcState::Alive;
+                self.live += 1;
+            }
+            Op::Exit { .. } => {
+                self.procs[proc.0 as usize] = ProcState::Exited;
+                self.live -= 1;
+            }
+            Op::MapAt { map, pages, at, .. } => {
+                let target = self.known_map(at.map)?;
+                if at.page >= target {
+                    return Err(invalid(
+                        Culprit::Span,
+                        format!(
+                            "page {} is out of range: {} has {target} pages",
+                            at.page, at.map
+                        ),
+                    ));
+                }
+                // Placement stays inside the target's range, so MAP_FIXED can never land on
+                // the harness's own memory.
+                if at.page as u32 + pages as u32 > target as u32 {
+                    return Err(invalid(
+                        Culprit::Count,
+                        format!(
+                            "{pages} pages from {}+{} run past its {target} pages",
+                            at.map, at.page
+                        ),
+                    ));
+                }
+                self.new_map(map, pages)?;
+            }
+            Op::Protect {
+                map, pages: range, ..
+            }
+            | Op::Advise {
+                map, pages: range, ..
+            } => {
+                let pages = self.known_map(map)?;
+                check_span(Span::Pages(range), pages)?;
+            }
+            Op::Remap {
+                map,
+                old,
+                new_pages,
+                flags,
+                result,
+                ..
+            } => {
+                let pages = self.known_map(map)?;
+                if old.start > old.end || old.end > pages || old.start >= pages {
+                    return Err(invalid(
+                        Culprit::Span,
+                        format!(
+                            "page range {}..{} is out of range: the mapping has {pages} pages",
+                            old.start, old.end
+                        ),
+                    ));
+                }
+                if let Some(at) = flags.fixed {
+                    let target = self.known_map(at.map)?;
+                    if at.page as u32 + new_pages as u32 > target as u32 {
+                        return Err(invalid(
+                            Culprit::Count,
+                            format!(
+                                "{new_pages} pages from {}+{} run past its {target} pages",
+                                at.map, at.page
+                            ),
+                        ));
+                    }
+                }
+                self.new_map(result, new_pages)?;
+            }
+            Op::Invalid { map, call, bad, .. } => {
+                self.known_map(map)?;
+                if !bad.applies_to(call) {
+                    return Err(invalid(
+                        Culprit::Count,
+                        format!(
+                            "{} is not a bad argument cowcheck checks for {}",
+                            bad.name(),
+                            call.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        self.ops += 1;
+        Ok(())
+    }
+
+    fn new_map(&mut self, map: MapId, pages: u16) -> Result<(), InvalidOp> {
+        match self.maps.get(map.0 as usize) {
+            None => {
+                return Err(invalid(
+                    Culprit::Map,
+                    format!(
+                        "mapping handle {map} is past the cap of {} mappings",
+                        caps::MAX_MAPS
+                    ),
+                ));
+            }
+            Some(Some(_)) => {
+                return Err(invalid(
+                    Culprit::Map,
+                    format!("mapping handle {map} is already taken; a map needs a new handle"),
+                ));
+            }
+            Some(None) => {}
+        }
+        if pages == 0 || pages > caps::MAX_MAP_PAGES {
+            return Err(invalid(
+                Culprit::Count,
+                format!(
+                    "a map takes 1 to {} pages, not {pages}",
+                    caps::MAX_MAP_PAGES
+                ),
+            ));
+        }
+        self.maps[map.0 as usize] = Some(pages);
+        Ok(())
+    }
+
+    fn known_map(&self, map: MapId) -> Result<u16, InvalidOp> {
+        self.map_pages(map).ok_or_else(|| {
+            invalid(
+                Culprit::Map,
+                format!("unknown mapping {map}: no earlier map op created it"),
+            )
+        })
+    }
+}
+
+fn check_span(span: Span, pages: u16) -> Result<(), InvalidOp> {
+    match span {
+        Span::Pages(r) => {
+            if r.start >= r.end {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!("empty page range {}..{}", r.start, r.end),
+                ));
+            }
+            if r.end > pages {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!(
+                        "page range {}..{} is out of range: the mapping has {pages} pages",
+                        r.start, r.end
+                    ),
+                ));
+            }
+        }
+        Span::Bytes { page, start, end } => {
+            if page >= pages {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!("page {page} is out of range: the mapping has {pages} pages"),
+                ));
+            }
+            if start >= end || end > caps::MAX_BYTE_OFFSET {
+                return Err(invalid(
+                    Culprit::Span,
+                    format!(
+                        "byte range {start}..{end} must be non-empty and end at most {}",
+                        caps::MAX_BYTE_OFFSET
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Program {
+    /// Checks the whole program; on error, the index of the first invalid op.
+    pub fn validate(&self) -> Result<(), (usize, InvalidOp)> {
+        let mut v = Validator::new();
+        for (i, op) in self.ops.iter().enumerate() {
+            v.admit(op).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}

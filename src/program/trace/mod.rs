@@ -1,0 +1,138 @@
+//! The text trace format: how a [`Program`] is written down, read back and shown to people.
+//!
+//! This module owns the parser ([`parse()`], [`parse_str`], `Program: FromStr`) and the printer
+//! (`Display` for [`Op`] and [`Program`]). It never touches memory or processes. The parser takes
+//! arbitrary bytes and never panics: every input is either a [`Program`] that passed the static
+//! rules of [`Validator`], or a [`TraceError`] that names the line and column at fault.
+//!
+//! - `parse`: the reader, line by line (header, text rules, comments, expectations).
+//! - `op_line`: one op line, token by token, into an [`Op`].
+//! - `error`: [`TraceError`] and how input is quoted back in messages.
+//! - `print`: the printer, the canonical form.
+//!
+//! # Format, version 1
+//!
+//! ```text
+//! cowcheck-trace 1
+//! # a comment line
+//! p0 map m0 private 4
+//! p0 write m0 0..4 fill 0xaa
+//! p0 write m0 2[100..200] ramp 0x5b   # an inline comment
+//! p0 read m0 0..4
+//! p0 read m0 3                        => 0xaa
+//! p0 fork p1
+//! p1 protect m0 0..2 read
+//! p1 poke mem m0 0 fill 0x01
+//! p1 exit
+//! p0 unmap m0 1..2
+//! ```
+//!
+//! The first line is exactly [`HEADER`]. Every further line is blank, a comment (`#` to the end
+//! of the line) or one op, optionally followed by an inline expectation and an inline comment.
+//! Tokens are separated by spaces or tabs. The grammar, for every verb of
+//! [`OpKind::ALL`](crate::program::OpKind::ALL) (README.md's table says the same for users):
+//!
+//! ```text
+//! line    = [ op [ "=>" EXPECT ] ] [ "#" TEXT ]
+//! op      = PROC "map"       MAP KIND PAGES [ PLACE AT ]
+//!         | PROC "write"     MAP SPAN PATTERN
+//!         | PROC "read"      MAP SPAN
+//!         | PROC "fork"      CHILD
+//!         | PROC "exit"
+//!         | PROC "unmap"     MAP RANGE
+//!         | PROC "protect"   MAP RANGE PROT
+//!         | PROC "advise"    MAP RANGE ADVICE
+//!         | PROC "remap"     MAP RANGE PAGES { REMAPFLAG } "as" MAP
+//!         | PROC "invalid"   CALL MAP BAD
+//!         | PROC "poke"      VIA MAP SPAN PATTERN
+//!         | PROC "vmsplice"  MAP PAGE
+//!         | PROC "pipe-read"
+//! PROC    = "p" N            N decimal, 0..=255 (p0 is the root process)
+//! CHILD   = "p" N            the new process
+//! MAP     = "m" N            after "map" and "as": the new mapping
+//! KIND    = "private" | "shared" | "private-zero" | "shared-zero"
+//! PAGES   = decimal number of pages (a map's size; a remap's new size)
+//! PLACE   = "fixed"          MAP_FIXED: exactly at AT, replacing what is there
+//!         | "noreplace"      MAP_FIXED_NOREPLACE: exactly at AT, or EEXIST
+//!         | "hint"           AT as a hint, without MAP_FIXED
+//! AT      = MAP "+" P        page P of MAP's range
+//!         | MAP              the same as MAP+0
+//! RANGE   = A ".." B         pages A to B-1 of the mapping
+//!         | A                the single page A, the same as A..A+1
+//! PAGE    = RANGE            of exactly one page: A (or A..A+1)
+//! SPAN    = RANGE
+//!         | P "[" A ".." B "]"   bytes A to B-1 of page P
+//! PATTERN = "fill" BYTE      every byte is BYTE
+//!         | "ramp" BYTE      the byte at mapping offset o is BYTE + o mod 251
+//! BYTE    = ("0x" | "0X") HEX | decimal, at most 0xff
+//! PROT    = "none" | "read" | "read-write" | "write"
+//! ADVICE  = "dontneed" | "free" | "remove" | "dontfork" | "dofork" | "wipeonfork"
+//!         | "keeponfork" | "populate-read" | "populate-write" | "cold" | "pageout"
+//!         | "guard-install" | "guard-remove" | "hugepage" | "nohugepage"
+//! REMAPFLAG = "maymove"      MREMAP_MAYMOVE
+//!         | "dontunmap"      MREMAP_DONTUNMAP
+//!         | "fixed" AT       MREMAP_FIXED at AT
+//! CALL    = "mmap" | "munmap" | "mprotect" | "madvise" | "mremap"
+//! BAD     = "zero-length" | "unaligned" | "overflow"
+//!         | "unknown-advice" (madvise only) | "unknown-prot" (mprotect only)
+//!         | "unknown-flags" (mremap only)
+//! VIA     = "mem"            pwrite on /proc/self/mem (a forced write)
+//!         | "vm"             process_vm_writev on itself
+//! EXPECT  = see crate::program::expect: "0xaa", "ramp 0x10", "SIGSEGV maperr", "EINVAL", "ok", ...
+//! ```
+//!
+//! Handle numbers are decimal and fit 8 bits; page numbers, byte offsets and page counts are
+//! decimal and fit 16 bits (a single page `A` at most 65534); no signs. Remap flags come in any
+//! order before `as`. After an op is read, it must pass the static rules of [`Validator`]; a
+//! violation is an error at the offending token:
+//! - the process exists (`p0`, or a fork made it) and has not exited; a `fork`'s CHILD, a
+//!   `map`'s MAP and a `remap`'s result (after `as`) are handles never used before; at most 32
+//!   process handles, 16 processes alive at once, 32 mapping handles and 512 ops ([`caps`]);
+//! - every other MAP was made by an earlier `map` or `remap`, and a RANGE, SPAN or PAGE lies
+//!   inside the pages that made it (not empty; a byte span ends at most at byte 4096), except a
+//!   remap's old RANGE, which may be empty, `A..A` (an old size of 0) with A inside;
+//! - a `map` or `remap` makes 1 to 64 pages; a `map`'s AT page lies inside AT's mapping and the
+//!   new pages, from there, within it; likewise a `remap`'s `fixed AT`;
+//! - an `invalid` call's BAD is one that applies to its CALL (as marked above).
+//!
+//! An op may end in an inline expectation, `=> EXPECT`, before any comment: what the op must do,
+//! checked against both the model and the kernel (see [`crate::program::expect`] for the forms,
+//! such as `=> 0xaa`, `=> ramp 0x10`, `=> SIGSEGV maperr`, `=> EINVAL`, `=> ok`); it must fit its
+//! op (content expectations need a read). The printer writes it as ` => EXPECT` right after the
+//! op; it is kept in [`Program::expects`].
+//!
+//! The input is UTF-8 text without NUL bytes. Lines end in LF or CR LF, hold at most
+//! [`MAX_LINE_BYTES`] bytes, and the last line may lack its line break.
+//!
+//! # Canonical form
+//!
+//! The printer writes the canonical form: the header, then one line per op, comment or blank
+//! line in order, tokens separated by one space, an inline comment as ` #text` after its op, and
+//! `\n` after every line including the last. A single page prints as `A`, other page ranges as
+//! `A..B` (a remap's empty old range as `A..A`), byte spans as `P[A..B]`, an address `mN+0` as
+//! `mN`, pattern bytes as two lowercase hex digits (`0x0a`), remap flags once each in the order
+//! `maymove dontunmap fixed AT`.
+//!
+//! Comments, with their text verbatim (everything after `#`), and blank lines are kept in
+//! [`Program::comments`], so that:
+//! - `print(parse(t)) == t` for every canonical trace `t`;
+//! - `print(parse(print(parse(t)))) == print(parse(t))` for every trace `t` that parses;
+//! - `parse(print(p)) == p` for every program `p` that validates, provided its comments are as
+//!   the parser makes them: in line order (a comment or blank line before op `i` has
+//!   `before_op == i` and comes before op `i`'s inline comment; those after the last op have
+//!   `before_op == ops.len()`), at most one inline comment per op, and texts without line breaks
+//!   or NUL that keep every line within [`MAX_LINE_BYTES`]. The printer replaces a CR, LF or NUL
+//!   in a comment's text by U+FFFD so that its output always reads back.
+
+mod error;
+mod op_line;
+mod parse;
+mod print;
+#[cfg(test)]
+mod tests;
+
+pub use error::TraceError;
+pub use parse::{HEADER, MAX_LINE_BYTES, parse, parse_str};
+
+#[cfg(doc)]
+use crate::program::{Op, Program, Validator, caps};

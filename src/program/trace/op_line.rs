@@ -1,0 +1,578 @@
+//! One op line, token by token: the verbs and their arguments, read into an [`Op`] with the
+//! column of each part so that a [`Validator`](crate::program::Validator) complaint points at its
+//! token. Syntax only: whether the op can stand where it is is the validator's to say.
+
+use super::error::{TraceError, clip, quoted};
+use crate::program::{
+    Advice, At, BadArg, Culprit, MapId, MapKind, Op, OpKind, PageRange, Pattern, PlaceHow, ProcId,
+    Prot, RemapFlags, Span, Syscall, Via, caps,
+};
+
+/// One token of an op line: its text and the column of its first character.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Token<'a> {
+    text: &'a str,
+    column: usize,
+}
+
+impl Token<'_> {
+    /// The column just past the token's last character.
+    fn end_column(self) -> usize {
+        self.column + self.text.chars().count()
+    }
+}
+
+pub(super) fn tokenize(code: &str) -> Vec<Token<'_>> {
+    let mut tokens = Vec::new();
+    let mut start = None;
+    for (column, (offset, ch)) in (1..).zip(code.char_indices()) {
+        let separator = ch == ' ' || ch == '\t';
+        match start {
+            Some((from, first)) if separator => {
+                tokens.push(Token {
+                    text: &code[from..offset],
+                    column: first,
+                });
+                start = None;
+            }
+            None if !separator => start = Some((offset, column)),
+            _ => {}
+        }
+    }
+    if let Some((from, first)) = start {
+        tokens.push(Token {
+            text: &code[from..],
+            column: first,
+        });
+    }
+    tokens
+}
+
+/// Where each part of a parsed op stands, so that a validator complaint points at its token.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Columns {
+    proc: usize,
+    child: Option<usize>,
+    map: Option<usize>,
+    span: Option<usize>,
+    count: Option<usize>,
+}
+
+impl Columns {
+    pub(super) fn of(&self, culprit: Culprit) -> usize {
+        let column = match culprit {
+            Culprit::Proc => None,
+            Culprit::Child => self.child,
+            Culprit::Map => self.map,
+            Culprit::Span => self.span,
+            Culprit::Count => self.count,
+        };
+        column.unwrap_or(self.proc)
+    }
+}
+
+/// The tokens of one op line, read left to right.
+pub(super) struct OpLine<'a> {
+    line: usize,
+    tokens: Vec<Token<'a>>,
+    next: usize,
+}
+
+impl<'a> OpLine<'a> {
+    pub(super) fn new(line: usize, tokens: Vec<Token<'a>>) -> OpLine<'a> {
+        OpLine {
+            line,
+            tokens,
+            next: 0,
+        }
+    }
+
+    /// Reads the op; the line must hold exactly one.
+    pub(super) fn parse(mut self) -> Result<(Op, Columns), TraceError> {
+        let proc_token = self.take("a process handle (like p0)")?;
+        let proc = ProcId(self.handle(proc_token, 'p', "process handle", "p0")?);
+        let mut columns = Columns {
+            proc: proc_token.column,
+            ..Columns::default()
+        };
+        let verbs = OpKind::ALL.map(OpKind::name).join(", ");
+        let verb_token = self.take(&format!("a verb (one of {verbs})"))?;
+        let verb = OpKind::ALL
+            .into_iter()
+            .find(|k| k.name() == verb_token.text)
+            .ok_or_else(|| {
+                self.error(
+                    verb_token,
+                    format!(
+                        "unknown verb {}; expected one of {verbs}",
+                        quoted(verb_token.text)
+                    ),
+                )
+            })?;
+        let op = match verb {
+            OpKind::Map => {
+                let map = self.map_handle(&mut columns)?;
+                let kind = self.map_kind()?;
+                let pages = self.page_count(&mut columns)?;
+                match self.tokens.get(self.next).map(|t| t.text) {
+                    Some(word @ ("fixed" | "noreplace" | "hint")) => {
+                        self.next += 1;
+                        let how = match word {
+                            "fixed" => PlaceHow::Fixed,
+                            "noreplace" => PlaceHow::NoReplace,
+                            _ => PlaceHow::Hint,
+                        };
+                        let at = self.at(&mut columns)?;
+                        Op::MapAt {
+                            proc,
+                            map,
+                            kind,
+                            pages,
+                            how,
+                            at,
+                        }
+                    }
+                    _ => Op::Map {
+                        proc,
+                        map,
+                        kind,
+                        pages,
+                    },
+                }
+            }
+            OpKind::Protect => {
+                let map = self.map_handle(&mut columns)?;
+                let pages = self.range(&mut columns)?;
+                let prot = self.word(
+                    "a protection (none, read, read-write, write)",
+                    Prot::from_name,
+                )?;
+                Op::Protect {
+                    proc,
+                    map,
+                    pages,
+                    prot,
+                }
+            }
+            OpKind::Advise => {
+                let map = self.map_handle(&mut columns)?;
+                let pages = self.range(&mut columns)?;
+                let names = Advice::ALL.map(Advice::name).join(", ");
+                let advice =
+                    self.word(&format!("an advice (one of {names})"), Advice::from_name)?;
+                Op::Advise {
+                    proc,
+                    map,
+                    pages,
+                    advice,
+                }
+            }
+            OpKind::Remap => {
+                let map = self.map_handle(&mut columns)?;
+                let old = self.range(&mut columns)?;
+                let new_pages = self.page_count(&mut columns)?;
+                let mut flags = RemapFlags::default();
+                loop {
+                    let token =
+                        self.take("remap flags (maymove, dontunmap, fixed mN+P) and as mN")?;
+                    match token.text {
+                        "maymove" => flags.maymove = true,
+                        "dontunmap" => flags.dontunmap = true,
+                        "fixed" => flags.fixed = Some(self.at(&mut columns)?),
+                        "as" => break,
+                        other => {
+                            return Err(self.error(
+                                token,
+                                format!(
+                                    "unknown remap flag {}; expected maymove, dontunmap, fixed mN+P or as mN",
+                                    quoted(other)
+                                ),
+                            ));
+                        }
+                    }
+                }
+                let result_token = self.take("the result's mapping handle (like m1)")?;
+                columns.map = Some(result_token.column);
+                let result = MapId(self.handle(result_token, 'm', "mapping handle", "m1")?);
+                Op::Remap {
+                    proc,
+                    map,
+                    old,
+                    new_pages,
+                    flags,
+                    result,
+                }
+            }
+            OpKind::Vmsplice => {
+                let map = self.map_handle(&mut columns)?;
+                let range = self.range(&mut columns)?;
+                if range.end != range.start.wrapping_add(1) {
+                    return Err(TraceError::new(
+                        self.line,
+                        columns.span.unwrap_or(1),
+                        "vmsplice takes one page (like 2)",
+                    ));
+                }
+                Op::Vmsplice {
+                    proc,
+                    map,
+                    page: range.start,
+                }
+            }
+            OpKind::PipeRead => Op::PipeRead { proc },
+            OpKind::Poke => {
+                let via = self.word(
+                    "how to write (mem: /proc/self/mem, vm: process_vm_writev)",
+                    Via::from_name,
+                )?;
+                let map = self.map_handle(&mut columns)?;
+                let span = self.span(&mut columns)?;
+                let pattern = self.pattern()?;
+                Op::Poke {
+                    proc,
+                    map,
+                    span,
+                    pattern,
+                    via,
+                }
+            }
+            OpKind::Invalid => {
+                let names = Syscall::ALL.map(Syscall::name).join(", ");
+                let call = self.word(&format!("a call (one of {names})"), Syscall::from_name)?;
+                let map = self.map_handle(&mut columns)?;
+                let bads = BadArg::ALL.map(BadArg::name).join(", ");
+                let token_column = self.tokens.get(self.next).map(|t| t.column);
+                let bad = self.word(
+                    &format!("a bad argument (one of {bads})"),
+                    BadArg::from_name,
+                )?;
+                columns.count = token_column;
+                Op::Invalid {
+                    proc,
+                    map,
+                    call,
+                    bad,
+                }
+            }
+            OpKind::Write => {
+                let map = self.map_handle(&mut columns)?;
+                let span = self.span(&mut columns)?;
+                let pattern = self.pattern()?;
+                Op::Write {
+                    proc,
+                    map,
+                    span,
+                    pattern,
+                }
+            }
+            OpKind::Read => {
+                let map = self.map_handle(&mut columns)?;
+                let span = self.span(&mut columns)?;
+                Op::Read { proc, map, span }
+            }
+            OpKind::Fork => {
+                let child_token = self.take("a child process handle (like p1)")?;
+                columns.child = Some(child_token.column);
+                let child = ProcId(self.handle(child_token, 'p', "process handle", "p1")?);
+                Op::Fork { proc, child }
+            }
+            OpKind::Exit => Op::Exit { proc },
+            OpKind::Unmap => {
+                let map = self.map_handle(&mut columns)?;
+                let range_token = self.take("a page range (like 0..4 or 2)")?;
+                columns.span = Some(range_token.column);
+                if range_token.text.contains('[') {
+                    return Err(self.error(
+                        range_token,
+                        format!(
+                            "unmap takes whole pages (like 0..4 or 2), not the byte span {}",
+                            quoted(range_token.text)
+                        ),
+                    ));
+                }
+                let pages = parse_range(range_token.text).map_err(|e| {
+                    self.syntax_error(range_token, e, "a page range like 0..4 or 2")
+                })?;
+                Op::Unmap { proc, map, pages }
+            }
+        };
+        if let Some(&extra) = self.tokens.get(self.next) {
+            return Err(self.error(extra, format!("trailing token {}", quoted(extra.text))));
+        }
+        Ok((op, columns))
+    }
+
+    /// The next token, or a "truncated op" error saying what `needs` to come next.
+    fn take(&mut self, needs: &str) -> Result<Token<'a>, TraceError> {
+        match self.tokens.get(self.next) {
+            Some(&token) => {
+                self.next += 1;
+                Ok(token)
+            }
+            None => {
+                let so_far: Vec<&str> = self.tokens.iter().map(|t| t.text).collect();
+                let column = self.tokens.last().map_or(1, |t| t.end_column());
+                Err(TraceError::new(
+                    self.line,
+                    column,
+                    format!("truncated op: {} needs {needs}", quoted(&so_far.join(" "))),
+                ))
+            }
+        }
+    }
+
+    fn error(&self, token: Token<'_>, message: String) -> TraceError {
+        TraceError::new(self.line, token.column, message)
+    }
+
+    fn syntax_error(&self, token: Token<'_>, error: SyntaxError, expected: &str) -> TraceError {
+        let message = match error {
+            SyntaxError::Malformed => {
+                format!("expected {expected}, found {}", quoted(token.text))
+            }
+            SyntaxError::TooLarge(message) => message,
+        };
+        self.error(token, message)
+    }
+
+    /// The number of a handle token such as `p3` or `m0`.
+    fn handle(
+        &self,
+        token: Token<'_>,
+        prefix: char,
+        noun: &str,
+        example: &str,
+    ) -> Result<u8, TraceError> {
+        let number = token
+            .text
+            .strip_prefix(prefix)
+            .ok_or(NumberError::NotNumber)
+            .and_then(|digits| parse_number(digits, 10));
+        number.map_err(|e| {
+            let message = match e {
+                NumberError::NotNumber => {
+                    format!(
+                        "expected a {noun} like {example}, found {}",
+                        quoted(token.text)
+                    )
+                }
+                NumberError::TooLarge => format!(
+                    "{noun} {} is too large; the number after {prefix} is at most {}",
+                    quoted(token.text),
+                    u8::MAX
+                ),
+            };
+            self.error(token, message)
+        })
+    }
+
+    fn map_kind(&mut self) -> Result<MapKind, TraceError> {
+        let kinds = MapKind::ALL.map(MapKind::name).join(", ");
+        let token = self.take(&format!("a mapping kind (one of {kinds})"))?;
+        MapKind::from_name(token.text).ok_or_else(|| {
+            let found = quoted(token.text);
+            self.error(
+                token,
+                format!("unknown mapping kind {found}; expected one of {kinds}"),
+            )
+        })
+    }
+
+    fn page_count(&mut self, columns: &mut Columns) -> Result<u16, TraceError> {
+        let token = self.take("a page count (like 4)")?;
+        columns.count = Some(token.column);
+        parse_number(token.text, 10).map_err(|e| {
+            let message = match e {
+                NumberError::NotNumber => format!(
+                    "expected a page count (a decimal number) after the kind, found {}",
+                    quoted(token.text)
+                ),
+                NumberError::TooLarge => format!(
+                    "page count {} is too large; a map takes 1 to {} pages",
+                    clip(token.text),
+                    caps::MAX_MAP_PAGES
+                ),
+            };
+            self.error(token, message)
+        })
+    }
+
+    /// A keyword from a fixed set.
+    fn word<T>(&mut self, needs: &str, from: fn(&str) -> Option<T>) -> Result<T, TraceError> {
+        let token = self.take(needs)?;
+        from(token.text).ok_or_else(|| {
+            self.error(
+                token,
+                format!("expected {needs}, found {}", quoted(token.text)),
+            )
+        })
+    }
+
+    /// Whole pages `A..B` or `A` (an empty `A..A` reads fine; the validator decides).
+    fn range(&mut self, columns: &mut Columns) -> Result<PageRange, TraceError> {
+        let token = self.take("a page range (like 0..4 or 2)")?;
+        columns.span = Some(token.column);
+        parse_range(token.text)
+            .map_err(|e| self.syntax_error(token, e, "a page range like 0..4 or 2"))
+    }
+
+    /// `mN+P` or `mN`: page P of handle mN's range.
+    fn at(&mut self, columns: &mut Columns) -> Result<At, TraceError> {
+        let token = self.take("an address like m0+2")?;
+        columns.span = Some(token.column);
+        let (handle, page) = match token.text.split_once('+') {
+            Some((h, p)) => (h, Some(p)),
+            None => (token.text, None),
+        };
+        let map = MapId(self.handle(
+            Token {
+                text: handle,
+                column: token.column,
+            },
+            'm',
+            "mapping handle",
+            "m0",
+        )?);
+        let page = match page {
+            Some(p) => {
+                field(p, "page").map_err(|e| self.syntax_error(token, e, "an address like m0+2"))?
+            }
+            None => 0,
+        };
+        Ok(At { map, page })
+    }
+
+    fn map_handle(&mut self, columns: &mut Columns) -> Result<MapId, TraceError> {
+        let token = self.take("a mapping handle (like m0)")?;
+        columns.map = Some(token.column);
+        Ok(MapId(self.handle(token, 'm', "mapping handle", "m0")?))
+    }
+
+    fn span(&mut self, columns: &mut Columns) -> Result<Span, TraceError> {
+        let token = self.take("a span (like 0..4, 2 or 2[100..200])")?;
+        columns.span = Some(token.column);
+        parse_span(token.text)
+            .map_err(|e| self.syntax_error(token, e, "a span like 0..4, 2 or 2[100..200]"))
+    }
+
+    fn pattern(&mut self) -> Result<Pattern, TraceError> {
+        let word = self.take("a pattern (fill 0xHH or ramp 0xHH)")?;
+        let make: fn(u8) -> Pattern = match word.text {
+            "fill" => Pattern::Fill,
+            "ramp" => Pattern::Ramp,
+            other => {
+                return Err(self.error(
+                    word,
+                    format!(
+                        "unknown pattern {}; expected fill 0xHH or ramp 0xHH",
+                        quoted(other)
+                    ),
+                ));
+            }
+        };
+        let needs = format!("a byte value after {} (like 0xaa)", word.text);
+        let byte_token = self.take(&needs)?;
+        let (digits, radix) = match byte_token
+            .text
+            .strip_prefix("0x")
+            .or_else(|| byte_token.text.strip_prefix("0X"))
+        {
+            Some(hex) => (hex, 16),
+            None => (byte_token.text, 10),
+        };
+        let byte = parse_number(digits, radix).map_err(|e| {
+            let message = match e {
+                NumberError::NotNumber => format!(
+                    "expected a byte value like 0xaa or 170, found {}",
+                    quoted(byte_token.text)
+                ),
+                NumberError::TooLarge => format!(
+                    "byte value {} is too large; a pattern byte is at most 0xff",
+                    clip(byte_token.text)
+                ),
+            };
+            self.error(byte_token, message)
+        })?;
+        Ok(make(byte))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NumberError {
+    /// Not digits of the radix (or nothing at all).
+    NotNumber,
+    /// Digits, but more than the target type holds.
+    TooLarge,
+}
+
+/// Digits in `radix`, without sign or separators, into whatever integer type the field has.
+fn parse_number<T: TryFrom<u32>>(digits: &str, radix: u32) -> Result<T, NumberError> {
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(NumberError::NotNumber);
+    }
+    let mut value: u32 = 0;
+    for digit in digits.chars().filter_map(|c| c.to_digit(radix)) {
+        value = value
+            .checked_mul(radix)
+            .and_then(|v| v.checked_add(digit))
+            .ok_or(NumberError::TooLarge)?;
+    }
+    T::try_from(value).map_err(|_| NumberError::TooLarge)
+}
+
+/// Why a range or span token does not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SyntaxError {
+    /// Not the shape of the token at all.
+    Malformed,
+    /// The shape is right but a number does not fit; the message says which.
+    TooLarge(String),
+}
+
+/// A page number or byte offset inside a range or span token.
+fn field(digits: &str, what: &str) -> Result<u16, SyntaxError> {
+    parse_number(digits, 10).map_err(|e| match e {
+        NumberError::NotNumber => SyntaxError::Malformed,
+        NumberError::TooLarge => SyntaxError::TooLarge(format!(
+            "{what} {} is too large; the largest is {}",
+            clip(digits),
+            u16::MAX
+        )),
+    })
+}
+
+/// `A..B` or `A`. An empty or reversed range reads fine here; the validator rejects it.
+fn parse_range(text: &str) -> Result<PageRange, SyntaxError> {
+    match text.split_once("..") {
+        Some((start, end)) => Ok(PageRange {
+            start: field(start, "page")?,
+            end: field(end, "page")?,
+        }),
+        None => {
+            let page = field(text, "page")?;
+            let end = page.checked_add(1).ok_or_else(|| {
+                SyntaxError::TooLarge(format!(
+                    "page {page} is too large; a single page is at most {}",
+                    u16::MAX - 1
+                ))
+            })?;
+            Ok(PageRange { start: page, end })
+        }
+    }
+}
+
+/// A page range, or `P[A..B]`.
+fn parse_span(text: &str) -> Result<Span, SyntaxError> {
+    let Some((page, bytes)) = text.split_once('[') else {
+        return parse_range(text).map(Span::Pages);
+    };
+    let (start, end) = bytes
+        .strip_suffix(']')
+        .and_then(|inner| inner.split_once(".."))
+        .ok_or(SyntaxError::Malformed)?;
+    Ok(Span::Bytes {
+        page: field(page, "page")?,
+        start: field(start, "byte offset")?,
+        end: field(end, "byte offset")?,
+    })
+}

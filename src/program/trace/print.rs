@@ -1,0 +1,244 @@
+//! The printer: `Display` for [`Op`] (one trace line) and [`Program`] (a whole canonical
+//! trace). It writes only the canonical form, and every program it prints reads back.
+
+use std::fmt;
+
+use super::parse::{HEADER, MAX_LINE_BYTES};
+use crate::program::{At, Comment, Op, PageRange, Pattern, Program, Span};
+
+/// A page range as the trace writes it: `A` for one page, `A..B` otherwise.
+struct RangeText(PageRange);
+
+impl fmt::Display for RangeText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let PageRange { start, end } = self.0;
+        if start.checked_add(1) == Some(end) {
+            write!(f, "{start}")
+        } else {
+            write!(f, "{start}..{end}")
+        }
+    }
+}
+
+struct SpanText(Span);
+
+impl fmt::Display for SpanText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Span::Pages(range) => RangeText(range).fmt(f),
+            Span::Bytes { page, start, end } => write!(f, "{page}[{start}..{end}]"),
+        }
+    }
+}
+
+struct PatternText(Pattern);
+
+impl fmt::Display for PatternText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Pattern::Fill(byte) => write!(f, "fill 0x{byte:02x}"),
+            Pattern::Ramp(byte) => write!(f, "ramp 0x{byte:02x}"),
+        }
+    }
+}
+
+/// One op as a trace line, without the line break.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = self.kind().name();
+        match *self {
+            Op::Map {
+                proc,
+                map,
+                kind,
+                pages,
+            } => write!(f, "{proc} {verb} {map} {} {pages}", kind.name()),
+            Op::Write {
+                proc,
+                map,
+                span,
+                pattern,
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {}",
+                SpanText(span),
+                PatternText(pattern)
+            ),
+            Op::Read { proc, map, span } => write!(f, "{proc} {verb} {map} {}", SpanText(span)),
+            Op::Fork { proc, child } => write!(f, "{proc} {verb} {child}"),
+            Op::Exit { proc } => write!(f, "{proc} {verb}"),
+            Op::Unmap { proc, map, pages } => {
+                write!(f, "{proc} {verb} {map} {}", RangeText(pages))
+            }
+            Op::MapAt {
+                proc,
+                map,
+                kind,
+                pages,
+                how,
+                at,
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {pages} {} {}",
+                kind.name(),
+                how.name(),
+                AtText(at)
+            ),
+            Op::Protect {
+                proc,
+                map,
+                pages,
+                prot,
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {}",
+                RangeText(pages),
+                prot.name()
+            ),
+            Op::Advise {
+                proc,
+                map,
+                pages,
+                advice,
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {}",
+                RangeText(pages),
+                advice.name()
+            ),
+            Op::Remap {
+                proc,
+                map,
+                old,
+                new_pages,
+                flags,
+                result,
+            } => {
+                // An empty old range (old_size 0) prints as A..A.
+                let old_text = if old.start == old.end {
+                    format!("{}..{}", old.start, old.end)
+                } else {
+                    RangeText(old).to_string()
+                };
+                write!(f, "{proc} {verb} {map} {old_text} {new_pages}")?;
+                if flags.maymove {
+                    write!(f, " maymove")?;
+                }
+                if flags.dontunmap {
+                    write!(f, " dontunmap")?;
+                }
+                if let Some(at) = flags.fixed {
+                    write!(f, " fixed {}", AtText(at))?;
+                }
+                write!(f, " as {result}")
+            }
+            Op::Invalid {
+                proc,
+                map,
+                call,
+                bad,
+            } => write!(f, "{proc} {verb} {} {map} {}", call.name(), bad.name()),
+            Op::Vmsplice { proc, map, page } => write!(f, "{proc} {verb} {map} {page}"),
+            Op::PipeRead { proc } => write!(f, "{proc} {verb}"),
+            Op::Poke {
+                proc,
+                map,
+                span,
+                pattern,
+                via,
+            } => write!(
+                f,
+                "{proc} {verb} {} {map} {} {}",
+                via.name(),
+                SpanText(span),
+                PatternText(pattern)
+            ),
+        }
+    }
+}
+
+/// `mN+P`, or `mN` for page 0.
+struct AtText(At);
+
+impl fmt::Display for AtText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.page {
+            0 => write!(f, "{}", self.0.map),
+            p => write!(f, "{}+{p}", self.0.map),
+        }
+    }
+}
+
+/// The whole program as a canonical trace: header, ops and comments, `\n` after every line.
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ops = self.ops.len();
+        // Lines standing before op i (index ops: after the last op), and op i's inline comments.
+        let mut lines_before: Vec<Vec<&Comment>> = vec![Vec::new(); ops + 1];
+        let mut inline: Vec<Vec<&Comment>> = vec![Vec::new(); ops];
+        for comment in &self.comments {
+            let at = comment.before_op.min(ops);
+            match inline.get_mut(at) {
+                Some(slot) if comment.inline => slot.push(comment),
+                _ => lines_before[at].push(comment),
+            }
+        }
+        writeln!(f, "{HEADER}")?;
+        for (at, before) in lines_before.iter().enumerate() {
+            for comment in before {
+                if let Some(text) = &comment.text {
+                    write!(f, "#{}", CommentText(clip_to(text, MAX_LINE_BYTES - 1)))?;
+                }
+                writeln!(f)?;
+            }
+            if let Some(op) = self.ops.get(at) {
+                let mut line = op.to_string();
+                if let Some(expect) = self.expect_of(at) {
+                    line.push_str(&format!(" => {expect}"));
+                }
+                for text in inline[at].iter().filter_map(|c| c.text.as_ref()) {
+                    // Normalising can lengthen a line (`fill 10` prints as `fill 0x0a`, a
+                    // comment gets its space): comments are cut so that every printed line
+                    // reads back (MAX_LINE_BYTES), and printing stays idempotent.
+                    let room = MAX_LINE_BYTES.saturating_sub(line.len() + 2);
+                    line.push_str(&format!(" #{}", CommentText(clip_to(text, room))));
+                }
+                writeln!(f, "{line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The longest prefix of `text` that fits in `bytes` once printed (line breaks and NULs print
+/// as the 3-byte replacement character), cut at a character boundary.
+fn clip_to(text: &str, bytes: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        let width = if matches!(c, '\n' | '\r' | '\0') {
+            char::REPLACEMENT_CHARACTER.len_utf8()
+        } else {
+            c.len_utf8()
+        };
+        if used + width > bytes {
+            return &text[..i];
+        }
+        used += width;
+    }
+    text
+}
+
+/// A comment's text, with the characters that would break its line replaced.
+struct CommentText<'a>(&'a str);
+
+impl fmt::Display for CommentText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in self.0.split_inclusive(['\n', '\r', '\0']) {
+            match part.strip_suffix(['\n', '\r', '\0']) {
+                Some(kept) => write!(f, "{kept}{}", char::REPLACEMENT_CHARACTER)?,
+                None => f.write_str(part)?,
+            }
+        }
+        Ok(())
+    }
+}
