@@ -40,10 +40,14 @@ pub enum CorpusError {
     Empty(PathBuf),
 }
 
-/// Every `*.trace` file under `dir`, recursively, sorted by name.
+/// Every `*.trace` file under `dir`, recursively, sorted by name. Each directory is read once:
+/// a link to a directory is not followed (a `self -> .` link would run the corpus again, two
+/// of them for ever), and a directory reached twice (a bind mount) is skipped by its device
+/// and inode. Links to trace files are followed.
 pub fn discover(dir: &Path) -> Result<Vec<Scenario>, CorpusError> {
     let mut found = Vec::new();
-    walk(dir, dir, &mut found)?;
+    let mut seen = std::collections::HashSet::new();
+    walk(dir, dir, &mut found, &mut seen)?;
     if found.is_empty() {
         return Err(CorpusError::Empty(dir.to_path_buf()));
     }
@@ -51,7 +55,20 @@ pub fn discover(dir: &Path) -> Result<Vec<Scenario>, CorpusError> {
     Ok(found)
 }
 
-fn walk(root: &Path, dir: &Path, found: &mut Vec<Scenario>) -> Result<(), CorpusError> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    found: &mut Vec<Scenario>,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) -> Result<(), CorpusError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|source| CorpusError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !seen.insert((meta.dev(), meta.ino())) {
+        return Ok(());
+    }
     let entries = std::fs::read_dir(dir).map_err(|source| CorpusError::Dir {
         path: dir.to_path_buf(),
         source,
@@ -59,8 +76,11 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<Scenario>) -> Result<(), Corpus
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
+        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
         if path.is_dir() {
-            walk(root, &path, found)?;
+            if !is_link {
+                walk(root, &path, found, seen)?;
+            }
         } else if path.extension().is_some_and(|e| e == "trace") {
             let rel = path.strip_prefix(root).unwrap_or(&path).with_extension("");
             let name = rel
@@ -126,8 +146,7 @@ pub struct ScenarioResult {
 
 /// Loads a scenario and checks its declarations; `Err` is a verdict already (fail or skip).
 pub fn load(path: &Path, env: &Environment) -> Result<Program, Verdict> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Verdict::Fail(vec![format!("cannot read {}: {e}", path.display())]))?;
+    let bytes = crate::files::read_input(path).map_err(|e| Verdict::Fail(vec![e]))?;
     let program = trace::parse(&bytes)
         .map_err(|e| Verdict::Fail(vec![format!("{}: {e}", path.display())]))?;
     let m = meta(&program);

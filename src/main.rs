@@ -288,8 +288,7 @@ fn load_trace(path: &Path) -> Result<Program, Fatal> {
 /// A trace, or with `artifact`, a fuzz artifact decoded the way the fuzz targets decode it
 /// (every byte string is some program).
 fn load_program(path: &Path, artifact: bool) -> Result<Program, Fatal> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = cowcheck::files::read_input(path).map_err(Fatal)?;
     if artifact {
         return Ok(cowcheck::program::generate::from_bytes(
             &bytes,
@@ -339,9 +338,7 @@ fn cmd_run(
     if cases == Some(0) {
         return Err(Fatal("--cases must be at least 1".into()));
     }
-    if !out.is_dir() {
-        return Err(Fatal(format!("--out {} is not a directory", out.display())));
-    }
+    cowcheck::files::check_output_dir(out).map_err(Fatal)?;
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -480,22 +477,34 @@ fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<Pat
             text: text.into(),
         })
         .collect();
-    let path = out.join(format!("cowcheck-divergence-{seed}-{}.trace", f.index));
-    std::fs::write(&path, program.to_string())
-        .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
+    let text = program.to_string();
+    let path = cowcheck::files::save_fresh(
+        out,
+        &format!("cowcheck-divergence-{seed}-{}", f.index),
+        "trace",
+        text.as_bytes(),
+    )
+    .map_err(|e| unsaved(&text, &e))?;
     // The C reproducer beside it, for people without Rust (when the generator knows every op).
-    let c_path = path.with_extension("c");
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     match cowcheck::report::repro_c::generate(&program, ex.page_size(), &path.display().to_string())
     {
-        Ok(c) => std::fs::write(&c_path, c).map_err(|e| {
-            Fatal(format!(
-                "cannot save the C reproducer to {}: {e}",
-                c_path.display()
-            ))
-        })?,
+        Ok(c) => {
+            if let Err(e) = cowcheck::files::save_fresh(out, &stem, "c", c.as_bytes()) {
+                eprintln!("cowcheck: no C reproducer: {e}");
+            }
+        }
         Err(e) => eprintln!("cowcheck: no C reproducer: {e}"),
     }
     Ok(path)
+}
+
+/// A finding that could not be saved is not lost: its trace goes to stdout in full, then the
+/// error (exit 2).
+fn unsaved(trace: &str, error: &str) -> Fatal {
+    println!("the finding could not be saved; its trace in full:");
+    print!("{trace}");
+    Fatal(format!("cannot save the finding: {error}"))
 }
 
 fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
@@ -683,12 +692,20 @@ fn cmd_shrink(
         }
         Verdict::Diverged(d) => d,
     };
+    // Where the result goes must be writable before the shrinking starts (it takes minutes).
+    let default_dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let out_dir = match &out {
+        Some(p) => match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        None => default_dir.clone(),
+    };
+    cowcheck::files::check_output_dir(&out_dir).map_err(Fatal)?;
     let f = campaign::explain(&mut executor, 0, &program, divergence)?;
-    let path = out.unwrap_or_else(|| {
-        let mut name = file.as_os_str().to_owned();
-        name.push(".shrunk.trace");
-        PathBuf::from(name)
-    });
     let mut shrunk = f.shrunk.clone();
     shrunk.comments = [
         format!(" shrunk by: cowcheck shrink {}", file.display()),
@@ -714,8 +731,20 @@ fn cmd_shrink(
         text: Some(text),
     })
     .collect();
-    std::fs::write(&path, shrunk.to_string())
-        .map_err(|e| Fatal(format!("cannot save the trace to {}: {e}", path.display())))?;
+    let text = shrunk.to_string();
+    let path = match out {
+        Some(p) => cowcheck::files::save_as(&p, text.as_bytes()).map(|()| p),
+        None => {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            cowcheck::files::save_fresh(
+                &default_dir,
+                &format!("{name}.shrunk"),
+                "trace",
+                text.as_bytes(),
+            )
+        }
+    }
+    .map_err(|e| unsaved(&text, &e))?;
     print!("{}", report::campaign::finding_text(&f, &path));
     Ok(1)
 }
@@ -783,8 +812,7 @@ fn cmd_repro_c(file: &Path, build: bool, out: Option<PathBuf>) -> Result<u8, Fat
             return Ok(0);
         }
     };
-    std::fs::write(&c_path, c)
-        .map_err(|e| Fatal(format!("cannot write {}: {e}", c_path.display())))?;
+    cowcheck::files::save_as(&c_path, c.as_bytes()).map_err(Fatal)?;
     eprintln!("wrote {}", c_path.display());
     if build {
         let binary = repro_c::binary_path(&c_path);

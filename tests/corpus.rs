@@ -262,10 +262,11 @@ fn an_empty_or_missing_corpus_is_a_usage_error() {
 /// is not blind (the counter-test of `the_corpus_passes_as_ktap`).
 #[test]
 fn the_corpus_fails_under_a_broken_libc() {
-    let Some(lib) = build_libfault() else {
+    let Some(built) = build_libfault() else {
         eprintln!("no C compiler: skipped");
         return;
     };
+    let lib = built.0.clone();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let under = format!(
         "env COWCHECK_FAULT=private-shared LD_PRELOAD={}",
@@ -292,21 +293,34 @@ fn the_corpus_fails_under_a_broken_libc() {
     }
     // Scenarios with no private anonymous memory do not notice.
     assert!(!failed.contains(&"fork-classic/shared-child-write-visible"));
+    // The test leaves nothing behind in the temporary directory.
+    drop(built);
+    assert!(!lib.exists(), "{} left behind", lib.display());
 }
 
-fn build_libfault() -> Option<PathBuf> {
+/// A library built for one test, removed when the test ends (however it ends).
+struct Built(PathBuf);
+
+impl Drop for Built {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn build_libfault() -> Option<Built> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libfault.c");
-    let out = std::env::temp_dir().join(format!(
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "cowcheck-libfault-corpus-{}.so",
         std::process::id()
     ));
+    let built = Built(out);
     let ok = Command::new("cc")
         .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&out)
+        .arg(&built.0)
         .arg(&src)
         .arg("-ldl")
         .status()
         .ok()?
         .success();
-    ok.then_some(out)
+    ok.then_some(built)
 }
