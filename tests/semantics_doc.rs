@@ -22,7 +22,10 @@
 //! `//!`, `#`, C's `*`) is one line, so a list may wrap; so is a Markdown paragraph. IDs
 //! anywhere else (`PEER-CASES.md C21`, `0xA1`, `-O1`, `E2BIG`) are not citations.
 //!
-//! A rule is defined by a heading `### ID. Title` in `docs/SEMANTICS.md`.
+//! A rule is defined by a heading `### ID. Title` in `docs/SEMANTICS.md`, once, and its section
+//! has a `**Source...**` and a `**Scenarios...**` line. Every scenario path the document names
+//! exists, every scenario that cites a rule is listed in that rule's section, and nothing in
+//! `src/`, `docs/` or the README points at `../shared/`, which a clone does not have.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -449,21 +452,51 @@ fn every_rule_is_defined_once_with_source_and_scenarios() {
     );
     // Each section says where the rule comes from and what shows it.
     let mut problems = Vec::new();
+    for (id, body) in sections(&doc) {
+        for field in ["**Source", "**Scenario"] {
+            if !body.contains(field) {
+                problems.push(format!("{DOC}: {id} has no {field}...** line"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The text of each rule's section: from its heading to the next heading.
+fn sections(doc: &str) -> BTreeMap<RuleId, String> {
     let lines: Vec<&str> = doc.lines().collect();
-    for (id, at) in &defs {
+    let mut out = BTreeMap::new();
+    for (id, at) in definitions(doc) {
         let start = at[0];
         let end = lines[start..]
             .iter()
             .position(|l| l.starts_with("## ") || l.starts_with("### "))
             .map_or(lines.len(), |k| start + k);
-        let body = lines[start..end].join("\n");
-        for field in ["**Source", "**Scenario"] {
-            if !body.contains(field) {
-                problems.push(format!("{DOC}:{start}: {id} has no {field}...** line"));
+        out.insert(id, lines[start..end].join("\n"));
+    }
+    out
+}
+
+#[test]
+fn each_rule_lists_the_scenarios_that_cite_it() {
+    let sections = sections(&read_doc());
+    let mut missing = BTreeSet::new();
+    for path in files("scenarios", &[".trace"]) {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let name = relative(&path);
+        for c in citations(&text, false) {
+            if let Some(body) = sections.get(&c.id)
+                && !body.contains(&name)
+            {
+                missing.insert(format!("{}: add {name} to its **Scenarios:** line", c.id));
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "scenarios cite rules whose sections in {DOC} do not list them:\n{}",
+        missing.into_iter().collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[test]
