@@ -132,8 +132,7 @@ fn write_all_or_remove(mut file: File, path: &Path, contents: &[u8]) -> Result<(
 /// Checks, before a campaign starts, that findings can be saved in `dir`: it exists, is a
 /// directory, and a file can be created and removed there.
 pub fn check_output_dir(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| format!("--out {}: {e}", dir.display()))?;
+    let meta = std::fs::metadata(dir).map_err(|e| format!("--out {}: {e}", dir.display()))?;
     if !meta.is_dir() {
         return Err(format!("--out {}: not a directory", dir.display()));
     }
@@ -143,7 +142,12 @@ pub fn check_output_dir(dir: &Path) -> Result<(), String> {
         "tmp",
         b"",
     )
-    .map_err(|e| format!("--out {}: findings could not be saved there ({e})", dir.display()))?;
+    .map_err(|e| {
+        format!(
+            "--out {}: findings could not be saved there ({e})",
+            dir.display()
+        )
+    })?;
     std::fs::remove_file(&probe).map_err(|e| format!("--out {}: {e}", dir.display()))
 }
 
@@ -167,12 +171,21 @@ mod tests {
         std::os::unix::fs::symlink(d.join("nowhere"), d.join("out-1.trace")).expect("dangling");
         let path = save_fresh(&d, "out", "trace", b"finding").expect("saved");
         assert_eq!(path, d.join("out-2.trace"));
-        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious"
+        );
         assert!(!d.join("nowhere").exists(), "a dangling link was followed");
         // -o FILE over a link replaces the link, not its target.
         save_as(&d.join("out.trace"), b"named").expect("saved as");
-        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious");
-        assert_eq!(std::fs::read_to_string(d.join("out.trace")).expect("out"), "named");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("out.trace")).expect("out"),
+            "named"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -193,7 +206,10 @@ mod tests {
         let e = read_input(&big).expect_err("too big");
         assert!(e.contains("16 MiB"), "{e}");
         std::fs::write(d.join("ok"), b"cowcheck-trace 1\n").expect("ok");
-        assert_eq!(read_input(&d.join("ok")).expect("read"), b"cowcheck-trace 1\n");
+        assert_eq!(
+            read_input(&d.join("ok")).expect("read"),
+            b"cowcheck-trace 1\n"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -229,7 +229,10 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
 /// Expands a `use` tree without spaces (`crate::a::{b,c::{d,e}}`) into paths.
 fn expand(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     let (head, brace) = match tree.find('{') {
-        Some(i) => (&tree[..i], Some(&tree[i + 1..tree.rfind('}').unwrap_or(tree.len())])),
+        Some(i) => (
+            &tree[..i],
+            Some(&tree[i + 1..tree.rfind('}').unwrap_or(tree.len())]),
+        ),
         None => (tree, None),
     };
     let base = prefix.len();
@@ -262,8 +265,15 @@ fn expand(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
 
 /// The module path of a file (`check/compare.rs` -> [check, compare]; `lib.rs` -> []).
 fn module_of(file: &str) -> Vec<String> {
-    let mut segs: Vec<String> = file.trim_end_matches(".rs").split('/').map(String::from).collect();
-    if matches!(segs.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    let mut segs: Vec<String> = file
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(String::from)
+        .collect();
+    if matches!(
+        segs.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         segs.pop();
     }
     segs
@@ -283,7 +293,15 @@ fn file_of(tree: &Tree, module: &[String]) -> Option<String> {
 /// Whether `code` defines an item `name` (not a re-export).
 fn defines(code: &str, name: &str) -> bool {
     [
-        "fn", "struct", "enum", "trait", "type", "const", "static", "mod", "macro_rules!",
+        "fn",
+        "struct",
+        "enum",
+        "trait",
+        "type",
+        "const",
+        "static",
+        "mod",
+        "macro_rules!",
     ]
     .iter()
     .any(|kw| {
@@ -305,7 +323,12 @@ fn defines(code: &str, name: &str) -> bool {
 }
 
 /// Resolves a path named in `from` to the file that defines what it names.
-fn resolve(tree: &Tree, codes: &BTreeMap<String, String>, from: &str, path: &[String]) -> Option<String> {
+fn resolve(
+    tree: &Tree,
+    codes: &BTreeMap<String, String>,
+    from: &str,
+    path: &[String],
+) -> Option<String> {
     let mut module = if path.first().map(String::as_str) == Some("super") {
         let mut m = module_of(from);
         let mut rest = path;
@@ -333,7 +356,9 @@ fn resolve(tree: &Tree, codes: &BTreeMap<String, String>, from: &str, path: &[St
     {
         let dir = module[..depth].join("/");
         for (f, code) in codes {
-            let parent = Path::new(f).parent().map(|p| p.to_string_lossy().into_owned());
+            let parent = Path::new(f)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned());
             if parent.as_deref() == Some(dir.as_str()) && f != &file && defines(code, item) {
                 return Some(f.clone());
             }
@@ -344,8 +369,10 @@ fn resolve(tree: &Tree, codes: &BTreeMap<String, String>, from: &str, path: &[St
 
 /// Every rule the tree breaks, one line each.
 fn violations(tree: &Tree) -> Vec<String> {
-    let codes: BTreeMap<String, String> =
-        tree.iter().map(|(f, t)| (f.clone(), code_only(t))).collect();
+    let codes: BTreeMap<String, String> = tree
+        .iter()
+        .map(|(f, t)| (f.clone(), code_only(t)))
+        .collect();
     let mut bad = Vec::new();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (file, code) in &codes {
@@ -367,15 +394,18 @@ fn violations(tree: &Tree) -> Vec<String> {
                 ));
             }
             // A mod.rs naming its own children (declaring, re-exporting) is no dependency.
-            let own_child = file.ends_with("mod.rs")
-                && Path::new(&target).parent() == Path::new(file).parent();
+            let own_child =
+                file.ends_with("mod.rs") && Path::new(&target).parent() == Path::new(file).parent();
             if !own_child {
                 graph.entry(file.clone()).or_default().insert(target);
             }
         }
     }
     for cycle in cycles(&graph) {
-        bad.push(format!("import cycle between files: {}", cycle.join(" -> ")));
+        bad.push(format!(
+            "import cycle between files: {}",
+            cycle.join(" -> ")
+        ));
     }
     bad.sort();
     bad.dedup();
@@ -449,7 +479,11 @@ fn layers_flow_one_way_and_files_have_no_cycles() {
     let tree = read_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     assert!(tree.contains_key("model/mod.rs") && tree.contains_key("kernel/mod.rs"));
     let bad = violations(&tree);
-    assert!(bad.is_empty(), "the layout breaks its rules:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "the layout breaks its rules:\n{}",
+        bad.join("\n")
+    );
 }
 
 fn tree_of(files: &[(&str, &str)]) -> Tree {
@@ -466,11 +500,17 @@ fn an_upward_import_is_caught() {
         ("lib.rs", "pub mod kernel; pub mod model; pub mod program;"),
         ("kernel/mod.rs", "pub struct Executor;"),
         ("program/mod.rs", "pub struct Op;"),
-        ("model/mod.rs", "use crate::kernel::Executor;\nuse crate::program::Op;"),
+        (
+            "model/mod.rs",
+            "use crate::kernel::Executor;\nuse crate::program::Op;",
+        ),
     ]);
     let bad = violations(&tree);
     assert_eq!(bad.len(), 1, "{bad:?}");
-    assert!(bad[0].contains("model/mod.rs: imports crate::kernel::Executor"), "{bad:?}");
+    assert!(
+        bad[0].contains("model/mod.rs: imports crate::kernel::Executor"),
+        "{bad:?}"
+    );
 }
 
 #[test]
@@ -487,7 +527,8 @@ fn a_grouped_import_through_a_reexport_is_resolved() {
     ]);
     let bad = violations(&tree);
     assert!(
-        bad.iter().any(|b| b.contains("program/op.rs: imports crate::check::Verdict (check/compare.rs)")),
+        bad.iter()
+            .any(|b| b.contains("program/op.rs: imports crate::check::Verdict (check/compare.rs)")),
         "{bad:?}"
     );
 }
@@ -511,7 +552,13 @@ fn a_cycle_between_files_is_caught() {
 fn unsafe_outside_the_kernel_is_caught() {
     let tree = tree_of(&[
         ("lib.rs", "pub mod env;"),
-        ("env.rs", "fn f() { let s = \"unsafe in a string\"; unsafe { g() } }"),
+        (
+            "env.rs",
+            "fn f() { let s = \"unsafe in a string\"; unsafe { g() } }",
+        ),
     ]);
-    assert_eq!(violations(&tree), vec!["env.rs: unsafe code outside kernel/".to_string()]);
+    assert_eq!(
+        violations(&tree),
+        vec!["env.rs: unsafe code outside kernel/".to_string()]
+    );
 }
