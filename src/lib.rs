@@ -28,6 +28,7 @@ pub mod corpus;
 pub mod env;
 pub mod files;
 pub mod kernel;
+pub mod limits;
 pub mod model;
 pub mod program;
 pub mod report;
