@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::check::finding::{Finding, Summary};
 use crate::check::shrink;
-use crate::check::{Divergence, Verdict};
+use crate::check::{Difference, Divergence, Verdict};
 use crate::kernel::{Executor, HarnessError};
 use crate::program::generate::{GenConfig, random_program};
 use crate::program::{OpKind, Program};
@@ -32,6 +32,12 @@ impl CampaignConfig {
 /// How many findings with one signature get shrunk before further ones are just counted (under
 /// the first group of that signature): shrinking costs hundreds of runs.
 const SHRINKS_PER_SIGNATURE: usize = 3;
+
+/// How many times a diverging program runs again before it is shrunk: to tell a finding
+/// (it diverges again) from an accident of the environment (a process killed from outside the
+/// run, which does not happen again), and to report a nondeterministic divergence as "seen N
+/// times in M runs".
+pub const RERUNS: u32 = 4;
 
 /// Time one shrink may take before the smallest program found so far is reported.
 const SHRINK_BUDGET: Duration = Duration::from_secs(180);
@@ -101,7 +107,7 @@ pub fn run(
                     }
                 } else {
                     *seen += 1;
-                    let finding = explain(executor, index, &program, d)?;
+                    let finding = confirm(executor, index, &program, d)?;
                     match findings.iter_mut().find(|f| f.key() == finding.key()) {
                         Some(f) => f.count += 1,
                         None => findings.push(finding),
@@ -118,6 +124,96 @@ pub fn run(
     }
     summary.elapsed = start.elapsed();
     Ok((summary, findings))
+}
+
+/// Makes a finding of a divergence, or refuses it as the environment's doing:
+/// - a resource errno (EAGAIN, ENOMEM, EMFILE, ENFILE) where the model says the call
+///   succeeds is a limit of the machine or the user, named in the error;
+/// - the program runs `RERUNS` more times; a process that died without a report (killed by
+///   SIGKILL from outside, or the OOM killer) in a divergence that never shows again is an
+///   event of the environment;
+/// - anything else is a finding, nondeterministic ("seen N times in M runs") when some rerun
+///   agreed. Then it is shrunk and explained.
+pub fn confirm(
+    executor: &mut Executor,
+    index: u64,
+    program: &Program,
+    divergence: Divergence,
+) -> Result<Finding, HarnessError> {
+    let at = format!(
+        "program {index}, op {} ({})",
+        divergence.op_index + 1,
+        crate::check::expectations::op_text(program, divergence.op_index)
+    );
+    if let Some(cause) = resource_cause(&divergence) {
+        return Err(HarnessError::Environment(format!(
+            "{at}: {cause}; not a kernel finding"
+        )));
+    }
+    let signature = divergence.signature(program);
+    let mut seen = 1;
+    for _ in 0..RERUNS {
+        if let (Verdict::Diverged(d), _) = crate::trial::run(executor, program, None)?
+            && d.signature(program) == signature
+        {
+            seen += 1;
+        }
+    }
+    if seen == 1
+        && let Some(how) = unreported_death(&divergence)
+    {
+        return Err(HarnessError::Environment(format!(
+            "{at}: {how}, and the program did not diverge in {RERUNS} reruns: a process of the run was killed from outside (kill -9, the OOM killer), not a kernel finding"
+        )));
+    }
+    let mut finding = explain(executor, index, program, divergence)?;
+    finding.seen = seen;
+    finding.runs = 1 + RERUNS;
+    Ok(finding)
+}
+
+/// A call that failed for lack of a resource where the model says it succeeds.
+fn resource_cause(d: &Divergence) -> Option<String> {
+    use crate::program::outcome::Outcome;
+    use crate::program::tables::errno_name;
+    let Difference::Outcome {
+        expected,
+        observed: Outcome::Failed { errno },
+        ..
+    } = &d.difference
+    else {
+        return None;
+    };
+    let resource = matches!(
+        *errno,
+        libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE
+    );
+    (resource && !matches!(expected, Outcome::Failed { .. })).then(|| {
+        format!(
+            "the call failed with {} where it must succeed: the run ran out of {}",
+            errno_name(*errno).unwrap_or("a resource errno"),
+            crate::limits::named_by(*errno)
+        )
+    })
+}
+
+/// A process that the model says lives died without reporting a signal of its own.
+fn unreported_death(d: &Divergence) -> Option<String> {
+    use crate::program::outcome::Outcome;
+    match &d.difference {
+        Difference::Outcome {
+            proc,
+            observed: Outcome::Killed { death, .. },
+            expected,
+        } if death.signal == 0 && !matches!(expected, Outcome::Killed { .. }) => {
+            Some(format!("{proc} vanished without a report"))
+        }
+        Difference::Liveness {
+            proc,
+            expected_alive: true,
+        } => Some(format!("{proc} is gone without a report")),
+        _ => None,
+    }
 }
 
 /// Shrinks a diverging program to the smallest that still diverges the same way, and fetches
@@ -161,5 +257,7 @@ pub fn explain(
         divergence,
         pages,
         count: 1,
+        seen: 1,
+        runs: 1,
     })
 }

@@ -706,7 +706,7 @@ fn cmd_shrink(
         None => default_dir.clone(),
     };
     cowcheck::files::check_output_dir(&out_dir).map_err(Fatal)?;
-    let f = campaign::explain(&mut executor, 0, &program, divergence)?;
+    let f = campaign::confirm(&mut executor, 0, &program, divergence)?;
     let mut shrunk = f.shrunk.clone();
     shrunk.comments = [
         format!(" shrunk by: cowcheck shrink {}", file.display()),

@@ -33,9 +33,18 @@ pub struct Finding {
     pub pages: Vec<PageDiff>,
     /// Programs that diverged this way (`--keep-going`).
     pub count: u64,
+    /// In how many of `runs` runs of the original program it diverged this way (the first run
+    /// and its reruns): `seen < runs` is a nondeterministic divergence, reported as such.
+    pub seen: u32,
+    pub runs: u32,
 }
 
 impl Finding {
+    /// Whether the divergence did not show in every run of its program.
+    pub fn nondeterministic(&self) -> bool {
+        self.seen < self.runs
+    }
+
     /// What makes two findings the same: the divergence's signature and the shrunk trace's
     /// shape.
     pub fn key(&self) -> String {

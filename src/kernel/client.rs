@@ -30,6 +30,10 @@ pub enum HarnessError {
     Timeout(u64),
     #[error("the executor gave up on the program: {0}")]
     Program(String),
+    /// The environment, not the kernel's semantics, made the program fail: a process killed
+    /// from outside the run, a resource limit. Never a divergence.
+    #[error("environment: {0}")]
+    Environment(String),
     #[error("talking to the executor: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]

@@ -114,6 +114,26 @@ pub fn finding_header(f: &Finding, seed: u64, target: &Target) -> Vec<String> {
         ),
         format!(" shape: {}", f.signature),
         format!(
+            " seen in {} of {} runs of the original program{}",
+            f.seen,
+            f.runs,
+            if f.nondeterministic() {
+                " (nondeterministic)"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            " seen in {} of {} runs of the original program{}",
+            f.seen,
+            f.runs,
+            if f.nondeterministic() {
+                " (nondeterministic)"
+            } else {
+                ""
+            }
+        ),
+        format!(
             " shrunk from {} to {} ops; first seen after op {}",
             f.original.ops.len(),
             f.shrunk.ops.len(),
@@ -134,6 +154,15 @@ pub fn finding_text(f: &Finding, path: &Path) -> String {
         );
     } else {
         let _ = writeln!(out, "DIVERGENCE ({})", f.signature);
+    }
+    if f.nondeterministic() {
+        let _ = writeln!(
+            out,
+            "nondeterministic: its program diverged this way in {} of {} runs (the first and {} reruns)",
+            f.seen,
+            f.runs,
+            f.runs - 1
+        );
     }
     let _ = writeln!(
         out,
@@ -167,6 +196,12 @@ pub fn finding_json(f: &Finding, saved: Option<&Path>) -> serde_json::Value {
         "signature": f.signature,
         "shape": f.shrunk.shape(),
         "count": f.count,
+        "seen": f.seen,
+        "runs": f.runs,
+        "nondeterministic": f.nondeterministic(),
+        "seen": f.seen,
+        "runs": f.runs,
+        "nondeterministic": f.nondeterministic(),
         "program_index": f.index,
         "op_index": f.divergence.op_index,
         "trace": f.shrunk.to_string(),

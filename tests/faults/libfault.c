@@ -16,11 +16,14 @@
  *   wipeonfork-ignored  madvise(MADV_WIPEONFORK) does nothing but returns 0
  *   dontfork-ignored    madvise(MADV_DONTFORK) does nothing but returns 0
  *   mremap-dirty-tail   mremap leaves non-zero bytes in the part it grew
+ *   fork-eagain     a fork in a program's process fails with EAGAIN, as under a process limit
+ *                   (an environment fault: cowcheck must say so, never report a divergence)
  *
  * Build: cc -shared -fPIC -O2 -o libfault.so libfault.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +34,8 @@
 
 enum fault {
 	NONE, PRIVATE_SHARED, SHARED_PRIVATE, FORK_ZERO, DIRTY_MMAP, MUNMAP_LESS, MMAP_MORE,
-	MPROTECT_NOOP, DONTNEED_IGNORED, WIPEONFORK_IGNORED, DONTFORK_IGNORED, MREMAP_DIRTY_TAIL
+	MPROTECT_NOOP, DONTNEED_IGNORED, WIPEONFORK_IGNORED, DONTFORK_IGNORED, MREMAP_DIRTY_TAIL,
+	FORK_EAGAIN
 };
 
 static enum fault which(void)
@@ -64,6 +68,8 @@ static enum fault which(void)
 			cached = DONTFORK_IGNORED;
 		else if (!strcmp(f, "mremap-dirty-tail"))
 			cached = MREMAP_DIRTY_TAIL;
+		else if (!strcmp(f, "fork-eagain"))
+			cached = FORK_EAGAIN;
 	}
 	return (enum fault)cached;
 }
@@ -126,11 +132,24 @@ int munmap(void *addr, size_t len)
 	return real(addr, len);
 }
 
+/* The process that loaded the library: the executor. Its forks (the zygote) and the zygote's
+ * (a program's root) go through; forks inside a program fail with fork-eagain. */
+static pid_t loader;
+
+__attribute__((constructor)) static void remember_loader(void)
+{
+	loader = getpid();
+}
+
 pid_t fork(void)
 {
 	static fork_fn real;
 	if (!real)
 		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
+	if (which() == FORK_EAGAIN && getpid() != loader && getppid() != loader) {
+		errno = EAGAIN;
+		return -1;
+	}
 	pid_t pid = real();
 	if (pid == 0 && which() == FORK_ZERO) {
 		for (int i = 0; i < ntracked; i++)

@@ -1,0 +1,65 @@
+//! A failure of the environment is never reported as a kernel divergence: a call that fails
+//! for lack of a resource where the model says it succeeds is an environment error (exit 2,
+//! naming the limit), and a run refuses to start under limits it cannot live with.
+
+mod common;
+
+use common::*;
+
+/// A fork that fails with EAGAIN (what a process limit does) inside a program: exit 2, the
+/// limit named, no DIVERGENCE, nothing saved. Before, this was `DIVERGENCE (fork: expected done
+/// got errno 11)` with exit 1.
+#[test]
+fn a_fork_refused_for_lack_of_processes_is_an_environment_error() {
+    let Some(lib) = libfault() else { return };
+    let dir = tmpdir("fork-eagain");
+    let run = cowcheck(&[
+        "run",
+        "--time",
+        "10",
+        "--seed",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+        "--under",
+        &under_libfault(&lib, "fork-eagain"),
+    ]);
+    // The environment report is on stdout already; the error is the last line of stderr.
+    run.expect_code(2);
+    let err = run.stderr.lines().last().unwrap_or_default();
+    assert!(err.contains("RLIMIT_NPROC"), "{err}");
+    assert!(err.contains("not a kernel finding"), "{err}");
+    assert!(!run.stdout.contains("DIVERGENCE"), "{}", run.dump());
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing is saved"
+    );
+}
+
+/// Limits a run cannot live with are refused before it starts, with the limit and the value to
+/// raise it to; the same limits raised enough let it run.
+#[test]
+fn a_run_refuses_to_start_under_tight_limits() {
+    if !on_path("sh") {
+        return;
+    }
+    let sh = |limits: &str| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("{limits}; exec \"$0\" run --cases 20 --seed 1",))
+            .arg(BIN);
+        run_command(cmd, DEFAULT_DEADLINE)
+    };
+    let run = sh("ulimit -n 20");
+    let err = run.expect_usage_error();
+    assert!(
+        err.contains("RLIMIT_NOFILE") && err.contains("ulimit -n 128"),
+        "{err}"
+    );
+    let run = sh("ulimit -v 20000");
+    let err = run.expect_usage_error();
+    assert!(err.contains("RLIMIT_AS"), "{err}");
+    // A limit that suffices: the run goes on.
+    sh("ulimit -n 256").expect_code(0);
+}
