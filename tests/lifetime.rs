@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,9 +99,12 @@ impl Tree {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let tag = format!("{name}-{}-{nanos}", std::process::id());
+        // Its own process group, as a shell gives a foreground job: the test signals the group
+        // the way Ctrl-C does.
         let child = Command::new(BIN)
             .args(args)
             .env(TAG_VAR, &tag)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -163,12 +167,16 @@ impl Drop for Tree {
 /// `cowcheck bench`, which starts its executor the same way and runs on through divergences:
 /// this test is about process lifetime, not about what the campaigns find.
 fn start_campaign(name: &str, extra: &[&str]) -> Tree {
+    start_campaign_for(name, "30", extra)
+}
+
+fn start_campaign_for(name: &str, time: &str, extra: &[&str]) -> Tree {
     let dir = tmpdir(name);
     let out = dir.display().to_string();
     let attempts: [&[&str]; 4] = [
-        &["run", "--time", "30", "--seed", "5", "--out", &out],
-        &["run", "--time", "30", "--seed", "6", "--out", &out],
-        &["run", "--time", "30", "--seed", "7", "--out", &out],
+        &["run", "--time", time, "--seed", "5", "--out", &out],
+        &["run", "--time", time, "--seed", "6", "--out", &out],
+        &["run", "--time", time, "--seed", "7", "--out", &out],
         &["bench", "--programs", "1000000000", "--seed", "5"],
     ];
     for args in attempts {
@@ -312,4 +320,119 @@ fn the_scan_finds_an_orphan_left_behind() {
         "the orphaned sleep should be found: {left:#?}"
     );
     // Drop kills it.
+}
+
+/// Who gets the signal in the matrix below.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// cowcheck itself.
+    Front,
+    /// Every process of the front's process group: what Ctrl-C in a terminal does.
+    FrontGroup,
+    Executor,
+    /// A child of the executor that is not running a program: its guardian or its zygote.
+    ExecutorChild(usize),
+    /// A worker of the program in flight (or of one being torn down).
+    Worker,
+}
+
+/// The processes of the tree in their roles: (front, executor, the executor's other children
+/// sorted by pid, workers).
+fn roles(tree: &Tree) -> Option<(i32, i32, Vec<i32>, Vec<i32>)> {
+    let procs = tagged(&tree.tag);
+    let front = tree.pid();
+    let executor = procs
+        .iter()
+        .find(|p| p.ppid == front && p.cmdline.contains("__executor"))?
+        .pid;
+    // The guardian and the zygote are the executor's first two children; workers descend from
+    // the zygote (and come back to the executor, its subreaper, when orphaned).
+    let mut children: Vec<i32> = procs
+        .iter()
+        .filter(|p| p.ppid == executor)
+        .map(|p| p.pid)
+        .collect();
+    children.sort();
+    let helpers: Vec<i32> = children.iter().take(2).copied().collect();
+    let workers = procs
+        .iter()
+        .map(|p| p.pid)
+        .filter(|pid| *pid != front && *pid != executor && !helpers.contains(pid))
+        .collect();
+    Some((front, executor, helpers, workers))
+}
+
+/// Sends `signal` to `target` of a campaign in flight, then lets the run end (by itself, or
+/// by the signal), and counts what is left: no process of the tree may outlive it, and the
+/// run may end with 0 (nothing found) or 2 (it says what went wrong), or by the signal it got,
+/// never with 1 (a divergence: nothing here is the kernel's doing).
+fn signal_and_count(name: &str, target: Target, signal: i32) {
+    let mut tree = start_campaign_for(name, "4", &[]);
+    let Some((front, executor, helpers, workers)) = roles(&tree) else {
+        panic!("no executor in {:#?}", tagged(&tree.tag));
+    };
+    let pid = match target {
+        Target::Front => front,
+        Target::FrontGroup => -front,
+        Target::Executor => executor,
+        Target::ExecutorChild(i) => match helpers.get(i) {
+            Some(p) => *p,
+            None => panic!("the executor has no child {i}: {helpers:?}"),
+        },
+        Target::Worker => {
+            // Workers come and go with each program: catch one.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut ws = workers;
+            while ws.is_empty() && Instant::now() < deadline {
+                ws = roles(&tree).map(|r| r.3).unwrap_or_default();
+            }
+            match ws.first() {
+                Some(p) => *p,
+                None => {
+                    eprintln!("note: no worker caught in 2 s; skipping");
+                    return;
+                }
+            }
+        }
+    };
+    // SAFETY: kill(2) on a process (or the group) of the tree this test started.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
+    let status = tree
+        .wait(Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("{target:?} got signal {signal}: the run did not end"));
+    let stderr = tree.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(
+        status.code(),
+        Some(1),
+        "{target:?} got signal {signal}: reported as a divergence: {stderr}"
+    );
+    tree.assert_all_gone(&format!("after signal {signal} to {target:?} ({status})"));
+}
+
+#[test]
+fn no_signal_to_any_process_of_the_tree_leaves_anything_behind() {
+    for (i, (target, signal)) in [
+        (Target::FrontGroup, libc::SIGINT),
+        (Target::FrontGroup, libc::SIGTERM),
+        (Target::Front, libc::SIGINT),
+        (Target::Front, libc::SIGTERM),
+        (Target::Front, libc::SIGHUP),
+        (Target::Executor, libc::SIGTERM),
+        (Target::Executor, libc::SIGINT),
+        (Target::ExecutorChild(0), libc::SIGKILL),
+        (Target::ExecutorChild(1), libc::SIGKILL),
+        (Target::ExecutorChild(0), libc::SIGTERM),
+        (Target::Worker, libc::SIGKILL),
+        (Target::Worker, libc::SIGTERM),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        signal_and_count(&format!("matrix-{i}"), target, signal);
+    }
 }
