@@ -240,8 +240,8 @@ fn repro_c_build_from_the_command_line() {
 
 #[test]
 fn what_the_generator_cannot_check_is_an_error() {
-    // Every op kind outside SUPPORTED, and a successful MADV_FREE (whose pages may read old or
-    // zero), must be refused rather than written as wrong C.
+    // A successful MADV_FREE (whose pages may read old or zero) must be refused rather than
+    // written as wrong C. (Every op kind has C: the emitter's match over ops is exhaustive.)
     let free = trace::parse_str(
         "cowcheck-trace 1\np0 map m0 private 1\np0 write m0 0 fill 0x01\np0 advise m0 0 free\n",
     )
@@ -252,14 +252,171 @@ fn what_the_generator_cannot_check_is_an_error() {
     let shared = trace::parse_str("cowcheck-trace 1\np0 map m0 shared 1\np0 advise m0 0 free\n")
         .expect("parses");
     assert!(repro_c::generate(&shared, page_size(), "t").is_ok());
-    for kind in cowcheck::program::OpKind::ALL {
-        if !repro_c::SUPPORTED.contains(&kind)
-            && let Some((_, p)) = scenarios()
-                .into_iter()
-                .find(|(_, p)| p.ops.iter().any(|o| o.kind() == kind))
-        {
-            let e = repro_c::generate(&p, page_size(), "t").expect_err("unsupported");
-            assert!(e.to_string().contains("cannot express"), "{e}");
-        }
+    // An invalid program is an error too, not C.
+    let invalid = cowcheck::program::Program::new(vec![Op::Exit {
+        proc: cowcheck::program::ProcId(3),
+    }]);
+    let e = repro_c::generate(&invalid, page_size(), "t").expect_err("invalid");
+    assert!(e.to_string().contains("not a valid program"), "{e}");
+}
+
+/// The runtime is a C file of its own: with an empty program (`-DCOWCHECK_RUNTIME_ONLY`) it is
+/// a complete translation unit that compiles cleanly under strict ISO C11 (trigraphs on) and
+/// runs as a KTAP program with no tests.
+#[test]
+fn the_runtime_compiles_alone() {
+    if !have_cc() {
+        eprintln!("no C compiler (cc): skipped");
+        return;
     }
+    let dir = scratch("runtime");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/repro_c/runtime.c");
+    let bin = dir.join("runtime");
+    let out = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wpedantic",
+        ])
+        .arg("-DCOWCHECK_RUNTIME_ONLY")
+        .arg(format!("-DPAGE_SIZE_GENERATED={}", page_size()))
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("cc runs");
+    assert!(
+        out.status.success(),
+        "runtime.c alone:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&bin).output().expect("runs");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("KTAP version 1\n1..0\n"), "{text}");
+    // Without a program, and without -DCOWCHECK_RUNTIME_ONLY, it refuses to compile.
+    let out = Command::new("cc")
+        .args(["-std=c11", "-fsyntax-only"])
+        .arg(&src)
+        .output()
+        .expect("cc runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no program"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a trace's comments (and its file name) may hold never breaks the reproducer: comment
+/// delimiters, trigraphs, a lone bidi override, control characters, a backslash at the end of
+/// a line, and the rest of Unicode the trace format allows (it allows any UTF-8 without NUL or
+/// CR; invalid UTF-8 never parses).
+const NASTY_TRACE: &str = "cowcheck-trace 1\n\
+# source: scenarios/*/x.trace and */ and /* and /*/ and **/ and //\n\
+# trigraphs: ??/\n\
+# ??= ??( ??) ??' ??< ??> ??! ??- ???/\n\
+# a lone override \u{202e} and an isolate \u{2066} unpaired, marks \u{200e}\u{200f}\u{61c}\n\
+# controls: \u{1} \u{b} \u{c} \u{1b}[31m \u{7f} \u{85} \u{9b}\n\
+# a backslash ends this line \\\n\
+# a backslash then spaces \\  \n\
+#\\\n\
+p0 map m0 private 1 # inline */ ??/ \\\n\
+p0 write m0 0 fill 0xaa #/*\n\
+p0 fork p1 # \u{2028} \u{2029} \u{feff} \u{200b} \u{ad} 🦀 \u{fffd} \u{ffff} \u{10ffff} \u{e000} é ×\n\
+p1 read m0 0 => 0xaa #\ttab */\n\
+p1 exit #*\n\
+#/\n\
+# the end ??\n";
+
+#[test]
+fn trace_comments_never_break_the_reproducer() {
+    let program = trace::parse_str(NASTY_TRACE).expect("the format allows all of it");
+    assert_eq!(
+        program.comments.iter().filter(|c| c.text.is_some()).count(),
+        15
+    );
+    // Invalid UTF-8 and NUL never get this far.
+    assert!(trace::parse(b"cowcheck-trace 1\n# \xff\xfe\n").is_err());
+    assert!(trace::parse(b"cowcheck-trace 1\n# \0\n").is_err());
+    let title = "scenarios/*/evil */ ??/ \u{202e} \\";
+    let c = repro_c::generate(&program, page_size(), title).expect("generates");
+    // The text is there, escaped, and nothing raw slipped through.
+    for escaped in [
+        "scenarios/\\*\\/x.trace",
+        "?\\?/",
+        "\\u{202e}",
+        "\\u{1b}[31m",
+        "a backslash ends this line \\u{5c}\n",
+        "🦀",
+    ] {
+        assert!(c.contains(escaped), "{escaped:?} not in the reproducer");
+    }
+    for raw in [
+        "??/", "??=", "\u{202e}", "\u{1b}", "\u{7f}", "\u{2028}", "\\\n",
+    ] {
+        assert!(!c.contains(raw), "{raw:?} reached the C text");
+    }
+    if !have_cc() {
+        eprintln!("no C compiler (cc): the build is skipped");
+        return;
+    }
+    let dir = scratch("nasty");
+    let file = dir.join("nasty.c");
+    std::fs::write(&file, &c).expect("write C");
+    let bin = repro_c::binary_path(&file);
+    repro_c::build(&file, &bin).unwrap_or_else(|e| panic!("{e}"));
+    // Strict ISO C (trigraphs on) and pedantic warnings too.
+    let out = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-Wpedantic"])
+        .args(["-fsyntax-only"])
+        .arg(&file)
+        .output()
+        .expect("cc runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&bin).output().expect("runs");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert_eq!(parse_results(&text), (5 + 3, 0), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The file name goes into the reproducer too (the CLI's title): a directory named `evil*`
+/// makes `*/` in the path, and a file name may hold any byte but `/` and NUL.
+#[test]
+fn a_nasty_file_name_never_breaks_the_reproducer() {
+    use std::os::unix::ffi::OsStrExt;
+    if !have_cc() {
+        eprintln!("no C compiler (cc): skipped");
+        return;
+    }
+    let dir = scratch("nasty-name");
+    // The path holds `*/`, `??/`, a byte that is not UTF-8, a lone U+202E, and ends in `\`.
+    let evil = dir.join("evil*").join("q??");
+    std::fs::create_dir_all(&evil).expect("dir");
+    let name = std::ffi::OsStr::from_bytes(b"x ??= \xff \xe2\x80\xae *\\");
+    let trace = evil.join(name);
+    std::fs::write(&trace, NASTY_TRACE).expect("write trace");
+    let c = dir.join("nasty.c");
+    let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
+        .args(["repro-c", "--build", "-o"])
+        .arg(&c)
+        .arg(&trace)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(dir.join("nasty"))
+        .output()
+        .expect("built binary runs");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

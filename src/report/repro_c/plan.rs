@@ -1,0 +1,557 @@
+//! The plan of a C reproducer: the model walked over the program, op by op, and what each op
+//! and each state check must find on the real kernel. Pure data: this module decides what to
+//! expect and never writes C (that is `emit`); it never touches the kernel.
+//!
+//! Expectations come from the model, run with `Model::apply(op, None)`. Where the kernel, not
+//! the model, decides (where a mapping lands, what a pipe page shows), the plan leaves out what
+//! depends on that choice or allows every view the model allows; where the model allows two
+//! lines of events (a successful MADV_FREE, a vmsplice of a write-only page), it refuses.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use super::error::ReproError;
+use crate::model::{Life, Model, UNREADABLE};
+use crate::program::outcome::{Outcome, digest};
+use crate::program::tables::{self, errno::EFAULT};
+use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, Via, caps};
+
+/// What the reproducer of one program checks, for pages of `page_size` bytes.
+pub struct Plan {
+    pub page_size: usize,
+    /// Process handles p0..p(nproc-1).
+    pub nproc: usize,
+    /// Pages of each mapping handle m0..m(n-1), the largest its making ops declare (at least
+    /// one handle).
+    pub map_pages: Vec<u16>,
+    /// One step per op of the program, in order.
+    pub steps: Vec<Step>,
+    /// The state checks, in the order they run (after their op, by process).
+    pub checks: Vec<StateCheck>,
+}
+
+/// What one op must do.
+pub struct Step {
+    pub want: Want,
+    /// The model's prediction, in words.
+    pub says: String,
+}
+
+/// The outcome the model predicts for an op.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Nothing runs: the process is not alive, or a handle the op needs was never made.
+    Skipped,
+    /// The call succeeds (where a mapping lands is checked only where it is not the kernel's
+    /// choice).
+    Ok,
+    /// A read: one digest per page of the span.
+    Read { digests: Vec<u64> },
+    /// A pipe-read: one page whose digest is any of these (the views the model allows).
+    ReadAny { digests: Vec<u64> },
+    /// The process dies by `signal` with `code`, in page `page` of a handle (`None`: outside
+    /// every handle), after reading pages with these digests.
+    Killed {
+        signal: i32,
+        code: i32,
+        page: Option<(MapId, u16)>,
+        digests: Vec<u64>,
+    },
+    /// The call fails with this errno.
+    Failed { errno: i32 },
+}
+
+/// After op `after_op`, process `proc` must be in this state.
+pub struct StateCheck {
+    pub after_op: usize,
+    pub proc: ProcId,
+    pub rows: Vec<Row>,
+}
+
+/// One row of a state check: page `page` of handle `map` must be mapped or not, and if
+/// readable, have this digest.
+pub struct Row {
+    pub map: u8,
+    pub page: u16,
+    pub mapped: bool,
+    pub readable: bool,
+    pub digest: u64,
+}
+
+/// Walks the model over `program` and records what every op and state check must find.
+pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
+    program
+        .validate()
+        .map_err(|(index, e)| ReproError::Invalid {
+            index: index + 1,
+            message: e.message,
+        })?;
+    let nproc = program
+        .ops
+        .iter()
+        .map(|op| match *op {
+            Op::Fork { proc, child } => proc.0.max(child.0),
+            _ => op.proc().0,
+        })
+        .max()
+        .map_or(1, |m| m as usize + 1);
+    let mut map_pages = [0u16; caps::MAX_MAPS];
+    for op in &program.ops {
+        match *op {
+            Op::Map { map, pages, .. } | Op::MapAt { map, pages, .. } => {
+                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(pages)
+            }
+            Op::Remap {
+                result, new_pages, ..
+            } => map_pages[result.0 as usize] = map_pages[result.0 as usize].max(new_pages),
+            _ => {}
+        }
+    }
+    let nmap = map_pages.iter().rposition(|&p| p > 0).map_or(1, |i| i + 1);
+
+    let mut walk = Walk {
+        model: Model::new(page_size),
+        page_size,
+        uncertain: Vec::new(),
+        placed: Vec::new(),
+        birth: [0; caps::MAX_PROCS],
+        pipe: VecDeque::new(),
+    };
+    let mut steps = Vec::with_capacity(program.ops.len());
+    let mut checks = Vec::new();
+    let last = program.ops.len().saturating_sub(1);
+    for (i, op) in program.ops.iter().enumerate() {
+        steps.push(walk.step(i, op)?);
+        if op.snapshot_after() || i == last {
+            checks.extend(walk.state_checks(i));
+        }
+    }
+    Ok(Plan {
+        page_size,
+        nproc,
+        map_pages: map_pages[..nmap].to_vec(),
+        steps,
+        checks,
+    })
+}
+
+/// The model as the plan follows it, with what the kernel's own choices leave open.
+struct Walk {
+    model: Model,
+    page_size: usize,
+    /// Pages of handles where the kernel, not the model, decides what is mapped: the source of a
+    /// remap that may move (moved or grown in place), the range a hint names (taken or not).
+    uncertain: Vec<(u8, Range<u16>)>,
+    /// Handles the kernel placed by its own choice, with the op that made them: in processes
+    /// that did not inherit them, whether their range is mapped depends on that choice.
+    placed: Vec<Placed>,
+    /// The op index of each process's fork.
+    birth: [usize; caps::MAX_PROCS],
+    /// The pages in the program's pipe, oldest first, as the model holds them.
+    pipe: VecDeque<PipePage>,
+}
+
+/// A handle placed where the kernel chose, by process `by` at op `at`.
+struct Placed {
+    map: u8,
+    by: ProcId,
+    at: usize,
+}
+
+/// A page in the program's pipe, as the plan follows it alongside the model: where it was
+/// spliced from, and every page content that was ever visible at that address in any live
+/// process from the splice until it is read (a superset of the model's allowed views, which the
+/// model then filters, see `pipe_read_digests`).
+struct PipePage {
+    addr: u64,
+    seen: Vec<(u64, Vec<u8>)>,
+}
+
+impl PipePage {
+    fn note(&mut self, bytes: Vec<u8>) {
+        let d = digest(&bytes);
+        if !self.seen.iter().any(|(x, _)| *x == d) {
+            self.seen.push((d, bytes));
+        }
+    }
+}
+
+impl Walk {
+    /// Runs op `i` in the model and says what the kernel must do.
+    fn step(&mut self, i: usize, op: &Op) -> Result<Step, ReproError> {
+        let page_size = self.page_size;
+        // A vmsplice of a write-only page may fail with EFAULT or succeed, at the kernel's
+        // choice (the model allows both): the pipe's later contents would then differ, and the
+        // reproducer follows one line of events only.
+        if let Op::Vmsplice { .. } = op {
+            let a = self.model.clone().apply(op, None);
+            let b = self
+                .model
+                .clone()
+                .step(op, Some(&Outcome::Failed { errno: EFAULT }));
+            if let (Ok(a), Ok(b)) = (a, b)
+                && a != b
+            {
+                return Err(ReproError::Unsupported {
+                    index: i + 1,
+                    op: op.to_string(),
+                    kind: "vmsplice of a write-only page",
+                    known: "every other vmsplice: the model allows both success and EFAULT there, and the pipe's later contents depend on which".into(),
+                });
+            }
+        }
+        // What a pipe-read may see: computed before the model consumes the page.
+        let pipe_allowed = match op {
+            Op::PipeRead { .. } => self
+                .pipe
+                .front()
+                .map(|p| pipe_read_digests(&self.model, op, p)),
+            _ => None,
+        };
+        let outcome = self
+            .model
+            .apply(op, None)
+            .map_err(|e| ReproError::Model(e.to_string()))?;
+        self.follow_pipe(op, &outcome);
+        if let (
+            Op::Advise {
+                advice: Advice::Free,
+                ..
+            },
+            Outcome::Done,
+        ) = (op, &outcome)
+        {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "advise free (when it succeeds)",
+                known: "every other op: after MADV_FREE each page reads old or zero at the kernel's choice, and the reproducer checks exact bytes".into(),
+            });
+        }
+        let mapped = matches!(outcome, Outcome::Mapped { .. });
+        let step = match outcome {
+            // The model never predicts a hang (only an observation can be one).
+            Outcome::Skipped | Outcome::Hung => Step {
+                want: Want::Skipped,
+                says: format!(
+                    "skipped: {} is not alive or the mapping was never made",
+                    op.proc()
+                ),
+            },
+            Outcome::Mapped { .. } | Outcome::Done => Step {
+                want: Want::Ok,
+                says: success_words(op),
+            },
+            Outcome::Read { .. } if matches!(op, Op::PipeRead { .. }) => {
+                let allowed = pipe_allowed.ok_or_else(|| {
+                    ReproError::Model(format!(
+                        "op {} ({op}): the model reads a page from a pipe the generator sees empty",
+                        i + 1
+                    ))
+                })?;
+                let words: Vec<String> = allowed
+                    .iter()
+                    .map(|(d, b)| {
+                        if b.is_empty() {
+                            format!("digest {d:016x}")
+                        } else {
+                            crate::report::describe_bytes(b)
+                        }
+                    })
+                    .collect();
+                let says = if words.len() == 1 {
+                    format!("reads one page from the pipe: {}", words[0])
+                } else {
+                    format!(
+                        "reads one page from the pipe, any of: {} (whether the splicer's own later write went in place is the kernel's choice)",
+                        words.join(" | ")
+                    )
+                };
+                Step {
+                    want: Want::ReadAny {
+                        digests: allowed.iter().map(|(d, _)| *d).collect(),
+                    },
+                    says,
+                }
+            }
+            Outcome::Read { digests } => Step {
+                want: Want::Read { digests },
+                says: format!("reads {}", read_words(&self.model, op, page_size)),
+            },
+            Outcome::Killed { death, digests } => {
+                let page = self.model.locate(death.page);
+                let at = page.map_or(String::new(), |(m, p)| format!(" at m{} page {p}", m.0));
+                Step {
+                    says: format!(
+                        "dies by {} ({}){at}",
+                        tables::signal_name(death.signal).unwrap_or("a signal"),
+                        tables::code_c_name(death.signal, death.code).unwrap_or("si_code")
+                    ),
+                    want: Want::Killed {
+                        signal: death.signal,
+                        code: death.code,
+                        page,
+                        digests,
+                    },
+                }
+            }
+            Outcome::Failed { errno } => Step {
+                want: Want::Failed { errno },
+                says: format!(
+                    "fails with {}",
+                    tables::errno_name(errno)
+                        .map_or_else(|| format!("errno {errno}"), String::from)
+                ),
+            },
+        };
+        self.note_placement(i, op, mapped);
+        Ok(step)
+    }
+
+    /// Follows the program's pipe past `op`: a successful vmsplice adds a page, a pipe-read that
+    /// read takes the oldest, and every content now visible at a spliced address is noted.
+    fn follow_pipe(&mut self, op: &Op, outcome: &Outcome) {
+        let model = &self.model;
+        match (op, outcome) {
+            (Op::Vmsplice { proc, map, page }, Outcome::Done) => {
+                let addr = model
+                    .handle(*map)
+                    .map_or(0, |h| h.base + *page as u64 * self.page_size as u64);
+                let mut p = PipePage {
+                    addr,
+                    seen: Vec::new(),
+                };
+                if let Some(b) = model.page_bytes(*proc, addr) {
+                    p.note(b);
+                }
+                // A page not faulted in yet may be spliced as the zero page.
+                p.note(vec![0u8; self.page_size]);
+                self.pipe.push_back(p);
+            }
+            (Op::PipeRead { .. }, Outcome::Read { .. }) => {
+                self.pipe.pop_front();
+            }
+            _ => {}
+        }
+        if (0..caps::MAX_PROCS).all(|q| model.life(ProcId(q as u8)) != Life::Alive) {
+            self.pipe.clear();
+        }
+        // Every content visible at a spliced address after this op, in any live process: the
+        // splicer's own later write may go in place (and show through the pipe), a shared page
+        // is one page for every mapper.
+        for p in self.pipe.iter_mut() {
+            for q in 0..caps::MAX_PROCS as u8 {
+                if model.life(ProcId(q)) == Life::Alive
+                    && let Some(b) = model.page_bytes(ProcId(q), p.addr)
+                {
+                    p.note(b);
+                }
+            }
+        }
+    }
+
+    /// Records what op `i` leaves to the kernel's placement (`mapped`: it returned an address),
+    /// and each fork's op.
+    fn note_placement(&mut self, i: usize, op: &Op, mapped: bool) {
+        match *op {
+            Op::Remap {
+                map,
+                old,
+                flags,
+                result,
+                proc,
+                ..
+            } if mapped && flags.fixed.is_none() && (flags.maymove || flags.dontunmap) => {
+                if !flags.dontunmap {
+                    self.uncertain
+                        .push((map.0, old.start..old.end.max(old.start + 1)));
+                }
+                self.placed.push(Placed {
+                    map: result.0,
+                    by: proc,
+                    at: i,
+                });
+            }
+            Op::MapAt {
+                how: PlaceHow::Hint,
+                at,
+                pages,
+                map,
+                proc,
+                ..
+            } => {
+                self.uncertain
+                    .push((at.map.0, at.page..at.page.saturating_add(pages)));
+                self.placed.push(Placed {
+                    map: map.0,
+                    by: proc,
+                    at: i,
+                });
+            }
+            Op::Map { map, proc, .. } => self.placed.push(Placed {
+                map: map.0,
+                by: proc,
+                at: i,
+            }),
+            Op::Fork { child, .. } => self.birth[child.0 as usize] = i,
+            _ => {}
+        }
+    }
+
+    /// Whether process `q` holds handle `m`'s range because it placed it or inherited it (then
+    /// the placement does not matter: the range is where the handle says).
+    fn holds(&self, q: ProcId, m: u8) -> bool {
+        let Some(p) = self.placed.iter().rev().find(|p| p.map == m) else {
+            return true;
+        };
+        let mut cur = q;
+        loop {
+            if cur == p.by {
+                return true;
+            }
+            if cur == ProcId::ROOT || self.birth[cur.0 as usize] < p.at {
+                return false;
+            }
+            match self.model.parent(cur) {
+                Some(parent) => cur = parent,
+                None => return false,
+            }
+        }
+    }
+
+    /// What every live process must look like now, per mapping handle and page, leaving out
+    /// what the kernel's placement decides.
+    fn state_checks(&mut self, after_op: usize) -> Vec<StateCheck> {
+        let snap = self.model.snapshot();
+        let ps = self.page_size as u64;
+        let mut out = Vec::new();
+        for view in &snap.procs {
+            if self.model.life(view.proc) != Life::Alive {
+                continue;
+            }
+            let mut rows = Vec::new();
+            for m in 0..caps::MAX_MAPS as u8 {
+                let Some(h) = self.model.handle(MapId(m)) else {
+                    continue;
+                };
+                // Only where the process placed or inherited the handle is its range known here.
+                if !self.holds(view.proc, m) {
+                    continue;
+                }
+                for page in 0..h.pages {
+                    if self
+                        .uncertain
+                        .iter()
+                        .any(|(um, r)| *um == m && r.contains(&page))
+                    {
+                        continue;
+                    }
+                    let addr = h.base + page as u64 * ps;
+                    let mapped = view.regions.iter().any(|r| r.start <= addr && addr < r.end);
+                    let digest = view
+                        .pages
+                        .iter()
+                        .find(|(a, _)| *a == addr)
+                        .map(|(_, d)| *d)
+                        .filter(|d| *d != UNREADABLE);
+                    rows.push(Row {
+                        map: m,
+                        page,
+                        mapped,
+                        readable: mapped && digest.is_some(),
+                        digest: digest.unwrap_or(0),
+                    });
+                }
+            }
+            out.push(StateCheck {
+                after_op,
+                proc: view.proc,
+                rows,
+            });
+        }
+        out
+    }
+}
+
+/// What a successful op does, in words.
+fn success_words(op: &Op) -> String {
+    match op {
+        Op::Map { pages, .. } | Op::MapAt { pages, .. } => format!("maps {pages} page(s)"),
+        Op::Remap { result, .. } => format!("remaps as {result}"),
+        Op::Protect { prot, .. } => format!("mprotect {} succeeds", prot.name()),
+        Op::Advise { advice, .. } => format!("madvise {} succeeds", advice.name()),
+        Op::Write { .. } => "writes".into(),
+        Op::Fork { child, .. } => format!("forks {child}"),
+        Op::Exit { .. } => "exits".into(),
+        Op::Unmap { .. } => "unmaps".into(),
+        Op::Poke { via, .. } => format!(
+            "writes through {}",
+            match via {
+                Via::Mem => "/proc/self/mem",
+                Via::Vm => "process_vm_writev",
+            }
+        ),
+        Op::Vmsplice { .. } => "vmsplices one page into the pipe".into(),
+        Op::Read { .. } | Op::Invalid { .. } | Op::PipeRead { .. } => "succeeds".into(),
+    }
+}
+
+/// The digests (with the bytes) a `pipe-read` of `page` may see, by the model: the model
+/// keeps its pipe to itself and `apply(op, None)` names one allowed view only, so every content
+/// the plan saw at the spliced address since the splice (the spliced bytes, zero, and each
+/// later content of that page in any live process, the splicer's own in-place writes among
+/// them) is offered to a copy of the model as the observation; the model returns an observed
+/// digest unchanged exactly when it allows it. Its own default view is always kept. Where
+/// a view cannot be named this way (a page the splicer moved with mremap and then wrote in
+/// place), the reproducer accepts the views it can name, which always include the spliced
+/// bytes and the splicer's bytes at the spliced address.
+fn pipe_read_digests(model: &Model, op: &Op, page: &PipePage) -> Vec<(u64, Vec<u8>)> {
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+    let default = match model.clone().apply(op, None) {
+        Ok(Outcome::Read { digests }) => digests.first().copied(),
+        _ => None,
+    };
+    for (d, bytes) in &page.seen {
+        let seen = Outcome::Read { digests: vec![*d] };
+        let allowed = matches!(
+            model.clone().step(op, Some(&seen)),
+            Ok(Outcome::Read { digests }) if digests.first() == Some(d)
+        );
+        if allowed && !out.iter().any(|(x, _)| x == d) {
+            out.push((*d, bytes.clone()));
+        }
+    }
+    if let Some(d) = default
+        && !out.iter().any(|(x, _)| *x == d)
+    {
+        // Not among the contents the plan saw: keep it, bytes unknown.
+        out.insert(0, (d, Vec::new()));
+    }
+    out
+}
+
+/// The bytes a read sees in the model, in words (up to three pages).
+fn read_words(model: &Model, op: &Op, page_size: usize) -> String {
+    let Op::Read { proc, map, span } = *op else {
+        return String::new();
+    };
+    let Some(h) = model.handle(map) else {
+        return String::new();
+    };
+    let pages: Vec<u16> = span.page_range().pages().collect();
+    let mut parts = Vec::new();
+    for &page in pages.iter().take(3) {
+        let addr = h.base + page as u64 * page_size as u64;
+        let bytes = model.page_bytes(proc, addr).unwrap_or_default();
+        let shown = bytes.get(span.bytes_in_page(page_size)).unwrap_or(&bytes);
+        let text = crate::report::describe_bytes(shown);
+        if pages.len() == 1 {
+            return text;
+        }
+        parts.push(format!("page {page}: {text}"));
+    }
+    if pages.len() > 3 {
+        parts.push("…".into());
+    }
+    parts.join("; ")
+}

@@ -1,0 +1,831 @@
+/*
+ * The runtime of cowcheck's C reproducers: everything a reproducer does that does not depend on
+ * the program it replays. The generator (src/report/repro_c/) pastes this file verbatim into
+ * every reproducer, between the program's size macros (above it) and the program's tables
+ * (below it), so that a reproducer stays one standalone C file: cc repro.c.
+ *
+ * A coordinator process forks the root of the program's process tree; every process of the tree
+ * is a worker that waits on its own pipe for the index of the next op, performs it on its own
+ * memory and writes back what it saw (a fatal SIGSEGV or SIGBUS is reported by an SA_SIGINFO
+ * handler, then delivered for real). The coordinator compares each answer with what the model
+ * predicts (the op's row in ops[]), and after every fork and exit and at the end asks every live
+ * process to check each page of every mapping handle (its rows in checks[]). Output is KTAP; the
+ * exit status is 0 if everything matched, 1 if not, 4 (skip) on a page size other than the one
+ * the reproducer was generated for.
+ *
+ * What the program supplies, before this text:
+ *   PAGE_SIZE_GENERATED  the page size the model assumed
+ *   NPROC, NMAP          process handles p0..p(NPROC-1), mapping handles m0..m(NMAP-1)
+ *   NOPS, NCHECKS        entries of ops[] and checks[], each followed by an end marker
+ *   MAX_SPAN_PAGES       the most pages one op may touch (cowcheck's MAX_MAP_PAGES)
+ * and after it: map_pages[NMAP], ops[NOPS + 1] and checks[NCHECKS + 1] (declared below).
+ *
+ * To compile the runtime alone (to read, lint or change it), with an empty program:
+ *   cc -std=c11 -Wall -Wextra -Werror -DCOWCHECK_RUNTIME_ONLY -o runtime runtime.c
+ * (PAGE_SIZE_GENERATED defaults to 4096 there; pass -DPAGE_SIZE_GENERATED=N to match.)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef COWCHECK_RUNTIME_ONLY
+/* The runtime alone: an empty program (no ops, no checks), so that this file is a complete
+ * translation unit. A generated reproducer defines these before this text instead. */
+#ifndef PAGE_SIZE_GENERATED
+#define PAGE_SIZE_GENERATED 4096
+#endif
+#define NPROC 1
+#define NMAP 1
+#define NOPS 0
+#define NCHECKS 0
+#define MAX_SPAN_PAGES 64
+#endif
+
+#if !defined(PAGE_SIZE_GENERATED) || !defined(NPROC) || !defined(NMAP) || !defined(NOPS)
+#error "no program: compile a generated reproducer, or this file with -DCOWCHECK_RUNTIME_ONLY"
+#elif !defined(NCHECKS) || !defined(MAX_SPAN_PAGES)
+#error "no program: compile a generated reproducer, or this file with -DCOWCHECK_RUNTIME_ONLY"
+#endif
+
+/* Every op and every state check is one KTAP test. */
+#define NTESTS (NOPS + NCHECKS)
+
+enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
+	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ };
+enum via { VIA_MEM, VIA_VM };
+enum how { HOW_NONE, HOW_FIXED, HOW_NOREPLACE, HOW_HINT };
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+enum kind { K_PRIVATE, K_SHARED, K_PRIVATE_ZERO, K_SHARED_ZERO };
+enum result { RES_SKIPPED, RES_OK, RES_READ, RES_KILLED, RES_FAILED };
+/* invalid: the call, and its one bad argument. */
+enum call { CALL_MMAP, CALL_MUNMAP, CALL_MPROTECT, CALL_MADVISE, CALL_MREMAP };
+enum bad { BAD_ZERO_LENGTH, BAD_UNALIGNED, BAD_OVERFLOW, BAD_UNKNOWN_ADVICE, BAD_UNKNOWN_PROT,
+	   BAD_UNKNOWN_FLAGS };
+
+struct op {
+	int verb;                  /* V_* */
+	int proc;                  /* the process handle that performs the op */
+	int map;                   /* the mapping handle, -1 for none */
+	int kind;                  /* map: K_*; fork: the child's process handle */
+	int first, npages;         /* pages [first, first + npages) of the mapping */
+	int lo, hi;                /* bytes [lo, hi) of each page; hi 0: the whole page */
+	int ramp, byte;            /* write, poke: a ramp (byte + offset % 251) or a fill of byte */
+	int via;                   /* poke: VIA_MEM (pwrite on /proc/self/mem, a forced write) or
+	                              VIA_VM (process_vm_writev on ourselves) */
+	int how;                   /* map: HOW_* placement at page at_page of handle at_map */
+	int at_map, at_page;       /* map with placement; remap: MREMAP_FIXED target (-1: none) */
+	int prot;                  /* protect: PROT_* */
+	int advice;                /* advise: MADV_* number */
+	int new_pages, remap_flags, result_map; /* remap: new size, MREMAP_*, the result's handle */
+	int call, bad;             /* invalid: CALL_* with one BAD_* argument */
+	int need[2];               /* handles whose addresses the op needs (-1: none) */
+	int want;                  /* RES_*: what the model predicts */
+	int want_sig, want_code;   /* RES_KILLED: signal and si_code */
+	int want_map, want_page;   /* RES_KILLED: the faulting page, -1 if outside every handle */
+	int want_errno;            /* RES_FAILED */
+	int ndigests;              /* RES_READ, RES_KILLED: pages read (before the fault) */
+	const uint64_t *digests;
+	int any;                   /* RES_READ of one page (pipe-read) whose digest may be any of
+	                              the ndigests digests: the views the model allows */
+	const char *text;          /* the trace line */
+	const char *says;          /* the model's prediction in words */
+};
+
+struct row {
+	int map, page, mapped, readable;
+	uint64_t digest;
+};
+
+struct check {
+	int after_op, proc;
+	const struct row *rows;
+	const char *text;
+};
+
+/* The program's tables, defined after this runtime (these are tentative definitions). */
+
+/* Pages of each mapping handle, as the op that makes it declares them. */
+static const int map_pages[NMAP];
+/* The program, op by op, with what the model of Linux predicts for each; then V_END. */
+static const struct op ops[NOPS + 1];
+/* The state every live process must be in after fork, exit and the last op; then
+ * after_op = -1. */
+static const struct check checks[NCHECKS + 1];
+
+/* ---- the workers ---- */
+
+/* What the coordinator sends a worker: an op index (or -1 - check index) and every handle's
+ * base address, as the kernel returned it. */
+struct cmd {
+	int32_t op;
+	int32_t pad;
+	uint64_t base[NMAP];
+};
+
+/* What a worker answers. */
+struct reply {
+	int32_t result;                 /* RES_OK, RES_READ, RES_KILLED, RES_FAILED */
+	int32_t sig, code;              /* RES_KILLED */
+	int32_t n;                      /* pages read so far; for a check, rows that differ */
+	uint64_t value;                 /* map: address; fork: pid; RES_FAILED: errno;
+	                                   RES_KILLED: fault address; check: first bad row */
+	uint64_t seen;                  /* check: digest seen in the first bad row */
+	int32_t seen_mapped, pad;
+	uint64_t digest[MAX_SPAN_PAGES];
+	unsigned char head[MAX_SPAN_PAGES][8];
+};
+
+static int cmd_pipe[NPROC][2], rep_pipe[NPROC][2];
+static volatile sig_atomic_t me;        /* the process handle this worker serves */
+static struct reply rep;                /* this worker's reply in progress */
+static size_t ps;                       /* page size */
+static unsigned char page_buf[1 << 16];
+/* The program's pipe (read end, write end): made by the root process before the first op,
+ * non-blocking (a full pipe for vmsplice, an empty one for read, is EAGAIN, never a hang), and
+ * inherited by every process of the tree. */
+static int the_pipe[2] = { -1, -1 };
+
+static uint64_t rotl(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+/* cowcheck's page digest (digest() in src/program/outcome.rs): four multiply lanes over little-endian
+ * words, then a finalizer. Not cryptographic. */
+static uint64_t digest(const unsigned char *b, size_t len)
+{
+	static const uint64_t k[4] = { 0x9E3779B97F4A7C15ull, 0xC2B2AE3D27D4EB4Full,
+				       0x165667B19E3779F9ull, 0x85EBCA77C2B2AE63ull };
+	uint64_t h[4] = { k[0] ^ (uint64_t)len, k[1], k[2], k[3] };
+	size_t i = 0, j;
+	for (; i + 32 <= len; i += 32) {
+		for (int lane = 0; lane < 4; lane++) {
+			uint64_t w = 0;
+			for (int s = 7; s >= 0; s--)
+				w = w << 8 | b[i + (size_t)lane * 8 + (size_t)s];
+			h[lane] = rotl((h[lane] ^ w) * k[lane], 31);
+		}
+	}
+	for (j = 0; i + j < len; j++)
+		h[j % 4] = (h[j % 4] ^ b[i + j]) * k[(j + 1) % 4];
+	uint64_t x = h[0] ^ rotl(h[1], 17) ^ rotl(h[2], 34) ^ rotl(h[3], 51);
+	x ^= x >> 33;
+	x *= 0xFF51AFD7ED558CCDull;
+	x ^= x >> 33;
+	return x;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* A fatal SIGSEGV or SIGBUS in a worker: report it, then let it kill the process (returning
+ * re-executes the faulting access with the default action). Async-signal-safe calls only. */
+static void on_fault(int sig, siginfo_t *si, void *ctx)
+{
+	struct sigaction dfl;
+	(void)ctx;
+	rep.result = RES_KILLED;
+	rep.sig = sig;
+	rep.code = si->si_code;
+	rep.value = (uint64_t)(uintptr_t)si->si_addr;
+	if (write_full(rep_pipe[me][1], &rep, sizeof rep) < 0)
+		_exit(3);
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	sigaction(sig, &dfl, NULL);
+}
+
+static void load(unsigned char *dst, uintptr_t src, size_t n)
+{
+	const volatile unsigned char *p = (const volatile unsigned char *)src;
+	for (size_t i = 0; i < n; i++)
+		dst[i] = p[i];
+}
+
+static void span_bytes(const struct op *o, size_t *lo, size_t *hi)
+{
+	*lo = (size_t)o->lo;
+	*hi = o->hi ? (size_t)o->hi : ps;
+}
+
+/* A call with one bad argument on the range at b; 0 if it (wrongly) succeeded, else -1 with
+ * errno. Only combinations that Linux rejects before changing anything are generated. */
+static int invalid_call(const struct op *o, uintptr_t b)
+{
+	void *addr = (void *)(o->bad == BAD_UNALIGNED ? b + 1 : b);
+	size_t huge = SIZE_MAX - 2 * ps + 1; /* its page rounding wraps around */
+	size_t len = o->bad == BAD_ZERO_LENGTH ? 0 : o->bad == BAD_OVERFLOW ? huge : ps;
+	switch (o->call) {
+	case CALL_MMAP: {
+		void *p = mmap(o->bad == BAD_UNALIGNED ? addr : NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | (o->bad == BAD_UNALIGNED ? MAP_FIXED : 0),
+			       -1, 0);
+		if (p == MAP_FAILED)
+			return -1;
+		munmap(p, len);
+		return 0;
+	}
+	case CALL_MUNMAP:
+		return munmap(addr, len);
+	case CALL_MPROTECT:
+		return mprotect(addr, len,
+				o->bad == BAD_UNKNOWN_PROT ? 0x100 | PROT_READ : PROT_READ | PROT_WRITE);
+	case CALL_MADVISE:
+		return o->bad == BAD_UNKNOWN_ADVICE ? madvise(addr, ps, 200)
+						    : madvise(addr, len, MADV_NORMAL);
+	default: {
+		/* The bad length, if any, is the new size; 0x40 is no MREMAP_* flag. */
+		int flags = 0;
+		if (o->bad == BAD_OVERFLOW)
+			flags = MREMAP_MAYMOVE;
+		if (o->bad == BAD_UNKNOWN_FLAGS)
+			flags = 0x40;
+		return mremap(addr, ps, len, flags, NULL) == MAP_FAILED ? -1 : 0;
+	}
+	}
+}
+
+/* Writes the op's pattern through the kernel, one page at a time in ascending order: pwrite on
+ * /proc/self/mem (a forced write, FOLL_FORCE) or process_vm_writev on ourselves (the mapping's
+ * own permissions). The first page that fails ends it: -1 with its errno, earlier pages written.
+ * origin is the mapping's base, from which a ramp counts. */
+static int poke(const struct op *o, uintptr_t first, uintptr_t origin)
+{
+	size_t lo, hi, len;
+	int fd = -1, err = 0;
+	span_bytes(o, &lo, &hi);
+	len = hi - lo;
+	if (o->via == VIA_MEM) {
+		fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+	}
+	for (int pg = 0; pg < o->npages; pg++) {
+		uintptr_t page = first + (size_t)pg * ps;
+		size_t offset = (size_t)(page - origin) + lo;
+		uintptr_t dst = page + lo;
+		ssize_t n;
+		for (size_t i = 0; i < len; i++)
+			page_buf[i] = o->ramp ? (unsigned char)(o->byte + (int)((offset + i) % 251))
+					      : (unsigned char)o->byte;
+		if (o->via == VIA_VM) {
+			struct iovec local = { .iov_base = page_buf, .iov_len = len };
+			struct iovec remote = { .iov_base = (void *)dst, .iov_len = len };
+			n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+		} else {
+			n = pwrite(fd, page_buf, len, (off_t)dst);
+		}
+		if (n != (ssize_t)len) {
+			err = n < 0 ? errno : EIO;
+			break;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+/* Performs one op in this worker; returns 0 if no reply is due (a fork's child). */
+static int perform(const struct op *o, const uint64_t *base)
+{
+	uintptr_t first = o->map >= 0 ? (uintptr_t)base[o->map] + (size_t)o->first * ps : 0;
+	size_t lo, hi;
+	rep.result = RES_OK;
+	switch (o->verb) {
+	case V_MAP: {
+		int fd = -1, flags = (o->kind == K_SHARED || o->kind == K_SHARED_ZERO) ? MAP_SHARED : MAP_PRIVATE;
+		if (o->kind == K_PRIVATE_ZERO || o->kind == K_SHARED_ZERO) {
+			fd = open("/dev/zero", O_RDWR | O_CLOEXEC);
+			if (fd < 0) {
+				rep.result = RES_FAILED;
+				rep.value = (uint64_t)errno;
+				return 1;
+			}
+		} else {
+			flags |= MAP_ANONYMOUS;
+		}
+		void *hint = NULL;
+		if (o->how != HOW_NONE)
+			hint = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps);
+		if (o->how == HOW_FIXED)
+			flags |= MAP_FIXED;
+		if (o->how == HOW_NOREPLACE)
+			flags |= MAP_FIXED_NOREPLACE;
+		void *p = mmap(hint, (size_t)o->npages * ps, PROT_READ | PROT_WRITE, flags, fd, 0);
+		int saved = errno;
+		if (fd >= 0)
+			close(fd);
+		if (p == MAP_FAILED) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)saved;
+		} else {
+			rep.value = (uint64_t)(uintptr_t)p;
+		}
+		return 1;
+	}
+	case V_WRITE:
+		span_bytes(o, &lo, &hi);
+		for (int pg = 0; pg < o->npages; pg++) {
+			volatile unsigned char *dst = (volatile unsigned char *)(first + (size_t)pg * ps);
+			size_t origin = (size_t)(o->first + pg) * ps;
+			for (size_t i = lo; i < hi; i++)
+				dst[i] = o->ramp ? (unsigned char)(o->byte + (int)((origin + i) % 251))
+						 : (unsigned char)o->byte;
+		}
+		return 1;
+	case V_READ:
+		rep.result = RES_READ;
+		span_bytes(o, &lo, &hi);
+		for (int pg = 0; pg < o->npages && pg < MAX_SPAN_PAGES; pg++) {
+			load(page_buf, first + (size_t)pg * ps + lo, hi - lo);
+			rep.digest[pg] = digest(page_buf, hi - lo);
+			memcpy(rep.head[pg], page_buf, hi - lo < 8 ? hi - lo : 8);
+			rep.n = pg + 1;
+			/* The fault handler must see every page digested so far. */
+			atomic_signal_fence(memory_order_seq_cst);
+		}
+		return 1;
+	case V_FORK: {
+		pid_t pid = fork();
+		if (pid < 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		} else if (pid == 0) {
+			me = o->kind;
+			return 0;
+		} else {
+			rep.value = (uint64_t)pid;
+		}
+		return 1;
+	}
+	case V_EXIT:
+		return 1;
+	case V_UNMAP:
+		if (munmap((void *)first, (size_t)o->npages * ps) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_PROTECT:
+		if (mprotect((void *)first, (size_t)o->npages * ps, o->prot) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_ADVISE:
+		if (madvise((void *)first, (size_t)o->npages * ps, o->advice) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_REMAP: {
+		void *target = NULL;
+		if (o->at_map >= 0)
+			target = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps);
+		/* Always pass the fifth argument: without it glibc's variadic mremap hands the
+		 * kernel whatever is in the register (docs/SEMANTICS.md K12). */
+		void *p = mremap((void *)first, (size_t)o->npages * ps, (size_t)o->new_pages * ps,
+				 o->remap_flags, target);
+		if (p == MAP_FAILED) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		} else {
+			rep.value = (uint64_t)(uintptr_t)p;
+		}
+		return 1;
+	}
+	case V_INVALID:
+		if (invalid_call(o, (uintptr_t)base[o->map]) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_POKE:
+		if (poke(o, first, (uintptr_t)base[o->map]) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		}
+		return 1;
+	case V_VMSPLICE: {
+		/* One whole page into the pipe: the pipe takes a reference to the page itself. */
+		struct iovec iov = { .iov_base = (void *)first, .iov_len = ps };
+		ssize_t n = vmsplice(the_pipe[1], &iov, 1, 0);
+		if (n != (ssize_t)ps) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)(n < 0 ? errno : EIO);
+		}
+		return 1;
+	}
+	case V_PIPE_READ: {
+		/* The oldest page out of the pipe; its bytes are observed. */
+		ssize_t n = read(the_pipe[0], page_buf, ps);
+		if (n == (ssize_t)ps) {
+			rep.result = RES_READ;
+			rep.digest[0] = digest(page_buf, ps);
+			memcpy(rep.head[0], page_buf, 8);
+			rep.n = 1;
+		} else {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)(n < 0 ? errno : EIO);
+		}
+		return 1;
+	}
+	}
+	rep.result = RES_FAILED;
+	rep.value = (uint64_t)EINVAL;
+	return 1;
+}
+
+/* Whether the page at addr lies in the range of another handle: then the kernel may have
+ * reused an address the model keeps unmapped, and "unmapped" cannot be checked there. */
+static int overlaps_other(uintptr_t addr, int map, const uint64_t *base)
+{
+	for (int m = 0; m < NMAP; m++) {
+		uintptr_t b = (uintptr_t)base[m];
+		if (m != map && b && addr >= b && addr < b + (size_t)map_pages[m] * ps)
+			return 1;
+	}
+	return 0;
+}
+
+/* Checks this worker's state against one row table. */
+static void check_state(const struct check *c, const uint64_t *base)
+{
+	rep.result = RES_OK;
+	for (int k = 0; c->rows[k].map >= 0; k++) {
+		const struct row *w = &c->rows[k];
+		if (!base[w->map])
+			continue; /* never mapped for real: that op's own test failed already */
+		uintptr_t addr = (uintptr_t)base[w->map] + (size_t)w->page * ps;
+		int mapped = msync((void *)addr, ps, MS_ASYNC) == 0;
+		uint64_t seen = 0;
+		int bad;
+		if (!w->mapped && !mapped)
+			continue;
+		if (!w->mapped && overlaps_other(addr, w->map, base))
+			continue;
+		bad = mapped != w->mapped;
+		if (!bad && w->readable) {
+			load(page_buf, addr, ps);
+			seen = digest(page_buf, ps);
+			bad = seen != w->digest;
+		}
+		if (bad) {
+			if (rep.n == 0) {
+				rep.value = (uint64_t)k;
+				rep.seen = seen;
+				rep.seen_mapped = mapped;
+			}
+			rep.n++;
+		}
+	}
+}
+
+/* The worker loop of process handle `me`: one op at a time, until told to exit or the
+ * coordinator is gone. */
+static void serve(void)
+{
+	struct cmd c;
+	for (;;) {
+		if (read_full(cmd_pipe[me][0], &c, sizeof c) < 0)
+			_exit(0);
+		memset(&rep, 0, sizeof rep);
+		if (c.op < 0) {
+			check_state(&checks[-1 - c.op], c.base);
+		} else if (!perform(&ops[c.op], c.base)) {
+			continue;
+		}
+		if (write_full(rep_pipe[me][1], &rep, sizeof rep) < 0)
+			_exit(0);
+		if (c.op >= 0 && ops[c.op].verb == V_EXIT)
+			_exit(0);
+	}
+}
+
+/* ---- the coordinator ---- */
+
+static int alive[NPROC];
+static uint64_t bases[NMAP];
+static int failures, tests;
+
+/* Sends a command to process p and waits for its answer (10 s at most). */
+static int call(int p, int op, struct reply *r)
+{
+	struct cmd c;
+	struct pollfd pfd = { .fd = rep_pipe[p][0], .events = POLLIN };
+	memset(&c, 0, sizeof c);
+	c.op = op;
+	memcpy(c.base, bases, sizeof bases);
+	if (write_full(cmd_pipe[p][1], &c, sizeof c) < 0)
+		return -1;
+	for (;;) {
+		int n = poll(&pfd, 1, 10000);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		break;
+	}
+	return read_full(rep_pipe[p][0], r, sizeof *r);
+}
+
+static void report(int ok, const char *text, const char *says)
+{
+	tests++;
+	if (!ok)
+		failures++;
+	printf("%s %d - %s: %s\n", ok ? "ok" : "not ok", tests, text, says);
+	fflush(stdout);
+}
+
+static void bail(const char *why)
+{
+	printf("Bail out! %s\n", why);
+	fflush(stdout);
+}
+
+static void show_head(const unsigned char *h, size_t n)
+{
+	printf("#   first bytes:");
+	for (size_t i = 0; i < n; i++)
+		printf(" %02x", h[i]);
+	printf("\n");
+}
+
+static const char *result_name(int r)
+{
+	switch (r) {
+	case RES_SKIPPED: return "skipped";
+	case RES_OK: return "ok";
+	case RES_READ: return "read";
+	case RES_KILLED: return "killed";
+	case RES_FAILED: return "failed";
+	}
+	return "?";
+}
+
+/* Runs op i and reports it. Returns -1 if the tree stopped answering. */
+static int run_op(int i)
+{
+	const struct op *o = &ops[i];
+	struct reply r;
+	int ok;
+	memset(&r, 0, sizeof r);
+	r.result = RES_SKIPPED;
+	int ready = alive[o->proc];
+	for (int k = 0; k < 2; k++)
+		if (o->need[k] >= 0 && !bases[o->need[k]])
+			ready = 0;
+	if (ready) {
+		if (call(o->proc, i, &r) < 0) {
+			report(0, o->text, "no answer within 10 s");
+			return -1;
+		}
+	}
+	ok = r.result == o->want;
+	/* Where the kernel put a mapping is its choice, except with MAP_FIXED(_NOREPLACE),
+	 * MREMAP_FIXED, and a remap that may not move. */
+	if (ok && o->want == RES_OK && o->verb == V_MAP && (o->how == HOW_FIXED || o->how == HOW_NOREPLACE))
+		ok = r.value == bases[o->at_map] + (uint64_t)o->at_page * ps;
+	if (ok && o->want == RES_OK && o->verb == V_REMAP) {
+		if (o->at_map >= 0)
+			ok = r.value == bases[o->at_map] + (uint64_t)o->at_page * ps;
+		else if (!(o->remap_flags & MREMAP_MAYMOVE))
+			ok = r.value == bases[o->map] + (uint64_t)o->first * ps;
+	}
+	if (ok && o->want == RES_READ && o->any) {
+		/* One page, whose digest is any of the views the model allows. */
+		ok = r.n == 1;
+		if (ok) {
+			int found = 0;
+			for (int k = 0; k < o->ndigests; k++)
+				found |= r.digest[0] == o->digests[k];
+			ok = found;
+		}
+	} else if (ok && o->want == RES_READ) {
+		ok = r.n == o->ndigests;
+		for (int k = 0; ok && k < o->ndigests; k++)
+			ok = r.digest[k] == o->digests[k];
+	}
+	if (ok && o->want == RES_KILLED) {
+		uintptr_t page = (uintptr_t)r.value & ~(uintptr_t)(ps - 1);
+		ok = r.sig == o->want_sig && r.code == o->want_code && r.n == o->ndigests;
+		if (ok && o->want_map >= 0)
+			ok = page == (uintptr_t)bases[o->want_map] + (size_t)o->want_page * ps;
+		for (int k = 0; ok && k < o->ndigests; k++)
+			ok = r.digest[k] == o->digests[k];
+	}
+	if (ok && o->want == RES_FAILED)
+		ok = (int)r.value == o->want_errno;
+	switch (r.result) {
+	case RES_OK:
+		if (o->verb == V_MAP)
+			bases[o->map] = r.value;
+		if (o->verb == V_REMAP)
+			bases[o->result_map] = r.value;
+		if (o->verb == V_FORK)
+			alive[o->kind] = 1;
+		if (o->verb == V_EXIT)
+			alive[o->proc] = 0;
+		break;
+	case RES_KILLED:
+		alive[o->proc] = 0;
+		break;
+	}
+	report(ok, o->text, o->says);
+	if (!ok) {
+		printf("# expected (model): %s\n", o->says);
+		switch (r.result) {
+		case RES_READ:
+			for (int k = 0; k < r.n && k < 4; k++) {
+				size_t lo = 0, hi = ps;
+				if (o->verb != V_PIPE_READ)
+					span_bytes(o, &lo, &hi);
+				if (o->any) {
+					printf("# got: one page: digest %016llx (allowed:", (unsigned long long)r.digest[k]);
+					for (int j = 0; j < o->ndigests; j++)
+						printf(" %016llx", (unsigned long long)o->digests[j]);
+					printf(")\n");
+				} else {
+					printf("# got: page %d of the span: digest %016llx%s\n", k,
+					       (unsigned long long)r.digest[k],
+					       k < o->ndigests && r.digest[k] != o->digests[k] ? " (differs)" : "");
+				}
+				show_head(r.head[k], hi - lo < 8 ? hi - lo : 8);
+			}
+			break;
+		case RES_KILLED:
+			printf("# got: killed by signal %d, si_code %d, at address %#llx after %d page(s)\n",
+			       r.sig, r.code, (unsigned long long)r.value, r.n);
+			break;
+		case RES_FAILED:
+			printf("# got: failed: %s (errno %d)\n", strerror((int)r.value), (int)r.value);
+			break;
+		default:
+			printf("# got: %s\n", result_name(r.result));
+		}
+	}
+	return 0;
+}
+
+static int run_check(int k)
+{
+	const struct check *c = &checks[k];
+	struct reply r;
+	if (!alive[c->proc]) {
+		report(0, c->text, "the process is not alive, but the model says it is");
+		return 0;
+	}
+	memset(&r, 0, sizeof r);
+	if (call(c->proc, -1 - k, &r) < 0) {
+		report(0, c->text, "no answer within 10 s");
+		return -1;
+	}
+	if (r.result == RES_KILLED) {
+		alive[c->proc] = 0;
+		report(0, c->text, "as the model says");
+		printf("# got: killed by signal %d, si_code %d, at address %#llx while looking\n",
+		       r.sig, r.code, (unsigned long long)r.value);
+		return 0;
+	}
+	report(r.n == 0, c->text, "as the model says");
+	if (r.n) {
+		const struct row *w = &c->rows[r.value];
+		printf("# %d page(s) differ; first: m%d page %d: expected %s", r.n, w->map, w->page,
+		       w->mapped ? "mapped" : "unmapped");
+		if (w->readable)
+			printf(" with digest %016llx", (unsigned long long)w->digest);
+		printf(", got %s", r.seen_mapped ? "mapped" : "unmapped");
+		if (r.seen_mapped && w->readable)
+			printf(" with digest %016llx", (unsigned long long)r.seen);
+		printf("\n");
+	}
+	return 0;
+}
+
+int main(void)
+{
+	struct sigaction sa;
+	pid_t root;
+	int stopped = 0;
+
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	printf("KTAP version 1\n");
+	if (ps != PAGE_SIZE_GENERATED) {
+		printf("1..0 # SKIP generated for page size %d, this machine has %zu\n",
+		       PAGE_SIZE_GENERATED, ps);
+		return 4;
+	}
+	printf("1..%d\n", NTESTS);
+	for (int p = 0; p < NPROC; p++) {
+		if (pipe(cmd_pipe[p]) < 0 || pipe(rep_pipe[p]) < 0) {
+			bail("cannot make pipes");
+			return 1;
+		}
+	}
+	/* Orphans of the tree come back to us, so that everything is reaped at the end. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	fflush(stdout);
+	root = fork();
+	if (root < 0) {
+		bail("cannot fork the root process");
+		return 1;
+	}
+	if (root == 0) {
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (int p = 0; p < NPROC; p++) {
+			close(cmd_pipe[p][1]);
+			close(rep_pipe[p][0]);
+		}
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = on_fault;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGSEGV, &sa, NULL);
+		sigaction(SIGBUS, &sa, NULL);
+		/* The program's pipe, before the first op; a failure shows as the pipe ops' errno. */
+		if (pipe2(the_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+			the_pipe[0] = the_pipe[1] = -1;
+		me = 0;
+		serve();
+		_exit(0);
+	}
+	setpgid(root, root);
+	signal(SIGPIPE, SIG_IGN);
+	for (int p = 0; p < NPROC; p++) {
+		close(cmd_pipe[p][0]);
+		close(rep_pipe[p][1]);
+	}
+	alive[0] = 1;
+	for (int i = 0; ops[i].verb != V_END && !stopped; i++) {
+		if (run_op(i) < 0)
+			stopped = 1;
+		for (int k = 0; checks[k].after_op >= 0 && !stopped; k++)
+			if (checks[k].after_op == i && run_check(k) < 0)
+				stopped = 1;
+	}
+	if (stopped)
+		bail("a process of the tree stopped answering");
+	kill(-root, SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+		;
+	printf("# %d of %d tests failed\n", failures, tests);
+	return failures || stopped || tests != NTESTS ? 1 : 0;
+}
+
+#ifdef COWCHECK_RUNTIME_ONLY
+static const int map_pages[NMAP] = { 0 };
+static const struct op ops[NOPS + 1] = { { .verb = V_END } };
+static const struct check checks[NCHECKS + 1] = { { .after_op = -1 } };
+#endif
