@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 /// one of these escapes, and nothing else changes.
 /// - `\u{HEX}` stands for the character U+HEX. It is used for a backslash itself (`\u{5c}`, so
 ///   that no line can end in a backslash, which would splice the next line into this one), for
-///   control characters (C0 but tab, DEL, C1), for the Unicode line and paragraph separators, and
+///   control characters (the C0 set but tab, DEL, the C1 set), for the Unicode line and paragraph separators, and
 ///   for invisible formatting characters: the bidirectional controls (U+202A–U+202E,
 ///   U+2066–U+2069, the marks U+200E, U+200F, U+061C), zero-width characters, the soft hyphen and
 ///   the byte order mark. These could make an editor show text the compiler does not see (GCC
