@@ -1,6 +1,6 @@
 //! Starting the zygote (`worker::serve_zygote`), the process that forks every program's root.
 //! This file owns what the zygote keeps and drops of the executor (fds, signal disposition);
-//! the zygote's own loop is the worker's.
+//! the zygote's own loop is the worker's. The executor never forks a root itself.
 
 use std::os::fd::IntoRawFd;
 use std::time::Duration;

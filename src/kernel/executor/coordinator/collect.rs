@@ -1,6 +1,7 @@
 //! Reading what a program did: the replies of each step, in program order, become the run's
 //! outcomes, views and dumps. A worker that died, hung, vanished or exited is found out here,
-//! and its turn passed for it.
+//! and its turn passed for it. It records what was seen and never judges it (the checker
+//! does).
 
 use std::os::fd::AsRawFd;
 

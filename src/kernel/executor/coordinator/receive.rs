@@ -1,7 +1,8 @@
 //! Taking replies off the workers' sockets: the coordinator's receive buffer holds the last
 //! message (a worker answers a batch at once), and hands out its replies one at a time; a
 //! worker that answers nothing within the op deadline is hung, and what it had built but not
-//! sent is salvaged from its slot.
+//! sent is salvaged from its slot. It never waits longer than the op deadline for a message,
+//! and never reads a reply twice.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 

@@ -1,5 +1,7 @@
 //! Sending a program: each step of the schedule goes to its process as one message of
 //! requests (`protocol::Request`), all before any reply is read; ops become requests here.
+//! Nothing here waits for a worker: a step whose process is gone is not sent, and its
+//! collection says so.
 
 use std::os::fd::{AsRawFd, RawFd};
 
