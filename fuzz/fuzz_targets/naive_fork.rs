@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cowcheck::check;
 use cowcheck::kernel::KernelRun;
-use cowcheck::kernel::executor::{encode_request, read_frame, write_frame};
-use cowcheck::kernel::protocol::Dec;
+use cowcheck::kernel::protocol::{Dec, encode_request, read_frame, write_frame};
 use cowcheck::program::Program;
 use libfuzzer_sys::fuzz_target;
 

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use super::executor::{encode_request, read_frame, write_frame};
-use super::protocol::{Dec, DumpRequest, Hello, KernelRun};
+use super::protocol::{
+    Dec, DumpRequest, Hello, KernelRun, encode_fork_bench, encode_request, read_frame, write_frame,
+};
 use crate::program::Program;
 
 /// The harness failed: distinct from any divergence (the kernel is not to blame).
@@ -250,16 +251,10 @@ impl Executor {
     /// The executor's own bare fork + _exit + waitpid cost, `n` samples in nanoseconds.
     pub fn fork_bench(&mut self, n: u32) -> Result<Vec<u64>, HarnessError> {
         self.drain()?;
-        let mut req = vec![super::executor::REQUEST_FORK_BENCH];
-        req.extend_from_slice(&n.to_le_bytes());
-        write_frame(&mut self.input, &req)
+        write_frame(&mut self.input, &encode_fork_bench(n))
             .map_err(|e| HarnessError::Died(format!("{e}; it no longer reads its input")))?;
         let frame = self.read_reply(self.config.program_deadline)?;
-        let mut dec = Dec::new(&frame);
-        let k = dec.u32()? as usize;
-        (0..k.min(frame.len() / 8))
-            .map(|_| Ok(dec.u64()?))
-            .collect()
+        Ok(Dec::new(&frame).samples()?)
     }
 }
 

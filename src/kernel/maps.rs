@@ -1,9 +1,9 @@
 //! /proc/self/maps, read and parsed without allocating (workers run it after fork).
 //!
 //! Line format (proc(5)): `start-end perms offset dev inode [name]`, addresses in hex, perms
-//! `rwxp` / `rwxs`. The name tells the backing (SEMANTICS O4): none for private anonymous
-//! memory, `/dev/zero` for a private mapping of /dev/zero, `/dev/zero (deleted)` for a shmem
-//! object (shared anonymous or shared /dev/zero).
+//! `rwxp` / `rwxs`. The name tells the backing (docs/SEMANTICS.md O4): none for private
+//! anonymous memory, `/dev/zero` for a private mapping of /dev/zero, `/dev/zero (deleted)` for a
+//! shmem object (shared anonymous or shared /dev/zero).
 
 use crate::program::outcome::{Backing, PROT_R, PROT_W, PROT_X, Region};
 

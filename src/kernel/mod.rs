@@ -4,7 +4,11 @@
 //! - `executor`: the executor process, coordinator of one process tree per program.
 //! - `worker`: the loop every process of the tree runs (raw loads, stores and fork).
 //! - `maps`: /proc/self/maps without allocation.
-//! - `protocol`: wire formats.
+//! - `probe`: what the kernel under us supports, found by trying.
+//! - `protocol`: wire formats (typed requests and replies, frames), and nothing else.
+//!
+//! It uses only the vocabulary (`crate::program`): never the model, the checker, the reports
+//! or a front end.
 
 pub mod client;
 pub mod executor;

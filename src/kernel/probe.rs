@@ -1,4 +1,11 @@
-//! Probes the front and the executor share: one syscall each, touching no memory.
+//! Probes: what the kernel (or emulator) under us supports, found by trying. `advice_known`
+//! and `libc_version` are shared by the front and the executor (one syscall each, touching no
+//! memory); `probe_features` is the executor's, run once before any program, on scratch
+//! mappings of its own. Probes never parse version numbers: backports and emulators make
+//! versions lie.
+
+use crate::program::features::Features;
+use crate::program::tables::madv;
 
 /// `madvise(NULL, 0, advice)`: 0 if and only if the kernel knows the advice (a zero-length
 /// range is valid and names no memory; docs/SEMANTICS.md F0), else the errno (EINVAL).
@@ -31,5 +38,93 @@ pub fn libc_version() -> Option<String> {
     #[cfg(not(target_env = "gnu"))]
     {
         None
+    }
+}
+
+/// Finds out what the kernel supports by trying each thing once, in the executor itself, before
+/// any program runs (never by parsing the version: backports and emulators make versions lie).
+pub fn probe_features(ps: usize) -> Features {
+    let known = |a: i32| advice_known(a).is_ok();
+    // SAFETY: every call below works on a scratch mapping made and removed here.
+    unsafe {
+        let scratch = |flags: i32| {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                ps,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            (p != libc::MAP_FAILED).then_some(p)
+        };
+        let works_on = |flags: i32, f: &dyn Fn(*mut libc::c_void) -> bool| match scratch(flags) {
+            Some(p) => {
+                let ok = f(p);
+                libc::munmap(p, ps);
+                ok
+            }
+            None => false,
+        };
+        let dontunmap = |flags: i32| {
+            works_on(flags, &|p| {
+                let q = libc::mremap(
+                    p,
+                    ps,
+                    ps,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP,
+                    std::ptr::null_mut::<libc::c_void>(),
+                );
+                if q == libc::MAP_FAILED {
+                    return false;
+                }
+                libc::munmap(q, ps);
+                true
+            })
+        };
+        let guard = known(madv::GUARD_INSTALL);
+        Features {
+            guard,
+            guard_shared: guard
+                && works_on(libc::MAP_SHARED, &|p| {
+                    libc::madvise(p, ps, madv::GUARD_INSTALL) == 0
+                }),
+            populate: known(madv::POPULATE_READ),
+            cold_pageout: known(madv::PAGEOUT),
+            wipeonfork: known(madv::WIPEONFORK),
+            free: known(madv::FREE),
+            dontunmap: dontunmap(libc::MAP_PRIVATE),
+            dontunmap_shared: dontunmap(libc::MAP_SHARED),
+            // Before 4.17 the flag is ignored and the address is only a hint (D4).
+            // proc_mem.force_override=never (6.12) forbids forced writes: try one into a
+            // read-only private scratch page.
+            force_write: works_on(libc::MAP_PRIVATE, &|p| {
+                let fd = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return false;
+                }
+                let ok = libc::mprotect(p, ps, libc::PROT_READ) == 0
+                    && libc::pwrite(fd, b"x".as_ptr() as *const libc::c_void, 1, p as i64) == 1;
+                libc::close(fd);
+                ok
+            }),
+            noreplace: works_on(libc::MAP_PRIVATE, &|p| {
+                let q = libc::mmap(
+                    p,
+                    ps,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                );
+                if q == libc::MAP_FAILED {
+                    return nix::errno::Errno::last() == nix::errno::Errno::EEXIST;
+                }
+                if q != p {
+                    libc::munmap(q, ps);
+                }
+                false
+            }),
+        }
     }
 }

@@ -1,0 +1,253 @@
+//! Reading what a program did: the replies of each step, in program order, become the run's
+//! outcomes, views and dumps. A worker that died, hung, vanished or exited is found out here,
+//! and its turn passed for it. It records what was seen and never judges it (the checker
+//! does).
+
+use std::os::fd::AsRawFd;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::receive::Received;
+use super::{Coordinator, Unborn};
+use crate::kernel::executor::Worker;
+use crate::kernel::executor::schedule::Step;
+use crate::kernel::protocol::{DumpRequest, KernelRun, REPLY_PAYLOAD, Reply, region_from_words};
+use crate::program::outcome::{Death, Outcome, ProcView, Snapshot};
+use crate::program::{Op, ProcId};
+
+impl Coordinator {
+    /// Reads what step `step` produced, in program order, into `run`; passes the step's turn
+    /// if its process could not (it died, hung, vanished or exited), so that the steps after
+    /// it run.
+    pub(super) fn collect(
+        &mut self,
+        ops: &[Op],
+        step: &Step,
+        workers: &mut [Option<Worker>],
+        unborn: &mut Unborn,
+        run: &mut KernelRun,
+    ) -> Result<(), String> {
+        match step {
+            Step::Batch {
+                ops: range,
+                pass,
+                live,
+                ..
+            } => {
+                let p = ops[range.start].proc().0 as usize;
+                for op in &ops[range.clone()] {
+                    let Some(fd) = workers[p]
+                        .as_ref()
+                        .map(|w| w.fd.as_raw_fd())
+                        .filter(|_| *live)
+                    else {
+                        run.outcomes.push(Outcome::Skipped);
+                        continue;
+                    };
+                    let mut reply = self.recv(fd)?;
+                    if let Received::Hung = reply {
+                        reply = self.salvage(p, fd, workers)?;
+                    }
+                    let outcome = self.outcome(op, reply, workers, unborn)?;
+                    run.outcomes.push(outcome);
+                }
+                self.slots.turn.pass(*pass);
+            }
+            Step::Views {
+                after,
+                next,
+                viewers,
+                ..
+            } => {
+                let mut snap = Snapshot::default();
+                for &q in viewers {
+                    if let Some(view) = self.read_view(q, workers)? {
+                        snap.procs.push(view);
+                    }
+                }
+                // Complete whatever a viewer that died could not.
+                self.slots.turn.pass(*next);
+                run.snapshots.push((*after, snap));
+            }
+            Step::Dump { dump, pass, .. } => {
+                let bytes = self.read_dump(dump, workers);
+                run.dumps.push((*dump, bytes));
+                self.slots.turn.pass(*pass);
+            }
+        }
+        Ok(())
+    }
+
+    fn outcome(
+        &mut self,
+        op: &Op,
+        reply: Received,
+        workers: &mut [Option<Worker>],
+        unborn: &mut Unborn,
+    ) -> Result<Outcome, String> {
+        let p = op.proc().0 as usize;
+        let reply = match reply {
+            Received::Hung => {
+                // A hang is an observation (an emulator's deadlock is a finding): the worker is
+                // killed and the op says so.
+                if let Some(w) = workers[p].take() {
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                }
+                return Ok(Outcome::Hung);
+            }
+            Received::Gone => {
+                workers[p] = None;
+                return Ok(Outcome::Killed {
+                    death: Death {
+                        signal: 0,
+                        code: 0,
+                        page: 0,
+                    },
+                    digests: Vec::new(),
+                });
+            }
+            Received::Msg { reply, .. } => reply,
+        };
+        let value = match reply {
+            Reply::Skipped => return Ok(Outcome::Skipped),
+            Reply::Failed { errno } => return Ok(Outcome::Failed { errno }),
+            Reply::Fault {
+                signal, code, addr, ..
+            } => {
+                workers[p] = None;
+                return Ok(Outcome::Killed {
+                    death: Death {
+                        signal,
+                        code,
+                        page: addr & !(self.page_size - 1),
+                    },
+                    digests: self.payload().to_vec(),
+                });
+            }
+            Reply::Refused => return Err("the worker refused the request".into()),
+            Reply::Digests { .. } if matches!(op, Op::Read { .. } | Op::PipeRead { .. }) => {
+                return Ok(Outcome::Read {
+                    digests: self.payload().to_vec(),
+                });
+            }
+            Reply::Done { value } if !matches!(op, Op::Read { .. } | Op::PipeRead { .. }) => value,
+            _ => return Err(format!("the worker replied {reply:?} to {op}")),
+        };
+        Ok(match *op {
+            Op::Map { .. } | Op::MapAt { .. } | Op::Remap { .. } => Outcome::Mapped { addr: value },
+            Op::Fork { child, .. } => {
+                let (fd, _) = unborn[child.0 as usize]
+                    .take()
+                    .ok_or("no socket was made for the child")?;
+                workers[child.0 as usize] = Some(Worker {
+                    pid: Pid::from_raw(value as i32),
+                    fd,
+                });
+                Outcome::Done
+            }
+            Op::Exit { .. } => {
+                // The worker replies, then exits: wait for the end of file that follows, so
+                // that the next op sees the process gone, its memory too (do_exit releases the
+                // mm in exit_mm before it closes files in exit_files). Without this the next
+                // op could race the teardown, and whatever depends on whether a page is still
+                // mapped by the exited process (reclaim, KSM, pagemap's exclusive bit) would
+                // depend on timing.
+                if let Some(w) = workers[p].take() {
+                    let fd = w.fd.as_raw_fd();
+                    loop {
+                        match self.recv(fd)? {
+                            Received::Gone => break,
+                            Received::Msg { .. } => continue,
+                            Received::Hung => {
+                                let _ = kill(w.pid, Signal::SIGKILL);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Outcome::Done
+            }
+            Op::Read { .. }
+            | Op::PipeRead { .. }
+            | Op::Write { .. }
+            | Op::Unmap { .. }
+            | Op::Protect { .. }
+            | Op::Advise { .. }
+            | Op::Invalid { .. }
+            | Op::Poke { .. }
+            | Op::Vmsplice { .. } => Outcome::Done,
+        })
+    }
+
+    /// Reads process `p`'s view (asked in advance, or sent unasked by a new child); `None`
+    /// if the process is gone (it died while looking at itself, or before).
+    fn read_view(
+        &mut self,
+        p: usize,
+        workers: &mut [Option<Worker>],
+    ) -> Result<Option<ProcView>, String> {
+        let Some(fd) = workers[p].as_ref().map(|w| w.fd.as_raw_fd()) else {
+            return Ok(None);
+        };
+        match self.recv(fd)? {
+            Received::Gone => workers[p] = None,
+            Received::Hung => {
+                if let Some(w) = workers[p].take() {
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                }
+            }
+            Received::Msg {
+                reply: Reply::View { regions, pages },
+                ..
+            } => {
+                let w = self.payload();
+                let (r, pg) = w.split_at(regions * 3);
+                let regions = r
+                    .chunks_exact(3)
+                    .map(|t| region_from_words(t[0], t[1], t[2]))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("p{p}'s view has a malformed region"))?;
+                debug_assert_eq!(pg.len(), pages * 2);
+                let pages = pg.chunks_exact(2).map(|t| (t[0], t[1])).collect();
+                return Ok(Some(ProcView {
+                    proc: ProcId(p as u8),
+                    regions,
+                    pages,
+                }));
+            }
+            Received::Msg {
+                reply: Reply::Fault { .. },
+                ..
+            } => workers[p] = None,
+            Received::Msg { .. } => {
+                return Err(format!(
+                    "p{p}'s layout does not fit in a reply ({} words)",
+                    REPLY_PAYLOAD
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads a page dump; `None` if the page was not readable (the process is then gone).
+    fn read_dump(&mut self, d: &DumpRequest, workers: &mut [Option<Worker>]) -> Option<Vec<u8>> {
+        let p = d.proc.0 as usize;
+        let fd = workers.get(p)?.as_ref()?.fd.as_raw_fd();
+        match self.recv(fd).ok()? {
+            Received::Msg {
+                reply: Reply::Page { .. },
+                ..
+            } => Some(
+                self.payload()
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect(),
+            ),
+            _ => {
+                workers[p] = None;
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The guardian: a tiny process beside the tree whose only job is to kill the current
+//! program's process group if the executor dies. It owns that process and the shared page
+//! through which the executor names the current group; it never touches a program's memory.
+
+use nix::unistd::Pid;
+
+/// A tiny process beside the tree whose only job is to kill the current program's process
+/// group if the executor dies (PR_SET_PDEATHSIG): workers see end of file on their sockets
+/// and exit by themselves, but one stuck inside an op (an emulator spinning on a fault) would
+/// not. The executor tells it the current group through a shared page.
+pub(super) struct Guardian {
+    pgid: *mut i32,
+}
+
+impl Guardian {
+    pub(super) fn start() -> Guardian {
+        // SAFETY: a fresh shared anonymous page for one i32, kept for the executor's life.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Guardian {
+                pgid: std::ptr::null_mut(),
+            };
+        }
+        let pgid = page as *mut i32;
+        // SAFETY: the executor is single-threaded; the child only makes async-signal-safe
+        // calls (prctl, sigsuspend, kill, _exit) and reads the shared page.
+        if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
+            // SAFETY: in the child: closing its copies of the executor's pipes, signal mask
+            // and disposition calls on this process, a volatile read of the shared page (alive
+            // for the process's life), and _exit.
+            unsafe {
+                libc::close(0);
+                libc::close(1);
+                let mut mask: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut mask);
+                libc::sigaddset(&mut mask, libc::SIGUSR1);
+                libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut());
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
+                if libc::getppid() != 1 {
+                    let mut sig = 0;
+                    libc::sigwait(&mask, &mut sig);
+                }
+                let g = std::ptr::read_volatile(pgid);
+                if g > 0 {
+                    libc::kill(-g, libc::SIGKILL);
+                }
+                libc::_exit(0);
+            }
+        }
+        Guardian { pgid }
+    }
+
+    /// Names the group to kill if the executor dies.
+    pub(super) fn watch(&self, pgid: Pid) {
+        if !self.pgid.is_null() {
+            // SAFETY: the shared page lives as long as the executor.
+            unsafe { std::ptr::write_volatile(self.pgid, pgid.as_raw()) };
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! Coordinator -> worker: what one op (or one turn to wait for or to pass) asks of a worker, as a
+//! typed `Request` and as the `REQ_WORDS` u64 words that travel. `encode` and `decode` stand
+//! side by side; every enum value travels as a wire code given by name below (a `match` each
+//! way), never as its position in a list, so reordering a list in `program` changes nothing
+//! here.
+//!
+//! Mappings are named by handle (and page), never by address: the coordinator sends a
+//! program's requests before the maps they name have run, and the worker resolves handles
+//! through the tree's board (`worker::Board`) when it runs the op.
+//!
+//! Layout: word 0 is the verb, then the verb's arguments in this order (the words after them
+//! are 0; `decode` refuses anything else, so that a decoded request encodes to the same words):
+//!
+//! | verb         | words 1..                                                        |
+//! |--------------|------------------------------------------------------------------|
+//! | `MAP`        | kind, pages, creates                                             |
+//! | `MAP_AT`     | kind, pages, creates, at, how                                    |
+//! | `WRITE`      | map, first page, pages, first byte, end byte, pattern            |
+//! | `READ`       | map, first page, pages, first byte, end byte                     |
+//! | `POKE`       | map, first page, pages, first byte, end byte, pattern, via       |
+//! | `UNMAP`      | map, first page, pages                                           |
+//! | `PROTECT`    | map, first page, pages, prot                                     |
+//! | `ADVISE`     | map, first page, pages, advice                                   |
+//! | `REMAP`      | map, first page, old pages, new pages, creates, flags, fixed at  |
+//! | `INVALID`    | map, call, bad argument                                          |
+//! | `VMSPLICE`   | at                                                               |
+//! | `PIPE_READ`  |                                                                  |
+//! | `FORK`       | child, direct reads, serial, mask, next                          |
+//! | `EXIT`       | turn                                                             |
+//! | `SNAPSHOT`   | direct reads, serial, mask, next                                 |
+//! | `DUMP`       | at                                                               |
+//! | `SPAWN_ROOT` |                                                                  |
+//! | `AWAIT`      | turn                                                             |
+//! | `PASS`       | turn                                                             |
+//!
+//! A map, creates or child is a handle number; an `at` is `handle << 32 | page`; a page range
+//! is two words, its first page and its length; a flag is 0 or 1; the rest are wire codes
+//! (`kind`, `how`, `pattern`, `via`, `call`, `bad`) or Linux's own numbers (`prot`: PROT_*,
+//! `advice`: MADV_*, `flags`: MREMAP_*).
+//!
+//! This module never makes a syscall.
+
+use super::codes::*;
+use crate::program::{
+    Advice, At, BadArg, MapId, MapKind, PageRange, Pattern, PlaceHow, ProcId, Prot, RemapFlags,
+    Syscall, Via,
+};
+
+/// Words of one request.
+pub const REQ_WORDS: usize = 8;
+
+/// Where a view stands in its snapshot (`worker::Board::barrier`): every viewer waits for the
+/// turn `serial`, notes on the board that it has looked at itself, and the last of the
+/// viewers in `mask` (a bit per process handle) passes the turn `next`. `serial` 0: no
+/// barrier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Barrier {
+    pub serial: u32,
+    pub mask: u32,
+    pub next: u32,
+}
+
+/// Bytes `start..end` of each page a write, read or poke touches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl ByteRange {
+    #[inline]
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// What a worker is asked to do: one op of the program (on handles, resolved by the worker),
+/// a view or a page dump for the coordinator, or a turn to wait for or to pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// mmap `pages` pages of `kind`; the address is entered as handle `creates`.
+    Map {
+        kind: MapKind,
+        pages: u16,
+        creates: MapId,
+    },
+    /// mmap with placement `how` at `at`.
+    MapAt {
+        kind: MapKind,
+        pages: u16,
+        creates: MapId,
+        at: At,
+        how: PlaceHow,
+    },
+    /// Stores `pattern` into `bytes` of each of `pages` of `map` (its ramp counts from the
+    /// mapping's first byte).
+    Write {
+        map: MapId,
+        pages: PageRange,
+        bytes: ByteRange,
+        pattern: Pattern,
+    },
+    /// Loads `bytes` of each of `pages` of `map`; the reply carries a digest per page.
+    Read {
+        map: MapId,
+        pages: PageRange,
+        bytes: ByteRange,
+    },
+    /// Writes as `Write` does, through the kernel (`via`).
+    Poke {
+        map: MapId,
+        pages: PageRange,
+        bytes: ByteRange,
+        pattern: Pattern,
+        via: Via,
+    },
+    Unmap {
+        map: MapId,
+        pages: PageRange,
+    },
+    Protect {
+        map: MapId,
+        pages: PageRange,
+        prot: Prot,
+    },
+    Advise {
+        map: MapId,
+        pages: PageRange,
+        advice: Advice,
+    },
+    /// mremap of `old` pages of `map` (empty: old size 0) to `new_pages`; the result is
+    /// entered as handle `creates`.
+    Remap {
+        map: MapId,
+        old: PageRange,
+        new_pages: u16,
+        creates: MapId,
+        flags: RemapFlags,
+    },
+    /// `call` on `map` with one bad argument.
+    Invalid {
+        map: MapId,
+        call: Syscall,
+        bad: BadArg,
+    },
+    /// vmsplice of the page at `at` into the program's pipe.
+    Vmsplice {
+        at: At,
+    },
+    /// Reads one page out of the program's pipe; the reply carries its digest.
+    PipeRead,
+    /// Forks; the child takes the slot of handle `child` and the socket passed with this
+    /// message, and sends its first view unasked (`barrier`: the snapshot after the fork).
+    /// `direct_reads`: views may read pages by plain loads (`worker::Scratch`).
+    Fork {
+        child: ProcId,
+        direct_reads: bool,
+        barrier: Barrier,
+    },
+    /// Replies, passes the turn `pass` (0: none) and exits.
+    Exit {
+        pass: u32,
+    },
+    /// Looks at itself and replies with the view.
+    Snapshot {
+        direct_reads: bool,
+        barrier: Barrier,
+    },
+    /// Replies with the words of the page at `at`.
+    Dump {
+        at: At,
+    },
+    /// To the zygote: fork a program's root; the reply carries its pid and passes the
+    /// coordinator's end of its socket.
+    SpawnRoot,
+    /// Waits until the tree's turn reaches `turn` (`worker::Turn`); no reply.
+    Await {
+        turn: u32,
+    },
+    /// Makes the turn `turn` and wakes whoever waits for it; no reply.
+    Pass {
+        turn: u32,
+    },
+}
+
+/// Words that are not a request: which word is wrong, and what it held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed request: word {word} is {value:#x}")]
+pub struct BadRequest {
+    pub word: usize,
+    pub value: u64,
+}
+
+/// The verbs (word 0).
+mod verb {
+    pub const MAP: u64 = 1;
+    pub const WRITE: u64 = 2;
+    pub const READ: u64 = 3;
+    pub const FORK: u64 = 4;
+    pub const EXIT: u64 = 5;
+    pub const UNMAP: u64 = 6;
+    pub const SNAPSHOT: u64 = 7;
+    pub const DUMP: u64 = 8;
+    pub const MAP_AT: u64 = 9;
+    pub const PROTECT: u64 = 10;
+    pub const ADVISE: u64 = 11;
+    pub const REMAP: u64 = 12;
+    pub const INVALID: u64 = 13;
+    pub const POKE: u64 = 14;
+    pub const VMSPLICE: u64 = 15;
+    pub const PIPE_READ: u64 = 16;
+    pub const SPAWN_ROOT: u64 = 17;
+    pub const AWAIT: u64 = 18;
+    pub const PASS: u64 = 19;
+}
+
+/// Reads a request's words in order, each checked.
+struct Words<'a> {
+    w: &'a [u64; REQ_WORDS],
+    next: usize,
+}
+
+impl Words<'_> {
+    #[inline]
+    fn take<T>(&mut self, f: impl FnOnce(u64) -> Option<T>) -> Result<T, BadRequest> {
+        let word = self.next;
+        let value = *self.w.get(word).ok_or(BadRequest { word, value: 0 })?;
+        self.next += 1;
+        f(value).ok_or(BadRequest { word, value })
+    }
+
+    #[inline]
+    fn map(&mut self) -> Result<MapId, BadRequest> {
+        self.take(map_of)
+    }
+
+    #[inline]
+    fn u16(&mut self) -> Result<u16, BadRequest> {
+        self.take(|w| u16::try_from(w).ok())
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Result<u32, BadRequest> {
+        self.take(|w| u32::try_from(w).ok())
+    }
+
+    #[inline]
+    fn flag(&mut self) -> Result<bool, BadRequest> {
+        self.take(flag_of)
+    }
+
+    /// A first page and a length (empty allowed).
+    #[inline]
+    fn pages(&mut self) -> Result<PageRange, BadRequest> {
+        let start = self.u16()?;
+        let len = self.u16()?;
+        let end = start.checked_add(len).ok_or(BadRequest {
+            word: self.next - 1,
+            value: len as u64,
+        })?;
+        Ok(PageRange { start, end })
+    }
+
+    #[inline]
+    fn bytes(&mut self) -> Result<ByteRange, BadRequest> {
+        let start = self.u32()?;
+        let end = self.u32()?;
+        if end < start {
+            return Err(BadRequest {
+                word: self.next - 1,
+                value: end as u64,
+            });
+        }
+        Ok(ByteRange { start, end })
+    }
+
+    #[inline]
+    fn barrier(&mut self) -> Result<Barrier, BadRequest> {
+        Ok(Barrier {
+            serial: self.u32()?,
+            mask: self.u32()?,
+            next: self.u32()?,
+        })
+    }
+
+    /// MREMAP_* bits, then the fixed target's word.
+    #[inline]
+    fn remap_flags(&mut self) -> Result<RemapFlags, BadRequest> {
+        let word = self.next;
+        let bits = self.take(Some)?;
+        let fixed = self.take(Some)?;
+        remap_flags_of(bits, fixed).ok_or(BadRequest { word, value: bits })
+    }
+
+    /// Every word after the arguments must be 0.
+    #[inline]
+    fn end(self) -> Result<(), BadRequest> {
+        match self.w[self.next.min(REQ_WORDS)..]
+            .iter()
+            .position(|&w| w != 0)
+        {
+            None => Ok(()),
+            Some(i) => Err(BadRequest {
+                word: self.next + i,
+                value: self.w[self.next + i],
+            }),
+        }
+    }
+}
+
+/// A verb and its argument words.
+#[inline]
+fn words<const N: usize>(verb: u64, args: [u64; N]) -> [u64; REQ_WORDS] {
+    let mut w = [0u64; REQ_WORDS];
+    w[0] = verb;
+    w[1..1 + N].copy_from_slice(&args);
+    w
+}
+
+impl Request {
+    /// The words that carry this request (layout in the module's header).
+    #[inline]
+    pub fn encode(&self) -> [u64; REQ_WORDS] {
+        let range = |p: PageRange| [p.start as u64, p.len() as u64];
+        let map = |m: MapId| m.0 as u64;
+        match *self {
+            Request::Map {
+                kind,
+                pages,
+                creates,
+            } => words(verb::MAP, [kind_word(kind), pages as u64, map(creates)]),
+            Request::MapAt {
+                kind,
+                pages,
+                creates,
+                at,
+                how,
+            } => words(
+                verb::MAP_AT,
+                [
+                    kind_word(kind),
+                    pages as u64,
+                    map(creates),
+                    at_word(at),
+                    how_word(how),
+                ],
+            ),
+            Request::Write {
+                map: m,
+                pages,
+                bytes,
+                pattern,
+            } => {
+                let [first, n] = range(pages);
+                words(
+                    verb::WRITE,
+                    [
+                        map(m),
+                        first,
+                        n,
+                        bytes.start as u64,
+                        bytes.end as u64,
+                        pattern_word(pattern),
+                    ],
+                )
+            }
+            Request::Read {
+                map: m,
+                pages,
+                bytes,
+            } => {
+                let [first, n] = range(pages);
+                words(
+                    verb::READ,
+                    [map(m), first, n, bytes.start as u64, bytes.end as u64],
+                )
+            }
+            Request::Poke {
+                map: m,
+                pages,
+                bytes,
+                pattern,
+                via,
+            } => {
+                let [first, n] = range(pages);
+                words(
+                    verb::POKE,
+                    [
+                        map(m),
+                        first,
+                        n,
+                        bytes.start as u64,
+                        bytes.end as u64,
+                        pattern_word(pattern),
+                        via_word(via),
+                    ],
+                )
+            }
+            Request::Unmap { map: m, pages } => {
+                let [first, n] = range(pages);
+                words(verb::UNMAP, [map(m), first, n])
+            }
+            Request::Protect {
+                map: m,
+                pages,
+                prot,
+            } => {
+                let [first, n] = range(pages);
+                words(verb::PROTECT, [map(m), first, n, prot_word(prot)])
+            }
+            Request::Advise {
+                map: m,
+                pages,
+                advice,
+            } => {
+                let [first, n] = range(pages);
+                words(verb::ADVISE, [map(m), first, n, advice_word(advice)])
+            }
+            Request::Remap {
+                map: m,
+                old,
+                new_pages,
+                creates,
+                flags,
+            } => {
+                let [first, n] = range(old);
+                words(
+                    verb::REMAP,
+                    [
+                        map(m),
+                        first,
+                        n,
+                        new_pages as u64,
+                        map(creates),
+                        remap_flags_word(flags),
+                        flags.fixed.map_or(0, at_word),
+                    ],
+                )
+            }
+            Request::Invalid { map: m, call, bad } => {
+                words(verb::INVALID, [map(m), call_word(call), bad_word(bad)])
+            }
+            Request::Vmsplice { at } => words(verb::VMSPLICE, [at_word(at)]),
+            Request::PipeRead => words(verb::PIPE_READ, []),
+            Request::Fork {
+                child,
+                direct_reads,
+                barrier: b,
+            } => words(
+                verb::FORK,
+                [
+                    child.0 as u64,
+                    direct_reads as u64,
+                    b.serial as u64,
+                    b.mask as u64,
+                    b.next as u64,
+                ],
+            ),
+            Request::Exit { pass } => words(verb::EXIT, [pass as u64]),
+            Request::Snapshot {
+                direct_reads,
+                barrier: b,
+            } => words(
+                verb::SNAPSHOT,
+                [
+                    direct_reads as u64,
+                    b.serial as u64,
+                    b.mask as u64,
+                    b.next as u64,
+                ],
+            ),
+            Request::Dump { at } => words(verb::DUMP, [at_word(at)]),
+            Request::SpawnRoot => words(verb::SPAWN_ROOT, []),
+            Request::Await { turn } => words(verb::AWAIT, [turn as u64]),
+            Request::Pass { turn } => words(verb::PASS, [turn as u64]),
+        }
+    }
+
+    /// The request these words carry; an error for anything `encode` never makes.
+    #[inline]
+    pub fn decode(w: &[u64; REQ_WORDS]) -> Result<Request, BadRequest> {
+        let mut r = Words { w, next: 1 };
+        let req = match w[0] {
+            verb::MAP => Request::Map {
+                kind: r.take(kind_of)?,
+                pages: r.u16()?,
+                creates: r.map()?,
+            },
+            verb::MAP_AT => Request::MapAt {
+                kind: r.take(kind_of)?,
+                pages: r.u16()?,
+                creates: r.map()?,
+                at: r.take(at_of)?,
+                how: r.take(how_of)?,
+            },
+            verb::WRITE => Request::Write {
+                map: r.map()?,
+                pages: r.pages()?,
+                bytes: r.bytes()?,
+                pattern: r.take(pattern_of)?,
+            },
+            verb::READ => Request::Read {
+                map: r.map()?,
+                pages: r.pages()?,
+                bytes: r.bytes()?,
+            },
+            verb::POKE => Request::Poke {
+                map: r.map()?,
+                pages: r.pages()?,
+                bytes: r.bytes()?,
+                pattern: r.take(pattern_of)?,
+                via: r.take(via_of)?,
+            },
+            verb::UNMAP => Request::Unmap {
+                map: r.map()?,
+                pages: r.pages()?,
+            },
+            verb::PROTECT => Request::Protect {
+                map: r.map()?,
+                pages: r.pages()?,
+                prot: r.take(prot_of)?,
+            },
+            verb::ADVISE => Request::Advise {
+                map: r.map()?,
+                pages: r.pages()?,
+                advice: r.take(advice_of)?,
+            },
+            verb::REMAP => Request::Remap {
+                map: r.map()?,
+                old: r.pages()?,
+                new_pages: r.u16()?,
+                creates: r.map()?,
+                flags: r.remap_flags()?,
+            },
+            verb::INVALID => Request::Invalid {
+                map: r.map()?,
+                call: r.take(call_of)?,
+                bad: r.take(bad_of)?,
+            },
+            verb::VMSPLICE => Request::Vmsplice { at: r.take(at_of)? },
+            verb::PIPE_READ => Request::PipeRead,
+            verb::FORK => Request::Fork {
+                child: r.take(proc_of)?,
+                direct_reads: r.flag()?,
+                barrier: r.barrier()?,
+            },
+            verb::EXIT => Request::Exit { pass: r.u32()? },
+            verb::SNAPSHOT => Request::Snapshot {
+                direct_reads: r.flag()?,
+                barrier: r.barrier()?,
+            },
+            verb::DUMP => Request::Dump { at: r.take(at_of)? },
+            verb::SPAWN_ROOT => Request::SpawnRoot,
+            verb::AWAIT => Request::Await { turn: r.u32()? },
+            verb::PASS => Request::Pass { turn: r.u32()? },
+            value => return Err(BadRequest { word: 0, value }),
+        };
+        r.end()?;
+        Ok(req)
+    }
+
+    /// The turn this request passes (PASS, or EXIT on the way out; perhaps 0), if any.
+    #[inline]
+    pub fn passes(&self) -> Option<u32> {
+        match *self {
+            Request::Pass { turn } => Some(turn),
+            Request::Exit { pass } => Some(pass),
+            _ => None,
+        }
+    }
+
+    /// The most payload words the reply to this request can have, for a page size.
+    #[inline]
+    pub fn max_payload(&self, page_size: usize) -> usize {
+        match *self {
+            Request::Read { pages, .. } => pages.len() as usize,
+            Request::Dump { .. } => page_size / 8,
+            Request::PipeRead => 1,
+            _ => 0,
+        }
+    }
+}
