@@ -12,7 +12,6 @@ use nix::errno::Errno;
 
 use super::calls::{invalid_call, map, poke, read, write};
 use super::fault::{FAULT_AT, FAULT_FD, PARTIAL, PENDING_PASS};
-use super::serve::Done;
 use super::snapshot::view_and_send;
 use super::turn::Turn;
 use super::{Scratch, inject, injected};
@@ -53,6 +52,21 @@ fn call_result(ret: libc::c_int) -> Result<(), Errno> {
 #[inline]
 fn at(map: MapId, page: u16) -> At {
     At { map, page }
+}
+
+/// How an op's reply went.
+pub(super) enum Done {
+    /// Built at `Scratch::at` (its head and this many payload words).
+    Reply(usize),
+    /// Already sent on its own.
+    Sent,
+    /// No reply (AWAIT, PASS).
+    Silent,
+    /// This process is the child of the FORK just performed (its first view is sent).
+    Child,
+    /// The reply is built (no payload); the process passes this turn (0: none) and ends once
+    /// it is sent.
+    Exit(u32),
 }
 
 /// Performs one request (a request that did not decode is refused); its reply is built at

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Scratch;
 use super::fault::{self, FAULT_AT, FAULT_FD, FAULT_REPLY, PARTIAL, PENDING_PASS, TURN};
-use super::perform::perform;
+use super::perform::{Done, perform};
 use super::slots::REPLY_AREA;
 use super::socket::{recv_requests, send_reply};
 use super::turn::Turn;
@@ -70,21 +70,6 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
         }
         flush(fd, s);
     }
-}
-
-/// How an op's reply went.
-pub(super) enum Done {
-    /// Built at `Scratch::at` (its head and this many payload words).
-    Reply(usize),
-    /// Already sent on its own.
-    Sent,
-    /// No reply (AWAIT, PASS).
-    Silent,
-    /// This process is the child of the FORK just performed (its first view is sent).
-    Child,
-    /// The reply is built (no payload); the process passes this turn (0: none) and ends once
-    /// it is sent.
-    Exit(u32),
 }
 
 /// Request `k` of the message in the request area.
