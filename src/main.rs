@@ -41,6 +41,10 @@ struct ExecArgs {
     /// and the op reports `hung`). Default 10, or 30 with --under.
     #[arg(long, value_name = "SECS")]
     op_deadline: Option<f64>,
+    /// Seconds the executor (under --under, the command) may take to start and say hello
+    /// before it counts as never ready and is stopped. Default 60.
+    #[arg(long, value_name = "SECS")]
+    start_deadline: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -276,6 +280,14 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
             )));
         }
         config.op_deadline = Duration::from_secs_f64(secs);
+    }
+    if let Some(secs) = exec.start_deadline {
+        if !(secs >= 1.0 && secs.is_finite() && secs <= 3600.0) {
+            return Err(Fatal(format!(
+                "--start-deadline must be a number of seconds from 1 to 3600, not {secs}"
+            )));
+        }
+        config.start_deadline = Duration::from_secs_f64(secs);
     }
     Ok(config)
 }

@@ -204,3 +204,39 @@ fn no_signal_to_any_process_of_the_tree_leaves_anything_behind() {
         signal_and_count(&format!("matrix-{i}"), target, signal);
     }
 }
+
+/// `--under` owns everything it starts: a wrapper script that leaves a child of its own behind
+/// and never says hello is stopped after --start-deadline, whole (its child too), and the
+/// error says it never became ready (not that it "exited", which it did not do by itself).
+#[test]
+fn a_silent_under_command_is_stopped_whole() {
+    if !on_path("sh") || !on_path("sleep") {
+        eprintln!("note: no sh or sleep on PATH; skipping");
+        return;
+    }
+    let dir = tmpdir("silent-under");
+    let script = write_file(&dir, "silent.sh", "sleep 300 &\nexec sleep 301\n");
+    let under = format!("sh {}", script.display());
+    let mut tree = Tree::start(
+        "silent-under",
+        &[
+            "run",
+            "--cases",
+            "1",
+            "--start-deadline",
+            "2",
+            "--under",
+            &under,
+        ],
+    );
+    let status = tree
+        .wait(Duration::from_secs(30))
+        .expect("cowcheck gives up on a silent --under command");
+    let stderr = tree.stderr();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("never became ready") && stderr.contains("was stopped"),
+        "{stderr}"
+    );
+    tree.assert_all_gone("after a silent --under command was stopped");
+}

@@ -4,6 +4,7 @@
 
 use std::io::{BufReader, BufWriter};
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -21,9 +22,7 @@ pub enum HarnessError {
         command: String,
         source: std::io::Error,
     },
-    #[error(
-        "the executor `{command}` exited before it was ready ({status}); is the command right?"
-    )]
+    #[error("the executor `{command}` did not start: {status}; is the command right?")]
     NotReady { command: String, status: String },
     #[error("the executor died ({0})")]
     Died(String),
@@ -53,6 +52,8 @@ pub struct ExecutorConfig {
     pub inject: Vec<String>,
     /// How long the front waits for one program before declaring the executor hung.
     pub program_deadline: Duration,
+    /// How long the executor may take to say hello before it counts as never ready.
+    pub start_deadline: Duration,
     /// How long one op may take before its worker counts as hung (an observation).
     pub op_deadline: Duration,
 }
@@ -64,6 +65,7 @@ impl ExecutorConfig {
             under: Vec::new(),
             inject: Vec::new(),
             program_deadline: Duration::from_secs(120),
+            start_deadline: Duration::from_secs(60),
             op_deadline: super::executor::DEFAULT_OP_DEADLINE,
         }
     }
@@ -117,7 +119,20 @@ impl Executor {
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::inherit())
+            // A process group of its own: everything the `--under` command starts (a wrapper
+            // script's children) is killed with it (`Drop`), and a terminal's Ctrl-C reaches
+            // the front alone, whose death takes the executor (PR_SET_PDEATHSIG) in order.
+            .process_group(0);
+        // SAFETY: between fork and exec, prctl only sets this process's parent-death signal:
+        // the `--under` command (or the executor) is SIGKILLed when the front dies, even by
+        // SIGKILL, and then the executor under it by its own parent-death signal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
             command: command.clone(),
             source,
@@ -137,20 +152,23 @@ impl Executor {
             },
             in_flight: 0,
         };
-        match ex.read_reply(Duration::from_secs(60)) {
+        match ex.read_reply(config.start_deadline) {
             Ok(frame) => {
                 ex.hello = Dec::new(&frame).hello()?;
                 Ok(ex)
             }
-            Err(_) => {
+            Err(e) => {
                 // Kill first: a command that floods its output (not our executor at all) would
                 // otherwise block writing to a pipe nobody reads, and wait() with it.
-                let _ = ex.child.kill();
-                let status = ex
-                    .child
-                    .wait()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
+                let exited = ex.child.try_wait().ok().flatten();
+                ex.stop();
+                let status = match (exited, e) {
+                    (Some(status), _) => format!("it exited before it was ready: {status}"),
+                    (None, HarnessError::Timeout(secs)) => {
+                        format!("it never became ready (no hello within {secs} s) and was stopped")
+                    }
+                    (None, e) => format!("it never became ready ({e}) and was stopped"),
+                };
                 Err(HarnessError::NotReady { command, status })
             }
         }
@@ -258,9 +276,19 @@ impl Executor {
     }
 }
 
-impl Drop for Executor {
-    fn drop(&mut self) {
+impl Executor {
+    /// Kills the executor's whole process group (the `--under` command and whatever it
+    /// started) and reaps the executor.
+    fn stop(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -1,6 +1,12 @@
 //! The guardian: a tiny process beside the tree whose only job is to kill the current
 //! program's process group if the executor dies. It owns that process and the shared page
 //! through which the executor names the current group; it never touches a program's memory.
+//!
+//! It lives in a process group of its own and ignores the signals a terminal or `timeout`
+//! sends (SIGINT, SIGTERM, SIGHUP, SIGQUIT), so that a signal to the front's group, which takes
+//! the executor, does not take it before it has done its job. If it dies anyway (SIGKILL), the
+//! executor notices (`Coordinator::reap`) and stops: the run could no longer promise to clean
+//! up after itself.
 
 use nix::unistd::Pid;
 
@@ -10,6 +16,8 @@ use nix::unistd::Pid;
 /// not. The executor tells it the current group through a shared page.
 pub(super) struct Guardian {
     pgid: *mut i32,
+    /// The guardian process; `None` when it could not be started.
+    pub(super) pid: Option<Pid>,
 }
 
 impl Guardian {
@@ -28,35 +36,48 @@ impl Guardian {
         if page == libc::MAP_FAILED {
             return Guardian {
                 pgid: std::ptr::null_mut(),
+                pid: None,
             };
         }
         let pgid = page as *mut i32;
         // SAFETY: the executor is single-threaded; the child only makes async-signal-safe
-        // calls (prctl, sigsuspend, kill, _exit) and reads the shared page.
-        if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
-            // SAFETY: in the child: closing its copies of the executor's pipes, signal mask
-            // and disposition calls on this process, a volatile read of the shared page (alive
-            // for the process's life), and _exit.
-            unsafe {
-                libc::close(0);
-                libc::close(1);
-                let mut mask: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut mask);
-                libc::sigaddset(&mut mask, libc::SIGUSR1);
-                libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut());
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
-                if libc::getppid() != 1 {
-                    let mut sig = 0;
-                    libc::sigwait(&mask, &mut sig);
+        // calls (prctl, setpgid, sigaction, sigwait, kill, _exit) and reads the shared page.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                // SAFETY: in the child: closing its copies of the executor's pipes, its own
+                // process group, signal mask and disposition calls on this process, a volatile
+                // read of the shared page (alive for the process's life), and _exit.
+                unsafe {
+                    libc::close(0);
+                    libc::close(1);
+                    libc::setpgid(0, 0);
+                    let mut ign: libc::sigaction = std::mem::zeroed();
+                    ign.sa_sigaction = libc::SIG_IGN;
+                    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                        libc::sigaction(sig, &ign, std::ptr::null_mut());
+                    }
+                    let mut mask: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut mask);
+                    libc::sigaddset(&mut mask, libc::SIGUSR1);
+                    libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut());
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
+                    if libc::getppid() != 1 {
+                        let mut sig = 0;
+                        libc::sigwait(&mask, &mut sig);
+                    }
+                    let g = std::ptr::read_volatile(pgid);
+                    if g > 0 {
+                        libc::kill(-g, libc::SIGKILL);
+                    }
+                    libc::_exit(0);
                 }
-                let g = std::ptr::read_volatile(pgid);
-                if g > 0 {
-                    libc::kill(-g, libc::SIGKILL);
-                }
-                libc::_exit(0);
             }
+            Ok(nix::unistd::ForkResult::Parent { child }) => Guardian {
+                pgid,
+                pid: Some(child),
+            },
+            Err(_) => Guardian { pgid, pid: None },
         }
-        Guardian { pgid }
     }
 
     /// Names the group to kill if the executor dies.

@@ -88,7 +88,7 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
     };
     let reply = match req {
         Request::Await { turn } => {
-            Turn(s.copy.turn).wait(turn);
+            Turn(s.copy.turn).wait(turn, *fd);
             return Done::Silent;
         }
         Request::Pass { turn } => {

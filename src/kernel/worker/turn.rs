@@ -77,8 +77,11 @@ impl Turn {
         1 << (t % 32)
     }
 
-    /// Waits until the turn is at least `t`.
-    pub(super) fn wait(&self, t: u32) {
+    /// Waits until the turn is at least `t`. Every `COORDINATOR_CHECK_SECONDS` of waiting, it looks
+    /// whether the coordinator's end of `fd` is still open, and ends the process if it is not:
+    /// a worker parked on a turn reads no socket, so it would never see the end of file that
+    /// ends every other worker of a run whose executor was killed.
+    pub(super) fn wait(&self, t: u32, fd: i32) {
         if self.0.is_null() {
             return;
         }
@@ -89,21 +92,52 @@ impl Turn {
             if Self::reached(now, t) {
                 return;
             }
+            // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline (futex(2)).
+            let mut deadline = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime writes the timespec on our stack.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut deadline) };
+            deadline.tv_sec += COORDINATOR_CHECK_SECONDS;
             // SAFETY: FUTEX_WAIT_BITSET on a word of shared memory, while it still holds
-            // `now`, with no timeout.
-            unsafe {
+            // `now`, until the deadline on our stack.
+            let r = unsafe {
                 libc::syscall(
                     libc::SYS_futex,
                     self.0,
                     libc::FUTEX_WAIT_BITSET,
                     now,
-                    std::ptr::null::<libc::timespec>(),
+                    &deadline as *const libc::timespec,
                     0,
                     Self::bit(t),
-                );
+                )
+            };
+            if r != 0
+                && nix::errno::Errno::last() == nix::errno::Errno::ETIMEDOUT
+                && coordinator_gone(fd)
+            {
+                // SAFETY: _exit is always safe to call.
+                unsafe { libc::_exit(0) };
             }
         }
     }
+}
+
+/// How long a worker waits for a turn between two looks at its coordinator (seconds).
+const COORDINATOR_CHECK_SECONDS: libc::time_t = 1;
+
+/// Whether the coordinator's end of the socket `fd` is closed (hang-up or error), without
+/// reading anything.
+fn coordinator_gone(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd on our stack, without waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// Byte offsets in the board page (after the slots): the turn word, then per process handle

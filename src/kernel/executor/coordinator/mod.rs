@@ -64,6 +64,9 @@ pub(super) struct Coordinator {
     /// Whether the current program lets snapshots read pages by plain loads
     /// (`worker::Scratch::direct_reads`).
     direct_reads: bool,
+    /// Set when the guardian or the zygote died (killed from outside): every program from then
+    /// on is refused with this reason.
+    lost: Option<String>,
 }
 
 /// How many killed trees may be dying at once before the executor waits for the oldest.
@@ -95,6 +98,7 @@ impl Coordinator {
             spare: None,
             dying: Vec::new(),
             direct_reads: false,
+            lost: None,
         }
     }
 
@@ -103,6 +107,10 @@ impl Coordinator {
     /// stop.
     pub(super) fn run(&mut self, program: &Program, dumps: &[DumpRequest]) -> KernelRun {
         let mut run = KernelRun::default();
+        if let Some(lost) = &self.lost {
+            run.harness_error = Some(lost.clone());
+            return run;
+        }
         self.direct_reads = direct_reads_allowed(program);
         let mut workers: Vec<Option<Worker>> = (0..caps::MAX_PROCS).map(|_| None).collect();
         let root = match self.take_root() {
@@ -204,7 +212,27 @@ impl Coordinator {
                 Some(nix::sys::wait::WaitPidFlag::WNOHANG),
             ) {
                 Ok(nix::sys::wait::WaitStatus::StillAlive) => break,
-                Ok(_) | Err(Errno::EINTR) => continue,
+                Ok(status) => {
+                    // The guardian and the zygote live as long as the executor: one that is
+                    // gone was killed from outside, and the run stops (its next program says
+                    // why).
+                    let pid = status.pid();
+                    let who = if pid.is_some() && pid == self.guardian.pid {
+                        Some("guardian")
+                    } else if pid == Some(self.zygote.pid) {
+                        Some("zygote")
+                    } else {
+                        None
+                    };
+                    if let (Some(who), Some(pid)) = (who, pid)
+                        && self.lost.is_none()
+                    {
+                        self.lost = Some(format!(
+                            "the executor's {who} (pid {pid}) is gone ({status:?}), killed from outside the run: stopping, as the run can no longer promise to clean up after itself"
+                        ));
+                    }
+                }
+                Err(Errno::EINTR) => continue,
                 Err(_) => break,
             }
         }
