@@ -20,6 +20,19 @@
 //!   check::compare -> Divergence -> shrink -> report (trace file, side-by-side bytes)
 //! front ends: the `cowcheck` CLI (campaign), proptests/, tests/
 //! ```
+//!
+//! Layers, each importing only those before it (`tests/layers.rs` checks it):
+//!
+//! - [`program`]: the vocabulary: ops, traces, generators, observations, expectations, the
+//!   target's features and the errno/signal/advice tables;
+//! - [`model`]: the reference semantics, a file per syscall family; [`kernel`]: the executor
+//!   and its workers, where all `unsafe` code lives (the two never import each other);
+//! - [`check`]: comparison, coverage, shrinking, expectations, findings;
+//! - [`report`]: text, JSON and the C reproducer;
+//! - front ends: [`campaign`], [`trial`], [`corpus`], [`bench`], [`env`], [`files`],
+//!   [`limits`] and the CLI (`main.rs`).
+//!
+//! The rules of the model are in `docs/SEMANTICS.md`, each with its source and scenarios.
 
 pub mod bench;
 pub mod campaign;
