@@ -2,6 +2,9 @@
 //! time limit; and the shrinking of a finding. The front ends (CLI, tests) call these verbs and
 //! never juggle seeds themselves.
 
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use crate::check::finding::{Finding, Summary};
@@ -22,6 +25,22 @@ pub struct CampaignConfig {
     pub generator: GenConfig,
     /// Collect every distinct divergence instead of stopping at the first.
     pub keep_going: bool,
+    /// This campaign's share of the program indices (`--jobs`): indices `job`, `job + jobs`,
+    /// `job + 2 jobs`, ... of the seed, so that N jobs together run the programs one job runs.
+    pub share: Share,
+    /// Raised by any job to stop every job (a divergence without --keep-going, an error).
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Which program indices a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub job: u64,
+    pub jobs: u64,
+}
+
+impl Share {
+    pub const ALL: Share = Share { job: 0, jobs: 1 };
 }
 
 impl CampaignConfig {
@@ -56,14 +75,18 @@ pub fn run(
     let mut summary = Summary::default();
     let mut findings: Vec<Finding> = Vec::new();
     let mut shrunk_per_signature: std::collections::HashMap<String, usize> = Default::default();
-    let mut index = 0u64;
+    let step = config.share.jobs.max(1);
+    let mut index = config.share.job;
     // One program is kept queued in the executor ahead of the one being checked, so that the
     // kernel side of program i+1 runs while the model checks program i (their replies come
     // back in order). A divergence's shrinking drains the queue; the next program is then
     // sent again. A program still queued when the campaign ends is dropped unchecked.
     let mut queued: Option<Program> = None;
     loop {
-        if config.cases.is_some_and(|n| index >= n) || limit.is_some_and(|t| start.elapsed() >= t) {
+        if config.cases.is_some_and(|n| index >= n)
+            || limit.is_some_and(|t| start.elapsed() >= t)
+            || config.stop.load(Ordering::Relaxed)
+        {
             break;
         }
         let program = match queued.take() {
@@ -74,8 +97,8 @@ pub fn run(
                 p
             }
         };
-        if config.cases.is_none_or(|n| index + 1 < n) {
-            let next = random_program(config.seed, index + 1, config.generator);
+        if config.cases.is_none_or(|n| index + step < n) {
+            let next = random_program(config.seed, index + step, config.generator);
             executor.submit(&next, &[])?;
             queued = Some(next);
         }
@@ -114,16 +137,104 @@ pub fn run(
                     }
                 }
                 if !config.keep_going {
+                    config.stop.store(true, Ordering::Relaxed);
                     return Ok((summary, findings));
                 }
             }
         }
-        index += 1;
+        index += step;
         summary.elapsed = start.elapsed();
         progress(&summary);
     }
     summary.elapsed = start.elapsed();
     Ok((summary, findings))
+}
+
+/// Runs one campaign as `executors.len()` jobs at once, each on its own executor and its own
+/// share of the program indices (together, the programs one job would run), and merges what
+/// they find: one summary, findings deduplicated as `--keep-going` does. The first divergence
+/// stops every job unless `keep_going`; an error in any job stops them all and is returned.
+/// `progress` sees the merged summary after every program of any job.
+pub fn run_jobs(
+    executors: &mut [Executor],
+    config: &CampaignConfig,
+    progress: impl Fn(&Summary) + Sync,
+) -> Result<(Summary, Vec<Finding>), HarnessError> {
+    let jobs = executors.len() as u64;
+    if jobs == 1 {
+        return run(&mut executors[0], config, progress);
+    }
+    let live: Mutex<Vec<Summary>> = Mutex::new(vec![Summary::default(); executors.len()]);
+    let results: Vec<Result<(Summary, Vec<Finding>), HarnessError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = executors
+            .iter_mut()
+            .enumerate()
+            .map(|(job, executor)| {
+                let config = CampaignConfig {
+                    share: Share {
+                        job: job as u64,
+                        jobs,
+                    },
+                    ..config.clone()
+                };
+                let (live, progress) = (&live, &progress);
+                scope.spawn(move || {
+                    let result = run(executor, &config, |s| {
+                        let merged = {
+                            let mut all = live.lock().unwrap_or_else(|e| e.into_inner());
+                            all[job] = s.clone();
+                            merge_summaries(&all)
+                        };
+                        progress(&merged);
+                    });
+                    if result.is_err() {
+                        config.stop.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(HarnessError::Program("a campaign job panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut summaries = Vec::new();
+    let mut findings: Vec<Finding> = Vec::new();
+    for result in results {
+        let (summary, found) = result?;
+        summaries.push(summary);
+        for f in found {
+            match findings.iter_mut().find(|g| g.key() == f.key()) {
+                Some(g) => g.count += f.count,
+                None => findings.push(f),
+            }
+        }
+    }
+    findings.sort_by_key(|f| f.index);
+    Ok((merge_summaries(&summaries), findings))
+}
+
+/// The totals of jobs that ran side by side: counts add up, cells unite, time is the longest.
+fn merge_summaries(all: &[Summary]) -> Summary {
+    let mut m = Summary::default();
+    for s in all {
+        m.programs += s.programs;
+        m.ops += s.ops;
+        m.forks += s.forks;
+        m.pages_compared += s.pages_compared;
+        m.snapshots += s.snapshots;
+        m.elapsed = m.elapsed.max(s.elapsed);
+        for (k, n) in s.programs_with.iter().enumerate() {
+            m.programs_with[k] += n;
+        }
+        m.cells.union(&s.cells);
+    }
+    m
 }
 
 /// Makes a finding of a divergence, or refuses it as the environment's doing:

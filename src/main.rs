@@ -73,6 +73,10 @@ enum Command {
         /// shape of its shrunk trace), each with a count.
         #[arg(long)]
         keep_going: bool,
+        /// Executors to run at once, each on its own share of the seed's programs (default:
+        /// the number of CPUs). The first divergence stops every job unless --keep-going.
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -197,8 +201,11 @@ fn main() -> ExitCode {
             out,
             json,
             keep_going,
+            jobs,
             exec,
-        } => cmd_run(cases, seed, time, max_ops, &out, json, keep_going, &exec),
+        } => cmd_run(
+            cases, seed, time, max_ops, &out, json, keep_going, jobs, &exec,
+        ),
         Command::Replay {
             file,
             json,
@@ -334,8 +341,10 @@ fn cmd_run(
     out: &Path,
     json: bool,
     keep_going: bool,
+    jobs: Option<usize>,
     exec: &ExecArgs,
 ) -> Result<u8, Fatal> {
+    let jobs = jobs_or_cpus(jobs)?;
     if max_ops == 0 || max_ops > caps::MAX_OPS {
         return Err(Fatal(format!("--max-ops must be 1 to {}", caps::MAX_OPS)));
     }
@@ -360,27 +369,31 @@ fn cmd_run(
             % 1_000_000_007
     });
     let config = executor_config(exec)?;
-    let mut executor = Executor::start(&config)?;
+    let mut executors = (0..jobs)
+        .map(|_| Executor::start(&config))
+        .collect::<Result<Vec<_>, _>>()?;
     let campaign = CampaignConfig {
         seed,
         cases,
         time,
         generator: GenConfig {
             max_ops,
-            features: executor.hello.features,
+            features: executors[0].hello.features,
             ..GenConfig::default()
         },
         keep_going,
+        share: campaign::Share::ALL,
+        stop: Default::default(),
     };
     let tty = std::io::stderr().is_terminal() && !json;
     let environment = cowcheck::env::Environment::detect();
     if !json {
         println!("environment\n{}", indent(&environment.to_string()));
         eprintln!(
-            "cowcheck run: seed {seed}, kernel {} {}, page size {}, executor `{}`",
-            executor.hello.release,
-            executor.hello.machine,
-            executor.page_size(),
+            "cowcheck run: seed {seed}, kernel {} {}, page size {}, {jobs} job(s), executor `{}`",
+            executors[0].hello.release,
+            executors[0].hello.machine,
+            executors[0].page_size(),
             config.command_line()
         );
     }
@@ -389,24 +402,20 @@ fn cmd_run(
     } else {
         None
     });
-    let mut last_draw = std::time::Instant::now();
-    let (summary, findings) = campaign::run(&mut executor, &campaign, |s| {
-        if tty && last_draw.elapsed() > Duration::from_millis(100) {
-            last_draw = std::time::Instant::now();
-            draw_progress(s, cases, total);
-        }
+    let bar = progress_bar(tty, cases, total);
+    let (summary, findings) = campaign::run_jobs(&mut executors, &campaign, |s| {
+        show_progress(&bar, s, cases, total)
     })?;
-    if tty {
-        eprint!("\r\x1b[K");
-    }
+    bar.finish_and_clear();
+    let executor = &executors[0];
     let mut saved = Vec::new();
     for f in &findings {
-        saved.push(save_finding(out, seed, &executor, f)?);
+        saved.push(save_finding(out, seed, executor, f)?);
     }
     if json {
         let mut v = report::campaign::summary_json(
             &summary,
-            &target_of(&executor),
+            &target_of(executor),
             seed,
             findings.first(),
             saved.first().map(|p| p.as_path()),
@@ -423,7 +432,7 @@ fn cmd_run(
     } else {
         print!(
             "{}",
-            report::campaign::summary_text(&summary, &target_of(&executor), seed)
+            report::campaign::summary_text(&summary, &target_of(executor), seed)
         );
         if keep_going && !findings.is_empty() {
             println!();
@@ -445,28 +454,60 @@ fn cmd_run(
     Ok(if findings.is_empty() { 0 } else { 1 })
 }
 
-fn draw_progress(s: &Summary, cases: Option<u64>, total: Option<Duration>) {
-    let frac = match (cases, total) {
-        (Some(n), Some(t)) => {
-            (s.programs as f64 / n as f64).max(s.elapsed.as_secs_f64() / t.as_secs_f64())
-        }
-        (Some(n), None) => s.programs as f64 / n as f64,
-        (None, Some(t)) => s.elapsed.as_secs_f64() / t.as_secs_f64(),
-        (None, None) => 0.0,
+/// The number of jobs: as asked, or one per CPU.
+fn jobs_or_cpus(jobs: Option<usize>) -> Result<usize, Fatal> {
+    match jobs {
+        Some(0) => Err(Fatal("--jobs must be at least 1".into())),
+        Some(n) if n > 256 => Err(Fatal(format!("--jobs must be at most 256, not {n}"))),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
-    .min(1.0);
-    let width = 30;
-    let filled = (frac * width as f64) as usize;
-    eprint!(
-        "\r\x1b[K[{}{}] {:>3.0}%  {} programs, {} ops, {} forks, {} pages compared",
-        "#".repeat(filled),
-        " ".repeat(width - filled),
-        frac * 100.0,
+}
+
+/// One progress bar for every job of a campaign (with rate and time left), drawn only on a
+/// terminal.
+fn progress_bar(tty: bool, cases: Option<u64>, total: Option<Duration>) -> indicatif::ProgressBar {
+    if !tty {
+        return indicatif::ProgressBar::hidden();
+    }
+    // A case count is counted in programs; a time limit in tenths of a second.
+    let (len, template) = match (cases, total) {
+        (Some(n), _) => (n, "{bar:30} {pos}/{len} programs, {per_sec}, {eta} left  {msg}"),
+        (None, Some(t)) => (
+            (t.as_secs_f64() * 10.0) as u64,
+            "{bar:30} {elapsed_precise} of the time  {msg}",
+        ),
+        (None, None) => (0, "{spinner} {msg}"),
+    };
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn show_progress(
+    bar: &indicatif::ProgressBar,
+    s: &Summary,
+    cases: Option<u64>,
+    total: Option<Duration>,
+) {
+    if bar.is_hidden() {
+        return;
+    }
+    match (cases, total) {
+        (Some(_), _) => bar.set_position(s.programs),
+        (None, Some(_)) => bar.set_position((s.elapsed.as_secs_f64() * 10.0) as u64),
+        (None, None) => {}
+    }
+    bar.set_message(format!(
+        "{} programs ({:.0}/s), {} ops, {} forks, {} pages compared",
         s.programs,
+        s.programs as f64 / s.elapsed.as_secs_f64().max(1e-9),
         s.ops,
         s.forks,
         s.pages_compared
-    );
+    ));
 }
 
 /// The report's view of the executor's target.
