@@ -1,12 +1,13 @@
 //! Backing frames: the model's physical pages. Private pages of a forked process share a frame
 //! with the parent until one side writes (copy-on-write); shared objects own their frames and
 //! every mapper writes them in place. Frames are explicit, not just values, so that a later
-//! physical channel (/proc/PID/pagemap PFNs) can be compared with them.
+//! physical channel (/proc/PID/pagemap PFNs) can be compared with them. Frames never decide
+//! when a write may go in place: the model's fault handling (`memory.rs`) does.
 
 use crate::program::outcome::digest;
 
 /// A frame number. `FrameId::ZERO` is the shared zero page: what an untouched private page reads
-/// (SEMANTICS A6); it is never written.
+/// (docs/SEMANTICS.md A6); it is never written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FrameId(pub u32);
 

@@ -1,7 +1,9 @@
 //! Address spaces at page granularity. Each mapped page is one entry; what a VMA is (and how the
 //! kernel merges or splits them) is not modelled beyond what is observable: each page remembers
 //! which mmap or mremap made its VMA (`vma`), so that "the range lies in one VMA" can be decided
-//! where mremap needs it (SEMANTICS §1: "Do not assert VMA counts or boundaries").
+//! where mremap needs it (docs/SEMANTICS.md §1: "Do not assert VMA counts or boundaries").
+//! Holds page-table entries only: it never takes or releases a frame (the model does, in
+//! `memory.rs`) and never decides what a page reads.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +39,7 @@ pub mod flag {
     pub const NOHUGEPAGE: u8 = 32;
     /// The page is this process's own (it got it by its own write fault): a write goes in place
     /// whatever else holds the frame (a pipe after vmsplice); cleared on both sides by fork.
-    /// This is PG_anon_exclusive's role since 5.19 (SEMANTICS K3/K4).
+    /// This is PG_anon_exclusive's role since 5.19 (docs/SEMANTICS.md K3/K4).
     pub const EXCLUSIVE: u8 = 64;
     /// Flags that belong to the VMA (and so decide whether two pages can be one VMA).
     pub const VMA: u8 = DONTFORK | WIPEONFORK | HUGEPAGE | NOHUGEPAGE;
