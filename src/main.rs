@@ -1,20 +1,17 @@
 //! The `cowcheck` command line. Exit codes everywhere: 0 no divergence, 1 divergence, 2 usage,
 //! input or environment error.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use cowcheck::campaign::{self, CampaignConfig, Finding, Summary};
-use cowcheck::check::Verdict;
-use cowcheck::kernel::{Executor, ExecutorConfig, HarnessError};
-use cowcheck::model::Model;
+mod cli;
+
+use cowcheck::kernel::{ExecutorConfig, HarnessError};
 use cowcheck::program::generate::GenConfig;
-use cowcheck::program::{Op, Program, Span, caps, trace};
-use cowcheck::report;
+use cowcheck::program::{Program, trace};
 
 #[derive(Parser)]
 #[command(
@@ -203,7 +200,7 @@ fn main() -> ExitCode {
             keep_going,
             jobs,
             exec,
-        } => cmd_run(
+        } => cli::run::cmd_run(
             cases, seed, time, max_ops, &out, json, keep_going, jobs, &exec,
         ),
         Command::Replay {
@@ -211,8 +208,9 @@ fn main() -> ExitCode {
             json,
             artifact,
             exec,
-        } => load_program(&file, artifact).and_then(|p| cmd_replay(&file, p, json, &exec)),
-        Command::Model { file, page_size } => cmd_model(&file, page_size),
+        } => load_program(&file, artifact)
+            .and_then(|p| cli::inspect::cmd_replay(&file, p, json, &exec)),
+        Command::Model { file, page_size } => cli::inspect::cmd_model(&file, page_size),
         Command::Decode { artifact } => load_program(&artifact, true).map(|p| {
             print!("{p}");
             0
@@ -222,16 +220,18 @@ fn main() -> ExitCode {
             artifact,
             out,
             exec,
-        } => load_program(&file, artifact).and_then(|p| cmd_shrink(&file, p, out, &exec)),
-        Command::Corpus { dir, tap, exec } => cmd_corpus(&dir, tap, &exec),
-        Command::ReproC { file, build, out } => cmd_repro_c(&file, build, out),
+        } => {
+            load_program(&file, artifact).and_then(|p| cli::tools::cmd_shrink(&file, p, out, &exec))
+        }
+        Command::Corpus { dir, tap, exec } => cli::tools::cmd_corpus(&dir, tap, &exec),
+        Command::ReproC { file, build, out } => cli::tools::cmd_repro_c(&file, build, out),
         Command::Bench {
             programs,
             seed,
             core,
             program,
             exec,
-        } => cmd_bench(programs, seed, core, program.as_deref(), &exec),
+        } => cli::tools::cmd_bench(programs, seed, core, program.as_deref(), &exec),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -332,549 +332,10 @@ fn host_page_size() -> usize {
         .unwrap_or(4096) as usize
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cmd_run(
-    cases: Option<u64>,
-    seed: Option<u64>,
-    time: Option<f64>,
-    max_ops: usize,
-    out: &Path,
-    json: bool,
-    keep_going: bool,
-    jobs: Option<usize>,
-    exec: &ExecArgs,
-) -> Result<u8, Fatal> {
-    let jobs = jobs_or_cpus(jobs)?;
-    if max_ops == 0 || max_ops > caps::MAX_OPS {
-        return Err(Fatal(format!("--max-ops must be 1 to {}", caps::MAX_OPS)));
-    }
-    let time = match time {
-        Some(t) if !(t > 0.0 && t.is_finite() && t < 1e9) => {
-            return Err(Fatal(format!(
-                "--time must be a positive number of seconds, not {t}"
-            )));
-        }
-        Some(t) => Some(Duration::from_secs_f64(t)),
-        None => None,
-    };
-    if cases == Some(0) {
-        return Err(Fatal("--cases must be at least 1".into()));
-    }
-    cowcheck::files::check_output_dir(out).map_err(Fatal)?;
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            % 1_000_000_007
-    });
-    let config = executor_config(exec)?;
-    let mut executors = (0..jobs)
-        .map(|_| Executor::start(&config))
-        .collect::<Result<Vec<_>, _>>()?;
-    let campaign = CampaignConfig {
-        seed,
-        cases,
-        time,
-        generator: GenConfig {
-            max_ops,
-            features: executors[0].hello.features,
-            ..GenConfig::default()
-        },
-        keep_going,
-        share: campaign::Share::ALL,
-        stop: Default::default(),
-    };
-    let tty = std::io::stderr().is_terminal() && !json;
-    let environment = cowcheck::env::Environment::detect();
-    if !json {
-        println!("environment\n{}", indent(&environment.to_string()));
-        eprintln!(
-            "cowcheck run: seed {seed}, kernel {} {}, page size {}, {jobs} job(s), executor `{}`",
-            executors[0].hello.release,
-            executors[0].hello.machine,
-            executors[0].page_size(),
-            config.command_line()
-        );
-    }
-    let total = time.or(if cases.is_none() {
-        Some(CampaignConfig::DEFAULT_TIME)
-    } else {
-        None
-    });
-    let bar = progress_bar(tty, cases, total);
-    let (summary, findings) = campaign::run_jobs(&mut executors, &campaign, |s| {
-        show_progress(&bar, s, cases, total)
-    })?;
-    bar.finish_and_clear();
-    let executor = &executors[0];
-    let mut saved = Vec::new();
-    for f in &findings {
-        saved.push(save_finding(out, seed, executor, f)?);
-    }
-    if json {
-        let mut v = report::campaign::summary_json(
-            &summary,
-            &target_of(executor),
-            seed,
-            findings.first(),
-            saved.first().map(|p| p.as_path()),
-        );
-        v["environment"] = environment.to_json();
-        if keep_going {
-            v["divergences"] = findings
-                .iter()
-                .zip(&saved)
-                .map(|(f, path)| report::campaign::finding_json(f, Some(path)))
-                .collect();
-        }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        print!(
-            "{}",
-            report::campaign::summary_text(&summary, &target_of(executor), seed)
-        );
-        if keep_going && !findings.is_empty() {
-            println!();
-            println!("{} distinct divergence(s):", findings.len());
-            for (i, f) in findings.iter().enumerate() {
-                println!(
-                    "  {:>2}. {} x{}  [{}]",
-                    i + 1,
-                    f.signature,
-                    f.count,
-                    f.shrunk.shape()
-                );
-            }
-        }
-        for (f, path) in findings.iter().zip(&saved) {
-            print!("{}", report::campaign::finding_text(f, path));
-        }
-    }
-    Ok(if findings.is_empty() { 0 } else { 1 })
-}
-
-/// The number of jobs: as asked, or one per CPU.
-fn jobs_or_cpus(jobs: Option<usize>) -> Result<usize, Fatal> {
-    match jobs {
-        Some(0) => Err(Fatal("--jobs must be at least 1".into())),
-        Some(n) if n > 256 => Err(Fatal(format!("--jobs must be at most 256, not {n}"))),
-        Some(n) => Ok(n),
-        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-    }
-}
-
-/// One progress bar for every job of a campaign (with rate and time left), drawn only on a
-/// terminal.
-fn progress_bar(tty: bool, cases: Option<u64>, total: Option<Duration>) -> indicatif::ProgressBar {
-    if !tty {
-        return indicatif::ProgressBar::hidden();
-    }
-    // A case count is counted in programs; a time limit in tenths of a second.
-    let (len, template) = match (cases, total) {
-        (Some(n), _) => (n, "{bar:30} {pos}/{len} programs, {per_sec}, {eta} left  {msg}"),
-        (None, Some(t)) => (
-            (t.as_secs_f64() * 10.0) as u64,
-            "{bar:30} {elapsed_precise} of the time  {msg}",
-        ),
-        (None, None) => (0, "{spinner} {msg}"),
-    };
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-fn show_progress(
-    bar: &indicatif::ProgressBar,
-    s: &Summary,
-    cases: Option<u64>,
-    total: Option<Duration>,
-) {
-    if bar.is_hidden() {
-        return;
-    }
-    match (cases, total) {
-        (Some(_), _) => bar.set_position(s.programs),
-        (None, Some(_)) => bar.set_position((s.elapsed.as_secs_f64() * 10.0) as u64),
-        (None, None) => {}
-    }
-    bar.set_message(format!(
-        "{} programs ({:.0}/s), {} ops, {} forks, {} pages compared",
-        s.programs,
-        s.programs as f64 / s.elapsed.as_secs_f64().max(1e-9),
-        s.ops,
-        s.forks,
-        s.pages_compared
-    ));
-}
-
-/// The report's view of the executor's target.
-fn target_of(ex: &Executor) -> report::campaign::Target {
-    report::campaign::Target {
-        release: ex.hello.release.clone(),
-        machine: ex.hello.machine.clone(),
-        page_size: ex.page_size(),
-        features: ex.hello.features,
-        executor: ex.config().command_line(),
-    }
-}
-
-fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<PathBuf, Fatal> {
-    let mut program = f.shrunk.clone();
-    program.comments = report::campaign::finding_header(f, seed, &target_of(ex))
-        .into_iter()
-        .map(|text| cowcheck::program::Comment {
-            before_op: 0,
-            inline: false,
-            text: text.into(),
-        })
-        .collect();
-    let text = program.to_string();
-    let path = cowcheck::files::save_fresh(
-        out,
-        &format!("cowcheck-divergence-{seed}-{}", f.index),
-        "trace",
-        text.as_bytes(),
-    )
-    .map_err(|e| unsaved(&text, &e))?;
-    // The C reproducer beside it, for people without Rust (when the generator knows every op).
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-    match cowcheck::report::repro_c::generate(&program, ex.page_size(), &path.display().to_string())
-    {
-        Ok(c) => {
-            if let Err(e) = cowcheck::files::save_fresh(out, &stem, "c", c.as_bytes()) {
-                eprintln!("cowcheck: no C reproducer: {e}");
-            }
-        }
-        Err(e) => eprintln!("cowcheck: no C reproducer: {e}"),
-    }
-    Ok(path)
-}
-
-/// A finding that could not be saved is not lost: its trace goes to stdout in full, then the
-/// error (exit 2).
-fn unsaved(trace: &str, error: &str) -> Fatal {
-    println!("the finding could not be saved; its trace in full:");
-    print!("{trace}");
-    Fatal(format!("cannot save the finding: {error}"))
-}
-
-fn cmd_replay(file: &Path, program: Program, json: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
-    let config = executor_config(exec)?;
-    let mut executor = Executor::start(&config)?;
-    let (verdict, run) = cowcheck::trial::run(&mut executor, &program, None)?;
-    let divergence = match &verdict {
-        Verdict::Diverged(d) => Some(d.clone()),
-        Verdict::Agreed(_) => None,
-    };
-    // The trace's own claims (`=> ...`): both sides must meet them, as in `corpus`.
-    let misses: Vec<String> =
-        cowcheck::check::expectations::misses(&program, &run.outcomes, executor.page_size())
-            .iter()
-            .map(|m| m.describe(&program))
-            .collect();
-    let failed = divergence.is_some() || !misses.is_empty();
-    if json {
-        let ops: Vec<serde_json::Value> = program
-            .ops
-            .iter()
-            .zip(&run.outcomes)
-            .map(|(op, o)| serde_json::json!({"op": op.to_string(), "kernel": cowcheck::program::outcome::describe_outcome(o)}))
-            .collect();
-        let v = serde_json::json!({
-            "kernel": { "release": executor.hello.release, "machine": executor.hello.machine },
-            "page_size": executor.page_size(),
-            "ops": ops,
-            "divergence": divergence.as_ref().map(|d| serde_json::json!({
-                "signature": d.signature(&program),
-                "op_index": d.op_index,
-                "report": report::divergence_text(&program, d, &cowcheck::trial::page_diffs(&mut executor, &program, &run, d)),
-            })),
-            "expectations_missed": misses,
-        });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return Ok(if failed { 1 } else { 0 });
-    }
-    println!(
-        "replaying {} on kernel {} {} (page size {})",
-        file.display(),
-        executor.hello.release,
-        executor.hello.machine,
-        executor.page_size()
-    );
-    let last = divergence
-        .as_ref()
-        .map(|d| d.op_index)
-        .unwrap_or(usize::MAX);
-    for (i, (op, o)) in program.ops.iter().zip(&run.outcomes).enumerate() {
-        println!(
-            "  {:>3}  {:<36} {}",
-            i + 1,
-            op.to_string(),
-            cowcheck::program::outcome::describe_outcome(o)
-        );
-        if let Some((_, snap)) = run.snapshots.iter().find(|(j, _)| *j == i) {
-            let live: Vec<String> = snap
-                .procs
-                .iter()
-                .map(|v| format!("{} ({} pages)", v.proc, v.pages.len()))
-                .collect();
-            println!("       compared every live process: {}", live.join(", "));
-        }
-        if i == last {
-            break;
-        }
-    }
-    match &divergence {
-        Some(d) => {
-            let pages = cowcheck::trial::page_diffs(&mut executor, &program, &run, d);
-            println!();
-            println!("DIVERGENCE ({})", d.signature(&program));
-            print!("{}", report::divergence_text(&program, d, &pages));
-        }
-        None => println!("kernel and model agree on all {} ops", program.ops.len()),
-    }
-    if !misses.is_empty() {
-        println!();
-        println!("EXPECTATIONS NOT MET:");
-        for m in &misses {
-            println!("  {file}: {m}", file = file.display());
-        }
-    } else if !program.expects.is_empty() {
-        println!(
-            "all {} inline expectations met by kernel and model",
-            program.expects.len()
-        );
-    }
-    Ok(if failed { 1 } else { 0 })
-}
-
-fn cmd_model(file: &Path, page_size: Option<usize>) -> Result<u8, Fatal> {
-    let program = load_trace(file)?;
-    let ps = page_size.unwrap_or_else(host_page_size);
-    if !ps.is_power_of_two() || !(4096..=65536).contains(&ps) {
-        return Err(Fatal(format!(
-            "--page-size must be a power of two from 4096 to 65536, not {ps}"
-        )));
-    }
-    let mut model = Model::new(ps);
-    println!("what Linux does, according to the model (page size {ps}):");
-    for (i, op) in program.ops.iter().enumerate() {
-        let outcome = model
-            .apply(op, None)
-            .map_err(|e| Fatal(format!("model: {e}")))?;
-        let mut line = cowcheck::program::outcome::describe_outcome(&outcome);
-        if let (Op::Read { map, span, proc }, cowcheck::program::outcome::Outcome::Read { .. }) =
-            (op, &outcome)
-            && let Some(h) = model.handle(*map)
-        {
-            let parts: Vec<String> = span
-                .page_range()
-                .pages()
-                .map(|page| {
-                    let addr = h.base + page as u64 * ps as u64;
-                    let bytes = model.page_bytes(*proc, addr).unwrap_or_default();
-                    let bytes = match span {
-                        Span::Bytes { .. } => bytes[span.bytes_in_page(ps)].to_vec(),
-                        Span::Pages(_) => bytes,
-                    };
-                    format!("page {page}: {}", report::describe_bytes(&bytes))
-                })
-                .collect();
-            line = parts.join("; ");
-        }
-        println!("  {:>3}  {:<36} => {line}", i + 1, op.to_string());
-        if op.snapshot_after() {
-            let snap = model.snapshot();
-            for v in &snap.procs {
-                // Every mapped page, whatever its protection; the snapshot's page list holds
-                // only the pages a read would see (guard pages among them, as unreadable).
-                let mapped: u64 = v
-                    .regions
-                    .iter()
-                    .map(|r| (r.end - r.start) / ps as u64)
-                    .sum();
-                println!(
-                    "         {} lives, maps {} page(s) in {} region(s)",
-                    v.proc,
-                    mapped,
-                    v.regions.len()
-                );
-            }
-        }
-    }
-    Ok(0)
-}
-
-fn cmd_bench(
-    programs: u64,
-    seed: u64,
-    core: bool,
-    program: Option<&Path>,
-    exec: &ExecArgs,
-) -> Result<u8, Fatal> {
-    if programs == 0 {
-        return Err(Fatal("--programs must be at least 1".into()));
-    }
-    let fixed = program.map(load_trace).transpose()?;
-    let config = executor_config(exec)?;
-    let mut executor = Executor::start(&config)?;
-    let report = cowcheck::bench::measure(&mut executor, programs, seed, core, fixed.as_ref())?;
-    print!("{report}");
-    Ok(0)
-}
-
-fn cmd_shrink(
-    file: &Path,
-    program: Program,
-    out: Option<PathBuf>,
-    exec: &ExecArgs,
-) -> Result<u8, Fatal> {
-    let config = executor_config(exec)?;
-    let mut executor = Executor::start(&config)?;
-    let (verdict, _) = cowcheck::trial::run(&mut executor, &program, None)?;
-    let divergence = match verdict {
-        Verdict::Agreed(_) => {
-            println!(
-                "kernel and model agree on all {} ops of {}: nothing to shrink",
-                program.ops.len(),
-                file.display()
-            );
-            return Ok(0);
-        }
-        Verdict::Diverged(d) => d,
-    };
-    // Where the result goes must be writable before the shrinking starts (it takes minutes).
-    let default_dir = match file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let out_dir = match &out {
-        Some(p) => match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        },
-        None => default_dir.clone(),
-    };
-    cowcheck::files::check_output_dir(&out_dir).map_err(Fatal)?;
-    let f = campaign::confirm(&mut executor, 0, &program, divergence)?;
-    let mut shrunk = f.shrunk.clone();
-    shrunk.comments = [
-        format!(" shrunk by: cowcheck shrink {}", file.display()),
-        format!(
-            " kernel {} {}, page size {}, executor `{}`",
-            executor.hello.release,
-            executor.hello.machine,
-            executor.page_size(),
-            config.command_line()
-        ),
-        format!(" shape: {}", f.signature),
-        format!(
-            " shrunk from {} to {} ops; first seen after op {}",
-            f.original.ops.len(),
-            f.shrunk.ops.len(),
-            f.divergence.op_index + 1
-        ),
-    ]
-    .into_iter()
-    .map(|text| cowcheck::program::Comment {
-        before_op: 0,
-        inline: false,
-        text: Some(text),
-    })
-    .collect();
-    let text = shrunk.to_string();
-    let path = match out {
-        Some(p) => cowcheck::files::save_as(&p, text.as_bytes()).map(|()| p),
-        None => {
-            let name = file.file_name().unwrap_or_default().to_string_lossy();
-            cowcheck::files::save_fresh(
-                &default_dir,
-                &format!("{name}.shrunk"),
-                "trace",
-                text.as_bytes(),
-            )
-        }
-    }
-    .map_err(|e| unsaved(&text, &e))?;
-    print!("{}", report::campaign::finding_text(&f, &path));
-    Ok(1)
-}
-
 /// Each line indented by two spaces.
 fn indent(text: &str) -> String {
     text.lines()
         .map(|l| format!("  {l}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn cmd_corpus(dir: &Path, tap: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
-    use cowcheck::corpus;
-    let scenarios = corpus::discover(dir).map_err(|e| Fatal(e.to_string()))?;
-    let environment = cowcheck::env::Environment::detect();
-    let config = executor_config(exec)?;
-    if tap {
-        print!("{}", corpus::ktap_header(scenarios.len(), &environment));
-        println!("# executor: {}", config.command_line());
-    } else {
-        println!("environment\n{}", indent(&environment.to_string()));
-        println!(
-            "corpus {} ({} scenarios), executor `{}`",
-            dir.display(),
-            scenarios.len(),
-            config.command_line()
-        );
-    }
-    let start = std::time::Instant::now();
-    let mut runner = corpus::Runner::new(config, environment);
-    let mut results = Vec::with_capacity(scenarios.len());
-    for (i, s) in scenarios.iter().enumerate() {
-        let r = runner.run(s);
-        if tap {
-            print!("{}", corpus::ktap_result(i + 1, &r));
-        } else {
-            print!("{}", corpus::human_result(&r));
-        }
-        results.push(r);
-    }
-    let (pass, fail, skip) = corpus::counts(&results);
-    if tap {
-        print!("{}", corpus::ktap_totals(&results, start.elapsed()));
-    } else {
-        println!(
-            "{pass} passed, {fail} failed, {skip} skipped of {} scenarios in {:.1} s",
-            results.len(),
-            start.elapsed().as_secs_f64()
-        );
-    }
-    Ok(corpus::exit_code(&results))
-}
-
-fn cmd_repro_c(file: &Path, build: bool, out: Option<PathBuf>) -> Result<u8, Fatal> {
-    use cowcheck::report::repro_c;
-    let program = load_trace(file)?;
-    let c = repro_c::generate(&program, host_page_size(), &file.display().to_string())
-        .map_err(|e| Fatal(format!("{}: {e}", file.display())))?;
-    let c_path = match (out, build) {
-        (Some(p), _) => p,
-        (None, true) => file.with_extension("c"),
-        (None, false) => {
-            print!("{c}");
-            return Ok(0);
-        }
-    };
-    cowcheck::files::save_as(&c_path, c.as_bytes()).map_err(Fatal)?;
-    eprintln!("wrote {}", c_path.display());
-    if build {
-        let binary = repro_c::binary_path(&c_path);
-        repro_c::build(&c_path, &binary).map_err(|e| Fatal(e.to_string()))?;
-        eprintln!(
-            "built {} (run it: it prints KTAP and exits 0 if the kernel behaves)",
-            binary.display()
-        );
-    }
-    Ok(0)
 }

@@ -1,0 +1,246 @@
+//! `cowcheck run`: a campaign on one or more executors, its progress, summary and saved
+//! findings.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cowcheck::campaign::{self, CampaignConfig, Finding, Summary};
+use cowcheck::kernel::Executor;
+use cowcheck::program::caps;
+use cowcheck::program::generate::GenConfig;
+use cowcheck::report;
+
+use crate::{ExecArgs, Fatal, executor_config, indent};
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cmd_run(
+    cases: Option<u64>,
+    seed: Option<u64>,
+    time: Option<f64>,
+    max_ops: usize,
+    out: &Path,
+    json: bool,
+    keep_going: bool,
+    jobs: Option<usize>,
+    exec: &ExecArgs,
+) -> Result<u8, Fatal> {
+    let jobs = jobs_or_cpus(jobs)?;
+    if max_ops == 0 || max_ops > caps::MAX_OPS {
+        return Err(Fatal(format!("--max-ops must be 1 to {}", caps::MAX_OPS)));
+    }
+    let time = match time {
+        Some(t) if !(t > 0.0 && t.is_finite() && t < 1e9) => {
+            return Err(Fatal(format!(
+                "--time must be a positive number of seconds, not {t}"
+            )));
+        }
+        Some(t) => Some(Duration::from_secs_f64(t)),
+        None => None,
+    };
+    if cases == Some(0) {
+        return Err(Fatal("--cases must be at least 1".into()));
+    }
+    cowcheck::files::check_output_dir(out).map_err(Fatal)?;
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            % 1_000_000_007
+    });
+    let config = executor_config(exec)?;
+    let mut executors = (0..jobs)
+        .map(|_| Executor::start(&config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let campaign = CampaignConfig {
+        seed,
+        cases,
+        time,
+        generator: GenConfig {
+            max_ops,
+            features: executors[0].hello.features,
+            ..GenConfig::default()
+        },
+        keep_going,
+        share: campaign::Share::ALL,
+        stop: Default::default(),
+    };
+    let tty = std::io::stderr().is_terminal() && !json;
+    let environment = cowcheck::env::Environment::detect();
+    if !json {
+        println!("environment\n{}", indent(&environment.to_string()));
+        eprintln!(
+            "cowcheck run: seed {seed}, kernel {} {}, page size {}, {jobs} job(s), executor `{}`",
+            executors[0].hello.release,
+            executors[0].hello.machine,
+            executors[0].page_size(),
+            config.command_line()
+        );
+    }
+    let total = time.or(if cases.is_none() {
+        Some(CampaignConfig::DEFAULT_TIME)
+    } else {
+        None
+    });
+    let bar = progress_bar(tty, cases, total);
+    let (summary, findings) = campaign::run_jobs(&mut executors, &campaign, |s| {
+        show_progress(&bar, s, cases, total)
+    })?;
+    bar.finish_and_clear();
+    let executor = &executors[0];
+    let mut saved = Vec::new();
+    for f in &findings {
+        saved.push(save_finding(out, seed, executor, f)?);
+    }
+    if json {
+        let mut v = report::campaign::summary_json(
+            &summary,
+            &target_of(executor),
+            seed,
+            findings.first(),
+            saved.first().map(|p| p.as_path()),
+        );
+        v["environment"] = environment.to_json();
+        if keep_going {
+            v["divergences"] = findings
+                .iter()
+                .zip(&saved)
+                .map(|(f, path)| report::campaign::finding_json(f, Some(path)))
+                .collect();
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!(
+            "{}",
+            report::campaign::summary_text(&summary, &target_of(executor), seed)
+        );
+        if keep_going && !findings.is_empty() {
+            println!();
+            println!("{} distinct divergence(s):", findings.len());
+            for (i, f) in findings.iter().enumerate() {
+                println!(
+                    "  {:>2}. {} x{}  [{}]",
+                    i + 1,
+                    f.signature,
+                    f.count,
+                    f.shrunk.shape()
+                );
+            }
+        }
+        for (f, path) in findings.iter().zip(&saved) {
+            print!("{}", report::campaign::finding_text(f, path));
+        }
+    }
+    Ok(if findings.is_empty() { 0 } else { 1 })
+}
+
+/// The number of jobs: as asked, or one per CPU.
+fn jobs_or_cpus(jobs: Option<usize>) -> Result<usize, Fatal> {
+    match jobs {
+        Some(0) => Err(Fatal("--jobs must be at least 1".into())),
+        Some(n) if n > 256 => Err(Fatal(format!("--jobs must be at most 256, not {n}"))),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// One progress bar for every job of a campaign (with rate and time left), drawn only on a
+/// terminal.
+fn progress_bar(tty: bool, cases: Option<u64>, total: Option<Duration>) -> indicatif::ProgressBar {
+    if !tty {
+        return indicatif::ProgressBar::hidden();
+    }
+    // A case count is counted in programs; a time limit in tenths of a second.
+    let (len, template) = match (cases, total) {
+        (Some(n), _) => (
+            n,
+            "{bar:30} {pos}/{len} programs, {per_sec}, {eta} left  {msg}",
+        ),
+        (None, Some(t)) => (
+            (t.as_secs_f64() * 10.0) as u64,
+            "{bar:30} {elapsed_precise} of the time  {msg}",
+        ),
+        (None, None) => (0, "{spinner} {msg}"),
+    };
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn show_progress(
+    bar: &indicatif::ProgressBar,
+    s: &Summary,
+    cases: Option<u64>,
+    total: Option<Duration>,
+) {
+    if bar.is_hidden() {
+        return;
+    }
+    match (cases, total) {
+        (Some(_), _) => bar.set_position(s.programs),
+        (None, Some(_)) => bar.set_position((s.elapsed.as_secs_f64() * 10.0) as u64),
+        (None, None) => {}
+    }
+    bar.set_message(format!(
+        "{} programs ({:.0}/s), {} ops, {} forks, {} pages compared",
+        s.programs,
+        s.programs as f64 / s.elapsed.as_secs_f64().max(1e-9),
+        s.ops,
+        s.forks,
+        s.pages_compared
+    ));
+}
+
+/// The report's view of the executor's target.
+fn target_of(ex: &Executor) -> report::campaign::Target {
+    report::campaign::Target {
+        release: ex.hello.release.clone(),
+        machine: ex.hello.machine.clone(),
+        page_size: ex.page_size(),
+        features: ex.hello.features,
+        executor: ex.config().command_line(),
+    }
+}
+
+fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<PathBuf, Fatal> {
+    let mut program = f.shrunk.clone();
+    program.comments = report::campaign::finding_header(f, seed, &target_of(ex))
+        .into_iter()
+        .map(|text| cowcheck::program::Comment {
+            before_op: 0,
+            inline: false,
+            text: text.into(),
+        })
+        .collect();
+    let text = program.to_string();
+    let path = cowcheck::files::save_fresh(
+        out,
+        &format!("cowcheck-divergence-{seed}-{}", f.index),
+        "trace",
+        text.as_bytes(),
+    )
+    .map_err(|e| unsaved(&text, &e))?;
+    // The C reproducer beside it, for people without Rust (when the generator knows every op).
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    match cowcheck::report::repro_c::generate(&program, ex.page_size(), &path.display().to_string())
+    {
+        Ok(c) => {
+            if let Err(e) = cowcheck::files::save_fresh(out, &stem, "c", c.as_bytes()) {
+                eprintln!("cowcheck: no C reproducer: {e}");
+            }
+        }
+        Err(e) => eprintln!("cowcheck: no C reproducer: {e}"),
+    }
+    Ok(path)
+}
+
+/// A finding that could not be saved is not lost: its trace goes to stdout in full, then the
+/// error (exit 2).
+pub(crate) fn unsaved(trace: &str, error: &str) -> Fatal {
+    println!("the finding could not be saved; its trace in full:");
+    print!("{trace}");
+    Fatal(format!("cannot save the finding: {error}"))
+}
