@@ -193,3 +193,128 @@ pub fn measure(
         divergences,
     })
 }
+
+/// What `bench --jobs N` measured: programs per second with one executor and with N at once,
+/// in alternating rounds (so that machine noise falls on both alike), medians.
+#[derive(Clone, Debug)]
+pub struct JobsReport {
+    pub jobs: usize,
+    pub rounds: usize,
+    pub programs_per_round_and_job: u64,
+    pub one_job_per_sec: f64,
+    pub all_jobs_per_sec: f64,
+}
+
+impl JobsReport {
+    /// How many times the programs per second of one job N jobs make.
+    pub fn scaling(&self) -> f64 {
+        self.all_jobs_per_sec / self.one_job_per_sec
+    }
+}
+
+impl fmt::Display for JobsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "cowcheck bench --jobs {}: {} rounds of {} programs per job, alternating 1 and {} jobs",
+            self.jobs, self.rounds, self.programs_per_round_and_job, self.jobs
+        )?;
+        writeln!(
+            f,
+            "  1 job                        {:.0} programs/s (median)",
+            self.one_job_per_sec
+        )?;
+        writeln!(
+            f,
+            "  {} jobs                       {:.0} programs/s (median)",
+            self.jobs, self.all_jobs_per_sec
+        )?;
+        writeln!(
+            f,
+            "  scaling                      {:.2}x one job ({} CPUs here)",
+            self.scaling(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )
+    }
+}
+
+/// Runs `programs` programs of `seed` on each executor at once (its own share of indices),
+/// pipelined as `cowcheck run` does; returns the wall time.
+fn round_on(
+    executors: &mut [Executor],
+    first: u64,
+    programs: u64,
+    generator: GenConfig,
+    seed: u64,
+) -> Result<Duration, HarnessError> {
+    let jobs = executors.len() as u64;
+    let t = Instant::now();
+    let results: Vec<Result<(), HarnessError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = executors
+            .iter_mut()
+            .enumerate()
+            .map(|(job, executor)| {
+                scope.spawn(move || {
+                    let batch: Vec<Program> = (0..programs)
+                        .map(|k| random_program(seed, first + k * jobs + job as u64, generator))
+                        .collect();
+                    executor.submit(&batch[0], &[])?;
+                    for (k, p) in batch.iter().enumerate() {
+                        if let Some(next) = batch.get(k + 1) {
+                            executor.submit(next, &[])?;
+                        }
+                        let run = executor.collect()?;
+                        crate::trial::judge(executor, p, &run, None)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(HarnessError::Program("a bench job panicked".into())))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(t.elapsed())
+}
+
+/// `bench --jobs N`: rounds alternate between one executor and all of them.
+pub fn measure_jobs(
+    executors: &mut [Executor],
+    programs: u64,
+    seed: u64,
+    core_only: bool,
+) -> Result<JobsReport, HarnessError> {
+    let generator = GenConfig {
+        features: executors[0].hello.features,
+        core_only,
+        ..GenConfig::default()
+    };
+    let jobs = executors.len();
+    let rounds = 10usize;
+    let per_round = (programs / rounds as u64).max(10);
+    round_on(executors, u64::MAX / 2, 20, generator, seed)?;
+    let (mut one, mut all) = (Vec::new(), Vec::new());
+    let mut first = 0u64;
+    for _ in 0..rounds {
+        let d = round_on(&mut executors[..1], first, per_round, generator, seed)?;
+        one.push(per_round as f64 / d.as_secs_f64());
+        first += per_round;
+        let d = round_on(executors, first, per_round, generator, seed)?;
+        all.push((per_round * jobs as u64) as f64 / d.as_secs_f64());
+        first += per_round * jobs as u64;
+    }
+    Ok(JobsReport {
+        jobs,
+        rounds,
+        programs_per_round_and_job: per_round,
+        one_job_per_sec: median(&mut one),
+        all_jobs_per_sec: median(&mut all),
+    })
+}

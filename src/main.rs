@@ -109,6 +109,10 @@ enum Command {
         /// Time this one trace, run again and again, instead of random programs.
         #[arg(long, value_name = "TRACE", conflicts_with = "core")]
         program: Option<PathBuf>,
+        /// Measure how programs per second scale with N executors at once: rounds alternate
+        /// between one job and N jobs (default: no scaling measurement).
+        #[arg(long, value_name = "N", conflicts_with = "program")]
+        jobs: Option<usize>,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -230,8 +234,9 @@ fn main() -> ExitCode {
             seed,
             core,
             program,
+            jobs,
             exec,
-        } => cli::tools::cmd_bench(programs, seed, core, program.as_deref(), &exec),
+        } => cli::tools::cmd_bench(programs, seed, core, program.as_deref(), jobs, &exec),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -136,7 +136,7 @@ pub(crate) fn cmd_run(
 }
 
 /// The number of jobs: as asked, or one per CPU.
-fn jobs_or_cpus(jobs: Option<usize>) -> Result<usize, Fatal> {
+pub(crate) fn jobs_or_cpus(jobs: Option<usize>) -> Result<usize, Fatal> {
     match jobs {
         Some(0) => Err(Fatal("--jobs must be at least 1".into())),
         Some(n) if n > 256 => Err(Fatal(format!("--jobs must be at most 256, not {n}"))),

@@ -16,10 +16,21 @@ pub(crate) fn cmd_bench(
     seed: u64,
     core: bool,
     program: Option<&Path>,
+    jobs: Option<usize>,
     exec: &ExecArgs,
 ) -> Result<u8, Fatal> {
     if programs == 0 {
         return Err(Fatal("--programs must be at least 1".into()));
+    }
+    if let Some(jobs) = jobs {
+        let jobs = super::run::jobs_or_cpus(Some(jobs))?;
+        let config = executor_config(exec)?;
+        let mut executors = (0..jobs)
+            .map(|_| Executor::start(&config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let report = cowcheck::bench::measure_jobs(&mut executors, programs, seed, core)?;
+        print!("{report}");
+        return Ok(0);
     }
     let fixed = program.map(load_trace).transpose()?;
     let config = executor_config(exec)?;
