@@ -63,3 +63,45 @@ fn a_run_refuses_to_start_under_tight_limits() {
     // A limit that suffices: the run goes on.
     sh("ulimit -n 256").expect_code(0);
 }
+
+/// A divergence that shows once and never again (here a libc that misbehaves on the first
+/// private mapping of the run only) is still a finding, reported as nondeterministic with its
+/// count, never dropped and never mixed up with an event of the environment.
+#[test]
+fn a_divergence_that_does_not_recur_is_reported_as_nondeterministic() {
+    let Some(lib) = libfault() else { return };
+    let dir = tmpdir("once");
+    let state = dir.join("fault-state");
+    let under = format!(
+        "env COWCHECK_FAULT=private-shared-once COWCHECK_FAULT_FILE={} LD_PRELOAD={}",
+        state.display(),
+        lib.display()
+    );
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let run = cowcheck(&[
+        "run",
+        "--cases",
+        "50",
+        "--seed",
+        "1",
+        "--jobs",
+        "1",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+        "--under",
+        &under,
+    ]);
+    run.expect_code(1);
+    let d = &run.json()["divergence"];
+    assert_eq!(d["seen"], 1, "{}", run.dump());
+    assert_eq!(d["runs"], 5, "{}", run.dump());
+    assert_eq!(d["nondeterministic"], true, "{}", run.dump());
+    let saved = d["saved_to"].as_str().expect("saved");
+    let text = std::fs::read_to_string(saved).unwrap();
+    assert!(
+        text.contains("seen in 1 of 5 runs of the original program (nondeterministic)"),
+        "{text}"
+    );
+}

@@ -16,6 +16,10 @@
  *   wipeonfork-ignored  madvise(MADV_WIPEONFORK) does nothing but returns 0
  *   dontfork-ignored    madvise(MADV_DONTFORK) does nothing but returns 0
  *   mremap-dirty-tail   mremap leaves non-zero bytes in the part it grew
+ *   private-shared-once  the first private anonymous mapping of the whole run is made shared,
+ *                   no later one (a misbehaviour that does not recur: cowcheck must report it
+ *                   as nondeterministic); the run is one file, COWCHECK_FAULT_FILE, created
+ *                   by the first misbehaving call
  *   fork-eagain     a fork in a program's process fails with EAGAIN, as under a process limit
  *                   (an environment fault: cowcheck must say so, never report a divergence)
  *
@@ -24,6 +28,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +40,7 @@
 enum fault {
 	NONE, PRIVATE_SHARED, SHARED_PRIVATE, FORK_ZERO, DIRTY_MMAP, MUNMAP_LESS, MMAP_MORE,
 	MPROTECT_NOOP, DONTNEED_IGNORED, WIPEONFORK_IGNORED, DONTFORK_IGNORED, MREMAP_DIRTY_TAIL,
-	FORK_EAGAIN
+	FORK_EAGAIN, PRIVATE_SHARED_ONCE
 };
 
 static enum fault which(void)
@@ -70,6 +75,8 @@ static enum fault which(void)
 			cached = MREMAP_DIRTY_TAIL;
 		else if (!strcmp(f, "fork-eagain"))
 			cached = FORK_EAGAIN;
+		else if (!strcmp(f, "private-shared-once"))
+			cached = PRIVATE_SHARED_ONCE;
 	}
 	return (enum fault)cached;
 }
@@ -77,6 +84,36 @@ static enum fault which(void)
 /* Private anonymous ranges handed out, for fork-zero. */
 static struct { void *addr; size_t len; } tracked[1024];
 static int ntracked;
+
+/* The process that loaded the library: the executor. Its forks (the zygote) and the zygote's
+ * (a program's root) go through; forks inside a program fail with fork-eagain. */
+static pid_t loader;
+
+__attribute__((constructor)) static void remember_loader(void)
+{
+	loader = getpid();
+}
+
+/* Whether the caller is a process of a program (a root or below), not the executor or its
+ * zygote, whose own calls are the harness's. */
+static int in_program(void)
+{
+	return getpid() != loader && getppid() != loader;
+}
+
+/* Whether this is the first call of the whole run to ask: the one that creates
+ * COWCHECK_FAULT_FILE (O_EXCL), whichever process of the run it is. */
+static int first_time(void)
+{
+	const char *path = getenv("COWCHECK_FAULT_FILE");
+	if (!path)
+		return 0;
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
 
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
 typedef int (*munmap_fn)(void *, size_t);
@@ -92,6 +129,10 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	switch (which()) {
 	case PRIVATE_SHARED:
 		if (anon && (flags & MAP_PRIVATE))
+			flags = (flags & ~MAP_PRIVATE) | MAP_SHARED;
+		break;
+	case PRIVATE_SHARED_ONCE:
+		if (anon && (flags & MAP_PRIVATE) && !addr && len && in_program() && first_time())
 			flags = (flags & ~MAP_PRIVATE) | MAP_SHARED;
 		break;
 	case SHARED_PRIVATE:
@@ -132,21 +173,12 @@ int munmap(void *addr, size_t len)
 	return real(addr, len);
 }
 
-/* The process that loaded the library: the executor. Its forks (the zygote) and the zygote's
- * (a program's root) go through; forks inside a program fail with fork-eagain. */
-static pid_t loader;
-
-__attribute__((constructor)) static void remember_loader(void)
-{
-	loader = getpid();
-}
-
 pid_t fork(void)
 {
 	static fork_fn real;
 	if (!real)
 		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
-	if (which() == FORK_EAGAIN && getpid() != loader && getppid() != loader) {
+	if (which() == FORK_EAGAIN && in_program()) {
 		errno = EAGAIN;
 		return -1;
 	}
