@@ -195,7 +195,7 @@ fn show_progress(
 }
 
 /// The report's view of the executor's target.
-fn target_of(ex: &Executor) -> report::campaign::Target {
+pub(crate) fn target_of(ex: &Executor) -> report::campaign::Target {
     report::campaign::Target {
         release: ex.hello.release.clone(),
         machine: ex.hello.machine.clone(),
@@ -206,15 +206,14 @@ fn target_of(ex: &Executor) -> report::campaign::Target {
 }
 
 fn save_finding(out: &Path, seed: u64, ex: &Executor, f: &Finding) -> Result<PathBuf, Fatal> {
-    let mut program = f.shrunk.clone();
-    program.comments = report::campaign::finding_header(f, seed, &target_of(ex))
-        .into_iter()
-        .map(|text| cowcheck::program::Comment {
-            before_op: 0,
-            inline: false,
-            text: text.into(),
-        })
-        .collect();
+    let program = report::campaign::annotated(
+        f,
+        &format!(
+            "divergence found by: cowcheck run --seed {seed} (program {})",
+            f.index
+        ),
+        &target_of(ex),
+    );
     let text = program.to_string();
     let path = cowcheck::files::save_fresh(
         out,

@@ -74,31 +74,11 @@ pub(crate) fn cmd_shrink(
     };
     cowcheck::files::check_output_dir(&out_dir).map_err(Fatal)?;
     let f = campaign::confirm(&mut executor, 0, &program, divergence)?;
-    let mut shrunk = f.shrunk.clone();
-    shrunk.comments = [
-        format!(" shrunk by: cowcheck shrink {}", file.display()),
-        format!(
-            " kernel {} {}, page size {}, executor `{}`",
-            executor.hello.release,
-            executor.hello.machine,
-            executor.page_size(),
-            config.command_line()
-        ),
-        format!(" shape: {}", f.signature),
-        format!(
-            " shrunk from {} to {} ops; first seen after op {}",
-            f.original.ops.len(),
-            f.shrunk.ops.len(),
-            f.divergence.op_index + 1
-        ),
-    ]
-    .into_iter()
-    .map(|text| cowcheck::program::Comment {
-        before_op: 0,
-        inline: false,
-        text: Some(text),
-    })
-    .collect();
+    let shrunk = report::campaign::annotated(
+        &f,
+        &format!("shrunk by: cowcheck shrink {}", file.display()),
+        &super::run::target_of(&executor),
+    );
     let text = shrunk.to_string();
     let path = match out {
         Some(p) => cowcheck::files::save_as(&p, text.as_bytes()).map(|()| p),

@@ -101,28 +101,17 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
     out
 }
 
-/// The comment lines a saved finding starts with: how it was found, where, and its shape.
-pub fn finding_header(f: &Finding, seed: u64, target: &Target) -> Vec<String> {
+/// The comment lines a saved finding starts with: how it was found (`found_by`, e.g.
+/// "divergence found by: cowcheck run --seed 1 (program 4)"), where, its shape, how often it
+/// showed, and how far it shrank.
+pub fn finding_header(f: &Finding, found_by: &str, target: &Target) -> Vec<String> {
     vec![
-        format!(
-            " divergence found by: cowcheck run --seed {seed} (program {})",
-            f.index
-        ),
+        format!(" {found_by}"),
         format!(
             " kernel {} {}, page size {}, executor `{}`",
             target.release, target.machine, target.page_size, target.executor
         ),
         format!(" shape: {}", f.signature),
-        format!(
-            " seen in {} of {} runs of the original program{}",
-            f.seen,
-            f.runs,
-            if f.nondeterministic() {
-                " (nondeterministic)"
-            } else {
-                ""
-            }
-        ),
         format!(
             " seen in {} of {} runs of the original program{}",
             f.seen,
@@ -140,6 +129,20 @@ pub fn finding_header(f: &Finding, seed: u64, target: &Target) -> Vec<String> {
             f.divergence.op_index + 1
         ),
     ]
+}
+
+/// The finding's shrunk trace with `finding_header` as its first comments: what is saved.
+pub fn annotated(f: &Finding, found_by: &str, target: &Target) -> crate::program::Program {
+    let mut program = f.shrunk.clone();
+    program.comments = finding_header(f, found_by, target)
+        .into_iter()
+        .map(|text| crate::program::Comment {
+            before_op: 0,
+            inline: false,
+            text: Some(text),
+        })
+        .collect();
+    program
 }
 
 /// A finding as the campaign prints it: the shrunk trace, the report, where it was saved.
