@@ -178,3 +178,63 @@ fn corpus_reads_each_directory_once() {
     run.expect_code(0);
     assert!(run.stdout.contains("1..1\n"), "{}", run.dump());
 }
+
+/// A finding that cannot be saved (the filesystem fills up while writing it) is printed in full
+/// before the error, and no partial file is left. Needs root to mount a tiny tmpfs; skips
+/// otherwise.
+#[test]
+fn a_finding_that_cannot_be_saved_is_printed_and_no_partial_file_left() {
+    let dir = tmpdir("full");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("note: cannot mount a tmpfs here (not root?); skipping");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.clone());
+    // Fill the filesystem so that the probe at start still succeeds (an empty file) but a
+    // trace does not fit.
+    let _ = std::fs::write(dir.join("filler"), vec![0u8; 64 << 10]);
+    let run = cowcheck(&[
+        "run",
+        "--cases",
+        "20",
+        "--seed",
+        "1",
+        "--jobs",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+        "--inject",
+        "private-as-shared",
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stdout
+            .contains("the finding could not be saved; its trace in full:")
+            && run.stdout.contains("cowcheck-trace 1\n"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.stderr.contains("cannot save the finding"),
+        "{}",
+        run.dump()
+    );
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "filler")
+        .collect();
+    assert!(left.is_empty(), "partial files left: {left:?}");
+}
