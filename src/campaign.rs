@@ -238,8 +238,9 @@ fn merge_summaries(all: &[Summary]) -> Summary {
 }
 
 /// Makes a finding of a divergence, or refuses it as the environment's doing:
-/// - a resource errno (EAGAIN, ENOMEM, EMFILE, ENFILE) where the model says the call
-///   succeeds is a limit of the machine or the user, named in the error;
+/// - a fork or a plain mmap that failed for lack of a resource (EAGAIN, ENOMEM, EMFILE,
+///   ENFILE) where the model says it succeeds is a limit of the machine or the user, named in
+///   the error;
 /// - the program runs `RERUNS` more times; a process that died without a report (killed by
 ///   SIGKILL from outside, or the OOM killer) in a divergence that never shows again is an
 ///   event of the environment;
@@ -256,7 +257,7 @@ pub fn confirm(
         divergence.op_index + 1,
         crate::check::expectations::op_text(program, divergence.op_index)
     );
-    if let Some(cause) = resource_cause(&divergence) {
+    if let Some(cause) = resource_cause(program, &divergence) {
         return Err(HarnessError::Environment(format!(
             "{at}: {cause}; not a kernel finding"
         )));
@@ -283,8 +284,13 @@ pub fn confirm(
     Ok(finding)
 }
 
-/// A call that failed for lack of a resource where the model says it succeeds.
-fn resource_cause(d: &Divergence) -> Option<String> {
+/// A call that allocates a resource (a fork's process, a plain mmap's memory and, for
+/// /dev/zero, its descriptor) and failed for lack of it where the model says it succeeds.
+/// Only these: an errno of mprotect, madvise or mremap, an mmap at a chosen address, or a call
+/// with bad arguments is semantics, and its divergence a finding (qemu-user's ENOMEM for a
+/// zero-length mprotect is one).
+fn resource_cause(program: &Program, d: &Divergence) -> Option<String> {
+    use crate::program::Op;
     use crate::program::outcome::Outcome;
     use crate::program::tables::errno_name;
     let Difference::Outcome {
@@ -295,11 +301,15 @@ fn resource_cause(d: &Divergence) -> Option<String> {
     else {
         return None;
     };
-    let resource = matches!(
-        *errno,
-        libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE
-    );
-    (resource && !matches!(expected, Outcome::Failed { .. })).then(|| {
+    let allocating = match program.ops.get(d.op_index) {
+        Some(Op::Fork { .. }) => matches!(*errno, libc::EAGAIN | libc::ENOMEM),
+        Some(Op::Map { .. }) => matches!(
+            *errno,
+            libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE
+        ),
+        _ => false,
+    };
+    (allocating && !matches!(expected, Outcome::Failed { .. })).then(|| {
         format!(
             "the call failed with {} where it must succeed: the run ran out of {}",
             errno_name(*errno).unwrap_or("a resource errno"),
