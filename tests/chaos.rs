@@ -8,7 +8,8 @@
 //!
 //! What must hold: no run exits 1 with a divergence that does not reproduce (every saved
 //! finding is replayed and must diverge again), no process of a run outlives it, and no file is
-//! left in the temporary directory, /dev/shm or the output directory (but saved findings).
+//! left in the run's temporary directory (`TMPDIR`), /dev/shm or the output directory (but
+//! saved findings).
 //!
 //! It takes minutes, so it is `#[ignore]`d in `cargo test`; run it with
 //! `cargo test --release --test chaos -- --ignored --nocapture`. The signal matrix in
@@ -59,9 +60,11 @@ fn listing(dir: &Path) -> BTreeSet<String> {
 fn one_run(kind: Kind, i: usize, rng: &mut Rng, tally: &mut Tally) {
     let out = tmpdir(&format!("chaos-{kind:?}-{i}"));
     let seed = (1 + rng.below(1_000_000)).to_string();
-    let tmp_before = listing(&std::env::temp_dir());
+    // The run's own temporary directory: whatever it leaves there is its own (the machine's
+    // /tmp also sees other programs').
+    let tmp = tmpdir(&format!("chaos-tmp-{kind:?}-{i}"));
     let shm_before = listing(Path::new("/dev/shm"));
-    let mut tree = Tree::start(
+    let mut tree = Tree::start_with_env(
         &format!("chaos-{kind:?}-{i}"),
         &[
             "run",
@@ -72,6 +75,7 @@ fn one_run(kind: Kind, i: usize, rng: &mut Rng, tally: &mut Tally) {
             "--out",
             out.to_str().unwrap(),
         ],
+        &[("TMPDIR", tmp.as_path())],
     );
     tally.runs += 1;
     std::thread::sleep(Duration::from_millis(150 + rng.below(2500)));
@@ -139,16 +143,16 @@ fn one_run(kind: Kind, i: usize, rng: &mut Rng, tally: &mut Tally) {
             p.pid, p.cmdline
         ));
     }
-    for (dir, before) in [
-        (std::env::temp_dir(), tmp_before),
-        (Path::new("/dev/shm").to_path_buf(), shm_before),
-    ] {
-        for name in listing(&dir).difference(&before) {
-            if name.contains("cowcheck") {
-                tally
-                    .leftover_files
-                    .push(format!("run {i}: {}", dir.join(name).display()));
-            }
+    for name in listing(&tmp) {
+        tally
+            .leftover_files
+            .push(format!("run {i}: {}", tmp.join(name).display()));
+    }
+    for name in listing(Path::new("/dev/shm")).difference(&shm_before) {
+        if name.contains("cowcheck") {
+            tally
+                .leftover_files
+                .push(format!("run {i}: /dev/shm/{name}"));
         }
     }
     for name in listing(&out) {

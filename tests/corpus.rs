@@ -160,7 +160,9 @@ fn the_corpus_passes_as_ktap() {
 
 /// A private scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cowcheck-corpus-{}-{name}", std::process::id()));
+    // Under the target directory, not the machine's /tmp: nothing is left there.
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cowcheck-corpus-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d

@@ -37,7 +37,9 @@ fn scenarios() -> Vec<(String, Program)> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cowcheck-repro-{}-{name}", std::process::id()));
+    // Under the target directory, not the machine's /tmp: nothing is left there.
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cowcheck-repro-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d

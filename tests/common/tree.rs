@@ -90,6 +90,11 @@ pub struct Tree {
 
 impl Tree {
     pub fn start(name: &str, args: &[&str]) -> Tree {
+        Tree::start_with_env(name, args, &[])
+    }
+
+    /// `start`, with more environment variables for the whole tree.
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &std::path::Path)]) -> Tree {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -98,6 +103,7 @@ impl Tree {
         // the way Ctrl-C does.
         let child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env(TAG_VAR, &tag)
             .process_group(0)
             .stdin(Stdio::null())
