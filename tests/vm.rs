@@ -160,6 +160,39 @@ fn a_guest_panic_is_reported_with_the_console() {
     );
 }
 
+/// A VM that does not reach its init within the start deadline is stopped and reported as
+/// never booted, exit 2, with the console's tail.
+#[test]
+fn a_vm_that_never_boots_is_reported() {
+    let Some(kernel) = kernel() else { return };
+    let run = cowcheck_with(
+        &[
+            "run",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--accel",
+            "tcg",
+            "--start-deadline",
+            "1",
+            "--cases",
+            "1",
+        ],
+        VM_DEADLINE,
+    );
+    run.expect_code(2);
+    for needle in [
+        "the VM never booted to its init",
+        "--start-deadline",
+        "--- guest console",
+    ] {
+        assert!(
+            run.stderr.contains(needle),
+            "no {needle:?} in\n{}",
+            run.dump()
+        );
+    }
+}
+
 /// SIGKILL of the front takes the VM with it: no qemu is left running.
 #[test]
 fn sigkill_of_the_front_leaves_no_qemu() {

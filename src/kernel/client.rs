@@ -311,6 +311,7 @@ impl Executor {
         let exited = self.child.try_wait().ok().flatten().map(|s| s.to_string());
         self.stop();
         if self.guest.is_none()
+            && exited.is_some()
             && let Some(why) = self.vm.as_mut().and_then(|b| b.kvm_failed_early())
         {
             return HarnessError::Guest(why);

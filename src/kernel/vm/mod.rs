@@ -336,9 +336,10 @@ impl Boot {
         Err(why)
     }
 
-    /// After the boot failed before the guest's first frame: whether KVM is to blame (qemu
-    /// gave up, or the guest never reached init, with no panic or oops of the kernel's own on
-    /// the console). If so the verdict is kept and set in `kvm_hung`.
+    /// After qemu ended before the guest's first frame: whether KVM is to blame (qemu gave up
+    /// before the guest reached init, with no panic or oops of the kernel's own on the
+    /// console). If so the verdict is kept and set in `kvm_hung`. (A guest that is merely slow
+    /// is `kvm_probe`'s to judge, by its own deadlines, never by `--start-deadline`.)
     pub fn kvm_failed_early(&mut self) -> Option<String> {
         if !self.probing || self.kvm_hung.is_some() {
             return self.kvm_hung.clone();
@@ -423,6 +424,12 @@ impl Boot {
         ));
         if let Some(s) = qemu_status {
             msg.push_str(&format!("; qemu {s}"));
+        }
+        if booted && let Some(p) = self.in_flight.front() {
+            msg.push_str(&format!(
+                "\nthe program in flight (replay it with --kernel):\n{}",
+                p.trim_end()
+            ));
         }
         self.details(&mut msg);
         msg
