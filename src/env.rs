@@ -5,10 +5,15 @@
 //! files, the libc's own version call, and feature probes that cost one harmless syscall each.
 //! A file that is missing or unreadable is reported as "unavailable", never a panic. This module
 //! never maps program memory or forks.
+//!
+//! With `--kernel` the machine is the guest: its init makes this report inside the VM (the
+//! same code) and sends it as JSON; the front adds how the VM ran (`vm`, with `accel`).
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::{Executor, ExecutorConfig, HarnessError};
 
 /// What "unavailable" reads as in reports.
 pub const UNAVAILABLE: &str = "unavailable";
@@ -18,7 +23,7 @@ pub const UNAVAILABLE: &str = "unavailable";
 pub const PRETEND_MISSING_VAR: &str = "COWCHECK_PRETEND_MISSING";
 
 /// One feature probe: whether a feature the scenarios may need is there, and what showed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
     /// The name scenarios use in `# needs:` (`dev-zero`, `MADV_WIPEONFORK`).
     pub name: String,
@@ -27,8 +32,22 @@ pub struct Probe {
     pub detail: String,
 }
 
+/// The VM the executor ran in (`--kernel`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmReport {
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    /// Why not KVM, when TCG was chosen.
+    pub accel_note: Option<String>,
+    /// `--kernel` as given.
+    pub kernel: String,
+    pub memory_mib: u32,
+    /// From qemu's start to the guest's init saying hello, in milliseconds.
+    pub boot_ms: u64,
+}
+
 /// The machine as cowcheck sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Environment {
     pub kernel_release: String,
     pub machine: String,
@@ -49,9 +68,60 @@ pub struct Environment {
     pub libc_name: String,
     pub libc_version: String,
     pub probes: Vec<Probe>,
+    /// Set when the machine is a VM of `--kernel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmReport>,
 }
 
 impl Environment {
+    /// The environment the executor runs in: the guest's report with `--kernel`, else this
+    /// machine's.
+    pub fn of(executor: &Executor) -> Environment {
+        let Some(guest) = executor.guest() else {
+            return Environment::detect();
+        };
+        let mut env: Environment = serde_json::from_str(&guest.environment_json)
+            .unwrap_or_else(|_| Environment::unavailable(&executor.hello.release));
+        env.probes = apply_pretend(std::mem::take(&mut env.probes));
+        env.vm = Some(VmReport {
+            accel: guest.accel.name().into(),
+            accel_note: guest.accel_note.clone(),
+            kernel: guest.kernel.display().to_string(),
+            memory_mib: guest.memory_mib,
+            boot_ms: guest.boot_time.as_millis() as u64,
+        });
+        env
+    }
+
+    /// The environment an executor of `config` would run in; with `--kernel` that needs a boot
+    /// of the VM (whose failure is an error).
+    pub fn detect_for(config: &ExecutorConfig) -> Result<Environment, HarnessError> {
+        if config.vm.is_none() {
+            return Ok(Environment::detect());
+        }
+        let executor = Executor::start(config)?;
+        Ok(Environment::of(&executor))
+    }
+
+    /// A report of nothing known (a guest whose report could not be read).
+    fn unavailable(release: &str) -> Environment {
+        Environment {
+            kernel_release: release.to_string(),
+            machine: UNAVAILABLE.into(),
+            page_size: 0,
+            thp_enabled: UNAVAILABLE.into(),
+            thp_defrag: UNAVAILABLE.into(),
+            ksm_run: UNAVAILABLE.into(),
+            overcommit_memory: UNAVAILABLE.into(),
+            cap_eff: UNAVAILABLE.into(),
+            cap_sys_admin: None,
+            libc_name: UNAVAILABLE.into(),
+            libc_version: UNAVAILABLE.into(),
+            probes: Vec::new(),
+            vm: None,
+        }
+    }
+
     /// Reads everything now.
     pub fn detect() -> Environment {
         let (kernel_release, machine) = match nix::sys::utsname::uname() {
@@ -71,22 +141,7 @@ impl Environment {
             .and_then(|hex| u64::from_str_radix(hex, 16).ok())
             .map(|caps| caps & (1 << 21) != 0);
         let (libc_name, libc_version) = libc_identity();
-        let pretend: Vec<String> = std::env::var(PRETEND_MISSING_VAR)
-            .unwrap_or_default()
-            .split([' ', ','])
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-        let probes = probes()
-            .into_iter()
-            .map(|mut p| {
-                if pretend.contains(&p.name) {
-                    p.available = false;
-                    p.detail = format!("{} (counted as missing: {PRETEND_MISSING_VAR})", p.detail);
-                }
-                p
-            })
-            .collect();
+        let probes = apply_pretend(probes());
         Environment {
             kernel_release,
             machine,
@@ -101,6 +156,7 @@ impl Environment {
             libc_name,
             libc_version,
             probes,
+            vm: None,
         }
     }
 
@@ -131,6 +187,19 @@ impl Environment {
             ),
             format!("libc          {} {}", self.libc_name, self.libc_version),
         ];
+        if let Some(vm) = &self.vm {
+            out.push(format!(
+                "vm            qemu-system-x86_64, accel {}{}, {} MiB, booted in {:.1} s, kernel {}",
+                vm.accel,
+                vm.accel_note
+                    .as_deref()
+                    .map(|n| format!(" (not kvm: {n})"))
+                    .unwrap_or_default(),
+                vm.memory_mib,
+                vm.boot_ms as f64 / 1000.0,
+                vm.kernel
+            ));
+        }
         for p in &self.probes {
             out.push(format!(
                 "feature       {:<22} {:<3} {}",
@@ -155,6 +224,26 @@ impl fmt::Display for Environment {
         }
         Ok(())
     }
+}
+
+/// Marks the features named in `COWCHECK_PRETEND_MISSING` as missing.
+fn apply_pretend(probes: Vec<Probe>) -> Vec<Probe> {
+    let pretend: Vec<String> = std::env::var(PRETEND_MISSING_VAR)
+        .unwrap_or_default()
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    probes
+        .into_iter()
+        .map(|mut p| {
+            if pretend.contains(&p.name) {
+                p.available = false;
+                p.detail = format!("{} (counted as missing: {PRETEND_MISSING_VAR})", p.detail);
+            }
+            p
+        })
+        .collect()
 }
 
 fn first_line(path: &str) -> Option<String> {

@@ -35,13 +35,30 @@ struct ExecArgs {
     #[arg(long, value_name = "FAULT", hide = true)]
     inject: Vec<String>,
     /// Seconds one op may take before its worker counts as hung (an observation: it is killed
-    /// and the op reports `hung`). Default 10, or 30 with --under.
+    /// and the op reports `hung`). Default 10, or 30 with --under or --kernel.
     #[arg(long, value_name = "SECS")]
     op_deadline: Option<f64>,
-    /// Seconds the executor (under --under, the command) may take to start and say hello
-    /// before it counts as never ready and is stopped. Default 60.
+    /// Seconds the executor (under --under, the command; with --kernel, the VM's boot) may
+    /// take to start and say hello before it counts as never ready and is stopped. Default 60,
+    /// or 180 with --kernel.
     #[arg(long, value_name = "SECS")]
     start_deadline: Option<f64>,
+    /// Run the executor inside a fresh VM booted with this kernel (a bzImage/vmlinuz, or a
+    /// Debian linux-image-*.deb) under qemu-system-x86_64, KVM if it works, else TCG. The model
+    /// and checker stay native. See docs/KERNELS.md.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "under")]
+    kernel: Option<PathBuf>,
+    /// With --kernel: more kernel command-line arguments (`transparent_hugepage=always`).
+    #[arg(
+        long,
+        value_name = "ARGS",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
+    kernel_append: Option<String>,
+    /// With --kernel: the accelerator; auto is KVM when a guest boots on it, else TCG.
+    #[arg(long, value_name = "ACCEL", requires = "kernel", value_parser = ["auto", "kvm", "tcg"])]
+    accel: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -153,6 +170,12 @@ enum Command {
         #[arg(short = 'o', long, value_name = "OUT")]
         out: Option<PathBuf>,
     },
+    /// The init of a --kernel VM (internal): PID 1 in the guest, it starts the executor.
+    #[command(name = "__vm-init", hide = true)]
+    VmInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        executor_args: Vec<String>,
+    },
     /// The executor process (internal).
     #[command(name = "__executor", hide = true)]
     Executor {
@@ -194,6 +217,10 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::VmInit { executor_args } => {
+            let report = || cowcheck::env::Environment::detect().to_json().to_string();
+            return ExitCode::from(cowcheck::kernel::vm::guest::main(&executor_args, &report) as u8);
+        }
         Command::Run {
             cases,
             seed,
@@ -280,6 +307,21 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
             return Err(Fatal("--under needs a command".into()));
         }
         // Emulators are slow: give each program and each op more time.
+        config.program_deadline = Duration::from_secs(600);
+        config.op_deadline = Duration::from_secs(30);
+    }
+    if let Some(kernel) = &exec.kernel {
+        use cowcheck::kernel::vm::{AccelChoice, VmConfig};
+        let mut vm = VmConfig::new(kernel.clone());
+        vm.append = exec.kernel_append.clone().unwrap_or_default();
+        vm.accel = match exec.accel.as_deref() {
+            Some("kvm") => AccelChoice::Kvm,
+            Some("tcg") => AccelChoice::Tcg,
+            _ => AccelChoice::Auto,
+        };
+        config.vm = Some(vm);
+        // A VM may be emulated (TCG): give the boot, each program and each op more time.
+        config.start_deadline = Duration::from_secs(180);
         config.program_deadline = Duration::from_secs(600);
         config.op_deadline = Duration::from_secs(30);
     }

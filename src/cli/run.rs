@@ -67,7 +67,7 @@ pub(crate) fn cmd_run(
         stop: Default::default(),
     };
     let tty = std::io::stderr().is_terminal() && !json;
-    let environment = cowcheck::env::Environment::detect();
+    let environment = cowcheck::env::Environment::of(&executors[0]);
     if !json {
         println!("environment\n{}", indent(&environment.to_string()));
         eprintln!(

@@ -100,8 +100,8 @@ pub(crate) fn cmd_shrink(
 pub(crate) fn cmd_corpus(dir: &Path, tap: bool, exec: &ExecArgs) -> Result<u8, Fatal> {
     use cowcheck::corpus;
     let scenarios = corpus::discover(dir).map_err(|e| Fatal(e.to_string()))?;
-    let environment = cowcheck::env::Environment::detect();
     let config = executor_config(exec)?;
+    let environment = cowcheck::env::Environment::detect_for(&config)?;
     if tap {
         print!("{}", corpus::ktap_header(scenarios.len(), &environment));
         println!("# executor: {}", config.command_line());

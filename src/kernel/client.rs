@@ -1,17 +1,19 @@
-//! The front's handle on an executor process: start it (directly or through `--under CMD`),
-//! send it programs, read back what the kernel did. Safe code only: the front never forks
-//! workers itself, because it may be multithreaded (the test harness, the fuzzer).
+//! The front's handle on an executor process: start it (directly, through `--under CMD`, or
+//! inside a VM booted with `--kernel IMAGE`, see `vm`), send it programs, read back what the
+//! kernel did. The front never forks workers itself, because it may be multithreaded (the test
+//! harness, the fuzzer); its one `unsafe` sets the parent-death signal of what it spawns.
 
 use std::io::{BufReader, BufWriter};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::protocol::{
     Dec, DumpRequest, Hello, KernelRun, encode_fork_bench, encode_request, read_frame, write_frame,
 };
+use super::vm::{Boot, Guest, VmConfig};
 use crate::program::Program;
 
 /// The harness failed: distinct from any divergence (the kernel is not to blame).
@@ -34,6 +36,10 @@ pub enum HarnessError {
     /// from outside the run, a resource limit. Never a divergence.
     #[error("environment: {0}")]
     Environment(String),
+    /// The VM of `--kernel` failed: a guest kernel panic or oops, a hung guest, a VM that
+    /// never booted; the message says which, with the guest console's tail.
+    #[error("{0}")]
+    Guest(String),
     #[error("talking to the executor: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -56,6 +62,8 @@ pub struct ExecutorConfig {
     pub start_deadline: Duration,
     /// How long one op may take before its worker counts as hung (an observation).
     pub op_deadline: Duration,
+    /// Run the executor in a VM booted with this kernel (`--kernel`); `None` for here.
+    pub vm: Option<VmConfig>,
 }
 
 impl ExecutorConfig {
@@ -67,12 +75,24 @@ impl ExecutorConfig {
             program_deadline: Duration::from_secs(120),
             start_deadline: Duration::from_secs(60),
             op_deadline: super::executor::DEFAULT_OP_DEADLINE,
+            vm: None,
         }
+    }
+
+    /// The executor's arguments after `__executor`.
+    fn executor_args(&self) -> Vec<String> {
+        let mut args = vec![format!("--op-deadline-ms={}", self.op_deadline.as_millis())];
+        args.extend(self.inject.iter().map(|i| format!("--inject={i}")));
+        args
     }
 
     /// The command line, for messages and reports.
     pub fn command_line(&self) -> String {
         let mut words: Vec<String> = self.under.clone();
+        if let Some(vm) = &self.vm {
+            words.push(vm.describe());
+            words.push("--".into());
+        }
         words.push(self.exe.display().to_string());
         words.push("__executor".into());
         for i in &self.inject {
@@ -91,6 +111,9 @@ pub struct Executor {
     pub hello: Hello,
     /// Programs sent whose replies are not read yet (`submit`, `collect`).
     in_flight: usize,
+    /// The VM the executor runs in (`--kernel`), and what its guest said when it booted.
+    vm: Option<Boot>,
+    guest: Option<Guest>,
 }
 
 /// A program request larger than this is never queued behind another one: the executor
@@ -100,7 +123,9 @@ const MAX_QUEUED_REQUEST: usize = 16 * 1024;
 
 impl Executor {
     pub fn start(config: &ExecutorConfig) -> Result<Executor, HarnessError> {
-        let command = config.command_line();
+        if let Some(vm) = &config.vm {
+            return Executor::start_vm(config, vm);
+        }
         let mut cmd = match config.under.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -109,37 +134,55 @@ impl Executor {
             }
             None => Command::new(&config.exe),
         };
-        cmd.arg("__executor");
-        cmd.arg(format!(
-            "--op-deadline-ms={}",
-            config.op_deadline.as_millis()
-        ));
-        for i in &config.inject {
-            cmd.arg(format!("--inject={i}"));
+        cmd.arg("__executor").args(config.executor_args());
+        let child =
+            spawn(&mut cmd, Stdio::inherit(), false).map_err(|source| HarnessError::Spawn {
+                command: config.command_line(),
+                source,
+            })?;
+        let mut ex = Executor::new(child, config, None);
+        ex.greet()?;
+        Ok(ex)
+    }
+
+    /// Boots the VM and waits for its executor's hello; a KVM that hangs (on `--accel auto`)
+    /// is left for TCG, once.
+    fn start_vm(config: &ExecutorConfig, vm: &VmConfig) -> Result<Executor, HarnessError> {
+        loop {
+            let mut boot = Boot::prepare(vm, &config.exe).map_err(HarnessError::Guest)?;
+            let mut cmd = boot.command(&config.executor_args());
+            let stderr = boot.qemu_stderr()?;
+            let child =
+                spawn(&mut cmd, stderr.into(), true).map_err(|source| HarnessError::Spawn {
+                    command: format!(
+                        "{} (Debian: apt-get install qemu-system-x86)",
+                        super::vm::QEMU
+                    ),
+                    source,
+                })?;
+            let mut ex = Executor::new(child, config, Some(boot));
+            let first = ex.read_reply(config.start_deadline);
+            if let Some(why) = ex.vm.as_ref().and_then(|b| b.kvm_hung.clone()) {
+                eprintln!("cowcheck: {why}; booting again under TCG (--accel tcg skips the try)");
+                continue;
+            }
+            let frame = first?;
+            let boot = ex.vm.as_mut().expect("a VM executor");
+            ex.guest = Some(boot.greeted(&frame).map_err(HarnessError::Guest)?);
+            ex.greet()?;
+            if let Some(boot) = ex.vm.as_mut() {
+                // Only what the kernel says from now on is a program's doing.
+                boot.console.skip_to_end();
+            }
+            return Ok(ex);
         }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            // A process group of its own: everything the `--under` command starts (a wrapper
-            // script's children) is killed with it (`Drop`), and a terminal's Ctrl-C reaches
-            // the front alone, whose death takes the executor (PR_SET_PDEATHSIG) in order.
-            .process_group(0);
-        // SAFETY: between fork and exec, prctl only sets this process's parent-death signal:
-        // the `--under` command (or the executor) is SIGKILLed when the front dies, even by
-        // SIGKILL, and then the executor under it by its own parent-death signal.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
+    }
+
+    fn new(child: Child, config: &ExecutorConfig, vm: Option<Boot>) -> Executor {
+        let mut child = child;
         let input = BufWriter::new(child.stdin.take().expect("piped"));
         let output = BufReader::new(child.stdout.take().expect("piped"));
-        let mut ex = Executor {
+        Executor {
             child,
             input,
             output,
@@ -151,17 +194,24 @@ impl Executor {
                 features: crate::program::features::Features::ALL,
             },
             in_flight: 0,
-        };
-        match ex.read_reply(config.start_deadline) {
+            vm,
+            guest: None,
+        }
+    }
+
+    /// Reads the executor's hello, or stops it and says why it never became ready.
+    fn greet(&mut self) -> Result<(), HarnessError> {
+        match self.read_reply(self.config.start_deadline) {
             Ok(frame) => {
-                ex.hello = Dec::new(&frame).hello()?;
-                Ok(ex)
+                self.hello = Dec::new(&frame).hello()?;
+                Ok(())
             }
+            Err(e @ HarnessError::Guest(_)) => Err(e),
             Err(e) => {
                 // Kill first: a command that floods its output (not our executor at all) would
                 // otherwise block writing to a pipe nobody reads, and wait() with it.
-                let exited = ex.child.try_wait().ok().flatten();
-                ex.stop();
+                let exited = self.child.try_wait().ok().flatten();
+                self.stop();
                 let status = match (exited, e) {
                     (Some(status), _) => format!("it exited before it was ready: {status}"),
                     (None, HarnessError::Timeout(secs)) => {
@@ -169,9 +219,17 @@ impl Executor {
                     }
                     (None, e) => format!("it never became ready ({e}) and was stopped"),
                 };
-                Err(HarnessError::NotReady { command, status })
+                Err(HarnessError::NotReady {
+                    command: self.config.command_line(),
+                    status,
+                })
             }
         }
+    }
+
+    /// The guest's facts, when the executor runs in a VM (`--kernel`).
+    pub fn guest(&self) -> Option<&Guest> {
+        self.guest.as_ref()
     }
 
     pub fn config(&self) -> &ExecutorConfig {
@@ -183,16 +241,32 @@ impl Executor {
     }
 
     fn read_reply(&mut self, deadline: Duration) -> Result<Vec<u8>, HarnessError> {
+        let reply = self.read_frame_within(deadline);
+        match (reply, self.vm.is_some()) {
+            (Err(e), true) => Err(self.guest_failed(e)),
+            (reply, _) => reply,
+        }
+    }
+
+    fn read_frame_within(&mut self, deadline: Duration) -> Result<Vec<u8>, HarnessError> {
         // Wait for the first byte with a deadline (the executor has its own per-op deadline;
-        // this one catches a wedged executor or emulator).
+        // this one catches a wedged executor, emulator or guest). A VM being booted on KVM is
+        // looked at every 200 ms (`Boot::kvm_probe`).
         if self.output.buffer().is_empty() {
             let fd = self.output.get_ref().as_fd();
             let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+            let probing = self.guest.is_none() && self.vm.is_some();
+            let max_step = if probing { 200 } else { 10_000 };
             let mut left = deadline.as_millis() as u64;
             loop {
-                let step = left.min(10_000) as u16;
+                let step = left.min(max_step) as u16;
                 match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(step)) {
-                    Ok(0) if left > step as u64 => left -= step as u64,
+                    Ok(0) if left > step as u64 => {
+                        left -= step as u64;
+                        if probing && let Some(boot) = self.vm.as_mut() {
+                            boot.kvm_probe().map_err(HarnessError::Guest)?;
+                        }
+                    }
                     Ok(0) => return Err(HarnessError::Timeout(deadline.as_secs())),
                     Ok(_) => break,
                     Err(nix::errno::Errno::EINTR) => continue,
@@ -209,6 +283,43 @@ impl Executor {
                 };
                 Err(HarnessError::Died(status))
             }
+        }
+    }
+
+    /// A failure of the executor in a VM, explained by the guest's console (and the VM
+    /// stopped, so that the console is complete).
+    fn guest_failed(&mut self, e: HarnessError) -> HarnessError {
+        let what = match &e {
+            HarnessError::Guest(_) => return e,
+            HarnessError::Timeout(secs) if self.guest.is_none() => {
+                format!("no word from the guest's init within {secs} s, --start-deadline")
+            }
+            HarnessError::Timeout(secs) => {
+                format!("sent nothing for {secs} s: the guest or its executor hung")
+            }
+            HarnessError::Died(how) => format!("stopped talking ({how})"),
+            e => e.to_string(),
+        };
+        // Give a dying guest a moment to finish its last words, then stop it.
+        let give = Instant::now();
+        while give.elapsed() < Duration::from_millis(500) {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let exited = self.child.try_wait().ok().flatten().map(|s| s.to_string());
+        self.stop();
+        if self.guest.is_none()
+            && exited.is_some()
+            && let Some(why) = self.vm.as_mut().and_then(|b| b.kvm_failed_early())
+        {
+            return HarnessError::Guest(why);
+        }
+        let booted = self.hello.page_size != 0;
+        match &self.vm {
+            Some(boot) => HarnessError::Guest(boot.explain(&what, booted, exited)),
+            None => e,
         }
     }
 
@@ -232,8 +343,17 @@ impl Executor {
         if req.len() > MAX_QUEUED_REQUEST {
             self.drain()?;
         }
-        write_frame(&mut self.input, &req)
-            .map_err(|e| HarnessError::Died(format!("{e}; it no longer reads its input")))?;
+        if let Err(e) = write_frame(&mut self.input, &req) {
+            let e = HarnessError::Died(format!("{e}; it no longer reads its input"));
+            return Err(if self.vm.is_some() {
+                self.guest_failed(e)
+            } else {
+                e
+            });
+        }
+        if let Some(boot) = self.vm.as_mut() {
+            boot.in_flight.push_back(program.to_string());
+        }
         self.in_flight += 1;
         Ok(())
     }
@@ -248,6 +368,14 @@ impl Executor {
         // Counted as read even on an error: the stream is then unusable anyway.
         self.in_flight -= 1;
         let frame = self.read_reply(self.config.program_deadline)?;
+        if let Some(boot) = self.vm.as_mut() {
+            let program = boot.in_flight.pop_front();
+            if let Some(trouble) = boot.console.new_trouble() {
+                let msg = boot.explain_trouble(&trouble, program.as_deref());
+                self.stop();
+                return Err(HarnessError::Guest(msg));
+            }
+        }
         Ok(Dec::new(&frame).run()?)
     }
 
@@ -278,7 +406,7 @@ impl Executor {
 
 impl Executor {
     /// Kills the executor's whole process group (the `--under` command and whatever it
-    /// started) and reaps the executor.
+    /// started, or qemu) and reaps the executor.
     fn stop(&mut self) {
         let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
@@ -291,4 +419,35 @@ impl Drop for Executor {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Spawns an executor (or the command it runs under, or qemu) with piped stdin and stdout, in
+/// a process group of its own, with a parent-death signal; `no_core`: without core dumps (an
+/// emulator that aborts would leave one of its whole guest's size).
+fn spawn(cmd: &mut Command, stderr: Stdio, no_core: bool) -> std::io::Result<Child> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        // A process group of its own: everything the `--under` command starts (a wrapper
+        // script's children) is killed with it (`Drop`), and a terminal's Ctrl-C reaches
+        // the front alone, whose death takes the executor (PR_SET_PDEATHSIG) in order.
+        .process_group(0);
+    // SAFETY: between fork and exec, prctl only sets this process's parent-death signal:
+    // the `--under` command (or the executor, or qemu) is SIGKILLed when the front dies, even
+    // by SIGKILL, and then the executor under it by its own parent-death signal; setrlimit
+    // only lowers this process's core size limit, from a struct on the stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if no_core {
+                let zero = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &zero);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
