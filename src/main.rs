@@ -61,6 +61,37 @@ struct ExecArgs {
     accel: Option<String>,
 }
 
+/// The executor options of `matrix`, where --kernel is repeated (one per column).
+#[derive(clap::Args, Clone)]
+struct MatrixExecArgs {
+    /// As for `run`.
+    #[arg(long, value_name = "SECS")]
+    op_deadline: Option<f64>,
+    /// As for `run`.
+    #[arg(long, value_name = "SECS")]
+    start_deadline: Option<f64>,
+    /// More kernel command-line arguments for every --kernel.
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    kernel_append: Option<String>,
+    /// The accelerator for every --kernel (auto, kvm, tcg).
+    #[arg(long, value_name = "ACCEL", value_parser = ["auto", "kvm", "tcg"])]
+    accel: Option<String>,
+}
+
+impl From<MatrixExecArgs> for ExecArgs {
+    fn from(m: MatrixExecArgs) -> ExecArgs {
+        ExecArgs {
+            under: None,
+            inject: Vec::new(),
+            op_deadline: m.op_deadline,
+            start_deadline: m.start_deadline,
+            kernel: None,
+            kernel_append: m.kernel_append,
+            accel: m.accel,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a random campaign: programs until a divergence, a case count or a time limit.
@@ -170,6 +201,30 @@ enum Command {
         #[arg(short = 'o', long, value_name = "OUT")]
         out: Option<PathBuf>,
     },
+    /// The same checks on several kernels side by side: the scenario corpus and N random
+    /// programs of one seed on each `--kernel IMAGE` (and the host with --host); one table,
+    /// a KTAP file per kernel and one JSON file in --out. Exit 0 if every kernel passed.
+    Matrix {
+        /// Also the host kernel (the default when no --kernel is given).
+        #[arg(long)]
+        host: bool,
+        /// The scenario corpus.
+        #[arg(long, value_name = "DIR", default_value = "scenarios")]
+        corpus: PathBuf,
+        /// Random programs on each kernel (0: the corpus only).
+        #[arg(long, value_name = "N", default_value_t = 2000)]
+        cases: u64,
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// Where to write the KTAP files, the JSON file and the findings' traces.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// The kernels (repeat --kernel); the other executor options apply to each.
+        #[arg(long = "kernel", value_name = "IMAGE")]
+        kernels: Vec<PathBuf>,
+        #[command(flatten)]
+        exec: MatrixExecArgs,
+    },
     /// The init of a --kernel VM (internal): PID 1 in the guest, it starts the executor.
     #[command(name = "__vm-init", hide = true)]
     VmInit {
@@ -217,6 +272,15 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Matrix {
+            host,
+            corpus,
+            cases,
+            seed,
+            out,
+            kernels,
+            exec,
+        } => cli::matrix::cmd_matrix(&kernels, host, &corpus, cases, seed, &out, &exec.into()),
         Command::VmInit { executor_args } => {
             let report = || cowcheck::env::Environment::detect().to_json().to_string();
             return ExitCode::from(cowcheck::kernel::vm::guest::main(&executor_args, &report) as u8);

@@ -2,5 +2,6 @@
 //! executors, prints. Argument parsing and the shared helpers are in `main.rs`.
 
 pub(crate) mod inspect;
+pub(crate) mod matrix;
 pub(crate) mod run;
 pub(crate) mod tools;

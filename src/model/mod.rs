@@ -294,7 +294,7 @@ impl Model {
                 Syscall::Munmap => mmap::munmap_bad_arg(bad),
                 Syscall::Mprotect => mprotect::mprotect_bad_arg(bad),
                 Syscall::Madvise => madvise::madvise_bad_arg(bad),
-                Syscall::Mremap => mremap::mremap_bad_arg(bad),
+                Syscall::Mremap => mremap::mremap_bad_arg(bad, observed),
             },
             Op::Poke {
                 map,

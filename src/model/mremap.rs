@@ -546,7 +546,18 @@ impl Model {
 
 /// mremap with a bad argument, measured on 6.18 with the probe that cowcheck's `invalid` op
 /// mirrors (man mremap ERRORS agrees): new size 0, unaligned, wrapping new size, unknown
-/// flags: EINVAL (G1).
-pub(super) fn mremap_bad_arg(_bad: BadArg) -> Outcome {
-    Outcome::Failed { errno: EINVAL }
+/// flags: EINVAL (G1). A new size whose rounding wraps is a version difference (G1): 6.1
+/// (measured on 6.1.192 with `cowcheck matrix --kernel`) checks the size only when it looks for
+/// room, failing with ENOMEM, or with EFAULT when the old range is no longer mapped; 6.18
+/// rejects it with the other arguments, EINVAL. The model allows the three and takes the
+/// kernel's.
+pub(super) fn mremap_bad_arg(bad: BadArg, observed: Option<&Outcome>) -> Outcome {
+    match (bad, observed) {
+        (BadArg::Overflow, Some(Outcome::Failed { errno }))
+            if matches!(*errno, EINVAL | ENOMEM | EFAULT) =>
+        {
+            Outcome::Failed { errno: *errno }
+        }
+        _ => Outcome::Failed { errno: EINVAL },
+    }
 }
