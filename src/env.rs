@@ -331,6 +331,15 @@ fn probes() -> Vec<Probe> {
             },
         });
     }
+    let moved = crate::kernel::probe::move_multi_vma();
+    out.push(Probe {
+        name: "MREMAP_MULTI_VMA_MOVE".into(),
+        available: moved.is_ok(),
+        detail: match moved {
+            Ok(()) => "mremap(MAYMOVE|FIXED) of 3 VMAs moved them (6.17+)".into(),
+            Err(errno) => format!("mremap(MAYMOVE|FIXED) of 3 VMAs: {}", errno.desc()),
+        },
+    });
     out
 }
 

@@ -355,3 +355,36 @@ fn partial_unmap_then_access() {
         }
     }
 }
+
+/// G4's version difference: without the 6.17 multi-VMA move (a kernel that lacks the probed
+/// feature), a pure move across two VMAs is EFAULT and nothing moves; with it, it moves.
+#[test]
+fn a_pure_move_across_vmas_follows_the_probed_feature() {
+    use cowcheck::model::{Features, Model};
+    use cowcheck::program::outcome::Outcome;
+    let trace = "cowcheck-trace 1\n\
+                 p0 map m0 private 4\n\
+                 p0 protect m0 1 read\n\
+                 p0 map m1 private 4\n\
+                 p0 remap m0 0..2 2 maymove fixed m1 as m2\n";
+    let program = cowcheck::program::trace::parse(trace.as_bytes()).expect("parses");
+    let last = |features: Features| {
+        let mut model = Model::with_features(4096, features);
+        let mut out = Outcome::Skipped;
+        for op in &program.ops {
+            out = model.apply(op, None).expect("runs");
+        }
+        out
+    };
+    assert!(matches!(last(Features::ALL), Outcome::Mapped { .. }));
+    let old = Features {
+        move_multi_vma: false,
+        ..Features::ALL
+    };
+    assert_eq!(
+        last(old),
+        Outcome::Failed {
+            errno: libc::EFAULT
+        }
+    );
+}

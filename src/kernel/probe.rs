@@ -108,6 +108,7 @@ pub fn probe_features(ps: usize) -> Features {
                 libc::close(fd);
                 ok
             }),
+            move_multi_vma: move_multi_vma().is_ok(),
             noreplace: works_on(libc::MAP_PRIVATE, &|p| {
                 let q = libc::mmap(
                     p,
@@ -126,5 +127,58 @@ pub fn probe_features(ps: usize) -> Features {
                 false
             }),
         }
+    }
+}
+
+/// Whether a pure mremap move (MREMAP_MAYMOVE | MREMAP_FIXED, same size) may span several VMAs
+/// (6.17; docs/SEMANTICS.md G4): three private pages whose middle one is read-only (three VMAs)
+/// are moved onto a scratch destination. `Err` is the errno of the refusal (EFAULT before 6.17).
+/// Everything is unmapped again.
+pub fn move_multi_vma() -> Result<(), nix::errno::Errno> {
+    let ps = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as usize;
+    let len = 3 * ps;
+    let map = || {
+        // SAFETY: a fresh private anonymous mapping of our own, placed by the kernel.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(p)
+    };
+    let (Some(src), Some(dst)) = (map(), map()) else {
+        return Err(nix::errno::Errno::ENOMEM);
+    };
+    // SAFETY: the calls name only the two scratch mappings made above (the middle page of the
+    // source, the source onto the destination) and unmap both at the end.
+    unsafe {
+        libc::mprotect(
+            (src as *mut u8).add(ps) as *mut libc::c_void,
+            ps,
+            libc::PROT_READ,
+        );
+        let q = libc::mremap(
+            src,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dst,
+        );
+        let result = if q == libc::MAP_FAILED {
+            Err(nix::errno::Errno::last())
+        } else {
+            Ok(())
+        };
+        libc::munmap(src, len);
+        libc::munmap(dst, len);
+        result
     }
 }

@@ -218,11 +218,13 @@ impl Model {
                 // Since 6.17 a pure move (FIXED, same size) may span VMAs, and the gaps between
                 // them too: each VMA moves by the same offset (G4; probe R28.move-multi-vma;
                 // gaps measured on 6.18).
-                OneVma::No if vrm.move_only() => vrm.multi = true,
+                OneVma::No if vrm.move_only() && self.features.move_multi_vma => vrm.multi = true,
                 // Equal attributes from different calls, and the kernel said EFAULT: it had
                 // not merged them, so a pure move went VMA by VMA (and stopped, see
                 // `remap_move`).
-                OneVma::Maybe if vrm.move_only() && efault => vrm.multi = true,
+                OneVma::Maybe if vrm.move_only() && efault && self.features.move_multi_vma => {
+                    vrm.multi = true
+                }
                 // Merged or not, the kernel's business.
                 OneVma::Maybe | OneVma::No if efault => return Err(EFAULT),
                 OneVma::Maybe => {}

@@ -29,6 +29,9 @@ pub struct Features {
     /// Forced writes through /proc/self/mem to memory the mapping does not let us write
     /// (`proc_mem.force_override=never` forbids them, 6.12).
     pub force_write: bool,
+    /// A pure mremap move (MREMAP_FIXED, same size) that spans several VMAs (6.17; before,
+    /// EFAULT with nothing moved: docs/SEMANTICS.md G4).
+    pub move_multi_vma: bool,
 }
 
 impl Features {
@@ -44,6 +47,7 @@ impl Features {
         dontunmap_shared: true,
         noreplace: true,
         force_write: true,
+        move_multi_vma: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -62,6 +66,7 @@ impl Features {
             ),
             ("MAP_FIXED_NOREPLACE (4.17)", self.noreplace),
             ("forced writes through /proc/self/mem", self.force_write),
+            ("mremap moves across VMAs (6.17)", self.move_multi_vma),
         ]
     }
 

@@ -133,8 +133,9 @@ mod feature_bit {
     pub const DONTUNMAP_SHARED: u32 = 1 << 7;
     pub const NOREPLACE: u32 = 1 << 8;
     pub const FORCE_WRITE: u32 = 1 << 9;
+    pub const MOVE_MULTI_VMA: u32 = 1 << 10;
     /// Every bit above.
-    pub const ALL: u32 = (1 << 10) - 1;
+    pub const ALL: u32 = (1 << 11) - 1;
 }
 
 /// Features as the hello's bit set.
@@ -151,6 +152,7 @@ pub fn features_bits(f: &Features) -> u32 {
         dontunmap_shared,
         noreplace,
         force_write,
+        move_multi_vma,
     } = *f;
     let bit = |on: bool, b: u32| if on { b } else { 0 };
     bit(guard, feature_bit::GUARD)
@@ -163,6 +165,7 @@ pub fn features_bits(f: &Features) -> u32 {
         | bit(dontunmap_shared, feature_bit::DONTUNMAP_SHARED)
         | bit(noreplace, feature_bit::NOREPLACE)
         | bit(force_write, feature_bit::FORCE_WRITE)
+        | bit(move_multi_vma, feature_bit::MOVE_MULTI_VMA)
 }
 
 /// The features of a bit set; `None` if it has a bit no feature has.
@@ -182,6 +185,7 @@ pub fn features_from_bits(b: u32) -> Option<Features> {
         dontunmap_shared: on(feature_bit::DONTUNMAP_SHARED),
         noreplace: on(feature_bit::NOREPLACE),
         force_write: on(feature_bit::FORCE_WRITE),
+        move_multi_vma: on(feature_bit::MOVE_MULTI_VMA),
     })
 }
 

@@ -435,7 +435,7 @@ fn decoding_refuses_what_encode_never_makes() {
 
 #[test]
 fn feature_bits_round_trip_and_name_one_bit_each() {
-    let fields: [fn(&mut Features); 10] = [
+    let fields: [fn(&mut Features); 11] = [
         |f| f.guard = true,
         |f| f.guard_shared = true,
         |f| f.populate = true,
@@ -446,6 +446,7 @@ fn feature_bits_round_trip_and_name_one_bit_each() {
         |f| f.dontunmap_shared = true,
         |f| f.noreplace = true,
         |f| f.force_write = true,
+        |f| f.move_multi_vma = true,
     ];
     let none = features_from_bits(0).unwrap();
     assert_eq!(features_bits(&none), 0);
