@@ -123,6 +123,37 @@ fn programs_in_the_vm_agree_with_the_model() {
     );
 }
 
+/// The scenario corpus in the VM, as KTAP: every scenario passes there, or is skipped for a
+/// feature the guest kernel lacks (probed inside the guest, never read off the version).
+#[test]
+fn the_corpus_passes_in_the_vm() {
+    let Some(kernel) = kernel() else { return };
+    let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let run = cowcheck_with(
+        &[
+            "corpus",
+            scenarios.to_str().unwrap(),
+            "--tap",
+            "--kernel",
+            kernel.to_str().unwrap(),
+        ],
+        VM_DEADLINE,
+    );
+    run.expect_code(0);
+    for line in run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("not ok "))
+    {
+        assert!(
+            line.starts_with("ok ")
+                && (!line.contains("# SKIP") || line.contains("missing feature")),
+            "{line}\n{}",
+            run.dump()
+        );
+    }
+}
+
 /// A guest kernel that panics at boot (no init to run) is a harness error, exit 2, named as a
 /// panic with the console's tail; the front does not hang.
 #[test]
