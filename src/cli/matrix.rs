@@ -29,15 +29,27 @@ struct Column {
     error: Option<String>,
 }
 
-/// The targets: each `--kernel`, then the host if asked (or if no kernel is given, or the
-/// cache's Debian kernels when there are any).
+/// The targets: each `--kernel`, then the host if asked. Without `--kernel`: the Debian
+/// kernels in the cache (`scripts/fetch-kernel.sh` puts them there), and the host.
 fn targets(
     kernels: &[PathBuf],
     host: bool,
     exec: &ExecArgs,
 ) -> Result<Vec<(String, ExecutorConfig)>, Fatal> {
     let mut out = Vec::new();
-    for k in kernels {
+    let (kernels, host) = if kernels.is_empty() {
+        let cached = cowcheck::kernel::vm::image::cached_debs();
+        if cached.is_empty() {
+            eprintln!(
+                "matrix: no --kernel given and no Debian kernel in {} (scripts/fetch-kernel.sh fetches one): the host only",
+                cowcheck::kernel::vm::image::cache_dir().display()
+            );
+        }
+        (cached, true)
+    } else {
+        (kernels.to_vec(), host)
+    };
+    for k in &kernels {
         let args = ExecArgs {
             kernel: Some(k.clone()),
             ..exec.clone()
@@ -53,7 +65,7 @@ fn targets(
             .map_or(name.clone(), str::to_string);
         out.push((label, executor_config(&args)?));
     }
-    if host || kernels.is_empty() {
+    if host {
         out.push(("host".to_string(), executor_config(exec)?));
     }
     Ok(out)

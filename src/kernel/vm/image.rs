@@ -37,9 +37,17 @@ pub fn cache_dir() -> PathBuf {
 /// The newest Debian kernel package in the cache's `debs/` (by file name, which for Debian
 /// kernels orders by ABI number): what the tests boot when `COWCHECK_TEST_KERNEL` is not set.
 pub fn cached_deb() -> Option<PathBuf> {
+    cached_debs().pop()
+}
+
+/// Every Debian kernel image package in the cache's `debs/`, oldest first: `matrix`'s kernels
+/// when none is given.
+pub fn cached_debs() -> Vec<PathBuf> {
     let dir = cache_dir().join("debs");
-    let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .ok()?
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut debs: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
@@ -56,7 +64,7 @@ pub fn cached_deb() -> Option<PathBuf> {
         })
         .collect();
     debs.sort_by_key(|p| version_key(&p.file_name().unwrap_or_default().to_string_lossy()));
-    debs.pop()
+    debs
 }
 
 /// Numbers of a name in order, so that `6.1.0-57` sorts after `6.1.0-9`.
