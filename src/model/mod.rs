@@ -63,7 +63,7 @@ mod observe;
 mod pipe;
 
 use crate::program::outcome::{Outcome, Snapshot};
-use crate::program::{MapId, MapKind, Op, ProcId, Syscall, caps};
+use crate::program::{MapId, MapKind, Op, PageRange, ProcId, Syscall, caps, tail_len};
 use frame::{FrameId, Frames};
 use space::{AddressSpace, Alts, PageBacking, flag};
 
@@ -230,25 +230,42 @@ impl Model {
         let base = |m: MapId| self.handle(m).expect("checked").base;
         let outcome = match *op {
             Op::Map {
-                map, kind, pages, ..
-            } => self.do_mmap(proc, map, kind, pages, observed_addr(observed))?,
+                map,
+                kind,
+                pages,
+                tail,
+                args,
+                ..
+            } => {
+                let request = mmap::Mmap {
+                    proc,
+                    map,
+                    kind,
+                    len: tail_len(pages, tail, self.page_size as usize) as u64,
+                    args,
+                    place: None,
+                };
+                self.mmap(request, observed)?
+            }
             Op::MapAt {
                 map,
                 kind,
                 pages,
+                tail,
+                args,
                 how,
                 at,
                 ..
             } => {
-                let request = mmap::MapAt {
+                let request = mmap::Mmap {
                     proc,
                     map,
                     kind,
-                    pages,
-                    how,
-                    addr: self.at(at),
+                    len: tail_len(pages, tail, self.page_size as usize) as u64,
+                    args,
+                    place: Some((how, self.at(at))),
                 };
-                self.map_at(request, observed)?
+                self.mmap(request, observed)?
             }
             Op::Write {
                 map, span, pattern, ..
@@ -259,29 +276,49 @@ impl Model {
                 self.end(proc, Life::Exited);
                 Outcome::Done
             }
-            Op::Unmap { map, pages, .. } => {
+            Op::Unmap {
+                map, pages, tail, ..
+            } => {
                 let vpn = self.vpn(base(map)) + pages.start as u64;
-                self.do_munmap(proc, vpn, pages.len() as u64);
+                let len = self.page_align(self.extent_len(pages, tail));
+                self.do_munmap(proc, vpn, len);
                 Outcome::Done
             }
             Op::Protect {
-                map, pages, prot, ..
-            } => self.mprotect(proc, base(map), pages, prot),
+                map,
+                pages,
+                tail,
+                prot,
+                ..
+            } => {
+                let pages = self.rounded(pages, tail);
+                self.mprotect(proc, base(map), pages, prot)
+            }
             Op::Advise {
-                map, pages, advice, ..
-            } => self.madvise(proc, base(map), pages, advice, observed),
+                map,
+                pages,
+                tail,
+                advice,
+                ..
+            } => {
+                let pages = self.rounded(pages, tail);
+                self.madvise(proc, base(map), pages, advice, observed)
+            }
             Op::Remap {
                 map,
                 old,
+                old_tail,
                 new_pages,
+                new_tail,
                 flags,
                 result,
                 ..
             } => {
                 let call = mremap::Mremap {
                     proc,
-                    addr: base(map),
-                    old,
+                    addr: base(map) + old.start as u64 * self.page_size,
+                    old_len: self.extent_len(old, old_tail),
+                    new_len: tail_len(new_pages, new_tail, self.page_size as usize) as u64,
                     new_pages,
                     flags,
                     result,
@@ -325,9 +362,26 @@ impl Model {
         addr / self.page_size
     }
 
-    /// The address an `mN+P` argument names.
+    /// The address an `mN+P` (or `mN+P+MB`) argument names.
     fn at(&self, at: crate::program::At) -> u64 {
-        self.handle(at.map).expect("checked").base + at.page as u64 * self.page_size
+        self.handle(at.map).expect("checked").base
+            + at.page as u64 * self.page_size
+            + at.byte as u64
+    }
+
+    /// The length in bytes of a range whose last page is cut after `tail` bytes.
+    fn extent_len(&self, pages: PageRange, tail: u16) -> u64 {
+        tail_len(pages.len(), tail, self.page_size as usize) as u64
+    }
+
+    /// A range whose last page is cut after `tail` bytes, as the whole pages the call rounds
+    /// its length up to (A9).
+    fn rounded(&self, pages: PageRange, tail: u16) -> PageRange {
+        let len = self.page_align(self.extent_len(pages, tail));
+        PageRange {
+            start: pages.start,
+            end: pages.start + len as u16,
+        }
     }
 
     /// Names `map` as the range `pages` pages from `addr`, and says so.

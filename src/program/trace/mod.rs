@@ -7,6 +7,7 @@
 //!
 //! - `parse`: the reader, line by line (header, text rules, comments, expectations).
 //! - `op_line`: one op line, token by token, into an [`Op`].
+//! - `fields`: what a token holds: numbers, ranges, spans, lengths, offsets, addresses.
 //! - `error`: [`TraceError`] and how input is quoted back in messages.
 //! - `print`: the printer, the canonical form.
 //!
@@ -125,6 +126,7 @@
 //!   in a comment's text by U+FFFD so that its output always reads back.
 
 mod error;
+mod fields;
 mod op_line;
 mod parse;
 mod print;
