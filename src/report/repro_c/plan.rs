@@ -213,13 +213,16 @@ impl Walk {
             .apply(op, None)
             .map_err(|e| ReproError::Model(e.to_string()))?;
         self.follow_pipe(op, &outcome);
+        // (A length of 0 frees nothing: docs/SEMANTICS.md F14.)
         if let (
             Op::Advise {
                 advice: Advice::Free,
+                pages,
                 ..
             },
             Outcome::Done,
         ) = (op, &outcome)
+            && !pages.is_empty()
         {
             return Err(ReproError::Unsupported {
                 index: i + 1,
