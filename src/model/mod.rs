@@ -25,8 +25,12 @@
 //!
 //! Rules (docs/SEMANTICS.md IDs in parentheses; where the model differs from that document, the
 //! comment at the rule says what was measured):
-//! - fresh mappings read zero, private and shared, anonymous or /dev/zero (A1, A2, C1, C2)
-//!   (`mmap.rs`);
+//! - fresh mappings read zero, private and shared, anonymous or /dev/zero (A1, A2, C1, C2),
+//!   every mmap of /dev/zero new memory whichever descriptor it goes through (C4) (`mmap.rs`);
+//! - a length in bytes covers the whole pages it reaches, for every call (A9); mmap never looks
+//!   at an anonymous mapping's fd, ignores an aligned offset and refuses an unaligned one
+//!   (A10); MAP_FIXED and MAP_FIXED_NOREPLACE refuse an address inside a page, and together
+//!   act as MAP_FIXED_NOREPLACE (D6, D7) (`mmap.rs`);
 //! - fork copies private memory by value at the instant of fork: both sides share each frame
 //!   until one of them writes, and the writer gets a copy (B2, B3); DONTFORK pages are not
 //!   inherited, WIPEONFORK pages arrive zeroed, guards are inherited except in WIPEONFORK
@@ -39,8 +43,9 @@
 //!   (`fork.rs`, `mmap.rs`);
 //! - mprotect changes pages up to the first hole and then fails with ENOMEM (E1)
 //!   (`mprotect.rs`); madvise applies to the mapped parts and then fails with ENOMEM, and stops
-//!   at the first VMA it rejects (F0); each advice's own rules are in `madvise.rs`;
-//! - mremap (G1-G9): `mremap.rs`;
+//!   at the first VMA it rejects (F0), and with a length of 0 does nothing (F14); each
+//!   advice's own rules are in `madvise.rs`;
+//! - mremap (G1-G10): `mremap.rs`;
 //! - vmsplice takes a reference to the page as it is (K3); a forced write never reaches another
 //!   process or the zero page (E6, K1); see `pipe.rs`;
 //! - the kernel chooses where a mapping goes (A5) and, where Linux leaves a choice (MADV_FREE

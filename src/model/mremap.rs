@@ -1,9 +1,11 @@
-//! mremap (G1-G9), split as mm/mremap.c is since the 6.16 rework, with its names:
+//! mremap (G1-G10), split as mm/mremap.c is since the 6.16 rework, with its names:
 //!
 //! ```text
-//! mremap                  the op's arguments become a VmaRemap (vma_remap_struct, "vrm")
+//! mremap                  the op's arguments become a VmaRemap (vma_remap_struct, "vrm"),
+//!                         its sizes rounded up to whole pages (A9)
 //! `- do_mremap
-//!    |- check_mremap_params    flags, sizes, an overlapping destination: EINVAL  (G1, G5)
+//!    |- check_mremap_params    flags, sizes, an unaligned or overlapping
+//!    |                         destination: EINVAL                       (G1, G5, G10)
 //!    |- (the source looked up) EFAULT when nothing is mapped there
 //!    |- check_prep_vma         what the source allows; is it one VMA?  (G4, G6, G7)
 //!    |- remap_move             a pure move spanning VMAs (6.17+), VMA by VMA      (G4)
