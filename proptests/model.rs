@@ -119,6 +119,8 @@ fn private_as_shared() -> Box<dyn Subject> {
                 map,
                 kind,
                 pages,
+                tail,
+                args,
             } => Op::Map {
                 proc,
                 map,
@@ -128,6 +130,8 @@ fn private_as_shared() -> Box<dyn Subject> {
                     k => k,
                 },
                 pages,
+                tail,
+                args,
             },
             other => other,
         },
@@ -144,6 +148,8 @@ fn shared_as_private() -> Box<dyn Subject> {
                 map,
                 kind,
                 pages,
+                tail,
+                args,
             } => Op::Map {
                 proc,
                 map,
@@ -153,6 +159,8 @@ fn shared_as_private() -> Box<dyn Subject> {
                     k => k,
                 },
                 pages,
+                tail,
+                args,
             },
             other => other,
         },
@@ -694,6 +702,8 @@ fn fresh_reads_zero(program: &Program, choice: u64, make: &Make) -> Result<Check
         map,
         kind,
         pages,
+        tail: 0,
+        args: Default::default(),
     });
     inserted.push(Op::Read {
         proc,
@@ -759,6 +769,7 @@ fn frames_return(program: &Program, make: &Make) -> Result<Checked, String> {
                 proc: ProcId::ROOT,
                 map: m,
                 pages: PageRange::new(0, h.pages),
+                tail: 0,
             });
         }
     }

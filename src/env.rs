@@ -2,9 +2,10 @@
 //! (SEMANTICS §6.5: expected results depend on the kernel, its settings and the libc).
 //!
 //! Everything here is read from this process's own view: `uname`, `sysconf`, /proc and /sys
-//! files, the libc's own version call, and feature probes that cost one harmless syscall each.
-//! A file that is missing or unreadable is reported as "unavailable", never a panic. This module
-//! never maps program memory or forks.
+//! files, the libc's own version call, and feature probes that cost one harmless syscall each
+//! or try a flag on a scratch page of their own (`kernel::probe::probe_features`, the
+//! executor's probes). A file that is missing or unreadable is reported as "unavailable", never
+//! a panic. This module never maps program memory or forks.
 //!
 //! With `--kernel` the machine is the guest: its init makes this report inside the VM (the
 //! same code) and sends it as JSON; the front adds how the VM ran (`vm`, with `accel`).
@@ -141,7 +142,7 @@ impl Environment {
             .and_then(|hex| u64::from_str_radix(hex, 16).ok())
             .map(|caps| caps & (1 << 21) != 0);
         let (libc_name, libc_version) = libc_identity();
-        let probes = apply_pretend(probes());
+        let probes = apply_pretend(probes(page_size));
         Environment {
             kernel_release,
             machine,
@@ -296,8 +297,9 @@ fn libc_identity() -> (String, String) {
     }
 }
 
-/// Every feature probe. Each costs one syscall at most and changes nothing.
-fn probes() -> Vec<Probe> {
+/// Every feature probe. Each costs one syscall, or a few on a scratch page of its own, and
+/// changes nothing.
+fn probes(page_size: usize) -> Vec<Probe> {
     let mut out = Vec::new();
     let dev_zero = std::fs::OpenOptions::new()
         .read(true)
@@ -320,6 +322,39 @@ fn probes() -> Vec<Probe> {
             Err(e) => format!("/proc/self/maps: {e}"),
         },
     });
+    // The flags the executor probes on scratch pages (docs/SEMANTICS.md, "Kernel features
+    // probed at start"), by the names scenarios use.
+    let f = crate::kernel::probe::probe_features(page_size.max(1));
+    for (name, available, what) in [
+        (
+            "MAP_FIXED_NOREPLACE",
+            f.noreplace,
+            "mmap(MAP_FIXED_NOREPLACE) over a scratch page",
+        ),
+        (
+            "MREMAP_DONTUNMAP",
+            f.dontunmap,
+            "mremap(MREMAP_MAYMOVE|MREMAP_DONTUNMAP) of a scratch private page",
+        ),
+        (
+            "MREMAP_DONTUNMAP-shared",
+            f.dontunmap_shared,
+            "mremap(MREMAP_MAYMOVE|MREMAP_DONTUNMAP) of a scratch shared page",
+        ),
+    ] {
+        out.push(Probe {
+            name: name.into(),
+            available,
+            detail: format!(
+                "{what}: {}",
+                if available {
+                    "works"
+                } else {
+                    "refused or ignored"
+                }
+            ),
+        });
+    }
     for &(name, advice) in crate::program::tables::madv::NAMES {
         let known = crate::kernel::probe::advice_known(advice);
         out.push(Probe {
@@ -374,6 +409,13 @@ mod tests {
         let json = env.to_json();
         assert!(json["probes"].as_array().is_some_and(|p| !p.is_empty()));
         assert!(env.probe("dev-zero").is_some());
+        // Linux 6.18 has both (4.17, 5.7).
+        for name in ["MAP_FIXED_NOREPLACE", "MREMAP_DONTUNMAP"] {
+            assert!(
+                env.probe(name).is_some_and(|p| p.available),
+                "{name}: {text}"
+            );
+        }
         // On Linux ≥ 2.6.16 madvise knows DONTFORK; the probe must say so.
         assert!(
             env.probe("MADV_DONTFORK").is_some_and(|p| p.available),

@@ -240,6 +240,48 @@ fn repro_c_build_from_the_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The program cowcheck started from (scenarios/origin-note/): its reproducers, built by the
+/// command line as a user would, print what the note's C program prints, the int the parent
+/// sees once the child incremented it, as a KTAP diagnostic after the read.
+#[test]
+fn the_notes_reproducers_print_the_int_the_parent_sees() {
+    if !have_cc() {
+        eprintln!("no C compiler (cc): skipped");
+        return;
+    }
+    let dir = scratch("note");
+    for name in ["shared-int-anon", "shared-int-dev-zero"] {
+        let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("scenarios/origin-note/{name}.trace"));
+        let c = dir.join(format!("{name}.c"));
+        let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
+            .args(["repro-c", "--build", "-o"])
+            .arg(&c)
+            .arg(&trace)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = Command::new(dir.join(name)).output().expect("runs");
+        let text = String::from_utf8_lossy(&run.stdout);
+        assert_eq!(run.status.code(), Some(0), "{text}");
+        assert!(text.contains("maps 4 byte(s): one page"), "{text}");
+        assert!(
+            text.contains("p1 read m0 0[0..4]: reads the int 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p0 read m0 0[0..4]: reads the int 1"),
+            "{text}"
+        );
+        assert!(text.contains("\n# p0 sees the int 1\n"), "{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn what_the_generator_cannot_check_is_an_error() {
     // A successful MADV_FREE (whose pages may read old or zero) must be refused rather than

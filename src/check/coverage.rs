@@ -5,7 +5,8 @@
 //! live descendant" (`write private private-cow-shared with-descendant`). The cells of an op are
 //! read off the model *before* the op is applied, through [`Model::page_state`], for every page
 //! the op touches: the pages of its span for `write`, `read` and `unmap`, the fresh pages for
-//! `map`, and every page the process maps for `fork` and `exit`.
+//! `map`, none for an `advise` of length 0, and every page the process maps for `fork` and
+//! `exit`.
 //!
 //! The fuzzer feeds the cells to libFuzzer as extra coverage, so that it looks for new
 //! semantics rather than only new branches of Rust code; `cowcheck run` prints how many cells
@@ -291,6 +292,8 @@ pub fn touched(op: &Op) -> Touch {
             Touch::Pages(map, span.page_range())
         }
         Op::Unmap { map, pages, .. } => Touch::Pages(map, pages),
+        // A length of 0 names no page (docs/SEMANTICS.md F14).
+        Op::Advise { map, pages, .. } if pages.is_empty() => Touch::Pages(map, pages),
         _ => match op.map() {
             Some(m) => Touch::Mapping(m),
             None => Touch::Process,

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use crate::program::{MapId, MapKind, Op, PageRange, Pattern, ProcId, Program, Span, caps};
+use crate::program::{
+    MapArgs, MapId, MapKind, Op, PageRange, Pattern, ProcId, Program, Span, caps,
+};
 
 /// Shrinks `program` while `fails` holds. `fails(program)` must hold on entry.
 pub fn shrink(program: &Program, mut fails: impl FnMut(&Program) -> bool) -> Program {
@@ -189,6 +191,8 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
             map,
             kind,
             pages,
+            tail,
+            args,
         } => {
             let simpler = match kind {
                 MapKind::PrivateZero => Some(MapKind::Private),
@@ -201,6 +205,22 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
                     map,
                     kind,
                     pages,
+                    tail,
+                    args: MapArgs {
+                        offset: Default::default(),
+                        ..args
+                    },
+                });
+            }
+            // Whole pages, and the default fd and offset.
+            if tail != 0 || !args.is_default() {
+                out.push(Op::Map {
+                    proc,
+                    map,
+                    kind,
+                    pages,
+                    tail: 0,
+                    args: MapArgs::default(),
                 });
             }
         }
@@ -243,18 +263,24 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
             map,
             kind,
             pages,
+            tail,
+            args,
             ..
         } => out.push(Op::Map {
             proc,
             map,
             kind,
             pages,
+            tail,
+            args,
         }),
         Op::Remap {
             proc,
             map,
             old,
+            old_tail,
             new_pages,
+            new_tail,
             flags,
             result,
         } => {
@@ -262,7 +288,9 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
                 proc,
                 map,
                 old,
+                old_tail,
                 new_pages,
+                new_tail,
                 flags,
                 result,
             };
@@ -273,6 +301,20 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
                     map: result,
                     kind,
                     pages: new_pages,
+                    tail: 0,
+                    args: MapArgs::default(),
+                });
+            }
+            if old_tail != 0 || new_tail != 0 {
+                out.push(Op::Remap {
+                    proc,
+                    map,
+                    old,
+                    old_tail: 0,
+                    new_pages,
+                    new_tail: 0,
+                    flags,
+                    result,
                 });
             }
             if flags.fixed.is_some() {
@@ -288,20 +330,27 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
                 }));
             }
         }
-        // Whole-page ranges narrow to their first or last page.
-        Op::Protect { pages, .. } | Op::Advise { pages, .. } | Op::Unmap { pages, .. }
-            if pages.len() > 1 =>
-        {
-            for r in [
-                PageRange::new(pages.start, pages.start + 1),
-                PageRange::new(pages.end - 1, pages.end),
-            ] {
+        // Ranges narrow to their first or last page (a length in bytes keeps its last page's
+        // bytes only with that page), and lengths in bytes become whole pages.
+        Op::Protect { pages, tail, .. }
+        | Op::Advise { pages, tail, .. }
+        | Op::Unmap { pages, tail, .. } => {
+            let mut narrowings = Vec::new();
+            if pages.len() > 1 {
+                narrowings.push((PageRange::new(pages.start, pages.start + 1), 0));
+                narrowings.push((PageRange::new(pages.end - 1, pages.end), tail));
+            }
+            if tail != 0 {
+                narrowings.push((pages, 0));
+            }
+            for (r, t) in narrowings {
                 let mut narrowed = op;
-                if let Op::Protect { pages, .. }
-                | Op::Advise { pages, .. }
-                | Op::Unmap { pages, .. } = &mut narrowed
+                if let Op::Protect { pages, tail, .. }
+                | Op::Advise { pages, tail, .. }
+                | Op::Unmap { pages, tail, .. } = &mut narrowed
                 {
                     *pages = r;
+                    *tail = t;
                 }
                 out.push(narrowed);
             }

@@ -20,6 +20,11 @@ impl Model {
         advice: Advice,
         observed: Option<&Outcome>,
     ) -> Outcome {
+        // A length of 0 names nothing: success before any VMA is looked at, whatever the
+        // advice and whatever is mapped there (madvise_should_skip(); F14).
+        if pages.is_empty() {
+            return Outcome::Done;
+        }
         let start = self.vpn(base) + pages.start as u64;
         let mut renamed = Vec::new();
         let mut hole = false;

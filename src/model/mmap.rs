@@ -1,32 +1,95 @@
-//! mmap and munmap, as in mm/mmap.c and mm/vma.c: where a mapping goes (the kernel's choice,
-//! a hint, MAP_FIXED, MAP_FIXED_NOREPLACE), fresh zero pages, removing pages, the identity of
-//! VMAs (`split_vma`), and the errnos of bad arguments to mmap and munmap. Never decides what a
-//! page holds beyond "fresh zero"; faults and writes are `memory.rs`'s.
+//! mmap and munmap, as in mm/mmap.c and mm/vma.c: lengths rounded up to whole pages (for every
+//! call that takes one), the fd and offset mmap takes, where a mapping goes (the kernel's
+//! choice, a hint, MAP_FIXED, MAP_FIXED_NOREPLACE, both), fresh zero pages, removing pages, the
+//! identity of VMAs (`split_vma`), and the errnos of bad arguments to mmap and munmap. Never
+//! decides what a page holds beyond "fresh zero"; faults and writes are `memory.rs`'s.
 
 use super::errno::*;
 use super::frame::FrameId;
 use super::space::{Alts, ObjId, PageBacking, Pte};
 use super::{Model, ModelError, SharedObject, observed_addr};
 use crate::program::outcome::{Outcome, PROT_R, PROT_W};
-use crate::program::{BadArg, MapId, MapKind, PlaceHow, ProcId};
+use crate::program::{BadArg, MapArgs, MapId, MapKind, PlaceHow, ProcId};
 
 /// Where the model places mappings when no kernel tells it: top-down from here, never reusing
 /// an address, which is one of the placements Linux may choose.
 pub(super) const MODEL_MMAP_TOP: u64 = 0x7f00_0000_0000;
 
-/// One mmap at an address the program names (`map ... fixed|noreplace|hint mN+P`).
-pub(super) struct MapAt {
+/// One mmap as the program asks for it.
+pub(super) struct Mmap {
     pub proc: ProcId,
     /// The handle the new mapping is named by.
     pub map: MapId,
     pub kind: MapKind,
-    pub pages: u16,
-    pub how: PlaceHow,
-    /// The address asked for, page aligned.
-    pub addr: u64,
+    /// The length in bytes, as the call passes it.
+    pub len: u64,
+    pub args: MapArgs,
+    /// A placement and the address it names (perhaps unaligned), if the program names one
+    /// (`map ... fixed|noreplace|fixed-noreplace|hint mN+P`).
+    pub place: Option<(PlaceHow, u64)>,
+}
+
+/// One mmap at an address the program names, its length in whole pages.
+struct MapAt {
+    proc: ProcId,
+    map: MapId,
+    kind: MapKind,
+    pages: u16,
+    how: PlaceHow,
+    /// The address asked for, perhaps unaligned.
+    addr: u64,
 }
 
 impl Model {
+    /// A length in bytes as the whole pages it covers, `PAGE_ALIGN(len) >> PAGE_SHIFT`, as every
+    /// call that takes a length rounds it (A9): mm/mmap.c `do_mmap()`, mm/vma.c
+    /// `do_vmi_munmap()`, mm/mprotect.c `do_mprotect_pkey()`, mm/madvise.c
+    /// `madvise_should_skip()` and `madvise_do_behavior()`, mm/mremap.c `do_mremap()`. The rest
+    /// of the last page is part of the range: mapped (and zero), unmapped, protected or advised
+    /// with the rest; the page after it is not.
+    pub(super) fn page_align(&self, len: u64) -> u64 {
+        len.div_ceil(self.page_size)
+    }
+
+    /// mmap: the offset first (an unaligned one is EINVAL before anything else, as the arch's
+    /// `sys_mmap` checks it; A10), then the length rounded up (A9), then the placement. The fd
+    /// of an anonymous mapping is never looked at (`ksys_mmap_pgoff()` takes a file only
+    /// without MAP_ANONYMOUS), and an aligned offset changes nothing (`do_mmap()` sets the
+    /// page offset of anonymous memory itself); a /dev/zero mapping is a new object or new
+    /// anonymous memory whichever descriptor maps it (A10, C4).
+    pub(super) fn mmap(
+        &mut self,
+        request: Mmap,
+        observed: Option<&Outcome>,
+    ) -> Result<Outcome, ModelError> {
+        let Mmap {
+            proc,
+            map,
+            kind,
+            len,
+            args,
+            place,
+        } = request;
+        if !args.offset.is_aligned() {
+            return Ok(Outcome::Failed { errno: EINVAL });
+        }
+        let pages = self.page_align(len) as u16;
+        match place {
+            None => self.do_mmap(proc, map, kind, pages, observed_addr(observed)),
+            Some((how, addr)) => {
+                let request = MapAt {
+                    proc,
+                    map,
+                    kind,
+                    pages,
+                    how,
+                    addr,
+                };
+                self.map_at(request, observed)
+            }
+        }
+    }
+
     /// The model's own choice of a free range (get_unmapped_area when no kernel tells): top
     /// down, one page of gap between mappings.
     pub(super) fn get_unmapped_area(&mut self, pages: u16) -> u64 {
@@ -153,7 +216,7 @@ impl Model {
     }
 
     /// mmap at an address the program names.
-    pub(super) fn map_at(
+    fn map_at(
         &mut self,
         request: MapAt,
         observed: Option<&Outcome>,
@@ -167,6 +230,11 @@ impl Model {
             addr,
         } = request;
         let vpn = self.vpn(addr);
+        // MAP_FIXED_NOREPLACE makes do_mmap() set MAP_FIXED too, and get_unmapped_area() then
+        // refuses an address inside a page with EINVAL, before anything is looked at (D6, D7).
+        if how.is_exact() && !addr.is_multiple_of(self.page_size) {
+            return Ok(Outcome::Failed { errno: EINVAL });
+        }
         match how {
             // MAP_FIXED: whatever was there goes first, then fresh zero pages (D3).
             PlaceHow::Fixed => {
@@ -174,20 +242,23 @@ impl Model {
                 self.mmap_region(proc, map, kind, pages, addr);
                 Ok(Outcome::Mapped { addr })
             }
-            // MAP_FIXED_NOREPLACE: EEXIST if anything is there (D4). The range lies inside a
-            // program handle's range, which the harness never maps, so the model knows.
-            PlaceHow::NoReplace => {
+            // MAP_FIXED_NOREPLACE, with MAP_FIXED or without: EEXIST if anything is there (D4,
+            // D6). The range lies inside a program handle's range, which the harness never
+            // maps, so the model knows.
+            PlaceHow::NoReplace | PlaceHow::FixedNoReplace => {
                 if self.space(proc).any_mapped(vpn, pages as u64) {
                     return Ok(Outcome::Failed { errno: EEXIST });
                 }
                 self.mmap_region(proc, map, kind, pages, addr);
                 Ok(Outcome::Mapped { addr })
             }
-            // A hint: taken if the kernel likes it, else anywhere free (A5).
+            // A hint: taken if the kernel likes it, else anywhere free (A5). Run alone, the
+            // model takes an unaligned hint's page, as 6.18 does when it is free (D7).
             PlaceHow::Hint => {
+                let page = vpn * self.page_size;
                 let chosen = match observed_addr(observed) {
                     Some(a) => a,
-                    None if !self.space(proc).any_mapped(vpn, pages as u64) => addr,
+                    None if !self.space(proc).any_mapped(vpn, pages as u64) => page,
                     None => self.get_unmapped_area(pages),
                 };
                 self.do_mmap(proc, map, kind, pages, Some(chosen))

@@ -25,8 +25,12 @@
 //!
 //! Rules (docs/SEMANTICS.md IDs in parentheses; where the model differs from that document, the
 //! comment at the rule says what was measured):
-//! - fresh mappings read zero, private and shared, anonymous or /dev/zero (A1, A2, C1, C2)
-//!   (`mmap.rs`);
+//! - fresh mappings read zero, private and shared, anonymous or /dev/zero (A1, A2, C1, C2),
+//!   every mmap of /dev/zero new memory whichever descriptor it goes through (C4) (`mmap.rs`);
+//! - a length in bytes covers the whole pages it reaches, for every call (A9); mmap never looks
+//!   at an anonymous mapping's fd, ignores an aligned offset and refuses an unaligned one
+//!   (A10); MAP_FIXED and MAP_FIXED_NOREPLACE refuse an address inside a page, and together
+//!   act as MAP_FIXED_NOREPLACE (D6, D7) (`mmap.rs`);
 //! - fork copies private memory by value at the instant of fork: both sides share each frame
 //!   until one of them writes, and the writer gets a copy (B2, B3); DONTFORK pages are not
 //!   inherited, WIPEONFORK pages arrive zeroed, guards are inherited except in WIPEONFORK
@@ -39,8 +43,9 @@
 //!   (`fork.rs`, `mmap.rs`);
 //! - mprotect changes pages up to the first hole and then fails with ENOMEM (E1)
 //!   (`mprotect.rs`); madvise applies to the mapped parts and then fails with ENOMEM, and stops
-//!   at the first VMA it rejects (F0); each advice's own rules are in `madvise.rs`;
-//! - mremap (G1-G9): `mremap.rs`;
+//!   at the first VMA it rejects (F0), and with a length of 0 does nothing (F14); each
+//!   advice's own rules are in `madvise.rs`;
+//! - mremap (G1-G10): `mremap.rs`;
 //! - vmsplice takes a reference to the page as it is (K3); a forced write never reaches another
 //!   process or the zero page (E6, K1); see `pipe.rs`;
 //! - the kernel chooses where a mapping goes (A5) and, where Linux leaves a choice (MADV_FREE
@@ -63,7 +68,7 @@ mod observe;
 mod pipe;
 
 use crate::program::outcome::{Outcome, Snapshot};
-use crate::program::{MapId, MapKind, Op, ProcId, Syscall, caps};
+use crate::program::{MapId, MapKind, Op, PageRange, ProcId, Syscall, caps, tail_len};
 use frame::{FrameId, Frames};
 use space::{AddressSpace, Alts, PageBacking, flag};
 
@@ -230,25 +235,42 @@ impl Model {
         let base = |m: MapId| self.handle(m).expect("checked").base;
         let outcome = match *op {
             Op::Map {
-                map, kind, pages, ..
-            } => self.do_mmap(proc, map, kind, pages, observed_addr(observed))?,
+                map,
+                kind,
+                pages,
+                tail,
+                args,
+                ..
+            } => {
+                let request = mmap::Mmap {
+                    proc,
+                    map,
+                    kind,
+                    len: tail_len(pages, tail, self.page_size as usize) as u64,
+                    args,
+                    place: None,
+                };
+                self.mmap(request, observed)?
+            }
             Op::MapAt {
                 map,
                 kind,
                 pages,
+                tail,
+                args,
                 how,
                 at,
                 ..
             } => {
-                let request = mmap::MapAt {
+                let request = mmap::Mmap {
                     proc,
                     map,
                     kind,
-                    pages,
-                    how,
-                    addr: self.at(at),
+                    len: tail_len(pages, tail, self.page_size as usize) as u64,
+                    args,
+                    place: Some((how, self.at(at))),
                 };
-                self.map_at(request, observed)?
+                self.mmap(request, observed)?
             }
             Op::Write {
                 map, span, pattern, ..
@@ -259,29 +281,49 @@ impl Model {
                 self.end(proc, Life::Exited);
                 Outcome::Done
             }
-            Op::Unmap { map, pages, .. } => {
+            Op::Unmap {
+                map, pages, tail, ..
+            } => {
                 let vpn = self.vpn(base(map)) + pages.start as u64;
-                self.do_munmap(proc, vpn, pages.len() as u64);
+                let len = self.page_align(self.extent_len(pages, tail));
+                self.do_munmap(proc, vpn, len);
                 Outcome::Done
             }
             Op::Protect {
-                map, pages, prot, ..
-            } => self.mprotect(proc, base(map), pages, prot),
+                map,
+                pages,
+                tail,
+                prot,
+                ..
+            } => {
+                let pages = self.rounded(pages, tail);
+                self.mprotect(proc, base(map), pages, prot)
+            }
             Op::Advise {
-                map, pages, advice, ..
-            } => self.madvise(proc, base(map), pages, advice, observed),
+                map,
+                pages,
+                tail,
+                advice,
+                ..
+            } => {
+                let pages = self.rounded(pages, tail);
+                self.madvise(proc, base(map), pages, advice, observed)
+            }
             Op::Remap {
                 map,
                 old,
+                old_tail,
                 new_pages,
+                new_tail,
                 flags,
                 result,
                 ..
             } => {
                 let call = mremap::Mremap {
                     proc,
-                    addr: base(map),
-                    old,
+                    addr: base(map) + old.start as u64 * self.page_size,
+                    old_len: self.extent_len(old, old_tail),
+                    new_len: tail_len(new_pages, new_tail, self.page_size as usize) as u64,
                     new_pages,
                     flags,
                     result,
@@ -325,9 +367,26 @@ impl Model {
         addr / self.page_size
     }
 
-    /// The address an `mN+P` argument names.
+    /// The address an `mN+P` (or `mN+P+MB`) argument names.
     fn at(&self, at: crate::program::At) -> u64 {
-        self.handle(at.map).expect("checked").base + at.page as u64 * self.page_size
+        self.handle(at.map).expect("checked").base
+            + at.page as u64 * self.page_size
+            + at.byte as u64
+    }
+
+    /// The length in bytes of a range whose last page is cut after `tail` bytes.
+    fn extent_len(&self, pages: PageRange, tail: u16) -> u64 {
+        tail_len(pages.len(), tail, self.page_size as usize) as u64
+    }
+
+    /// A range whose last page is cut after `tail` bytes, as the whole pages the call rounds
+    /// its length up to (A9).
+    fn rounded(&self, pages: PageRange, tail: u16) -> PageRange {
+        let len = self.page_align(self.extent_len(pages, tail));
+        PageRange {
+            start: pages.start,
+            end: pages.start + len as u16,
+        }
     }
 
     /// Names `map` as the range `pages` pages from `addr`, and says so.

@@ -1,9 +1,11 @@
-//! mremap (G1-G9), split as mm/mremap.c is since the 6.16 rework, with its names:
+//! mremap (G1-G10), split as mm/mremap.c is since the 6.16 rework, with its names:
 //!
 //! ```text
-//! mremap                  the op's arguments become a VmaRemap (vma_remap_struct, "vrm")
+//! mremap                  the op's arguments become a VmaRemap (vma_remap_struct, "vrm"),
+//!                         its sizes rounded up to whole pages (A9)
 //! `- do_mremap
-//!    |- check_mremap_params    flags, sizes, an overlapping destination: EINVAL  (G1, G5)
+//!    |- check_mremap_params    flags, sizes, an unaligned or overlapping
+//!    |                         destination: EINVAL                       (G1, G5, G10)
 //!    |- (the source looked up) EFAULT when nothing is mapped there
 //!    |- check_prep_vma         what the source allows; is it one VMA?  (G4, G6, G7)
 //!    |- remap_move             a pure move spanning VMAs (6.17+), VMA by VMA      (G4)
@@ -26,15 +28,17 @@ use super::frame::FrameId;
 use super::space::{Alts, PageBacking, Pte, flag};
 use super::{Model, ModelError, observed_addr, observed_errno};
 use crate::program::outcome::Outcome;
-use crate::program::{BadArg, MapId, MapKind, PageRange, ProcId, RemapFlags};
+use crate::program::{BadArg, MapId, MapKind, ProcId, RemapFlags};
 
 /// One mremap op's arguments, as `step` has them.
 pub(super) struct Mremap {
     pub proc: ProcId,
-    /// The handle's base address: the source starts `old.start` pages after it.
+    /// The source's first page's address.
     pub addr: u64,
-    /// The source's pages in the handle (empty: old size 0).
-    pub old: PageRange,
+    /// The old and new sizes in bytes, as the call passes them (old size 0: an alias).
+    pub old_len: u64,
+    pub new_len: u64,
+    /// The pages the result's handle covers.
     pub new_pages: u16,
     pub flags: RemapFlags,
     /// The handle the result is named by.
@@ -47,10 +51,14 @@ struct VmaRemap<'o> {
     /// The source's first page (`vrm->addr`), as a page number and an address.
     vpn: u64,
     addr: u64,
-    /// The old and new lengths in pages (`vrm->old_len`, `vrm->new_len`). A shrinking move
-    /// cuts the old length to the new one; a multi-VMA move that stops cuts both.
+    /// The old and new lengths in pages (`vrm->old_len`, `vrm->new_len`, page aligned). A
+    /// shrinking move cuts the old length to the new one; a multi-VMA move that stops cuts
+    /// both.
     old_len: u64,
     new_len: u64,
+    /// Whether the sizes as the call passed them, in bytes, differ (while their pages may
+    /// not: G10).
+    sizes_differ: bool,
     /// The new length as the call gave it: the result's handle covers this many pages.
     new_pages: u16,
     flags: RemapFlags,
@@ -111,7 +119,7 @@ impl Model {
         call: Mremap,
         observed: Option<&Outcome>,
     ) -> Result<Outcome, ModelError> {
-        let vpn = self.vpn(call.addr) + call.old.start as u64;
+        let vpn = self.vpn(call.addr);
         let mut faulted: Vec<u32> = Vec::new();
         for p in self.space(call.proc).ptes.values() {
             if matches!(p.backing, PageBacking::Private(f) if f != FrameId::ZERO)
@@ -124,8 +132,10 @@ impl Model {
             proc: call.proc,
             vpn,
             addr: vpn * self.page_size,
-            old_len: (call.old.end - call.old.start) as u64,
-            new_len: call.new_pages as u64,
+            // do_mremap(): PAGE_ALIGN of both sizes (A9).
+            old_len: self.page_align(call.old_len),
+            new_len: self.page_align(call.new_len),
+            sizes_differ: call.old_len != call.new_len,
             new_pages: call.new_pages,
             flags: call.flags,
             new_addr: call.flags.fixed.map(|at| self.at(at)),
@@ -164,16 +174,29 @@ impl Model {
         }
     }
 
-    /// The flags and sizes, before the source is looked up (G1): MREMAP_FIXED and
-    /// MREMAP_DONTUNMAP need MREMAP_MAYMOVE, DONTUNMAP keeps the size, and the new range may
-    /// not overlap the old one (G5), checked with the arguments, before the address is looked
-    /// up (check_mremap_params; measured).
+    /// The flags and sizes, before the source is looked up (G1): MREMAP_FIXED's address is
+    /// page aligned (G10), MREMAP_FIXED and MREMAP_DONTUNMAP need MREMAP_MAYMOVE, DONTUNMAP
+    /// keeps the size, and the new range may not overlap the old one (G5), checked with the
+    /// arguments, before the address is looked up (check_mremap_params; measured).
     fn check_mremap_params(&self, vrm: &VmaRemap) -> Result<(), i32> {
         let flags = vrm.flags;
+        if vrm
+            .new_addr
+            .is_some_and(|d| !d.is_multiple_of(self.page_size))
+        {
+            return Err(EINVAL);
+        }
         if (flags.fixed.is_some() || flags.dontunmap) && !flags.maymove {
             return Err(EINVAL);
         }
         if flags.dontunmap && vrm.old_len != vrm.new_len {
+            return Err(EINVAL);
+        }
+        // DONTUNMAP with sizes that differ in bytes and round to the same pages: 6.18 compares
+        // the rounded sizes and moves (measured); kernels that compare the sizes as passed
+        // (before the 6.16 rework, and some of its versions) say EINVAL. Both are allowed,
+        // learnt from the observation (G10).
+        if flags.dontunmap && vrm.sizes_differ && observed_errno(vrm.observed) == Some(EINVAL) {
             return Err(EINVAL);
         }
         if let Some(d) = vrm.new_addr {

@@ -7,12 +7,17 @@
 use arbitrary::{Arbitrary, Unstructured};
 
 use super::op::{
-    Advice, At, BadArg, MapId, MapKind, Op, PageRange, Pattern, PlaceHow, ProcId, Program, Prot,
-    RemapFlags, Span, Syscall, Validator, Via, caps,
+    Advice, At, BadArg, MapArgs, MapId, MapKind, Offset, Op, PageRange, Pattern, PlaceHow, ProcId,
+    Program, Prot, RemapFlags, Span, Syscall, Validator, Via, caps,
 };
 use crate::program::features::Features;
 
 /// One op's worth of raw choices; `build` resolves it against the program so far.
+///
+/// The verb is `verb % 64`; its top two bits (`RawOp::extra`) choose the forms of the mmap
+/// interface that came after the first seeds (lengths in bytes, a map's fd and offset, both
+/// MAP_FIXED flags, unaligned addresses, zero-length advice): 0 never does, so that every byte
+/// string that decoded before still decodes to the same program.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawOp {
     pub verb: u8,
@@ -44,6 +49,19 @@ impl Default for GenConfig {
         }
     }
 }
+
+impl RawOp {
+    /// The top two bits of `verb`: which later form, if any, the op takes (0: none).
+    fn extra(&self) -> u8 {
+        self.verb >> 6
+    }
+}
+
+/// Bytes of a length's last page, for lengths that end inside a page: `sizeof(int)` first.
+const TAILS: [u16; 8] = [4, 1, 8, 100, 1000, 2048, 4095, caps::MAX_BYTE_OFFSET];
+
+/// Bytes into a page for an unaligned address or offset.
+const UNALIGNED: [u16; 4] = [1, 4, 100, caps::MAX_BYTE_OFFSET - 1];
 
 /// Static knowledge while building: which processes live, which mappings each one holds.
 struct Builder {
@@ -160,23 +178,57 @@ impl Builder {
             1 + r.a % caps::MAX_MAP_PAGES
         };
         let m = MapId(self.next_map);
+        // The later forms (`RawOp::extra`): a length in bytes; the program's /dev/zero fd, an
+        // offset (aligned, or not: EINVAL); both MAP_FIXED flags, or an unaligned address.
+        let extra = if self.config.core_only { 0 } else { r.extra() };
+        let choice = r.c >> 2;
+        let tail = if extra == 3 {
+            TAILS[choice as usize % TAILS.len()]
+        } else {
+            0
+        };
+        let mut args = MapArgs::default();
+        if extra == 2 {
+            args.fd = choice & 1 != 0;
+            if !kind.uses_dev_zero() {
+                args.offset = match choice >> 1 & 7 {
+                    o @ 1..=3 => Offset {
+                        pages: o as u16,
+                        bytes: 0,
+                    },
+                    4 => Offset { pages: 0, bytes: 1 },
+                    5 => Offset { pages: 1, bytes: 4 },
+                    _ => Offset::default(),
+                };
+            }
+        }
         // A quarter of the maps, once there is something to aim at, ask for a place.
         let op = if !self.config.core_only && self.next_map > 0 && r.b.is_multiple_of(4) {
             let target = MapId(r.what % self.next_map);
             let tpages = self.sizes[target.0 as usize];
             let page = r.b / 4 % tpages;
-            let how = match r.d % 4 {
+            let mut how = match r.d % 4 {
                 0 | 1 => PlaceHow::Fixed,
                 2 if self.config.features.noreplace => PlaceHow::NoReplace,
                 _ => PlaceHow::Hint,
             };
+            let mut at = At::page(target, page);
+            if extra == 1 {
+                match choice & 3 {
+                    1 if self.config.features.noreplace => how = PlaceHow::FixedNoReplace,
+                    2 => at.byte = UNALIGNED[(choice >> 2) as usize % UNALIGNED.len()],
+                    _ => {}
+                }
+            }
             Op::MapAt {
                 proc: p,
                 map: m,
                 kind,
                 pages: pages.min(tpages - page).max(1),
+                tail,
+                args,
                 how,
-                at: At { map: target, page },
+                at,
             }
         } else {
             Op::Map {
@@ -184,6 +236,8 @@ impl Builder {
                 map: m,
                 kind,
                 pages,
+                tail,
+                args,
             }
         };
         let pages = match op {
@@ -255,17 +309,34 @@ impl Builder {
             flags.dontunmap = true;
             new_pages = old_len;
         }
+        let extra = if self.config.core_only { 0 } else { r.extra() };
         if r.what.is_multiple_of(7) && self.next_map > 0 {
             let target = MapId(r.what / 7 % self.next_map);
             let tpages = self.sizes[target.0 as usize];
             let page = r.b % tpages;
             flags.maymove = true;
-            flags.fixed = Some(At { map: target, page });
+            let mut at = At::page(target, page);
+            if extra == 2 {
+                at.byte = UNALIGNED[r.c as usize / 10 % UNALIGNED.len()];
+            }
+            flags.fixed = Some(at);
             new_pages = new_pages.min(tpages - page);
             if flags.dontunmap {
                 flags.dontunmap = new_pages == old_len;
             }
         }
+        // Sizes in bytes (`RawOp::extra`).
+        let (old_tail, new_tail) = match extra {
+            3 => (
+                if old_len > 0 {
+                    TAILS[r.c as usize / 10 % TAILS.len()]
+                } else {
+                    0
+                },
+                TAILS[r.d as usize / 8 % TAILS.len()],
+            ),
+            _ => (0, 0),
+        };
         let result = MapId(self.next_map);
         let op = Op::Remap {
             proc: p,
@@ -274,7 +345,9 @@ impl Builder {
                 start,
                 end: start + old_len,
             },
+            old_tail,
             new_pages,
+            new_tail,
             flags,
             result,
         };
@@ -285,6 +358,8 @@ impl Builder {
 
     fn add(&mut self, r: &RawOp) {
         let p = self.pick_proc(r.who);
+        // Lengths in bytes, zero-length advice (`RawOp::extra`).
+        let extra = if self.config.core_only { 0 } else { r.extra() };
         // Weights out of 64: map 9, write 17, read 13, fork 10, exit 4, unmap 5, and (unless
         // core_only, when these fall back to writes and reads) protect 2, advise 2, remap 1,
         // invalid 1 each scaled by 2.
@@ -367,6 +442,11 @@ impl Builder {
                     proc: p,
                     map: m,
                     pages: range,
+                    tail: if extra == 3 {
+                        TAILS[r.c as usize % 8]
+                    } else {
+                        0
+                    },
                 });
                 if range.start == 0 && range.end == self.sizes[m.0 as usize] {
                     self.holds[p.0 as usize] &= !(1 << m.0);
@@ -379,16 +459,31 @@ impl Builder {
                     proc: p,
                     map: m,
                     pages,
+                    tail: if extra == 3 {
+                        TAILS[r.d as usize % 8]
+                    } else {
+                        0
+                    },
                     prot,
                 });
             }
             (60..=61, Some(m)) => {
-                let pages = self.range(m, r.a, r.b);
+                let mut pages = self.range(m, r.a, r.b);
                 let advice = self.advice(self.kinds[m.0 as usize], r.c);
+                let tail = match extra {
+                    3 => TAILS[r.d as usize % 8],
+                    // A length of 0 (F14).
+                    2 => {
+                        pages.end = pages.start;
+                        0
+                    }
+                    _ => 0,
+                };
                 self.push(Op::Advise {
                     proc: p,
                     map: m,
                     pages,
+                    tail,
                     advice,
                 });
             }
@@ -482,6 +577,112 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             let p = from_bytes(&bytes, GenConfig::default());
             assert!(p.validate().is_ok(), "{p:?}");
+        }
+    }
+
+    /// Which later forms of the mmap interface an op takes (`RawOp::extra`).
+    fn later_forms(op: &Op) -> Vec<&'static str> {
+        let mut forms = Vec::new();
+        match *op {
+            Op::Map { tail, args, .. } | Op::MapAt { tail, args, .. } => {
+                if tail != 0 {
+                    forms.push("map-bytes");
+                }
+                if args.fd {
+                    forms.push("fd");
+                }
+                if !args.offset.is_zero() {
+                    forms.push(if args.offset.is_aligned() {
+                        "offset"
+                    } else {
+                        "offset-unaligned"
+                    });
+                }
+                if let Op::MapAt { how, at, .. } = *op {
+                    if how == PlaceHow::FixedNoReplace {
+                        forms.push("fixed-noreplace");
+                    }
+                    if at.byte != 0 {
+                        forms.push("map-unaligned");
+                    }
+                }
+            }
+            Op::Unmap { tail, .. } | Op::Protect { tail, .. } if tail != 0 => {
+                forms.push("range-bytes")
+            }
+            Op::Advise { pages, tail, .. } => {
+                if tail != 0 {
+                    forms.push("range-bytes");
+                }
+                if pages.is_empty() {
+                    forms.push("advise-zero");
+                }
+            }
+            Op::Remap {
+                old_tail,
+                new_tail,
+                flags,
+                ..
+            } => {
+                if old_tail != 0 || new_tail != 0 {
+                    forms.push("remap-bytes");
+                }
+                if flags.fixed.is_some_and(|a| a.byte != 0) {
+                    forms.push("remap-unaligned");
+                }
+            }
+            _ => {}
+        }
+        forms
+    }
+
+    #[test]
+    fn campaigns_draw_every_later_form() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..3000 {
+            for op in &random_program(1, i, GenConfig::default()).ops {
+                seen.extend(later_forms(op));
+            }
+        }
+        let all = [
+            "map-bytes",
+            "fd",
+            "offset",
+            "offset-unaligned",
+            "fixed-noreplace",
+            "map-unaligned",
+            "range-bytes",
+            "advise-zero",
+            "remap-bytes",
+            "remap-unaligned",
+        ];
+        assert_eq!(seen, all.into_iter().collect());
+    }
+
+    /// Raw ops whose verb has its top two bits clear decode as they did before the later forms
+    /// existed: the committed fuzz seeds (all of them such) keep their programs.
+    #[test]
+    fn raw_ops_without_extra_bits_never_take_a_later_form() {
+        let mut rng = SplitMix::new(3);
+        for _ in 0..3000 {
+            let raws: Vec<RawOp> = (0..40)
+                .map(|_| {
+                    let w = rng.next_u64().to_le_bytes();
+                    RawOp {
+                        verb: w[0] & 63,
+                        who: w[1],
+                        what: w[2],
+                        a: u16::from_le_bytes([w[3], w[4]]),
+                        b: u16::from_le_bytes([w[5], w[6]]),
+                        c: w[7],
+                        d: rng.next_u64() as u8,
+                    }
+                })
+                .collect();
+            let p = build(&raws, GenConfig::default());
+            for op in &p.ops {
+                assert!(later_forms(op).is_empty(), "{op}");
+            }
         }
     }
 

@@ -7,8 +7,8 @@
 
 use crate::program::tables::madv;
 use crate::program::{
-    Advice, At, BadArg, MapId, MapKind, Pattern, PlaceHow, ProcId, Prot, RemapFlags, Syscall, Via,
-    caps,
+    Advice, At, BadArg, MapArgs, MapId, MapKind, Offset, Pattern, PlaceHow, ProcId, Prot,
+    RemapFlags, Syscall, Via, caps,
 };
 
 /// `MapKind` codes.
@@ -24,6 +24,7 @@ mod how {
     pub const FIXED: u64 = 1;
     pub const NOREPLACE: u64 = 2;
     pub const HINT: u64 = 3;
+    pub const FIXED_NOREPLACE: u64 = 4;
 }
 
 /// `Pattern` codes: the kind in bits 8 and up, the byte in bits 0..8.
@@ -84,6 +85,7 @@ pub(super) fn how_word(h: PlaceHow) -> u64 {
         PlaceHow::Fixed => how::FIXED,
         PlaceHow::NoReplace => how::NOREPLACE,
         PlaceHow::Hint => how::HINT,
+        PlaceHow::FixedNoReplace => how::FIXED_NOREPLACE,
     }
 }
 
@@ -93,6 +95,7 @@ pub(super) fn how_of(w: u64) -> Option<PlaceHow> {
         how::FIXED => PlaceHow::Fixed,
         how::NOREPLACE => PlaceHow::NoReplace,
         how::HINT => PlaceHow::Hint,
+        how::FIXED_NOREPLACE => PlaceHow::FixedNoReplace,
         _ => return None,
     })
 }
@@ -294,17 +297,56 @@ pub(super) fn proc_of(w: u64) -> Option<ProcId> {
     (w < caps::MAX_PROCS as u64).then_some(ProcId(w as u8))
 }
 
+/// An address: the handle in bits 32 and up, the byte inside the page in bits 16..32, the page
+/// in bits 0..16.
 #[inline]
 pub(super) fn at_word(a: At) -> u64 {
-    (a.map.0 as u64) << 32 | a.page as u64
+    (a.map.0 as u64) << 32 | (a.byte as u64) << 16 | a.page as u64
 }
 
 #[inline]
 pub(super) fn at_of(w: u64) -> Option<At> {
+    let byte = (w >> 16 & 0xffff) as u16;
+    (byte < caps::MAX_BYTE_OFFSET).then_some(())?;
     Some(At {
         map: map_of(w >> 32)?,
-        page: u16::try_from(w & 0xffff_ffff).ok()?,
+        page: (w & 0xffff) as u16,
+        byte,
     })
+}
+
+/// A length: its pages in bits 0..32 (at most a u16), the bytes of its last page (0: all of
+/// it) in bits 32 and up.
+#[inline]
+pub(super) fn len_word(pages: u16, tail: u16) -> u64 {
+    (tail as u64) << 32 | pages as u64
+}
+
+#[inline]
+pub(super) fn len_of(w: u64) -> Option<(u16, u16)> {
+    let pages = u16::try_from(w & 0xffff_ffff).ok()?;
+    let tail = u16::try_from(w >> 32).ok()?;
+    (tail <= caps::MAX_BYTE_OFFSET && (tail == 0 || pages > 0)).then_some((pages, tail))
+}
+
+/// A map's offset: its pages in bits 0..32 (at most a u16), its bytes past them in bits 32 and
+/// up.
+#[inline]
+pub(super) fn offset_word(o: Offset) -> u64 {
+    (o.bytes as u64) << 32 | o.pages as u64
+}
+
+#[inline]
+pub(super) fn offset_of(w: u64) -> Option<Offset> {
+    let pages = u16::try_from(w & 0xffff_ffff).ok()?;
+    let bytes = u16::try_from(w >> 32).ok()?;
+    (bytes < caps::MAX_BYTE_OFFSET).then_some(Offset { pages, bytes })
+}
+
+/// A map's fd and offset, as two words.
+#[inline]
+pub(super) fn args_words(a: MapArgs) -> [u64; 2] {
+    [a.fd as u64, offset_word(a.offset)]
 }
 
 #[inline]

@@ -13,15 +13,15 @@
 //!
 //! | verb         | words 1..                                                        |
 //! |--------------|------------------------------------------------------------------|
-//! | `MAP`        | kind, pages, creates                                             |
-//! | `MAP_AT`     | kind, pages, creates, at, how                                    |
+//! | `MAP`        | kind, length, creates, fd, offset                                |
+//! | `MAP_AT`     | kind, length, creates, at, how, fd, offset                       |
 //! | `WRITE`      | map, first page, pages, first byte, end byte, pattern            |
 //! | `READ`       | map, first page, pages, first byte, end byte                     |
 //! | `POKE`       | map, first page, pages, first byte, end byte, pattern, via       |
-//! | `UNMAP`      | map, first page, pages                                           |
-//! | `PROTECT`    | map, first page, pages, prot                                     |
-//! | `ADVISE`     | map, first page, pages, advice                                   |
-//! | `REMAP`      | map, first page, old pages, new pages, creates, flags, fixed at  |
+//! | `UNMAP`      | map, first page, length                                          |
+//! | `PROTECT`    | map, first page, length, prot                                    |
+//! | `ADVISE`     | map, first page, length, advice                                  |
+//! | `REMAP`      | map, first page, old length, new length, creates, flags, fixed at |
 //! | `INVALID`    | map, call, bad argument                                          |
 //! | `VMSPLICE`   | at                                                               |
 //! | `PIPE_READ`  |                                                                  |
@@ -33,17 +33,19 @@
 //! | `AWAIT`      | turn                                                             |
 //! | `PASS`       | turn                                                             |
 //!
-//! A map, creates or child is a handle number; an `at` is `handle << 32 | page`; a page range
-//! is two words, its first page and its length; a flag is 0 or 1; the rest are wire codes
-//! (`kind`, `how`, `pattern`, `via`, `call`, `bad`) or Linux's own numbers (`prot`: PROT_*,
-//! `advice`: MADV_*, `flags`: MREMAP_*).
+//! A map, creates or child is a handle number; an `at` is `handle << 32 | byte << 16 | page`;
+//! a page range is two words, its first page and its length in pages; a length is
+//! `tail << 32 | pages`, where `tail` is the bytes of its last page that it covers (0: all of
+//! them); an offset is `bytes << 32 | pages`; a flag (`fd` too) is 0 or 1; the rest are wire
+//! codes (`kind`, `how`, `pattern`, `via`, `call`, `bad`) or Linux's own numbers (`prot`:
+//! PROT_*, `advice`: MADV_*, `flags`: MREMAP_*).
 //!
 //! This module never makes a syscall.
 
 use super::codes::*;
 use crate::program::{
-    Advice, At, BadArg, MapId, MapKind, PageRange, Pattern, PlaceHow, ProcId, Prot, RemapFlags,
-    Syscall, Via,
+    Advice, At, BadArg, MapArgs, MapId, MapKind, PageRange, Pattern, PlaceHow, ProcId, Prot,
+    RemapFlags, Syscall, Via,
 };
 
 /// Words of one request.
@@ -83,19 +85,24 @@ impl ByteRange {
 /// a view or a page dump for the coordinator, or a turn to wait for or to pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
-    /// mmap `pages` pages of `kind`; the address is entered as handle `creates`.
+    /// mmap `pages` pages of `kind` (the last one cut after `tail` bytes, 0: whole), with
+    /// `args`; the address is entered as handle `creates`.
     Map {
         kind: MapKind,
         pages: u16,
+        tail: u16,
         creates: MapId,
+        args: MapArgs,
     },
     /// mmap with placement `how` at `at`.
     MapAt {
         kind: MapKind,
         pages: u16,
+        tail: u16,
         creates: MapId,
         at: At,
         how: PlaceHow,
+        args: MapArgs,
     },
     /// Stores `pattern` into `bytes` of each of `pages` of `map` (its ramp counts from the
     /// mapping's first byte).
@@ -119,26 +126,33 @@ pub enum Request {
         pattern: Pattern,
         via: Via,
     },
+    /// munmap, mprotect, madvise of `pages` of `map`, the last one cut after `tail` bytes.
     Unmap {
         map: MapId,
         pages: PageRange,
+        tail: u16,
     },
     Protect {
         map: MapId,
         pages: PageRange,
+        tail: u16,
         prot: Prot,
     },
     Advise {
         map: MapId,
         pages: PageRange,
+        tail: u16,
         advice: Advice,
     },
-    /// mremap of `old` pages of `map` (empty: old size 0) to `new_pages`; the result is
-    /// entered as handle `creates`.
+    /// mremap of `old` pages of `map` (empty: old size 0; the last cut after `old_tail` bytes)
+    /// to `new_pages` (the last cut after `new_tail` bytes); the result is entered as handle
+    /// `creates`.
     Remap {
         map: MapId,
         old: PageRange,
+        old_tail: u16,
         new_pages: u16,
+        new_tail: u16,
         creates: MapId,
         flags: RemapFlags,
     },
@@ -149,9 +163,7 @@ pub enum Request {
         bad: BadArg,
     },
     /// vmsplice of the page at `at` into the program's pipe.
-    Vmsplice {
-        at: At,
-    },
+    Vmsplice { at: At },
     /// Reads one page out of the program's pipe; the reply carries its digest.
     PipeRead,
     /// Forks; the child takes the slot of handle `child` and the socket passed with this
@@ -163,29 +175,21 @@ pub enum Request {
         barrier: Barrier,
     },
     /// Replies, passes the turn `pass` (0: none) and exits.
-    Exit {
-        pass: u32,
-    },
+    Exit { pass: u32 },
     /// Looks at itself and replies with the view.
     Snapshot {
         direct_reads: bool,
         barrier: Barrier,
     },
     /// Replies with the words of the page at `at`.
-    Dump {
-        at: At,
-    },
+    Dump { at: At },
     /// To the zygote: fork a program's root; the reply carries its pid and passes the
     /// coordinator's end of its socket.
     SpawnRoot,
     /// Waits until the tree's turn reaches `turn` (`worker::Turn`); no reply.
-    Await {
-        turn: u32,
-    },
+    Await { turn: u32 },
     /// Makes the turn `turn` and wakes whoever waits for it; no reply.
-    Pass {
-        turn: u32,
-    },
+    Pass { turn: u32 },
 }
 
 /// Words that are not a request: which word is wrong, and what it held.
@@ -252,6 +256,33 @@ impl Words<'_> {
     #[inline]
     fn flag(&mut self) -> Result<bool, BadRequest> {
         self.take(flag_of)
+    }
+
+    /// A length word: pages and the bytes of the last one.
+    #[inline]
+    fn length(&mut self) -> Result<(u16, u16), BadRequest> {
+        self.take(len_of)
+    }
+
+    /// A first page and a length word (empty allowed, then without a tail).
+    #[inline]
+    fn extent(&mut self) -> Result<(PageRange, u16), BadRequest> {
+        let start = self.u16()?;
+        let (len, tail) = self.length()?;
+        let end = start.checked_add(len).ok_or(BadRequest {
+            word: self.next - 1,
+            value: len as u64,
+        })?;
+        Ok((PageRange { start, end }, tail))
+    }
+
+    /// A map's fd flag and offset.
+    #[inline]
+    fn args(&mut self) -> Result<MapArgs, BadRequest> {
+        Ok(MapArgs {
+            fd: self.flag()?,
+            offset: self.take(offset_of)?,
+        })
     }
 
     /// A first page and a length (empty allowed).
@@ -327,29 +358,51 @@ impl Request {
     #[inline]
     pub fn encode(&self) -> [u64; REQ_WORDS] {
         let range = |p: PageRange| [p.start as u64, p.len() as u64];
+        let extent = |p: PageRange, tail: u16| len_word(p.len(), tail);
         let map = |m: MapId| m.0 as u64;
         match *self {
             Request::Map {
                 kind,
                 pages,
+                tail,
                 creates,
-            } => words(verb::MAP, [kind_word(kind), pages as u64, map(creates)]),
+                args,
+            } => {
+                let [fd, offset] = args_words(args);
+                words(
+                    verb::MAP,
+                    [
+                        kind_word(kind),
+                        len_word(pages, tail),
+                        map(creates),
+                        fd,
+                        offset,
+                    ],
+                )
+            }
             Request::MapAt {
                 kind,
                 pages,
+                tail,
                 creates,
                 at,
                 how,
-            } => words(
-                verb::MAP_AT,
-                [
-                    kind_word(kind),
-                    pages as u64,
-                    map(creates),
-                    at_word(at),
-                    how_word(how),
-                ],
-            ),
+                args,
+            } => {
+                let [fd, offset] = args_words(args);
+                words(
+                    verb::MAP_AT,
+                    [
+                        kind_word(kind),
+                        len_word(pages, tail),
+                        map(creates),
+                        at_word(at),
+                        how_word(how),
+                        fd,
+                        offset,
+                    ],
+                )
+            }
             Request::Write {
                 map: m,
                 pages,
@@ -401,47 +454,62 @@ impl Request {
                     ],
                 )
             }
-            Request::Unmap { map: m, pages } => {
-                let [first, n] = range(pages);
-                words(verb::UNMAP, [map(m), first, n])
-            }
+            Request::Unmap {
+                map: m,
+                pages,
+                tail,
+            } => words(
+                verb::UNMAP,
+                [map(m), pages.start as u64, extent(pages, tail)],
+            ),
             Request::Protect {
                 map: m,
                 pages,
+                tail,
                 prot,
-            } => {
-                let [first, n] = range(pages);
-                words(verb::PROTECT, [map(m), first, n, prot_word(prot)])
-            }
+            } => words(
+                verb::PROTECT,
+                [
+                    map(m),
+                    pages.start as u64,
+                    extent(pages, tail),
+                    prot_word(prot),
+                ],
+            ),
             Request::Advise {
                 map: m,
                 pages,
+                tail,
                 advice,
-            } => {
-                let [first, n] = range(pages);
-                words(verb::ADVISE, [map(m), first, n, advice_word(advice)])
-            }
+            } => words(
+                verb::ADVISE,
+                [
+                    map(m),
+                    pages.start as u64,
+                    extent(pages, tail),
+                    advice_word(advice),
+                ],
+            ),
             Request::Remap {
                 map: m,
                 old,
+                old_tail,
                 new_pages,
+                new_tail,
                 creates,
                 flags,
-            } => {
-                let [first, n] = range(old);
-                words(
-                    verb::REMAP,
-                    [
-                        map(m),
-                        first,
-                        n,
-                        new_pages as u64,
-                        map(creates),
-                        remap_flags_word(flags),
-                        flags.fixed.map_or(0, at_word),
-                    ],
-                )
-            }
+            } => words(
+                verb::REMAP,
+                [
+                    map(m),
+                    old.start as u64,
+                    extent(old, old_tail),
+                    len_word(new_pages, new_tail),
+                    map(creates),
+                    remap_flags_word(flags),
+                    flags.fixed.map_or(0, at_word),
+                ],
+            ),
             Request::Invalid { map: m, call, bad } => {
                 words(verb::INVALID, [map(m), call_word(call), bad_word(bad)])
             }
@@ -486,18 +554,30 @@ impl Request {
     pub fn decode(w: &[u64; REQ_WORDS]) -> Result<Request, BadRequest> {
         let mut r = Words { w, next: 1 };
         let req = match w[0] {
-            verb::MAP => Request::Map {
-                kind: r.take(kind_of)?,
-                pages: r.u16()?,
-                creates: r.map()?,
-            },
-            verb::MAP_AT => Request::MapAt {
-                kind: r.take(kind_of)?,
-                pages: r.u16()?,
-                creates: r.map()?,
-                at: r.take(at_of)?,
-                how: r.take(how_of)?,
-            },
+            verb::MAP => {
+                let kind = r.take(kind_of)?;
+                let (pages, tail) = r.length()?;
+                Request::Map {
+                    kind,
+                    pages,
+                    tail,
+                    creates: r.map()?,
+                    args: r.args()?,
+                }
+            }
+            verb::MAP_AT => {
+                let kind = r.take(kind_of)?;
+                let (pages, tail) = r.length()?;
+                Request::MapAt {
+                    kind,
+                    pages,
+                    tail,
+                    creates: r.map()?,
+                    at: r.take(at_of)?,
+                    how: r.take(how_of)?,
+                    args: r.args()?,
+                }
+            }
             verb::WRITE => Request::Write {
                 map: r.map()?,
                 pages: r.pages()?,
@@ -516,27 +596,45 @@ impl Request {
                 pattern: r.take(pattern_of)?,
                 via: r.take(via_of)?,
             },
-            verb::UNMAP => Request::Unmap {
-                map: r.map()?,
-                pages: r.pages()?,
-            },
-            verb::PROTECT => Request::Protect {
-                map: r.map()?,
-                pages: r.pages()?,
-                prot: r.take(prot_of)?,
-            },
-            verb::ADVISE => Request::Advise {
-                map: r.map()?,
-                pages: r.pages()?,
-                advice: r.take(advice_of)?,
-            },
-            verb::REMAP => Request::Remap {
-                map: r.map()?,
-                old: r.pages()?,
-                new_pages: r.u16()?,
-                creates: r.map()?,
-                flags: r.remap_flags()?,
-            },
+            verb::UNMAP => {
+                let map = r.map()?;
+                let (pages, tail) = r.extent()?;
+                Request::Unmap { map, pages, tail }
+            }
+            verb::PROTECT => {
+                let map = r.map()?;
+                let (pages, tail) = r.extent()?;
+                Request::Protect {
+                    map,
+                    pages,
+                    tail,
+                    prot: r.take(prot_of)?,
+                }
+            }
+            verb::ADVISE => {
+                let map = r.map()?;
+                let (pages, tail) = r.extent()?;
+                Request::Advise {
+                    map,
+                    pages,
+                    tail,
+                    advice: r.take(advice_of)?,
+                }
+            }
+            verb::REMAP => {
+                let map = r.map()?;
+                let (old, old_tail) = r.extent()?;
+                let (new_pages, new_tail) = r.length()?;
+                Request::Remap {
+                    map,
+                    old,
+                    old_tail,
+                    new_pages,
+                    new_tail,
+                    creates: r.map()?,
+                    flags: r.remap_flags()?,
+                }
+            }
             verb::INVALID => Request::Invalid {
                 map: r.map()?,
                 call: r.take(call_of)?,

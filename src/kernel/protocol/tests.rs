@@ -13,8 +13,8 @@ use crate::program::features::Features;
 use crate::program::generate::{GenConfig, random_program};
 use crate::program::outcome::{Backing, Death, Outcome, ProcView, Region, Snapshot};
 use crate::program::{
-    Advice, At, BadArg, MapId, MapKind, PageRange, Pattern, PlaceHow, ProcId, Prot, RemapFlags,
-    Syscall, Via, caps,
+    Advice, At, BadArg, MapArgs, MapId, MapKind, Offset, PageRange, Pattern, PlaceHow, ProcId,
+    Prot, RemapFlags, Syscall, Via, caps,
 };
 
 fn map_id() -> impl Strategy<Value = MapId> {
@@ -22,7 +22,33 @@ fn map_id() -> impl Strategy<Value = MapId> {
 }
 
 fn at() -> impl Strategy<Value = At> {
-    (map_id(), any::<u16>()).prop_map(|(map, page)| At { map, page })
+    (map_id(), any::<u16>(), 0..caps::MAX_BYTE_OFFSET).prop_map(|(map, page, byte)| At {
+        map,
+        page,
+        byte,
+    })
+}
+
+/// The bytes of a length's last page: 0 (all of it) or 1 to 4096.
+fn tail() -> impl Strategy<Value = u16> {
+    prop_oneof![Just(0u16), 1..=caps::MAX_BYTE_OFFSET]
+}
+
+/// A length: pages and a tail, the tail only with pages.
+fn length() -> impl Strategy<Value = (u16, u16)> {
+    (any::<u16>(), tail()).prop_map(|(pages, tail)| (pages, if pages == 0 { 0 } else { tail }))
+}
+
+/// Any range with a tail where it is not empty.
+fn extent() -> impl Strategy<Value = (PageRange, u16)> {
+    (pages(), tail()).prop_map(|(r, tail)| (r, if r.is_empty() { 0 } else { tail }))
+}
+
+fn args() -> impl Strategy<Value = MapArgs> {
+    (any::<bool>(), any::<u16>(), 0..caps::MAX_BYTE_OFFSET).prop_map(|(fd, pages, bytes)| MapArgs {
+        fd,
+        offset: Offset { pages, bytes },
+    })
 }
 
 /// Any range of pages, empty ones included.
@@ -44,7 +70,7 @@ fn kind() -> impl Strategy<Value = MapKind> {
 }
 
 fn how() -> impl Strategy<Value = PlaceHow> {
-    select(vec![PlaceHow::Fixed, PlaceHow::NoReplace, PlaceHow::Hint])
+    select(PlaceHow::ALL.to_vec())
 }
 
 fn pattern() -> impl Strategy<Value = Pattern> {
@@ -78,18 +104,24 @@ fn barrier() -> impl Strategy<Value = Barrier> {
 
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
-        (kind(), any::<u16>(), map_id()).prop_map(|(kind, pages, creates)| Request::Map {
-            kind,
-            pages,
-            creates
-        }),
-        (kind(), any::<u16>(), map_id(), at(), how()).prop_map(
-            |(kind, pages, creates, at, how)| Request::MapAt {
+        (kind(), length(), map_id(), args()).prop_map(|(kind, (pages, tail), creates, args)| {
+            Request::Map {
                 kind,
                 pages,
+                tail,
+                creates,
+                args,
+            }
+        }),
+        (kind(), length(), map_id(), at(), how(), args()).prop_map(
+            |(kind, (pages, tail), creates, at, how, args)| Request::MapAt {
+                kind,
+                pages,
+                tail,
                 creates,
                 at,
-                how
+                how,
+                args,
             }
         ),
         (map_id(), pages(), bytes(), pattern()).prop_map(|(map, pages, bytes, pattern)| {
@@ -114,16 +146,30 @@ fn request() -> impl Strategy<Value = Request> {
                 via
             }
         ),
-        (map_id(), pages()).prop_map(|(map, pages)| Request::Unmap { map, pages }),
-        (map_id(), pages(), select(Prot::ALL.to_vec()))
-            .prop_map(|(map, pages, prot)| Request::Protect { map, pages, prot }),
-        (map_id(), pages(), select(Advice::ALL.to_vec()))
-            .prop_map(|(map, pages, advice)| Request::Advise { map, pages, advice }),
-        (map_id(), pages(), any::<u16>(), map_id(), remap_flags()).prop_map(
-            |(map, old, new_pages, creates, flags)| Request::Remap {
+        (map_id(), extent()).prop_map(|(map, (pages, tail))| Request::Unmap { map, pages, tail }),
+        (map_id(), extent(), select(Prot::ALL.to_vec())).prop_map(|(map, (pages, tail), prot)| {
+            Request::Protect {
+                map,
+                pages,
+                tail,
+                prot,
+            }
+        }),
+        (map_id(), extent(), select(Advice::ALL.to_vec())).prop_map(
+            |(map, (pages, tail), advice)| Request::Advise {
+                map,
+                pages,
+                tail,
+                advice
+            }
+        ),
+        (map_id(), extent(), length(), map_id(), remap_flags()).prop_map(
+            |(map, (old, old_tail), (new_pages, new_tail), creates, flags)| Request::Remap {
                 map,
                 old,
+                old_tail,
                 new_pages,
+                new_tail,
                 creates,
                 flags
             }
@@ -342,7 +388,9 @@ fn every_enum_value_has_its_own_code() {
     let kinds = MapKind::ALL.iter().map(|&kind| Request::Map {
         kind,
         pages: 1,
+        tail: 0,
         creates: m,
+        args: MapArgs::default(),
     });
     distinct(kinds.map(|r| r.encode()).collect());
     let calls = Syscall::ALL.iter().flat_map(|&call| {
@@ -354,30 +402,33 @@ fn every_enum_value_has_its_own_code() {
     let advice = Advice::ALL.iter().map(|&advice| Request::Advise {
         map: m,
         pages: range,
+        tail: 0,
         advice,
     });
     distinct(advice.map(|r| r.encode()).collect());
     let prots = Prot::ALL.iter().map(|&prot| Request::Protect {
         map: m,
         pages: range,
+        tail: 0,
         prot,
     });
     distinct(prots.map(|r| r.encode()).collect());
-    let hows = [PlaceHow::Fixed, PlaceHow::NoReplace, PlaceHow::Hint]
-        .into_iter()
-        .map(|how| Request::MapAt {
-            kind: MapKind::Private,
-            pages: 1,
-            creates: m,
-            at: At { map: m, page: 0 },
-            how,
-        });
+    let hows = PlaceHow::ALL.into_iter().map(|how| Request::MapAt {
+        kind: MapKind::Private,
+        pages: 1,
+        tail: 0,
+        creates: m,
+        at: At::page(m, 0),
+        how,
+        args: MapArgs::default(),
+    });
     distinct(hows.map(|r| r.encode()).collect());
     // Advice travels as Linux's MADV_* number, so the worker passes it on as it is.
     for a in Advice::ALL {
         let w = Request::Advise {
             map: m,
             pages: range,
+            tail: 0,
             advice: a,
         }
         .encode();
@@ -403,6 +454,7 @@ fn decoding_refuses_what_encode_never_makes() {
     let map = Request::Unmap {
         map: MapId(0),
         pages: PageRange { start: 0, end: 1 },
+        tail: 0,
     }
     .encode();
     w = map;
@@ -411,6 +463,27 @@ fn decoding_refuses_what_encode_never_makes() {
     w = map;
     w[2] = u16::MAX as u64;
     assert!(Request::decode(&w).is_err(), "pages past the last page");
+    w = map;
+    w[3] = (caps::MAX_BYTE_OFFSET as u64 + 1) << 32 | 1;
+    assert!(
+        Request::decode(&w).is_err(),
+        "a tail past the smallest page"
+    );
+    w = map;
+    w[3] = 4 << 32;
+    assert!(Request::decode(&w).is_err(), "a tail of no pages");
+    w = map;
+    w[3] = 1 << 16 | 1;
+    assert!(Request::decode(&w).is_err(), "a length past u16");
+    let mut v = Request::Vmsplice {
+        at: At::page(MapId(0), 1),
+    }
+    .encode();
+    v[1] |= (caps::MAX_BYTE_OFFSET as u64) << 16;
+    assert!(
+        Request::decode(&v).is_err(),
+        "an address a page or more into its page"
+    );
     assert!(Reply::decode(&[0; REPLY_HEAD]).is_err(), "status 0");
     let mut h = Reply::View {
         regions: 1,

@@ -4,7 +4,7 @@
 //! allocates.
 
 use std::ffi::c_void;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
@@ -13,10 +13,20 @@ use super::fault::PARTIAL;
 use super::{inject, injected};
 use crate::kernel::protocol::{ByteRange, REPLY_HEAD, REPLY_PAYLOAD};
 use crate::program::outcome::digest;
-use crate::program::{BadArg, MapKind, Pattern, PlaceHow, Syscall, Via};
+use crate::program::{BadArg, MapArgs, MapKind, Pattern, PlaceHow, Syscall, Via};
 
-/// `mmap` of `len` bytes of `kind`, anywhere, or at an address with a placement.
-pub(super) fn map(kind: MapKind, len: usize, place: Option<(u64, PlaceHow)>) -> Result<u64, Errno> {
+/// `mmap` of `len` bytes of `kind`, anywhere, or at an address with a placement, with the
+/// map's fd and offset (`args`; `zero_fd`: the program's /dev/zero descriptor). A /dev/zero map
+/// without `args.fd` opens /dev/zero for itself and closes it right after the mmap, as the
+/// mapping holds its own reference (docs/SEMANTICS.md C4).
+pub(super) fn map(
+    kind: MapKind,
+    len: usize,
+    place: Option<(u64, PlaceHow)>,
+    args: MapArgs,
+    zero_fd: RawFd,
+    ps: usize,
+) -> Result<u64, Errno> {
     let prot = libc::PROT_READ | libc::PROT_WRITE;
     let shared = kind.is_shared() || injected(inject::PRIVATE_AS_SHARED);
     let mut flags = if shared {
@@ -30,12 +40,17 @@ pub(super) fn map(kind: MapKind, len: usize, place: Option<(u64, PlaceHow)>) -> 
             flags |= match how {
                 PlaceHow::Fixed => libc::MAP_FIXED,
                 PlaceHow::NoReplace => libc::MAP_FIXED_NOREPLACE,
+                PlaceHow::FixedNoReplace => libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE,
                 PlaceHow::Hint => 0,
             };
             addr
         }
     } as *mut c_void;
-    let r = if kind.uses_dev_zero() {
+    let offset = args.offset.in_bytes(ps) as libc::off_t;
+    let r = if kind.uses_dev_zero() && args.fd {
+        // SAFETY: as below; the program's /dev/zero descriptor stays open.
+        unsafe { libc::mmap(hint, len, prot, flags, zero_fd, offset) }
+    } else if kind.uses_dev_zero() {
         let zero = nix::fcntl::open(
             "/dev/zero",
             nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
@@ -43,11 +58,13 @@ pub(super) fn map(kind: MapKind, len: usize, place: Option<(u64, PlaceHow)>) -> 
         )?;
         // SAFETY: a mapping at an address of the kernel's choosing, or inside a program
         // handle's range (MAP_FIXED replaces only program pages); Rust code holds no
-        // references into either.
-        unsafe { libc::mmap(hint, len, prot, flags, zero.as_raw_fd(), 0) }
+        // references into either. `zero` is closed when it goes, right after.
+        unsafe { libc::mmap(hint, len, prot, flags, zero.as_raw_fd(), offset) }
     } else {
-        // SAFETY: as above; MAP_ANONYMOUS with fd -1 and offset 0.
-        unsafe { libc::mmap(hint, len, prot, flags | libc::MAP_ANONYMOUS, -1, 0) }
+        let fd = if args.fd { zero_fd } else { -1 };
+        // SAFETY: as above; MAP_ANONYMOUS, with fd -1 or the program's /dev/zero descriptor,
+        // which Linux ignores (A10).
+        unsafe { libc::mmap(hint, len, prot, flags | libc::MAP_ANONYMOUS, fd, offset) }
     };
     if r == libc::MAP_FAILED {
         Err(Errno::last())

@@ -89,6 +89,9 @@ pub struct Scratch {
     direct_reads: bool,
     /// The program's pipe (read end, write end), made by the root and inherited by all.
     pipe: [i32; 2],
+    /// The program's /dev/zero descriptor (`MapArgs::fd`), opened by the root and inherited by
+    /// all; -1 if it could not be opened.
+    zero_fd: i32,
 }
 
 impl Scratch {
@@ -130,6 +133,7 @@ impl Scratch {
             is_root: true,
             direct_reads: false,
             pipe: [-1, -1],
+            zero_fd: -1,
         }
     }
 }

@@ -17,7 +17,7 @@ use super::turn::Turn;
 use super::{Scratch, inject, injected};
 use crate::kernel::protocol::{BadRequest, REPLY_HEAD, Reply, Request, prot_bits, remap_bits};
 use crate::program::outcome::digest;
-use crate::program::{At, MapId};
+use crate::program::{At, MapId, tail_len};
 
 /// Writes a reply's head at the start of `area`.
 #[inline]
@@ -51,7 +51,7 @@ fn call_result(ret: libc::c_int) -> Result<(), Errno> {
 /// Page `page` of mapping `map`.
 #[inline]
 fn at(map: MapId, page: u16) -> At {
-    At { map, page }
+    At::page(map, page)
 }
 
 /// How an op's reply went.
@@ -99,42 +99,59 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
         Request::Map {
             kind,
             pages,
+            tail,
             creates,
+            args,
         } => {
-            let r = map(kind, pages as usize * ps, None);
+            let len = tail_len(pages, tail, ps);
+            let r = map(kind, len, None, args, s.zero_fd, ps);
             board.enter(creates, &r);
             address(r)
         }
         Request::MapAt {
             kind,
             pages,
+            tail,
             creates,
             at: target,
             how,
+            args,
         } => {
             let Some(target) = resolve(target) else {
                 return skipped(s);
             };
-            let r = map(kind, pages as usize * ps, Some((target, how)));
+            let len = tail_len(pages, tail, ps);
+            let r = map(kind, len, Some((target, how)), args, s.zero_fd, ps);
             board.enter(creates, &r);
             address(r)
         }
-        Request::Protect { map, pages, prot } => {
+        Request::Protect {
+            map,
+            pages,
+            tail,
+            prot,
+        } => {
             let Some(first) = resolve(at(map, pages.start)) else {
                 return skipped(s);
             };
-            let len = pages.len() as usize * ps;
+            let len = tail_len(pages.len(), tail, ps);
             // SAFETY: mprotect on the program's own mappings; Rust code holds no references
             // into them across ops.
             status(call_result(unsafe {
                 libc::mprotect(first as *mut c_void, len, prot_bits(prot))
             }))
         }
-        Request::Advise { map, pages, advice } => {
+        Request::Advise {
+            map,
+            pages,
+            tail,
+            advice,
+        } => {
             let Some(first) = resolve(at(map, pages.start)) else {
                 return skipped(s);
             };
-            let len = pages.len() as usize * ps;
+            // An empty range is a length of 0 (docs/SEMANTICS.md F14).
+            let len = tail_len(pages.len(), tail, ps);
             // SAFETY: madvise on the program's own mappings (the harness's are never named:
             // ranges lie inside program handles).
             status(call_result(unsafe {
@@ -144,7 +161,9 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
         Request::Remap {
             map,
             old,
+            old_tail,
             new_pages,
+            new_tail,
             creates,
             flags,
         } => {
@@ -165,8 +184,8 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             let r = unsafe {
                 libc::mremap(
                     first as *mut c_void,
-                    old.len() as usize * ps,
-                    new_pages as usize * ps,
+                    tail_len(old.len(), old_tail, ps),
+                    tail_len(new_pages, new_tail, ps),
                     remap_bits(flags),
                     target as *mut c_void,
                 )
@@ -283,14 +302,15 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             put(&mut s.reply[here..], Reply::Done { value: 0 });
             return Done::Exit(pass);
         }
-        Request::Unmap { map, pages } => {
+        Request::Unmap { map, pages, tail } => {
             let Some(first) = resolve(at(map, pages.start)) else {
                 return skipped(s);
             };
+            let len = tail_len(pages.len(), tail, ps);
             status(match NonNull::new(first as *mut c_void) {
                 // SAFETY: unmapping memory the program mapped; the worker holds no references
                 // into program mappings across ops.
-                Some(p) => unsafe { nix::sys::mman::munmap(p, pages.len() as usize * ps) },
+                Some(p) => unsafe { nix::sys::mman::munmap(p, len) },
                 None => Err(Errno::EINVAL),
             })
         }

@@ -169,8 +169,9 @@ impl Board {
         }
     }
 
-    /// The address of page `at.page` of mapping `at.map` in this program (`ps` bytes a page);
-    /// `None` if the mapping has no address (its map never ran, or failed).
+    /// The address of page `at.page` of mapping `at.map` in this program (`ps` bytes a page),
+    /// and `at.byte` bytes into it; `None` if the mapping has no address (its map never ran, or
+    /// failed).
     #[inline]
     pub(super) fn address(&self, at: At, ps: usize) -> Option<u64> {
         let map = at.map.0 as usize;
@@ -179,7 +180,10 @@ impl Board {
         }
         match self.base(map).load(Ordering::Acquire) {
             0 => None,
-            base => Some(base.wrapping_add((at.page as u64).wrapping_mul(ps as u64))),
+            base => Some(
+                base.wrapping_add((at.page as u64).wrapping_mul(ps as u64))
+                    .wrapping_add(at.byte as u64),
+            ),
         }
     }
 

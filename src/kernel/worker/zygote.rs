@@ -1,5 +1,5 @@
 //! The zygote: the process that forks every program's root, and a root's setup (its own
-//! process group, its socket as fd 3, the program's pipe). It also captures, once, the
+//! process group, its socket as fd 3, the program's pipe and /dev/zero descriptor). It also captures, once, the
 //! harness's own address ranges that every root inherits and snapshots leave out. It
 //! allocates nothing after the executor forked it.
 
@@ -22,6 +22,14 @@ fn answer(fd: RawFd, s: &mut Scratch, reply: Reply, pass_fd: Option<RawFd>) {
 fn open_pipe(s: &mut Scratch) {
     // SAFETY: pipe2 writes two fds into the array.
     unsafe { libc::pipe2(s.pipe.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+}
+
+/// Opens the program's /dev/zero descriptor, in the root before the first op; every process
+/// inherits it, and a `map ... fd` maps it or passes it (`MapArgs::fd`). A failure leaves -1,
+/// which such a map then passes as it is.
+fn open_zero(s: &mut Scratch) {
+    // SAFETY: a NUL-terminated path; the fd lives as long as the program's processes.
+    s.zero_fd = unsafe { libc::open(c"/dev/zero".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
 }
 
 /// Captures the harness's own address ranges, once, in the zygote before the first root.
@@ -118,6 +126,7 @@ fn spawn_root(fd: RawFd, s: &mut Scratch) {
             s.take_slot(0);
             s.maps.after_fork();
             open_pipe(s);
+            open_zero(s);
             serve(own, s)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {

@@ -1,9 +1,10 @@
-//! The words ops take besides handles and spans: mapping kinds, protections, advice, placement,
-//! remap flags, calls with a bad argument and the routes of a `poke`, each with its trace keyword
-//! (`name`, `from_name`). Pure data: the numbers the kernel gets for them live in
+//! The words ops take besides handles and spans: mapping kinds, a map's fd and offset,
+//! protections, advice, placement, remap flags, calls with a bad argument and the routes of a
+//! `poke`, each with its trace keyword (`name`, `from_name`). Pure data: the numbers the kernel gets for them live in
 //! [`tables`](crate::program::tables) and the executor.
 
 use super::handle::At;
+use super::span::Offset;
 
 /// The four ways to get anonymous memory that this issue covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,6 +48,27 @@ impl MapKind {
 
     pub fn from_name(s: &str) -> Option<MapKind> {
         MapKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// What a `map` passes to mmap besides its kind, length and address: by default the fd and
+/// offset of the kind (-1 and 0 for an anonymous mapping; for /dev/zero, a descriptor opened for
+/// this map alone and closed right after the mmap, offset 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapArgs {
+    /// The program's /dev/zero descriptor (opened once by the root before the first op,
+    /// inherited by every process, never closed): passed instead of -1 with MAP_ANONYMOUS, where
+    /// Linux ignores it, or mapped instead of a descriptor of the map's own (docs/SEMANTICS.md
+    /// A10, C4).
+    pub fd: bool,
+    /// mmap's offset; only anonymous kinds take one (Linux ignores an aligned one and refuses an
+    /// unaligned one, A10).
+    pub offset: Offset,
+}
+
+impl MapArgs {
+    pub fn is_default(self) -> bool {
+        self == MapArgs::default()
     }
 }
 
@@ -168,15 +190,35 @@ pub enum PlaceHow {
     NoReplace,
     /// A hint address without MAP_FIXED: the kernel may take it or not (A5).
     Hint,
+    /// MAP_FIXED and MAP_FIXED_NOREPLACE together: NOREPLACE wins (D6).
+    FixedNoReplace,
 }
 
 impl PlaceHow {
+    pub const ALL: [PlaceHow; 4] = [
+        PlaceHow::Fixed,
+        PlaceHow::NoReplace,
+        PlaceHow::Hint,
+        PlaceHow::FixedNoReplace,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             PlaceHow::Fixed => "fixed",
             PlaceHow::NoReplace => "noreplace",
             PlaceHow::Hint => "hint",
+            PlaceHow::FixedNoReplace => "fixed-noreplace",
         }
+    }
+    pub fn from_name(s: &str) -> Option<PlaceHow> {
+        PlaceHow::ALL.into_iter().find(|h| h.name() == s)
+    }
+    /// Whether the call asks for exactly this address (MAP_FIXED, MAP_FIXED_NOREPLACE, or both).
+    pub fn is_exact(self) -> bool {
+        self != PlaceHow::Hint
+    }
+    /// Whether the call refuses to replace what is there (MAP_FIXED_NOREPLACE, alone or not).
+    pub fn no_replace(self) -> bool {
+        matches!(self, PlaceHow::NoReplace | PlaceHow::FixedNoReplace)
     }
 }
 

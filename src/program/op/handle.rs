@@ -1,5 +1,5 @@
 //! Handles: processes (`p0`, `p1`, ...) and mappings (`m0`, ...), and addresses named by a
-//! handle and a page (`m0+2`). Handles are names in a program, never raw addresses: nothing here
+//! handle, a page and perhaps a byte inside it (`m0+2`, `m0+2+1B`). Handles are names in a program, never raw addresses: nothing here
 //! knows where a mapping lies.
 
 use std::fmt;
@@ -28,9 +28,20 @@ impl fmt::Display for MapId {
     }
 }
 
-/// An address named by a handle and a page inside its range: `m0+2`.
+/// An address named by a handle and a page inside its range, `m0+2`, and perhaps `byte` bytes
+/// into that page, `m0+2+1B`: an unaligned address (`byte` is less than
+/// [`caps::MAX_BYTE_OFFSET`](super::caps::MAX_BYTE_OFFSET), so it is unaligned on every page
+/// size).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct At {
     pub map: MapId,
     pub page: u16,
+    pub byte: u16,
+}
+
+impl At {
+    /// Page `page` of `map`, aligned.
+    pub fn page(map: MapId, page: u16) -> At {
+        At { map, page, byte: 0 }
+    }
 }

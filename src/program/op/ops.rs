@@ -3,19 +3,26 @@
 //! handles are renamed. Pure data: how an op is written down is [`trace`](crate::program::trace)'s,
 //! what it does is the model's and the executor's.
 
-use super::args::{Advice, BadArg, MapKind, PlaceHow, Prot, RemapFlags, Syscall, Via};
+use super::args::{Advice, BadArg, MapArgs, MapKind, PlaceHow, Prot, RemapFlags, Syscall, Via};
 use super::handle::{At, MapId, ProcId};
 use super::span::{PageRange, Pattern, Span};
 
 /// One operation, performed by one process.
+///
+/// A length may end inside its last page: `tail` is how many bytes of the last page it covers
+/// (1 to 4096), or 0 for the whole page. The page counts and ranges are always the whole pages
+/// the length rounds up to, on every page size (`span::tail_len`, docs/SEMANTICS.md A9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// `proc` maps `pages` pages of `kind` and names the range `map`.
+    /// `proc` maps `pages` pages of `kind` (the last one cut after `tail` bytes) and names the
+    /// range `map`.
     Map {
         proc: ProcId,
         map: MapId,
         kind: MapKind,
         pages: u16,
+        tail: u16,
+        args: MapArgs,
     },
     /// `proc` stores `pattern` into `span` of `map`, page by page in ascending order.
     Write {
@@ -34,42 +41,52 @@ pub enum Op {
     Fork { proc: ProcId, child: ProcId },
     /// `proc` exits (status 0); its children live on.
     Exit { proc: ProcId },
-    /// `proc` unmaps `pages` of `map`.
+    /// `proc` unmaps `pages` of `map` (the last one cut after `tail` bytes).
     Unmap {
         proc: ProcId,
         map: MapId,
         pages: PageRange,
+        tail: u16,
     },
-    /// A `map` with placement: MAP_FIXED, MAP_FIXED_NOREPLACE or a hint at `at`.
+    /// A `map` with placement: MAP_FIXED, MAP_FIXED_NOREPLACE (or both) or a hint at `at`.
     MapAt {
         proc: ProcId,
         map: MapId,
         kind: MapKind,
         pages: u16,
+        tail: u16,
+        args: MapArgs,
         how: PlaceHow,
         at: At,
     },
-    /// `proc` changes the protection of `pages` of `map` (mprotect).
+    /// `proc` changes the protection of `pages` of `map` (mprotect; the last page cut after
+    /// `tail` bytes).
     Protect {
         proc: ProcId,
         map: MapId,
         pages: PageRange,
+        tail: u16,
         prot: Prot,
     },
-    /// `proc` gives advice on `pages` of `map` (madvise).
+    /// `proc` gives advice on `pages` of `map` (madvise; the last page cut after `tail` bytes;
+    /// an empty range is a length of 0).
     Advise {
         proc: ProcId,
         map: MapId,
         pages: PageRange,
+        tail: u16,
         advice: Advice,
     },
-    /// `proc` remaps `old` pages of `map` (empty: old_size 0) to `new_pages` pages; the result
-    /// range is named `result`.
+    /// `proc` remaps `old` pages of `map` (empty: old_size 0; the last one cut after `old_tail`
+    /// bytes) to `new_pages` pages (the last one cut after `new_tail` bytes); the result range is
+    /// named `result`.
     Remap {
         proc: ProcId,
         map: MapId,
         old: PageRange,
+        old_tail: u16,
         new_pages: u16,
+        new_tail: u16,
         flags: RemapFlags,
         result: MapId,
     },
@@ -223,10 +240,7 @@ impl Op {
     /// The op with every handle renamed.
     pub fn rename(self, p: impl Fn(ProcId) -> ProcId, m: impl Fn(MapId) -> MapId) -> Op {
         let mut op = self.with_proc(p(self.proc()));
-        let at = |a: At| At {
-            map: m(a.map),
-            page: a.page,
-        };
+        let at = |a: At| At { map: m(a.map), ..a };
         match &mut op {
             Op::Map { map, .. }
             | Op::Write { map, .. }

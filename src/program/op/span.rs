@@ -1,5 +1,8 @@
-//! What an op touches inside a mapping (page ranges, byte spans) and the bytes a write stores
-//! (patterns). Counted from the mapping's first page, never as addresses.
+//! What an op touches inside a mapping (page ranges, byte spans), lengths that end inside a
+//! page (tails) and the bytes a write stores (patterns). Counted from the mapping's first page,
+//! never as addresses.
+
+use super::caps;
 
 /// Pages `[start, end)` of a mapping, counted from the mapping's first page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +24,40 @@ impl PageRange {
     }
     pub fn pages(self) -> std::ops::Range<u16> {
         self.start..self.end
+    }
+}
+
+/// The length in bytes of `pages` pages of `page_size` bytes whose last page is cut after
+/// `tail` bytes (0: the whole page). A tail is at most [`caps::MAX_BYTE_OFFSET`] bytes, the
+/// smallest page size Linux has, so that a length rounds up to `pages` whole pages on every page
+/// size, as mmap, munmap, mprotect, madvise and mremap round it (docs/SEMANTICS.md A9).
+pub fn tail_len(pages: u16, tail: u16, page_size: usize) -> usize {
+    debug_assert!(tail <= caps::MAX_BYTE_OFFSET);
+    match (pages, tail) {
+        (0, _) | (_, 0) => pages as usize * page_size,
+        _ => (pages as usize - 1) * page_size + tail as usize,
+    }
+}
+
+/// An offset in bytes: `pages` whole pages and then `bytes` more (less than
+/// [`caps::MAX_BYTE_OFFSET`], so that an offset with bytes is unaligned on every page size).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Offset {
+    pub pages: u16,
+    pub bytes: u16,
+}
+
+impl Offset {
+    pub fn is_zero(self) -> bool {
+        self.pages == 0 && self.bytes == 0
+    }
+    /// Whether the offset is a whole number of pages.
+    pub fn is_aligned(self) -> bool {
+        self.bytes == 0
+    }
+    /// The offset in bytes, for a page size.
+    pub fn in_bytes(self, page_size: usize) -> u64 {
+        self.pages as u64 * page_size as u64 + self.bytes as u64
     }
 }
 

@@ -3,8 +3,9 @@
 //! error names the part of the op at fault ([`Culprit`]) so that the trace parser can point at
 //! its token. Whether an op kills its process is dynamic, never a validation error.
 
+use super::args::{MapArgs, MapKind};
 use super::caps;
-use super::handle::{MapId, ProcId};
+use super::handle::{At, MapId, ProcId};
 use super::ops::Op;
 use super::program::Program;
 use super::span::{PageRange, Span};
@@ -18,6 +19,8 @@ pub enum Culprit {
     Map,
     Span,
     Count,
+    /// A map's `fd` or `offset`.
+    Args,
 }
 
 /// Why an op cannot stand where it is.
@@ -111,7 +114,18 @@ impl Validator {
             Some(ProcState::Alive) => {}
         }
         match *op {
-            Op::Map { map, pages, .. } => self.new_map(map, pages)?,
+            Op::Map {
+                map,
+                kind,
+                pages,
+                tail,
+                args,
+                ..
+            } => {
+                check_tail(tail, Culprit::Count)?;
+                check_args(kind, args)?;
+                self.new_map(map, pages)?
+            }
             Op::Write { map, span, .. }
             | Op::Read { map, span, .. }
             | Op::Poke { map, span, .. } => {
@@ -130,10 +144,14 @@ impl Validator {
             }
             Op::PipeRead { .. } => {}
             Op::Unmap {
-                map, pages: range, ..
+                map,
+                pages: range,
+                tail,
+                ..
             } => {
                 let pages = self.known_map(map)?;
                 check_span(Span::Pages(range), pages)?;
+                check_tail(tail, Culprit::Span)?;
             }
             Op::Fork { child, .. } => {
                 match self.procs.get(child.0 as usize) {
@@ -169,7 +187,18 @@ impl Validator {
                 self.procs[proc.0 as usize] = ProcState::Exited;
                 self.live -= 1;
             }
-            Op::MapAt { map, pages, at, .. } => {
+            Op::MapAt {
+                map,
+                kind,
+                pages,
+                tail,
+                args,
+                at,
+                ..
+            } => {
+                check_tail(tail, Culprit::Count)?;
+                check_args(kind, args)?;
+                check_at(at)?;
                 let target = self.known_map(at.map)?;
                 if at.page >= target {
                     return Err(invalid(
@@ -194,18 +223,36 @@ impl Validator {
                 self.new_map(map, pages)?;
             }
             Op::Protect {
-                map, pages: range, ..
-            }
-            | Op::Advise {
-                map, pages: range, ..
+                map,
+                pages: range,
+                tail,
+                ..
             } => {
                 let pages = self.known_map(map)?;
                 check_span(Span::Pages(range), pages)?;
+                check_tail(tail, Culprit::Span)?;
+            }
+            // An empty range A..A (A inside the mapping) is a length of 0 (F14).
+            Op::Advise {
+                map,
+                pages: range,
+                tail,
+                ..
+            } => {
+                let pages = self.known_map(map)?;
+                if range.start == range.end {
+                    check_empty(range, tail, pages)?;
+                } else {
+                    check_span(Span::Pages(range), pages)?;
+                    check_tail(tail, Culprit::Span)?;
+                }
             }
             Op::Remap {
                 map,
                 old,
+                old_tail,
                 new_pages,
+                new_tail,
                 flags,
                 result,
                 ..
@@ -220,7 +267,13 @@ impl Validator {
                         ),
                     ));
                 }
+                if old.start == old.end {
+                    check_empty(old, old_tail, pages)?;
+                }
+                check_tail(old_tail, Culprit::Span)?;
+                check_tail(new_tail, Culprit::Count)?;
                 if let Some(at) = flags.fixed {
+                    check_at(at)?;
                     let target = self.known_map(at.map)?;
                     if at.page as u32 + new_pages as u32 > target as u32 {
                         return Err(invalid(
@@ -292,6 +345,82 @@ impl Validator {
             )
         })
     }
+}
+
+/// A length's tail: at most the smallest page size (`caps::MAX_BYTE_OFFSET`), so that the
+/// length rounds to the same pages on every page size.
+fn check_tail(tail: u16, culprit: Culprit) -> Result<(), InvalidOp> {
+    if tail > caps::MAX_BYTE_OFFSET {
+        return Err(invalid(
+            culprit,
+            format!(
+                "a length's last page holds 1 to {} bytes, not {tail}",
+                caps::MAX_BYTE_OFFSET
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An empty range (a length of 0): it starts inside the mapping and has no tail.
+fn check_empty(range: PageRange, tail: u16, pages: u16) -> Result<(), InvalidOp> {
+    if range.start >= pages {
+        return Err(invalid(
+            Culprit::Span,
+            format!(
+                "page {} is out of range: the mapping has {pages} pages",
+                range.start
+            ),
+        ));
+    }
+    if tail != 0 {
+        return Err(invalid(
+            Culprit::Span,
+            "an empty range has no bytes of a last page".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// An address's byte inside its page: less than the smallest page size, so that it is
+/// unaligned on every page size.
+fn check_at(at: At) -> Result<(), InvalidOp> {
+    if at.byte >= caps::MAX_BYTE_OFFSET {
+        return Err(invalid(
+            Culprit::Span,
+            format!(
+                "an address lies 0 to {} bytes into its page, not {}",
+                caps::MAX_BYTE_OFFSET - 1,
+                at.byte
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A map's fd and offset: an offset only for anonymous memory (what Linux does with a
+/// /dev/zero offset is not modelled), its bytes less than the smallest page size.
+fn check_args(kind: MapKind, args: MapArgs) -> Result<(), InvalidOp> {
+    if !args.offset.is_zero() && kind.uses_dev_zero() {
+        return Err(invalid(
+            Culprit::Args,
+            format!(
+                "only anonymous mappings take an offset here, not {}",
+                kind.name()
+            ),
+        ));
+    }
+    if args.offset.bytes >= caps::MAX_BYTE_OFFSET {
+        return Err(invalid(
+            Culprit::Args,
+            format!(
+                "an offset's bytes past its pages are 0 to {}, not {}",
+                caps::MAX_BYTE_OFFSET - 1,
+                args.offset.bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_span(span: Span, pages: u16) -> Result<(), InvalidOp> {

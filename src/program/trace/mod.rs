@@ -7,6 +7,7 @@
 //!
 //! - `parse`: the reader, line by line (header, text rules, comments, expectations).
 //! - `op_line`: one op line, token by token, into an [`Op`].
+//! - `fields`: what a token holds: numbers, ranges, spans, lengths, offsets, addresses.
 //! - `error`: [`TraceError`] and how input is quoted back in messages.
 //! - `print`: the printer, the canonical form.
 //!
@@ -34,15 +35,15 @@
 //!
 //! ```text
 //! line    = [ op [ "=>" EXPECT ] ] [ "#" TEXT ]
-//! op      = PROC "map"       MAP KIND PAGES [ PLACE AT ]
+//! op      = PROC "map"       MAP KIND LENGTH { PLACE AT | "fd" | "offset" OFFSET }
 //!         | PROC "write"     MAP SPAN PATTERN
 //!         | PROC "read"      MAP SPAN
 //!         | PROC "fork"      CHILD
 //!         | PROC "exit"
-//!         | PROC "unmap"     MAP RANGE
-//!         | PROC "protect"   MAP RANGE PROT
-//!         | PROC "advise"    MAP RANGE ADVICE
-//!         | PROC "remap"     MAP RANGE PAGES { REMAPFLAG } "as" MAP
+//!         | PROC "unmap"     MAP EXTENT
+//!         | PROC "protect"   MAP EXTENT PROT
+//!         | PROC "advise"    MAP EXTENT ADVICE
+//!         | PROC "remap"     MAP EXTENT LENGTH { REMAPFLAG } "as" MAP
 //!         | PROC "invalid"   CALL MAP BAD
 //!         | PROC "poke"      VIA MAP SPAN PATTERN
 //!         | PROC "vmsplice"  MAP PAGE
@@ -51,14 +52,24 @@
 //! CHILD   = "p" N            the new process
 //! MAP     = "m" N            after "map" and "as": the new mapping
 //! KIND    = "private" | "shared" | "private-zero" | "shared-zero"
-//! PAGES   = decimal number of pages (a map's size; a remap's new size)
+//! LENGTH  = PAGES            whole pages (a map's size; a remap's new size)
+//!         | M "B"            M bytes, 1 to 4096: one page, cut after M bytes
+//!         | PAGES "+" M "B"  PAGES pages and M bytes of one more
+//! PAGES   = decimal number of pages
 //! PLACE   = "fixed"          MAP_FIXED: exactly at AT, replacing what is there
 //!         | "noreplace"      MAP_FIXED_NOREPLACE: exactly at AT, or EEXIST
+//!         | "fixed-noreplace" MAP_FIXED|MAP_FIXED_NOREPLACE: as noreplace
 //!         | "hint"           AT as a hint, without MAP_FIXED
 //! AT      = MAP "+" P        page P of MAP's range
 //!         | MAP              the same as MAP+0
+//!         | MAP "+" P "+" M "B"  M bytes (1 to 4095) into page P: an unaligned address
+//!         | MAP "+" M "B"    the same as MAP+0+MB
+//! OFFSET  = PAGES | M "B" | PAGES "+" M "B"   mmap's offset (M 1 to 4095: unaligned)
 //! RANGE   = A ".." B         pages A to B-1 of the mapping
 //!         | A                the single page A, the same as A..A+1
+//! EXTENT  = RANGE
+//!         | A "+" M "B"      M bytes (1 to 4096) from page A: page A, cut after M bytes
+//!         | A ".." B "+" M "B"   pages A to B-1 and M bytes of page B
 //! PAGE    = RANGE            of exactly one page: A (or A..A+1)
 //! SPAN    = RANGE
 //!         | P "[" A ".." B "]"   bytes A to B-1 of page P
@@ -83,16 +94,34 @@
 //!
 //! Handle numbers are decimal and fit 8 bits; page numbers, byte offsets and page counts are
 //! decimal and fit 16 bits (a single page `A` at most 65534); no signs. Remap flags come in any
-//! order before `as`. After an op is read, it must pass the static rules of [`Validator`]; a
-//! violation is an error at the offending token:
+//! order before `as`; a map's placement, `fd` and `offset` come in any order after its length,
+//! each at most once.
+//!
+//! Lengths are what mmap, munmap, mprotect, madvise and mremap take, in bytes: a length with
+//! `M B` is not a whole number of pages, and the call rounds it up to the whole pages it
+//! reaches (docs/SEMANTICS.md A9). As M is at most 4096, the smallest page size, a length
+//! reaches the same pages on every page size (`4B` is one page, `1+4B` two), and the
+//! validator counts those pages. A map's `fd` passes the program's /dev/zero descriptor
+//! (opened once by the root before the first op, inherited, never closed) instead of -1 to an
+//! anonymous map, which Linux ignores, and maps it for a /dev/zero kind; without `fd` a
+//! /dev/zero map opens /dev/zero for itself and closes it right after the mmap (A10, C4).
+//! `offset` is mmap's offset, for anonymous kinds only. An EXTENT's empty range `A..A` (A
+//! inside the mapping) is a length of 0, for `advise` and for a remap's old size only.
+//!
+//! After an op is read, it must pass the static rules of [`Validator`]; a violation is an error
+//! at the offending token:
 //! - the process exists (`p0`, or a fork made it) and has not exited; a `fork`'s CHILD, a
 //!   `map`'s MAP and a `remap`'s result (after `as`) are handles never used before; at most 32
 //!   process handles, 16 processes alive at once, 32 mapping handles and 512 ops ([`caps`]);
-//! - every other MAP was made by an earlier `map` or `remap`, and a RANGE, SPAN or PAGE lies
-//!   inside the pages that made it (not empty; a byte span ends at most at byte 4096), except a
-//!   remap's old RANGE, which may be empty, `A..A` (an old size of 0) with A inside;
-//! - a `map` or `remap` makes 1 to 64 pages; a `map`'s AT page lies inside AT's mapping and the
-//!   new pages, from there, within it; likewise a `remap`'s `fixed AT`;
+//! - every other MAP was made by an earlier `map` or `remap`, and a RANGE, EXTENT, SPAN or PAGE
+//!   lies inside the pages that made it (not empty; a byte span ends at most at byte 4096),
+//!   except an `advise`'s EXTENT and a remap's old EXTENT, which may be empty, `A..A` (a length
+//!   of 0) with A inside;
+//! - a `map` or `remap` makes 1 to 64 pages (a LENGTH's pages, counting the one its bytes
+//!   reach); a `map`'s AT page lies inside AT's mapping and the new pages, from there, within
+//!   it; likewise a `remap`'s `fixed AT`; an AT lies less than 4096 bytes into its page;
+//! - a LENGTH's or EXTENT's bytes are 1 to 4096, an OFFSET's bytes 1 to 4095, and only
+//!   `private` and `shared` maps take an offset;
 //! - an `invalid` call's BAD is one that applies to its CALL (as marked above).
 //!
 //! An op may end in an inline expectation, `=> EXPECT`, before any comment: what the op must do,
@@ -109,9 +138,11 @@
 //! The printer writes the canonical form: the header, then one line per op, comment or blank
 //! line in order, tokens separated by one space, an inline comment as ` #text` after its op, and
 //! `\n` after every line including the last. A single page prints as `A`, other page ranges as
-//! `A..B` (a remap's empty old range as `A..A`), byte spans as `P[A..B]`, an address `mN+0` as
-//! `mN`, pattern bytes as two lowercase hex digits (`0x0a`), remap flags once each in the order
-//! `maymove dontunmap fixed AT`.
+//! `A..B` (a remap's empty old range as `A..A`), an extent with bytes as `A+MB` or `A..B+MB`
+//! (B its last page), a length as `N`, `MB` (one page) or `N+MB`, byte spans as `P[A..B]`, an
+//! address `mN+0` as `mN` (with bytes `mN+MB` or `mN+P+MB`), an offset of 0 not at all, a
+//! map's placement before `fd` and `offset`, pattern bytes as two lowercase hex digits
+//! (`0x0a`), remap flags once each in the order `maymove dontunmap fixed AT`.
 //!
 //! Comments, with their text verbatim (everything after `#`), and blank lines are kept in
 //! [`Program::comments`], so that:
@@ -125,6 +156,7 @@
 //!   in a comment's text by U+FFFD so that its output always reads back.
 
 mod error;
+mod fields;
 mod op_line;
 mod parse;
 mod print;

@@ -3,9 +3,13 @@
 //! token. Syntax only: whether the op can stand where it is is the validator's to say.
 
 use super::error::{TraceError, clip, quoted};
+use super::fields::{
+    LENGTH_EXAMPLE, NumberError, RANGE_EXAMPLE, SyntaxError, parse_address, parse_extent,
+    parse_length, parse_number, parse_offset, parse_range, parse_span,
+};
 use crate::program::{
-    Advice, At, BadArg, Culprit, MapId, MapKind, Op, OpKind, PageRange, Pattern, PlaceHow, ProcId,
-    Prot, RemapFlags, Span, Syscall, Via, caps,
+    Advice, At, BadArg, Culprit, MapArgs, MapId, MapKind, Offset, Op, OpKind, PageRange, Pattern,
+    PlaceHow, ProcId, Prot, RemapFlags, Span, Syscall, Via,
 };
 
 /// One token of an op line: its text and the column of its first character.
@@ -56,6 +60,7 @@ pub(super) struct Columns {
     map: Option<usize>,
     span: Option<usize>,
     count: Option<usize>,
+    args: Option<usize>,
 }
 
 impl Columns {
@@ -66,6 +71,7 @@ impl Columns {
             Culprit::Map => self.map,
             Culprit::Span => self.span,
             Culprit::Count => self.count,
+            Culprit::Args => self.args,
         };
         column.unwrap_or(self.proc)
     }
@@ -113,36 +119,75 @@ impl<'a> OpLine<'a> {
             OpKind::Map => {
                 let map = self.map_handle(&mut columns)?;
                 let kind = self.map_kind()?;
-                let pages = self.page_count(&mut columns)?;
-                match self.tokens.get(self.next).map(|t| t.text) {
-                    Some(word @ ("fixed" | "noreplace" | "hint")) => {
-                        self.next += 1;
-                        let how = match word {
-                            "fixed" => PlaceHow::Fixed,
-                            "noreplace" => PlaceHow::NoReplace,
-                            _ => PlaceHow::Hint,
-                        };
-                        let at = self.at(&mut columns)?;
-                        Op::MapAt {
-                            proc,
-                            map,
-                            kind,
-                            pages,
-                            how,
-                            at,
+                let (pages, tail) = self.length(&mut columns)?;
+                let mut place: Option<(PlaceHow, At)> = None;
+                let mut args = MapArgs::default();
+                let (mut fd, mut offset) = (false, false);
+                while let Some(&token) = self.tokens.get(self.next) {
+                    let twice = |what: &str| {
+                        TraceError::new(
+                            self.line,
+                            token.column,
+                            format!("{what} given twice in one map"),
+                        )
+                    };
+                    if let Some(how) = PlaceHow::from_name(token.text) {
+                        if place.is_some() {
+                            return Err(twice("a placement"));
                         }
+                        self.next += 1;
+                        place = Some((how, self.at(&mut columns)?));
+                    } else if token.text == "fd" {
+                        if fd {
+                            return Err(twice("fd"));
+                        }
+                        self.next += 1;
+                        fd = true;
+                        args.fd = true;
+                        columns.args.get_or_insert(token.column);
+                    } else if token.text == "offset" {
+                        if offset {
+                            return Err(twice("an offset"));
+                        }
+                        self.next += 1;
+                        offset = true;
+                        columns.args = Some(token.column);
+                        args.offset = self.offset()?;
+                    } else {
+                        return Err(self.error(
+                            token,
+                            format!(
+                                "unexpected {} after the length; a map takes a placement ({}) and an address, fd, and offset N",
+                                quoted(token.text),
+                                PlaceHow::ALL.map(PlaceHow::name).join(", ")
+                            ),
+                        ));
                     }
-                    _ => Op::Map {
+                }
+                match place {
+                    Some((how, at)) => Op::MapAt {
                         proc,
                         map,
                         kind,
                         pages,
+                        tail,
+                        args,
+                        how,
+                        at,
+                    },
+                    None => Op::Map {
+                        proc,
+                        map,
+                        kind,
+                        pages,
+                        tail,
+                        args,
                     },
                 }
             }
             OpKind::Protect => {
                 let map = self.map_handle(&mut columns)?;
-                let pages = self.range(&mut columns)?;
+                let (pages, tail) = self.extent(&mut columns)?;
                 let prot = self.word(
                     "a protection (none, read, read-write, write)",
                     Prot::from_name,
@@ -151,12 +196,13 @@ impl<'a> OpLine<'a> {
                     proc,
                     map,
                     pages,
+                    tail,
                     prot,
                 }
             }
             OpKind::Advise => {
                 let map = self.map_handle(&mut columns)?;
-                let pages = self.range(&mut columns)?;
+                let (pages, tail) = self.extent(&mut columns)?;
                 let names = Advice::ALL.map(Advice::name).join(", ");
                 let advice =
                     self.word(&format!("an advice (one of {names})"), Advice::from_name)?;
@@ -164,13 +210,14 @@ impl<'a> OpLine<'a> {
                     proc,
                     map,
                     pages,
+                    tail,
                     advice,
                 }
             }
             OpKind::Remap => {
                 let map = self.map_handle(&mut columns)?;
-                let old = self.range(&mut columns)?;
-                let new_pages = self.page_count(&mut columns)?;
+                let (old, old_tail) = self.extent(&mut columns)?;
+                let (new_pages, new_tail) = self.length(&mut columns)?;
                 let mut flags = RemapFlags::default();
                 loop {
                     let token =
@@ -198,7 +245,9 @@ impl<'a> OpLine<'a> {
                     proc,
                     map,
                     old,
+                    old_tail,
                     new_pages,
+                    new_tail,
                     flags,
                     result,
                 }
@@ -279,7 +328,7 @@ impl<'a> OpLine<'a> {
             OpKind::Exit => Op::Exit { proc },
             OpKind::Unmap => {
                 let map = self.map_handle(&mut columns)?;
-                let range_token = self.take("a page range (like 0..4 or 2)")?;
+                let range_token = self.take(&format!("a range ({RANGE_EXAMPLE})"))?;
                 columns.span = Some(range_token.column);
                 if range_token.text.contains('[') {
                     return Err(self.error(
@@ -290,10 +339,14 @@ impl<'a> OpLine<'a> {
                         ),
                     ));
                 }
-                let pages = parse_range(range_token.text).map_err(|e| {
-                    self.syntax_error(range_token, e, "a page range like 0..4 or 2")
-                })?;
-                Op::Unmap { proc, map, pages }
+                let (pages, tail) = parse_extent(range_token.text)
+                    .map_err(|e| self.syntax_error(range_token, e, RANGE_EXAMPLE))?;
+                Op::Unmap {
+                    proc,
+                    map,
+                    pages,
+                    tail,
+                }
             }
         };
         if let Some(&extra) = self.tokens.get(self.next) {
@@ -330,7 +383,7 @@ impl<'a> OpLine<'a> {
             SyntaxError::Malformed => {
                 format!("expected {expected}, found {}", quoted(token.text))
             }
-            SyntaxError::TooLarge(message) => message,
+            SyntaxError::TooLarge(message) | SyntaxError::Rejected(message) => message,
         };
         self.error(token, message)
     }
@@ -378,23 +431,35 @@ impl<'a> OpLine<'a> {
         })
     }
 
-    fn page_count(&mut self, columns: &mut Columns) -> Result<u16, TraceError> {
-        let token = self.take("a page count (like 4)")?;
+    /// A length: whole pages `N`, bytes `MB`, or both `N+MB` (N pages and M bytes of one more),
+    /// as the pages it rounds up to and the bytes of the last one (0: all of it).
+    fn length(&mut self, columns: &mut Columns) -> Result<(u16, u16), TraceError> {
+        let token = self.take(&format!("a length ({LENGTH_EXAMPLE})"))?;
         columns.count = Some(token.column);
-        parse_number(token.text, 10).map_err(|e| {
+        parse_length(token.text).map_err(|e| {
             let message = match e {
-                NumberError::NotNumber => format!(
-                    "expected a page count (a decimal number) after the kind, found {}",
+                SyntaxError::Malformed => format!(
+                    "expected a length ({LENGTH_EXAMPLE}) after the kind, found {}",
                     quoted(token.text)
                 ),
-                NumberError::TooLarge => format!(
-                    "page count {} is too large; a map takes 1 to {} pages",
-                    clip(token.text),
-                    caps::MAX_MAP_PAGES
-                ),
+                SyntaxError::TooLarge(m) | SyntaxError::Rejected(m) => m,
             };
             self.error(token, message)
         })
+    }
+
+    /// A map's offset: pages `N`, bytes `MB` or both `N+MB`.
+    fn offset(&mut self) -> Result<Offset, TraceError> {
+        let token = self.take("an offset (like 1, 1B or 1+1B) after offset")?;
+        parse_offset(token.text)
+            .map_err(|e| self.syntax_error(token, e, "an offset like 1, 1B or 1+1B"))
+    }
+
+    /// A range that may end inside a page: `A..B`, `A`, `A+MB` or `A..B+MB`.
+    fn extent(&mut self, columns: &mut Columns) -> Result<(PageRange, u16), TraceError> {
+        let token = self.take(&format!("a range ({RANGE_EXAMPLE})"))?;
+        columns.span = Some(token.column);
+        parse_extent(token.text).map_err(|e| self.syntax_error(token, e, RANGE_EXAMPLE))
     }
 
     /// A keyword from a fixed set.
@@ -416,12 +481,12 @@ impl<'a> OpLine<'a> {
             .map_err(|e| self.syntax_error(token, e, "a page range like 0..4 or 2"))
     }
 
-    /// `mN+P` or `mN`: page P of handle mN's range.
+    /// `mN+P` or `mN`: page P of handle mN's range; `mN+P+MB` or `mN+MB`: M bytes into it.
     fn at(&mut self, columns: &mut Columns) -> Result<At, TraceError> {
         let token = self.take("an address like m0+2")?;
         columns.span = Some(token.column);
-        let (handle, page) = match token.text.split_once('+') {
-            Some((h, p)) => (h, Some(p)),
+        let (handle, rest) = match token.text.split_once('+') {
+            Some((h, rest)) => (h, Some(rest)),
             None => (token.text, None),
         };
         let map = MapId(self.handle(
@@ -433,13 +498,12 @@ impl<'a> OpLine<'a> {
             "mapping handle",
             "m0",
         )?);
-        let page = match page {
-            Some(p) => {
-                field(p, "page").map_err(|e| self.syntax_error(token, e, "an address like m0+2"))?
-            }
-            None => 0,
+        let (page, byte) = match rest {
+            Some(rest) => parse_address(rest)
+                .map_err(|e| self.syntax_error(token, e, "an address like m0+2 or m0+2+1B"))?,
+            None => (0, 0),
         };
-        Ok(At { map, page })
+        Ok(At { map, page, byte })
     }
 
     fn map_handle(&mut self, columns: &mut Columns) -> Result<MapId, TraceError> {
@@ -495,84 +559,4 @@ impl<'a> OpLine<'a> {
         })?;
         Ok(make(byte))
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NumberError {
-    /// Not digits of the radix (or nothing at all).
-    NotNumber,
-    /// Digits, but more than the target type holds.
-    TooLarge,
-}
-
-/// Digits in `radix`, without sign or separators, into whatever integer type the field has.
-fn parse_number<T: TryFrom<u32>>(digits: &str, radix: u32) -> Result<T, NumberError> {
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(NumberError::NotNumber);
-    }
-    let mut value: u32 = 0;
-    for digit in digits.chars().filter_map(|c| c.to_digit(radix)) {
-        value = value
-            .checked_mul(radix)
-            .and_then(|v| v.checked_add(digit))
-            .ok_or(NumberError::TooLarge)?;
-    }
-    T::try_from(value).map_err(|_| NumberError::TooLarge)
-}
-
-/// Why a range or span token does not read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum SyntaxError {
-    /// Not the shape of the token at all.
-    Malformed,
-    /// The shape is right but a number does not fit; the message says which.
-    TooLarge(String),
-}
-
-/// A page number or byte offset inside a range or span token.
-fn field(digits: &str, what: &str) -> Result<u16, SyntaxError> {
-    parse_number(digits, 10).map_err(|e| match e {
-        NumberError::NotNumber => SyntaxError::Malformed,
-        NumberError::TooLarge => SyntaxError::TooLarge(format!(
-            "{what} {} is too large; the largest is {}",
-            clip(digits),
-            u16::MAX
-        )),
-    })
-}
-
-/// `A..B` or `A`. An empty or reversed range reads fine here; the validator rejects it.
-fn parse_range(text: &str) -> Result<PageRange, SyntaxError> {
-    match text.split_once("..") {
-        Some((start, end)) => Ok(PageRange {
-            start: field(start, "page")?,
-            end: field(end, "page")?,
-        }),
-        None => {
-            let page = field(text, "page")?;
-            let end = page.checked_add(1).ok_or_else(|| {
-                SyntaxError::TooLarge(format!(
-                    "page {page} is too large; a single page is at most {}",
-                    u16::MAX - 1
-                ))
-            })?;
-            Ok(PageRange { start: page, end })
-        }
-    }
-}
-
-/// A page range, or `P[A..B]`.
-fn parse_span(text: &str) -> Result<Span, SyntaxError> {
-    let Some((page, bytes)) = text.split_once('[') else {
-        return parse_range(text).map(Span::Pages);
-    };
-    let (start, end) = bytes
-        .strip_suffix(']')
-        .and_then(|inner| inner.split_once(".."))
-        .ok_or(SyntaxError::Malformed)?;
-    Ok(Span::Bytes {
-        page: field(page, "page")?,
-        start: field(start, "byte offset")?,
-        end: field(end, "byte offset")?,
-    })
 }

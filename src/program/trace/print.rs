@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::parse::{HEADER, MAX_LINE_BYTES};
-use crate::program::{At, Comment, Op, PageRange, Pattern, Program, Span};
+use crate::program::{At, Comment, MapArgs, Offset, Op, PageRange, Pattern, Program, Span};
 
 /// A page range as the trace writes it: `A` for one page, `A..B` otherwise.
 struct RangeText(PageRange);
@@ -16,6 +16,55 @@ impl fmt::Display for RangeText {
             write!(f, "{start}")
         } else {
             write!(f, "{start}..{end}")
+        }
+    }
+}
+
+/// A range that may end inside its last page: `A+MB` or `A..B+MB` (B its last page) when
+/// `tail` bytes of the last page are all it covers, else as `RangeText`.
+struct ExtentText(PageRange, u16);
+
+impl fmt::Display for ExtentText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ExtentText(PageRange { start, end }, tail) = *self;
+        if tail == 0 || end <= start {
+            return RangeText(self.0).fmt(f);
+        }
+        let last = end - 1;
+        if last == start {
+            write!(f, "{start}+{tail}B")
+        } else {
+            write!(f, "{start}..{last}+{tail}B")
+        }
+    }
+}
+
+/// A length: `N` whole pages, `MB` within one page, or `N+MB`: N pages and M bytes of one more.
+struct LengthText(u16, u16);
+
+impl fmt::Display for LengthText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LengthText(pages, 0) => write!(f, "{pages}"),
+            LengthText(0 | 1, tail) => write!(f, "{tail}B"),
+            LengthText(pages, tail) => write!(f, "{}+{tail}B", pages - 1),
+        }
+    }
+}
+
+/// A map's `fd` and `offset`, each with its leading space, or nothing.
+struct ArgsText(MapArgs);
+
+impl fmt::Display for ArgsText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.fd {
+            write!(f, " fd")?;
+        }
+        match self.0.offset {
+            o if o.is_zero() => Ok(()),
+            Offset { pages, bytes: 0 } => write!(f, " offset {pages}"),
+            Offset { pages: 0, bytes } => write!(f, " offset {bytes}B"),
+            Offset { pages, bytes } => write!(f, " offset {pages}+{bytes}B"),
         }
     }
 }
@@ -52,7 +101,15 @@ impl fmt::Display for Op {
                 map,
                 kind,
                 pages,
-            } => write!(f, "{proc} {verb} {map} {} {pages}", kind.name()),
+                tail,
+                args,
+            } => write!(
+                f,
+                "{proc} {verb} {map} {} {}{}",
+                kind.name(),
+                LengthText(pages, tail),
+                ArgsText(args)
+            ),
             Op::Write {
                 proc,
                 map,
@@ -67,60 +124,72 @@ impl fmt::Display for Op {
             Op::Read { proc, map, span } => write!(f, "{proc} {verb} {map} {}", SpanText(span)),
             Op::Fork { proc, child } => write!(f, "{proc} {verb} {child}"),
             Op::Exit { proc } => write!(f, "{proc} {verb}"),
-            Op::Unmap { proc, map, pages } => {
-                write!(f, "{proc} {verb} {map} {}", RangeText(pages))
+            Op::Unmap {
+                proc,
+                map,
+                pages,
+                tail,
+            } => {
+                write!(f, "{proc} {verb} {map} {}", ExtentText(pages, tail))
             }
             Op::MapAt {
                 proc,
                 map,
                 kind,
                 pages,
+                tail,
+                args,
                 how,
                 at,
             } => write!(
                 f,
-                "{proc} {verb} {map} {} {pages} {} {}",
+                "{proc} {verb} {map} {} {} {} {}{}",
                 kind.name(),
+                LengthText(pages, tail),
                 how.name(),
-                AtText(at)
+                AtText(at),
+                ArgsText(args)
             ),
             Op::Protect {
                 proc,
                 map,
                 pages,
+                tail,
                 prot,
             } => write!(
                 f,
                 "{proc} {verb} {map} {} {}",
-                RangeText(pages),
+                ExtentText(pages, tail),
                 prot.name()
             ),
             Op::Advise {
                 proc,
                 map,
                 pages,
+                tail,
                 advice,
             } => write!(
                 f,
                 "{proc} {verb} {map} {} {}",
-                RangeText(pages),
+                ExtentText(pages, tail),
                 advice.name()
             ),
             Op::Remap {
                 proc,
                 map,
                 old,
+                old_tail,
                 new_pages,
+                new_tail,
                 flags,
                 result,
             } => {
-                // An empty old range (old_size 0) prints as A..A.
-                let old_text = if old.start == old.end {
-                    format!("{}..{}", old.start, old.end)
-                } else {
-                    RangeText(old).to_string()
-                };
-                write!(f, "{proc} {verb} {map} {old_text} {new_pages}")?;
+                write!(
+                    f,
+                    "{proc} {verb} {map} {} {}",
+                    ExtentText(old, old_tail),
+                    LengthText(new_pages, new_tail)
+                )?;
                 if flags.maymove {
                     write!(f, " maymove")?;
                 }
@@ -157,14 +226,17 @@ impl fmt::Display for Op {
     }
 }
 
-/// `mN+P`, or `mN` for page 0.
+/// `mN+P`, or `mN` for page 0; `mN+P+MB` (or `mN+MB`) M bytes into the page.
 struct AtText(At);
 
 impl fmt::Display for AtText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.page {
-            0 => write!(f, "{}", self.0.map),
-            p => write!(f, "{}+{p}", self.0.map),
+        let At { map, page, byte } = self.0;
+        match (page, byte) {
+            (0, 0) => write!(f, "{map}"),
+            (p, 0) => write!(f, "{map}+{p}"),
+            (0, b) => write!(f, "{map}+{b}B"),
+            (p, b) => write!(f, "{map}+{p}+{b}B"),
         }
     }
 }

@@ -10,7 +10,7 @@ use super::escape;
 use super::plan::{Plan, StateCheck, Want};
 use crate::program::tables::madv;
 use crate::program::{
-    BadArg, MapKind, Op, Pattern, PlaceHow, Program, Prot, Span, Syscall, Via, caps,
+    BadArg, MapArgs, MapKind, Op, Pattern, PlaceHow, Program, Prot, Span, Syscall, Via, caps,
 };
 
 /// The runtime of every reproducer: a C file of its own, compiled alone with
@@ -174,15 +174,44 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         Pattern::Fill(b) => format!(", .ramp = 0, .byte = 0x{b:02x}"),
         Pattern::Ramp(b) => format!(", .ramp = 1, .byte = 0x{b:02x}"),
     };
+    // A length that ends inside its last page; a map's fd and offset.
+    let tail = |t: u16| match t {
+        0 => String::new(),
+        t => format!(", .tail = {t}"),
+    };
+    let args = |a: MapArgs| {
+        let mut s = String::new();
+        if a.fd {
+            s.push_str(", .fd = 1");
+        }
+        if !a.offset.is_zero() {
+            let _ = write!(
+                s,
+                ", .off_pages = {}, .off_bytes = {}",
+                a.offset.pages, a.offset.bytes
+            );
+        }
+        s
+    };
     let mut f = match *op {
-        Op::Map { kind, pages, .. } => format!(
-            "{}, .kind = {}, .first = 0, .npages = {pages}",
+        Op::Map {
+            kind,
+            pages,
+            tail: t,
+            args: a,
+            ..
+        } => format!(
+            "{}, .kind = {}, .first = 0, .npages = {pages}{}{}",
             with("V_MAP"),
-            kind_name(kind)
+            kind_name(kind),
+            tail(t),
+            args(a)
         ),
         Op::MapAt {
             kind,
             pages,
+            tail: t,
+            args: a,
             how,
             at,
             ..
@@ -191,13 +220,17 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 PlaceHow::Fixed => "HOW_FIXED",
                 PlaceHow::NoReplace => "HOW_NOREPLACE",
                 PlaceHow::Hint => "HOW_HINT",
+                PlaceHow::FixedNoReplace => "HOW_FIXED_NOREPLACE",
             };
             format!(
-                "{}, .kind = {}, .first = 0, .npages = {pages}, .how = {how}, .at_map = {}, .at_page = {}",
+                "{}, .kind = {}, .first = 0, .npages = {pages}{}{}, .how = {how}, .at_map = {}, .at_page = {}, .at_byte = {}",
                 with("V_MAP"),
                 kind_name(kind),
+                tail(t),
+                args(a),
                 at.map.0,
-                at.page
+                at.page,
+                at.byte
             )
         }
         Op::Write {
@@ -213,13 +246,19 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         Op::Read { span, .. } => format!("{}{}", with("V_READ"), span_fields(span, page_size)),
         Op::Fork { child, .. } => format!("{}, .kind = {}", with("V_FORK"), child.0),
         Op::Exit { .. } => with("V_EXIT"),
-        Op::Unmap { pages, .. } => format!(
-            "{}, .first = {}, .npages = {}",
+        Op::Unmap { pages, tail: t, .. } => format!(
+            "{}, .first = {}, .npages = {}{}",
             with("V_UNMAP"),
             pages.start,
-            pages.len()
+            pages.len(),
+            tail(t)
         ),
-        Op::Protect { pages, prot, .. } => {
+        Op::Protect {
+            pages,
+            tail: t,
+            prot,
+            ..
+        } => {
             let prot = match prot {
                 Prot::None => "PROT_NONE",
                 Prot::Read => "PROT_READ",
@@ -227,13 +266,19 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 Prot::Write => "PROT_WRITE",
             };
             format!(
-                "{}, .first = {}, .npages = {}, .prot = {prot}",
+                "{}, .first = {}, .npages = {}{}, .prot = {prot}",
                 with("V_PROTECT"),
                 pages.start,
-                pages.len()
+                pages.len(),
+                tail(t)
             )
         }
-        Op::Advise { pages, advice, .. } => {
+        Op::Advise {
+            pages,
+            tail: t,
+            advice,
+            ..
+        } => {
             // The number, not the C name: older headers lack the newer advices.
             let n = advice.number();
             let name = madv::NAMES
@@ -241,15 +286,18 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 .find(|(_, x)| *x == n)
                 .map_or(advice.name(), |(name, _)| name);
             format!(
-                "{}, .first = {}, .npages = {}, .advice = {n} /* {name} */",
+                "{}, .first = {}, .npages = {}{}, .advice = {n} /* {name} */",
                 with("V_ADVISE"),
                 pages.start,
-                pages.len()
+                pages.len(),
+                tail(t)
             )
         }
         Op::Remap {
             old,
+            old_tail,
             new_pages,
+            new_tail,
             flags,
             result,
             ..
@@ -269,12 +317,19 @@ fn op_fields(op: &Op, page_size: usize) -> String {
             } else {
                 fl.join(" | ")
             };
-            let (am, ap) = flags.fixed.map_or((-1, 0), |a| (a.map.0 as i32, a.page));
+            let (am, ap, ab) = flags
+                .fixed
+                .map_or((-1, 0, 0), |a| (a.map.0 as i32, a.page, a.byte));
+            let new_tail = match new_tail {
+                0 => String::new(),
+                t => format!(", .new_tail = {t}"),
+            };
             format!(
-                "{}, .first = {}, .npages = {}, .new_pages = {new_pages}, .remap_flags = {fl}, .at_map = {am}, .at_page = {ap}, .result_map = {}",
+                "{}, .first = {}, .npages = {}{}, .new_pages = {new_pages}{new_tail}, .remap_flags = {fl}, .at_map = {am}, .at_page = {ap}, .at_byte = {ab}, .result_map = {}",
                 with("V_REMAP"),
                 old.start,
                 old.end - old.start,
+                tail(old_tail),
                 result.0
             )
         }

@@ -28,7 +28,7 @@
 //!
 //! Every op kind is handled (the emitter's match over ops is exhaustive, so a new kind does not
 //! compile until the reproducer performs it). Refused, never guessed: a successful
-//! `advise ... free` (what the pages read afterwards is old or zero at the kernel's choice,
+//! `advise ... free` of a length other than 0 (what the pages read afterwards is old or zero at the kernel's choice,
 //! docs/SEMANTICS.md F2, and the reproducer checks exact digests) and a vmsplice the model
 //! allows both to succeed and to fail.
 //!

@@ -213,13 +213,16 @@ impl Walk {
             .apply(op, None)
             .map_err(|e| ReproError::Model(e.to_string()))?;
         self.follow_pipe(op, &outcome);
+        // (A length of 0 frees nothing: docs/SEMANTICS.md F14.)
         if let (
             Op::Advise {
                 advice: Advice::Free,
+                pages,
                 ..
             },
             Outcome::Done,
         ) = (op, &outcome)
+            && !pages.is_empty()
         {
             return Err(ReproError::Unsupported {
                 index: i + 1,
@@ -476,6 +479,13 @@ impl Walk {
 /// What a successful op does, in words.
 fn success_words(op: &Op) -> String {
     match op {
+        Op::Map { pages, tail, .. } | Op::MapAt { pages, tail, .. } if *tail != 0 => {
+            let whole = pages - 1;
+            match whole {
+                0 => format!("maps {tail} byte(s): one page"),
+                _ => format!("maps {whole} page(s) and {tail} byte(s): {pages} pages"),
+            }
+        }
         Op::Map { pages, .. } | Op::MapAt { pages, .. } => format!("maps {pages} page(s)"),
         Op::Remap { result, .. } => format!("remaps as {result}"),
         Op::Protect { prot, .. } => format!("mprotect {} succeeds", prot.name()),
@@ -544,7 +554,11 @@ fn read_words(model: &Model, op: &Op, page_size: usize) -> String {
         let addr = h.base + page as u64 * page_size as u64;
         let bytes = model.page_bytes(proc, addr).unwrap_or_default();
         let shown = bytes.get(span.bytes_in_page(page_size)).unwrap_or(&bytes);
-        let text = crate::report::describe_bytes(shown);
+        let mut text = crate::report::describe_bytes(shown);
+        // sizeof(int) bytes: the int a C program sees there.
+        if let Ok(int) = <[u8; 4]>::try_from(shown) {
+            text = format!("the int {} ({text})", i32::from_ne_bytes(int));
+        }
         if pages.len() == 1 {
             return text;
         }

@@ -66,7 +66,7 @@
 enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ };
 enum via { VIA_MEM, VIA_VM };
-enum how { HOW_NONE, HOW_FIXED, HOW_NOREPLACE, HOW_HINT };
+enum how { HOW_NONE, HOW_FIXED, HOW_NOREPLACE, HOW_HINT, HOW_FIXED_NOREPLACE };
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -87,15 +87,21 @@ struct op {
 	int map;                   /* the mapping handle, -1 for none */
 	int kind;                  /* map: K_*; fork: the child's process handle */
 	int first, npages;         /* pages [first, first + npages) of the mapping */
+	int tail;                  /* map, unmap, protect, advise, remap: the length ends tail bytes
+	                              into its last page (0: the whole page) */
 	int lo, hi;                /* bytes [lo, hi) of each page; hi 0: the whole page */
 	int ramp, byte;            /* write, poke: a ramp (byte + offset % 251) or a fill of byte */
 	int via;                   /* poke: VIA_MEM (pwrite on /proc/self/mem, a forced write) or
 	                              VIA_VM (process_vm_writev on ourselves) */
 	int how;                   /* map: HOW_* placement at page at_page of handle at_map */
 	int at_map, at_page;       /* map with placement; remap: MREMAP_FIXED target (-1: none) */
+	int at_byte;               /* ... and this many bytes into that page (unaligned) */
+	int fd;                    /* map: pass (or map) the program's /dev/zero descriptor */
+	int off_pages, off_bytes;  /* map: the offset, off_pages pages and off_bytes bytes */
 	int prot;                  /* protect: PROT_* */
 	int advice;                /* advise: MADV_* number */
-	int new_pages, remap_flags, result_map; /* remap: new size, MREMAP_*, the result's handle */
+	int new_pages, new_tail;   /* remap: the new size (its last page cut after new_tail bytes) */
+	int remap_flags, result_map; /* remap: MREMAP_*, the result's handle */
 	int call, bad;             /* invalid: CALL_* with one BAD_* argument */
 	int need[2];               /* handles whose addresses the op needs (-1: none) */
 	int want;                  /* RES_*: what the model predicts */
@@ -163,6 +169,10 @@ static unsigned char page_buf[1 << 16];
  * non-blocking (a full pipe for vmsplice, an empty one for read, is EAGAIN, never a hang), and
  * inherited by every process of the tree. */
 static int the_pipe[2] = { -1, -1 };
+/* The program's /dev/zero descriptor, for maps with .fd: opened by the root process before the
+ * first op and inherited by every process of the tree (-1 if it could not be opened). A map of
+ * /dev/zero without .fd opens its own and closes it right after the mmap, as the note does. */
+static int the_zero = -1;
 
 static uint64_t rotl(uint64_t x, int r)
 {
@@ -246,6 +256,12 @@ static void load(unsigned char *dst, uintptr_t src, size_t n)
 	const volatile unsigned char *p = (const volatile unsigned char *)src;
 	for (size_t i = 0; i < n; i++)
 		dst[i] = p[i];
+}
+
+/* The length in bytes of n pages, the last one cut after tail bytes (0: the whole page). */
+static size_t length(int n, int tail)
+{
+	return n > 0 && tail ? (size_t)(n - 1) * ps + (size_t)tail : (size_t)n * ps;
 }
 
 static void span_bytes(const struct op *o, size_t *lo, size_t *hi)
@@ -343,27 +359,33 @@ static int perform(const struct op *o, const uint64_t *base)
 	rep.result = RES_OK;
 	switch (o->verb) {
 	case V_MAP: {
-		int fd = -1, flags = (o->kind == K_SHARED || o->kind == K_SHARED_ZERO) ? MAP_SHARED : MAP_PRIVATE;
-		if (o->kind == K_PRIVATE_ZERO || o->kind == K_SHARED_ZERO) {
+		int fd = -1, own = 0, flags = (o->kind == K_SHARED || o->kind == K_SHARED_ZERO) ? MAP_SHARED : MAP_PRIVATE;
+		if (o->fd) {
+			/* The program's descriptor: mapped, or passed with MAP_ANONYMOUS (ignored). */
+			fd = the_zero;
+		} else if (o->kind == K_PRIVATE_ZERO || o->kind == K_SHARED_ZERO) {
 			fd = open("/dev/zero", O_RDWR | O_CLOEXEC);
+			own = 1;
 			if (fd < 0) {
 				rep.result = RES_FAILED;
 				rep.value = (uint64_t)errno;
 				return 1;
 			}
-		} else {
-			flags |= MAP_ANONYMOUS;
 		}
+		if (o->kind == K_PRIVATE || o->kind == K_SHARED)
+			flags |= MAP_ANONYMOUS;
 		void *hint = NULL;
 		if (o->how != HOW_NONE)
-			hint = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps);
-		if (o->how == HOW_FIXED)
+			hint = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps + (size_t)o->at_byte);
+		if (o->how == HOW_FIXED || o->how == HOW_FIXED_NOREPLACE)
 			flags |= MAP_FIXED;
-		if (o->how == HOW_NOREPLACE)
+		if (o->how == HOW_NOREPLACE || o->how == HOW_FIXED_NOREPLACE)
 			flags |= MAP_FIXED_NOREPLACE;
-		void *p = mmap(hint, (size_t)o->npages * ps, PROT_READ | PROT_WRITE, flags, fd, 0);
+		off_t offset = (off_t)o->off_pages * (off_t)ps + o->off_bytes;
+		void *p = mmap(hint, length(o->npages, o->tail), PROT_READ | PROT_WRITE, flags, fd, offset);
 		int saved = errno;
-		if (fd >= 0)
+		/* The mapping holds its own reference: the descriptor may go right away. */
+		if (own)
 			close(fd);
 		if (p == MAP_FAILED) {
 			rep.result = RES_FAILED;
@@ -411,19 +433,20 @@ static int perform(const struct op *o, const uint64_t *base)
 	case V_EXIT:
 		return 1;
 	case V_UNMAP:
-		if (munmap((void *)first, (size_t)o->npages * ps) != 0) {
+		if (munmap((void *)first, length(o->npages, o->tail)) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 		}
 		return 1;
 	case V_PROTECT:
-		if (mprotect((void *)first, (size_t)o->npages * ps, o->prot) != 0) {
+		if (mprotect((void *)first, length(o->npages, o->tail), o->prot) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 		}
 		return 1;
 	case V_ADVISE:
-		if (madvise((void *)first, (size_t)o->npages * ps, o->advice) != 0) {
+		/* npages 0: a length of 0, which names nothing. */
+		if (madvise((void *)first, length(o->npages, o->tail), o->advice) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 		}
@@ -431,11 +454,11 @@ static int perform(const struct op *o, const uint64_t *base)
 	case V_REMAP: {
 		void *target = NULL;
 		if (o->at_map >= 0)
-			target = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps);
+			target = (void *)((uintptr_t)base[o->at_map] + (size_t)o->at_page * ps + (size_t)o->at_byte);
 		/* Always pass the fifth argument: without it glibc's variadic mremap hands the
 		 * kernel whatever is in the register (docs/SEMANTICS.md K12). */
-		void *p = mremap((void *)first, (size_t)o->npages * ps, (size_t)o->new_pages * ps,
-				 o->remap_flags, target);
+		void *p = mremap((void *)first, length(o->npages, o->tail),
+				 length(o->new_pages, o->new_tail), o->remap_flags, target);
 		if (p == MAP_FAILED) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
@@ -635,7 +658,8 @@ static int run_op(int i)
 	ok = r.result == o->want;
 	/* Where the kernel put a mapping is its choice, except with MAP_FIXED(_NOREPLACE),
 	 * MREMAP_FIXED, and a remap that may not move. */
-	if (ok && o->want == RES_OK && o->verb == V_MAP && (o->how == HOW_FIXED || o->how == HOW_NOREPLACE))
+	if (ok && o->want == RES_OK && o->verb == V_MAP &&
+	    (o->how == HOW_FIXED || o->how == HOW_NOREPLACE || o->how == HOW_FIXED_NOREPLACE))
 		ok = r.value == bases[o->at_map] + (uint64_t)o->at_page * ps;
 	if (ok && o->want == RES_OK && o->verb == V_REMAP) {
 		if (o->at_map >= 0)
@@ -683,6 +707,12 @@ static int run_op(int i)
 		break;
 	}
 	report(ok, o->text, o->says);
+	/* A read of sizeof(int) bytes: the int this process sees, as a C program would print it. */
+	if (r.result == RES_READ && o->verb == V_READ && r.n == 1 && o->hi - o->lo == (int)sizeof(int)) {
+		int seen;
+		memcpy(&seen, r.head[0], sizeof seen);
+		printf("# p%d sees the int %d\n", o->proc, seen);
+	}
 	if (!ok) {
 		printf("# expected (model): %s\n", o->says);
 		switch (r.result) {
@@ -797,6 +827,8 @@ int main(void)
 		/* The program's pipe, before the first op; a failure shows as the pipe ops' errno. */
 		if (pipe2(the_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
 			the_pipe[0] = the_pipe[1] = -1;
+		/* The program's /dev/zero descriptor, likewise. */
+		the_zero = open("/dev/zero", O_RDWR | O_CLOEXEC);
 		me = 0;
 		serve();
 		_exit(0);

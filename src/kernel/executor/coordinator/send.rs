@@ -30,25 +30,36 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
     };
     match *op {
         Op::Map {
-            map, kind, pages, ..
+            map,
+            kind,
+            pages,
+            tail,
+            args,
+            ..
         } => Request::Map {
             kind,
             pages,
+            tail,
             creates: map,
+            args,
         },
         Op::MapAt {
             map,
             kind,
             pages,
+            tail,
+            args,
             how,
             at,
             ..
         } => Request::MapAt {
             kind,
             pages,
+            tail,
             creates: map,
             at,
             how,
+            args,
         },
         Op::Write {
             map, span, pattern, ..
@@ -83,27 +94,51 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
         },
         Op::Exit { .. } => Request::Exit { pass },
         Op::Vmsplice { map, page, .. } => Request::Vmsplice {
-            at: At { map, page },
+            at: At::page(map, page),
         },
         Op::PipeRead { .. } => Request::PipeRead,
-        Op::Unmap { map, pages, .. } => Request::Unmap { map, pages },
+        Op::Unmap {
+            map, pages, tail, ..
+        } => Request::Unmap { map, pages, tail },
         Op::Protect {
-            map, pages, prot, ..
-        } => Request::Protect { map, pages, prot },
+            map,
+            pages,
+            tail,
+            prot,
+            ..
+        } => Request::Protect {
+            map,
+            pages,
+            tail,
+            prot,
+        },
         Op::Advise {
-            map, pages, advice, ..
-        } => Request::Advise { map, pages, advice },
+            map,
+            pages,
+            tail,
+            advice,
+            ..
+        } => Request::Advise {
+            map,
+            pages,
+            tail,
+            advice,
+        },
         Op::Remap {
             map,
             old,
+            old_tail,
             new_pages,
+            new_tail,
             flags,
             result,
             ..
         } => Request::Remap {
             map,
             old,
+            old_tail,
             new_pages,
+            new_tail,
             creates: result,
             flags,
         },
@@ -221,10 +256,7 @@ impl Coordinator {
                 push(
                     &mut words,
                     Request::Dump {
-                        at: At {
-                            map: dump.map,
-                            page: dump.page,
-                        },
+                        at: At::page(dump.map, dump.page),
                     },
                 );
                 push(&mut words, Request::Pass { turn: *pass });
