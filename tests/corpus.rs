@@ -326,3 +326,34 @@ fn build_libfault() -> Option<Built> {
         .success();
     ok.then_some(built)
 }
+
+/// The LAVA test definition's KTAP converter (ci/lava/ktap-to-lava.sh) turns the corpus's KTAP
+/// into one `lava-test-case` per scenario with its result, and fails when a scenario failed.
+#[test]
+fn the_lava_converter_reports_each_scenario() {
+    let dir = scratch("lava");
+    // A stand-in for LAVA's lava-test-case that records its arguments.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("lava-test-case");
+    std::fs::write(&fake, "#!/bin/sh\necho \"$@\" >> \"$LAVA_LOG\"\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ktap = "KTAP version 1\n1..3\n# kernel x\nok 1 fork-classic/basic-cow\nnot ok 2 mremap/argument-errors\nok 3 madvise/guard-install-maperr # SKIP missing feature: MADV_GUARD_INSTALL\n";
+    let file = dir.join("c.ktap");
+    std::fs::write(&file, ktap).unwrap();
+    let log = dir.join("log");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/lava/ktap-to-lava.sh");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let status = Command::new("sh")
+        .arg(&script)
+        .arg(&file)
+        .env("PATH", path)
+        .env("LAVA_LOG", &log)
+        .status()
+        .expect("runs");
+    assert_eq!(status.code(), Some(1), "a failed scenario fails the step");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "fork-classic_basic-cow --result pass\nmremap_argument-errors --result fail\nmadvise_guard-install-maperr --result skip\n"
+    );
+}
