@@ -343,7 +343,11 @@ fn the_lava_converter_reports_each_scenario() {
     std::fs::write(&file, ktap).unwrap();
     let log = dir.join("log");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/lava/ktap-to-lava.sh");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let status = Command::new("sh")
         .arg(&script)
         .arg(&file)
