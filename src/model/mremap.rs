@@ -530,6 +530,10 @@ impl Model {
                 }
                 pte.vma = self.split_vma(&mut renamed, pte.vma);
                 self.space_mut(proc).ptes.insert(tv + offset, pte);
+                // The page itself moved (its page-table entry did): a pipe page spliced from
+                // it follows it, so the owner's later writes at the new address are its own
+                // writes in place (K3; found by `cowcheck run --seed 99 --max-ops 120`).
+                self.pipe_page_moved(proc, vpn, tv + offset);
             } else {
                 self.release(&pte);
             }

@@ -78,6 +78,16 @@ impl Model {
         Outcome::Done
     }
 
+    /// `proc`'s page at `from` moved to `to` (mremap): pipe pages it spliced from there are
+    /// now its page at `to`.
+    pub(super) fn pipe_page_moved(&mut self, proc: ProcId, from: u64, to: u64) {
+        for page in self.pipe.iter_mut() {
+            if page.owner == (proc, from) {
+                page.owner = (proc, to);
+            }
+        }
+    }
+
     /// Reads the oldest page out of the pipe: EAGAIN when it is empty. Any of the page's
     /// allowed views may show: the frames it referred to, and the splicing process's own
     /// later copies of the page (whether its write went in place depends on whether the kernel
