@@ -28,9 +28,11 @@ pub fn address_space_needed(page_size: u64) -> u64 {
     (16 << 20) + 2 * (caps::MAX_MAPS as u64 * caps::MAX_MAP_PAGES as u64 * page_size)
 }
 
-/// What is wrong with the limits this process would hand its executor, if anything: one
-/// message naming the limit, its value, what a run needs and how to raise it.
-pub fn check_for_run(page_size: u64) -> Result<(), String> {
+/// What is wrong with the limits this process would hand its executors (`jobs` of them, each
+/// with its own process tree), if anything: one message naming the limit, its value, what a run
+/// needs and how to raise it.
+pub fn check_for_run(page_size: u64, jobs: u64) -> Result<(), String> {
+    let processes = PROCESSES_NEEDED * jobs.max(1);
     let soft = |r: Resource| getrlimit(r).map(|(soft, _)| soft).ok();
     let infinite = nix::sys::resource::RLIM_INFINITY;
     if let Some(n) = soft(Resource::RLIMIT_NPROC)
@@ -39,10 +41,10 @@ pub fn check_for_run(page_size: u64) -> Result<(), String> {
     {
         // RLIMIT_NPROC counts every process of the user, not only this run's.
         let running = user_processes().unwrap_or(0);
-        if n < running + PROCESSES_NEEDED {
+        if n < running + processes {
             return Err(format!(
-                "the process limit (RLIMIT_NPROC, `ulimit -u`) is {n}, and this user already runs {running} processes; a run needs up to {PROCESSES_NEEDED} more (raise it with `ulimit -u {}`)",
-                running + PROCESSES_NEEDED
+                "the process limit (RLIMIT_NPROC, `ulimit -u`) is {n}, and this user already runs {running} processes; a run of {jobs} job(s) needs up to {processes} more (raise it with `ulimit -u {}`, or run fewer --jobs)",
+                running + processes
             ));
         }
     }

@@ -358,7 +358,7 @@ fn inject_mask(names: &[String]) -> Result<u32, Fatal> {
 }
 
 fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
-    cowcheck::limits::check_for_run(host_page_size() as u64).map_err(Fatal)?;
+    cowcheck::limits::check_for_run(host_page_size() as u64, 1).map_err(Fatal)?;
     let exe = std::env::current_exe().map_err(|e| {
         Fatal(format!(
             "cannot find the cowcheck binary to start the executor: {e}"

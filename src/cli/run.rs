@@ -11,7 +11,7 @@ use cowcheck::program::caps;
 use cowcheck::program::generate::GenConfig;
 use cowcheck::report;
 
-use crate::{ExecArgs, Fatal, executor_config, indent};
+use crate::{ExecArgs, Fatal, executor_config, host_page_size, indent};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cmd_run(
@@ -50,6 +50,7 @@ pub(crate) fn cmd_run(
             % 1_000_000_007
     });
     let config = executor_config(exec)?;
+    cowcheck::limits::check_for_run(host_page_size() as u64, jobs as u64).map_err(Fatal)?;
     let mut executors = (0..jobs)
         .map(|_| Executor::start(&config))
         .collect::<Result<Vec<_>, _>>()?;
