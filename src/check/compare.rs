@@ -91,7 +91,21 @@ fn variant(o: &Outcome) -> String {
         Outcome::Done => "done".into(),
         Outcome::Hung => "hang".into(),
         Outcome::Read { .. } => "read".into(),
-        Outcome::Killed { death, .. } => format!("signal {} code {}", death.signal, death.code),
+        Outcome::Killed { death, .. } => death_shape(death.signal, death.code),
+    }
+}
+
+/// A death as a shape says it: `SIGSEGV maperr` (the trace's expectation syntax), or what the
+/// executor saw when the process left no report of its own.
+fn death_shape(signal: i32, code: i32) -> String {
+    use crate::program::tables::{code_trace_name, signal_name};
+    if signal == 0 {
+        return "a death without a report".into();
+    }
+    let name = signal_name(signal).map_or_else(|| format!("signal {signal}"), str::to_string);
+    match code_trace_name(signal, code) {
+        Some(c) => format!("{name} {c}"),
+        None => format!("{name} code {code}"),
     }
 }
 
