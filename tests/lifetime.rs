@@ -41,7 +41,10 @@ fn kill_front_and_check(tree: &mut Tree, native: bool) {
         let bin = std::fs::canonicalize(BIN).expect("canonical path of the binary");
         // A process caught while it exits has released its memory: no exe, no cmdline (seen
         // once in a few dozen runs); it runs nothing else.
-        for p in before.iter().filter(|p| !(p.exe.is_empty() && p.cmdline.is_empty())) {
+        for p in before
+            .iter()
+            .filter(|p| !(p.exe.is_empty() && p.cmdline.is_empty()))
+        {
             assert!(
                 Some(p.exe.trim_end_matches(" (deleted)")) == bin.to_str(),
                 "a process of the tree runs something else than {}: {p:#?}",
