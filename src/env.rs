@@ -341,6 +341,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             f.dontunmap_shared,
             "mremap(MREMAP_MAYMOVE|MREMAP_DONTUNMAP) of a scratch shared page",
         ),
+        (
+            "MREMAP_MULTI_VMA_MOVE",
+            f.move_multi_vma,
+            "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of three scratch VMAs at once (6.17)",
+        ),
     ] {
         out.push(Probe {
             name: name.into(),
@@ -366,15 +371,6 @@ fn probes(page_size: usize) -> Vec<Probe> {
             },
         });
     }
-    let moved = crate::kernel::probe::move_multi_vma();
-    out.push(Probe {
-        name: "MREMAP_MULTI_VMA_MOVE".into(),
-        available: moved.is_ok(),
-        detail: match moved {
-            Ok(()) => "mremap(MAYMOVE|FIXED) of 3 VMAs moved them (6.17+)".into(),
-            Err(errno) => format!("mremap(MAYMOVE|FIXED) of 3 VMAs: {}", errno.desc()),
-        },
-    });
     out
 }
 

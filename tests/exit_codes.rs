@@ -17,13 +17,6 @@ p1 exit\n\
 p0 unmap m0 0\n\
 p0 read m0 0\n";
 
-const PRIVATE: &str = "cowcheck-trace 1\n\
-p0 map m0 private 1\n\
-p0 write m0 0[0..4] fill 0x01\n\
-p0 fork p1\n\
-p1 write m0 0[0..4] fill 0x02\n\
-p0 read m0 0[0..4]\n";
-
 #[test]
 fn exit_0_when_kernel_and_model_agree() {
     let dir = tmpdir("exit0");

@@ -10,13 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-const PRIVATE: &str = "cowcheck-trace 1\n\
-p0 map m0 private 1\n\
-p0 write m0 0[0..4] fill 0x01\n\
-p0 fork p1\n\
-p1 write m0 0[0..4] fill 0x02\n\
-p0 read m0 0[0..4]\n";
-
 /// Names are predictable (seed and program index), so an unprivileged user can plant links
 /// where a campaign will save; none of them is followed, and nothing is overwritten.
 #[test]

@@ -10,6 +10,28 @@ use cowcheck::program::outcome::Outcome;
 use cowcheck::program::{MapKind, Op, Program, trace};
 use cowcheck::report::repro_c;
 
+/// `cowcheck repro-c --build -o C TRACE`, then the binary it built (C without its extension):
+/// its KTAP output, after checking that both succeeded.
+fn build_and_run(trace: &Path, c: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
+        .args(["repro-c", "--build", "-o"])
+        .arg(c)
+        .arg(trace)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(c.with_extension(""))
+        .output()
+        .expect("built binary runs");
+    let text = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    text
+}
+
 fn have_cc() -> bool {
     Command::new("cc")
         .arg("--version")
@@ -212,22 +234,7 @@ fn repro_c_build_from_the_command_line() {
     let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios/fork-classic/basic-cow-no-leak-into-child.trace");
     let c = dir.join("basic.c");
-    let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
-        .args(["repro-c", "--build", "-o"])
-        .arg(&c)
-        .arg(&trace)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new(dir.join("basic"))
-        .output()
-        .expect("built binary runs");
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(0), "{text}");
+    let text = build_and_run(&trace, &c);
     assert!(text.contains("ok 1 - p0 map m0 private 1"), "{text}");
 
     // Without -o and --build the C goes to stdout.
@@ -446,21 +453,6 @@ fn a_nasty_file_name_never_breaks_the_reproducer() {
     let trace = evil.join(name);
     std::fs::write(&trace, NASTY_TRACE).expect("write trace");
     let c = dir.join("nasty.c");
-    let out = Command::new(env!("CARGO_BIN_EXE_cowcheck"))
-        .args(["repro-c", "--build", "-o"])
-        .arg(&c)
-        .arg(&trace)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new(dir.join("nasty"))
-        .output()
-        .expect("built binary runs");
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(0), "{text}");
+    build_and_run(&trace, &c);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -166,18 +166,21 @@ pub struct CutShort(pub String);
 /// every snapshot. A divergence anywhere in what ran is a verdict; a run that agreed but was
 /// cut short is not one.
 pub fn compare(program: &Program, run: &KernelRun, options: Options) -> Result<Verdict, CutShort> {
-    match compare_run(program, run, options) {
-        Err(d) => Ok(Verdict::Diverged(d)),
-        Ok(_) if run.harness_error.is_some() => {
-            Err(CutShort(run.harness_error.clone().unwrap_or_default()))
-        }
-        Ok(_) if run.outcomes.len() != program.ops.len() => Err(CutShort(format!(
+    let tally = match compare_run(program, run, options) {
+        Err(d) => return Ok(Verdict::Diverged(d)),
+        Ok(t) => t,
+    };
+    if let Some(e) = &run.harness_error {
+        return Err(CutShort(e.clone()));
+    }
+    if run.outcomes.len() != program.ops.len() {
+        return Err(CutShort(format!(
             "the executor reported {} of {} ops",
             run.outcomes.len(),
             program.ops.len()
-        ))),
-        Ok(t) => Ok(Verdict::Agreed(t)),
+        )));
     }
+    Ok(Verdict::Agreed(tally))
 }
 
 fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<Tally, Divergence> {

@@ -14,6 +14,15 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The classic private-memory trace: a child's write to a private page, then the parent's
+/// read (which must not see it). Tests inject a fault into it to get a divergence.
+pub const PRIVATE: &str = "cowcheck-trace 1\n\
+p0 map m0 private 1\n\
+p0 write m0 0[0..4] fill 0x01\n\
+p0 fork p1\n\
+p1 write m0 0[0..4] fill 0x02\n\
+p0 read m0 0[0..4]\n";
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cowcheck");
 
