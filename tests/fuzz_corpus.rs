@@ -49,6 +49,22 @@ fn executor() -> Executor {
     Executor::start(&config).expect("start the executor")
 }
 
+/// Old artifacts are first-dialect bytes: none may start with the dialect-2 prefix, or it would
+/// change program when the later op families came.
+#[test]
+fn no_committed_artifact_takes_the_second_dialect() {
+    for dir in [corpus_dir(), root().join("fuzz/seeds")] {
+        for path in files_in(&dir) {
+            let bytes = std::fs::read(&path).expect("read a corpus file");
+            assert!(
+                !bytes.starts_with(generate::DIALECT_2),
+                "{} starts with the dialect-2 prefix",
+                path.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn every_committed_corpus_input_agrees_with_the_model() {
     let files = files_in(&corpus_dir());

@@ -3,6 +3,15 @@
 //! and an op that cannot stand is turned into one that can). `cowcheck run` feeds it bytes from
 //! a seeded generator, proptest feeds it byte vectors, the fuzzer feeds it its inputs through
 //! `arbitrary`.
+//!
+//! Two dialects of bytes. The first (every fuzz artifact committed before the op families that
+//! came later) is a sequence of [`RawOp`]s. The second starts with [`DIALECT_2`] and is a
+//! sequence of `(tag, RawOp)` pairs: the tag chooses between the classic ops and each later
+//! [`Family`] (allocator ops, threads, huge-page backings), each decoded by its own file in
+//! this directory. Bytes without the prefix decode as they always did, so old artifacts keep
+//! their programs; `cowcheck run` draws dialect-2 bytes whenever a family is enabled.
+
+mod family;
 
 use arbitrary::{Arbitrary, Unstructured};
 
@@ -11,6 +20,7 @@ use super::op::{
     Program, Prot, RemapFlags, Span, Syscall, Validator, Via, caps,
 };
 use crate::program::features::Features;
+pub use family::{DIALECT_2, Families, Family};
 
 /// One op's worth of raw choices; `build` resolves it against the program so far.
 ///
@@ -38,6 +48,8 @@ pub struct GenConfig {
     pub features: Features,
     /// Only the core ops (map, write, read, fork, exit, unmap).
     pub core_only: bool,
+    /// The later op families that dialect-2 bytes may draw (never with `core_only`).
+    pub families: Families,
 }
 
 impl Default for GenConfig {
@@ -46,6 +58,7 @@ impl Default for GenConfig {
             max_ops: 40,
             features: Features::ALL,
             core_only: false,
+            families: Families::ALL,
         }
     }
 }
@@ -506,7 +519,7 @@ impl Builder {
     }
 }
 
-/// Builds a valid program from raw ops.
+/// Builds a valid program from raw ops (the first dialect: classic ops only).
 pub fn build(raws: &[RawOp], config: GenConfig) -> Program {
     let mut b = Builder::new(config);
     for r in raws {
@@ -518,8 +531,40 @@ pub fn build(raws: &[RawOp], config: GenConfig) -> Program {
     Program::new(b.ops)
 }
 
-/// Decodes any byte string into a valid program.
+/// Builds a valid program from tagged raw ops (the second dialect): each tag chooses the classic
+/// ops or a later family ([`Family::of_tag`]); a family that `config` does not enable falls
+/// back to the classic op.
+pub fn build_tagged(raws: &[(u8, RawOp)], config: GenConfig) -> Program {
+    let mut b = Builder::new(config);
+    for (tag, r) in raws {
+        if b.ops.len() >= config.max_ops.min(caps::MAX_OPS) {
+            break;
+        }
+        match Family::of_tag(*tag) {
+            Some(f) if !config.core_only && config.families.contains(f) => b.add_family(f, r),
+            _ => b.add(r),
+        }
+    }
+    Program::new(b.ops)
+}
+
+/// Decodes any byte string into a valid program: dialect 2 after the [`DIALECT_2`] prefix,
+/// the first dialect otherwise.
 pub fn from_bytes(bytes: &[u8], config: GenConfig) -> Program {
+    if let Some(rest) = bytes.strip_prefix(DIALECT_2) {
+        let mut u = Unstructured::new(rest);
+        let mut raws = Vec::new();
+        while raws.len() < config.max_ops {
+            let Ok(tag) = u8::arbitrary(&mut u) else {
+                break;
+            };
+            match RawOp::arbitrary(&mut u) {
+                Ok(r) if !u.is_empty() || raws.is_empty() => raws.push((tag, r)),
+                _ => break,
+            }
+        }
+        return build_tagged(&raws, config);
+    }
     let mut u = Unstructured::new(bytes);
     let mut raws = Vec::new();
     while raws.len() < config.max_ops {
@@ -549,10 +594,18 @@ impl SplitMix {
     }
 }
 
-/// Program number `index` of the campaign with seed `seed`.
+/// Program number `index` of the campaign with seed `seed`: dialect-2 bytes when `config`
+/// enables a later family, the first dialect otherwise (`--core`).
 pub fn random_program(seed: u64, index: u64, config: GenConfig) -> Program {
     let mut rng = SplitMix::new(seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    from_bytes(&random_bytes(&mut rng, config.max_ops), config)
+    if config.core_only || config.families.is_empty() {
+        return from_bytes(&random_bytes(&mut rng, config.max_ops), config);
+    }
+    let mut bytes = DIALECT_2.to_vec();
+    bytes.extend(random_bytes(&mut rng, config.max_ops));
+    // A tag byte per op on top of the ten of a raw op.
+    bytes.extend(random_bytes(&mut rng, config.max_ops / 10 + 1));
+    from_bytes(&bytes, config)
 }
 
 /// The bytes behind a random program of `cowcheck run`: enough for between 1 and `max_ops`
@@ -575,6 +628,17 @@ mod tests {
         let mut rng = SplitMix::new(7);
         for len in 0..300 {
             let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let p = from_bytes(&bytes, GenConfig::default());
+            assert!(p.validate().is_ok(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn every_dialect_2_byte_string_gives_a_valid_program() {
+        let mut rng = SplitMix::new(11);
+        for len in 0..300 {
+            let mut bytes = DIALECT_2.to_vec();
+            bytes.extend((0..len).map(|_| rng.next_u64() as u8));
             let p = from_bytes(&bytes, GenConfig::default());
             assert!(p.validate().is_ok(), "{p:?}");
         }

@@ -1,0 +1,86 @@
+//! The op families that came after the first fuzz artifacts, and how dialect-2 bytes choose
+//! them: a tag byte before each raw op. Each family's decoder lives in its own file of this
+//! directory and is reached only through [`Builder::add_family`](super::Builder).
+
+use super::{Builder, RawOp};
+
+/// The prefix of dialect-2 bytes. No committed fuzz artifact starts with it
+/// (`tests/fuzz_corpus.rs` checks), so old artifacts decode as they did.
+pub const DIALECT_2: &[u8] = b"\xcc\x02cowcheck";
+
+/// One later family of ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// malloc, calloc, realloc, free, posix_memalign, mallopt, malloc_trim.
+    Alloc,
+    /// Threads, racing ops, vfork and CLONE_VM children.
+    Threads,
+    /// Huge-page backings: THP-sized mappings, hugetlb.
+    Backings,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Alloc, Family::Threads, Family::Backings];
+
+    fn bit(self) -> u8 {
+        match self {
+            Family::Alloc => 1,
+            Family::Threads => 2,
+            Family::Backings => 4,
+        }
+    }
+
+    /// The family a tag chooses, or `None` for the classic ops: out of 16, 11 classic, 2
+    /// allocator, 2 threads, 1 backings.
+    pub fn of_tag(tag: u8) -> Option<Family> {
+        match tag % 16 {
+            0..=10 => None,
+            11..=12 => Some(Family::Alloc),
+            13..=14 => Some(Family::Threads),
+            _ => Some(Family::Backings),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Alloc => "alloc",
+            Family::Threads => "threads",
+            Family::Backings => "backings",
+        }
+    }
+}
+
+/// A set of families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Families(u8);
+
+impl Families {
+    pub const NONE: Families = Families(0);
+    pub const ALL: Families = Families(7);
+
+    pub fn of(families: &[Family]) -> Families {
+        Families(families.iter().fold(0, |acc, f| acc | f.bit()))
+    }
+    pub fn contains(self, f: Family) -> bool {
+        self.0 & f.bit() != 0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn with(self, f: Family) -> Families {
+        Families(self.0 | f.bit())
+    }
+    pub fn without(self, f: Family) -> Families {
+        Families(self.0 & !f.bit())
+    }
+}
+
+impl Builder {
+    /// Adds one op of family `f` from `r`. A family whose decoder does not exist yet draws a
+    /// classic op.
+    pub(super) fn add_family(&mut self, f: Family, r: &RawOp) {
+        match f {
+            Family::Alloc | Family::Threads | Family::Backings => self.add(r),
+        }
+    }
+}
