@@ -3,7 +3,7 @@
 //!
 //! # Citation syntax
 //!
-//! A rule ID is one capital letter `A`-`K` or `O`, then one or two digits (`B2`, `F10`, `K21`,
+//! A rule ID is one capital letter `A`-`M`, `O` or `T`, then one or two digits (`B2`, `F10`, `K21`,
 //! `O4`), followed by neither a letter, a digit nor `_` (so `E2BIG` is no ID), nor by a `.` and
 //! a letter (`O1.pagemap-zero-page` and `R14.mprotect-hole` name probe measurements, not rules).
 //!
@@ -85,7 +85,7 @@ fn is_word(c: char) -> bool {
 fn id_at(s: &str, p: usize) -> Option<(RuleId, usize)> {
     let b = s.as_bytes();
     let letter = *b.get(p)?;
-    if !matches!(letter, b'A'..=b'K' | b'O') {
+    if !matches!(letter, b'A'..=b'M' | b'O' | b'T') {
         return None;
     }
     let mut q = p + 1;
