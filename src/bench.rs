@@ -284,8 +284,10 @@ fn round_on(
     Ok(t.elapsed())
 }
 
-/// `bench --jobs N`: rounds alternate between one executor and all of them.
+/// `bench --jobs N`: rounds alternate between one executor (`one`, started as `run --jobs 1`
+/// starts it) and N at once (`executors`, as `run --jobs N` starts them).
 pub fn measure_jobs(
+    one: &mut Executor,
     executors: &mut [Executor],
     programs: u64,
     seed: u64,
@@ -299,12 +301,13 @@ pub fn measure_jobs(
     let jobs = executors.len();
     let rounds = 10usize;
     let per_round = (programs / rounds as u64).max(10);
+    round_on(std::slice::from_mut(one), u64::MAX / 2, 20, generator, seed)?;
     round_on(executors, u64::MAX / 2, 20, generator, seed)?;
-    let (mut one, mut all) = (Vec::new(), Vec::new());
+    let (mut single, mut all) = (Vec::new(), Vec::new());
     let mut first = 0u64;
     for _ in 0..rounds {
-        let d = round_on(&mut executors[..1], first, per_round, generator, seed)?;
-        one.push(per_round as f64 / d.as_secs_f64());
+        let d = round_on(std::slice::from_mut(one), first, per_round, generator, seed)?;
+        single.push(per_round as f64 / d.as_secs_f64());
         first += per_round;
         let d = round_on(executors, first, per_round, generator, seed)?;
         all.push((per_round * jobs as u64) as f64 / d.as_secs_f64());
@@ -314,7 +317,7 @@ pub fn measure_jobs(
         jobs,
         rounds,
         programs_per_round_and_job: per_round,
-        one_job_per_sec: median(&mut one),
+        one_job_per_sec: median(&mut single),
         all_jobs_per_sec: median(&mut all),
     })
 }

@@ -238,6 +238,8 @@ enum Command {
         inject: Vec<String>,
         #[arg(long, default_value_t = 10_000)]
         op_deadline_ms: u64,
+        #[arg(long)]
+        cpu: Option<usize>,
     },
 }
 
@@ -265,10 +267,11 @@ fn main() -> ExitCode {
         Command::Executor {
             inject,
             op_deadline_ms,
+            cpu,
         } => match inject_mask(&inject) {
             Ok(mask) => {
                 let deadline = Duration::from_millis(op_deadline_ms.max(1));
-                return ExitCode::from(cowcheck::kernel::executor::main(mask, deadline) as u8);
+                return ExitCode::from(cowcheck::kernel::executor::main(mask, deadline, cpu) as u8);
             }
             Err(e) => Err(e),
         },

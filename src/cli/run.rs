@@ -52,7 +52,7 @@ pub(crate) fn cmd_run(
     let config = executor_config(exec)?;
     cowcheck::limits::check_for_run(host_page_size() as u64, jobs as u64).map_err(Fatal)?;
     let mut executors = (0..jobs)
-        .map(|_| Executor::start(&config))
+        .map(|job| Executor::start(&config.for_job(job, jobs)))
         .collect::<Result<Vec<_>, _>>()?;
     let campaign = CampaignConfig {
         seed,

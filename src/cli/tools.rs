@@ -25,10 +25,13 @@ pub(crate) fn cmd_bench(
     if let Some(jobs) = jobs {
         let jobs = super::run::jobs_or_cpus(Some(jobs))?;
         let config = executor_config(exec)?;
+        // One job as `run --jobs 1` runs it, and N as `run --jobs N` does (each on a CPU of
+        // its own, `ExecutorConfig::for_job`).
+        let mut one = Executor::start(&config.for_job(0, 1))?;
         let mut executors = (0..jobs)
-            .map(|_| Executor::start(&config))
+            .map(|job| Executor::start(&config.for_job(job, jobs)))
             .collect::<Result<Vec<_>, _>>()?;
-        let report = cowcheck::bench::measure_jobs(&mut executors, programs, seed, core)?;
+        let report = cowcheck::bench::measure_jobs(&mut one, &mut executors, programs, seed, core)?;
         print!("{report}");
         return Ok(0);
     }

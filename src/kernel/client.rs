@@ -64,6 +64,9 @@ pub struct ExecutorConfig {
     pub op_deadline: Duration,
     /// Run the executor in a VM booted with this kernel (`--kernel`); `None` for here.
     pub vm: Option<VmConfig>,
+    /// The CPU the executor and its process trees run on (`for_job`); `None`: wherever the
+    /// scheduler puts them.
+    pub cpu: Option<usize>,
 }
 
 impl ExecutorConfig {
@@ -76,13 +79,36 @@ impl ExecutorConfig {
             start_deadline: Duration::from_secs(60),
             op_deadline: super::executor::DEFAULT_OP_DEADLINE,
             vm: None,
+            cpu: None,
         }
+    }
+
+    /// The configuration of job `job` of `jobs` run at once: with two jobs or more, each
+    /// job's executor (and every process tree it makes) is kept on a CPU of its own, the
+    /// `job`-th of those this process may use (round robin). A program's tree is a chain of
+    /// processes that wake each other one at a time, and a lone job gains from spreading over
+    /// the CPUs (the model checks one program while the tree runs the next), but jobs sharing
+    /// CPUs pay for it: measured on 2 CPUs, two free jobs ran 1.2x the programs of one, two
+    /// kept apart 1.6x (docs/KERNELS.md). A VM's executor is left alone (its CPUs are the
+    /// guest's).
+    pub fn for_job(&self, job: usize, jobs: usize) -> ExecutorConfig {
+        let mut c = self.clone();
+        if jobs >= 2 && self.vm.is_none() {
+            let cpus = usable_cpus();
+            if !cpus.is_empty() {
+                c.cpu = Some(cpus[job % cpus.len()]);
+            }
+        }
+        c
     }
 
     /// The executor's arguments after `__executor`.
     fn executor_args(&self) -> Vec<String> {
         let mut args = vec![format!("--op-deadline-ms={}", self.op_deadline.as_millis())];
         args.extend(self.inject.iter().map(|i| format!("--inject={i}")));
+        if let Some(cpu) = self.cpu {
+            args.push(format!("--cpu={cpu}"));
+        }
         args
     }
 
@@ -99,6 +125,16 @@ impl ExecutorConfig {
             words.push(format!("--inject={i}"));
         }
         words.join(" ")
+    }
+}
+
+/// The CPUs this process may run on (its affinity mask), ascending; empty if unknown.
+fn usable_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

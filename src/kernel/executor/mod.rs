@@ -51,8 +51,10 @@ struct Worker {
     fd: OwnedFd,
 }
 
-/// The executor's main: returns the process exit status.
-pub fn main(inject: u32, op_deadline: Duration) -> i32 {
+/// The executor's main: returns the process exit status. With `cpu`, the executor and every
+/// process it forks (guardian, zygote, program trees) run on that CPU only
+/// (`ExecutorConfig::for_job`); a CPU that cannot be had leaves the affinity as it was.
+pub fn main(inject: u32, op_deadline: Duration, cpu: Option<usize>) -> i32 {
     // SIGKILL us if the cowcheck that started us dies (even by SIGKILL). If it already died
     // before this line, exit now.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -60,6 +62,12 @@ pub fn main(inject: u32, op_deadline: Duration) -> i32 {
         return 0;
     }
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    if let Some(cpu) = cpu {
+        let mut set = nix::sched::CpuSet::new();
+        if set.set(cpu).is_ok() {
+            let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &set);
+        }
+    }
     keep_heap();
     let guardian = Guardian::start();
     worker::set_inject(inject);
