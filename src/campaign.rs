@@ -119,6 +119,9 @@ pub fn run(
                 summary.forks += t.forks as u64;
                 summary.pages_compared += t.pages_compared as u64;
                 summary.snapshots += t.snapshots as u64;
+                if t.own_regions > 0 {
+                    summary.with_own_regions += 1;
+                }
             }
             Verdict::Diverged(d) => {
                 summary.elapsed = start.elapsed();
@@ -228,6 +231,7 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.forks += s.forks;
         m.pages_compared += s.pages_compared;
         m.snapshots += s.snapshots;
+        m.with_own_regions += s.with_own_regions;
         m.elapsed = m.elapsed.max(s.elapsed);
         for (k, n) in s.programs_with.iter().enumerate() {
             m.programs_with[k] += n;

@@ -59,6 +59,13 @@ struct ExecArgs {
     /// With --kernel: the accelerator; auto is KVM when a guest boots on it, else TCG.
     #[arg(long, value_name = "ACCEL", requires = "kernel", value_parser = ["auto", "kvm", "tcg"])]
     accel: Option<String>,
+    /// A kind of region that the runtime under --under makes for itself (PERMS[:BACKING], as in
+    /// /proc/self/maps: `rw-s:file`, `r--p:anon`, `rw-s`; BACKING is anon, dev-zero, shmem or
+    /// file): such a region is set aside wherever the program has no memory, and reported
+    /// once in the summary, not as a divergence. Repeatable. `run --under` also learns these
+    /// from a baseline program at start.
+    #[arg(long, value_name = "KIND")]
+    ignore_region: Vec<String>,
 }
 
 /// The executor options of `matrix`, where --kernel is repeated (one per column).
@@ -88,6 +95,7 @@ impl From<MatrixExecArgs> for ExecArgs {
             kernel: None,
             kernel_append: m.kernel_append,
             accel: m.accel,
+            ignore_region: Vec::new(),
         }
     }
 }
@@ -394,6 +402,11 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
     }
     inject_mask(&exec.inject)?;
     config.inject = exec.inject.clone();
+    for kind in &exec.ignore_region {
+        let kind = cowcheck::program::runtime_regions::RegionKind::parse(kind)
+            .map_err(|e| Fatal(format!("--ignore-region: {e}")))?;
+        config.own_regions.push(kind);
+    }
     if let Some(secs) = exec.op_deadline {
         if !(secs > 0.0 && secs.is_finite() && secs <= 3600.0) {
             return Err(Fatal(format!(

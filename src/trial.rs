@@ -6,6 +6,7 @@ use crate::check::{self, CoverageSink, Difference, Divergence, PageDiff, Verdict
 use crate::kernel::{Executor, HarnessError};
 use crate::model::Model;
 use crate::program::outcome::{DumpRequest, KernelRun, Outcome};
+use crate::program::runtime_regions::RegionKind;
 use crate::program::{Op, ProcId, Program, Span};
 
 /// Runs a program on the kernel and compares it with the model; with `coverage`, the
@@ -27,9 +28,48 @@ pub fn judge(
     run: &KernelRun,
     coverage: Option<&mut dyn CoverageSink>,
 ) -> Result<Verdict, HarnessError> {
-    let mut options = check::Options::new(executor.page_size()).features(executor.hello.features);
+    let mut options = check::Options::new(executor.page_size())
+        .features(executor.hello.features)
+        .own_regions(executor.own_regions.clone());
     options.coverage = coverage;
     check::compare(program, run, options).map_err(|cut| HarnessError::Program(cut.0))
+}
+
+/// The baseline program of `learn_own_regions`: every kind of mapping, small and large (valgrind
+/// adds a region of its own at the first mmap, and another at the first large one), a fork,
+/// writes on both sides, an unmap and an exit, with snapshots after the fork, the exit and at
+/// the end.
+const BASELINE: &str = "cowcheck-trace 1
+p0 map m0 private 2
+p0 map m1 shared 1
+p0 map m2 private-zero 1
+p0 map m3 shared-zero 1
+p0 map m4 private 64
+p0 map m5 shared 64
+p0 write m0 0..2 fill 0x01
+p0 write m1 0 fill 0x02
+p0 write m4 0..64 fill 0x05
+p0 write m5 0..64 fill 0x06
+p0 fork p1
+p1 write m0 0 fill 0x03
+p1 write m3 0 fill 0x04
+p1 write m4 0..64 fill 0x07
+p1 map m6 private 1
+p1 exit
+p0 unmap m2 0
+p0 read m0 0..2
+";
+
+/// Learns which kinds of region the runtime under `executor` makes for itself: runs a
+/// baseline program and returns the kinds of the regions that its processes show where the
+/// model has nothing (`check::unexplained_regions`). On a plain kernel there are none (a
+/// test holds it); `cowcheck run` learns only under `--under`.
+pub fn learn_own_regions(executor: &mut Executor) -> Result<Vec<RegionKind>, HarnessError> {
+    let program = crate::program::trace::parse(BASELINE.as_bytes())
+        .map_err(|e| HarnessError::Program(format!("the baseline program: {e}")))?;
+    let run = executor.run(&program, &[])?;
+    let options = check::Options::new(executor.page_size()).features(executor.hello.features);
+    Ok(check::unexplained_regions(&program, &run, options))
 }
 
 /// Fetches the full bytes behind a contents or read divergence: the model's from a replay of

@@ -5,6 +5,7 @@
 use crate::check::coverage::{self, CoverageSink};
 use crate::model::{Features, Model, ModelError};
 use crate::program::outcome::{KernelRun, Outcome, ProcView, Region, Snapshot};
+use crate::program::runtime_regions::RegionKind;
 use crate::program::{Op, ProcId, Program};
 
 /// What differed.
@@ -116,6 +117,8 @@ pub struct Tally {
     pub forks: usize,
     pub pages_compared: usize,
     pub snapshots: usize,
+    /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.
+    pub own_regions: usize,
 }
 
 /// How to compare: what the target said of itself, and where coverage goes.
@@ -128,6 +131,11 @@ pub struct Options<'a> {
     /// comparison steps anyway (one model run instead of two: the fuzzer's hot path). Nothing
     /// is reported past a divergence.
     pub coverage: Option<&'a mut dyn CoverageSink>,
+    /// Kinds of region that the runtime under the executor makes for itself (learnt from a
+    /// baseline program, or named with --ignore-region): an observed region of such a kind is
+    /// set aside where the model expects nothing of the process at all (`set_aside`), never
+    /// where the program has memory. Empty on a plain kernel.
+    pub own_regions: Vec<RegionKind>,
 }
 
 impl<'a> Options<'a> {
@@ -137,10 +145,17 @@ impl<'a> Options<'a> {
             page_size,
             features: Features::ALL,
             coverage: None,
+            own_regions: Vec::new(),
         }
     }
     pub fn features(self, features: Features) -> Options<'a> {
         Options { features, ..self }
+    }
+    pub fn own_regions(self, own_regions: Vec<RegionKind>) -> Options<'a> {
+        Options {
+            own_regions,
+            ..self
+        }
     }
     pub fn coverage(self, sink: &'a mut dyn CoverageSink) -> Options<'a> {
         Options {
@@ -188,6 +203,7 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         page_size,
         features,
         coverage: mut sink,
+        own_regions,
     } = options;
     let mut model = Model::with_features(page_size, features);
     let mut tally = Tally::default();
@@ -228,6 +244,15 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
             if *j != i {
                 break;
             }
+            let aside;
+            let snap = if own_regions.is_empty() {
+                snap
+            } else {
+                let (kept, n) = set_aside(&own_regions, &model.snapshot(), snap);
+                tally.own_regions += n;
+                aside = kept;
+                &aside
+            };
             model.reconcile(snap);
             let expected = model.snapshot();
             tally.pages_compared +=
@@ -240,6 +265,75 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         }
     }
     Ok(tally)
+}
+
+/// `observed` less the regions of a runtime's own: a region of one of `kinds` that meets no
+/// region `expected` has for the same process (and its pages). A process the model does not
+/// expect keeps everything (its liveness is the divergence). Returns the snapshot kept and
+/// how many regions were set aside.
+pub fn set_aside(
+    kinds: &[RegionKind],
+    expected: &Snapshot,
+    observed: &Snapshot,
+) -> (Snapshot, usize) {
+    let mut kept = observed.clone();
+    let mut n = 0;
+    for view in &mut kept.procs {
+        let Some(e) = expected.procs.iter().find(|v| v.proc == view.proc) else {
+            continue;
+        };
+        let own = |r: &Region| {
+            kinds.iter().any(|k| k.matches(r))
+                && !e.regions.iter().any(|x| x.start < r.end && r.start < x.end)
+        };
+        let aside: Vec<Region> = view.regions.iter().filter(|r| own(r)).cloned().collect();
+        if aside.is_empty() {
+            continue;
+        }
+        n += aside.len();
+        view.regions.retain(|r| !own(r));
+        view.pages
+            .retain(|&(a, _)| !aside.iter().any(|r| r.start <= a && a < r.end));
+    }
+    (kept, n)
+}
+
+/// The kinds of the regions a kernel run shows that the model has no part of: a process's
+/// observed region that meets no region the model expects of it, at any snapshot until the
+/// first op whose outcome differs. What a runtime adds of its own (`Options::own_regions`),
+/// learnt from a baseline program; on a plain kernel, none.
+pub fn unexplained_regions(
+    program: &Program,
+    run: &KernelRun,
+    options: Options,
+) -> Vec<RegionKind> {
+    let mut model = Model::with_features(options.page_size, options.features);
+    let mut kinds: Vec<RegionKind> = Vec::new();
+    let mut snaps = run.snapshots.iter().peekable();
+    for (i, (op, observed)) in program.ops.iter().zip(&run.outcomes).enumerate() {
+        match model.step(op, Some(observed)) {
+            Ok(expected) if expected == *observed => {}
+            _ => break,
+        }
+        while let Some((j, snap)) = snaps.next_if(|(j, _)| *j == i) {
+            let _ = j;
+            let expected = model.snapshot();
+            for view in &snap.procs {
+                let Some(e) = expected.procs.iter().find(|v| v.proc == view.proc) else {
+                    continue;
+                };
+                for r in &view.regions {
+                    let k = RegionKind::of(r);
+                    if !e.regions.iter().any(|x| x.start < r.end && r.start < x.end)
+                        && !kinds.contains(&k)
+                    {
+                        kinds.push(k);
+                    }
+                }
+            }
+        }
+    }
+    kinds
 }
 
 /// Compares two snapshots; on agreement, the number of pages compared.

@@ -19,6 +19,9 @@ pub struct Summary {
     pub programs_with: [u64; OpKind::ALL.len()],
     /// Semantic cells reached (see `coverage`).
     pub cells: crate::check::coverage::CellSet,
+    /// Programs that agreed once the runtime's own regions were set aside
+    /// (`check::Options::own_regions`), which they showed.
+    pub with_own_regions: u64,
 }
 
 /// A divergence, shrunk and explained.

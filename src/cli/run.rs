@@ -9,6 +9,7 @@ use cowcheck::campaign::{self, CampaignConfig, Finding, Summary};
 use cowcheck::kernel::Executor;
 use cowcheck::program::caps;
 use cowcheck::program::generate::GenConfig;
+use cowcheck::program::runtime_regions::RegionKind;
 use cowcheck::report;
 
 use crate::{ExecArgs, Fatal, executor_config, host_page_size, indent};
@@ -54,6 +55,21 @@ pub(crate) fn cmd_run(
     let mut executors = (0..jobs)
         .map(|job| Executor::start(&config.for_job(job, jobs)))
         .collect::<Result<Vec<_>, _>>()?;
+    // A runtime's own regions (valgrind's page for vgdb): those named, and, under --under,
+    // those a baseline program shows where it has no memory. On a plain kernel none are
+    // learnt, so nothing is ever set aside there unless named.
+    let mut own: Vec<(RegionKind, &str)> =
+        config.own_regions.iter().map(|k| (*k, "named")).collect();
+    if !config.under.is_empty() {
+        for k in cowcheck::trial::learn_own_regions(&mut executors[0])? {
+            if !own.iter().any(|(o, _)| *o == k) {
+                own.push((k, "learnt from a baseline program"));
+            }
+        }
+        for e in &mut executors {
+            e.own_regions = own.iter().map(|(k, _)| *k).collect();
+        }
+    }
     let campaign = CampaignConfig {
         seed,
         cases,
@@ -103,6 +119,11 @@ pub(crate) fn cmd_run(
             saved.first().map(|p| p.as_path()),
         );
         v["environment"] = environment.to_json();
+        v["runtime_regions"] = own
+            .iter()
+            .map(|(k, how)| serde_json::json!({ "kind": k.to_string(), "source": how }))
+            .collect();
+        v["programs_with_runtime_regions"] = summary.with_own_regions.into();
         if keep_going {
             v["divergences"] = findings
                 .iter()
@@ -116,6 +137,13 @@ pub(crate) fn cmd_run(
             "{}",
             report::campaign::summary_text(&summary, &target_of(executor), seed)
         );
+        for (k, how) in &own {
+            println!(
+                "  runtime region  {k} ({how}): the runtime's own, set aside where the program \
+                 has no memory; shown by {} agreeing program(s)",
+                summary.with_own_regions
+            );
+        }
         if keep_going && !findings.is_empty() {
             println!();
             println!("{} distinct divergence(s):", findings.len());

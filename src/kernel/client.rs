@@ -15,6 +15,7 @@ use super::protocol::{
 };
 use super::vm::{Boot, Guest, VmConfig};
 use crate::program::Program;
+use crate::program::runtime_regions::RegionKind;
 
 /// The harness failed: distinct from any divergence (the kernel is not to blame).
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,9 @@ pub struct ExecutorConfig {
     /// The CPU the executor and its process trees run on (`for_job`); `None`: wherever the
     /// scheduler puts them.
     pub cpu: Option<usize>,
+    /// Kinds of region that the runtime under the executor makes for itself, as the user
+    /// named them (`--ignore-region`); each executor starts with these as its `own_regions`.
+    pub own_regions: Vec<RegionKind>,
 }
 
 impl ExecutorConfig {
@@ -80,6 +84,7 @@ impl ExecutorConfig {
             op_deadline: super::executor::DEFAULT_OP_DEADLINE,
             vm: None,
             cpu: None,
+            own_regions: Vec::new(),
         }
     }
 
@@ -145,6 +150,10 @@ pub struct Executor {
     output: BufReader<ChildStdout>,
     config: ExecutorConfig,
     pub hello: Hello,
+    /// Kinds of region that the runtime under this executor makes for itself, which the
+    /// checker sets aside where the program has nothing (`check::Options::own_regions`):
+    /// those the user named, and those learnt from a baseline program (`trial::learn_own_regions`).
+    pub own_regions: Vec<RegionKind>,
     /// Programs sent whose replies are not read yet (`submit`, `collect`).
     in_flight: usize,
     /// The VM the executor runs in (`--kernel`), and what its guest said when it booted.
@@ -229,6 +238,7 @@ impl Executor {
                 machine: String::new(),
                 features: crate::program::features::Features::ALL,
             },
+            own_regions: config.own_regions.clone(),
             in_flight: 0,
             vm,
             guest: None,
