@@ -180,11 +180,23 @@ impl Model {
     /// arguments, before the address is looked up (check_mremap_params; measured).
     fn check_mremap_params(&self, vrm: &VmaRemap) -> Result<(), i32> {
         let flags = vrm.flags;
+        // Kernels before the 6.16 rework look the source up before `mremap_to()` checks the
+        // destination: with nothing mapped at the source, a bad destination is EFAULT there
+        // (measured on 6.12), EINVAL on 6.18. Both are allowed, learnt from the errno (G10).
+        let destination = || {
+            if self.space(vrm.proc).get(vrm.vpn).is_none()
+                && observed_errno(vrm.observed) == Some(EFAULT)
+            {
+                EFAULT
+            } else {
+                EINVAL
+            }
+        };
         if vrm
             .new_addr
             .is_some_and(|d| !d.is_multiple_of(self.page_size))
         {
-            return Err(EINVAL);
+            return Err(destination());
         }
         if (flags.fixed.is_some() || flags.dontunmap) && !flags.maymove {
             return Err(EINVAL);
@@ -202,7 +214,7 @@ impl Model {
         if let Some(d) = vrm.new_addr {
             let dv = self.vpn(d);
             if dv < vrm.vpn + vrm.old_len && vrm.vpn < dv + vrm.new_len {
-                return Err(EINVAL);
+                return Err(destination());
             }
         }
         Ok(())
