@@ -35,26 +35,25 @@ pub fn judge(
     check::compare(program, run, options).map_err(|cut| HarnessError::Program(cut.0))
 }
 
-/// The baseline program of `learn_own_regions`: every kind of mapping, small and large (valgrind
-/// adds a region of its own at the first mmap, and another at the first large one), a fork,
-/// writes on both sides, an unmap and an exit, with snapshots after the fork, the exit and at
-/// the end.
+/// The baseline program of `learn_own_regions`: mappings small and large (valgrind adds a
+/// region of its own at the first mmap, and another at the first large one), a fork, writes
+/// on both sides, an unmap and an exit, with snapshots after the fork, the exit and at the
+/// end. It maps no private anonymous memory: a runtime that misbehaves once (on the first
+/// such mapping of a run, as `tests/faults/libfault.c` can) must do so in the campaign, where
+/// it is checked, not here.
 const BASELINE: &str = "cowcheck-trace 1
-p0 map m0 private 2
+p0 map m0 private-zero 2
 p0 map m1 shared 1
-p0 map m2 private-zero 1
-p0 map m3 shared-zero 1
-p0 map m4 private 64
-p0 map m5 shared 64
+p0 map m2 shared-zero 1
+p0 map m3 shared 64
 p0 write m0 0..2 fill 0x01
 p0 write m1 0 fill 0x02
-p0 write m4 0..64 fill 0x05
-p0 write m5 0..64 fill 0x06
+p0 write m3 0..64 fill 0x05
 p0 fork p1
 p1 write m0 0 fill 0x03
-p1 write m3 0 fill 0x04
-p1 write m4 0..64 fill 0x07
-p1 map m6 private 1
+p1 write m2 0 fill 0x04
+p1 write m3 0..64 fill 0x07
+p1 map m4 private-zero 1
 p1 exit
 p0 unmap m2 0
 p0 read m0 0..2
