@@ -497,3 +497,36 @@ fn spawn(cmd: &mut Command, stderr: Stdio, no_core: bool) -> std::io::Result<Chi
     }
     cmd.spawn()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One job floats; each of several is given a CPU this process may use, in turn, and says
+    /// so to its executor; a VM's executor is never pinned.
+    #[test]
+    fn jobs_are_spread_over_the_usable_cpus() {
+        let config = ExecutorConfig::new(PathBuf::from("cowcheck"));
+        assert_eq!(config.for_job(0, 1).cpu, None);
+        assert!(
+            !config
+                .for_job(0, 1)
+                .executor_args()
+                .iter()
+                .any(|a| a.starts_with("--cpu"))
+        );
+        let cpus = usable_cpus();
+        assert!(!cpus.is_empty());
+        for job in 0..2 * cpus.len() {
+            let c = config.for_job(job, 3);
+            assert_eq!(c.cpu, Some(cpus[job % cpus.len()]));
+            assert!(
+                c.executor_args()
+                    .contains(&format!("--cpu={}", cpus[job % cpus.len()]))
+            );
+        }
+        let mut vm = config.clone();
+        vm.vm = Some(VmConfig::new(PathBuf::from("bzImage")));
+        assert_eq!(vm.for_job(1, 2).cpu, None);
+    }
+}
