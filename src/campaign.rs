@@ -119,6 +119,7 @@ pub fn run(
                 summary.forks += t.forks as u64;
                 summary.pages_compared += t.pages_compared as u64;
                 summary.snapshots += t.snapshots as u64;
+                summary.physical_pages += t.physical_pages as u64;
             }
             Verdict::Diverged(d) => {
                 summary.elapsed = start.elapsed();
@@ -228,6 +229,7 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.forks += s.forks;
         m.pages_compared += s.pages_compared;
         m.snapshots += s.snapshots;
+        m.physical_pages += s.physical_pages;
         m.elapsed = m.elapsed.max(s.elapsed);
         for (k, n) in s.programs_with.iter().enumerate() {
             m.programs_with[k] += n;

@@ -59,6 +59,10 @@ struct ExecArgs {
     /// With --kernel: the accelerator; auto is KVM when a guest boots on it, else TCG.
     #[arg(long, value_name = "ACCEL", requires = "kernel", value_parser = ["auto", "kvm", "tcg"])]
     accel: Option<String>,
+    /// Turn the physical channel off: no /proc/self/pagemap reads at snapshots, no check of
+    /// the model's frames against them (docs/SEMANTICS.md part 11).
+    #[arg(long)]
+    no_physical: bool,
 }
 
 /// The executor options of `matrix`, where --kernel is repeated (one per column).
@@ -88,6 +92,7 @@ impl From<MatrixExecArgs> for ExecArgs {
             kernel: None,
             kernel_append: m.kernel_append,
             accel: m.accel,
+            no_physical: false,
         }
     }
 }
@@ -238,6 +243,8 @@ enum Command {
         inject: Vec<String>,
         #[arg(long, default_value_t = 10_000)]
         op_deadline_ms: u64,
+        #[arg(long)]
+        no_physical: bool,
     },
 }
 
@@ -265,10 +272,14 @@ fn main() -> ExitCode {
         Command::Executor {
             inject,
             op_deadline_ms,
+            no_physical,
         } => match inject_mask(&inject) {
             Ok(mask) => {
                 let deadline = Duration::from_millis(op_deadline_ms.max(1));
-                return ExitCode::from(cowcheck::kernel::executor::main(mask, deadline) as u8);
+                let physical = !no_physical;
+                return ExitCode::from(
+                    cowcheck::kernel::executor::main(mask, deadline, physical) as u8
+                );
             }
             Err(e) => Err(e),
         },
@@ -391,6 +402,7 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
     }
     inject_mask(&exec.inject)?;
     config.inject = exec.inject.clone();
+    config.physical = !exec.no_physical;
     if let Some(secs) = exec.op_deadline {
         if !(secs > 0.0 && secs.is_finite() && secs <= 3600.0) {
             return Err(Fatal(format!(

@@ -27,7 +27,9 @@ pub fn judge(
     run: &KernelRun,
     coverage: Option<&mut dyn CoverageSink>,
 ) -> Result<Verdict, HarnessError> {
-    let mut options = check::Options::new(executor.page_size()).features(executor.hello.features);
+    let mut options = check::Options::new(executor.page_size())
+        .features(executor.hello.features)
+        .physical(executor.hello.physical);
     options.coverage = coverage;
     check::compare(program, run, options).map_err(|cut| HarnessError::Program(cut.0))
 }

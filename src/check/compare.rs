@@ -3,8 +3,10 @@
 //! placed); everything else it predicts, and any difference is a divergence.
 
 use crate::check::coverage::{self, CoverageSink};
+pub use crate::check::physical::PhysicalDifference;
 use crate::model::{Features, Model, ModelError};
 use crate::program::outcome::{KernelRun, Outcome, ProcView, Region, Snapshot};
+use crate::program::physical::Channels;
 use crate::program::{Op, ProcId, Program};
 
 /// What differed.
@@ -33,6 +35,8 @@ pub enum Difference {
         expected: u64,
         observed: u64,
     },
+    /// What the physical channel saw (pagemap) differs from the model's frames.
+    Physical(PhysicalDifference),
 }
 
 /// The first point at which kernel and model disagree.
@@ -79,6 +83,16 @@ impl Divergence {
             }
             Difference::Layout { .. } => "layout".to_string(),
             Difference::Contents { .. } => "contents".to_string(),
+            Difference::Physical(p) => format!("physical: {}", p.rule),
+        }
+    }
+
+    /// The part of the observation that caught it: `values` (results, layout, contents,
+    /// liveness) or a physical channel's name (pagemap, pagemap-scan, pfn).
+    pub fn channel(&self) -> &'static str {
+        match &self.difference {
+            Difference::Physical(p) => p.channel,
+            _ => "values",
         }
     }
 }
@@ -116,6 +130,8 @@ pub struct Tally {
     pub forks: usize,
     pub pages_compared: usize,
     pub snapshots: usize,
+    /// Pages whose pagemap word was checked (the physical channel).
+    pub physical_pages: usize,
 }
 
 /// How to compare: what the target said of itself, and where coverage goes.
@@ -128,6 +144,8 @@ pub struct Options<'a> {
     /// comparison steps anyway (one model run instead of two: the fuzzer's hot path). Nothing
     /// is reported past a divergence.
     pub coverage: Option<&'a mut dyn CoverageSink>,
+    /// Which parts of the physical channel ran (the hello's); none by default.
+    pub physical: Channels,
 }
 
 impl<'a> Options<'a> {
@@ -137,7 +155,11 @@ impl<'a> Options<'a> {
             page_size,
             features: Features::ALL,
             coverage: None,
+            physical: Channels::default(),
         }
+    }
+    pub fn physical(self, physical: Channels) -> Options<'a> {
+        Options { physical, ..self }
     }
     pub fn features(self, features: Features) -> Options<'a> {
         Options { features, ..self }
@@ -188,6 +210,7 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         page_size,
         features,
         coverage: mut sink,
+        physical,
     } = options;
     let mut model = Model::with_features(page_size, features);
     let mut tally = Tally::default();
@@ -234,6 +257,11 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
                 compare_snapshots(&expected, snap).map_err(|difference| Divergence {
                     op_index: i,
                     difference,
+                })?;
+            tally.physical_pages += crate::check::physical::check(&model, snap, &physical)
+                .map_err(|p| Divergence {
+                    op_index: i,
+                    difference: Difference::Physical(p),
                 })?;
             tally.snapshots += 1;
             snaps.next();

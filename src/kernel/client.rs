@@ -64,6 +64,8 @@ pub struct ExecutorConfig {
     pub op_deadline: Duration,
     /// Run the executor in a VM booted with this kernel (`--kernel`); `None` for here.
     pub vm: Option<VmConfig>,
+    /// Read the physical channel (pagemap) at every snapshot (`--no-physical` turns it off).
+    pub physical: bool,
 }
 
 impl ExecutorConfig {
@@ -76,6 +78,7 @@ impl ExecutorConfig {
             start_deadline: Duration::from_secs(60),
             op_deadline: super::executor::DEFAULT_OP_DEADLINE,
             vm: None,
+            physical: true,
         }
     }
 
@@ -83,6 +86,9 @@ impl ExecutorConfig {
     fn executor_args(&self) -> Vec<String> {
         let mut args = vec![format!("--op-deadline-ms={}", self.op_deadline.as_millis())];
         args.extend(self.inject.iter().map(|i| format!("--inject={i}")));
+        if !self.physical {
+            args.push("--no-physical".into());
+        }
         args
     }
 
@@ -97,6 +103,9 @@ impl ExecutorConfig {
         words.push("__executor".into());
         for i in &self.inject {
             words.push(format!("--inject={i}"));
+        }
+        if !self.physical {
+            words.push("--no-physical".into());
         }
         words.join(" ")
     }
@@ -192,6 +201,7 @@ impl Executor {
                 release: String::new(),
                 machine: String::new(),
                 features: crate::program::features::Features::ALL,
+                physical: crate::program::physical::Channels::default(),
             },
             in_flight: 0,
             vm,
