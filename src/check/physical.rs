@@ -148,6 +148,9 @@ pub fn check(
         if !present {
             continue;
         }
+        if s.pred.open {
+            continue;
+        }
         if (s.word & pm::FILE != 0) != s.pred.shared && s.pred.identity != Some(Identity::Zero) {
             let what = if s.pred.shared {
                 "a shared (shmem) page"
@@ -176,6 +179,16 @@ pub fn check(
         if let Some(i) = s.pred.identity {
             holders.entry(i).or_default().push(s);
         }
+    }
+    // A frame with an open holder: its mappers cannot be counted, and the open page says
+    // nothing of its PFN; the others still share one.
+    let open_frames: std::collections::BTreeSet<Identity> = holders
+        .iter()
+        .filter(|(_, hs)| hs.iter().any(|s| s.pred.open))
+        .map(|(&i, _)| i)
+        .collect();
+    for hs in holders.values_mut() {
+        hs.retain(|s| !s.pred.open);
     }
     let mut owner_of_pfn: BTreeMap<u64, (Identity, &Seen)> = BTreeMap::new();
     for (&id, hs) in &holders {
@@ -214,7 +227,7 @@ pub fn check(
                 );
             }
         }
-        if id == Identity::Zero {
+        if id == Identity::Zero || open_frames.contains(&id) {
             continue;
         }
         // Entries mapping the frame when each process read its words: at least those seen

@@ -46,8 +46,11 @@ pub enum Presence {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prediction {
     pub addr: u64,
-    /// `None`: unconstrained (the module header says when).
+    /// The frame the model holds for the page (`None` past a shared object's end).
     pub identity: Option<Identity>,
+    /// The kernel's frame for it is open (the module header says when): no prediction of the
+    /// page, and no count of its frame's mappers (I9).
+    pub open: bool,
     pub presence: Presence,
     /// A shared mapping's page: pagemap's file bit when present (I7).
     pub shared: bool,
@@ -85,16 +88,7 @@ impl Model {
             for (&vpn, pte) in &p.space.ptes {
                 let addr = vpn * self.page_size;
                 let guard = pte.flags & flag::GUARD != 0;
-                let (identity, presence) = match pte.backing {
-                    _ if guard => (None, Presence::Never),
-                    PageBacking::Private(_) if owners.contains(&(proc, vpn)) => {
-                        (None, Presence::May)
-                    }
-                    PageBacking::Private(f) if open.contains(&f) => (None, Presence::May),
-                    // A huge page may back an untouched range (THP, mTHP): left to part L.
-                    PageBacking::Private(_) if pte.flags & flag::HUGEPAGE != 0 => {
-                        (None, Presence::May)
-                    }
+                let (identity, mut presence) = match pte.backing {
                     PageBacking::Private(FrameId::ZERO) => (Some(Identity::Zero), Presence::May),
                     PageBacking::Private(f) => (Some(Identity::Frame(f.0)), Presence::Must),
                     PageBacking::Object { obj, index } => {
@@ -107,9 +101,26 @@ impl Model {
                         }
                     }
                 };
+                let open = match pte.backing {
+                    // The page a pipe took, its frame shared or not; a frame with an open page;
+                    // a range where a huge page may back untouched pages (part L).
+                    PageBacking::Private(f) => {
+                        owners.contains(&(proc, vpn))
+                            || open.contains(&f)
+                            || pte.flags & flag::HUGEPAGE != 0
+                    }
+                    PageBacking::Object { .. } => false,
+                };
+                if open {
+                    presence = Presence::May;
+                }
+                if guard {
+                    presence = Presence::Never;
+                }
                 preds.push(Prediction {
                     addr,
                     identity,
+                    open: open || guard,
                     presence,
                     shared: pte.kind.is_shared(),
                 });

@@ -30,8 +30,8 @@ pub(super) fn pagemap_on() -> bool {
     ON.load(Ordering::Relaxed) & PAGEMAP != 0
 }
 
-/// The uapi of the PAGEMAP_SCAN ioctl, include/uapi/linux/fs.h (6.7, commit 52526ca7fdb9
-/// "fs/proc/task_mmu: implement IOCTL to get and optionally clear info about PTEs").
+/// The uapi of the PAGEMAP_SCAN ioctl, include/uapi/linux/fs.h (since 6.7): the ioctl number,
+/// `PAGE_IS_PFNZERO`, `struct page_region` and `struct pm_scan_arg` as defined there.
 mod uapi {
     /// `_IOWR('f', 16, struct pm_scan_arg)` with a 96-byte argument.
     pub const PAGEMAP_SCAN: libc::c_ulong = 0xC060_6610;
