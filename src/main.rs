@@ -245,6 +245,8 @@ enum Command {
         op_deadline_ms: u64,
         #[arg(long)]
         no_physical: bool,
+        #[arg(long)]
+        no_physical_emulator: bool,
     },
 }
 
@@ -273,10 +275,16 @@ fn main() -> ExitCode {
             inject,
             op_deadline_ms,
             no_physical,
+            no_physical_emulator,
         } => match inject_mask(&inject) {
             Ok(mask) => {
+                use cowcheck::program::physical::Skip;
                 let deadline = Duration::from_millis(op_deadline_ms.max(1));
-                let physical = !no_physical;
+                let physical = match (no_physical, no_physical_emulator) {
+                    (true, _) => Some(Skip::Disabled),
+                    (_, true) => Some(Skip::Emulator),
+                    _ => None,
+                };
                 return ExitCode::from(
                     cowcheck::kernel::executor::main(mask, deadline, physical) as u8
                 );
@@ -402,7 +410,21 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
     }
     inject_mask(&exec.inject)?;
     config.inject = exec.inject.clone();
-    config.physical = !exec.no_physical;
+    // The channel is off when asked, and under qemu-user (its first word that is not `env` or
+    // a VAR=value names the emulator).
+    let emulator = config
+        .under
+        .iter()
+        .find(|w| *w != "env" && !w.contains('='))
+        .and_then(|w| Path::new(w).file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("qemu-"));
+    config.physical_off = if exec.no_physical {
+        Some(cowcheck::program::physical::Skip::Disabled)
+    } else if emulator {
+        Some(cowcheck::program::physical::Skip::Emulator)
+    } else {
+        None
+    };
     if let Some(secs) = exec.op_deadline {
         if !(secs > 0.0 && secs.is_finite() && secs <= 3600.0) {
             return Err(Fatal(format!(

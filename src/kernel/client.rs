@@ -64,8 +64,9 @@ pub struct ExecutorConfig {
     pub op_deadline: Duration,
     /// Run the executor in a VM booted with this kernel (`--kernel`); `None` for here.
     pub vm: Option<VmConfig>,
-    /// Read the physical channel (pagemap) at every snapshot (`--no-physical` turns it off).
-    pub physical: bool,
+    /// Read the physical channel (pagemap) at every snapshot, unless this says why not
+    /// (`--no-physical`, an emulator).
+    pub physical_off: Option<crate::program::physical::Skip>,
 }
 
 impl ExecutorConfig {
@@ -78,7 +79,7 @@ impl ExecutorConfig {
             start_deadline: Duration::from_secs(60),
             op_deadline: super::executor::DEFAULT_OP_DEADLINE,
             vm: None,
-            physical: true,
+            physical_off: None,
         }
     }
 
@@ -86,10 +87,17 @@ impl ExecutorConfig {
     fn executor_args(&self) -> Vec<String> {
         let mut args = vec![format!("--op-deadline-ms={}", self.op_deadline.as_millis())];
         args.extend(self.inject.iter().map(|i| format!("--inject={i}")));
-        if !self.physical {
-            args.push("--no-physical".into());
-        }
+        args.extend(self.physical_off_arg());
         args
+    }
+
+    /// The executor's argument that turns the physical channel off, and says why.
+    fn physical_off_arg(&self) -> Option<String> {
+        use crate::program::physical::Skip;
+        match self.physical_off? {
+            Skip::Emulator => Some("--no-physical-emulator".into()),
+            _ => Some("--no-physical".into()),
+        }
     }
 
     /// The command line, for messages and reports.
@@ -104,9 +112,7 @@ impl ExecutorConfig {
         for i in &self.inject {
             words.push(format!("--inject={i}"));
         }
-        if !self.physical {
-            words.push("--no-physical".into());
-        }
+        words.extend(self.physical_off_arg());
         words.join(" ")
     }
 }

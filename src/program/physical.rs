@@ -72,6 +72,9 @@ pub enum Skip {
     NoPfn,
     /// Needs the pagemap channel, which did not run.
     NeedsPagemap,
+    /// Under an emulator (`--under qemu-*`): left out, so that its snapshots read pages the way
+    /// they always have there (`process_vm_readv`) and its findings stay comparable.
+    Emulator,
 }
 
 impl Skip {
@@ -86,6 +89,11 @@ impl Skip {
             Skip::NoIoctl => "the PAGEMAP_SCAN ioctl is unknown here (6.7+)",
             Skip::NoPfn => "page frame numbers read as 0 (needs CAP_SYS_ADMIN)",
             Skip::NeedsPagemap => "needs the pagemap channel",
+            Skip::Emulator => {
+                "under an emulator (--under qemu-*): its /proc is the host's view of the \
+                 emulator, and snapshots keep reading pages with process_vm_readv as the \
+                 emulator implements it"
+            }
         }
     }
 
@@ -97,6 +105,7 @@ impl Skip {
             Skip::NoIoctl => 4,
             Skip::NoPfn => 5,
             Skip::NeedsPagemap => 6,
+            Skip::Emulator => 7,
         }
     }
 
@@ -108,6 +117,7 @@ impl Skip {
             4 => Skip::NoIoctl,
             5 => Skip::NoPfn,
             6 => Skip::NeedsPagemap,
+            7 => Skip::Emulator,
             _ => return None,
         })
     }

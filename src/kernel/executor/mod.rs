@@ -52,7 +52,11 @@ struct Worker {
 }
 
 /// The executor's main: returns the process exit status.
-pub fn main(inject: u32, op_deadline: Duration, physical: bool) -> i32 {
+pub fn main(
+    inject: u32,
+    op_deadline: Duration,
+    physical_off: Option<crate::program::physical::Skip>,
+) -> i32 {
     // SIGKILL us if the cowcheck that started us dies (even by SIGKILL). If it already died
     // before this line, exit now.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -80,7 +84,7 @@ pub fn main(inject: u32, op_deadline: Duration, physical: bool) -> i32 {
     let mut output = stdout.lock();
     let mut enc = Enc::default();
     let features = probe_features(page_size as usize);
-    let physical = worker::physical::probe(page_size as usize, physical);
+    let physical = worker::physical::probe(page_size as usize, physical_off);
     enc.hello(&Hello {
         page_size,
         release,

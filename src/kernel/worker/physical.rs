@@ -199,15 +199,15 @@ impl MemReader {
     }
 }
 
-/// Probes the channel once, in the executor before anything is forked, on scratch pages of
-/// its own (one written, one read): whether pagemap can be read and shows the written page
+/// Probes the channel once, in the executor before anything is forked (in a child of its own,
+/// `probe_in_child`), on scratch pages (one written, one read): whether pagemap can be read and shows the written page
 /// present, whether it gives PFNs, and whether PAGEMAP_SCAN knows the read one for the zero
 /// page. Sets what the workers read, and returns it for the hello.
-pub fn probe(ps: usize, enabled: bool) -> Channels {
-    if !enabled {
-        return Channels::off(Skip::Disabled);
+pub fn probe(ps: usize, off: Option<Skip>) -> Channels {
+    if let Some(why) = off {
+        return Channels::off(why);
     }
-    let channels = probe_pages(ps);
+    let channels = probe_in_child(ps);
     let mut on = 0;
     if channels.pagemap.is_ok() {
         on |= PAGEMAP;
@@ -217,6 +217,60 @@ pub fn probe(ps: usize, enabled: bool) -> Channels {
     }
     ON.store(on, Ordering::Relaxed);
     channels
+}
+
+/// Runs `probe_pages` in a child process, which says what it found in its exit status, so
+/// that the probe's scratch mapping leaves no hole in the executor's own address space (the
+/// zygote and every root inherit that layout, and a fault that maps past its range, like
+/// libfault's mmap-more, must meet the same neighbours with the channel on or off).
+fn probe_in_child(ps: usize) -> Channels {
+    // SAFETY: the child only makes async-signal-safe calls (mmap, open, pread, ioctl, munmap,
+    // close) and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let c = probe_pages(ps);
+        let mut code = match c.pagemap {
+            Ok(()) => 0,
+            Err(Skip::NoPagemap) => 1,
+            Err(_) => 2,
+        };
+        if c.scan.is_ok() {
+            code |= 4;
+        }
+        if c.pfn.is_ok() {
+            code |= 8;
+        }
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    if pid < 0 {
+        return Channels::off(Skip::NoPagemap);
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if r != pid || !libc::WIFEXITED(status) {
+        return Channels::off(Skip::NoPagemap);
+    }
+    let code = libc::WEXITSTATUS(status);
+    let pagemap = match code & 3 {
+        0 => Ok(()),
+        1 => return Channels::off(Skip::NoPagemap),
+        _ => return Channels::off(Skip::NotOwnPages),
+    };
+    Channels {
+        pagemap,
+        scan: if code & 4 != 0 {
+            Ok(())
+        } else {
+            Err(Skip::NoIoctl)
+        },
+        pfn: if code & 8 != 0 {
+            Ok(())
+        } else {
+            Err(Skip::NoPfn)
+        },
+    }
 }
 
 fn probe_pages(ps: usize) -> Channels {
