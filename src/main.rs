@@ -410,21 +410,9 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
     }
     inject_mask(&exec.inject)?;
     config.inject = exec.inject.clone();
-    // The channel is off when asked, and under qemu-user (its first word that is not `env` or
-    // a VAR=value names the emulator).
-    let emulator = config
-        .under
-        .iter()
-        .find(|w| *w != "env" && !w.contains('='))
-        .and_then(|w| Path::new(w).file_name())
-        .is_some_and(|n| n.to_string_lossy().starts_with("qemu-"));
-    config.physical_off = if exec.no_physical {
-        Some(cowcheck::program::physical::Skip::Disabled)
-    } else if emulator {
-        Some(cowcheck::program::physical::Skip::Emulator)
-    } else {
-        None
-    };
+    if exec.no_physical {
+        config.physical_off = Some(cowcheck::program::physical::Skip::Disabled);
+    }
     if let Some(secs) = exec.op_deadline {
         if !(secs > 0.0 && secs.is_finite() && secs <= 3600.0) {
             return Err(Fatal(format!(

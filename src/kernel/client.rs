@@ -91,10 +91,19 @@ impl ExecutorConfig {
         args
     }
 
-    /// The executor's argument that turns the physical channel off, and says why.
+    /// The executor's argument that turns the physical channel off, and says why: as asked,
+    /// or under qemu-user (the first word of `under` that is not `env` or a VAR=value names
+    /// the emulator).
     fn physical_off_arg(&self) -> Option<String> {
         use crate::program::physical::Skip;
-        match self.physical_off? {
+        let emulator = self
+            .under
+            .iter()
+            .find(|w| *w != "env" && !w.contains('='))
+            .and_then(|w| std::path::Path::new(w).file_name())
+            .is_some_and(|n| n.to_string_lossy().starts_with("qemu-"));
+        let off = self.physical_off.or(emulator.then_some(Skip::Emulator));
+        match off? {
             Skip::Emulator => Some("--no-physical-emulator".into()),
             _ => Some("--no-physical".into()),
         }
