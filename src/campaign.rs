@@ -122,6 +122,7 @@ pub fn run(
                 if t.own_regions > 0 {
                     summary.with_own_regions += 1;
                 }
+                summary.physical_pages += t.physical_pages as u64;
             }
             Verdict::Diverged(d) => {
                 summary.elapsed = start.elapsed();
@@ -232,6 +233,7 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.pages_compared += s.pages_compared;
         m.snapshots += s.snapshots;
         m.with_own_regions += s.with_own_regions;
+        m.physical_pages += s.physical_pages;
         m.elapsed = m.elapsed.max(s.elapsed);
         for (k, n) in s.programs_with.iter().enumerate() {
             m.programs_with[k] += n;

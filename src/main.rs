@@ -66,6 +66,10 @@ struct ExecArgs {
     /// from a baseline program at start.
     #[arg(long, value_name = "KIND")]
     ignore_region: Vec<String>,
+    /// Turn the physical channel off: no /proc/self/pagemap reads at snapshots, no check of
+    /// the model's frames against them (docs/SEMANTICS.md part 11).
+    #[arg(long)]
+    no_physical: bool,
 }
 
 /// The executor options of `matrix`, where --kernel is repeated (one per column).
@@ -96,6 +100,7 @@ impl From<MatrixExecArgs> for ExecArgs {
             kernel_append: m.kernel_append,
             accel: m.accel,
             ignore_region: Vec::new(),
+            no_physical: false,
         }
     }
 }
@@ -248,6 +253,10 @@ enum Command {
         op_deadline_ms: u64,
         #[arg(long)]
         cpu: Option<usize>,
+        #[arg(long)]
+        no_physical: bool,
+        #[arg(long)]
+        no_physical_emulator: bool,
     },
 }
 
@@ -276,10 +285,20 @@ fn main() -> ExitCode {
             inject,
             op_deadline_ms,
             cpu,
+            no_physical,
+            no_physical_emulator,
         } => match inject_mask(&inject) {
             Ok(mask) => {
+                use cowcheck::program::physical::Skip;
                 let deadline = Duration::from_millis(op_deadline_ms.max(1));
-                return ExitCode::from(cowcheck::kernel::executor::main(mask, deadline, cpu) as u8);
+                let physical = match (no_physical, no_physical_emulator) {
+                    (true, _) => Some(Skip::Disabled),
+                    (_, true) => Some(Skip::Emulator),
+                    _ => None,
+                };
+                return ExitCode::from(
+                    cowcheck::kernel::executor::main(mask, deadline, cpu, physical) as u8
+                );
             }
             Err(e) => Err(e),
         },
@@ -406,6 +425,9 @@ fn executor_config(exec: &ExecArgs) -> Result<ExecutorConfig, Fatal> {
         let kind = cowcheck::program::runtime_regions::RegionKind::parse(kind)
             .map_err(|e| Fatal(format!("--ignore-region: {e}")))?;
         config.own_regions.push(kind);
+    }
+    if exec.no_physical {
+        config.physical_off = Some(cowcheck::program::physical::Skip::Disabled);
     }
     if let Some(secs) = exec.op_deadline {
         if !(secs > 0.0 && secs.is_finite() && secs <= 3600.0) {

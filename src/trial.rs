@@ -30,7 +30,8 @@ pub fn judge(
 ) -> Result<Verdict, HarnessError> {
     let mut options = check::Options::new(executor.page_size())
         .features(executor.hello.features)
-        .own_regions(executor.own_regions.clone());
+        .own_regions(executor.own_regions.clone())
+        .physical(executor.hello.physical);
     options.coverage = coverage;
     check::compare(program, run, options).map_err(|cut| HarnessError::Program(cut.0))
 }

@@ -3,9 +3,11 @@
 //! placed); everything else it predicts, and any difference is a divergence.
 
 use crate::check::coverage::{self, CoverageSink};
+pub use crate::check::physical::PhysicalDifference;
 use crate::model::{Features, Model, ModelError};
 use crate::program::outcome::{KernelRun, Outcome, ProcView, Region, Snapshot};
 use crate::program::runtime_regions::RegionKind;
+use crate::program::physical::Channels;
 use crate::program::{Op, ProcId, Program};
 
 /// What differed.
@@ -34,6 +36,8 @@ pub enum Difference {
         expected: u64,
         observed: u64,
     },
+    /// What the physical channel saw (pagemap) differs from the model's frames.
+    Physical(PhysicalDifference),
 }
 
 /// The first point at which kernel and model disagree.
@@ -80,6 +84,16 @@ impl Divergence {
             }
             Difference::Layout { .. } => "layout".to_string(),
             Difference::Contents { .. } => "contents".to_string(),
+            Difference::Physical(p) => format!("physical: {}", p.rule),
+        }
+    }
+
+    /// The part of the observation that caught it: `values` (results, layout, contents,
+    /// liveness) or a physical channel's name (pagemap, pagemap-scan, pfn).
+    pub fn channel(&self) -> &'static str {
+        match &self.difference {
+            Difference::Physical(p) => p.channel,
+            _ => "values",
         }
     }
 }
@@ -119,6 +133,8 @@ pub struct Tally {
     pub snapshots: usize,
     /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.
     pub own_regions: usize,
+    /// Pages whose pagemap word was checked (the physical channel).
+    pub physical_pages: usize,
 }
 
 /// How to compare: what the target said of itself, and where coverage goes.
@@ -136,6 +152,8 @@ pub struct Options<'a> {
     /// set aside where the model expects nothing of the process at all (`set_aside`), never
     /// where the program has memory. Empty on a plain kernel.
     pub own_regions: Vec<RegionKind>,
+    /// Which parts of the physical channel ran (the hello's); none by default.
+    pub physical: Channels,
 }
 
 impl<'a> Options<'a> {
@@ -146,7 +164,11 @@ impl<'a> Options<'a> {
             features: Features::ALL,
             coverage: None,
             own_regions: Vec::new(),
+            physical: Channels::default(),
         }
+    }
+    pub fn physical(self, physical: Channels) -> Options<'a> {
+        Options { physical, ..self }
     }
     pub fn features(self, features: Features) -> Options<'a> {
         Options { features, ..self }
@@ -204,6 +226,7 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         features,
         coverage: mut sink,
         own_regions,
+        physical,
     } = options;
     let mut model = Model::with_features(page_size, features);
     let mut tally = Tally::default();
@@ -259,6 +282,11 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
                 compare_snapshots(&expected, snap).map_err(|difference| Divergence {
                     op_index: i,
                     difference,
+                })?;
+            tally.physical_pages += crate::check::physical::check(&model, snap, &physical)
+                .map_err(|p| Divergence {
+                    op_index: i,
+                    difference: Difference::Physical(p),
                 })?;
             tally.snapshots += 1;
             snaps.next();

@@ -14,6 +14,8 @@ pub struct Summary {
     pub forks: u64,
     pub pages_compared: u64,
     pub snapshots: u64,
+    /// Pages whose physical facts (pagemap words) were checked.
+    pub physical_pages: u64,
     pub elapsed: Duration,
     /// Programs in which each op kind ran at least once, indexed like `OpKind::ALL`.
     pub programs_with: [u64; OpKind::ALL.len()],

@@ -2,6 +2,7 @@
 //!
 //! - `compare`: the one comparison (op outcomes, snapshots), its `Divergence` and `Verdict`.
 //! - `coverage`: the semantic cells a program reaches (op x mapping kind x page state x sharing).
+//! - `physical`: the physical channel (pagemap words) against the model's frames.
 //! - `shrink`: delta debugging of a diverging program, with the comparison as its oracle.
 //!
 //! It imports the vocabulary (`program`) and the model, never the kernel side or a front end:
@@ -13,6 +14,7 @@ pub mod compare;
 pub mod coverage;
 pub mod expectations;
 pub mod finding;
+pub mod physical;
 pub mod shrink;
 
 pub use compare::*;

@@ -149,11 +149,12 @@ pub(crate) fn cmd_run(
             println!("{} distinct divergence(s):", findings.len());
             for (i, f) in findings.iter().enumerate() {
                 println!(
-                    "  {:>2}. {} x{}  [{}]",
+                    "  {:>2}. {} x{}  [{}] (caught by: {})",
                     i + 1,
                     f.signature,
                     f.count,
-                    f.shrunk.shape()
+                    f.shrunk.shape(),
+                    f.divergence.channel()
                 );
             }
         }
@@ -230,6 +231,7 @@ pub(crate) fn target_of(ex: &Executor) -> report::campaign::Target {
         machine: ex.hello.machine.clone(),
         page_size: ex.page_size(),
         features: ex.hello.features,
+        physical: ex.hello.physical,
         executor: ex.config().command_line(),
     }
 }

@@ -71,6 +71,9 @@ pub struct ExecutorConfig {
     /// Kinds of region that the runtime under the executor makes for itself, as the user
     /// named them (`--ignore-region`); each executor starts with these as its `own_regions`.
     pub own_regions: Vec<RegionKind>,
+    /// Read the physical channel (pagemap) at every snapshot, unless this says why not
+    /// (`--no-physical`, an emulator).
+    pub physical_off: Option<crate::program::physical::Skip>,
 }
 
 impl ExecutorConfig {
@@ -85,6 +88,7 @@ impl ExecutorConfig {
             vm: None,
             cpu: None,
             own_regions: Vec::new(),
+            physical_off: None,
         }
     }
 
@@ -114,7 +118,26 @@ impl ExecutorConfig {
         if let Some(cpu) = self.cpu {
             args.push(format!("--cpu={cpu}"));
         }
+        args.extend(self.physical_off_arg());
         args
+    }
+
+    /// The executor's argument that turns the physical channel off, and says why: as asked,
+    /// or under qemu-user (the first word of `under` that is not `env` or a VAR=value names
+    /// the emulator).
+    fn physical_off_arg(&self) -> Option<String> {
+        use crate::program::physical::Skip;
+        let emulator = self
+            .under
+            .iter()
+            .find(|w| *w != "env" && !w.contains('='))
+            .and_then(|w| std::path::Path::new(w).file_name())
+            .is_some_and(|n| n.to_string_lossy().starts_with("qemu-"));
+        let off = self.physical_off.or(emulator.then_some(Skip::Emulator));
+        match off? {
+            Skip::Emulator => Some("--no-physical-emulator".into()),
+            _ => Some("--no-physical".into()),
+        }
     }
 
     /// The command line, for messages and reports.
@@ -129,6 +152,7 @@ impl ExecutorConfig {
         for i in &self.inject {
             words.push(format!("--inject={i}"));
         }
+        words.extend(self.physical_off_arg());
         words.join(" ")
     }
 }
@@ -237,6 +261,7 @@ impl Executor {
                 release: String::new(),
                 machine: String::new(),
                 features: crate::program::features::Features::ALL,
+                physical: crate::program::physical::Channels::default(),
             },
             own_regions: config.own_regions.clone(),
             in_flight: 0,

@@ -138,6 +138,10 @@ impl Model {
                 if pte.flags & flag::GUARD != 0 || self.past_end(pte) {
                     return Err(EFAULT);
                 }
+                // Contents unchanged, but a write fault's copy-on-write break (I6).
+                if advice == Advice::PopulateWrite && !shared {
+                    self.populate_write(proc, vpn);
+                }
             }
             // Content unchanged (F7).
             Advice::Cold => {}

@@ -143,7 +143,7 @@ impl Model {
     /// The frame that a write to `vpn` of `proc` lands in, breaking copy-on-write first: a
     /// private page whose frame is the zero page or is shared with a fork relative gets a copy of
     /// its own (B2); a shared object's page is written in place, allocated on first write (B5).
-    fn writable_frame(&mut self, proc: ProcId, vpn: u64) -> FrameId {
+    pub(super) fn writable_frame(&mut self, proc: ProcId, vpn: u64) -> FrameId {
         let pte = *self.space(proc).get(vpn).expect("fault checked");
         match pte.backing {
             PageBacking::Private(f) => self.do_wp_page(proc, vpn, &pte, f),

@@ -21,7 +21,8 @@
 //! - `pipe.rs`: vmsplice, pipe reads, and writes forced through the kernel (/proc/self/mem,
 //!   process_vm_writev);
 //! - `observe.rs`: snapshots, page digests, how /proc/PID/maps names a mapping, `Life`,
-//!   `PageState`.
+//!   `PageState`;
+//! - `physical.rs`: what the physical channel (pagemap) must show, from the frames (I2-I9).
 //!
 //! Rules (docs/SEMANTICS.md IDs in parentheses; where the model differs from that document, the
 //! comment at the rule says what was measured):
@@ -65,6 +66,7 @@ mod mmap;
 mod mprotect;
 mod mremap;
 mod observe;
+mod physical;
 mod pipe;
 
 use crate::program::outcome::{Outcome, Snapshot};
@@ -76,6 +78,7 @@ pub use crate::program::features::Features;
 pub use crate::program::outcome::UNREADABLE;
 pub use crate::program::tables::errno;
 pub use observe::{Life, PageState};
+pub use physical::{Identity, Prediction, Presence};
 
 /// The kernel did something the model cannot even represent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

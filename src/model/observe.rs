@@ -71,6 +71,7 @@ impl Model {
                 proc,
                 regions,
                 pages,
+                phys: Vec::new(),
             });
         }
         Snapshot { procs }

@@ -6,6 +6,7 @@
 //! - `outcome`: what an op did and what a process looks like (observations), and `KernelRun`.
 //! - `expect`: inline expectations (`=> 0xaa`) of traces.
 //! - `features`: what the target supports.
+//! - `physical`: the physical channel's words (pagemap) and which of its parts ran.
 //! - `tables`: errno, signal, `si_code` and `madvise` numbers, one table each.
 
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod generate;
 pub mod op;
 pub mod outcome;
 pub mod runtime_regions;
+pub mod physical;
 pub mod tables;
 pub mod trace;
 

@@ -146,6 +146,9 @@ pub struct ProcView {
     pub regions: Vec<Region>,
     /// `(page address, digest)`, ascending.
     pub pages: Vec<(u64, u64)>,
+    /// The physical channel: one pagemap word (`physical::pm`) per page of `regions`, in
+    /// order, read before the pages were digested; empty when the channel did not run here.
+    pub phys: Vec<u64>,
 }
 
 /// Every live process, ascending by handle.

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::check::finding::{Finding, Summary};
 use crate::program::OpKind;
 use crate::program::features::Features;
+use crate::program::physical::Channels;
 
 /// What the kernel side said of itself, as a report names it.
 #[derive(Clone, Debug)]
@@ -15,6 +16,8 @@ pub struct Target {
     pub machine: String,
     pub page_size: usize,
     pub features: Features,
+    /// Which parts of the physical channel ran.
+    pub physical: Channels,
     /// The executor's command line (`cowcheck __executor`, or under a runtime).
     pub executor: String,
 }
@@ -34,6 +37,14 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
     let _ = writeln!(out, "  forks           {}", s.forks);
     let _ = writeln!(out, "  snapshots       {}", s.snapshots);
     let _ = writeln!(out, "  pages compared  {}", s.pages_compared);
+    let _ = writeln!(out, "  physical pages  {}", s.physical_pages);
+    for (name, state) in target.physical.list() {
+        let state = match state {
+            Ok(()) => "ran".to_string(),
+            Err(why) => format!("skipped: {why}"),
+        };
+        let _ = writeln!(out, "  channel {name:<13} {state}");
+    }
     let _ = writeln!(out, "  elapsed         {:.1} s", secs);
     let _ = writeln!(
         out,
@@ -207,11 +218,27 @@ pub fn finding_json(f: &Finding, saved: Option<&Path>) -> serde_json::Value {
         "nondeterministic": f.nondeterministic(),
         "program_index": f.index,
         "op_index": f.divergence.op_index,
+        "channel": f.divergence.channel(),
         "trace": f.shrunk.to_string(),
         "original_ops": f.original.ops.len(),
         "report": super::divergence_text(&f.shrunk, &f.divergence, &f.pages),
         "saved_to": saved.map(|p| p.display().to_string()),
     })
+}
+
+/// Which channels ran: `{"values": {"ran": true}, "pagemap": {"ran": true}, "pfn": {"ran":
+/// false, "reason": "..."}, ...}`.
+pub fn channels_json(c: &Channels) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("values".into(), serde_json::json!({ "ran": true }));
+    for (name, state) in c.list() {
+        let v = match state {
+            Ok(()) => serde_json::json!({ "ran": true }),
+            Err(why) => serde_json::json!({ "ran": false, "reason": why }),
+        };
+        m.insert(name.into(), v);
+    }
+    serde_json::Value::Object(m)
 }
 
 /// A campaign's summary as JSON (`run --json`).
@@ -229,6 +256,8 @@ pub fn summary_json(
         "forks": s.forks,
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,
+        "physical_pages": s.physical_pages,
+        "channels": channels_json(&target.physical),
         "elapsed_s": s.elapsed.as_secs_f64(),
         "kernel": { "release": target.release, "machine": target.machine },
         "page_size": target.page_size,

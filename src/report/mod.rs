@@ -160,6 +160,13 @@ pub fn divergence_text(program: &Program, d: &Divergence, pages: &[PageDiff]) ->
                 "  {proc}'s page at {page:#x} differs: digest {expected:016x} expected, {observed:016x} observed"
             );
         }
+        Difference::Physical(p) => {
+            let _ = writeln!(
+                out,
+                "  {}'s page at {:#x}: the physical channel ({}) breaks {} ({}):\n    {}",
+                p.proc, p.page, p.channel, p.id, p.rule, p.detail
+            );
+        }
     }
     for p in pages {
         let _ = writeln!(out, "  bytes of {} ({:#x}):", p.label, p.addr);

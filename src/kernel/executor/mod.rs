@@ -54,7 +54,13 @@ struct Worker {
 /// The executor's main: returns the process exit status. With `cpu`, the executor and every
 /// process it forks (guardian, zygote, program trees) run on that CPU only
 /// (`ExecutorConfig::for_job`); a CPU that cannot be had leaves the affinity as it was.
-pub fn main(inject: u32, op_deadline: Duration, cpu: Option<usize>) -> i32 {
+/// With `physical_off`, no worker reads the physical channel, for that reason.
+pub fn main(
+    inject: u32,
+    op_deadline: Duration,
+    cpu: Option<usize>,
+    physical_off: Option<crate::program::physical::Skip>,
+) -> i32 {
     // SIGKILL us if the cowcheck that started us dies (even by SIGKILL). If it already died
     // before this line, exit now.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -88,11 +94,13 @@ pub fn main(inject: u32, op_deadline: Duration, cpu: Option<usize>) -> i32 {
     let mut output = stdout.lock();
     let mut enc = Enc::default();
     let features = probe_features(page_size as usize);
+    let physical = worker::physical::probe(page_size as usize, physical_off);
     enc.hello(&Hello {
         page_size,
         release,
         machine,
         features,
+        physical,
     });
     if write_frame(&mut output, &enc.buf).is_err() {
         return 2;

@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 
 use crate::program::features::Features;
 use crate::program::outcome::{Death, DumpRequest, KernelRun, Outcome, ProcView, Snapshot};
+use crate::program::physical::Channels;
 use crate::program::{MapId, ProcId, Program, trace};
 
 use super::region::{region_flags, region_from_words};
@@ -119,6 +120,9 @@ pub struct Hello {
     pub machine: String,
     /// What the kernel (or emulator) under the executor supports, probed by trying.
     pub features: Features,
+    /// Which parts of the physical channel run (probed likewise; `--no-physical` turns all
+    /// off).
+    pub physical: Channels,
 }
 
 /// The hello's feature bits: one per field of `Features`.
@@ -233,12 +237,13 @@ impl Enc {
         self.bytes(s.as_bytes());
     }
 
-    /// `[u64 page size][str release][str machine][u32 feature bits]`.
+    /// `[u64 page size][str release][str machine][u32 feature bits][u32 physical channels]`.
     pub fn hello(&mut self, h: &Hello) {
         self.u64(h.page_size);
         self.str(&h.release);
         self.str(&h.machine);
         self.u32(features_bits(&h.features));
+        self.u32(h.physical.to_words());
     }
 
     /// `[u32 k][k u64 samples, in nanoseconds]`.
@@ -287,7 +292,8 @@ impl Enc {
     }
 
     /// `[u32 n]` processes, each `[u8 handle][u32 r][r × (u64 start, u64 end, u64 flags)]
-    /// [u32 p][p × (u64 address, u64 digest)]` (flags as `region`).
+    /// [u32 p][p × (u64 address, u64 digest)][u32 q][q × u64 pagemap word]` (flags as
+    /// `region`).
     pub fn snapshot(&mut self, s: &Snapshot) {
         self.u32(s.procs.len() as u32);
         for p in &s.procs {
@@ -302,6 +308,10 @@ impl Enc {
             for (a, d) in &p.pages {
                 self.u64(*a);
                 self.u64(*d);
+            }
+            self.u32(p.phys.len() as u32);
+            for w in &p.phys {
+                self.u64(*w);
             }
         }
     }
@@ -424,11 +434,14 @@ impl<'a> Dec<'a> {
         let machine = self.string()?;
         let at = self.pos;
         let features = features_from_bits(self.u32()?).ok_or(DecodeError(at))?;
+        let at = self.pos;
+        let physical = Channels::from_words(self.u32()?).ok_or(DecodeError(at))?;
         Ok(Hello {
             page_size,
             release,
             machine,
             features,
+            physical,
         })
     }
 
@@ -488,10 +501,13 @@ impl<'a> Dec<'a> {
             for _ in 0..np {
                 pages.push((self.u64()?, self.u64()?));
             }
+            let nq = self.count(8)?;
+            let phys = (0..nq).map(|_| self.u64()).collect::<Result<Vec<_>, _>>()?;
             procs.push(ProcView {
                 proc,
                 regions,
                 pages,
+                phys,
             });
         }
         Ok(Snapshot { procs })

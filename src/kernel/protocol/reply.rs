@@ -13,8 +13,9 @@
 //! | `FAILED`  | errno                    |                                               |
 //! | `DIGESTS` |                          | a digest per page (read, pipe read)           |
 //! | `PAGE`    |                          | the page's words (dump)                       |
-//! | `VIEW`    | regions, pages           | (start, end, flags) per region, (address,     |
-//! |           |                          | digest) per page                              |
+//! | `VIEW`    | regions, pages, phys     | (start, end, flags) per region, a pagemap     |
+//! |           |                          | word per page of the regions (or none), then  |
+//! |           |                          | (address, digest) per readable page           |
 //! | `FAULT`   | signal, si_code, address | what the op had produced (digests, words)     |
 //! | `REFUSED` |                          |                                               |
 //! | `SKIPPED` |                          |                                               |
@@ -44,8 +45,13 @@ pub enum Reply {
     Digests { count: usize },
     /// Done; the page's `words` words follow (dump).
     Page { words: usize },
-    /// The process's view of itself (snapshot; a new child's first view).
-    View { regions: usize, pages: usize },
+    /// The process's view of itself (snapshot; a new child's first view). `phys`: pagemap
+    /// words, one per page of the regions, or 0 where the physical channel did not run.
+    View {
+        regions: usize,
+        pages: usize,
+        phys: usize,
+    },
     /// The worker took a fatal signal (and dies of it): the signal, its si_code and the
     /// faulting address, and the `partial` payload words the op had produced.
     Fault {
@@ -103,7 +109,11 @@ impl Reply {
             Reply::Done { .. } | Reply::Failed { .. } | Reply::Refused | Reply::Skipped => 0,
             Reply::Digests { count } => count,
             Reply::Page { words } => words,
-            Reply::View { regions, pages } => regions * 3 + pages * 2,
+            Reply::View {
+                regions,
+                pages,
+                phys,
+            } => regions * 3 + pages * 2 + phys,
             Reply::Fault { partial, .. } => partial,
         }
     }
@@ -116,7 +126,11 @@ impl Reply {
             Reply::Failed { errno } => (status::FAILED, i32_word(errno), 0, 0),
             Reply::Digests { .. } => (status::DIGESTS, 0, 0, 0),
             Reply::Page { .. } => (status::PAGE, 0, 0, 0),
-            Reply::View { regions, pages } => (status::VIEW, regions as u64, pages as u64, 0),
+            Reply::View {
+                regions,
+                pages,
+                phys,
+            } => (status::VIEW, regions as u64, pages as u64, phys as u64),
             Reply::Fault {
                 signal, code, addr, ..
             } => (status::FAULT, i32_word(signal), i32_word(code), addr),
@@ -146,6 +160,7 @@ impl Reply {
             status::VIEW => Reply::View {
                 regions: take(1, count_of)?,
                 pages: take(2, count_of)?,
+                phys: take(3, count_of)?,
             },
             status::FAULT => Reply::Fault {
                 signal: take_i32(1)?,

@@ -237,7 +237,16 @@ fn reply() -> impl Strategy<Value = Reply> {
         n.clone().prop_map(|words| Reply::Page { words }),
         (0..=REPLY_PAYLOAD / 3)
             .prop_flat_map(|regions| (Just(regions), 0..=(REPLY_PAYLOAD - regions * 3) / 2))
-            .prop_map(|(regions, pages)| Reply::View { regions, pages }),
+            .prop_flat_map(|(regions, pages)| (
+                Just(regions),
+                Just(pages),
+                0..=REPLY_PAYLOAD - regions * 3 - pages * 2
+            ))
+            .prop_map(|(regions, pages, phys)| Reply::View {
+                regions,
+                pages,
+                phys
+            }),
         (any::<i32>(), any::<i32>(), any::<u64>(), n).prop_map(|(signal, code, addr, partial)| {
             Reply::Fault {
                 signal,
@@ -488,6 +497,7 @@ fn decoding_refuses_what_encode_never_makes() {
     let mut h = Reply::View {
         regions: 1,
         pages: 1,
+        phys: 0,
     }
     .encode();
     h[reply::PAYLOAD_WORD] = 4;
@@ -548,6 +558,11 @@ fn frames_round_trip() {
         release: "6.1.0".into(),
         machine: "x86_64".into(),
         features: Features::ALL,
+        physical: crate::program::physical::Channels {
+            pagemap: Ok(()),
+            scan: Err(crate::program::physical::Skip::NoIoctl),
+            pfn: Ok(()),
+        },
     };
     let mut enc = Enc::default();
     enc.hello(&hello);
@@ -608,6 +623,7 @@ fn sample_run() -> KernelRun {
                         backing: Backing::Shmem,
                     }],
                     pages: vec![(0x1000, 7), (0x2000, 8)],
+                    phys: vec![1 << 63 | 0x1234, 0],
                 }],
             },
         )],

@@ -32,7 +32,9 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
     let partial = PARTIAL.load(Ordering::Relaxed);
     let at = FAULT_AT.load(Ordering::Relaxed);
     let pending = PENDING_PASS.swap(0, Ordering::Relaxed);
-    if pending != 0 {
+    // While the physical channel runs the coordinator passes it, once this process is gone
+    // (its pages unmapped), as for an exit (`serve`).
+    if pending != 0 && !super::physical::pagemap_on() {
         Turn(TURN.load(Ordering::Relaxed)).pass(pending);
     }
     // SAFETY: `info` is the kernel's siginfo for this signal; `area` points at the reply area

@@ -22,12 +22,14 @@
 //! - `perform`: one request, from its words to its reply (and `fork`);
 //! - `calls`: the syscalls, loads and stores of the ops;
 //! - `snapshot`: a process looking at itself;
+//! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
 //! - `zygote`: the process that forks every program's root.
 
 mod calls;
 mod fault;
 mod perform;
+pub mod physical;
 mod serve;
 mod slots;
 mod snapshot;

@@ -61,8 +61,13 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
                     flush(fd, s);
                     // The others may look at themselves while this process is torn down (that
                     // changes nothing they can see); the next op waits for the coordinator,
-                    // which sees this process gone first.
-                    Turn(s.copy.turn).pass(turn);
+                    // which sees this process gone first. Not while the physical channel runs:
+                    // until exit_mm is done this process still maps its pages, and the views'
+                    // pagemap words (the exclusive bit) would depend on timing (I8); the
+                    // coordinator passes the turn once it has seen the end of file.
+                    if !super::physical::pagemap_on() {
+                        Turn(s.copy.turn).pass(turn);
+                    }
                     // SAFETY: _exit ends the process without running any user-space teardown.
                     unsafe { libc::_exit(0) };
                 }

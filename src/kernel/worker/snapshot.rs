@@ -1,14 +1,17 @@
 //! A process looking at itself: its layout from /proc/self/maps (outside the harness's own
 //! baseline, merged as the model merges), and a digest of every readable page, copied with
 //! `process_vm_readv` on itself (an unreadable page shows as `UNREADABLE` instead of killing
-//! it) or, where the program cannot make a listed page fault, by plain loads. The view is built
-//! in the reply area as a `Reply::View`, and nothing here allocates.
+//! it) or, where the program cannot make a listed page fault, by plain loads; while the
+//! physical channel runs, its pagemap words come first and pages are copied through
+//! /proc/self/mem instead (`physical`). The view is built in the reply area as a
+//! `Reply::View`, and nothing here allocates.
 
 use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Scratch;
+use super::physical;
 use super::slots::COPY_PAGES;
 use super::socket::send_reply;
 use super::turn::Turn;
@@ -50,9 +53,13 @@ fn copy_own(buf: &mut [u8], addr: u64) -> usize {
 /// Looks at itself and builds the view (the reply to SNAPSHOT) at the start of the reply area,
 /// which must hold nothing unsent; returns its length in words.
 fn take_view(s: &mut Scratch) -> usize {
-    let (regions, pages) = snapshot(s);
+    let (regions, phys, pages) = snapshot(s);
     let head = match (regions, pages) {
-        (Some(regions), Some(pages)) => Reply::View { regions, pages },
+        (Some(regions), Some(pages)) => Reply::View {
+            regions,
+            pages,
+            phys,
+        },
         _ => Reply::Refused,
     };
     s.reply[..REPLY_HEAD].copy_from_slice(&head.encode());
@@ -71,10 +78,12 @@ pub(super) fn view_and_send(fd: RawFd, s: &mut Scratch, barrier: Barrier) {
     send_reply(fd, &s.reply[..words], None);
 }
 
-/// The process's layout outside the baseline, normalised, then a digest of each readable page.
-/// Returns (regions, pages) counts written to the payload: regions as (start, end, flags)
-/// triples, then pages as (address, digest) pairs. `None` if the payload would overflow.
-fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
+/// The process's layout outside the baseline, normalised, then (where the physical channel
+/// runs) a pagemap word per page of it, then a digest of each readable page. Returns
+/// (regions, pagemap words, pages) counts written to the payload: regions as (start, end,
+/// flags) triples, the words, then pages as (address, digest) pairs. `None` if the payload
+/// would overflow.
+fn snapshot(s: &mut Scratch) -> (Option<usize>, usize, Option<usize>) {
     let ps = s.page_size as u64;
     let baseline = &s.baseline[..s.baseline_len];
     let payload = &mut s.reply[REPLY_HEAD..];
@@ -156,12 +165,24 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
         true
     });
     if overflow {
-        return (None, None);
+        return (None, 0, None);
     }
     // An unreadable layout shows as an empty one, which the checker reports.
     let _ = readable;
+    // The physical channel first: digesting below faults pages in (I3).
+    let mut nphys = 0usize;
+    if physical::pagemap_on() {
+        let (head, rest) = payload.split_at_mut(nregions * 3);
+        let ranges = head.chunks_exact(3).map(|t| (t[0], t[1]));
+        let total: usize = ranges.clone().map(|(a, b)| ((b - a) / ps) as usize).sum();
+        // Left out (and the checker says so) when it would not fit beside the digests.
+        if total * 3 <= rest.len() && physical::read_pagemap(rest, ranges, ps, s.copy.buf()) {
+            nphys = total;
+        }
+    }
+    let mem = physical::MemReader::open();
     let mut npages = 0usize;
-    let base = nregions * 3;
+    let base = nregions * 3 + nphys;
     for i in 0..nregions {
         let Some(r) = region_from_words(payload[i * 3], payload[i * 3 + 1], payload[i * 3 + 2])
         else {
@@ -175,7 +196,7 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
             // `Scratch::direct_reads`); if the kernel faults anyway, the handler reports it
             // and the process is missing from the snapshot, which the checker reports.
             if base + (npages + ((r.end - r.start) / ps) as usize) * 2 > payload.len() {
-                return (None, None);
+                return (None, 0, None);
             }
             let mut a = r.start;
             while a < r.end {
@@ -198,10 +219,14 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
         while a < r.end {
             let n = (((r.end - a) / ps) as usize).min(COPY_PAGES);
             if base + (npages + n) * 2 > payload.len() {
-                return (None, None);
+                return (None, 0, None);
             }
             let copy = s.copy.buf();
-            let got = copy_own(&mut copy[..n * ps as usize], a);
+            let buf = &mut copy[..n * ps as usize];
+            let got = match mem.copy(buf, a) {
+                Some(got) => got,
+                None => copy_own(buf, a),
+            };
             let whole = got / ps as usize;
             for k in 0..n.min(whole + 1) {
                 let d = if k < whole {
@@ -216,5 +241,5 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, Option<usize>) {
             a += (n.min(whole + 1) as u64) * ps;
         }
     }
-    (Some(nregions), Some(npages))
+    (Some(nregions), nphys, Some(npages))
 }

@@ -133,8 +133,8 @@ fn tables(out: &mut String, program: &Program, plan: &Plan) {
         for r in &c.rows {
             let _ = writeln!(
                 out,
-                "\t{{ .map = {}, .page = {}, .mapped = {}, .readable = {}, .digest = 0x{:016x}ull }},",
-                r.map, r.page, r.mapped as u8, r.readable as u8, r.digest
+                "\t{{ .map = {}, .page = {}, .mapped = {}, .readable = {}, .digest = 0x{:016x}ull, .phys = {} }},",
+                r.map, r.page, r.mapped as u8, r.readable as u8, r.digest, r.phys
             );
         }
         let _ = writeln!(out, "\t{{ .map = -1 }}\n}};");

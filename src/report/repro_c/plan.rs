@@ -76,6 +76,40 @@ pub struct Row {
     pub mapped: bool,
     pub readable: bool,
     pub digest: u64,
+    /// What pagemap must say of it (`phys::*` bits; docs/SEMANTICS.md I3, I5, I7).
+    pub phys: u8,
+}
+
+/// The physical facts a row checks, as `runtime.c`'s `PHYS_*` bits.
+pub mod phys {
+    /// Present (or swapped out) (I3).
+    pub const MUST: u8 = 1;
+    /// Not present (I3).
+    pub const NEVER: u8 = 2;
+    /// If present, the zero page: not exclusive, not a file page (I5).
+    pub const ZERO: u8 = 4;
+    /// If present, a file/shared page (I7).
+    pub const SHARED: u8 = 8;
+    /// If present, an anonymous page (I7).
+    pub const ANON: u8 = 16;
+}
+
+/// The physical facts of one page's prediction that hold whatever other processes do.
+fn phys_bits(p: &crate::model::Prediction) -> u8 {
+    use crate::model::{Identity, Presence};
+    let mut b = match p.presence {
+        Presence::Must => phys::MUST,
+        Presence::Never => phys::NEVER,
+        Presence::May => 0,
+    };
+    if !p.open {
+        b |= match p.identity {
+            Some(Identity::Zero) => phys::ZERO,
+            _ if p.shared => phys::SHARED,
+            _ => phys::ANON,
+        };
+    }
+    b
 }
 
 /// Walks the model over `program` and records what every op and state check must find.
@@ -426,6 +460,7 @@ impl Walk {
     /// what the kernel's placement decides.
     fn state_checks(&mut self, after_op: usize) -> Vec<StateCheck> {
         let snap = self.model.snapshot();
+        let physical = self.model.physical();
         let ps = self.page_size as u64;
         let mut out = Vec::new();
         for view in &snap.procs {
@@ -457,12 +492,18 @@ impl Walk {
                         .find(|(a, _)| *a == addr)
                         .map(|(_, d)| *d)
                         .filter(|d| *d != UNREADABLE);
+                    let phys = physical
+                        .iter()
+                        .find(|(p, _)| *p == view.proc)
+                        .and_then(|(_, preds)| preds.iter().find(|p| p.addr == addr))
+                        .map_or(0, phys_bits);
                     rows.push(Row {
                         map: m,
                         page,
                         mapped,
                         readable: mapped && digest.is_some(),
                         digest: digest.unwrap_or(0),
+                        phys,
                     });
                 }
             }

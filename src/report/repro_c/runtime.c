@@ -119,7 +119,20 @@ struct op {
 struct row {
 	int map, page, mapped, readable;
 	uint64_t digest;
+	int phys; /* PHYS_* bits: what /proc/self/pagemap must say of the page */
 };
+
+/* The physical facts a row checks (docs/SEMANTICS.md I3, I5, I7; plan.rs `phys`). */
+#define PHYS_MUST 1   /* present (or swapped out) */
+#define PHYS_NEVER 2  /* not present */
+#define PHYS_ZERO 4   /* if present, the zero page: not exclusive, not a file page */
+#define PHYS_SHARED 8 /* if present, a file/shared (shmem) page */
+#define PHYS_ANON 16  /* if present, an anonymous page */
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+#define PM_EXCLUSIVE (1ull << 56)
+#define PM_PFN ((1ull << 55) - 1)
 
 struct check {
 	int after_op, proc;
@@ -155,7 +168,8 @@ struct reply {
 	uint64_t value;                 /* map: address; fork: pid; RES_FAILED: errno;
 	                                   RES_KILLED: fault address; check: first bad row */
 	uint64_t seen;                  /* check: digest seen in the first bad row */
-	int32_t seen_mapped, pad;
+	int32_t seen_mapped;
+	int32_t seen_phys;              /* check: the first bad row's pagemap word is in seen */
 	uint64_t digest[MAX_SPAN_PAGES];
 	unsigned char head[MAX_SPAN_PAGES][8];
 };
@@ -521,23 +535,63 @@ static int overlaps_other(uintptr_t addr, int map, const uint64_t *base)
 	return 0;
 }
 
-/* Checks this worker's state against one row table. */
+/* Whether a page's pagemap word breaks its row's physical facts. */
+static int phys_bad(int phys, uint64_t w)
+{
+	int present = !!(w & PM_PRESENT);
+	if ((phys & PHYS_MUST) && !present && !(w & PM_SWAPPED))
+		return 1;
+	if ((phys & PHYS_NEVER) && present)
+		return 1;
+	if (!present)
+		return 0;
+	if ((phys & PHYS_ZERO) && (w & (PM_EXCLUSIVE | PM_FILE)))
+		return 1;
+	if ((phys & PHYS_SHARED) && !(w & PM_FILE))
+		return 1;
+	return (phys & PHYS_ANON) && (w & PM_FILE);
+}
+
+/* Prints what pagemap says of a page: present/absent, file, exclusive, PFN (0 unprivileged). */
+static void print_phys(uint64_t w)
+{
+	if (!(w & PM_PRESENT)) {
+		printf("%s", (w & PM_SWAPPED) ? "swapped" : "absent");
+		return;
+	}
+	printf("present%s%s pfn %#llx", (w & PM_FILE) ? " file" : "", (w & PM_EXCLUSIVE) ? " excl" : "",
+	       (unsigned long long)(w & PM_PFN));
+}
+
+/* Checks this worker's state against one row table: each page's pagemap word first (where
+ * /proc/self/pagemap can be read, unless COWCHECK_NO_PHYSICAL is set), which the loads after
+ * it would change, then its bytes. Prints the physical facts it read, one line per process. */
+static int physical_off; /* COWCHECK_NO_PHYSICAL set: values only */
+
 static void check_state(const struct check *c, const uint64_t *base)
 {
+	int pm = physical_off ? -1 : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	rep.result = RES_OK;
+	if (pm >= 0)
+		printf("# pagemap of p%d:", me);
 	for (int k = 0; c->rows[k].map >= 0; k++) {
 		const struct row *w = &c->rows[k];
 		if (!base[w->map])
 			continue; /* never mapped for real: that op's own test failed already */
 		uintptr_t addr = (uintptr_t)base[w->map] + (size_t)w->page * ps;
 		int mapped = msync((void *)addr, ps, MS_ASYNC) == 0;
-		uint64_t seen = 0;
-		int bad;
+		uint64_t seen = 0, word = 0;
+		int bad, phys = 0;
 		if (!w->mapped && !mapped)
 			continue;
 		if (!w->mapped && overlaps_other(addr, w->map, base))
 			continue;
 		bad = mapped != w->mapped;
+		if (!bad && pm >= 0 && pread(pm, &word, 8, (off_t)(addr / ps * 8)) == 8) {
+			printf(" m%d.%d ", w->map, w->page);
+			print_phys(word);
+			phys = bad = phys_bad(w->phys, word);
+		}
 		if (!bad && w->readable) {
 			load(page_buf, addr, ps);
 			seen = digest(page_buf, ps);
@@ -546,11 +600,17 @@ static void check_state(const struct check *c, const uint64_t *base)
 		if (bad) {
 			if (rep.n == 0) {
 				rep.value = (uint64_t)k;
-				rep.seen = seen;
+				rep.seen = phys ? word : seen;
 				rep.seen_mapped = mapped;
+				rep.seen_phys = phys;
 			}
 			rep.n++;
 		}
+	}
+	if (pm >= 0) {
+		printf("\n");
+		fflush(stdout);
+		close(pm);
 	}
 }
 
@@ -771,6 +831,18 @@ static int run_check(int k)
 	report(r.n == 0, c->text, "as the model says");
 	if (r.n) {
 		const struct row *w = &c->rows[r.value];
+		if (r.seen_phys) {
+			printf("# %d page(s) differ; first: m%d page %d: pagemap says ", r.n, w->map,
+			       w->page);
+			print_phys(r.seen);
+			printf(", where the model's frames say:%s%s%s%s%s\n",
+			       (w->phys & PHYS_MUST) ? " present" : "",
+			       (w->phys & PHYS_NEVER) ? " absent" : "",
+			       (w->phys & PHYS_ZERO) ? " absent or the zero page (not exclusive)" : "",
+			       (w->phys & PHYS_SHARED) ? " a file/shared page if present" : "",
+			       (w->phys & PHYS_ANON) ? " an anonymous page if present" : "");
+			return 0;
+		}
 		printf("# %d page(s) differ; first: m%d page %d: expected %s", r.n, w->map, w->page,
 		       w->mapped ? "mapped" : "unmapped");
 		if (w->readable)
@@ -790,6 +862,7 @@ int main(void)
 	int stopped = 0;
 
 	ps = (size_t)sysconf(_SC_PAGESIZE);
+	physical_off = getenv("COWCHECK_NO_PHYSICAL") != NULL;
 	printf("KTAP version 1\n");
 	if (ps != PAGE_SIZE_GENERATED) {
 		printf("1..0 # SKIP generated for page size %d, this machine has %zu\n",

@@ -115,14 +115,20 @@ impl Coordinator {
             Reply::Fault {
                 signal, code, addr, ..
             } => {
-                workers[p] = None;
+                // The worker dies of it: wait for its end of file (its memory is gone by
+                // then, as after an exit), so that nothing after it races the teardown (the
+                // physical channel's exclusive bit would).
+                let digests = self.payload().to_vec();
+                if let Some(w) = workers[p].take() {
+                    self.wait_gone(&w)?;
+                }
                 return Ok(Outcome::Killed {
                     death: Death {
                         signal,
                         code,
                         page: addr & !(self.page_size - 1),
                     },
-                    digests: self.payload().to_vec(),
+                    digests,
                 });
             }
             Reply::Refused => return Err("the worker refused the request".into()),
@@ -154,17 +160,7 @@ impl Coordinator {
                 // mapped by the exited process (reclaim, KSM, pagemap's exclusive bit) would
                 // depend on timing.
                 if let Some(w) = workers[p].take() {
-                    let fd = w.fd.as_raw_fd();
-                    loop {
-                        match self.recv(fd)? {
-                            Received::Gone => break,
-                            Received::Msg { .. } => continue,
-                            Received::Hung => {
-                                let _ = kill(w.pid, Signal::SIGKILL);
-                                break;
-                            }
-                        }
-                    }
+                    self.wait_gone(&w)?;
                 }
                 Outcome::Done
             }
@@ -198,11 +194,17 @@ impl Coordinator {
                 }
             }
             Received::Msg {
-                reply: Reply::View { regions, pages },
+                reply:
+                    Reply::View {
+                        regions,
+                        pages,
+                        phys,
+                    },
                 ..
             } => {
                 let w = self.payload();
-                let (r, pg) = w.split_at(regions * 3);
+                let (r, rest) = w.split_at(regions * 3);
+                let (phys, pg) = rest.split_at(phys);
                 let regions = r
                     .chunks_exact(3)
                     .map(|t| region_from_words(t[0], t[1], t[2]))
@@ -210,10 +212,21 @@ impl Coordinator {
                     .ok_or_else(|| format!("p{p}'s view has a malformed region"))?;
                 debug_assert_eq!(pg.len(), pages * 2);
                 let pages = pg.chunks_exact(2).map(|t| (t[0], t[1])).collect();
+                let covered: u64 = regions
+                    .iter()
+                    .map(|r| (r.end - r.start) / self.page_size)
+                    .sum();
+                if !phys.is_empty() && phys.len() as u64 != covered {
+                    return Err(format!(
+                        "p{p}'s view has {} pagemap words for {covered} pages",
+                        phys.len()
+                    ));
+                }
                 return Ok(Some(ProcView {
                     proc: ProcId(p as u8),
                     regions,
                     pages,
+                    phys: phys.to_vec(),
                 }));
             }
             Received::Msg {
@@ -228,6 +241,22 @@ impl Coordinator {
             }
         }
         Ok(None)
+    }
+
+    /// Waits for a worker's end of file: it has exited, its memory released before (do_exit
+    /// runs exit_mm before exit_files). A worker that hangs instead is killed.
+    fn wait_gone(&mut self, w: &Worker) -> Result<(), String> {
+        let fd = w.fd.as_raw_fd();
+        loop {
+            match self.recv(fd)? {
+                Received::Gone => return Ok(()),
+                Received::Msg { .. } => continue,
+                Received::Hung => {
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// Reads a page dump; `None` if the page was not readable (the process is then gone).

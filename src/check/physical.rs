@@ -1,0 +1,266 @@
+//! The physical channel's comparison (docs/SEMANTICS.md part 11): each live process's pagemap
+//! words, read at a full-state snapshot, held against the model's frames (`Model::physical`).
+//! Checked, page by page: presence (I3), the file bit (I7), the zero page (I5, with
+//! PAGEMAP_SCAN), and across every live process, with PFNs, one frame per identity and one
+//! identity per frame (I4), and the exclusive bit from the number of page-table entries that
+//! map the frame (I8). A snapshot's own digests fault pages in after each process read its
+//! words, and processes read at once, so for a shared page the count is a range (I8).
+
+use std::collections::BTreeMap;
+
+use crate::model::{Identity, Model, Prediction, Presence};
+use crate::program::ProcId;
+use crate::program::outcome::{Snapshot, UNREADABLE};
+use crate::program::physical::{Channels, pm};
+
+/// What the channel saw that the frames forbid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhysicalDifference {
+    pub proc: ProcId,
+    pub page: u64,
+    /// The rule broken, as a short shape (`exclusive bit`, `pfn shared`, ...), for signatures.
+    pub rule: &'static str,
+    /// The rule's ID in docs/SEMANTICS.md.
+    pub id: &'static str,
+    /// What was seen and what the frames say, in words.
+    pub detail: String,
+    /// The part of the channel that saw it (`Channel::name`).
+    pub channel: &'static str,
+}
+
+/// One observed page.
+struct Seen<'a> {
+    proc: ProcId,
+    pred: &'a Prediction,
+    word: u64,
+    /// The snapshot digested it (it was readable): its own digest read faulted it in.
+    digested: bool,
+}
+
+fn describe(w: u64, pfn: bool) -> String {
+    if w & pm::PRESENT == 0 {
+        return if w & pm::SWAPPED != 0 {
+            "swapped out".into()
+        } else {
+            "not present".into()
+        };
+    }
+    let mut s = String::from("present");
+    if w & pm::FILE != 0 {
+        s.push_str(", file/shared");
+    }
+    if w & pm::EXCLUSIVE != 0 {
+        s.push_str(", exclusive");
+    }
+    if w & pm::ZERO_PAGE != 0 {
+        s.push_str(", the zero page");
+    }
+    if pfn {
+        s.push_str(&format!(", pfn {:#x}", w & pm::PFN));
+    }
+    s
+}
+
+fn ident(i: Option<Identity>) -> String {
+    match i {
+        None => "an open frame".into(),
+        Some(Identity::Zero) => "the zero page".into(),
+        Some(Identity::Frame(f)) => format!("frame {f}"),
+        Some(Identity::ObjPage(o, p)) => format!("page {p} of shared object {o}"),
+    }
+}
+
+/// Checks a snapshot's pagemap words against the model (already reconciled with it).
+/// Processes whose words were not read are skipped.
+pub fn check(
+    model: &Model,
+    observed: &Snapshot,
+    channels: &Channels,
+) -> Result<usize, PhysicalDifference> {
+    if channels.pagemap.is_err() {
+        return Ok(0);
+    }
+    let pfn = channels.pfn.is_ok();
+    let scan = channels.scan.is_ok();
+    let preds = model.physical();
+    let mut seen: Vec<Seen> = Vec::new();
+    for view in &observed.procs {
+        if view.phys.is_empty() {
+            continue;
+        }
+        let Some((_, pp)) = preds.iter().find(|(p, _)| *p == view.proc) else {
+            continue;
+        };
+        let by_addr: BTreeMap<u64, &Prediction> = pp.iter().map(|p| (p.addr, p)).collect();
+        let digests: BTreeMap<u64, u64> = view.pages.iter().copied().collect();
+        let ps = model.page_size() as u64;
+        let mut words = view.phys.iter();
+        for r in &view.regions {
+            let mut a = r.start;
+            while a < r.end {
+                let Some(&word) = words.next() else {
+                    return Ok(0);
+                };
+                if let Some(pred) = by_addr.get(&a) {
+                    seen.push(Seen {
+                        proc: view.proc,
+                        pred,
+                        word,
+                        digested: digests.get(&a).is_some_and(|&d| d != UNREADABLE),
+                    });
+                }
+                a += ps;
+            }
+        }
+    }
+    let fail = |s: &Seen, rule, id, expected: String, channel| {
+        Err(PhysicalDifference {
+            proc: s.proc,
+            page: s.pred.addr,
+            rule,
+            id,
+            detail: format!(
+                "pagemap says {}; the model's frames say {expected}",
+                describe(s.word, pfn)
+            ),
+            channel,
+        })
+    };
+    // Page by page.
+    for s in &seen {
+        let present = s.word & pm::PRESENT != 0;
+        let swapped = s.word & pm::SWAPPED != 0;
+        match s.pred.presence {
+            Presence::Must if !present && !swapped => {
+                return fail(
+                    s,
+                    "presence",
+                    "I3",
+                    format!("{}, mapped here: present", ident(s.pred.identity)),
+                    "pagemap",
+                );
+            }
+            Presence::Never if present => {
+                return fail(s, "presence", "I3", "no page here".into(), "pagemap");
+            }
+            _ => {}
+        }
+        if !present {
+            continue;
+        }
+        if s.pred.open {
+            continue;
+        }
+        if (s.word & pm::FILE != 0) != s.pred.shared && s.pred.identity != Some(Identity::Zero) {
+            let what = if s.pred.shared {
+                "a shared (shmem) page"
+            } else {
+                "an anonymous page"
+            };
+            return fail(s, "file bit", "I7", what.into(), "pagemap");
+        }
+        let zero = s.pred.identity == Some(Identity::Zero);
+        if zero && s.word & (pm::EXCLUSIVE | pm::FILE) != 0 {
+            return fail(
+                s,
+                "zero page",
+                "I5",
+                "the zero page (never exclusive, not a file page), or nothing".into(),
+                "pagemap",
+            );
+        }
+        if scan && s.pred.identity.is_some() && (s.word & pm::ZERO_PAGE != 0) != zero {
+            return fail(s, "zero page", "I5", ident(s.pred.identity), "pagemap-scan");
+        }
+    }
+    // Across processes: frame identity and PFNs (I4), the exclusive bit (I8).
+    let mut holders: BTreeMap<Identity, Vec<&Seen>> = BTreeMap::new();
+    for s in &seen {
+        if let Some(i) = s.pred.identity {
+            holders.entry(i).or_default().push(s);
+        }
+    }
+    // A frame with an open holder: its mappers cannot be counted, and the open page says
+    // nothing of its PFN; the others still share one.
+    let open_frames: std::collections::BTreeSet<Identity> = holders
+        .iter()
+        .filter(|(_, hs)| hs.iter().any(|s| s.pred.open))
+        .map(|(&i, _)| i)
+        .collect();
+    for hs in holders.values_mut() {
+        hs.retain(|s| !s.pred.open);
+    }
+    let mut owner_of_pfn: BTreeMap<u64, (Identity, &Seen)> = BTreeMap::new();
+    for (&id, hs) in &holders {
+        let present: Vec<&&Seen> = hs.iter().filter(|s| s.word & pm::PRESENT != 0).collect();
+        if pfn && let Some(first) = present.first() {
+            let p0 = first.word & pm::PFN;
+            for s in &present[1..] {
+                if s.word & pm::PFN != p0 {
+                    return fail(
+                        s,
+                        "pfn shared",
+                        "I4",
+                        format!(
+                            "{} (which p{} maps at {:#x} as pfn {p0:#x}): one frame",
+                            ident(Some(id)),
+                            first.proc.0,
+                            first.pred.addr
+                        ),
+                        "pfn",
+                    );
+                }
+            }
+            if let Some((other, o)) = owner_of_pfn.insert(p0, (id, first)) {
+                return fail(
+                    first,
+                    "pfn distinct",
+                    "I4",
+                    format!(
+                        "{}, not {} (p{} at {:#x}): two frames",
+                        ident(Some(id)),
+                        ident(Some(other)),
+                        o.proc.0,
+                        o.pred.addr
+                    ),
+                    "pfn",
+                );
+            }
+        }
+        if id == Identity::Zero || open_frames.contains(&id) {
+            continue;
+        }
+        // Entries mapping the frame when each process read its words: at least those seen
+        // present; at most also the shared ones that a digest may have faulted in meanwhile.
+        let low = present.len();
+        let high = low
+            + hs.iter()
+                .filter(|s| s.word & pm::PRESENT == 0 && s.pred.shared && s.digested)
+                .count();
+        for s in &present {
+            let excl = s.word & pm::EXCLUSIVE != 0;
+            if excl && low > 1 {
+                return fail(
+                    s,
+                    "exclusive bit",
+                    "I8",
+                    format!(
+                        "{}, mapped by {low} page-table entries: not exclusive",
+                        ident(Some(id))
+                    ),
+                    "pagemap",
+                );
+            }
+            if !excl && high < 2 {
+                return fail(
+                    s,
+                    "exclusive bit",
+                    "I8",
+                    format!("{}, mapped here only: exclusive", ident(Some(id))),
+                    "pagemap",
+                );
+            }
+        }
+    }
+    Ok(seen.len())
+}

@@ -1,0 +1,148 @@
+//! Predictions of the physical channel from the model's frames (docs/SEMANTICS.md part 11):
+//! for every mapped page of every live process, which frame backs it (an identity that two
+//! pages share exactly when the kernel must give them one page frame, I4), whether it must,
+//! may or cannot be present in the page table (I3, I5, I6), and whether pagemap must call it
+//! a file/shared page (I7). The exclusive bit (I8) follows from the identities and from what
+//! is observed present, so the checker works it out (`check::physical`). Where the model does
+//! not know the kernel's frame (a page whose contents are still open after MADV_FREE, a page a
+//! pipe refers to, a range that may get a huge page) the page is left unconstrained: a set of
+//! outcomes too large to be worth a constraint, never a guess.
+//!
+//! Also the one physical effect of an op that never changes contents: MADV_POPULATE_WRITE
+//! breaks copy-on-write (I6).
+
+use std::collections::BTreeSet;
+
+use super::frame::FrameId;
+use super::space::{PageBacking, flag};
+use super::{Life, Model};
+use crate::program::ProcId;
+
+/// Which frame backs a page, as far as the channel can tell frames apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Identity {
+    /// The shared zero page (I5).
+    Zero,
+    /// A frame of the model's (a private page's own or a shared object's written page).
+    Frame(u32),
+    /// A page of a shared object the model has not allocated (never written): the kernel
+    /// allocates it at the first fault, read or write, one page for every mapper (I4).
+    ObjPage(u32, u32),
+}
+
+/// Whether the page-table entry must be there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Present (or swapped out): a private page with a frame of its own or shared
+    /// copy-on-write (I3).
+    Must,
+    /// Either: an untouched or zero-page private page, any shared page (I3, I5).
+    May,
+    /// Never: a guard marker, a page past its object's end (I3).
+    Never,
+}
+
+/// The prediction for one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prediction {
+    pub addr: u64,
+    /// The frame the model holds for the page (`None` past a shared object's end).
+    pub identity: Option<Identity>,
+    /// The kernel's frame for it is open (the module header says when): no prediction of the
+    /// page, and no count of its frame's mappers (I9).
+    pub open: bool,
+    pub presence: Presence,
+    /// A shared mapping's page: pagemap's file bit when present (I7).
+    pub shared: bool,
+}
+
+impl Model {
+    /// Every live process's predictions, page by page, ascending by address.
+    pub fn physical(&self) -> Vec<(ProcId, Vec<Prediction>)> {
+        // Frames whose pages the channel cannot pin down: every holder goes unconstrained.
+        let mut open: BTreeSet<FrameId> = BTreeSet::new();
+        for page in &self.pipe {
+            open.extend(page.frames.iter().copied());
+        }
+        let live = || {
+            self.procs
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.life == Life::Alive)
+        };
+        for (_, p) in live() {
+            for pte in p.space.ptes.values() {
+                if let PageBacking::Private(f) = pte.backing
+                    && (pte.flags & (flag::LAZY | flag::HUGEPAGE) != 0 || !pte.alts.is_empty())
+                {
+                    open.insert(f);
+                    open.extend(pte.alts.iter());
+                }
+            }
+        }
+        let owners: BTreeSet<(ProcId, u64)> = self.pipe.iter().map(|p| p.owner).collect();
+        let mut out = Vec::new();
+        for (i, p) in live() {
+            let proc = ProcId(i as u8);
+            let mut preds = Vec::with_capacity(p.space.ptes.len());
+            for (&vpn, pte) in &p.space.ptes {
+                let addr = vpn * self.page_size;
+                let guard = pte.flags & flag::GUARD != 0;
+                let (identity, mut presence) = match pte.backing {
+                    PageBacking::Private(FrameId::ZERO) => (Some(Identity::Zero), Presence::May),
+                    PageBacking::Private(f) => (Some(Identity::Frame(f.0)), Presence::Must),
+                    PageBacking::Object { obj, index } => {
+                        match self.object(obj).frames.get(index as usize) {
+                            None => (None, Presence::Never),
+                            Some(&FrameId::ZERO) => {
+                                (Some(Identity::ObjPage(obj.0, index)), Presence::May)
+                            }
+                            Some(f) => (Some(Identity::Frame(f.0)), Presence::May),
+                        }
+                    }
+                };
+                let open = match pte.backing {
+                    // The page a pipe took, its frame shared or not; a frame with an open page;
+                    // a range where a huge page may back untouched pages (part L).
+                    PageBacking::Private(f) => {
+                        owners.contains(&(proc, vpn))
+                            || open.contains(&f)
+                            || pte.flags & flag::HUGEPAGE != 0
+                    }
+                    PageBacking::Object { .. } => false,
+                };
+                if open {
+                    presence = Presence::May;
+                }
+                if guard {
+                    presence = Presence::Never;
+                }
+                preds.push(Prediction {
+                    addr,
+                    identity,
+                    open: open || guard,
+                    presence,
+                    shared: pte.kind.is_shared(),
+                });
+            }
+            out.push((proc, preds));
+        }
+        out
+    }
+
+    /// MADV_POPULATE_WRITE on a private page: a write fault that stores nothing (I6,
+    /// mm/madvise.c: madvise_populate() faults with FOLL_WRITE): the zero page or a frame
+    /// shared copy-on-write gives way to a page of this process's own, with the same bytes.
+    /// A page whose contents are still open (MADV_FREE) is left as it is.
+    pub(super) fn populate_write(&mut self, proc: ProcId, vpn: u64) {
+        let Some(pte) = self.space(proc).get(vpn).copied() else {
+            return;
+        };
+        if let PageBacking::Private(_) = pte.backing
+            && pte.flags & flag::LAZY == 0
+            && pte.alts.is_empty()
+        {
+            self.writable_frame(proc, vpn);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The physical channel's vocabulary: what a process reports about the pages behind its
+//! mappings (docs/SEMANTICS.md part 11, I2 to I9), and which parts of the channel ran.
+//!
+//! A page's physical fact travels as one 64-bit word in the layout of `/proc/PID/pagemap`
+//! (Documentation/admin-guide/mm/pagemap.rst): present (63), swapped (62), file page or shared
+//! anonymous (61), guard region (58), uffd-wp (57), exclusively mapped (56), soft-dirty (55),
+//! and the page frame number in bits 0-54 (0 without CAP_SYS_ADMIN). Where the
+//! `PAGEMAP_SCAN` ioctl told that a present page is the shared zero page, `ZERO_PAGE` is set
+//! (bit 54, which pagemap itself never sets as a PFN bit on any machine with fewer than 2^54
+//! frames; `pm::PFN` excludes it).
+
+/// Bits of a pagemap word (fs/proc/task_mmu.c: PM_PRESENT, PM_SWAP, PM_FILE, PM_GUARD_REGION,
+/// PM_UFFD_WP, PM_MMAP_EXCLUSIVE, PM_SOFT_DIRTY, PM_PFRAME_MASK).
+pub mod pm {
+    pub const PRESENT: u64 = 1 << 63;
+    pub const SWAPPED: u64 = 1 << 62;
+    pub const FILE: u64 = 1 << 61;
+    pub const GUARD: u64 = 1 << 58;
+    pub const UFFD_WP: u64 = 1 << 57;
+    pub const EXCLUSIVE: u64 = 1 << 56;
+    pub const SOFT_DIRTY: u64 = 1 << 55;
+    /// Ours, not the kernel's: `PAGEMAP_SCAN` said PAGE_IS_PFNZERO.
+    pub const ZERO_PAGE: u64 = 1 << 54;
+    /// The page frame number (bits 0-53 here; 0-54 in the kernel's word).
+    pub const PFN: u64 = (1 << 54) - 1;
+}
+
+/// One part of the physical channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// `/proc/self/pagemap` read by each process of the tree at every full-state snapshot.
+    Pagemap,
+    /// The `PAGEMAP_SCAN` ioctl (6.7+): which present pages are the zero page.
+    PagemapScan,
+    /// Page frame numbers in pagemap (CAP_SYS_ADMIN): frame identity across processes.
+    Pfn,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Pagemap, Channel::PagemapScan, Channel::Pfn];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Pagemap => "pagemap",
+            Channel::PagemapScan => "pagemap-scan",
+            Channel::Pfn => "pfn",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Channel::Pagemap => 0,
+            Channel::PagemapScan => 1,
+            Channel::Pfn => 2,
+        }
+    }
+}
+
+/// Why a part of the channel did not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// Turned off (`--no-physical`).
+    Disabled,
+    /// `/proc/self/pagemap` could not be opened or read.
+    NoPagemap,
+    /// pagemap did not show a page this process had just written as present (an emulator
+    /// whose /proc is the host's, or a guest address space that is not the host's).
+    NotOwnPages,
+    /// The ioctl is unknown here (before 6.7: ENOTTY or EINVAL).
+    NoIoctl,
+    /// PFNs read as 0: no CAP_SYS_ADMIN.
+    NoPfn,
+    /// Needs the pagemap channel, which did not run.
+    NeedsPagemap,
+    /// Under an emulator (`--under qemu-*`): left out, so that its snapshots read pages the way
+    /// they always have there (`process_vm_readv`) and its findings stay comparable.
+    Emulator,
+}
+
+impl Skip {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::Disabled => "turned off (--no-physical)",
+            Skip::NoPagemap => "/proc/self/pagemap cannot be read",
+            Skip::NotOwnPages => {
+                "/proc/self/pagemap does not show this process's own written page as present \
+                 (an emulator's or another address space's)"
+            }
+            Skip::NoIoctl => "the PAGEMAP_SCAN ioctl is unknown here (6.7+)",
+            Skip::NoPfn => "page frame numbers read as 0 (needs CAP_SYS_ADMIN)",
+            Skip::NeedsPagemap => "needs the pagemap channel",
+            Skip::Emulator => {
+                "under an emulator (--under qemu-*): its /proc is the host's view of the \
+                 emulator, and snapshots keep reading pages with process_vm_readv as the \
+                 emulator implements it"
+            }
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Skip::Disabled => 1,
+            Skip::NoPagemap => 2,
+            Skip::NotOwnPages => 3,
+            Skip::NoIoctl => 4,
+            Skip::NoPfn => 5,
+            Skip::NeedsPagemap => 6,
+            Skip::Emulator => 7,
+        }
+    }
+
+    fn of_code(c: u8) -> Option<Skip> {
+        Some(match c {
+            1 => Skip::Disabled,
+            2 => Skip::NoPagemap,
+            3 => Skip::NotOwnPages,
+            4 => Skip::NoIoctl,
+            5 => Skip::NoPfn,
+            6 => Skip::NeedsPagemap,
+            7 => Skip::Emulator,
+            _ => return None,
+        })
+    }
+}
+
+/// Which parts of the physical channel run on this target (probed by the executor at start,
+/// carried in its hello).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Channels {
+    pub pagemap: Result<(), Skip>,
+    pub scan: Result<(), Skip>,
+    pub pfn: Result<(), Skip>,
+}
+
+impl Channels {
+    /// Nothing runs, for `why`.
+    pub const fn off(why: Skip) -> Channels {
+        Channels {
+            pagemap: Err(why),
+            scan: Err(why),
+            pfn: Err(why),
+        }
+    }
+
+    pub fn get(&self, c: Channel) -> Result<(), Skip> {
+        match c {
+            Channel::Pagemap => self.pagemap,
+            Channel::PagemapScan => self.scan,
+            Channel::Pfn => self.pfn,
+        }
+    }
+
+    /// (name, `Ok` or the reason it was skipped), for reports.
+    pub fn list(&self) -> Vec<(&'static str, Result<(), &'static str>)> {
+        Channel::ALL
+            .iter()
+            .map(|&c| (c.name(), self.get(c).map_err(Skip::reason)))
+            .collect()
+    }
+
+    /// One byte per channel, in `Channel::ALL` order: 0 ran, else the skip's code.
+    pub fn to_words(&self) -> u32 {
+        Channel::ALL.iter().fold(0u32, |acc, &c| {
+            let b = match self.get(c) {
+                Ok(()) => 0,
+                Err(s) => s.code(),
+            };
+            acc | (b as u32) << (8 * c.bit())
+        })
+    }
+
+    pub fn from_words(w: u32) -> Option<Channels> {
+        if w >> 24 != 0 {
+            return None;
+        }
+        let at = |c: Channel| match (w >> (8 * c.bit())) as u8 {
+            0 => Some(Ok(())),
+            b => Skip::of_code(b).map(Err),
+        };
+        Some(Channels {
+            pagemap: at(Channel::Pagemap)?,
+            scan: at(Channel::PagemapScan)?,
+            pfn: at(Channel::Pfn)?,
+        })
+    }
+}
+
+impl Default for Channels {
+    fn default() -> Channels {
+        Channels::off(Skip::Disabled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_round_trip() {
+        for c in [
+            Channels {
+                pagemap: Ok(()),
+                scan: Err(Skip::NoIoctl),
+                pfn: Err(Skip::NoPfn),
+            },
+            Channels::off(Skip::Disabled),
+            Channels {
+                pagemap: Ok(()),
+                scan: Ok(()),
+                pfn: Ok(()),
+            },
+        ] {
+            assert_eq!(Channels::from_words(c.to_words()), Some(c));
+        }
+        assert_eq!(Channels::from_words(0x7f), None);
+        assert_eq!(Channels::from_words(1 << 30), None);
+    }
+}

@@ -1,0 +1,209 @@
+/*
+ * libphys: an interposed libc whose misbehaviours change which page backs what, never a value,
+ * so that only cowcheck's physical channel (docs/SEMANTICS.md part 11) can catch them. Load it
+ * into the executor only:
+ *
+ *   cowcheck run --under "env COWCHECK_PHYS_FAULT=fork-copy LD_PRELOAD=/path/libphys.so"
+ *
+ * COWCHECK_PHYS_FAULT selects one fault:
+ *   fork-copy       the child of a fork copies every private page it shares with its parent at
+ *                   once (it rewrites each present, not exclusively mapped page of every
+ *                   private writable mapping with its own bytes): eager copy instead of
+ *                   copy-on-write
+ *   madvise-zero    madvise(MADV_DONTNEED) and madvise(MADV_FREE) on private writable memory
+ *                   only zero-fill the range (and return 0) instead of freeing it
+ *   mmap-prefault   anonymous mmap prefaults every page (MAP_POPULATE added)
+ *
+ * Only a program's processes misbehave (not the executor or its zygote). Nothing here
+ * allocates: the fork wrapper reads /proc/self/maps and /proc/self/pagemap into static
+ * buffers.
+ *
+ * Build: cc -shared -fPIC -O2 -o libphys.so libphys.c -ldl
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+enum fault { NONE, FORK_COPY, MADVISE_ZERO, MMAP_PREFAULT };
+
+static enum fault which(void)
+{
+	static int cached = -1;
+	if (cached < 0) {
+		const char *f = getenv("COWCHECK_PHYS_FAULT");
+		cached = NONE;
+		if (!f)
+			;
+		else if (!strcmp(f, "fork-copy"))
+			cached = FORK_COPY;
+		else if (!strcmp(f, "madvise-zero"))
+			cached = MADVISE_ZERO;
+		else if (!strcmp(f, "mmap-prefault"))
+			cached = MMAP_PREFAULT;
+	}
+	return (enum fault)cached;
+}
+
+static pid_t loader;
+
+__attribute__((constructor)) static void remember_loader(void)
+{
+	loader = getpid();
+}
+
+/* A process of a program (a root or below), not the executor or its zygote. */
+static int in_program(void)
+{
+	return getpid() != loader && getppid() != loader;
+}
+
+/* /proc/self/maps, read whole into a static buffer; its length, or 0. */
+static char maps[1 << 20];
+
+static size_t read_maps(void)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, maps + n, sizeof(maps) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	maps[n] = 0;
+	return n;
+}
+
+/* Calls f(start, end, perms, name) for each line of the maps read last. */
+static void each_mapping(void (*f)(uintptr_t, uintptr_t, const char *, const char *))
+{
+	char *line = maps;
+	while (*line) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		char *end_s;
+		uintptr_t start = strtoull(line, &end_s, 16);
+		uintptr_t end = strtoull(end_s + 1, &end_s, 16);
+		const char *perms = end_s + 1;
+		/* The name: after five fields (range, perms, offset, device, inode). */
+		const char *name = perms;
+		for (int field = 0; field < 4 && name; field++) {
+			name = strchr(name, ' ');
+			while (name && *name == ' ')
+				name++;
+		}
+		f(start, end, perms, name ? name : "");
+		if (!nl)
+			break;
+		line = nl + 1;
+	}
+}
+
+static int pagemap_fd = -1;
+
+static void copy_shared_pages(uintptr_t start, uintptr_t end, const char *perms, const char *name)
+{
+	if (perms[0] != 'r' || perms[1] != 'w' || perms[3] != 'p' || name[0] == '[')
+		return;
+	long page = sysconf(_SC_PAGESIZE);
+	for (uintptr_t a = start; a < end; a += page) {
+		uint64_t e = 0;
+		if (pread(pagemap_fd, &e, 8, (off_t)(a / page * 8)) != 8)
+			continue;
+		/* Present (63), not exclusively mapped (56): shared with the parent (or the zero
+		 * page; an eager copy copies that too). */
+		if ((e >> 63 & 1) && !(e >> 56 & 1)) {
+			volatile char *p = (volatile char *)a;
+			*p = *p;
+		}
+	}
+}
+
+typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
+typedef pid_t (*fork_fn)(void);
+typedef int (*madvise_fn)(void *, size_t, int);
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	static mmap_fn real;
+	if (!real)
+		real = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
+	if (which() == MMAP_PREFAULT && (flags & MAP_ANONYMOUS) && in_program())
+		flags |= MAP_POPULATE;
+	return real(addr, len, prot, flags, fd, off);
+}
+
+pid_t fork(void)
+{
+	static fork_fn real;
+	if (!real)
+		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
+	pid_t pid = real();
+	if (pid == 0 && which() == FORK_COPY && in_program()) {
+		pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (pagemap_fd >= 0 && read_maps()) {
+			each_mapping(copy_shared_pages);
+			close(pagemap_fd);
+		}
+	}
+	return pid;
+}
+
+/* Whether [addr, addr + len) lies in private writable mappings only. */
+static uintptr_t want_start, want_end, covered;
+
+static void cover(uintptr_t start, uintptr_t end, const char *perms, const char *name)
+{
+	(void)name;
+	if (perms[0] != 'r' || perms[1] != 'w' || perms[3] != 'p')
+		return;
+	uintptr_t s = start > want_start ? start : want_start;
+	uintptr_t e = end < want_end ? end : want_end;
+	if (s < e)
+		covered += e - s;
+}
+
+/* Whether a page of the range is a guard region (pagemap bit 58, 6.15+): a store there would
+ * kill the process, which values would catch. */
+static int any_guard(uintptr_t start, uintptr_t end, long page)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int guard = fd < 0;
+	for (uintptr_t a = start; fd >= 0 && a < end && !guard; a += page) {
+		uint64_t e = 0;
+		guard = pread(fd, &e, 8, (off_t)(a / page * 8)) != 8 || (e >> 58 & 1);
+	}
+	if (fd >= 0)
+		close(fd);
+	return guard;
+}
+
+int madvise(void *addr, size_t len, int advice)
+{
+	static madvise_fn real;
+	if (!real)
+		real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
+	if (which() == MADVISE_ZERO && (advice == MADV_DONTNEED || advice == MADV_FREE) && len &&
+	    in_program() && read_maps()) {
+		long page = sysconf(_SC_PAGESIZE);
+		want_start = (uintptr_t)addr;
+		want_end = ((uintptr_t)addr + len + page - 1) / page * page;
+		covered = 0;
+		each_mapping(cover);
+		if (covered == want_end - want_start && !any_guard(want_start, want_end, page)) {
+			memset(addr, 0, want_end - want_start);
+			return 0;
+		}
+	}
+	return real(addr, len, advice);
+}
