@@ -346,6 +346,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             f.move_multi_vma,
             "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of three scratch VMAs at once (6.17)",
         ),
+        (
+            "THP_ALIGN",
+            f.thp_align,
+            "mmap of one PMD of anonymous memory lands on a PMD boundary (6.7)",
+        ),
     ] {
         out.push(Probe {
             name: name.into(),

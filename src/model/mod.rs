@@ -59,6 +59,7 @@ pub mod frame;
 pub mod space;
 
 mod fork;
+mod huge;
 mod madvise;
 mod memory;
 mod mmap;

@@ -361,7 +361,7 @@ impl Model {
         }
         let target = match vrm.new_addr {
             Some(d) => d,
-            None => self.vrm_set_new_addr(vrm),
+            None => self.vrm_set_new_addr(vrm, src.kind.is_shared())?,
         };
         if vrm.new_addr.is_none() && target == vrm.addr {
             // A DONTUNMAP move the kernel says left the range where it was: taken as a resize
@@ -409,6 +409,9 @@ impl Model {
         if target == vrm.addr {
             return self.expand_vma_in_place(vrm, src);
         }
+        if !src.kind.is_shared() {
+            self.check_thp_placement(vrm.result, target, vrm.new_pages as u64)?; // [L1]
+        }
         self.move_vma(vrm, src, target)?;
         Ok(self.name_result(vrm.result, target, vrm.new_pages, src.kind))
     }
@@ -436,8 +439,18 @@ impl Model {
 
     /// Where a move with no fixed address goes: where the kernel put it, or the model's choice
     /// (`vrm_set_new_addr`, get_unmapped_area).
-    fn vrm_set_new_addr(&mut self, vrm: &VmaRemap) -> u64 {
-        observed_addr(vrm.observed).unwrap_or_else(|| self.get_unmapped_area(vrm.new_pages))
+    /// A place the kernel chose for a whole number of PMDs of private memory is PMD aligned
+    /// (L1); shmem aligns to the object's offset instead, which L1 does not claim.
+    fn vrm_set_new_addr(&mut self, vrm: &VmaRemap, shared: bool) -> Result<u64, ModelError> {
+        match observed_addr(vrm.observed) {
+            Some(a) => {
+                if a != vrm.addr && !shared {
+                    self.check_thp_placement(vrm.result, a, vrm.new_pages as u64)?;
+                }
+                Ok(a)
+            }
+            None => Ok(self.get_unmapped_area(vrm.new_pages)),
+        }
     }
 
     /// Old size 0 (G7): an alias, a second mapping of the same shared object at the same
@@ -446,7 +459,7 @@ impl Model {
         let addr = match vrm.new_addr {
             Some(d) => d,
             None => {
-                let a = self.vrm_set_new_addr(vrm);
+                let a = self.vrm_set_new_addr(vrm, src.kind.is_shared())?;
                 self.check_free(vrm.proc, vrm.result, a, vrm.new_pages)?;
                 a
             }
