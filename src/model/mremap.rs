@@ -409,7 +409,7 @@ impl Model {
         if target == vrm.addr {
             return self.expand_vma_in_place(vrm, src);
         }
-        if !src.kind.is_shared() {
+        if !src.kind.is_shared() && observed_addr(vrm.observed) == Some(target) {
             self.check_thp_placement(vrm.result, target, vrm.new_pages as u64)?; // [L1]
         }
         self.move_vma(vrm, src, target)?;
