@@ -117,7 +117,7 @@ impl Builder {
             self.created(p, m, kind, pages);
             // Mostly advised at once, so that the first touch may fault in a huge page where
             // THP is `enabled=madvise`.
-            if r.d % 4 != 0 && self.ops.len() < self.config.max_ops.min(caps::MAX_OPS) {
+            if !r.d.is_multiple_of(4) && self.ops.len() < self.config.max_ops.min(caps::MAX_OPS) {
                 self.push(Op::Advise {
                     proc: p,
                     map: m,
@@ -181,7 +181,7 @@ impl Builder {
             return;
         }
         let kind = self.kinds[m.0 as usize];
-        let (old, new_pages) = if r.d % 4 == 0 && size <= PMD + 1 {
+        let (old, new_pages) = if r.d.is_multiple_of(4) && size <= PMD + 1 {
             (PageRange::new(0, size), 2 * PMD)
         } else {
             let start = r.a % size;
