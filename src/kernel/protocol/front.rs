@@ -134,10 +134,10 @@ mod feature_bit {
     pub const NOREPLACE: u32 = 1 << 8;
     pub const FORCE_WRITE: u32 = 1 << 9;
     pub const MOVE_MULTI_VMA: u32 = 1 << 10;
-    pub const COLLAPSE: u32 = 1 << 20;
-    pub const THP_ALIGN: u32 = 1 << 21;
+    pub const COLLAPSE: u32 = 1 << 11;
+    pub const THP_ALIGN: u32 = 1 << 12;
     /// Every bit above.
-    pub const ALL: u32 = ((1 << 11) - 1) | COLLAPSE | THP_ALIGN;
+    pub const ALL: u32 = (1 << 13) - 1;
 }
 
 /// Features as the hello's bit set.

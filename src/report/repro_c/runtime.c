@@ -51,7 +51,7 @@
 #define NMAP 1
 #define NOPS 0
 #define NCHECKS 0
-#define MAX_SPAN_PAGES 64
+#define MAX_SPAN_PAGES 1024
 #endif
 
 #if !defined(PAGE_SIZE_GENERATED) || !defined(NPROC) || !defined(NMAP) || !defined(NOPS)
