@@ -744,7 +744,7 @@ static int run_op(int i)
 		printf("# p%d sees the int %d\n", o->proc, seen);
 	}
 	if (!ok) {
-		printf("# expected (model): %s\n", o->says);
+		printf("# expected (model): %s\n", o->says ? o->says : "(nothing)");
 		switch (r.result) {
 		case RES_READ:
 			for (int k = 0; k < r.n && k < 4; k++) {
