@@ -25,7 +25,9 @@ fn l1_an_unaligned_pmd_sized_private_mapping_is_a_divergence() {
     let off = aligned + 0x3000;
     assert!(run("cowcheck-trace 1\np0 map m0 private 512\n", aligned).is_ok());
     assert!(run("cowcheck-trace 1\np0 map m0 private 512\n", off).is_err());
-    assert!(run("cowcheck-trace 1\np0 map m0 private-zero 1024\n", off).is_err());
+    assert!(run("cowcheck-trace 1\np0 map m0 private 1024\n", off).is_err());
+    // Private /dev/zero is aligned on 6.18 but not on 6.12.118: not claimed.
+    assert!(run("cowcheck-trace 1\np0 map m0 private-zero 1024\n", off).is_ok());
     assert!(run("cowcheck-trace 1\np0 map m0 shared 512\n", off).is_ok());
     assert!(run("cowcheck-trace 1\np0 map m0 private 511\n", off).is_ok());
     assert!(run("cowcheck-trace 1\np0 map m0 private 513\n", off).is_ok());

@@ -23,15 +23,15 @@ impl Model {
         self.page_size / 8
     }
 
-    /// [L1] An anonymous mapping (private or shared, anonymous or /dev/zero) placed by the
-    /// kernel (no address, or a hint it did not take, or an mremap move it chose the place of)
-    /// whose length is a whole number of PMDs starts on a PMD boundary, where the kernel aligns
-    /// such mappings (`Features::thp_align`, probed): mm/mmap.c `__get_unmapped_area()` calls
-    /// `thp_get_unmapped_area_vmflags()` for them (efa7df3e3bb5, 6.7; limited to PMD multiples
-    /// by d4148aeab412, 6.12); shmem's own `shmem_get_unmapped_area()` aligns shared memory.
-    /// Measured on 6.18: 20 of 20 for private and shared, anonymous and /dev/zero, read-only,
-    /// mremap moves growing to 2 MiB, and an occupied hint; lengths of 511, 513, 600 and 1023
-    /// pages are not aligned.
+    /// [L1] A private anonymous mapping placed by the kernel (no address, or an mremap move it
+    /// chose the place of) whose length is a whole number of PMDs starts on a PMD boundary,
+    /// where the kernel aligns such mappings (`Features::thp_align`, probed): mm/mmap.c
+    /// `__get_unmapped_area()` calls `thp_get_unmapped_area_vmflags()` for file-less mappings
+    /// (efa7df3e3bb5, 6.7; limited to PMD multiples by d4148aeab412, 6.12). The callers pass
+    /// only private anonymous memory here: shared memory is aligned by shmem only where shmem
+    /// THP is enabled, and private /dev/zero on 6.18 but not on Debian's 6.12.118 (found by
+    /// tests/vm.rs). Measured on 6.18: 50 of 50 for private mappings and mremap moves growing
+    /// to 2 MiB; lengths of 511, 513, 600 and 1023 pages never.
     pub(super) fn check_thp_placement(
         &self,
         map: MapId,

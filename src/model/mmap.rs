@@ -77,7 +77,7 @@ impl Model {
         match place {
             None => {
                 if let Some(addr) = observed_addr(observed)
-                    && !kind.is_shared()
+                    && kind == MapKind::Private
                 {
                     self.check_thp_placement(map, addr, pages as u64)?;
                 }

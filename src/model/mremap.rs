@@ -361,7 +361,7 @@ impl Model {
         }
         let target = match vrm.new_addr {
             Some(d) => d,
-            None => self.vrm_set_new_addr(vrm, src.kind.is_shared())?,
+            None => self.vrm_set_new_addr(vrm, src.kind != MapKind::Private)?,
         };
         if vrm.new_addr.is_none() && target == vrm.addr {
             // A DONTUNMAP move the kernel says left the range where it was: taken as a resize
@@ -409,7 +409,7 @@ impl Model {
         if target == vrm.addr {
             return self.expand_vma_in_place(vrm, src);
         }
-        if !src.kind.is_shared() && observed_addr(vrm.observed) == Some(target) {
+        if src.kind == MapKind::Private && observed_addr(vrm.observed) == Some(target) {
             self.check_thp_placement(vrm.result, target, vrm.new_pages as u64)?; // [L1]
         }
         self.move_vma(vrm, src, target)?;
@@ -439,12 +439,13 @@ impl Model {
 
     /// Where a move with no fixed address goes: where the kernel put it, or the model's choice
     /// (`vrm_set_new_addr`, get_unmapped_area).
-    /// A place the kernel chose for a whole number of PMDs of private memory is PMD aligned
-    /// (L1); shmem aligns to the object's offset instead, which L1 does not claim.
-    fn vrm_set_new_addr(&mut self, vrm: &VmaRemap, shared: bool) -> Result<u64, ModelError> {
+    /// A place the kernel chose for a whole number of PMDs of private anonymous memory is PMD
+    /// aligned (L1); shmem aligns to the object's offset instead, and private /dev/zero only on
+    /// some kernels, which L1 does not claim (`other`: any other kind).
+    fn vrm_set_new_addr(&mut self, vrm: &VmaRemap, other: bool) -> Result<u64, ModelError> {
         match observed_addr(vrm.observed) {
             Some(a) => {
-                if a != vrm.addr && !shared {
+                if a != vrm.addr && !other {
                     self.check_thp_placement(vrm.result, a, vrm.new_pages as u64)?;
                 }
                 Ok(a)
@@ -459,7 +460,7 @@ impl Model {
         let addr = match vrm.new_addr {
             Some(d) => d,
             None => {
-                let a = self.vrm_set_new_addr(vrm, src.kind.is_shared())?;
+                let a = self.vrm_set_new_addr(vrm, src.kind != MapKind::Private)?;
                 self.check_free(vrm.proc, vrm.result, a, vrm.new_pages)?;
                 a
             }

@@ -657,7 +657,7 @@ static int thp_aligns(void)
 		if (big != MAP_FAILED)
 			munmap(big, pmd);
 	}
-	printf("# THP_ALIGN: %s\n", thp_align ? "yes, PMD-sized private maps must land on a PMD boundary"
+	printf("# THP_ALIGN: %s\n", thp_align ? "yes, PMD-sized private anonymous maps must land on a PMD boundary"
 					     : "no");
 	return thp_align;
 }
@@ -686,9 +686,10 @@ static int run_op(int i)
 	if (ok && o->want == RES_OK && o->verb == V_MAP &&
 	    (o->how == HOW_FIXED || o->how == HOW_NOREPLACE || o->how == HOW_FIXED_NOREPLACE))
 		ok = r.value == bases[o->at_map] + (uint64_t)o->at_page * ps;
-	/* L1: a private mapping of a whole number of PMDs, placed by the kernel, is PMD aligned. */
+	/* L1: a private anonymous mapping of a whole number of PMDs, placed by the kernel, is PMD
+	 * aligned. */
 	if (ok && o->want == RES_OK && o->verb == V_MAP && o->how == HOW_NONE && o->tail == 0 &&
-	    (o->kind == K_PRIVATE || o->kind == K_PRIVATE_ZERO) &&
+	    o->kind == K_PRIVATE &&
 	    (size_t)o->npages % (ps / 8) == 0 && thp_aligns())
 		ok = r.value % (ps * (ps / 8)) == 0;
 	if (ok && o->want == RES_OK && o->verb == V_REMAP) {
