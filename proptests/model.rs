@@ -590,7 +590,8 @@ impl Written {
     fn note(&mut self, op: &Op) {
         if let Op::Write { map, span, .. } = *op {
             for k in span.page_range().pages() {
-                // Mappings have at most 64 pages.
+                // Classic mappings have at most 64 pages; the pages of a longer one (the
+                // backings family) past 63 share the last bit, which only skips checks.
                 self.0[map.0 as usize] |= 1u64 << k.min(63);
             }
         }

@@ -57,6 +57,14 @@ pub struct Environment {
     pub thp_enabled: String,
     /// /sys/kernel/mm/transparent_hugepage/defrag, the selected value.
     pub thp_defrag: String,
+    /// /sys/kernel/mm/transparent_hugepage/use_zero_page (1: read faults on THP-eligible
+    /// ranges may map the huge zero page; docs/SEMANTICS.md L2).
+    #[serde(default)]
+    pub thp_use_zero_page: String,
+    /// Multi-size THP (6.8+): each `hugepages-<size>kB/enabled` selection, smallest size
+    /// first, as `size:choice` (`2048kB:inherit`); empty where the kernel has none.
+    #[serde(default)]
+    pub thp_sizes: Vec<String>,
     /// /sys/kernel/mm/ksm/run (0 off, 1 running, 2 unmerging).
     pub ksm_run: String,
     /// /proc/sys/vm/overcommit_memory (0 heuristic, 1 always, 2 never).
@@ -112,6 +120,8 @@ impl Environment {
             page_size: 0,
             thp_enabled: UNAVAILABLE.into(),
             thp_defrag: UNAVAILABLE.into(),
+            thp_use_zero_page: UNAVAILABLE.into(),
+            thp_sizes: Vec::new(),
             ksm_run: UNAVAILABLE.into(),
             overcommit_memory: UNAVAILABLE.into(),
             cap_eff: UNAVAILABLE.into(),
@@ -149,6 +159,9 @@ impl Environment {
             page_size,
             thp_enabled: selected("/sys/kernel/mm/transparent_hugepage/enabled"),
             thp_defrag: selected("/sys/kernel/mm/transparent_hugepage/defrag"),
+            thp_use_zero_page: first_line("/sys/kernel/mm/transparent_hugepage/use_zero_page")
+                .unwrap_or_else(|| UNAVAILABLE.into()),
+            thp_sizes: thp_sizes(),
             ksm_run: first_line("/sys/kernel/mm/ksm/run").unwrap_or_else(|| UNAVAILABLE.into()),
             overcommit_memory: first_line("/proc/sys/vm/overcommit_memory")
                 .unwrap_or_else(|| UNAVAILABLE.into()),
@@ -172,8 +185,16 @@ impl Environment {
             format!("kernel        {} {}", self.kernel_release, self.machine),
             format!("page size     {}", self.page_size),
             format!(
-                "THP           enabled {}, defrag {}",
-                self.thp_enabled, self.thp_defrag
+                "THP           enabled {}, defrag {}, use_zero_page {}",
+                self.thp_enabled, self.thp_defrag, self.thp_use_zero_page
+            ),
+            format!(
+                "mTHP          {}",
+                if self.thp_sizes.is_empty() {
+                    "none (no hugepages-*kB in /sys/kernel/mm/transparent_hugepage)".to_string()
+                } else {
+                    self.thp_sizes.join(" ")
+                }
             ),
             format!("KSM run       {}", self.ksm_run),
             format!("overcommit    {}", self.overcommit_memory),
@@ -250,6 +271,28 @@ fn apply_pretend(probes: Vec<Probe>) -> Vec<Probe> {
 fn first_line(path: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     Some(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// The multi-size THP selections (`hugepages-<size>kB/enabled`), smallest size first.
+fn thp_sizes() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/kernel/mm/transparent_hugepage") else {
+        return Vec::new();
+    };
+    let mut sizes: Vec<(u64, String)> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let kb = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            let path = e.path().join("enabled");
+            Some((kb, format!("{kb}kB:{}", selected(&path.to_string_lossy()))))
+        })
+        .collect();
+    sizes.sort();
+    sizes.into_iter().map(|(_, s)| s).collect()
 }
 
 /// The bracketed choice of a sysfs selector (`always [madvise] never` → `madvise`), or the
@@ -345,6 +388,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             "MREMAP_MULTI_VMA_MOVE",
             f.move_multi_vma,
             "mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of three scratch VMAs at once (6.17)",
+        ),
+        (
+            "THP_ALIGN",
+            f.thp_align,
+            "mmap of one PMD of anonymous memory lands on a PMD boundary (6.7)",
         ),
     ] {
         out.push(Probe {

@@ -23,9 +23,11 @@ pub const DESCRIPTORS_NEEDED: u64 = 32 + 3 * caps::MAX_PROCS as u64;
 /// Address space each process of a run may need: the executor's own (VmPeak ~12 MiB measured
 /// with `cowcheck run` on x86-64 and glibc: binary, libraries, heap, shared slots; with less
 /// than ~16 MiB it fails an allocation) and the largest program's mappings (`MAX_MAPS` of
-/// `MAX_MAP_PAGES` pages), twice over for mremap growth.
+/// `CLASSIC_MAP_PAGES` pages, and `MAX_BIG_PAGES` in the longer ones), twice over for mremap
+/// growth.
 pub fn address_space_needed(page_size: u64) -> u64 {
-    (16 << 20) + 2 * (caps::MAX_MAPS as u64 * caps::MAX_MAP_PAGES as u64 * page_size)
+    let pages = caps::MAX_MAPS as u64 * caps::CLASSIC_MAP_PAGES as u64 + caps::MAX_BIG_PAGES as u64;
+    (16 << 20) + 2 * (pages * page_size)
 }
 
 /// What is wrong with the limits this process would hand its executors (`jobs` of them, each

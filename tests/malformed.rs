@@ -157,10 +157,10 @@ fn page_out_of_range() {
     );
     assert_rejected(
         "too-many-pages",
-        &trace("p0 map m0 private 65\n"),
+        &trace("p0 map m0 private 1025\n"),
         2,
         19,
-        "65",
+        "1025",
     );
 }
 

@@ -109,6 +109,8 @@ pub fn probe_features(ps: usize) -> Features {
                 ok
             }),
             move_multi_vma: move_multi_vma().is_ok(),
+            collapse: known(madv::COLLAPSE),
+            thp_align: thp_align(ps),
             noreplace: works_on(libc::MAP_PRIVATE, &|p| {
                 let q = libc::mmap(
                     p,
@@ -181,4 +183,42 @@ pub fn move_multi_vma() -> Result<(), nix::errno::Errno> {
         libc::munmap(dst, len);
         result
     }
+}
+
+/// Whether the kernel places a private anonymous mapping whose length is a multiple of the PMD
+/// size on a PMD boundary (docs/SEMANTICS.md L1; 6.7, efa7df3e3bb5, and since 6.12 only for
+/// such lengths, d4148aeab412). The PMD size is what one page-table page maps: `ps * ps / 8`
+/// (2 MiB with 4 KiB pages). Tried three times, each after a one-page mapping that leaves the
+/// next free range unaligned, so that a chance alignment does not pass for the rule; every
+/// scratch mapping is unmapped before the next and never touched.
+pub fn thp_align(ps: usize) -> bool {
+    let pmd = ps * (ps / 8);
+    let map = |len: usize| {
+        // SAFETY: a fresh private anonymous mapping placed by the kernel, never touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(p)
+    };
+    (0..3).all(|_| {
+        let spacer = map(ps);
+        let big = map(pmd);
+        // SAFETY: unmaps only the two scratch mappings made above.
+        unsafe {
+            if let Some(p) = spacer {
+                libc::munmap(p, ps);
+            }
+            if let Some(p) = big {
+                libc::munmap(p, pmd);
+            }
+        }
+        big.is_some_and(|p| (p as usize).is_multiple_of(pmd))
+    })
 }

@@ -25,6 +25,9 @@ impl Model {
         if pages.is_empty() {
             return Outcome::Done;
         }
+        if advice == Advice::Collapse {
+            return self.madvise_collapse(proc, base, pages, observed);
+        }
         let start = self.vpn(base) + pages.start as u64;
         let mut renamed = Vec::new();
         let mut hole = false;
@@ -175,6 +178,8 @@ impl Model {
                 self.set_flag(proc, vpn, flag::GUARD, true);
             }
             Advice::GuardRemove => self.set_flag(proc, vpn, flag::GUARD, false),
+            // A range of its own (L3): `madvise_collapse`, before the walk.
+            Advice::Collapse => {}
         }
         Ok(())
     }

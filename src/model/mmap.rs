@@ -75,7 +75,14 @@ impl Model {
         }
         let pages = self.page_align(len) as u16;
         match place {
-            None => self.do_mmap(proc, map, kind, pages, observed_addr(observed)),
+            None => {
+                if let Some(addr) = observed_addr(observed)
+                    && kind == MapKind::Private
+                {
+                    self.check_thp_placement(map, addr, pages as u64)?;
+                }
+                self.do_mmap(proc, map, kind, pages, observed_addr(observed))
+            }
             Some((how, addr)) => {
                 let request = MapAt {
                     proc,

@@ -60,6 +60,7 @@ pub mod frame;
 pub mod space;
 
 mod fork;
+mod huge;
 mod madvise;
 mod memory;
 mod mmap;

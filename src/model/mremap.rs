@@ -373,7 +373,7 @@ impl Model {
         }
         let target = match vrm.new_addr {
             Some(d) => d,
-            None => self.vrm_set_new_addr(vrm),
+            None => self.vrm_set_new_addr(vrm, src.kind != MapKind::Private)?,
         };
         if vrm.new_addr.is_none() && target == vrm.addr {
             // A DONTUNMAP move the kernel says left the range where it was: taken as a resize
@@ -421,6 +421,9 @@ impl Model {
         if target == vrm.addr {
             return self.expand_vma_in_place(vrm, src);
         }
+        if src.kind == MapKind::Private && observed_addr(vrm.observed) == Some(target) {
+            self.check_thp_placement(vrm.result, target, vrm.new_pages as u64)?; // [L1]
+        }
         self.move_vma(vrm, src, target)?;
         Ok(self.name_result(vrm.result, target, vrm.new_pages, src.kind))
     }
@@ -448,8 +451,19 @@ impl Model {
 
     /// Where a move with no fixed address goes: where the kernel put it, or the model's choice
     /// (`vrm_set_new_addr`, get_unmapped_area).
-    fn vrm_set_new_addr(&mut self, vrm: &VmaRemap) -> u64 {
-        observed_addr(vrm.observed).unwrap_or_else(|| self.get_unmapped_area(vrm.new_pages))
+    /// A place the kernel chose for a whole number of PMDs of private anonymous memory is PMD
+    /// aligned (L1); shmem aligns to the object's offset instead, and private /dev/zero only on
+    /// some kernels, which L1 does not claim (`other`: any other kind).
+    fn vrm_set_new_addr(&mut self, vrm: &VmaRemap, other: bool) -> Result<u64, ModelError> {
+        match observed_addr(vrm.observed) {
+            Some(a) => {
+                if a != vrm.addr && !other {
+                    self.check_thp_placement(vrm.result, a, vrm.new_pages as u64)?;
+                }
+                Ok(a)
+            }
+            None => Ok(self.get_unmapped_area(vrm.new_pages)),
+        }
     }
 
     /// Old size 0 (G7): an alias, a second mapping of the same shared object at the same
@@ -458,7 +472,7 @@ impl Model {
         let addr = match vrm.new_addr {
             Some(d) => d,
             None => {
-                let a = self.vrm_set_new_addr(vrm);
+                let a = self.vrm_set_new_addr(vrm, src.kind != MapKind::Private)?;
                 self.check_free(vrm.proc, vrm.result, a, vrm.new_pages)?;
                 a
             }

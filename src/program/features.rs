@@ -32,6 +32,11 @@ pub struct Features {
     /// A pure mremap move (MREMAP_FIXED, same size) that spans several VMAs (6.17; before,
     /// EFAULT with nothing moved: docs/SEMANTICS.md G4).
     pub move_multi_vma: bool,
+    /// MADV_COLLAPSE (6.1): a synchronous collapse into PMD-sized THPs (docs/SEMANTICS.md L3).
+    pub collapse: bool,
+    /// An anonymous mapping whose length is a multiple of the PMD size, placed by the kernel,
+    /// starts on a PMD boundary (6.7, and only for such lengths since 6.12; L1).
+    pub thp_align: bool,
 }
 
 impl Features {
@@ -48,6 +53,8 @@ impl Features {
         noreplace: true,
         force_write: true,
         move_multi_vma: true,
+        collapse: true,
+        thp_align: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -67,6 +74,8 @@ impl Features {
             ("MAP_FIXED_NOREPLACE (4.17)", self.noreplace),
             ("forced writes through /proc/self/mem", self.force_write),
             ("mremap moves across VMAs (6.17)", self.move_multi_vma),
+            ("MADV_COLLAPSE (6.1)", self.collapse),
+            ("PMD-aligned anonymous mappings (6.7)", self.thp_align),
         ]
     }
 
@@ -80,6 +89,7 @@ impl Features {
             Advice::Cold | Advice::PageOut => self.cold_pageout,
             Advice::WipeOnFork | Advice::KeepOnFork => self.wipeonfork,
             Advice::Free => self.free,
+            Advice::Collapse => self.collapse,
             _ => true,
         }
     }

@@ -133,6 +133,7 @@ pub mod madv {
     pub const PAGEOUT: i32 = 21;
     pub const POPULATE_READ: i32 = 22;
     pub const POPULATE_WRITE: i32 = 23;
+    pub const COLLAPSE: i32 = 25;
     pub const GUARD_INSTALL: i32 = 102;
     pub const GUARD_REMOVE: i32 = 103;
 
@@ -153,6 +154,7 @@ pub mod madv {
         ("MADV_POPULATE_WRITE", POPULATE_WRITE),
         ("MADV_GUARD_INSTALL", GUARD_INSTALL),
         ("MADV_GUARD_REMOVE", GUARD_REMOVE),
+        ("MADV_COLLAPSE", COLLAPSE),
     ];
 }
 

@@ -239,6 +239,7 @@ pub(super) fn advice_of(w: u64) -> Option<Advice> {
         madv::GUARD_REMOVE => Advice::GuardRemove,
         madv::HUGEPAGE => Advice::HugePage,
         madv::NOHUGEPAGE => Advice::NoHugePage,
+        madv::COLLAPSE => Advice::Collapse,
         _ => return None,
     })
 }

@@ -138,8 +138,10 @@ mod feature_bit {
     pub const NOREPLACE: u32 = 1 << 8;
     pub const FORCE_WRITE: u32 = 1 << 9;
     pub const MOVE_MULTI_VMA: u32 = 1 << 10;
+    pub const COLLAPSE: u32 = 1 << 11;
+    pub const THP_ALIGN: u32 = 1 << 12;
     /// Every bit above.
-    pub const ALL: u32 = (1 << 11) - 1;
+    pub const ALL: u32 = (1 << 13) - 1;
 }
 
 /// Features as the hello's bit set.
@@ -157,6 +159,8 @@ pub fn features_bits(f: &Features) -> u32 {
         noreplace,
         force_write,
         move_multi_vma,
+        collapse,
+        thp_align,
     } = *f;
     let bit = |on: bool, b: u32| if on { b } else { 0 };
     bit(guard, feature_bit::GUARD)
@@ -170,6 +174,8 @@ pub fn features_bits(f: &Features) -> u32 {
         | bit(noreplace, feature_bit::NOREPLACE)
         | bit(force_write, feature_bit::FORCE_WRITE)
         | bit(move_multi_vma, feature_bit::MOVE_MULTI_VMA)
+        | bit(collapse, feature_bit::COLLAPSE)
+        | bit(thp_align, feature_bit::THP_ALIGN)
 }
 
 /// The features of a bit set; `None` if it has a bit no feature has.
@@ -190,6 +196,8 @@ pub fn features_from_bits(b: u32) -> Option<Features> {
         noreplace: on(feature_bit::NOREPLACE),
         force_write: on(feature_bit::FORCE_WRITE),
         move_multi_vma: on(feature_bit::MOVE_MULTI_VMA),
+        collapse: on(feature_bit::COLLAPSE),
+        thp_align: on(feature_bit::THP_ALIGN),
     })
 }
 

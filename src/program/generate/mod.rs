@@ -11,6 +11,7 @@
 //! this directory. Bytes without the prefix decode as they always did, so old artifacts keep
 //! their programs; `cowcheck run` draws dialect-2 bytes whenever a family is enabled.
 
+mod backings;
 mod family;
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -188,7 +189,7 @@ impl Builder {
         let pages = if r.d < 224 {
             1 + r.a % 8
         } else {
-            1 + r.a % caps::MAX_MAP_PAGES
+            1 + r.a % caps::CLASSIC_MAP_PAGES
         };
         let m = MapId(self.next_map);
         // The later forms (`RawOp::extra`): a length in bytes; the program's /dev/zero fd, an
@@ -268,7 +269,7 @@ impl Builder {
         let f = self.config.features;
         let all: Vec<Advice> = Advice::ALL
             .into_iter()
-            .filter(|a| f.allows(*a, kind))
+            .filter(|a| f.allows(*a, kind) && *a != Advice::Collapse)
             .collect();
         let fitting: Vec<Advice> = all
             .iter()
@@ -309,7 +310,7 @@ impl Builder {
             1 => old_len,
             _ => old_len + 1 + r.b / 8 % 4,
         }
-        .clamp(1, caps::MAX_MAP_PAGES);
+        .clamp(1, caps::CLASSIC_MAP_PAGES);
         if old_len > 0
             && r.c % 10 == 9
             && (if kind.is_shared() {

@@ -116,10 +116,12 @@ pub enum Advice {
     GuardRemove,
     HugePage,
     NoHugePage,
+    /// MADV_COLLAPSE (docs/SEMANTICS.md L3).
+    Collapse,
 }
 
 impl Advice {
-    pub const ALL: [Advice; 15] = [
+    pub const ALL: [Advice; 16] = [
         Advice::DontNeed,
         Advice::Free,
         Advice::Remove,
@@ -135,6 +137,7 @@ impl Advice {
         Advice::GuardRemove,
         Advice::HugePage,
         Advice::NoHugePage,
+        Advice::Collapse,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -153,6 +156,7 @@ impl Advice {
             Advice::GuardRemove => "guard-remove",
             Advice::HugePage => "hugepage",
             Advice::NoHugePage => "nohugepage",
+            Advice::Collapse => "collapse",
         }
     }
     pub fn from_name(s: &str) -> Option<Advice> {
@@ -177,6 +181,7 @@ impl Advice {
             Advice::GuardRemove => madv::GUARD_REMOVE,
             Advice::HugePage => madv::HUGEPAGE,
             Advice::NoHugePage => madv::NOHUGEPAGE,
+            Advice::Collapse => madv::COLLAPSE,
         }
     }
 }

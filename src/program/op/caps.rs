@@ -3,8 +3,18 @@
 //!
 //! Only numbers live here; the [`Validator`](super::Validator) is what holds a program to them.
 
-/// Pages in one `map` (the 1..=64).
-pub const MAX_MAP_PAGES: u16 = 64;
+/// Pages in one `map` or `remap` result: 1024, so that a mapping can hold two PMD-sized
+/// (2 MiB) huge pages on a 4 KiB kernel (docs/SEMANTICS.md L1). Mappings past
+/// [`CLASSIC_MAP_PAGES`] are bounded together by [`MAX_BIG_PAGES`].
+pub const MAX_MAP_PAGES: u16 = 1024;
+/// The cap of the first version (the 1..=64): what the classic generator draws, so
+/// that old fuzz artifacts decode to the same programs, and what every trace written before
+/// the cap was raised stays within.
+pub const CLASSIC_MAP_PAGES: u16 = 64;
+/// Pages of all the maps and remap results of one program that are longer than
+/// [`CLASSIC_MAP_PAGES`], added up: keeps a full-state view (a digest per page, in one reply
+/// of the executor) and the model small whatever a trace asks for.
+pub const MAX_BIG_PAGES: u32 = 2048;
 /// Mapping handles per program.
 pub const MAX_MAPS: usize = 32;
 /// Process handles per program, the root included.

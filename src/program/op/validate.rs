@@ -43,6 +43,8 @@ pub struct Validator {
     maps: [Option<u16>; caps::MAX_MAPS],
     live: usize,
     ops: usize,
+    /// Pages of the maps past `caps::CLASSIC_MAP_PAGES` so far (bounded by `caps::MAX_BIG_PAGES`).
+    big_pages: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +63,7 @@ impl Default for Validator {
             maps: [None; caps::MAX_MAPS],
             live: 1,
             ops: 0,
+            big_pages: 0,
         }
     }
 }
@@ -332,6 +335,20 @@ impl Validator {
                     caps::MAX_MAP_PAGES
                 ),
             ));
+        }
+        if pages > caps::CLASSIC_MAP_PAGES {
+            let big = self.big_pages + pages as u32;
+            if big > caps::MAX_BIG_PAGES {
+                return Err(invalid(
+                    Culprit::Count,
+                    format!(
+                        "maps longer than {} pages may take {} pages together, not {big}",
+                        caps::CLASSIC_MAP_PAGES,
+                        caps::MAX_BIG_PAGES
+                    ),
+                ));
+            }
+            self.big_pages = big;
         }
         self.maps[map.0 as usize] = Some(pages);
         Ok(())

@@ -67,10 +67,10 @@ fn page_out_of_range() {
 #[test]
 fn map_count_out_of_range_points_at_the_count() {
     assert_err(
-        &with_map("p0 map m1 private 65\n"),
+        &with_map("p0 map m1 private 1025\n"),
         3,
         19,
-        "a map takes 1 to 64 pages, not 65",
+        "a map takes 1 to 1024 pages, not 1025",
     );
     assert_err(&with_map("p0 map m1 private 0\n"), 3, 19, "not 0");
 }
