@@ -87,6 +87,37 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
         Done::Reply(0)
     };
     let reply = match req {
+        // The allocator ops, and writes and reads of a block (`alloc.rs`).
+        Request::Alloc {
+            call,
+            size,
+            creates,
+        } => match super::alloc::alloc(s, call, size, creates) {
+            Some(r) => r,
+            None => return skipped(s),
+        },
+        Request::Free { map } => match super::alloc::free(s, map) {
+            Some(r) => r,
+            None => return skipped(s),
+        },
+        Request::Tune { tune } => super::alloc::tune(s, tune),
+        Request::Write {
+            map,
+            pages,
+            bytes,
+            pattern,
+        } if s.heap.block(map).is_some() => {
+            match super::alloc::write(s, map, pages, bytes, pattern) {
+                Some(r) => r,
+                None => return skipped(s),
+            }
+        }
+        Request::Read { map, pages, bytes } if s.heap.block(map).is_some() => {
+            return match super::alloc::read(s, map, pages, bytes, here) {
+                Some(n) => Done::Reply(n),
+                None => skipped(s),
+            };
+        }
         Request::Await { turn } => {
             Turn(s.copy.turn).wait(turn, *fd);
             return Done::Silent;
