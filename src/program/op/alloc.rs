@@ -16,7 +16,22 @@
 use super::caps;
 use super::handle::{MapId, ProcId};
 use super::span::Span;
-use super::validate::{Culprit, InvalidOp};
+
+/// Which part of an allocator op a refusal is about (the validator's `Culprit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Map,
+    Span,
+    Count,
+    Args,
+}
+
+/// Why an allocator op, or a span of a block, cannot stand where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub part: Part,
+    pub message: String,
+}
 
 /// Bytes of one unit of an allocation span.
 pub const ALLOC_UNIT: u32 = caps::MAX_BYTE_OFFSET as u32;
@@ -128,8 +143,8 @@ impl Default for AllocTable {
     }
 }
 
-fn invalid(culprit: Culprit, message: String) -> InvalidOp {
-    InvalidOp { culprit, message }
+fn invalid(part: Part, message: String) -> Refusal {
+    Refusal { part, message }
 }
 
 impl AllocTable {
@@ -147,12 +162,12 @@ impl AllocTable {
     }
 
     /// `map` live in `proc`, or why not.
-    pub fn live(&self, proc: ProcId, map: MapId) -> Result<u32, InvalidOp> {
+    pub fn live(&self, proc: ProcId, map: MapId) -> Result<u32, Refusal> {
         if let Some(size) = self.live_size(proc, map) {
             return Ok(size);
         }
         Err(invalid(
-            Culprit::Map,
+            Part::Map,
             if self.is_alloc(map) {
                 format!("allocation {map} is not live in {proc} (freed, or allocated elsewhere)")
             } else {
@@ -168,10 +183,10 @@ impl AllocTable {
         map: MapId,
         call: AllocCall,
         size: u32,
-    ) -> Result<(), InvalidOp> {
+    ) -> Result<(), Refusal> {
         if size == 0 || size > MAX_ALLOC_BYTES {
             return Err(invalid(
-                Culprit::Count,
+                Part::Count,
                 format!("an allocation takes 1 to {MAX_ALLOC_BYTES} bytes, not {size}"),
             ));
         }
@@ -179,14 +194,14 @@ impl AllocTable {
             && (!align.is_power_of_two() || !(8..=MAX_ALIGN).contains(&align))
         {
             return Err(invalid(
-                Culprit::Args,
+                Part::Args,
                 format!("an alignment is a power of two from 8 to {MAX_ALIGN}, not {align}"),
             ));
         }
         if let AllocCall::Realloc { from } = call {
             if from == map {
                 return Err(invalid(
-                    Culprit::Map,
+                    Part::Map,
                     format!("realloc's result needs a new handle, not {from}"),
                 ));
             }
@@ -235,9 +250,9 @@ pub fn alloc_bytes(span: Span, size: u32) -> (u32, u32) {
 }
 
 /// A span must lie inside the block: whole units up to the last (cut) one, bytes up to the size.
-pub fn check_alloc_span(span: Span, size: u32) -> Result<(), InvalidOp> {
+pub fn check_alloc_span(span: Span, size: u32) -> Result<(), Refusal> {
     let units = alloc_units(size);
-    let bad = |m: String| Err(invalid(Culprit::Span, m));
+    let bad = |m: String| Err(invalid(Part::Span, m));
     match span {
         Span::Pages(r) if r.start >= r.end => {
             bad(format!("empty unit range {}..{}", r.start, r.end))

@@ -3,7 +3,7 @@
 //! error names the part of the op at fault ([`Culprit`]) so that the trace parser can point at
 //! its token. Whether an op kills its process is dynamic, never a validation error.
 
-use super::alloc::{AllocTable, check_alloc_span};
+use super::alloc::{AllocTable, Part, Refusal, check_alloc_span};
 use super::args::{MapArgs, MapKind};
 use super::caps;
 use super::handle::{At, MapId, ProcId};
@@ -126,16 +126,17 @@ impl Validator {
             Op::Write { map, span, .. } | Op::Read { map, span, .. }
                 if self.allocs.is_alloc(map) =>
             {
-                check_alloc_span(span, self.allocs.live(proc, map)?)?;
+                check_alloc_span(span, self.allocs.live(proc, map).map_err(refused)?)
+                    .map_err(refused)?;
             }
             Op::Alloc {
                 map, call, size, ..
             } => {
                 self.fresh(map)?;
-                self.allocs.create(proc, map, call, size)?;
+                self.allocs.create(proc, map, call, size).map_err(refused)?;
             }
             Op::Free { map, .. } => {
-                self.allocs.live(proc, map)?;
+                self.allocs.live(proc, map).map_err(refused)?;
                 self.allocs.free(proc, map);
             }
             Op::Tune { .. } => {}
@@ -394,6 +395,17 @@ impl Validator {
             )
         })
     }
+}
+
+/// An allocator op's refusal (`alloc.rs`) as a validation error.
+fn refused(r: Refusal) -> InvalidOp {
+    let culprit = match r.part {
+        Part::Map => Culprit::Map,
+        Part::Span => Culprit::Span,
+        Part::Count => Culprit::Count,
+        Part::Args => Culprit::Args,
+    };
+    invalid(culprit, r.message)
 }
 
 /// A length's tail: at most the smallest page size (`caps::MAX_BYTE_OFFSET`), so that the
