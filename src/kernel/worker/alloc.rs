@@ -13,17 +13,27 @@
 //! away. A block is observed only by the program's explicit reads. Forked children inherit
 //! both the blocks and the ranges (the bookkeeping is copied with the rest of the process).
 //!
+//! The allocator must also never sit where the program looks for its own mappings: a process
+//! reads, writes, unmaps or maps at a handle's address in a process that does not hold the
+//! handle (SIGSEGV there is an outcome the model predicts), and Linux places the program's
+//! mappings and the allocator's in the same gaps. So, around an allocator op, every handle's
+//! window (its address and the 64 pages after it, `caps::MAX_MAP_PAGES`) that is free in this
+//! process is held by a `PROT_NONE` placeholder, and the allocator's new ranges are published
+//! on the tree's board; around a `map` or a moving `remap`, the published ranges (and the 64
+//! pages below each, room for a handle to grow in place) that are free in this process are held
+//! the same way. The placeholders go right after the call: the program never sees them.
+//!
 //! A span of a block names units of 4096 bytes from the block's first byte (`op/alloc.rs`):
 //! the coordinator sends a `Write`/`Read` of a block as of a mapping (pages and bytes of a
 //! page for a page size of `ps`), and `bytes_of` turns it into the block's byte range.
 
 use std::ffi::c_void;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use nix::errno::Errno;
 
-use super::Scratch;
 use super::fault::PARTIAL;
+use super::{Board, Scratch};
 use crate::kernel::protocol::{ByteRange, REPLY_HEAD, Reply};
 use crate::program::outcome::digest;
 use crate::program::{ALLOC_UNIT, AllocCall, MalloptParam, MapId, PageRange, Pattern, Tune, caps};
@@ -46,6 +56,9 @@ pub(super) struct HeapState {
     before_len: usize,
     after: Box<[(u64, u64)]>,
     tmp: Box<[(u64, u64)]>,
+    /// Placeholders held for the length of one call (`hold`).
+    held: Box<[(u64, u64)]>,
+    held_len: usize,
 }
 
 impl HeapState {
@@ -61,6 +74,8 @@ impl HeapState {
             before_len: 0,
             after: buf(),
             tmp: buf(),
+            held: buf(),
+            held_len: 0,
         }
     }
 
@@ -75,6 +90,107 @@ impl HeapState {
             Some(&n) if n > 0 => Some(n),
             _ => None,
         }
+    }
+}
+
+/// Where the published allocator ranges live on the board page: a count, then (start, end)
+/// pairs, to the page's end.
+const BOARD_ALLOC: usize = 1024;
+const PUBLISHED: usize = (4096 - BOARD_ALLOC) / 16 - 1;
+
+fn published_count(board: &Board) -> &AtomicU64 {
+    // SAFETY: the word lies on the board page (8-byte aligned), which lives for the process's
+    // life.
+    unsafe { &*(board.0.add(BOARD_ALLOC) as *const AtomicU64) }
+}
+
+fn published(board: &Board, i: usize) -> (&AtomicU64, &AtomicU64) {
+    // SAFETY: i < PUBLISHED, so both words lie on the board page.
+    unsafe {
+        (
+            &*(board.0.add(BOARD_ALLOC + 8 + 16 * i) as *const AtomicU64),
+            &*(board.0.add(BOARD_ALLOC + 16 + 16 * i) as *const AtomicU64),
+        )
+    }
+}
+
+/// Forgets the previous program's allocator ranges (with the handles' addresses).
+pub(super) fn clear_published(board: &Board) {
+    published_count(board).store(0, AtomicOrdering::Release);
+}
+
+/// Maps a `PROT_NONE` placeholder over each part of the windows `s.heap.tmp[..n]` (in any order,
+/// perhaps overlapping) that `s.heap.before[..covered]` does not cover, and notes each in
+/// `s.heap.held`.
+fn hold_windows(s: &mut Scratch, n: usize, covered: usize) {
+    let h = &mut s.heap;
+    h.tmp[..n].sort_unstable();
+    let merged = union(&h.tmp[..n], &[], &mut h.after);
+    let gaps = minus(&h.after[..merged], &h.before[..covered], &mut h.tmp);
+    for &(start, end) in &h.tmp[..gaps] {
+        if h.held_len >= h.held.len() {
+            return;
+        }
+        // SAFETY: MAP_FIXED_NOREPLACE over a range this process has nothing in (it fails
+        // rather than replace anything).
+        let p = unsafe {
+            libc::mmap(
+                start as *mut c_void,
+                (end - start) as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE
+                    | libc::MAP_ANONYMOUS
+                    | libc::MAP_NORESERVE
+                    | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if p as u64 == start {
+            h.held[h.held_len] = (start, end);
+            h.held_len += 1;
+        } else if p != libc::MAP_FAILED {
+            // An old kernel took it as a hint and placed it elsewhere.
+            // SAFETY: the mapping just made.
+            unsafe { libc::munmap(p, (end - start) as usize) };
+        }
+    }
+}
+
+/// Unmaps every placeholder `hold` made.
+fn release(s: &mut Scratch) {
+    for &(start, end) in &s.heap.held[..s.heap.held_len] {
+        // SAFETY: a placeholder this process mapped, nothing else.
+        unsafe { libc::munmap(start as *mut c_void, (end - start) as usize) };
+    }
+    s.heap.held_len = 0;
+}
+
+/// Before a `map` or a moving `remap` of a program that made allocations: holds the published
+/// allocator ranges (and 64 pages below each) where this process has nothing.
+pub(super) fn hold_allocator_ranges(s: &mut Scratch) {
+    let board = s.copy.view().board();
+    let n = (published_count(&board).load(AtomicOrdering::Acquire) as usize).min(PUBLISHED);
+    if n == 0 {
+        return;
+    }
+    let len = covered(s, true);
+    let room = (caps::MAX_MAP_PAGES as u64 + 1) * s.page_size as u64;
+    for i in 0..n {
+        let (a, b) = published(&board, i);
+        let (start, end) = (
+            a.load(AtomicOrdering::Acquire),
+            b.load(AtomicOrdering::Acquire),
+        );
+        s.heap.tmp[i] = (start.saturating_sub(room), end);
+    }
+    hold_windows(s, n, len);
+}
+
+/// After the `map` or `remap`: the placeholders go.
+pub(super) fn release_allocator_ranges(s: &mut Scratch) {
+    if s.heap.held_len > 0 {
+        release(s);
     }
 }
 
@@ -151,18 +267,46 @@ fn union(a: &[(u64, u64)], b: &[(u64, u64)], out: &mut [(u64, u64)]) -> usize {
     n
 }
 
-/// Before an allocator op: what the layout covers.
+/// Before an allocator op: what the layout covers, and every handle's window held.
 fn before(s: &mut Scratch) {
     s.heap.before_len = covered(s, true);
+    let board = s.copy.view().board();
+    let ps = s.page_size as u64;
+    let room = (caps::MAX_MAP_PAGES as u64 + 1) * ps;
+    let mut n = 0;
+    for m in 0..caps::MAX_MAPS {
+        if let Some(base) = board.address(crate::program::At::page(MapId(m as u8), 0), s.page_size)
+        {
+            let start = base & !(ps - 1);
+            s.heap.tmp[n] = (start, start.saturating_add(room));
+            n += 1;
+        }
+    }
+    let covered = s.heap.before_len;
+    hold_windows(s, n, covered);
 }
 
 /// After an allocator op: the ranges that appeared are the allocator's, the allocator's ranges
 /// that went away are forgotten, and the snapshot's exclusions are rebuilt.
 fn after(s: &mut Scratch) {
+    release(s);
     let after_len = covered(s, false);
+    let board = s.copy.view().board();
     let h = &mut s.heap;
     // new = after - before; owned = (owned + new) & after = after - (after - (owned + new)).
     let new_len = minus(&h.after[..after_len], &h.before[..h.before_len], &mut h.tmp);
+    // The new ranges are published for the tree's other processes.
+    let count = published_count(&board);
+    for &(start, end) in &h.tmp[..new_len] {
+        let n = count.load(AtomicOrdering::Acquire) as usize;
+        if n >= PUBLISHED {
+            break;
+        }
+        let (a, b) = published(&board, n);
+        a.store(start, AtomicOrdering::Release);
+        b.store(end, AtomicOrdering::Release);
+        count.store(n as u64 + 1, AtomicOrdering::Release);
+    }
     let merged = union(&h.owned[..h.owned_len], &h.tmp[..new_len], &mut h.excluded);
     let gone = minus(&h.after[..after_len], &h.excluded[..merged], &mut h.tmp);
     h.owned_len = minus(&h.after[..after_len], &h.tmp[..gone], &mut h.owned);
@@ -346,7 +490,7 @@ pub(super) fn read(
         };
         reply[REPLY_HEAD + n] = digest(b);
         n += 1;
-        PARTIAL.store(n, Ordering::Relaxed);
+        PARTIAL.store(n, AtomicOrdering::Relaxed);
         at = stop;
     }
     reply[..REPLY_HEAD].copy_from_slice(&Reply::Digests { count: n }.encode());

@@ -135,7 +135,10 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             args,
         } => {
             let len = tail_len(pages, tail, ps);
+            // Never where a relative's allocator sits (`alloc.rs`).
+            super::alloc::hold_allocator_ranges(s);
             let r = map(kind, len, None, args, s.zero_fd, ps);
+            super::alloc::release_allocator_ranges(s);
             board.enter(creates, &r);
             address(r)
         }
@@ -152,7 +155,13 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
                 return skipped(s);
             };
             let len = tail_len(pages, tail, ps);
+            // A hint leaves the place to the kernel; a fixed address lies in a handle's
+            // window, where the allocator never is.
+            if how == crate::program::PlaceHow::Hint {
+                super::alloc::hold_allocator_ranges(s);
+            }
             let r = map(kind, len, Some((target, how)), args, s.zero_fd, ps);
+            super::alloc::release_allocator_ranges(s);
             board.enter(creates, &r);
             address(r)
         }
@@ -210,6 +219,10 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             };
             // Through libc's variadic wrapper, always with the fifth argument (0 when unused):
             // without it the kernel may read a stale register (docs/SEMANTICS.md K12, G6).
+            // A move to where the kernel chooses; growing in place is not hindered.
+            if flags.maymove && flags.fixed.is_none() {
+                super::alloc::hold_allocator_ranges(s);
+            }
             // SAFETY: mremap of the program's own mappings; a FIXED target lies inside a
             // program handle's range.
             let r = unsafe {
@@ -226,6 +239,7 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             } else {
                 Ok(r as u64)
             };
+            super::alloc::release_allocator_ranges(s);
             board.enter(creates, &r);
             address(r)
         }

@@ -167,6 +167,7 @@ impl Board {
         for m in 0..caps::MAX_MAPS {
             self.base(m).store(0, Ordering::Release);
         }
+        super::alloc::clear_published(self);
     }
 
     /// The address of page `at.page` of mapping `at.map` in this program (`ps` bytes a page),

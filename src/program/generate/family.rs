@@ -80,7 +80,8 @@ impl Builder {
     /// classic op.
     pub(super) fn add_family(&mut self, f: Family, r: &RawOp) {
         match f {
-            Family::Alloc | Family::Threads | Family::Backings => self.add(r),
+            Family::Alloc => self.add_alloc(r),
+            Family::Threads | Family::Backings => self.add(r),
         }
     }
 }
