@@ -35,8 +35,10 @@ use nix::errno::Errno;
 use super::fault::PARTIAL;
 use super::{Board, Scratch};
 use crate::kernel::protocol::{ByteRange, REPLY_HEAD, Reply};
+#[cfg(target_env = "gnu")]
+use crate::program::MalloptParam;
 use crate::program::outcome::digest;
-use crate::program::{ALLOC_UNIT, AllocCall, MalloptParam, MapId, PageRange, Pattern, Tune, caps};
+use crate::program::{ALLOC_UNIT, AllocCall, MapId, PageRange, Pattern, Tune, caps};
 
 /// Address ranges kept per process: sorted, disjoint.
 const RANGES: usize = 4096;
@@ -402,9 +404,21 @@ pub(super) fn free(s: &mut Scratch, map: MapId) -> Option<Reply> {
 }
 
 /// mallopt or malloc_trim: their results say nothing the model checks (mallopt's 1 or 0,
-/// malloc_trim's "released something"), so the reply is Done.
+/// malloc_trim's "released something"), so the reply is Done. A C library without them (musl)
+/// has nothing to set: the op does nothing there.
 pub(super) fn tune(s: &mut Scratch, tune: Tune) -> Reply {
     before(s);
+    settings(tune);
+    after(s);
+    Reply::Done { value: 0 }
+}
+
+#[cfg(target_env = "gnu")]
+fn settings(tune: Tune) {
+    unsafe extern "C" {
+        fn mallopt(param: libc::c_int, value: libc::c_int) -> libc::c_int;
+        fn malloc_trim(pad: libc::size_t) -> libc::c_int;
+    }
     // SAFETY: glibc's (or the interposed allocator's) settings calls, plain integers.
     unsafe {
         match tune {
@@ -416,17 +430,14 @@ pub(super) fn tune(s: &mut Scratch, tune: Tune) -> Reply {
             }
         }
     }
-    after(s);
-    Reply::Done { value: 0 }
 }
 
+#[cfg(not(target_env = "gnu"))]
+fn settings(_: Tune) {}
+
+#[cfg(target_env = "gnu")]
 fn param_number(p: MalloptParam) -> i32 {
     p.number()
-}
-
-unsafe extern "C" {
-    fn mallopt(param: libc::c_int, value: libc::c_int) -> libc::c_int;
-    fn malloc_trim(pad: libc::size_t) -> libc::c_int;
 }
 
 /// The block's bytes `[start, end)` that a request's pages and bytes name (whole pages of the

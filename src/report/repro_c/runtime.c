@@ -456,12 +456,16 @@ static int perform(const struct op *o, const uint64_t *base)
 		free((void *)(uintptr_t)base[o->map]);
 		return 1;
 	case V_TUNE:
+		/* glibc's settings; a C library without mallopt (musl) has nothing to set, and the
+		 * model predicts nothing from them either. */
+#ifdef M_MMAP_THRESHOLD
 		switch (o->kind) {
 		case TUNE_MMAP_THRESHOLD: mallopt(M_MMAP_THRESHOLD, (int)o->size); break;
 		case TUNE_MMAP_MAX: mallopt(M_MMAP_MAX, (int)o->size); break;
 		case TUNE_TRIM_THRESHOLD: mallopt(M_TRIM_THRESHOLD, (int)o->size); break;
 		case TUNE_TRIM: malloc_trim((size_t)o->size); break;
 		}
+#endif
 		return 1;
 	case V_AWRITE: {
 		volatile unsigned char *b = (volatile unsigned char *)(uintptr_t)base[o->map];
