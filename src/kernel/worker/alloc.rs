@@ -133,12 +133,16 @@ fn hold_windows(s: &mut Scratch, n: usize, covered: usize) {
         if h.held_len >= h.held.len() {
             return;
         }
+        // The placeholders are the harness's, not the program's: made by the system call
+        // itself, so that an interposed C library (`--under "env LD_PRELOAD=..."`) neither sees
+        // nor changes them.
         // SAFETY: MAP_FIXED_NOREPLACE over a range this process has nothing in (it fails
         // rather than replace anything).
         let p = unsafe {
-            libc::mmap(
-                start as *mut c_void,
-                (end - start) as usize,
+            libc::syscall(
+                libc::SYS_mmap,
+                start,
+                end - start,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE
                     | libc::MAP_ANONYMOUS
@@ -147,14 +151,14 @@ fn hold_windows(s: &mut Scratch, n: usize, covered: usize) {
                 -1,
                 0,
             )
-        };
-        if p as u64 == start {
+        } as u64;
+        if p == start {
             h.held[h.held_len] = (start, end);
             h.held_len += 1;
-        } else if p != libc::MAP_FAILED {
+        } else if p < (-4095i64) as u64 {
             // An old kernel took it as a hint and placed it elsewhere.
             // SAFETY: the mapping just made.
-            unsafe { libc::munmap(p, (end - start) as usize) };
+            unsafe { libc::syscall(libc::SYS_munmap, p, end - start) };
         }
     }
 }
@@ -163,7 +167,7 @@ fn hold_windows(s: &mut Scratch, n: usize, covered: usize) {
 fn release(s: &mut Scratch) {
     for &(start, end) in &s.heap.held[..s.heap.held_len] {
         // SAFETY: a placeholder this process mapped, nothing else.
-        unsafe { libc::munmap(start as *mut c_void, (end - start) as usize) };
+        unsafe { libc::syscall(libc::SYS_munmap, start, end - start) };
     }
     s.heap.held_len = 0;
 }
