@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use nix::errno::Errno;
 
 use super::fault::PARTIAL;
+use super::turn::BOARD_ALLOC;
 use super::{Board, Scratch};
 use crate::kernel::protocol::{ByteRange, REPLY_HEAD, Reply};
 #[cfg(target_env = "gnu")]
@@ -95,9 +96,8 @@ impl HeapState {
     }
 }
 
-/// Where the published allocator ranges live on the board page: a count, then (start, end)
-/// pairs, to the page's end.
-const BOARD_ALLOC: usize = 1024;
+/// The published allocator ranges live on the board page from `BOARD_ALLOC`: a count, then
+/// (start, end) pairs, to the page's end. `Board::clear_bases` empties the list.
 const PUBLISHED: usize = (4096 - BOARD_ALLOC) / 16 - 1;
 
 fn published_count(board: &Board) -> &AtomicU64 {
@@ -114,11 +114,6 @@ fn published(board: &Board, i: usize) -> (&AtomicU64, &AtomicU64) {
             &*(board.0.add(BOARD_ALLOC + 16 + 16 * i) as *const AtomicU64),
         )
     }
-}
-
-/// Forgets the previous program's allocator ranges (with the handles' addresses).
-pub(super) fn clear_published(board: &Board) {
-    published_count(board).store(0, AtomicOrdering::Release);
 }
 
 /// Maps a `PROT_NONE` placeholder over each part of the windows `s.heap.tmp[..n]` (in any order,
