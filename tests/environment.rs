@@ -84,7 +84,9 @@ fn a_divergence_that_does_not_recur_is_reported_as_nondeterministic() {
         "--cases",
         "50",
         "--seed",
-        "1",
+        // A seed whose first program observes its first private map (with seed 1 that
+        // program now dies before it looks, since the allocator ops joined the generator).
+        "2",
         "--jobs",
         "1",
         "--json",

@@ -191,6 +191,7 @@ fn set_aside_never_touches_the_programs_memory() {
             proc: p0,
             regions: vec![region(0x10000, 0x12000, false, Backing::Anon)],
             pages: vec![(0x10000, 1), (0x11000, 2)],
+            phys: Vec::new(),
         }],
     };
     // The kernel shows the program's mapping grown by a page and made shared (a divergence),
@@ -203,6 +204,7 @@ fn set_aside_never_touches_the_programs_memory() {
                 region(0x40000, 0x41000, true, Backing::Other),
             ],
             pages: vec![(0x10000, 1), (0x11000, 2), (0x12000, 3), (0x40000, 9)],
+            phys: Vec::new(),
         }],
     };
     let (kept, n) = set_aside(&kinds, &expected, &observed);

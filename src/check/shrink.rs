@@ -355,6 +355,18 @@ fn simplifications(p: &Program, i: usize) -> Vec<Op> {
                 out.push(narrowed);
             }
         }
+        // An allocation becomes a plain malloc (a realloc then needs no old block).
+        Op::Alloc {
+            proc,
+            map,
+            call,
+            size,
+        } if call != crate::program::AllocCall::Malloc => out.push(Op::Alloc {
+            proc,
+            map,
+            call: crate::program::AllocCall::Malloc,
+            size,
+        }),
         _ => {}
     }
     out

@@ -205,7 +205,8 @@ impl SelfMaps {
                 ..ProcmapQuery::default()
             };
             // SAFETY: `q` is a live procmap_query of the size it declares.
-            let r = unsafe { libc::ioctl(self.fd, PROCMAP_QUERY, &mut q as *mut ProcmapQuery) };
+            let r =
+                unsafe { libc::ioctl(self.fd, PROCMAP_QUERY as _, &mut q as *mut ProcmapQuery) };
             if r < 0 {
                 let e = nix::errno::Errno::last();
                 if e == nix::errno::Errno::EINTR {
@@ -236,7 +237,9 @@ impl SelfMaps {
                     ..ProcmapQuery::default()
                 };
                 // SAFETY: as above; the name buffer is writable for the size given.
-                let r = unsafe { libc::ioctl(self.fd, PROCMAP_QUERY, &mut n as *mut ProcmapQuery) };
+                let r = unsafe {
+                    libc::ioctl(self.fd, PROCMAP_QUERY as _, &mut n as *mut ProcmapQuery)
+                };
                 if r < 0 || n.vma_start != start || n.vma_end != end {
                     return Some(false);
                 }

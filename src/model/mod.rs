@@ -18,6 +18,7 @@
 //!   mm/mmap.c `exit_mmap`);
 //! - `mprotect.rs`, `madvise.rs`, `mremap.rs`: one call each (mm/mprotect.c, mm/madvise.c,
 //!   mm/mremap.c);
+//! - `malloc.rs`: the malloc family's blocks (M1-M6), outside the address space;
 //! - `pipe.rs`: vmsplice, pipe reads, and writes forced through the kernel (/proc/self/mem,
 //!   process_vm_writev);
 //! - `observe.rs`: snapshots, page digests, how /proc/PID/maps names a mapping, `Life`,
@@ -62,6 +63,7 @@ pub mod space;
 mod fork;
 mod huge;
 mod madvise;
+mod malloc;
 mod memory;
 mod mmap;
 mod mprotect;
@@ -132,6 +134,8 @@ pub struct Model {
     /// The program's pipe: each entry one vmspliced page, as the frames it may show (more than
     /// one where the page's contents were open to the kernel's choice).
     pipe: std::collections::VecDeque<pipe::PipePage>,
+    /// Every process's live malloc-family blocks (`malloc.rs`).
+    heap: malloc::Heap,
 }
 
 /// The address an observation says the kernel chose, if it chose one.
@@ -177,6 +181,7 @@ impl Model {
             next_placement: mmap::MODEL_MMAP_TOP,
             next_vma: 0,
             pipe: Default::default(),
+            heap: Default::default(),
         }
     }
 
@@ -220,6 +225,10 @@ impl Model {
         let proc = op.proc();
         if self.life(proc) != Life::Alive {
             return Ok(Outcome::Skipped);
+        }
+        // The malloc family and blocks' bytes: `malloc.rs` (M1-M6).
+        if let Some(outcome) = self.malloc_step(op, observed) {
+            return outcome;
         }
         // Every handle the op reads an address from must have one: a handle whose map or remap
         // never succeeded names nothing, on either side.
@@ -351,6 +360,7 @@ impl Model {
             } => self.poke(proc, base(map), span, pattern, via),
             Op::Vmsplice { map, page, .. } => self.vmsplice(proc, base(map), page, observed),
             Op::PipeRead { .. } => self.pipe_read(observed),
+            Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => unreachable!("malloc_step"),
         };
         if let Some(death) = outcome.death() {
             self.end(proc, Life::Killed(death));

@@ -53,7 +53,7 @@ pub(super) fn spawn_zygote(mut scratch: Scratch, op_deadline: Duration) -> Resul
                 if fd != 3 && libc::dup2(fd, 3) == 3 {
                     fd = 3;
                 }
-                if libc::close_range(fd as u32 + 1, u32::MAX, 0) != 0 {
+                if libc::syscall(libc::SYS_close_range, fd as u32 + 1, u32::MAX, 0) != 0 {
                     for other in fd + 1..4096 {
                         libc::close(other);
                     }

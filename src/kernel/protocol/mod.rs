@@ -17,6 +17,7 @@
 //!
 //! This module only encodes and decodes: it never makes a syscall, and it holds no `unsafe`.
 
+mod alloc;
 mod codes;
 pub mod front;
 pub mod region;

@@ -32,6 +32,7 @@
 //! | `SPAWN_ROOT` |                                                                  |
 //! | `AWAIT`      | turn                                                             |
 //! | `PASS`       | turn                                                             |
+//! | `ALLOC`, `FREE`, `TUNE` | the allocator ops: `protocol/alloc.rs`                |
 //!
 //! A map, creates or child is a handle number; an `at` is `handle << 32 | byte << 16 | page`;
 //! a page range is two words, its first page and its length in pages; a length is
@@ -42,10 +43,11 @@
 //!
 //! This module never makes a syscall.
 
+use super::alloc::{alloc_call_of, call_words, tune_of, tune_words};
 use super::codes::*;
 use crate::program::{
-    Advice, At, BadArg, MapArgs, MapId, MapKind, PageRange, Pattern, PlaceHow, ProcId, Prot,
-    RemapFlags, Syscall, Via,
+    Advice, AllocCall, At, BadArg, MapArgs, MapId, MapKind, PageRange, Pattern, PlaceHow, ProcId,
+    Prot, RemapFlags, Syscall, Tune, Via,
 };
 
 /// Words of one request.
@@ -186,6 +188,16 @@ pub enum Request {
     /// To the zygote: fork a program's root; the reply carries its pid and passes the
     /// coordinator's end of its socket.
     SpawnRoot,
+    /// A malloc-family `call` of `size` bytes; the block is entered as handle `creates`.
+    Alloc {
+        call: AllocCall,
+        size: u32,
+        creates: MapId,
+    },
+    /// free of block `map`.
+    Free { map: MapId },
+    /// mallopt or malloc_trim.
+    Tune { tune: Tune },
     /// Waits until the tree's turn reaches `turn` (`worker::Turn`); no reply.
     Await { turn: u32 },
     /// Makes the turn `turn` and wakes whoever waits for it; no reply.
@@ -221,6 +233,9 @@ mod verb {
     pub const SPAWN_ROOT: u64 = 17;
     pub const AWAIT: u64 = 18;
     pub const PASS: u64 = 19;
+    pub const ALLOC: u64 = 20;
+    pub const FREE: u64 = 21;
+    pub const TUNE: u64 = 22;
 }
 
 /// Reads a request's words in order, each checked.
@@ -546,6 +561,16 @@ impl Request {
             Request::SpawnRoot => words(verb::SPAWN_ROOT, []),
             Request::Await { turn } => words(verb::AWAIT, [turn as u64]),
             Request::Pass { turn } => words(verb::PASS, [turn as u64]),
+            Request::Alloc {
+                call,
+                size,
+                creates,
+            } => {
+                let [c, from, align] = call_words(call);
+                words(verb::ALLOC, [c, size as u64, map(creates), from, align])
+            }
+            Request::Free { map: m } => words(verb::FREE, [map(m)]),
+            Request::Tune { tune } => words(verb::TUNE, tune_words(tune)),
         }
     }
 
@@ -656,6 +681,28 @@ impl Request {
             verb::SPAWN_ROOT => Request::SpawnRoot,
             verb::AWAIT => Request::Await { turn: r.u32()? },
             verb::PASS => Request::Pass { turn: r.u32()? },
+            verb::ALLOC => {
+                let (call, size, creates) = (r.take(Some)?, r.u32()?, r.map()?);
+                let (from, align) = (r.take(Some)?, r.take(Some)?);
+                Request::Alloc {
+                    call: alloc_call_of(call, from, align).ok_or(BadRequest {
+                        word: 1,
+                        value: call,
+                    })?,
+                    size,
+                    creates,
+                }
+            }
+            verb::FREE => Request::Free { map: r.map()? },
+            verb::TUNE => {
+                let (what, value) = (r.take(Some)?, r.take(Some)?);
+                Request::Tune {
+                    tune: tune_of(what, value).ok_or(BadRequest {
+                        word: 1,
+                        value: what,
+                    })?,
+                }
+            }
             value => return Err(BadRequest { word: 0, value }),
         };
         r.end()?;

@@ -16,6 +16,7 @@ use crate::program::{
     Advice, At, BadArg, MapArgs, MapId, MapKind, Offset, PageRange, Pattern, PlaceHow, ProcId,
     Prot, RemapFlags, Syscall, Via, caps,
 };
+use crate::program::{AllocCall, MalloptParam, Tune};
 
 fn map_id() -> impl Strategy<Value = MapId> {
     (0..caps::MAX_MAPS as u8).prop_map(MapId)
@@ -198,6 +199,37 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::SpawnRoot),
         any::<u32>().prop_map(|turn| Request::Await { turn }),
         any::<u32>().prop_map(|turn| Request::Pass { turn }),
+        (0..5u8, map_id(), any::<u32>(), map_id(), any::<u32>()).prop_map(
+            |(c, from, align, creates, size)| Request::Alloc {
+                call: match c {
+                    0 => AllocCall::Malloc,
+                    1 => AllocCall::Calloc,
+                    2 => AllocCall::Realloc { from },
+                    3 => AllocCall::Memalign { align },
+                    _ => AllocCall::AlignedAlloc { align },
+                },
+                size,
+                creates
+            }
+        ),
+        map_id().prop_map(|map| Request::Free { map }),
+        (0..4u8, any::<u32>()).prop_map(|(w, value)| Request::Tune {
+            tune: match w {
+                0 => Tune::Mallopt {
+                    param: MalloptParam::MmapThreshold,
+                    value
+                },
+                1 => Tune::Mallopt {
+                    param: MalloptParam::MmapMax,
+                    value
+                },
+                2 => Tune::Mallopt {
+                    param: MalloptParam::TrimThreshold,
+                    value
+                },
+                _ => Tune::Trim { pad: value },
+            }
+        }),
     ]
 }
 
@@ -224,9 +256,12 @@ fn request_variant(r: &Request) -> usize {
         Request::SpawnRoot => 16,
         Request::Await { .. } => 17,
         Request::Pass { .. } => 18,
+        Request::Alloc { .. } => 19,
+        Request::Free { .. } => 20,
+        Request::Tune { .. } => 21,
     }
 }
-const REQUEST_VARIANTS: usize = 19;
+const REQUEST_VARIANTS: usize = 22;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

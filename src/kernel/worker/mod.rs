@@ -21,11 +21,15 @@
 //! - `serve`: the loop, a message at a time;
 //! - `perform`: one request, from its words to its reply (and `fork`);
 //! - `calls`: the syscalls, loads and stores of the ops;
+//! - `alloc`: the allocator ops (malloc and its family), **the one place that allocates after
+//!   fork**: those allocations are the program's own, made through libc so that an interposed
+//!   allocator is in the path;
 //! - `snapshot`: a process looking at itself;
 //! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
 //! - `zygote`: the process that forks every program's root.
 
+mod alloc;
 mod calls;
 mod fault;
 mod perform;
@@ -91,6 +95,8 @@ pub struct Scratch {
     direct_reads: bool,
     /// The program's pipe (read end, write end), made by the root and inherited by all.
     pipe: [i32; 2],
+    /// This process's malloc-family blocks and the allocator's own address ranges (`alloc`).
+    heap: alloc::HeapState,
     /// The program's /dev/zero descriptor (`MapArgs::fd`), opened by the root and inherited by
     /// all; -1 if it could not be opened.
     zero_fd: i32,
@@ -136,6 +142,7 @@ impl Scratch {
             direct_reads: false,
             pipe: [-1, -1],
             zero_fd: -1,
+            heap: alloc::HeapState::new(),
         }
     }
 }

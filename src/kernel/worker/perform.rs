@@ -87,6 +87,37 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
         Done::Reply(0)
     };
     let reply = match req {
+        // The allocator ops, and writes and reads of a block (`alloc.rs`).
+        Request::Alloc {
+            call,
+            size,
+            creates,
+        } => match super::alloc::alloc(s, call, size, creates) {
+            Some(r) => r,
+            None => return skipped(s),
+        },
+        Request::Free { map } => match super::alloc::free(s, map) {
+            Some(r) => r,
+            None => return skipped(s),
+        },
+        Request::Tune { tune } => super::alloc::tune(s, tune),
+        Request::Write {
+            map,
+            pages,
+            bytes,
+            pattern,
+        } if s.heap.block(map).is_some() => {
+            match super::alloc::write(s, map, pages, bytes, pattern) {
+                Some(r) => r,
+                None => return skipped(s),
+            }
+        }
+        Request::Read { map, pages, bytes } if s.heap.block(map).is_some() => {
+            return match super::alloc::read(s, map, pages, bytes, here) {
+                Some(n) => Done::Reply(n),
+                None => skipped(s),
+            };
+        }
         Request::Await { turn } => {
             Turn(s.copy.turn).wait(turn, *fd);
             return Done::Silent;
@@ -104,7 +135,10 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             args,
         } => {
             let len = tail_len(pages, tail, ps);
+            // Never where a relative's allocator sits (`alloc.rs`).
+            super::alloc::hold_allocator_ranges(s);
             let r = map(kind, len, None, args, s.zero_fd, ps);
+            super::alloc::release_allocator_ranges(s);
             board.enter(creates, &r);
             address(r)
         }
@@ -121,7 +155,13 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
                 return skipped(s);
             };
             let len = tail_len(pages, tail, ps);
+            // A hint leaves the place to the kernel; a fixed address lies in a handle's
+            // window, where the allocator never is.
+            if how == crate::program::PlaceHow::Hint {
+                super::alloc::hold_allocator_ranges(s);
+            }
             let r = map(kind, len, Some((target, how)), args, s.zero_fd, ps);
+            super::alloc::release_allocator_ranges(s);
             board.enter(creates, &r);
             address(r)
         }
@@ -179,6 +219,10 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             };
             // Through libc's variadic wrapper, always with the fifth argument (0 when unused):
             // without it the kernel may read a stale register (docs/SEMANTICS.md K12, G6).
+            // A move to where the kernel chooses; growing in place is not hindered.
+            if flags.maymove && flags.fixed.is_none() {
+                super::alloc::hold_allocator_ranges(s);
+            }
             // SAFETY: mremap of the program's own mappings; a FIXED target lies inside a
             // program handle's range.
             let r = unsafe {
@@ -195,6 +239,7 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             } else {
                 Ok(r as u64)
             };
+            super::alloc::release_allocator_ranges(s);
             board.enter(creates, &r);
             address(r)
         }

@@ -85,7 +85,13 @@ pub(super) fn view_and_send(fd: RawFd, s: &mut Scratch, barrier: Barrier) {
 /// would overflow.
 fn snapshot(s: &mut Scratch) -> (Option<usize>, usize, Option<usize>) {
     let ps = s.page_size as u64;
-    let baseline = &s.baseline[..s.baseline_len];
+    // Once the program's allocator ops made anything, the allocator's ranges are left out too
+    // (`alloc.rs`).
+    let baseline = if s.heap.has_owned() {
+        &s.heap.excluded[..s.heap.excluded_len]
+    } else {
+        &s.baseline[..s.baseline_len]
+    };
     let payload = &mut s.reply[REPLY_HEAD..];
     let mut nregions = 0usize;
     // A tiny fixed-size "Vec" over the payload: regions are merged as they are appended.

@@ -78,11 +78,11 @@ pub(super) fn send_reply(fd: RawFd, reply: &[u64], pass_fd: Option<RawFd>) {
             msg.msg_iovlen = 1;
             if let Some(pfd) = pass_fd {
                 msg.msg_control = cmsg_space.as_mut_ptr() as *mut c_void;
-                msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+                msg.msg_controllen = libc::CMSG_SPACE(4) as _;
                 let c = libc::CMSG_FIRSTHDR(&msg);
                 (*c).cmsg_level = libc::SOL_SOCKET;
                 (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+                (*c).cmsg_len = libc::CMSG_LEN(4) as _;
                 std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, pfd);
             }
             libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)

@@ -145,6 +145,8 @@ fn coordinator_gone(fd: i32) -> bool {
 /// handle its address in this program (0: none).
 const BOARD_VIEWED: usize = 64;
 const BOARD_BASES: usize = 256;
+/// Where the allocator ranges of a program are published (`alloc.rs`): a count, then pairs.
+pub(super) const BOARD_ALLOC: usize = 1024;
 
 /// The board of a tree: turn, views taken, mapping addresses (see the offsets above).
 #[derive(Clone, Copy)]
@@ -167,6 +169,9 @@ impl Board {
         for m in 0..caps::MAX_MAPS {
             self.base(m).store(0, Ordering::Release);
         }
+        // The allocator ranges published by the last program (`alloc.rs`): none.
+        // SAFETY: the count word lies on the board page (8-byte aligned).
+        unsafe { &*(self.0.add(BOARD_ALLOC) as *const AtomicU64) }.store(0, Ordering::Release);
     }
 
     /// The address of page `at.page` of mapping `at.map` in this program (`ps` bytes a page),

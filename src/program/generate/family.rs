@@ -80,8 +80,9 @@ impl Builder {
     /// classic op.
     pub(super) fn add_family(&mut self, f: Family, r: &RawOp) {
         match f {
+            Family::Alloc => self.add_alloc(r),
             Family::Backings => self.add_backings(r),
-            Family::Alloc | Family::Threads => self.add(r),
+            Family::Threads => self.add(r),
         }
     }
 }

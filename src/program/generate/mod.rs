@@ -11,6 +11,7 @@
 //! this directory. Bytes without the prefix decode as they always did, so old artifacts keep
 //! their programs; `cowcheck run` draws dialect-2 bytes whenever a family is enabled.
 
+mod alloc;
 mod backings;
 mod family;
 
@@ -91,6 +92,8 @@ struct Builder {
     sizes: [u16; caps::MAX_MAPS],
     kinds: [MapKind; caps::MAX_MAPS],
     config: GenConfig,
+    /// The size of the allocation freed last (`alloc.rs`), 0 for none.
+    freed: u32,
 }
 
 impl Builder {
@@ -105,6 +108,7 @@ impl Builder {
             next_map: 0,
             holds: [0; caps::MAX_PROCS],
             sizes: [0; caps::MAX_MAPS],
+            freed: 0,
         }
     }
 
@@ -153,7 +157,8 @@ impl Builder {
             let bit = (0..32).filter(|b| held & 1 << b != 0).nth(k)?;
             return Some(MapId(bit as u8));
         }
-        Some(MapId(what % self.next_map))
+        // An allocation handle (dialect 2) is no mapping.
+        Some(MapId(what % self.next_map)).filter(|m| !self.v.allocs().is_alloc(*m))
     }
 
     fn range(&self, m: MapId, a: u16, b: u16) -> PageRange {
@@ -219,7 +224,8 @@ impl Builder {
         // A quarter of the maps, once there is something to aim at, ask for a place.
         let op = if !self.config.core_only && self.next_map > 0 && r.b.is_multiple_of(4) {
             let target = MapId(r.what % self.next_map);
-            let tpages = self.sizes[target.0 as usize];
+            // (An allocation handle has no pages: the validator refuses the op.)
+            let tpages = self.sizes[target.0 as usize].max(1);
             let page = r.b / 4 % tpages;
             let mut how = match r.d % 4 {
                 0 | 1 => PlaceHow::Fixed,
@@ -326,7 +332,7 @@ impl Builder {
         let extra = if self.config.core_only { 0 } else { r.extra() };
         if r.what.is_multiple_of(7) && self.next_map > 0 {
             let target = MapId(r.what / 7 % self.next_map);
-            let tpages = self.sizes[target.0 as usize];
+            let tpages = self.sizes[target.0 as usize].max(1);
             let page = r.b % tpages;
             flags.maymove = true;
             let mut at = At::page(target, page);

@@ -15,11 +15,13 @@
 //! - `ops`: the [`Op`] enum and its verbs, [`OpKind`].
 //! - `program`: [`Program`] and its trace comments.
 //! - `validate`: the static rules, [`Validator`].
+//! - `alloc`: the allocator ops' words and allocation handles (malloc, free, mallopt).
 //!
 //! Every public name is re-exported here and from [`crate::program`].
 
 pub mod caps;
 
+mod alloc;
 mod args;
 mod handle;
 mod ops;
@@ -27,6 +29,7 @@ mod program;
 mod span;
 mod validate;
 
+pub use alloc::*;
 pub use args::*;
 pub use handle::*;
 pub use ops::*;

@@ -3,6 +3,7 @@
 //! handles are renamed. Pure data: how an op is written down is [`trace`](crate::program::trace)'s,
 //! what it does is the model's and the executor's.
 
+use super::alloc::{AllocCall, Tune};
 use super::args::{Advice, BadArg, MapArgs, MapKind, PlaceHow, Prot, RemapFlags, Syscall, Via};
 use super::handle::{At, MapId, ProcId};
 use super::span::{PageRange, Pattern, Span};
@@ -112,6 +113,18 @@ pub enum Op {
     Vmsplice { proc: ProcId, map: MapId, page: u16 },
     /// `proc` reads the oldest page out of the program's pipe; the bytes are observed.
     PipeRead { proc: ProcId },
+    /// `proc` makes block `map` of `size` bytes with a malloc-family `call` (docs/SEMANTICS.md
+    /// part 11; `op/alloc.rs`).
+    Alloc {
+        proc: ProcId,
+        map: MapId,
+        call: AllocCall,
+        size: u32,
+    },
+    /// `proc` frees block `map`.
+    Free { proc: ProcId, map: MapId },
+    /// `proc` changes the allocator's settings (mallopt) or trims (malloc_trim).
+    Tune { proc: ProcId, tune: Tune },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -130,10 +143,13 @@ pub enum OpKind {
     Poke,
     Vmsplice,
     PipeRead,
+    Alloc,
+    Free,
+    Tune,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 13] = [
+    pub const ALL: [OpKind; 16] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -147,7 +163,15 @@ impl OpKind {
         OpKind::Poke,
         OpKind::Vmsplice,
         OpKind::PipeRead,
+        OpKind::Alloc,
+        OpKind::Free,
+        OpKind::Tune,
     ];
+    /// Whether the kind is an allocator op's (whose trace verbs are the calls' names).
+    pub fn is_alloc(self) -> bool {
+        matches!(self, OpKind::Alloc | OpKind::Free | OpKind::Tune)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Map => "map",
@@ -163,6 +187,9 @@ impl OpKind {
             OpKind::Poke => "poke",
             OpKind::Vmsplice => "vmsplice",
             OpKind::PipeRead => "pipe-read",
+            OpKind::Alloc => "alloc",
+            OpKind::Free => "free",
+            OpKind::Tune => "mallopt",
         }
     }
 }
@@ -196,7 +223,10 @@ impl Op {
             | Op::Invalid { proc, .. }
             | Op::Poke { proc, .. }
             | Op::Vmsplice { proc, .. }
-            | Op::PipeRead { proc } => proc,
+            | Op::PipeRead { proc }
+            | Op::Alloc { proc, .. }
+            | Op::Free { proc, .. }
+            | Op::Tune { proc, .. } => proc,
         }
     }
 
@@ -213,8 +243,10 @@ impl Op {
             | Op::Remap { map, .. }
             | Op::Invalid { map, .. }
             | Op::Poke { map, .. }
-            | Op::Vmsplice { map, .. } => Some(map),
-            Op::Fork { .. } | Op::Exit { .. } | Op::PipeRead { .. } => None,
+            | Op::Vmsplice { map, .. }
+            | Op::Alloc { map, .. }
+            | Op::Free { map, .. } => Some(map),
+            Op::Fork { .. } | Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } => None,
         }
     }
 
@@ -234,6 +266,9 @@ impl Op {
             Op::Poke { .. } => OpKind::Poke,
             Op::Vmsplice { .. } => OpKind::Vmsplice,
             Op::PipeRead { .. } => OpKind::PipeRead,
+            Op::Alloc { .. } => OpKind::Alloc,
+            Op::Free { .. } => OpKind::Free,
+            Op::Tune { .. } => OpKind::Tune,
         }
     }
 
@@ -250,7 +285,14 @@ impl Op {
             | Op::Advise { map, .. }
             | Op::Invalid { map, .. }
             | Op::Poke { map, .. }
-            | Op::Vmsplice { map, .. } => *map = m(*map),
+            | Op::Vmsplice { map, .. }
+            | Op::Free { map, .. } => *map = m(*map),
+            Op::Alloc { map, call, .. } => {
+                *map = m(*map);
+                if let AllocCall::Realloc { from } = call {
+                    *from = m(*from);
+                }
+            }
             Op::MapAt { map, at: a, .. } => {
                 *map = m(*map);
                 *a = at(*a);
@@ -263,7 +305,7 @@ impl Op {
                 flags.fixed = flags.fixed.map(at);
             }
             Op::Fork { child, .. } => *child = p(*child),
-            Op::Exit { .. } | Op::PipeRead { .. } => {}
+            Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } => {}
         }
         op
     }
@@ -273,6 +315,7 @@ impl Op {
         match *self {
             Op::Map { map, .. } | Op::MapAt { map, .. } => Some(map),
             Op::Remap { result, .. } => Some(result),
+            Op::Alloc { map, .. } => Some(map),
             _ => None,
         }
     }
@@ -290,6 +333,11 @@ impl Op {
                 }
                 v
             }
+            Op::Alloc {
+                map,
+                call: AllocCall::Realloc { from },
+                ..
+            } => vec![from, map],
             _ => self.map().into_iter().collect(),
         }
     }

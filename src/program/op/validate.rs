@@ -3,6 +3,7 @@
 //! error names the part of the op at fault ([`Culprit`]) so that the trace parser can point at
 //! its token. Whether an op kills its process is dynamic, never a validation error.
 
+use super::alloc::{AllocTable, Part, Refusal, check_alloc_span};
 use super::args::{MapArgs, MapKind};
 use super::caps;
 use super::handle::{At, MapId, ProcId};
@@ -41,6 +42,8 @@ fn invalid(culprit: Culprit, message: String) -> InvalidOp {
 pub struct Validator {
     procs: [ProcState; caps::MAX_PROCS],
     maps: [Option<u16>; caps::MAX_MAPS],
+    /// Allocation handles (`alloc.rs`): never mappings, live per process.
+    allocs: AllocTable,
     live: usize,
     ops: usize,
     /// Pages of the maps past `caps::CLASSIC_MAP_PAGES` so far (bounded by `caps::MAX_BIG_PAGES`).
@@ -61,6 +64,7 @@ impl Default for Validator {
         Validator {
             procs,
             maps: [None; caps::MAX_MAPS],
+            allocs: AllocTable::default(),
             live: 1,
             ops: 0,
             big_pages: 0,
@@ -76,6 +80,11 @@ impl Validator {
     /// Pages declared for a mapping handle, if it exists yet.
     pub fn map_pages(&self, map: MapId) -> Option<u16> {
         self.maps.get(map.0 as usize).copied().flatten()
+    }
+
+    /// The allocation handles (which are live where).
+    pub fn allocs(&self) -> &AllocTable {
+        &self.allocs
     }
 
     /// Whether a process handle has been created and has not exited.
@@ -117,6 +126,23 @@ impl Validator {
             Some(ProcState::Alive) => {}
         }
         match *op {
+            Op::Write { map, span, .. } | Op::Read { map, span, .. }
+                if self.allocs.is_alloc(map) =>
+            {
+                check_alloc_span(span, self.allocs.live(proc, map).map_err(refused)?)
+                    .map_err(refused)?;
+            }
+            Op::Alloc {
+                map, call, size, ..
+            } => {
+                self.fresh(map)?;
+                self.allocs.create(proc, map, call, size).map_err(refused)?;
+            }
+            Op::Free { map, .. } => {
+                self.allocs.live(proc, map).map_err(refused)?;
+                self.allocs.free(proc, map);
+            }
+            Op::Tune { .. } => {}
             Op::Map {
                 map,
                 kind,
@@ -185,6 +211,7 @@ impl Validator {
                 }
                 self.procs[child.0 as usize] = ProcState::Alive;
                 self.live += 1;
+                self.allocs.fork(proc, child);
             }
             Op::Exit { .. } => {
                 self.procs[proc.0 as usize] = ProcState::Exited;
@@ -308,7 +335,30 @@ impl Validator {
         Ok(())
     }
 
+    /// A handle no map, remap or allocation has taken.
+    fn fresh(&self, map: MapId) -> Result<(), InvalidOp> {
+        if self.allocs.is_alloc(map) || matches!(self.maps.get(map.0 as usize), Some(Some(_))) {
+            return Err(invalid(
+                Culprit::Map,
+                format!("handle {map} is already taken; an allocation needs a new handle"),
+            ));
+        }
+        if map.0 as usize >= caps::MAX_MAPS {
+            return Err(invalid(
+                Culprit::Map,
+                format!("handle {map} is past the cap of {} handles", caps::MAX_MAPS),
+            ));
+        }
+        Ok(())
+    }
+
     fn new_map(&mut self, map: MapId, pages: u16) -> Result<(), InvalidOp> {
+        if self.allocs.is_alloc(map) {
+            return Err(invalid(
+                Culprit::Map,
+                format!("handle {map} is taken by an allocation; a map needs a new handle"),
+            ));
+        }
         match self.maps.get(map.0 as usize) {
             None => {
                 return Err(invalid(
@@ -362,6 +412,17 @@ impl Validator {
             )
         })
     }
+}
+
+/// An allocator op's refusal (`alloc.rs`) as a validation error.
+fn refused(r: Refusal) -> InvalidOp {
+    let culprit = match r.part {
+        Part::Map => Culprit::Map,
+        Part::Span => Culprit::Span,
+        Part::Count => Culprit::Count,
+        Part::Args => Culprit::Args,
+    };
+    invalid(culprit, r.message)
 }
 
 /// A length's tail: at most the smallest page size (`caps::MAX_BYTE_OFFSET`), so that the

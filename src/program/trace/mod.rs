@@ -48,6 +48,14 @@
 //!         | PROC "poke"      VIA MAP SPAN PATTERN
 //!         | PROC "vmsplice"  MAP PAGE
 //!         | PROC "pipe-read"
+//!         | PROC "malloc"    MAP BYTES          the allocator ops (op/alloc.rs): MAP names
+//!         | PROC "calloc"    MAP BYTES          a block; BYTES, ALIGN and VALUE decimal
+//!         | PROC "realloc"   MAP BYTES "as" MAP
+//!         | PROC "posix-memalign" MAP ALIGN BYTES
+//!         | PROC "aligned-alloc"  MAP ALIGN BYTES
+//!         | PROC "free"      MAP
+//!         | PROC "mallopt"   ("mmap-threshold" | "mmap-max" | "trim-threshold") VALUE
+//!         | PROC "malloc-trim" BYTES
 //! PROC    = "p" N            N decimal, 0..=255 (p0 is the root process)
 //! CHILD   = "p" N            the new process
 //! MAP     = "m" N            after "map" and "as": the new mapping
@@ -73,6 +81,7 @@
 //! PAGE    = RANGE            of exactly one page: A (or A..A+1)
 //! SPAN    = RANGE
 //!         | P "[" A ".." B "]"   bytes A to B-1 of page P
+//!                            (of a block: units of 4096 bytes from its first byte)
 //! PATTERN = "fill" BYTE      every byte is BYTE
 //!         | "ramp" BYTE      the byte at mapping offset o is BYTE + o mod 251
 //! BYTE    = ("0x" | "0X") HEX | decimal, at most 0xff

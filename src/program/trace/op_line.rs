@@ -2,6 +2,10 @@
 //! column of each part so that a [`Validator`](crate::program::Validator) complaint points at its
 //! token. Syntax only: whether the op can stand where it is is the validator's to say.
 
+mod alloc;
+
+pub(super) use alloc::ALLOC_VERBS;
+
 use super::error::{TraceError, clip, quoted};
 use super::fields::{
     LENGTH_EXAMPLE, NumberError, RANGE_EXAMPLE, SyntaxError, parse_address, parse_extent,
@@ -101,10 +105,21 @@ impl<'a> OpLine<'a> {
             proc: proc_token.column,
             ..Columns::default()
         };
-        let verbs = OpKind::ALL.map(OpKind::name).join(", ");
+        let verbs = OpKind::ALL
+            .into_iter()
+            .filter(|k| !k.is_alloc())
+            .map(OpKind::name)
+            .chain(ALLOC_VERBS)
+            .collect::<Vec<_>>()
+            .join(", ");
         let verb_token = self.take(&format!("a verb (one of {verbs})"))?;
+        if ALLOC_VERBS.contains(&verb_token.text) {
+            let op = self.alloc_op(proc, verb_token, &mut columns)?;
+            return self.finish(op, columns);
+        }
         let verb = OpKind::ALL
             .into_iter()
+            .filter(|k| !k.is_alloc())
             .find(|k| k.name() == verb_token.text)
             .ok_or_else(|| {
                 self.error(
@@ -269,6 +284,7 @@ impl<'a> OpLine<'a> {
                 }
             }
             OpKind::PipeRead => Op::PipeRead { proc },
+            OpKind::Alloc | OpKind::Free | OpKind::Tune => unreachable!("filtered above"),
             OpKind::Poke => {
                 let via = self.word(
                     "how to write (mem: /proc/self/mem, vm: process_vm_writev)",
@@ -349,6 +365,11 @@ impl<'a> OpLine<'a> {
                 }
             }
         };
+        self.finish(op, columns)
+    }
+
+    /// The op, if nothing follows it on the line.
+    fn finish(&self, op: Op, columns: Columns) -> Result<(Op, Columns), TraceError> {
         if let Some(&extra) = self.tokens.get(self.next) {
             return Err(self.error(extra, format!("trailing token {}", quoted(extra.text))));
         }

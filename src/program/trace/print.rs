@@ -4,7 +4,9 @@
 use std::fmt;
 
 use super::parse::{HEADER, MAX_LINE_BYTES};
-use crate::program::{At, Comment, MapArgs, Offset, Op, PageRange, Pattern, Program, Span};
+use crate::program::{
+    AllocCall, At, Comment, MapArgs, Offset, Op, PageRange, Pattern, Program, Span, Tune,
+};
 
 /// A page range as the trace writes it: `A` for one page, `A..B` otherwise.
 struct RangeText(PageRange);
@@ -209,6 +211,27 @@ impl fmt::Display for Op {
             } => write!(f, "{proc} {verb} {} {map} {}", call.name(), bad.name()),
             Op::Vmsplice { proc, map, page } => write!(f, "{proc} {verb} {map} {page}"),
             Op::PipeRead { proc } => write!(f, "{proc} {verb}"),
+            Op::Alloc {
+                proc,
+                map,
+                call,
+                size,
+            } => match call {
+                AllocCall::Realloc { from } => write!(f, "{proc} realloc {from} {size} as {map}"),
+                AllocCall::Memalign { align } | AllocCall::AlignedAlloc { align } => {
+                    write!(f, "{proc} {} {map} {align} {size}", call.name())
+                }
+                _ => write!(f, "{proc} {} {map} {size}", call.name()),
+            },
+            Op::Free { proc, map } => write!(f, "{proc} free {map}"),
+            Op::Tune {
+                proc,
+                tune: Tune::Mallopt { param, value },
+            } => write!(f, "{proc} mallopt {} {value}", param.name()),
+            Op::Tune {
+                proc,
+                tune: Tune::Trim { pad },
+            } => write!(f, "{proc} malloc-trim {pad}"),
             Op::Poke {
                 proc,
                 map,

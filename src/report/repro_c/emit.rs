@@ -106,13 +106,15 @@ fn tables(out: &mut String, program: &Program, plan: &Plan) {
         "/* The program, op by op, with what the model of Linux predicts for each. */"
     );
     let _ = writeln!(out, "static const struct op ops[NOPS + 1] = {{");
+    let sizes = super::alloc::sizes(program);
     for (i, (op, step)) in program.ops.iter().zip(&plan.steps).enumerate() {
         let line = match program.expect_of(i) {
             Some(e) => format!("{op} => {e}"),
             None => op.to_string(),
         };
         let _ = writeln!(out, "\t/* {:>3}: {} */", i + 1, escape::comment(&line));
-        let mut f = op_fields(op, plan.page_size);
+        let mut f =
+            super::alloc::fields(op, &sizes).unwrap_or_else(|| op_fields(op, plan.page_size));
         want_fields(&mut f, &step.want, i);
         let _ = write!(
             f,
@@ -372,6 +374,9 @@ fn op_fields(op: &Op, page_size: usize) -> String {
             format!("{}, .first = {page}, .npages = 1", with("V_VMSPLICE"))
         }
         Op::PipeRead { .. } => with("V_PIPE_READ"),
+        Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => {
+            unreachable!("alloc::fields makes the allocator ops' rows")
+        }
     };
     // Handles whose addresses the op needs (the model skips the op without them).
     let needs: Vec<i32> = match *op {

@@ -38,6 +38,7 @@
 //! `compile` runs the C compiler for `--build`. This module writes text and runs the C compiler;
 //! it never touches program memory.
 
+mod alloc;
 mod compile;
 mod emit;
 mod error;

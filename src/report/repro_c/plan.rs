@@ -138,6 +138,11 @@ pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
             Op::Remap {
                 result, new_pages, ..
             } => map_pages[result.0 as usize] = map_pages[result.0 as usize].max(new_pages),
+            // A block's handle is a handle too (its "pages": its 4096-byte units).
+            Op::Alloc { map, size, .. } => {
+                map_pages[map.0 as usize] =
+                    crate::program::alloc_units(size).min(u16::MAX as u32) as u16
+            }
             _ => {}
         }
     }
@@ -231,6 +236,29 @@ impl Walk {
                     op: op.to_string(),
                     kind: "vmsplice of a write-only page",
                     known: "every other vmsplice: the model allows both success and EFAULT there, and the pipe's later contents depend on which".into(),
+                });
+            }
+        }
+        // A read of bytes the allocator left open (M2): the kernel's run says what they are,
+        // the model alone cannot, and the reproducer checks exact digests.
+        if let Op::Read { map, .. } = op
+            && self.model.is_alloc(*map)
+        {
+            let a = self.model.clone().apply(op, None);
+            let b = self.model.clone().step(
+                op,
+                Some(&Outcome::Read {
+                    digests: vec![UNREADABLE; caps::MAX_MAP_PAGES as usize],
+                }),
+            );
+            if let (Ok(a), Ok(b)) = (a, b)
+                && a != b
+            {
+                return Err(ReproError::Unsupported {
+                    index: i + 1,
+                    op: op.to_string(),
+                    kind: "read of allocated bytes never written",
+                    known: "reads of bytes the program wrote, and of calloc's: malloc leaves the others open".into(),
                 });
             }
         }
@@ -544,6 +572,9 @@ fn success_words(op: &Op) -> String {
         ),
         Op::Vmsplice { .. } => "vmsplices one page into the pipe".into(),
         Op::Read { .. } | Op::Invalid { .. } | Op::PipeRead { .. } => "succeeds".into(),
+        Op::Alloc { call, size, .. } => format!("{} of {size} bytes succeeds", call.name()),
+        Op::Free { .. } => "frees".into(),
+        Op::Tune { .. } => "returns".into(),
     }
 }
 
@@ -583,6 +614,9 @@ fn pipe_read_digests(model: &Model, op: &Op, page: &PipePage) -> Vec<(u64, Vec<u
 
 /// The bytes a read sees in the model, in words (up to three pages).
 fn read_words(model: &Model, op: &Op, page_size: usize) -> String {
+    if let Some(words) = super::alloc::read_words(model, op) {
+        return words;
+    }
     let Op::Read { proc, map, span } = *op else {
         return String::new();
     };

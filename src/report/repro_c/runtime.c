@@ -27,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -64,7 +65,12 @@
 #define NTESTS (NOPS + NCHECKS)
 
 enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
-	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ };
+	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD };
+/* The allocator ops (cowcheck's docs/SEMANTICS.md part 11): alloc's call, tune's setting. */
+enum alloc_call { ALLOC_MALLOC, ALLOC_CALLOC, ALLOC_REALLOC, ALLOC_MEMALIGN, ALLOC_ALIGNED };
+enum tune { TUNE_MMAP_THRESHOLD, TUNE_MMAP_MAX, TUNE_TRIM_THRESHOLD, TUNE_TRIM };
+/* A span of a block is digested per unit of this many bytes from the block's first byte. */
+#define ALLOC_UNIT 4096
 enum via { VIA_MEM, VIA_VM };
 enum how { HOW_NONE, HOW_FIXED, HOW_NOREPLACE, HOW_HINT, HOW_FIXED_NOREPLACE };
 
@@ -103,6 +109,9 @@ struct op {
 	int new_pages, new_tail;   /* remap: the new size (its last page cut after new_tail bytes) */
 	int remap_flags, result_map; /* remap: MREMAP_*, the result's handle */
 	int call, bad;             /* invalid: CALL_* with one BAD_* argument */
+	long size;                 /* alloc: bytes (kind: ALLOC_*, lo: the alignment, at_map:
+	                              realloc's old block); tune: the value (kind: TUNE_*);
+	                              awrite, aread: lo..hi are bytes of the block */
 	int need[2];               /* handles whose addresses the op needs (-1: none) */
 	int want;                  /* RES_*: what the model predicts */
 	int want_sig, want_code;   /* RES_KILLED: signal and si_code */
@@ -431,6 +440,69 @@ static int perform(const struct op *o, const uint64_t *base)
 			atomic_signal_fence(memory_order_seq_cst);
 		}
 		return 1;
+	case V_ALLOC: {
+		void *p = NULL;
+		size_t n = (size_t)o->size;
+		errno = 0;
+		switch (o->kind) {
+		case ALLOC_MALLOC: p = malloc(n); break;
+		case ALLOC_CALLOC: p = calloc(1, n); break;
+		case ALLOC_REALLOC: p = realloc((void *)(uintptr_t)base[o->at_map], n); break;
+		case ALLOC_MEMALIGN: {
+			int e = posix_memalign(&p, (size_t)o->lo, n);
+			if (e) {
+				p = NULL;
+				errno = e;
+			}
+			break;
+		}
+		case ALLOC_ALIGNED: p = aligned_alloc((size_t)o->lo, n); break;
+		}
+		if (!p) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		} else {
+			rep.value = (uint64_t)(uintptr_t)p;
+		}
+		return 1;
+	}
+	case V_FREE:
+		free((void *)(uintptr_t)base[o->map]);
+		return 1;
+	case V_TUNE:
+		/* glibc's settings; a C library without mallopt (musl) has nothing to set, and the
+		 * model predicts nothing from them either. */
+#ifdef M_MMAP_THRESHOLD
+		switch (o->kind) {
+		case TUNE_MMAP_THRESHOLD: mallopt(M_MMAP_THRESHOLD, (int)o->size); break;
+		case TUNE_MMAP_MAX: mallopt(M_MMAP_MAX, (int)o->size); break;
+		case TUNE_TRIM_THRESHOLD: mallopt(M_TRIM_THRESHOLD, (int)o->size); break;
+		case TUNE_TRIM: malloc_trim((size_t)o->size); break;
+		}
+#endif
+		return 1;
+	case V_AWRITE: {
+		volatile unsigned char *b = (volatile unsigned char *)(uintptr_t)base[o->map];
+		for (long i = o->lo; i < o->hi; i++)
+			b[i] = o->ramp ? (unsigned char)(o->byte + (int)(i % 251)) : (unsigned char)o->byte;
+		return 1;
+	}
+	case V_AREAD: {
+		uintptr_t b = (uintptr_t)base[o->map];
+		rep.result = RES_READ;
+		for (long at = o->lo; at < o->hi && rep.n < MAX_SPAN_PAGES;) {
+			long stop = (at / ALLOC_UNIT + 1) * ALLOC_UNIT;
+			if (stop > o->hi)
+				stop = o->hi;
+			load(page_buf, b + (size_t)at, (size_t)(stop - at));
+			rep.digest[rep.n] = digest(page_buf, (size_t)(stop - at));
+			memcpy(rep.head[rep.n], page_buf, stop - at < 8 ? (size_t)(stop - at) : 8);
+			rep.n++;
+			atomic_signal_fence(memory_order_seq_cst);
+			at = stop;
+		}
+		return 1;
+	}
 	case V_FORK: {
 		pid_t pid = fork();
 		if (pid < 0) {
@@ -788,6 +860,8 @@ static int run_op(int i)
 			bases[o->map] = r.value;
 		if (o->verb == V_REMAP)
 			bases[o->result_map] = r.value;
+		if (o->verb == V_ALLOC)
+			bases[o->map] = r.value;
 		if (o->verb == V_FORK)
 			alive[o->kind] = 1;
 		if (o->verb == V_EXIT)

@@ -141,7 +141,9 @@ impl Coordinator {
             _ => return Err(format!("the worker replied {reply:?} to {op}")),
         };
         Ok(match *op {
-            Op::Map { .. } | Op::MapAt { .. } | Op::Remap { .. } => Outcome::Mapped { addr: value },
+            Op::Map { .. } | Op::MapAt { .. } | Op::Remap { .. } | Op::Alloc { .. } => {
+                Outcome::Mapped { addr: value }
+            }
             Op::Fork { child, .. } => {
                 let (fd, _) = unborn[child.0 as usize]
                     .take()
@@ -172,7 +174,9 @@ impl Coordinator {
             | Op::Advise { .. }
             | Op::Invalid { .. }
             | Op::Poke { .. }
-            | Op::Vmsplice { .. } => Outcome::Done,
+            | Op::Vmsplice { .. }
+            | Op::Free { .. }
+            | Op::Tune { .. } => Outcome::Done,
         })
     }
 

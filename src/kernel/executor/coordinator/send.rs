@@ -97,6 +97,15 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
             at: At::page(map, page),
         },
         Op::PipeRead { .. } => Request::PipeRead,
+        Op::Alloc {
+            map, call, size, ..
+        } => Request::Alloc {
+            call,
+            size,
+            creates: map,
+        },
+        Op::Free { map, .. } => Request::Free { map },
+        Op::Tune { tune, .. } => Request::Tune { tune },
         Op::Unmap {
             map, pages, tail, ..
         } => Request::Unmap { map, pages, tail },

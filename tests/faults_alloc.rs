@@ -1,0 +1,119 @@
+//! Proof that the allocator rules (docs/SEMANTICS.md part 11) can fail: each mode of the
+//! misbehaving malloc family tests/faults/liballoc.c, loaded into the executor with `--under`, is
+//! caught by `cowcheck run --seed 1 --time 60`, shrunk to a few ops, saved, and the saved trace
+//! replays to a divergence under the fault and agrees without it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+/// Most ops a shrunk allocator divergence may keep.
+const MAX_SHRUNK_OPS: usize = 6;
+
+/// tests/faults/liballoc.c built once; `None` (after a note) without a C compiler.
+fn liballoc() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let source =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/liballoc.c");
+            let lib = tmpdir("liballoc").join("liballoc.so");
+            match Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-o"])
+                .arg(&lib)
+                .arg(&source)
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    eprintln!("note: no `cc` on PATH; skipping the liballoc tests");
+                    None
+                }
+                Err(e) => panic!("cannot run cc: {e}"),
+                Ok(out) => {
+                    assert!(
+                        out.status.success(),
+                        "building liballoc.so failed:\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    Some(lib)
+                }
+            }
+        })
+        .clone()
+}
+
+fn assert_caught(mode: &str) {
+    let Some(lib) = liballoc() else { return };
+    let under = format!(
+        "env COWCHECK_ALLOC_FAULT={mode} LD_PRELOAD={}",
+        lib.display()
+    );
+    let dir = tmpdir(&format!("liballoc-{mode}"));
+    let run = cowcheck(&[
+        "run",
+        "--seed",
+        "1",
+        "--time",
+        "60",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+        "--under",
+        &under,
+    ]);
+    run.expect_code(1);
+    let report = run.json();
+    let div = &report["divergence"];
+    let trace = div["trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{mode}: no trace: {report}"));
+    let ops = op_lines(trace);
+    assert!(
+        !ops.is_empty() && ops.len() <= MAX_SHRUNK_OPS,
+        "{mode}: the shrunk trace has {} ops, want 1 to {MAX_SHRUNK_OPS}:\n{trace}",
+        ops.len()
+    );
+    assert!(
+        ops.iter().any(|o| [
+            "malloc",
+            "calloc",
+            "realloc",
+            "aligned-alloc",
+            "posix-memalign"
+        ]
+        .iter()
+        .any(|v| o.contains(&format!(" {v} ")))),
+        "{mode}: the divergence should involve an allocation:\n{trace}"
+    );
+    let saved = div["saved_to"].as_str().expect("saved");
+    let (code, _, rerun) = replay_json(std::path::Path::new(saved), &["--under".into(), under]);
+    assert_eq!(
+        code,
+        1,
+        "{mode}: must replay to a divergence\n{}",
+        rerun.dump()
+    );
+    cowcheck(&["replay", saved]).expect_code(0);
+}
+
+/// Large blocks from a MAP_SHARED mapping: a child's write shows in the parent (M1).
+#[test]
+fn liballoc_shared_large() {
+    assert_caught("shared-large");
+}
+
+/// calloc hands a freed mapping back without zeroing it (M3).
+#[test]
+fn liballoc_calloc_dirty_reuse() {
+    assert_caught("calloc-dirty-reuse");
+}
+
+/// realloc that moves keeps only half the old block (M4).
+#[test]
+fn liballoc_realloc_lose_tail() {
+    assert_caught("realloc-lose-tail");
+}
