@@ -90,6 +90,8 @@ fn variant(o: &Outcome) -> String {
         Outcome::Failed { errno } => format!("errno {errno}"),
         Outcome::Done => "done".into(),
         Outcome::Hung => "hang".into(),
+        Outcome::Stopped { .. } => "stopped".into(),
+        Outcome::Forked { .. } => "forked".into(),
         Outcome::Read { .. } => "read".into(),
         Outcome::Killed { death, .. } => death_shape(death.signal, death.code),
     }
@@ -217,7 +219,7 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         }
         tally.ops += 1;
         if let Op::Fork { .. } = op
-            && matches!(observed, Outcome::Done)
+            && matches!(observed, Outcome::Done | Outcome::Forked { .. })
         {
             tally.forks += 1;
         }

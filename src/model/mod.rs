@@ -46,6 +46,9 @@
 //!   at the first VMA it rejects (F0), and with a length of 0 does nothing (F14); each
 //!   advice's own rules are in `madvise.rs`;
 //! - mremap (G1-G10): `mremap.rs`;
+//! - a racing thread's page holds the interleaving's counter, learnt from what is seen; a fork's
+//!   child holds one counter stored up to the fork's return, fixed from then on (T1-T4, see
+//!   `thread.rs`);
 //! - vmsplice takes a reference to the page as it is (K3); a forced write never reaches another
 //!   process or the zero page (E6, K1); see `pipe.rs`;
 //! - the kernel chooses where a mapping goes (A5) and, where Linux leaves a choice (MADV_FREE
@@ -66,6 +69,7 @@ mod mprotect;
 mod mremap;
 mod observe;
 mod pipe;
+mod thread;
 
 use crate::program::outcome::{Outcome, Snapshot};
 use crate::program::{MapId, MapKind, Op, PageRange, ProcId, Syscall, caps, tail_len};
@@ -128,6 +132,8 @@ pub struct Model {
     /// The program's pipe: each entry one vmspliced page, as the frames it may show (more than
     /// one where the page's contents were open to the kernel's choice).
     pipe: std::collections::VecDeque<pipe::PipePage>,
+    /// Racing threads and what was learnt of their pages (`thread.rs`, T1-T4).
+    threads: thread::Racers,
 }
 
 /// The address an observation says the kernel chose, if it chose one.
@@ -173,6 +179,7 @@ impl Model {
             next_placement: mmap::MODEL_MMAP_TOP,
             next_vma: 0,
             pipe: Default::default(),
+            threads: Default::default(),
         }
     }
 
@@ -275,9 +282,16 @@ impl Model {
             Op::Write {
                 map, span, pattern, ..
             } => self.write(proc, base(map), span, pattern),
-            Op::Read { map, span, .. } => self.read(proc, base(map), span, observed),
-            Op::Fork { child, .. } => self.fork(proc, child),
+            Op::Read { map, span, .. } => match self.racy_read(proc, base(map), span, observed) {
+                Some(seen) => seen,
+                None => self.read(proc, base(map), span, observed),
+            },
+            Op::Fork { child, .. } => {
+                let forked = self.fork(proc, child);
+                self.fork_racing(proc, child, forked, observed)
+            }
             Op::Exit { .. } => {
+                self.racers_end(proc);
                 self.end(proc, Life::Exited);
                 Outcome::Done
             }
@@ -347,8 +361,13 @@ impl Model {
             } => self.poke(proc, base(map), span, pattern, via),
             Op::Vmsplice { map, page, .. } => self.vmsplice(proc, base(map), page, observed),
             Op::PipeRead { .. } => self.pipe_read(observed),
+            Op::Race {
+                thread, map, page, ..
+            } => self.race(proc, thread, base(map), page),
+            Op::Stop { thread, .. } => self.stop(proc, thread, observed),
         };
         if let Some(death) = outcome.death() {
+            self.racers_end(proc);
             self.end(proc, Life::Killed(death));
         }
         Ok(outcome)
@@ -402,6 +421,7 @@ impl Model {
     /// Learns the kernel's choices from an observed snapshot: pages whose contents Linux leaves
     /// open (MADV_FREE) narrow to what was seen, when that is allowed.
     pub fn reconcile(&mut self, observed: &Snapshot) {
+        self.settle_racing(observed);
         let full = 0..self.page_size as usize;
         for view in &observed.procs {
             if self.life(view.proc) != Life::Alive {

@@ -73,6 +73,7 @@ impl Model {
                 pages,
             });
         }
+        self.racing_views(&mut procs);
         Snapshot { procs }
     }
 

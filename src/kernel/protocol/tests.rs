@@ -182,6 +182,8 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(map, call, bad)| Request::Invalid { map, call, bad }),
         at().prop_map(|at| Request::Vmsplice { at }),
         Just(Request::PipeRead),
+        at().prop_map(|at| Request::Race { at }),
+        Just(Request::Stop),
         (0..caps::MAX_PROCS as u8, any::<bool>(), barrier()).prop_map(
             |(child, direct_reads, barrier)| Request::Fork {
                 child: ProcId(child),
@@ -217,6 +219,8 @@ fn request_variant(r: &Request) -> usize {
         Request::Invalid { .. } => 9,
         Request::Vmsplice { .. } => 10,
         Request::PipeRead => 11,
+        Request::Race { .. } => 19,
+        Request::Stop => 20,
         Request::Fork { .. } => 12,
         Request::Exit { .. } => 13,
         Request::Snapshot { .. } => 14,
@@ -226,7 +230,7 @@ fn request_variant(r: &Request) -> usize {
         Request::Pass { .. } => 18,
     }
 }
-const REQUEST_VARIANTS: usize = 19;
+const REQUEST_VARIANTS: usize = 21;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

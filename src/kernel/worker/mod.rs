@@ -23,6 +23,7 @@
 //! - `calls`: the syscalls, loads and stores of the ops;
 //! - `snapshot`: a process looking at itself;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
+//! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
 //! - `zygote`: the process that forks every program's root.
 
 mod calls;
@@ -32,6 +33,7 @@ mod serve;
 mod slots;
 mod snapshot;
 mod socket;
+mod thread;
 mod turn;
 mod zygote;
 
@@ -92,6 +94,8 @@ pub struct Scratch {
     /// The program's /dev/zero descriptor (`MapArgs::fd`), opened by the root and inherited by
     /// all; -1 if it could not be opened.
     zero_fd: i32,
+    /// The process's racing thread (`race`, `stop`).
+    racer: thread::Racer,
 }
 
 impl Scratch {
@@ -134,6 +138,7 @@ impl Scratch {
             direct_reads: false,
             pipe: [-1, -1],
             zero_fd: -1,
+            racer: thread::Racer::new(page_size),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - `ops`: the [`Op`] enum and its verbs, [`OpKind`].
 //! - `program`: [`Program`] and its trace comments.
 //! - `validate`: the static rules, [`Validator`].
+//! - `thread`: racing threads' handles, kinds and rules (docs/SEMANTICS.md T1).
 //!
 //! Every public name is re-exported here and from [`crate::program`].
 
@@ -25,6 +26,7 @@ mod handle;
 mod ops;
 mod program;
 mod span;
+mod thread;
 mod validate;
 
 pub use args::*;
@@ -32,4 +34,5 @@ pub use handle::*;
 pub use ops::*;
 pub use program::*;
 pub use span::*;
+pub use thread::*;
 pub use validate::*;

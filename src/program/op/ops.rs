@@ -6,6 +6,7 @@
 use super::args::{Advice, BadArg, MapArgs, MapKind, PlaceHow, Prot, RemapFlags, Syscall, Via};
 use super::handle::{At, MapId, ProcId};
 use super::span::{PageRange, Pattern, Span};
+use super::thread::{RaceKind, ThreadId};
 
 /// One operation, performed by one process.
 ///
@@ -112,6 +113,18 @@ pub enum Op {
     Vmsplice { proc: ProcId, map: MapId, page: u16 },
     /// `proc` reads the oldest page out of the program's pipe; the bytes are observed.
     PipeRead { proc: ProcId },
+    /// `proc` starts thread `thread` (pthread_create), which does `kind` to page `page` of
+    /// `map` again and again until stopped (docs/SEMANTICS.md T1); the op returns once the
+    /// thread has done it once.
+    Race {
+        proc: ProcId,
+        thread: ThreadId,
+        kind: RaceKind,
+        map: MapId,
+        page: u16,
+    },
+    /// `proc` stops its thread `thread` and joins it; how many rounds it ran is observed.
+    Stop { proc: ProcId, thread: ThreadId },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -130,10 +143,12 @@ pub enum OpKind {
     Poke,
     Vmsplice,
     PipeRead,
+    Race,
+    Stop,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 13] = [
+    pub const ALL: [OpKind; 15] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -147,6 +162,8 @@ impl OpKind {
         OpKind::Poke,
         OpKind::Vmsplice,
         OpKind::PipeRead,
+        OpKind::Race,
+        OpKind::Stop,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -163,6 +180,8 @@ impl OpKind {
             OpKind::Poke => "poke",
             OpKind::Vmsplice => "vmsplice",
             OpKind::PipeRead => "pipe-read",
+            OpKind::Race => "race",
+            OpKind::Stop => "stop",
         }
     }
 }
@@ -196,7 +215,9 @@ impl Op {
             | Op::Invalid { proc, .. }
             | Op::Poke { proc, .. }
             | Op::Vmsplice { proc, .. }
-            | Op::PipeRead { proc } => proc,
+            | Op::PipeRead { proc }
+            | Op::Race { proc, .. }
+            | Op::Stop { proc, .. } => proc,
         }
     }
 
@@ -213,8 +234,9 @@ impl Op {
             | Op::Remap { map, .. }
             | Op::Invalid { map, .. }
             | Op::Poke { map, .. }
-            | Op::Vmsplice { map, .. } => Some(map),
-            Op::Fork { .. } | Op::Exit { .. } | Op::PipeRead { .. } => None,
+            | Op::Vmsplice { map, .. }
+            | Op::Race { map, .. } => Some(map),
+            Op::Fork { .. } | Op::Exit { .. } | Op::PipeRead { .. } | Op::Stop { .. } => None,
         }
     }
 
@@ -234,6 +256,8 @@ impl Op {
             Op::Poke { .. } => OpKind::Poke,
             Op::Vmsplice { .. } => OpKind::Vmsplice,
             Op::PipeRead { .. } => OpKind::PipeRead,
+            Op::Race { .. } => OpKind::Race,
+            Op::Stop { .. } => OpKind::Stop,
         }
     }
 
@@ -250,7 +274,8 @@ impl Op {
             | Op::Advise { map, .. }
             | Op::Invalid { map, .. }
             | Op::Poke { map, .. }
-            | Op::Vmsplice { map, .. } => *map = m(*map),
+            | Op::Vmsplice { map, .. }
+            | Op::Race { map, .. } => *map = m(*map),
             Op::MapAt { map, at: a, .. } => {
                 *map = m(*map);
                 *a = at(*a);
@@ -263,7 +288,7 @@ impl Op {
                 flags.fixed = flags.fixed.map(at);
             }
             Op::Fork { child, .. } => *child = p(*child),
-            Op::Exit { .. } | Op::PipeRead { .. } => {}
+            Op::Exit { .. } | Op::PipeRead { .. } | Op::Stop { .. } => {}
         }
         op
     }

@@ -9,6 +9,7 @@ use super::handle::{At, MapId, ProcId};
 use super::ops::Op;
 use super::program::Program;
 use super::span::{PageRange, Span};
+use super::thread::ThreadRules;
 
 /// Which part of an op a validation error is about, so that the trace parser can point at the
 /// token's column.
@@ -43,6 +44,7 @@ pub struct Validator {
     maps: [Option<u16>; caps::MAX_MAPS],
     live: usize,
     ops: usize,
+    threads: ThreadRules,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +63,7 @@ impl Default for Validator {
             maps: [None; caps::MAX_MAPS],
             live: 1,
             ops: 0,
+            threads: ThreadRules::default(),
         }
     }
 }
@@ -113,6 +116,9 @@ impl Validator {
             }
             Some(ProcState::Alive) => {}
         }
+        // Checked first and kept only if the op is admitted (a refused op changes nothing).
+        let mut threads = self.threads.clone();
+        threads.admit(op)?;
         match *op {
             Op::Map {
                 map,
@@ -142,7 +148,17 @@ impl Validator {
                     pages,
                 )?;
             }
-            Op::PipeRead { .. } => {}
+            Op::PipeRead { .. } | Op::Stop { .. } => {}
+            Op::Race { map, page, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(
+                    Span::Pages(PageRange {
+                        start: page,
+                        end: page.saturating_add(1),
+                    }),
+                    pages,
+                )?;
+            }
             Op::Unmap {
                 map,
                 pages: range,
@@ -301,8 +317,14 @@ impl Validator {
                 }
             }
         }
+        self.threads = threads;
         self.ops += 1;
         Ok(())
+    }
+
+    /// The racing threads' rules and state (the generator asks them what may race).
+    pub fn threads(&self) -> &ThreadRules {
+        &self.threads
     }
 
     fn new_map(&mut self, map: MapId, pages: u16) -> Result<(), InvalidOp> {

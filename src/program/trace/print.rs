@@ -209,6 +209,14 @@ impl fmt::Display for Op {
             } => write!(f, "{proc} {verb} {} {map} {}", call.name(), bad.name()),
             Op::Vmsplice { proc, map, page } => write!(f, "{proc} {verb} {map} {page}"),
             Op::PipeRead { proc } => write!(f, "{proc} {verb}"),
+            Op::Race {
+                proc,
+                thread,
+                kind,
+                map,
+                page,
+            } => write!(f, "{proc} {verb} {thread} {} {map} {page}", kind.name()),
+            Op::Stop { proc, thread } => write!(f, "{proc} {verb} {thread}"),
             Op::Poke {
                 proc,
                 map,

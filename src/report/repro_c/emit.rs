@@ -372,6 +372,8 @@ fn op_fields(op: &Op, page_size: usize) -> String {
             format!("{}, .first = {page}, .npages = 1", with("V_VMSPLICE"))
         }
         Op::PipeRead { .. } => with("V_PIPE_READ"),
+        // `plan` refuses racing programs before anything is emitted.
+        Op::Race { .. } | Op::Stop { .. } => unreachable!("racing ops are refused by the plan"),
     };
     // Handles whose addresses the op needs (the model skips the op without them).
     let needs: Vec<i32> = match *op {

@@ -97,6 +97,10 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
             at: At::page(map, page),
         },
         Op::PipeRead { .. } => Request::PipeRead,
+        Op::Race { map, page, .. } => Request::Race {
+            at: At::page(map, page),
+        },
+        Op::Stop { .. } => Request::Stop,
         Op::Unmap {
             map, pages, tail, ..
         } => Request::Unmap { map, pages, tail },
