@@ -282,10 +282,11 @@ impl Model {
             Op::Write {
                 map, span, pattern, ..
             } => self.write(proc, base(map), span, pattern),
-            Op::Read { map, span, .. } => match self.racy_read(proc, base(map), span, observed) {
-                Some(seen) => seen,
-                None => self.read(proc, base(map), span, observed),
-            },
+            Op::Read { map, span, .. } => {
+                let at = base(map);
+                let predicted = self.read(proc, at, span, observed);
+                self.racy_read(proc, at, span, predicted, observed)
+            }
             Op::Fork { child, .. } => {
                 let forked = self.fork(proc, child);
                 self.fork_racing(proc, child, forked, observed)

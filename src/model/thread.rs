@@ -32,10 +32,13 @@ struct Racer {
 }
 
 /// A child's copy of a raced private page whose counter is not learnt yet.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Pending {
     proc: ProcId,
     vpn: u64,
+    /// The child's own copy: if the page shows another frame by the time it is seen (it was
+    /// written, unmapped or replaced), nothing is pending any more.
+    frame: FrameId,
     lo: u64,
     hi: u64,
 }
@@ -148,6 +151,16 @@ impl Model {
         if forked != Outcome::Done {
             return forked;
         }
+        // A copy still pending in the parent is the same frame in the child, pending there too.
+        let inherited: Vec<Pending> = self
+            .threads
+            .pending
+            .iter()
+            .filter(|p| p.proc == proc && self.pending_at(proc, p.vpn))
+            .filter(|p| self.frame_at(child, p.vpn) == Some(p.frame))
+            .map(|p| Pending { proc: child, ..*p })
+            .collect();
+        self.threads.pending.extend(inherited);
         let Some(i) = self.threads.running.iter().position(|r| r.proc == proc) else {
             return forked;
         };
@@ -174,6 +187,7 @@ impl Model {
             self.threads.pending.push(Pending {
                 proc: child,
                 vpn,
+                frame: copy,
                 lo: before,
                 hi: after.saturating_add(1),
             });
@@ -181,30 +195,77 @@ impl Model {
         Outcome::Forked { before, after }
     }
 
-    /// A `read` that touches a racing frame: its bytes are the interleaving's, taken as
-    /// observed (T1). `None`: an ordinary read.
+    /// A `read`'s predicted outcome with the digests of racing pages as observed: their bytes
+    /// are the interleaving's (T1). A child's pending copy (T2) that no view could read (a
+    /// write-only page) is learnt by a whole-page read, and taken as seen by a part-page one.
+    /// Everything else (which page faults, the other digests) stays predicted.
     pub(super) fn racy_read(
-        &self,
+        &mut self,
         proc: ProcId,
         base: u64,
         span: Span,
+        mut predicted: Outcome,
         observed: Option<&Outcome>,
-    ) -> Option<Outcome> {
+    ) -> Outcome {
         let frames = self.racing_frames();
-        if frames.is_empty() {
-            return None;
+        if frames.is_empty() && self.threads.pending.is_empty() {
+            return predicted;
         }
+        let seen = match observed {
+            Some(Outcome::Read { digests }) | Some(Outcome::Killed { digests, .. }) => digests,
+            _ => return predicted,
+        };
         let vpn = self.vpn(base);
-        let racy = span
-            .page_range()
-            .pages()
-            .any(|p| self.racing_page(proc, vpn + p as u64, &frames));
-        match observed {
-            Some(o @ Outcome::Read { digests }) if racy => {
-                (digests.len() == span.page_range().len() as usize).then(|| o.clone())
+        let first = span.page_range().start;
+        let whole = matches!(span, Span::Pages(_));
+        if let Outcome::Read { digests } | Outcome::Killed { digests, .. } = &mut predicted {
+            for (i, d) in digests.iter_mut().enumerate() {
+                let page = vpn + first as u64 + i as u64;
+                let Some(&o) = seen.get(i) else {
+                    continue;
+                };
+                let pending = self.pending_at(proc, page);
+                if pending && whole {
+                    self.learn_pending(proc, page, o);
+                    *d = self
+                        .frame_at(proc, page)
+                        .map_or(*d, |f| self.frames.digest(f));
+                } else if pending || self.racing_page(proc, page, &frames) {
+                    *d = o;
+                }
             }
-            _ => None,
         }
+        predicted
+    }
+
+    /// Whether page `vpn` of `proc` is a child's copy whose counter is still to learn.
+    fn pending_at(&self, proc: ProcId, vpn: u64) -> bool {
+        self.threads
+            .pending
+            .iter()
+            .any(|p| p.proc == proc && p.vpn == vpn && self.frame_at(proc, vpn) == Some(p.frame))
+    }
+
+    /// Learns a pending child's counter from the digest `seen` of its whole page: one in its
+    /// range (T2), else the page keeps a value outside it, which differs.
+    fn learn_pending(&mut self, proc: ProcId, vpn: u64, seen: u64) {
+        let Some(i) = self
+            .threads
+            .pending
+            .iter()
+            .position(|p| p.proc == proc && p.vpn == vpn)
+        else {
+            return;
+        };
+        let p = self.threads.pending.remove(i);
+        let f = p.frame;
+        if self.frame_at(p.proc, p.vpn) != Some(f) || f == FrameId::ZERO {
+            return;
+        }
+        let ps = self.page_size as usize;
+        let of = last_word_digests(self.frames.bytes(f));
+        let value = (p.lo..=p.hi).find(|&c| of(c) == seen).unwrap_or(p.hi + 1);
+        self.frames.bytes_mut(f)[ps - RACE_WORD..].copy_from_slice(&value.to_le_bytes());
     }
 
     /// `proc` ends (exit or death): its thread ends too (T4).
@@ -238,7 +299,6 @@ impl Model {
         {
             return;
         }
-        let ps = self.page_size as usize;
         let frames = self.racing_frames();
         for view in &observed.procs {
             for &(addr, d) in &view.pages {
@@ -246,21 +306,8 @@ impl Model {
                 if d == UNREADABLE {
                     continue;
                 }
-                if let Some(i) = self
-                    .threads
-                    .pending
-                    .iter()
-                    .position(|p| p.proc == view.proc && p.vpn == vpn)
-                {
-                    let p = self.threads.pending.remove(i);
-                    let Some(f) = self.frame_at(p.proc, p.vpn) else {
-                        continue;
-                    };
-                    let of = last_word_digests(self.frames.bytes(f));
-                    if let Some(c) = (p.lo..=p.hi).find(|&c| of(c) == d) {
-                        self.frames.bytes_mut(f)[ps - RACE_WORD..]
-                            .copy_from_slice(&c.to_le_bytes());
-                    }
+                if self.pending_at(view.proc, vpn) {
+                    self.learn_pending(view.proc, vpn, d);
                     continue;
                 }
                 if self.racing_page(view.proc, vpn, &frames) {

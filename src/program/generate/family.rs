@@ -80,7 +80,8 @@ impl Builder {
     /// classic op.
     pub(super) fn add_family(&mut self, f: Family, r: &RawOp) {
         match f {
-            Family::Alloc | Family::Threads | Family::Backings => self.add(r),
+            Family::Threads => self.add_threads(r),
+            Family::Alloc | Family::Backings => self.add(r),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! their programs; `cowcheck run` draws dialect-2 bytes whenever a family is enabled.
 
 mod family;
+mod threads;
 
 use arbitrary::{Arbitrary, Unstructured};
 

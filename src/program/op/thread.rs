@@ -3,15 +3,16 @@
 //! until the process stops it (`p0 stop t0`), while the process goes on with other ops (a
 //! `fork` among them). Thread handles (`t0`, ...) are named like processes: each `race` takes a
 //! fresh one. This file owns the handle, the race kinds and the static rules of racing
-//! ([`ThreadRules`], called by the `Validator`): what may touch a raced mapping while its thread
-//! runs, so that the final contents of the raced page are decided by the counter alone.
+//! ([`ThreadRules`], called by the `Validator`): what may run while a thread races, so that the
+//! raced word is decided by the counter alone and the thread's page stays mapped and writable.
 
 use std::fmt;
 
-use super::args::MapKind;
+use super::args::Advice;
 use super::caps;
-use super::handle::{MapId, ProcId};
+use super::handle::ProcId;
 use super::ops::Op;
+use super::span::Span;
 use super::validate::{Culprit, InvalidOp};
 
 /// A thread handle, `t0`, `t1`, ...: named once by the `race` that starts it.
@@ -54,41 +55,31 @@ pub const RACE_WORD: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Racing {
     proc: ProcId,
-    map: MapId,
-    /// The mapping the raced one was made from by remaps (itself if none): every handle with
-    /// the same root may name the same shared object.
-    root: MapId,
-    shared: bool,
 }
 
-/// The static rules of racing (T1): a thread handle is fresh and below the cap; a process races
-/// one thread at a time; only its own process stops it; while it runs, its process only reads
-/// the raced mapping, and no other process names it (or a handle made from it) unless the
-/// mapping is private (their copy is theirs), and never with a remap or a placement.
-#[derive(Clone, Debug)]
+/// The static rules of racing (T1): a thread handle is fresh and below the cap; one thread
+/// races at a time in a program; only its own process stops it; while it runs, nothing but the
+/// thread may store to its word, and its process keeps its layout (`check_op`).
+#[derive(Clone, Debug, Default)]
 pub struct ThreadRules {
     used: [bool; MAX_THREADS],
     running: [Option<Racing>; MAX_THREADS],
-    /// Per mapping handle: (shared, root).
-    kinds: [Option<(bool, MapId)>; caps::MAX_MAPS],
-}
-
-impl Default for ThreadRules {
-    fn default() -> Self {
-        ThreadRules {
-            used: [false; MAX_THREADS],
-            running: [None; MAX_THREADS],
-            kinds: [None; caps::MAX_MAPS],
-        }
-    }
-}
-
-fn shared(kind: MapKind) -> bool {
-    matches!(kind, MapKind::Shared | MapKind::SharedZero)
+    /// Whether a vmsplice ran: the pipe may hold a page a race would then write, whose bytes
+    /// in the pipe no observation bounds (K3). A program uses the pipe or races, not both.
+    spliced: bool,
 }
 
 fn refuse(culprit: Culprit, message: String) -> Result<(), InvalidOp> {
     Err(InvalidOp { culprit, message })
+}
+
+/// Whether a store to `span` may reach the last `RACE_WORD` bytes of a page (on any page
+/// size: a byte span lies in the first 4096 bytes of its page).
+fn reaches_word(span: Span) -> bool {
+    match span {
+        Span::Pages(_) => true,
+        Span::Bytes { end, .. } => end as usize > caps::MAX_BYTE_OFFSET as usize - RACE_WORD,
+    }
 }
 
 impl ThreadRules {
@@ -111,20 +102,11 @@ impl ThreadRules {
             .map(|t| ThreadId(t as u8))
     }
 
-    fn root(&self, m: MapId) -> MapId {
-        self.kinds
-            .get(m.0 as usize)
-            .copied()
-            .flatten()
-            .map_or(m, |k| k.1)
-    }
-
-    /// Checks `op` (already checked by the other rules: its handles exist) against the running
-    /// threads; on success notes what it changes.
+    /// Checks `op` against the running threads; on success notes what it changes.
     pub fn admit(&mut self, op: &Op) -> Result<(), InvalidOp> {
         let proc = op.proc();
         match *op {
-            Op::Race { thread, map, .. } => {
+            Op::Race { thread, .. } => {
                 let t = thread.0 as usize;
                 if t >= MAX_THREADS {
                     return refuse(
@@ -138,46 +120,35 @@ impl ThreadRules {
                         format!("thread handle {thread} is already taken; a race needs a new one"),
                     );
                 }
-                if let Some(other) = self.running_in(proc) {
+                if let Some(r) = self.running.iter().flatten().next() {
                     return refuse(
                         Culprit::Proc,
-                        format!("{proc} already races {other}: one racing thread per process"),
+                        format!("a thread of {} races already: one race at a time", r.proc),
                     );
                 }
-                let (shared, root) = self
-                    .kinds
-                    .get(map.0 as usize)
-                    .copied()
-                    .flatten()
-                    .unwrap_or((false, map));
-                self.check_names(op)?;
-                self.used[t] = true;
-                self.running[t] = Some(Racing {
-                    proc,
-                    map,
-                    root,
-                    shared,
-                });
-                return Ok(());
-            }
-            Op::Stop { thread, .. } => {
-                let t = thread.0 as usize;
-                match self.running.get(t).copied().flatten() {
-                    Some(r) if r.proc == proc => {
-                        self.running[t] = None;
-                        return Ok(());
-                    }
-                    Some(r) => {
-                        return refuse(
-                            Culprit::Proc,
-                            format!("{thread} races in {}, not in {proc}", r.proc),
-                        );
-                    }
-                    None => {
-                        return refuse(Culprit::Child, format!("{thread} is not racing"));
-                    }
+                if self.spliced {
+                    return refuse(
+                        Culprit::Proc,
+                        "a program that vmspliced does not race (the pipe may hold the page)"
+                            .into(),
+                    );
                 }
+                self.used[t] = true;
+                self.running[t] = Some(Racing { proc });
+                Ok(())
             }
+            Op::Stop { thread, .. } => match self.running.get(thread.0 as usize).copied().flatten()
+            {
+                Some(r) if r.proc == proc => {
+                    self.running[thread.0 as usize] = None;
+                    Ok(())
+                }
+                Some(r) => refuse(
+                    Culprit::Proc,
+                    format!("{thread} races in {}, not in {proc}", r.proc),
+                ),
+                None => refuse(Culprit::Child, format!("{thread} is not racing")),
+            },
             Op::Exit { .. } => {
                 // Exit ends the process's threads (exit_group).
                 for r in self.running.iter_mut() {
@@ -185,54 +156,54 @@ impl ThreadRules {
                         *r = None;
                     }
                 }
+                Ok(())
             }
-            _ => self.check_names(op)?,
+            _ => self.check_op(op),
         }
-        match *op {
-            Op::Map { map, kind, .. } | Op::MapAt { map, kind, .. } => {
-                if let Some(k) = self.kinds.get_mut(map.0 as usize) {
-                    *k = Some((shared(kind), map));
-                }
-            }
-            Op::Remap { map, result, .. } => {
-                let k = self.kinds.get(map.0 as usize).copied().flatten();
-                let root = self.root(map);
-                if let Some(r) = self.kinds.get_mut(result.0 as usize) {
-                    *r = Some((k.is_some_and(|k| k.0), root));
-                }
-            }
-            _ => {}
-        }
-        Ok(())
     }
 
-    /// Refuses an op that names a raced mapping where racing forbids it.
-    fn check_names(&self, op: &Op) -> Result<(), InvalidOp> {
-        let proc = op.proc();
-        let is_read = matches!(op, Op::Read { .. });
-        for r in self.running.iter().flatten() {
-            for m in op.maps() {
-                let same = if r.shared {
-                    self.root(m) == r.root
-                } else {
-                    m == r.map
-                };
-                if !same {
-                    continue;
-                }
-                let mine = proc == r.proc;
-                let placing = matches!(op, Op::Remap { .. } | Op::MapAt { .. } | Op::Race { .. });
-                if (mine || r.shared || placing) && !is_read {
-                    return refuse(
-                        Culprit::Map,
-                        format!(
-                            "{m} is raced by a thread of {}: while it runs, only reads name it{}",
-                            r.proc,
-                            if r.shared { "" } else { " there" }
-                        ),
-                    );
-                }
+    /// Refuses an op that could store to a raced word, or change the racing process's layout,
+    /// while a thread races. Mapping handles do not tell which addresses an op reaches (a map
+    /// may land in a hole of another handle's range, MAP_FIXED places over one, a private
+    /// handle's page may be a shared object placed there), so the rule holds for every handle:
+    /// no process stores to the last word of a page or punches a hole
+    /// (MADV_REMOVE); the racing process changes no layout and gives no advice.
+    fn check_op(&mut self, op: &Op) -> Result<(), InvalidOp> {
+        let raced = self.used.iter().any(|u| *u);
+        if let Op::Vmsplice { .. } | Op::PipeRead { .. } = op {
+            if raced {
+                return refuse(
+                    Culprit::Proc,
+                    "a program that raced does not use the pipe (it may hold a raced page)".into(),
+                );
             }
+            self.spliced |= matches!(op, Op::Vmsplice { .. });
+        }
+        let Some(r) = self.running.iter().flatten().next() else {
+            return Ok(());
+        };
+        let mine = op.proc() == r.proc;
+        let refused = match *op {
+            Op::Write { span, .. } | Op::Poke { span, .. } => reaches_word(span),
+            Op::Vmsplice { .. } | Op::PipeRead { .. } => true,
+            Op::Advise { advice, .. } => mine || advice == Advice::Remove,
+            Op::Unmap { .. } | Op::Protect { .. } | Op::Remap { .. } | Op::MapAt { .. } => mine,
+            Op::Map { .. }
+            | Op::Read { .. }
+            | Op::Fork { .. }
+            | Op::Exit { .. }
+            | Op::Invalid { .. }
+            | Op::Race { .. }
+            | Op::Stop { .. } => false,
+        };
+        if refused {
+            return refuse(
+                Culprit::Span,
+                format!(
+                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout",
+                    r.proc, r.proc
+                ),
+            );
         }
         Ok(())
     }
