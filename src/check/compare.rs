@@ -116,6 +116,8 @@ fn death_shape(signal: i32, code: i32) -> String {
 pub struct Tally {
     pub ops: usize,
     pub forks: usize,
+    /// Forks made while a thread of the forking process raced (docs/SEMANTICS.md T2, T3).
+    pub racing_forks: usize,
     pub pages_compared: usize,
     pub snapshots: usize,
 }
@@ -222,6 +224,7 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
             && matches!(observed, Outcome::Done | Outcome::Forked { .. })
         {
             tally.forks += 1;
+            tally.racing_forks += usize::from(matches!(observed, Outcome::Forked { .. }));
         }
         if let Outcome::Read { digests } = observed {
             tally.pages_compared += digests.len();
