@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::args::Advice;
+use super::args::{Advice, Prot};
 use super::caps;
 use super::handle::ProcId;
 use super::ops::Op;
@@ -67,6 +67,10 @@ pub struct ThreadRules {
     /// Whether a vmsplice ran: the pipe may hold a page a race would then write, whose bytes
     /// in the pipe no observation bounds (K3). A program uses the pipe or races, not both.
     spliced: bool,
+    /// Whether a page was made write-only: a view does not read such a page (/proc/self/maps
+    /// does not list it readable), so a fork's child's copy of a raced write-only page could
+    /// not be learnt when the child appears (T2). A program makes write-only pages or races.
+    write_only: bool,
 }
 
 fn refuse(culprit: Culprit, message: String) -> Result<(), InvalidOp> {
@@ -126,6 +130,12 @@ impl ThreadRules {
                         format!("a thread of {} races already: one race at a time", r.proc),
                     );
                 }
+                if self.write_only {
+                    return refuse(
+                        Culprit::Proc,
+                        "a program that made a page write-only does not race (a child's copy of it could not be seen at the fork)".into(),
+                    );
+                }
                 if self.spliced {
                     return refuse(
                         Culprit::Proc,
@@ -178,6 +188,18 @@ impl ThreadRules {
                 );
             }
             self.spliced |= matches!(op, Op::Vmsplice { .. });
+        }
+        if let Op::Protect {
+            prot: Prot::Write, ..
+        } = op
+        {
+            if raced {
+                return refuse(
+                    Culprit::Proc,
+                    "a program that raced makes no page write-only (a child's copy of a raced page could not be seen at the fork)".into(),
+                );
+            }
+            self.write_only = true;
         }
         let Some(r) = self.running.iter().flatten().next() else {
             return Ok(());
