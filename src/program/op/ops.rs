@@ -3,10 +3,11 @@
 //! handles are renamed. Pure data: how an op is written down is [`trace`](crate::program::trace)'s,
 //! what it does is the model's and the executor's.
 
-use super::args::{Advice, BadArg, MapArgs, MapKind, PlaceHow, Prot, RemapFlags, Syscall, Via};
-use super::handle::{At, MapId, ProcId};
+use super::args::{
+    Advice, BadArg, MapArgs, MapKind, PlaceHow, Prot, RaceKind, RemapFlags, Syscall, Via,
+};
+use super::handle::{At, MapId, ProcId, ThreadId};
 use super::span::{PageRange, Pattern, Span};
-use super::thread::{RaceKind, ThreadId};
 
 /// One operation, performed by one process.
 ///

@@ -6,51 +6,11 @@
 //! ([`ThreadRules`], called by the `Validator`): what may run while a thread races, so that the
 //! raced word is decided by the counter alone and the thread's page stays mapped and writable.
 
-use std::fmt;
-
-use super::args::{Advice, Prot};
+use super::args::{Advice, MAX_THREADS, Prot, RACE_WORD};
 use super::caps;
-use super::handle::ProcId;
+use super::handle::{ProcId, ThreadId};
 use super::ops::Op;
 use super::span::Span;
-use super::validate::{Culprit, InvalidOp};
-
-/// A thread handle, `t0`, `t1`, ...: named once by the `race` that starts it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ThreadId(pub u8);
-
-impl fmt::Display for ThreadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t{}", self.0)
-    }
-}
-
-/// What a racing thread does again and again until it is stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RaceKind {
-    /// Stores 1, 2, 3, ... (u64, little-endian) into the last 8 bytes of the page, each store
-    /// followed by publishing the value it stored (so that a reader of the published counter
-    /// knows the page holds at least that value).
-    Write,
-}
-
-impl RaceKind {
-    pub const ALL: [RaceKind; 1] = [RaceKind::Write];
-    pub fn name(self) -> &'static str {
-        match self {
-            RaceKind::Write => "write",
-        }
-    }
-    pub fn from_name(s: &str) -> Option<RaceKind> {
-        RaceKind::ALL.into_iter().find(|k| k.name() == s)
-    }
-}
-
-/// The most thread handles in one program.
-pub const MAX_THREADS: usize = 8;
-
-/// Where a racing thread stores: the last 8 bytes of its page.
-pub const RACE_WORD: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Racing {
@@ -73,8 +33,23 @@ pub struct ThreadRules {
     write_only: bool,
 }
 
-fn refuse(culprit: Culprit, message: String) -> Result<(), InvalidOp> {
-    Err(InvalidOp { culprit, message })
+/// Which part of an op a refusal is about (the validator's `Culprit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    Proc,
+    Thread,
+    Span,
+}
+
+/// Why racing refuses an op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub blame: Blame,
+    pub message: String,
+}
+
+fn refuse(blame: Blame, message: String) -> Result<(), Refused> {
+    Err(Refused { blame, message })
 }
 
 /// Whether a store to `span` may reach the last `RACE_WORD` bytes of a page (on any page
@@ -107,38 +82,38 @@ impl ThreadRules {
     }
 
     /// Checks `op` against the running threads; on success notes what it changes.
-    pub fn admit(&mut self, op: &Op) -> Result<(), InvalidOp> {
+    pub fn admit(&mut self, op: &Op) -> Result<(), Refused> {
         let proc = op.proc();
         match *op {
             Op::Race { thread, .. } => {
                 let t = thread.0 as usize;
                 if t >= MAX_THREADS {
                     return refuse(
-                        Culprit::Child,
+                        Blame::Thread,
                         format!("thread handle {thread} is past the cap of {MAX_THREADS} threads"),
                     );
                 }
                 if self.used[t] {
                     return refuse(
-                        Culprit::Child,
+                        Blame::Thread,
                         format!("thread handle {thread} is already taken; a race needs a new one"),
                     );
                 }
                 if let Some(r) = self.running.iter().flatten().next() {
                     return refuse(
-                        Culprit::Proc,
+                        Blame::Proc,
                         format!("a thread of {} races already: one race at a time", r.proc),
                     );
                 }
                 if self.write_only {
                     return refuse(
-                        Culprit::Proc,
+                        Blame::Proc,
                         "a program that made a page write-only does not race (a child's copy of it could not be seen at the fork)".into(),
                     );
                 }
                 if self.spliced {
                     return refuse(
-                        Culprit::Proc,
+                        Blame::Proc,
                         "a program that vmspliced does not race (the pipe may hold the page)"
                             .into(),
                     );
@@ -154,10 +129,10 @@ impl ThreadRules {
                     Ok(())
                 }
                 Some(r) => refuse(
-                    Culprit::Proc,
+                    Blame::Proc,
                     format!("{thread} races in {}, not in {proc}", r.proc),
                 ),
-                None => refuse(Culprit::Child, format!("{thread} is not racing")),
+                None => refuse(Blame::Thread, format!("{thread} is not racing")),
             },
             Op::Exit { .. } => {
                 // Exit ends the process's threads (exit_group).
@@ -178,12 +153,12 @@ impl ThreadRules {
     /// handle's page may be a shared object placed there), so the rule holds for every handle:
     /// no process stores to the last word of a page or punches a hole
     /// (MADV_REMOVE); the racing process changes no layout and gives no advice.
-    fn check_op(&mut self, op: &Op) -> Result<(), InvalidOp> {
+    fn check_op(&mut self, op: &Op) -> Result<(), Refused> {
         let raced = self.used.iter().any(|u| *u);
         if let Op::Vmsplice { .. } | Op::PipeRead { .. } = op {
             if raced {
                 return refuse(
-                    Culprit::Proc,
+                    Blame::Proc,
                     "a program that raced does not use the pipe (it may hold a raced page)".into(),
                 );
             }
@@ -195,7 +170,7 @@ impl ThreadRules {
         {
             if raced {
                 return refuse(
-                    Culprit::Proc,
+                    Blame::Proc,
                     "a program that raced makes no page write-only (a child's copy of a raced page could not be seen at the fork)".into(),
                 );
             }
@@ -220,7 +195,7 @@ impl ThreadRules {
         };
         if refused {
             return refuse(
-                Culprit::Span,
+                Blame::Span,
                 format!(
                     "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout",
                     r.proc, r.proc

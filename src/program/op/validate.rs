@@ -9,7 +9,7 @@ use super::handle::{At, MapId, ProcId};
 use super::ops::Op;
 use super::program::Program;
 use super::span::{PageRange, Span};
-use super::thread::ThreadRules;
+use super::thread::{Blame, ThreadRules};
 
 /// Which part of an op a validation error is about, so that the trace parser can point at the
 /// token's column.
@@ -118,7 +118,14 @@ impl Validator {
         }
         // Checked first and kept only if the op is admitted (a refused op changes nothing).
         let mut threads = self.threads.clone();
-        threads.admit(op)?;
+        threads.admit(op).map_err(|r| InvalidOp {
+            culprit: match r.blame {
+                Blame::Proc => Culprit::Proc,
+                Blame::Thread => Culprit::Child,
+                Blame::Span => Culprit::Span,
+            },
+            message: r.message,
+        })?;
         match *op {
             Op::Map {
                 map,
