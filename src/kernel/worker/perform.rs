@@ -305,7 +305,9 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             // (`Board::barrier`).
             s.direct_reads = direct_reads;
             let racing = s.racer.running();
-            let before = s.racer.counter();
+            // Only a racing process reads the thread's counter (a single-threaded fork touches
+            // nothing more than it did).
+            let before = if racing { s.racer.counter() } else { 0 };
             let reply = match fork(fd, s, child.0 as usize) {
                 Forked::Child => {
                     // Every fork is followed by a snapshot of every live process, the child's

@@ -5,9 +5,8 @@
 //! Nothing here allocates in the worker: the thread's stack and its control block live in one
 //! region mapped when the worker's `Scratch` is made, before the program (so snapshots leave it
 //! out, as they leave out every harness mapping), and `pthread_attr_setstack` hands it to libc,
-//! which then maps no stack of its own. A warm-up thread is started and joined then too, so that
-//! libc's one-time work for threads (its thread descriptor's lists, TLS) is done before any
-//! program runs. The thread pins itself to a CPU other than the worker's when there are two or
+//! which then maps no stack of its own (what libc allocates for the thread's TLS comes from its
+//! heap, which snapshots leave out too). The thread pins itself to a CPU other than the worker's when there are two or
 //! more, so that the race runs truly in parallel. The thread only stores and checks its stop
 //! word: it makes no call that could take a lock a fork's child would inherit held.
 
@@ -67,8 +66,9 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
 }
 
 impl Racer {
-    /// Maps the region and warms libc's threads up (before any program: in the executor,
-    /// which is single-threaded again when this returns).
+    /// Maps the region (before any program, in the executor). No thread is started here: once
+    /// a process has had a thread, glibc takes its multithreaded paths for good (atomic
+    /// operations, locks), which would slow every single-threaded program down.
     pub(super) fn new(page_size: usize) -> Racer {
         // SAFETY: a fresh anonymous private mapping, owned by this Racer.
         let region = unsafe {
@@ -86,19 +86,11 @@ impl Racer {
         } else {
             region as *mut u8
         };
-        let mut r = Racer {
+        Racer {
             region,
             page_size,
             thread: None,
-        };
-        // The warm-up: a race on a word of the control page itself.
-        if !region.is_null() {
-            let word = region as u64 + page_size as u64 - 8;
-            if r.start(word) {
-                r.stop();
-            }
         }
-        r
     }
 
     fn control(&self) -> &Control {
