@@ -117,6 +117,7 @@ pub fn run(
             Verdict::Agreed(t) => {
                 summary.ops += t.ops as u64;
                 summary.forks += t.forks as u64;
+                summary.racing_forks += t.racing_forks as u64;
                 summary.pages_compared += t.pages_compared as u64;
                 summary.snapshots += t.snapshots as u64;
                 if t.own_regions > 0 {
@@ -230,6 +231,7 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.programs += s.programs;
         m.ops += s.ops;
         m.forks += s.forks;
+        m.racing_forks += s.racing_forks;
         m.pages_compared += s.pages_compared;
         m.snapshots += s.snapshots;
         m.with_own_regions += s.with_own_regions;

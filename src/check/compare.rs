@@ -105,6 +105,8 @@ fn variant(o: &Outcome) -> String {
         Outcome::Failed { errno } => format!("errno {errno}"),
         Outcome::Done => "done".into(),
         Outcome::Hung => "hang".into(),
+        Outcome::Stopped { .. } => "stopped".into(),
+        Outcome::Forked { .. } => "forked".into(),
         Outcome::Read { .. } => "read".into(),
         Outcome::Killed { death, .. } => death_shape(death.signal, death.code),
     }
@@ -129,6 +131,8 @@ fn death_shape(signal: i32, code: i32) -> String {
 pub struct Tally {
     pub ops: usize,
     pub forks: usize,
+    /// Forks made while a thread of the forking process raced (docs/SEMANTICS.md T2, T3).
+    pub racing_forks: usize,
     pub pages_compared: usize,
     pub snapshots: usize,
     /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.
@@ -256,9 +260,10 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         }
         tally.ops += 1;
         if let Op::Fork { .. } = op
-            && matches!(observed, Outcome::Done)
+            && matches!(observed, Outcome::Done | Outcome::Forked { .. })
         {
             tally.forks += 1;
+            tally.racing_forks += usize::from(matches!(observed, Outcome::Forked { .. }));
         }
         if let Outcome::Read { digests } = observed {
             tally.pages_compared += digests.len();

@@ -12,6 +12,8 @@ pub struct Summary {
     pub programs: u64,
     pub ops: u64,
     pub forks: u64,
+    /// Forks made inside a racing window (a thread of the forking process racing).
+    pub racing_forks: u64,
     pub pages_compared: u64,
     pub snapshots: u64,
     /// Pages whose physical facts (pagemap words) were checked.

@@ -121,10 +121,30 @@ fn without_dependents(p: &Program, op: &Op) -> Option<Program> {
             }
             Some(Program::new(ops))
         }
-        Op::Map { map, .. } | Op::MapAt { map, .. } => Some(Program::new(
+        Op::Map { map, .. } | Op::MapAt { map, .. } => {
+            // A race on the mapping goes, and so does its stop.
+            let raced: Vec<_> = p
+                .ops
+                .iter()
+                .filter_map(|o| match *o {
+                    Op::Race { thread, map: m, .. } if m == map => Some(thread),
+                    _ => None,
+                })
+                .collect();
+            Some(Program::new(
+                p.ops
+                    .iter()
+                    .filter(|o| !o.maps().contains(&map))
+                    .filter(|o| !matches!(o, Op::Stop { thread, .. } if raced.contains(thread)))
+                    .copied()
+                    .collect(),
+            ))
+        }
+        // A race goes with its stop.
+        Op::Race { thread, .. } => Some(Program::new(
             p.ops
                 .iter()
-                .filter(|o| !o.maps().contains(&map))
+                .filter(|o| *o != op && !matches!(o, Op::Stop { thread: t, .. } if *t == thread))
                 .copied()
                 .collect(),
         )),

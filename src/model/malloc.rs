@@ -1,4 +1,4 @@
-//! The malloc family (docs/SEMANTICS.md part 11): what every allocator must do, whatever it is
+//! The malloc family (docs/SEMANTICS.md part 14): what every allocator must do, whatever it is
 //! (M1 to M6), never where it puts a block or how it gets the memory. A block lives in the
 //! process that holds it, as bytes the model tracks at 4096-byte units (`op/alloc.rs`), outside
 //! the address space of `space.rs`: the allocator's own mappings and heap are not the program's,

@@ -48,6 +48,9 @@
 //!   at the first VMA it rejects (F0), and with a length of 0 does nothing (F14); each
 //!   advice's own rules are in `madvise.rs`;
 //! - mremap (G1-G10): `mremap.rs`;
+//! - a racing thread's page holds the interleaving's counter, learnt from what is seen; a fork's
+//!   child holds one counter stored up to the fork's return, fixed from then on (T1-T4, see
+//!   `thread.rs`);
 //! - vmsplice takes a reference to the page as it is (K3); a forced write never reaches another
 //!   process or the zero page (E6, K1); see `pipe.rs`;
 //! - the kernel chooses where a mapping goes (A5) and, where Linux leaves a choice (MADV_FREE
@@ -71,6 +74,7 @@ mod mremap;
 mod observe;
 mod physical;
 mod pipe;
+mod thread;
 
 use crate::program::outcome::{Outcome, Snapshot};
 use crate::program::{MapId, MapKind, Op, PageRange, ProcId, Syscall, caps, tail_len};
@@ -136,6 +140,8 @@ pub struct Model {
     pipe: std::collections::VecDeque<pipe::PipePage>,
     /// Every process's live malloc-family blocks (`malloc.rs`).
     heap: malloc::Heap,
+    /// Racing threads and what was learnt of their pages (`thread.rs`, T1-T4).
+    threads: thread::Racers,
 }
 
 /// The address an observation says the kernel chose, if it chose one.
@@ -182,6 +188,7 @@ impl Model {
             next_vma: 0,
             pipe: Default::default(),
             heap: Default::default(),
+            threads: Default::default(),
         }
     }
 
@@ -288,9 +295,17 @@ impl Model {
             Op::Write {
                 map, span, pattern, ..
             } => self.write(proc, base(map), span, pattern),
-            Op::Read { map, span, .. } => self.read(proc, base(map), span, observed),
-            Op::Fork { child, .. } => self.fork(proc, child),
+            Op::Read { map, span, .. } => {
+                let at = base(map);
+                let predicted = self.read(proc, at, span, observed);
+                self.racy_read(proc, at, span, predicted, observed)
+            }
+            Op::Fork { child, .. } => {
+                let forked = self.fork(proc, child);
+                self.fork_racing(proc, child, forked, observed)
+            }
             Op::Exit { .. } => {
+                self.racers_end(proc);
                 self.end(proc, Life::Exited);
                 Outcome::Done
             }
@@ -361,8 +376,13 @@ impl Model {
             Op::Vmsplice { map, page, .. } => self.vmsplice(proc, base(map), page, observed),
             Op::PipeRead { .. } => self.pipe_read(observed),
             Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => unreachable!("malloc_step"),
+            Op::Race {
+                thread, map, page, ..
+            } => self.race(proc, thread, base(map), page),
+            Op::Stop { thread, .. } => self.stop(proc, thread, observed),
         };
         if let Some(death) = outcome.death() {
+            self.racers_end(proc);
             self.end(proc, Life::Killed(death));
         }
         Ok(outcome)
@@ -416,6 +436,7 @@ impl Model {
     /// Learns the kernel's choices from an observed snapshot: pages whose contents Linux leaves
     /// open (MADV_FREE) narrow to what was seen, when that is allowed.
     pub fn reconcile(&mut self, observed: &Snapshot) {
+        self.settle_racing(observed);
         let full = 0..self.page_size as usize;
         for view in &observed.procs {
             if self.life(view.proc) != Life::Alive {

@@ -74,6 +74,7 @@ impl Model {
                 phys: Vec::new(),
             });
         }
+        self.racing_views(&mut procs);
         Snapshot { procs }
     }
 

@@ -63,6 +63,11 @@ pub enum Outcome {
     /// The process did not answer within the op deadline, and was killed. Linux never does
     /// this; an emulator that deadlocks does.
     Hung,
+    /// `stop`: how many rounds the racing thread ran (a writer's last stored value).
+    Stopped { rounds: u64 },
+    /// `fork` in a process whose thread races: the thread's published counter read just before
+    /// the fork and just after it returned in the parent (docs/SEMANTICS.md T2).
+    Forked { before: u64, after: u64 },
 }
 
 impl Outcome {
@@ -189,6 +194,39 @@ pub fn digest(bytes: &[u8]) -> u64 {
     x
 }
 
+/// The digests of `bytes` (a page: a multiple of 32 bytes) with its last 8 bytes replaced by
+/// each candidate word in turn, in constant time per word: a racing writer's page learnt from
+/// an observed digest among a range of counters (docs/SEMANTICS.md T2). Equals `digest` of
+/// the page with that word (a test checks).
+pub fn last_word_digests(bytes: &[u8]) -> impl Fn(u64) -> u64 + use<> {
+    const K: [u64; 4] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0x85EB_CA77_C2B2_AE63,
+    ];
+    assert!(bytes.len() >= 32 && bytes.len().is_multiple_of(32));
+    let mut h = [K[0] ^ bytes.len() as u64, K[1], K[2], K[3]];
+    let chunks: Vec<&[u8]> = bytes.chunks_exact(32).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let lanes = if i + 1 == chunks.len() { 3 } else { 4 };
+        for lane in 0..lanes {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&c[lane * 8..lane * 8 + 8]);
+            let w = u64::from_le_bytes(w);
+            h[lane] = (h[lane] ^ w).wrapping_mul(K[lane]).rotate_left(31);
+        }
+    }
+    move |word: u64| {
+        let h3 = (h[3] ^ word).wrapping_mul(K[3]).rotate_left(31);
+        let mut x = h[0] ^ h[1].rotate_left(17) ^ h[2].rotate_left(34) ^ h3.rotate_left(51);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        x ^= x >> 33;
+        x
+    }
+}
+
 /// One line for an outcome.
 pub fn describe_outcome(o: &Outcome) -> String {
     match o {
@@ -200,6 +238,10 @@ pub fn describe_outcome(o: &Outcome) -> String {
         ),
         Outcome::Done => "ok".into(),
         Outcome::Hung => "no answer within the op deadline (hung; killed)".into(),
+        Outcome::Stopped { rounds } => format!("stopped after {rounds} round(s)"),
+        Outcome::Forked { before, after } => {
+            format!("ok (the racing thread's counter was {before} before, {after} after)")
+        }
         Outcome::Read { digests } => format!(
             "read {} page(s), digests {}",
             digests.len(),
@@ -266,5 +308,15 @@ mod tests {
         }
         assert_ne!(digest(&zero[..4095]), base);
         assert_ne!(digest(&[0u8; 3]), digest(&[0u8; 4]));
+    }
+
+    #[test]
+    fn last_word_digests_are_digests() {
+        let mut page: Vec<u8> = (0..4096).map(|i| (i * 7) as u8).collect();
+        let f = last_word_digests(&page);
+        for w in [0u64, 1, 2, 0xdead_beef, u64::MAX] {
+            page[4088..].copy_from_slice(&w.to_le_bytes());
+            assert_eq!(f(w), digest(&page), "word {w}");
+        }
     }
 }

@@ -35,6 +35,13 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
     );
     let _ = writeln!(out, "  ops             {}", s.ops);
     let _ = writeln!(out, "  forks           {}", s.forks);
+    if s.racing_forks > 0 {
+        let _ = writeln!(
+            out,
+            "  racing forks    {} (forks inside a racing window)",
+            s.racing_forks
+        );
+    }
     let _ = writeln!(out, "  snapshots       {}", s.snapshots);
     let _ = writeln!(out, "  pages compared  {}", s.pages_compared);
     let _ = writeln!(out, "  physical pages  {}", s.physical_pages);
@@ -254,6 +261,7 @@ pub fn summary_json(
         "programs": s.programs,
         "ops": s.ops,
         "forks": s.forks,
+        "racing_forks": s.racing_forks,
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,
         "physical_pages": s.physical_pages,

@@ -1,6 +1,6 @@
 /*
  * liballoc: a malloc family that misbehaves on purpose, to show that cowcheck's allocator rules
- * (docs/SEMANTICS.md part 11) catch each misbehaviour. Load it into the executor only:
+ * (docs/SEMANTICS.md part 14) catch each misbehaviour. Load it into the executor only:
  *
  *   cowcheck run --under "env COWCHECK_ALLOC_FAULT=shared-large LD_PRELOAD=/path/liballoc.so"
  *

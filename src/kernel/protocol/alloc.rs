@@ -1,4 +1,4 @@
-//! Wire codes of the allocator requests (`ALLOC`, `FREE`, `TUNE`; docs/SEMANTICS.md part 11):
+//! Wire codes of the allocator requests (`ALLOC`, `FREE`, `TUNE`; docs/SEMANTICS.md part 14):
 //!
 //! | verb    | words 1..                                    |
 //! |---------|----------------------------------------------|

@@ -210,6 +210,8 @@ mod outcome {
     pub const READ: u8 = 4;
     pub const KILLED: u8 = 5;
     pub const HUNG: u8 = 6;
+    pub const STOPPED: u8 = 7;
+    pub const FORKED: u8 = 8;
 }
 
 /// Whether an optional item follows.
@@ -263,8 +265,8 @@ impl Enc {
     }
 
     /// `[u8 kind]` and by kind: mapped `[u64 addr]`, failed `[i32 errno]`, read
-    /// `[digests]`, killed `[i32 signal][i32 si_code][u64 page][digests]`; skipped, done and
-    /// hung nothing. Digests are `[u32 n][n u64]`.
+    /// `[digests]`, killed `[i32 signal][i32 si_code][u64 page][digests]`, stopped
+    /// `[u64 rounds]`, forked `[u64 before][u64 after]`; skipped, done and hung nothing. Digests are `[u32 n][n u64]`.
     pub fn outcome(&mut self, o: &Outcome) {
         match o {
             Outcome::Skipped => self.u8(outcome::SKIPPED),
@@ -282,6 +284,15 @@ impl Enc {
                 self.digests(digests);
             }
             Outcome::Hung => self.u8(outcome::HUNG),
+            Outcome::Stopped { rounds } => {
+                self.u8(outcome::STOPPED);
+                self.u64(*rounds);
+            }
+            Outcome::Forked { before, after } => {
+                self.u8(outcome::FORKED);
+                self.u64(*before);
+                self.u64(*after);
+            }
             Outcome::Killed { death, digests } => {
                 self.u8(outcome::KILLED);
                 self.i32(death.signal);
@@ -487,6 +498,13 @@ impl<'a> Dec<'a> {
                 }
             }
             outcome::HUNG => Outcome::Hung,
+            outcome::STOPPED => Outcome::Stopped {
+                rounds: self.u64()?,
+            },
+            outcome::FORKED => Outcome::Forked {
+                before: self.u64()?,
+                after: self.u64()?,
+            },
             _ => return Err(DecodeError(at)),
         })
     }

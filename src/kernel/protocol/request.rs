@@ -25,6 +25,8 @@
 //! | `INVALID`    | map, call, bad argument                                          |
 //! | `VMSPLICE`   | at                                                               |
 //! | `PIPE_READ`  |                                                                  |
+//! | `RACE`       | at (a writer of the page's last word, docs/SEMANTICS.md T1)      |
+//! | `STOP`       |                                                                  |
 //! | `FORK`       | child, direct reads, serial, mask, next                          |
 //! | `EXIT`       | turn                                                             |
 //! | `SNAPSHOT`   | direct reads, serial, mask, next                                 |
@@ -168,6 +170,11 @@ pub enum Request {
     Vmsplice { at: At },
     /// Reads one page out of the program's pipe; the reply carries its digest.
     PipeRead,
+    /// Starts the process's racing thread on the page at `at` (`worker::thread`); replies
+    /// once the thread has stored once.
+    Race { at: At },
+    /// Stops and joins the process's racing thread; the reply carries its rounds.
+    Stop,
     /// Forks; the child takes the slot of handle `child` and the socket passed with this
     /// message, and sends its first view unasked (`barrier`: the snapshot after the fork).
     /// `direct_reads`: views may read pages by plain loads (`worker::Scratch`).
@@ -236,6 +243,8 @@ mod verb {
     pub const ALLOC: u64 = 20;
     pub const FREE: u64 = 21;
     pub const TUNE: u64 = 22;
+    pub const RACE: u64 = 23;
+    pub const STOP: u64 = 24;
 }
 
 /// Reads a request's words in order, each checked.
@@ -530,6 +539,8 @@ impl Request {
             }
             Request::Vmsplice { at } => words(verb::VMSPLICE, [at_word(at)]),
             Request::PipeRead => words(verb::PIPE_READ, []),
+            Request::Race { at } => words(verb::RACE, [at_word(at)]),
+            Request::Stop => words(verb::STOP, []),
             Request::Fork {
                 child,
                 direct_reads,
@@ -667,6 +678,8 @@ impl Request {
             },
             verb::VMSPLICE => Request::Vmsplice { at: r.take(at_of)? },
             verb::PIPE_READ => Request::PipeRead,
+            verb::RACE => Request::Race { at: r.take(at_of)? },
+            verb::STOP => Request::Stop,
             verb::FORK => Request::Fork {
                 child: r.take(proc_of)?,
                 direct_reads: r.flag()?,
@@ -725,7 +738,9 @@ impl Request {
         match *self {
             Request::Read { pages, .. } => pages.len() as usize,
             Request::Dump { .. } => page_size / 8,
-            Request::PipeRead => 1,
+            Request::PipeRead | Request::Stop => 1,
+            // The child's pid and, in a process that races, the counter before and after.
+            Request::Fork { .. } => 3,
             _ => 0,
         }
     }

@@ -183,6 +183,8 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(map, call, bad)| Request::Invalid { map, call, bad }),
         at().prop_map(|at| Request::Vmsplice { at }),
         Just(Request::PipeRead),
+        at().prop_map(|at| Request::Race { at }),
+        Just(Request::Stop),
         (0..caps::MAX_PROCS as u8, any::<bool>(), barrier()).prop_map(
             |(child, direct_reads, barrier)| Request::Fork {
                 child: ProcId(child),
@@ -259,9 +261,11 @@ fn request_variant(r: &Request) -> usize {
         Request::Alloc { .. } => 19,
         Request::Free { .. } => 20,
         Request::Tune { .. } => 21,
+        Request::Race { .. } => 22,
+        Request::Stop => 23,
     }
 }
-const REQUEST_VARIANTS: usize = 22;
+const REQUEST_VARIANTS: usize = 24;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

@@ -1,4 +1,4 @@
-//! The allocator ops (docs/SEMANTICS.md part 11): malloc, calloc, realloc, posix_memalign,
+//! The allocator ops (docs/SEMANTICS.md part 14): malloc, calloc, realloc, posix_memalign,
 //! aligned_alloc, free, mallopt and malloc_trim, called through libc's symbols so that an
 //! interposed allocator (`LD_PRELOAD`) is the one in the path; writes and reads of a block.
 //!

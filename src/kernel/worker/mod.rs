@@ -27,6 +27,7 @@
 //! - `snapshot`: a process looking at itself;
 //! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
+//! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
 //! - `zygote`: the process that forks every program's root.
 
 mod alloc;
@@ -38,6 +39,7 @@ mod serve;
 mod slots;
 mod snapshot;
 mod socket;
+mod thread;
 mod turn;
 mod zygote;
 
@@ -100,6 +102,8 @@ pub struct Scratch {
     /// The program's /dev/zero descriptor (`MapArgs::fd`), opened by the root and inherited by
     /// all; -1 if it could not be opened.
     zero_fd: i32,
+    /// The process's racing thread (`race`, `stop`).
+    racer: thread::Racer,
 }
 
 impl Scratch {
@@ -143,6 +147,7 @@ impl Scratch {
             pipe: [-1, -1],
             zero_fd: -1,
             heap: alloc::HeapState::new(),
+            racer: thread::Racer::new(page_size),
         }
     }
 }

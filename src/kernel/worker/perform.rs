@@ -277,6 +277,26 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             }
             status(Err(if n < 0 { Errno::last() } else { Errno::EIO }))
         }
+        Request::Race { at: page } => {
+            let Some(first) = resolve(page) else {
+                return skipped(s);
+            };
+            let word = first + ps as u64 - crate::program::RACE_WORD as u64;
+            if s.racer.start(word) {
+                Reply::Done { value: 0 }
+            } else {
+                Reply::Failed {
+                    errno: Errno::EAGAIN as i32,
+                }
+            }
+        }
+        Request::Stop => {
+            let rounds = s.racer.stop();
+            let reply = &mut s.reply[here..];
+            reply[REPLY_HEAD] = rounds;
+            put(reply, Reply::Digests { count: 1 });
+            return Done::Reply(1);
+        }
         Request::Poke {
             map,
             pages,
@@ -329,12 +349,25 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             // The child's first view takes part in the snapshot after the fork
             // (`Board::barrier`).
             s.direct_reads = direct_reads;
+            let racing = s.racer.running();
+            // Only a racing process reads the thread's counter (a single-threaded fork touches
+            // nothing more than it did).
+            let before = if racing { s.racer.counter() } else { 0 };
             let reply = match fork(fd, s, child.0 as usize) {
                 Forked::Child => {
                     // Every fork is followed by a snapshot of every live process, the child's
                     // first: it sends its view unasked, before it reads its first request.
                     view_and_send(*fd, s, barrier);
                     return Done::Child;
+                }
+                Forked::Parent(pid) if racing => {
+                    // The counter just after fork returned, then the pid and both counters
+                    // (docs/SEMANTICS.md T2).
+                    let after = s.racer.counter();
+                    let reply = &mut s.reply[here..];
+                    reply[REPLY_HEAD..REPLY_HEAD + 3].copy_from_slice(&[pid as u64, before, after]);
+                    put(reply, Reply::Digests { count: 3 });
+                    return Done::Reply(3);
                 }
                 Forked::Parent(pid) => Reply::Done { value: pid as u64 },
                 Forked::Failed(e) => Reply::Failed { errno: e as i32 },
@@ -417,6 +450,7 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             unsafe { libc::close(*fd) };
             *fd = theirs;
             s.is_root = false;
+            s.racer.forget();
             s.maps.after_fork();
             s.take_slot(child);
             s.at = 0;

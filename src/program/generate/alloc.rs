@@ -1,4 +1,4 @@
-//! The allocator family's decoder (docs/SEMANTICS.md part 11): dialect-2 raw ops tagged
+//! The allocator family's decoder (docs/SEMANTICS.md part 14): dialect-2 raw ops tagged
 //! `Family::Alloc` become malloc-family calls, writes and reads of blocks, frees, reallocs,
 //! mallopt and malloc_trim. Sizes are drawn around the thresholds that matter to glibc (below,
 //! at and above 128 KiB, up to and past DEFAULT_MMAP_THRESHOLD_MAX, 32 MiB on 64-bit) and to

@@ -82,7 +82,7 @@ impl Builder {
         match f {
             Family::Alloc => self.add_alloc(r),
             Family::Backings => self.add_backings(r),
-            Family::Threads => self.add(r),
+            Family::Threads => self.add_threads(r),
         }
     }
 }

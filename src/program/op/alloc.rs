@@ -1,4 +1,4 @@
-//! The allocator ops' words (docs/SEMANTICS.md part 11, rules M1 to M9): which call of the
+//! The allocator ops' words (docs/SEMANTICS.md part 14, rules M1 to M9): which call of the
 //! malloc family an `alloc` op makes ([`AllocCall`]), the allocator settings a `tune` op
 //! changes ([`Tune`]), and the validator's bookkeeping of allocation handles ([`AllocTable`]).
 //!

@@ -337,3 +337,30 @@ impl Via {
         [Via::Mem, Via::Vm].into_iter().find(|v| v.name() == s)
     }
 }
+
+/// What a racing thread does again and again until it is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RaceKind {
+    /// Stores 1, 2, 3, ... (u64, little-endian) into the last 8 bytes of the page, each store
+    /// followed by publishing the value it stored (so that a reader of the published counter
+    /// knows the page holds at least that value).
+    Write,
+}
+
+impl RaceKind {
+    pub const ALL: [RaceKind; 1] = [RaceKind::Write];
+    pub fn name(self) -> &'static str {
+        match self {
+            RaceKind::Write => "write",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<RaceKind> {
+        RaceKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// The most thread handles in one program.
+pub const MAX_THREADS: usize = 8;
+
+/// Where a racing thread stores: the last 8 bytes of its page.
+pub const RACE_WORD: usize = 8;

@@ -12,6 +12,16 @@ pub struct ProcId(pub u8);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MapId(pub u8);
 
+/// A thread handle, `t0`, `t1`, ...: named once by the `race` that starts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ThreadId(pub u8);
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}", self.0)
+    }
+}
+
 impl ProcId {
     pub const ROOT: ProcId = ProcId(0);
 }

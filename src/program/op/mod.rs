@@ -16,6 +16,7 @@
 //! - `program`: [`Program`] and its trace comments.
 //! - `validate`: the static rules, [`Validator`].
 //! - `alloc`: the allocator ops' words and allocation handles (malloc, free, mallopt).
+//! - `thread`: racing threads' handles, kinds and rules (docs/SEMANTICS.md T1).
 //!
 //! Every public name is re-exported here and from [`crate::program`].
 
@@ -27,6 +28,7 @@ mod handle;
 mod ops;
 mod program;
 mod span;
+mod thread;
 mod validate;
 
 pub use alloc::*;
@@ -35,4 +37,5 @@ pub use handle::*;
 pub use ops::*;
 pub use program::*;
 pub use span::*;
+pub use thread::*;
 pub use validate::*;

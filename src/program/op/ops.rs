@@ -4,8 +4,10 @@
 //! what it does is the model's and the executor's.
 
 use super::alloc::{AllocCall, Tune};
-use super::args::{Advice, BadArg, MapArgs, MapKind, PlaceHow, Prot, RemapFlags, Syscall, Via};
-use super::handle::{At, MapId, ProcId};
+use super::args::{
+    Advice, BadArg, MapArgs, MapKind, PlaceHow, Prot, RaceKind, RemapFlags, Syscall, Via,
+};
+use super::handle::{At, MapId, ProcId, ThreadId};
 use super::span::{PageRange, Pattern, Span};
 
 /// One operation, performed by one process.
@@ -114,7 +116,7 @@ pub enum Op {
     /// `proc` reads the oldest page out of the program's pipe; the bytes are observed.
     PipeRead { proc: ProcId },
     /// `proc` makes block `map` of `size` bytes with a malloc-family `call` (docs/SEMANTICS.md
-    /// part 11; `op/alloc.rs`).
+    /// part 14; `op/alloc.rs`).
     Alloc {
         proc: ProcId,
         map: MapId,
@@ -125,6 +127,18 @@ pub enum Op {
     Free { proc: ProcId, map: MapId },
     /// `proc` changes the allocator's settings (mallopt) or trims (malloc_trim).
     Tune { proc: ProcId, tune: Tune },
+    /// `proc` starts thread `thread` (pthread_create), which does `kind` to page `page` of
+    /// `map` again and again until stopped (docs/SEMANTICS.md T1); the op returns once the
+    /// thread has done it once.
+    Race {
+        proc: ProcId,
+        thread: ThreadId,
+        kind: RaceKind,
+        map: MapId,
+        page: u16,
+    },
+    /// `proc` stops its thread `thread` and joins it; how many rounds it ran is observed.
+    Stop { proc: ProcId, thread: ThreadId },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -146,10 +160,12 @@ pub enum OpKind {
     Alloc,
     Free,
     Tune,
+    Race,
+    Stop,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 16] = [
+    pub const ALL: [OpKind; 18] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -166,6 +182,8 @@ impl OpKind {
         OpKind::Alloc,
         OpKind::Free,
         OpKind::Tune,
+        OpKind::Race,
+        OpKind::Stop,
     ];
     /// Whether the kind is an allocator op's (whose trace verbs are the calls' names).
     pub fn is_alloc(self) -> bool {
@@ -190,6 +208,8 @@ impl OpKind {
             OpKind::Alloc => "alloc",
             OpKind::Free => "free",
             OpKind::Tune => "mallopt",
+            OpKind::Race => "race",
+            OpKind::Stop => "stop",
         }
     }
 }
@@ -227,6 +247,8 @@ impl Op {
             | Op::Alloc { proc, .. }
             | Op::Free { proc, .. }
             | Op::Tune { proc, .. } => proc,
+            | Op::Race { proc, .. }
+            | Op::Stop { proc, .. } => proc,
         }
     }
 
@@ -245,8 +267,13 @@ impl Op {
             | Op::Poke { map, .. }
             | Op::Vmsplice { map, .. }
             | Op::Alloc { map, .. }
-            | Op::Free { map, .. } => Some(map),
-            Op::Fork { .. } | Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } => None,
+            | Op::Free { map, .. }
+            | Op::Race { map, .. } => Some(map),
+            Op::Fork { .. }
+            | Op::Exit { .. }
+            | Op::PipeRead { .. }
+            | Op::Tune { .. }
+            | Op::Stop { .. } => None,
         }
     }
 
@@ -269,6 +296,8 @@ impl Op {
             Op::Alloc { .. } => OpKind::Alloc,
             Op::Free { .. } => OpKind::Free,
             Op::Tune { .. } => OpKind::Tune,
+            Op::Race { .. } => OpKind::Race,
+            Op::Stop { .. } => OpKind::Stop,
         }
     }
 
@@ -286,7 +315,8 @@ impl Op {
             | Op::Invalid { map, .. }
             | Op::Poke { map, .. }
             | Op::Vmsplice { map, .. }
-            | Op::Free { map, .. } => *map = m(*map),
+            | Op::Free { map, .. }
+            | Op::Race { map, .. } => *map = m(*map),
             Op::Alloc { map, call, .. } => {
                 *map = m(*map);
                 if let AllocCall::Realloc { from } = call {
@@ -305,7 +335,7 @@ impl Op {
                 flags.fixed = flags.fixed.map(at);
             }
             Op::Fork { child, .. } => *child = p(*child),
-            Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } => {}
+            Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } | Op::Stop { .. } => {}
         }
         op
     }

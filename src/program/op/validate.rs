@@ -10,6 +10,7 @@ use super::handle::{At, MapId, ProcId};
 use super::ops::Op;
 use super::program::Program;
 use super::span::{PageRange, Span};
+use super::thread::{Blame, ThreadRules};
 
 /// Which part of an op a validation error is about, so that the trace parser can point at the
 /// token's column.
@@ -48,6 +49,7 @@ pub struct Validator {
     ops: usize,
     /// Pages of the maps past `caps::CLASSIC_MAP_PAGES` so far (bounded by `caps::MAX_BIG_PAGES`).
     big_pages: u32,
+    threads: ThreadRules,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +70,7 @@ impl Default for Validator {
             live: 1,
             ops: 0,
             big_pages: 0,
+            threads: ThreadRules::default(),
         }
     }
 }
@@ -125,6 +128,16 @@ impl Validator {
             }
             Some(ProcState::Alive) => {}
         }
+        // Checked first and kept only if the op is admitted (a refused op changes nothing).
+        let mut threads = self.threads.clone();
+        threads.admit(op).map_err(|r| InvalidOp {
+            culprit: match r.blame {
+                Blame::Proc => Culprit::Proc,
+                Blame::Thread => Culprit::Child,
+                Blame::Span => Culprit::Span,
+            },
+            message: r.message,
+        })?;
         match *op {
             Op::Write { map, span, .. } | Op::Read { map, span, .. }
                 if self.allocs.is_alloc(map) =>
@@ -171,7 +184,17 @@ impl Validator {
                     pages,
                 )?;
             }
-            Op::PipeRead { .. } => {}
+            Op::PipeRead { .. } | Op::Stop { .. } => {}
+            Op::Race { map, page, .. } => {
+                let pages = self.known_map(map)?;
+                check_span(
+                    Span::Pages(PageRange {
+                        start: page,
+                        end: page.saturating_add(1),
+                    }),
+                    pages,
+                )?;
+            }
             Op::Unmap {
                 map,
                 pages: range,
@@ -331,6 +354,7 @@ impl Validator {
                 }
             }
         }
+        self.threads = threads;
         self.ops += 1;
         Ok(())
     }
@@ -350,6 +374,11 @@ impl Validator {
             ));
         }
         Ok(())
+    }
+
+    /// The racing threads' rules and state (the generator asks them what may race).
+    pub fn threads(&self) -> &ThreadRules {
+        &self.threads
     }
 
     fn new_map(&mut self, map: MapId, pages: u16) -> Result<(), InvalidOp> {

@@ -56,7 +56,11 @@
 //!         | PROC "free"      MAP
 //!         | PROC "mallopt"   ("mmap-threshold" | "mmap-max" | "trim-threshold") VALUE
 //!         | PROC "malloc-trim" BYTES
+//!         | PROC "race"      THREAD RACE MAP PAGE
+//!         | PROC "stop"      THREAD
 //! PROC    = "p" N            N decimal, 0..=255 (p0 is the root process)
+//! THREAD  = "t" N            a racing thread of PROC (a race names a new one)
+//! RACE    = "write"          store 1, 2, 3, ... into the page's last 8 bytes until stopped
 //! CHILD   = "p" N            the new process
 //! MAP     = "m" N            after "map" and "as": the new mapping
 //! KIND    = "private" | "shared" | "private-zero" | "shared-zero"

@@ -13,7 +13,7 @@ use super::fields::{
 };
 use crate::program::{
     Advice, At, BadArg, Culprit, MapArgs, MapId, MapKind, Offset, Op, OpKind, PageRange, Pattern,
-    PlaceHow, ProcId, Prot, RemapFlags, Span, Syscall, Via,
+    PlaceHow, ProcId, Prot, RaceKind, RemapFlags, Span, Syscall, ThreadId, Via,
 };
 
 /// One token of an op line: its text and the column of its first character.
@@ -285,6 +285,30 @@ impl<'a> OpLine<'a> {
             }
             OpKind::PipeRead => Op::PipeRead { proc },
             OpKind::Alloc | OpKind::Free | OpKind::Tune => unreachable!("filtered above"),
+            OpKind::Race => {
+                let thread = self.thread_handle(&mut columns)?;
+                let kind = self.word("a race kind (write)", RaceKind::from_name)?;
+                let map = self.map_handle(&mut columns)?;
+                let range = self.range(&mut columns)?;
+                if range.end != range.start.wrapping_add(1) {
+                    return Err(TraceError::new(
+                        self.line,
+                        columns.span.unwrap_or(1),
+                        "a race takes one page (like 2)",
+                    ));
+                }
+                Op::Race {
+                    proc,
+                    thread,
+                    kind,
+                    map,
+                    page: range.start,
+                }
+            }
+            OpKind::Stop => Op::Stop {
+                proc,
+                thread: self.thread_handle(&mut columns)?,
+            },
             OpKind::Poke => {
                 let via = self.word(
                     "how to write (mem: /proc/self/mem, vm: process_vm_writev)",
@@ -525,6 +549,13 @@ impl<'a> OpLine<'a> {
             None => (0, 0),
         };
         Ok(At { map, page, byte })
+    }
+
+    /// A thread handle such as `t0` (its column is the op's `Child` culprit's).
+    fn thread_handle(&mut self, columns: &mut Columns) -> Result<ThreadId, TraceError> {
+        let token = self.take("a thread handle (like t0)")?;
+        columns.child = Some(token.column);
+        Ok(ThreadId(self.handle(token, 't', "thread handle", "t0")?))
     }
 
     fn map_handle(&mut self, columns: &mut Columns) -> Result<MapId, TraceError> {

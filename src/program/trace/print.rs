@@ -232,6 +232,14 @@ impl fmt::Display for Op {
                 proc,
                 tune: Tune::Trim { pad },
             } => write!(f, "{proc} malloc-trim {pad}"),
+            Op::Race {
+                proc,
+                thread,
+                kind,
+                map,
+                page,
+            } => write!(f, "{proc} {verb} {thread} {} {map} {page}", kind.name()),
+            Op::Stop { proc, thread } => write!(f, "{proc} {verb} {thread}"),
             Op::Poke {
                 proc,
                 map,

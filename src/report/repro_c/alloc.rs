@@ -1,4 +1,4 @@
-//! The allocator ops in a reproducer (docs/SEMANTICS.md part 11): their `struct op` rows
+//! The allocator ops in a reproducer (docs/SEMANTICS.md part 14): their `struct op` rows
 //! (`V_ALLOC`, `V_FREE`, `V_TUNE`, and `V_AWRITE`/`V_AREAD` for writes and reads of a block, whose
 //! `lo..hi` are bytes of the block, digested per 4096-byte unit as cowcheck does), performed by
 //! `runtime.c` through the C library's malloc family.

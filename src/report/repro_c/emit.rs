@@ -377,6 +377,8 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => {
             unreachable!("alloc::fields makes the allocator ops' rows")
         }
+        // `plan` refuses racing programs before anything is emitted.
+        Op::Race { .. } | Op::Stop { .. } => unreachable!("racing ops are refused by the plan"),
     };
     // Handles whose addresses the op needs (the model skips the op without them).
     let needs: Vec<i32> = match *op {

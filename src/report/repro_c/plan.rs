@@ -219,6 +219,14 @@ impl Walk {
     /// Runs op `i` in the model and says what the kernel must do.
     fn step(&mut self, i: usize, op: &Op) -> Result<Step, ReproError> {
         let page_size = self.page_size;
+        if let Op::Race { .. } | Op::Stop { .. } = op {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "racing threads",
+                known: "every single-threaded op: a race's outcome is learnt from the run, and the reproducer checks one line of events".into(),
+            });
+        }
         // A vmsplice of a write-only page may fail with EFAULT or succeed, at the kernel's
         // choice (the model allows both): the pipe's later contents would then differ, and the
         // reproducer follows one line of events only.
@@ -303,7 +311,10 @@ impl Walk {
                     op.proc()
                 ),
             },
-            Outcome::Mapped { .. } | Outcome::Done => Step {
+            Outcome::Mapped { .. }
+            | Outcome::Done
+            | Outcome::Stopped { .. }
+            | Outcome::Forked { .. } => Step {
                 want: Want::Ok,
                 says: success_words(op),
             },
@@ -575,6 +586,8 @@ fn success_words(op: &Op) -> String {
         Op::Alloc { call, size, .. } => format!("{} of {size} bytes succeeds", call.name()),
         Op::Free { .. } => "frees".into(),
         Op::Tune { .. } => "returns".into(),
+        Op::Race { thread, .. } => format!("starts {thread}"),
+        Op::Stop { thread, .. } => format!("stops {thread}"),
     }
 }
 

@@ -66,7 +66,7 @@
 
 enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD };
-/* The allocator ops (cowcheck's docs/SEMANTICS.md part 11): alloc's call, tune's setting. */
+/* The allocator ops (cowcheck's docs/SEMANTICS.md part 14): alloc's call, tune's setting. */
 enum alloc_call { ALLOC_MALLOC, ALLOC_CALLOC, ALLOC_REALLOC, ALLOC_MEMALIGN, ALLOC_ALIGNED };
 enum tune { TUNE_MMAP_THRESHOLD, TUNE_MMAP_MAX, TUNE_TRIM_THRESHOLD, TUNE_TRIM };
 /* A span of a block is digested per unit of this many bytes from the block's first byte. */

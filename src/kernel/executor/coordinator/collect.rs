@@ -137,21 +137,34 @@ impl Coordinator {
                     digests: self.payload().to_vec(),
                 });
             }
-            Reply::Done { value } if !matches!(op, Op::Read { .. } | Op::PipeRead { .. }) => value,
+            Reply::Digests { count: 1 } if matches!(op, Op::Stop { .. }) => {
+                return Ok(Outcome::Stopped {
+                    rounds: self.payload()[0],
+                });
+            }
+            // A fork in a process whose thread races: the child's pid and the thread's
+            // counter before and after (`worker::thread`).
+            Reply::Digests { count: 3 } if matches!(op, Op::Fork { .. }) => {
+                let w = self.payload().to_vec();
+                self.fork_outcome(op, w[0], workers, unborn)?;
+                return Ok(Outcome::Forked {
+                    before: w[1],
+                    after: w[2],
+                });
+            }
+            Reply::Done { value }
+                if !matches!(op, Op::Read { .. } | Op::PipeRead { .. } | Op::Stop { .. }) =>
+            {
+                value
+            }
             _ => return Err(format!("the worker replied {reply:?} to {op}")),
         };
         Ok(match *op {
             Op::Map { .. } | Op::MapAt { .. } | Op::Remap { .. } | Op::Alloc { .. } => {
                 Outcome::Mapped { addr: value }
             }
-            Op::Fork { child, .. } => {
-                let (fd, _) = unborn[child.0 as usize]
-                    .take()
-                    .ok_or("no socket was made for the child")?;
-                workers[child.0 as usize] = Some(Worker {
-                    pid: Pid::from_raw(value as i32),
-                    fd,
-                });
+            Op::Fork { .. } => {
+                self.fork_outcome(op, value, workers, unborn)?;
                 Outcome::Done
             }
             Op::Exit { .. } => {
@@ -176,8 +189,31 @@ impl Coordinator {
             | Op::Poke { .. }
             | Op::Vmsplice { .. }
             | Op::Free { .. }
-            | Op::Tune { .. } => Outcome::Done,
+            | Op::Tune { .. }
+            | Op::Race { .. }
+            | Op::Stop { .. } => Outcome::Done,
         })
+    }
+
+    /// The child of a fork that succeeded (pid `pid`) becomes a worker.
+    fn fork_outcome(
+        &mut self,
+        op: &Op,
+        pid: u64,
+        workers: &mut [Option<Worker>],
+        unborn: &mut Unborn,
+    ) -> Result<(), String> {
+        let Op::Fork { child, .. } = *op else {
+            return Ok(());
+        };
+        let (fd, _) = unborn[child.0 as usize]
+            .take()
+            .ok_or("no socket was made for the child")?;
+        workers[child.0 as usize] = Some(Worker {
+            pid: Pid::from_raw(pid as i32),
+            fd,
+        });
+        Ok(())
     }
 
     /// Reads process `p`'s view (asked in advance, or sent unasked by a new child); `None`

@@ -106,6 +106,10 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
         },
         Op::Free { map, .. } => Request::Free { map },
         Op::Tune { tune, .. } => Request::Tune { tune },
+        Op::Race { map, page, .. } => Request::Race {
+            at: At::page(map, page),
+        },
+        Op::Stop { .. } => Request::Stop,
         Op::Unmap {
             map, pages, tail, ..
         } => Request::Unmap { map, pages, tail },

@@ -1,4 +1,4 @@
-//! The allocator ops' lines (docs/SEMANTICS.md part 11):
+//! The allocator ops' lines (docs/SEMANTICS.md part 14):
 //!
 //! ```text
 //! p0 malloc m0 200000                 m0 = malloc(200000)

@@ -1,4 +1,4 @@
-//! The allocator ops' lines (docs/SEMANTICS.md part 11): round trips, and what the validator
+//! The allocator ops' lines (docs/SEMANTICS.md part 14): round trips, and what the validator
 //! refuses (use after free, double free, a block used where a mapping is meant).
 
 use super::*;

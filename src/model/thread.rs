@@ -1,0 +1,330 @@
+//! Racing threads (docs/SEMANTICS.md part T): a thread stores an increasing counter into the
+//! last 8 bytes of one page while its process goes on. The model cannot know the interleaving,
+//! so it predicts what must hold whatever it was, and learns the rest from the observation:
+//! - while the thread runs, the page it writes (and, for a shared object, every mapper's view of
+//!   that page) holds some counter: snapshots and reads of it are taken as observed (T1);
+//! - a `fork` of the racing process reports the thread's counter just before (`before`) and
+//!   just after (`after`) fork returned; the child's copy of a private raced page holds one
+//!   value in `before..=after + 1` (the thread publishes each value after storing it, so it may
+//!   be one store ahead of what the parent read), learnt from the child's first view, and from
+//!   then on is an ordinary page: it never changes unless the child writes it, and nothing the
+//!   child writes reaches the parent (T2); a shared raced page is the same object on both sides
+//!   (B5) and stays racing for both (T3);
+//! - `stop` reports the thread's rounds, at least every `after` reported before; the page then
+//!   holds that value in its last word and everything else as before the race, in every process
+//!   that sees that frame (T1, T3);
+//! - a process that exits or dies ends its thread (T4): a private raced page dies with it; a
+//!   shared one keeps the last value stored, which no observation can bound, so it is learnt
+//!   from what is seen (as while racing) from then on.
+
+use super::Model;
+use super::frame::FrameId;
+use crate::program::outcome::{Outcome, PROT_W, ProcView, Snapshot, UNREADABLE, last_word_digests};
+use crate::program::{ProcId, RACE_WORD, Span, ThreadId};
+
+#[derive(Clone, Debug)]
+struct Racer {
+    proc: ProcId,
+    thread: ThreadId,
+    vpn: u64,
+    /// The least value the counter can hold now (1 once started; each fork's `after`).
+    floor: u64,
+}
+
+/// A child's copy of a raced private page whose counter is not learnt yet.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    proc: ProcId,
+    vpn: u64,
+    /// The child's own copy: if the page shows another frame by the time it is seen (it was
+    /// written, unmapped or replaced), nothing is pending any more.
+    frame: FrameId,
+    lo: u64,
+    hi: u64,
+}
+
+/// The model's racing threads and what it learns of their pages.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Racers {
+    running: Vec<Racer>,
+    pending: Vec<Pending>,
+    /// Shared frames whose writer died racing: their last word is learnt, never predicted.
+    wild: Vec<FrameId>,
+    /// Pages of racing frames seen in the last observed snapshot: (proc, vpn, digest).
+    seen: Vec<(ProcId, u64, u64)>,
+}
+
+impl Model {
+    /// The frames whose last word a running (or dead) thread decides.
+    fn racing_frames(&self) -> Vec<FrameId> {
+        let mut v: Vec<FrameId> = self
+            .threads
+            .running
+            .iter()
+            .filter_map(|r| self.frame_at(r.proc, r.vpn))
+            .collect();
+        v.extend(self.threads.wild.iter().copied());
+        v
+    }
+
+    /// Whether page `vpn` of `proc` shows a racing frame.
+    fn racing_page(&self, proc: ProcId, vpn: u64, frames: &[FrameId]) -> bool {
+        self.frame_at(proc, vpn)
+            .is_some_and(|f| f != FrameId::ZERO && frames.contains(&f))
+    }
+
+    /// Stores `value` into the last word of page `vpn` of `proc` (already checked writable),
+    /// breaking copy-on-write first as any store does.
+    fn store_word(&mut self, proc: ProcId, vpn: u64, page: u16, value: u64) {
+        let ps = self.page_size as usize;
+        let word = Span::Bytes {
+            page,
+            start: (ps - RACE_WORD) as u16,
+            end: ps as u16,
+        };
+        // The ordinary store path (copy-on-write, lazily freed pages), then the word itself.
+        self.store(proc, vpn, page, word, crate::program::Pattern::Fill(0));
+        let f = self.frame_at(proc, vpn).expect("just stored");
+        self.frames.bytes_mut(f)[ps - RACE_WORD..].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// `race`: the thread's first store is the op's (it faults as a store would, T1).
+    pub(super) fn race(&mut self, proc: ProcId, thread: ThreadId, base: u64, page: u16) -> Outcome {
+        let vpn = self.vpn(base) + page as u64;
+        if let Some(death) = self.fault(proc, vpn, PROT_W) {
+            return Outcome::Killed {
+                death,
+                digests: Vec::new(),
+            };
+        }
+        self.store_word(proc, vpn, page, 1);
+        self.threads.running.push(Racer {
+            proc,
+            thread,
+            vpn,
+            floor: 1,
+        });
+        Outcome::Done
+    }
+
+    /// `stop`: at least every counter seen before (T1); the page then holds the last one.
+    pub(super) fn stop(
+        &mut self,
+        proc: ProcId,
+        thread: ThreadId,
+        observed: Option<&Outcome>,
+    ) -> Outcome {
+        let Some(i) = self
+            .threads
+            .running
+            .iter()
+            .position(|r| r.proc == proc && r.thread == thread)
+        else {
+            return Outcome::Stopped { rounds: 0 };
+        };
+        let r = self.threads.running.remove(i);
+        let rounds = match observed {
+            Some(Outcome::Stopped { rounds }) if *rounds >= r.floor => *rounds,
+            _ => r.floor,
+        };
+        self.store_word_at(proc, r.vpn, rounds);
+        Outcome::Stopped { rounds }
+    }
+
+    /// As `store_word`, for a page named by its vpn alone (a span's page number only says
+    /// where a pattern's offsets count from, and a fill has none).
+    fn store_word_at(&mut self, proc: ProcId, vpn: u64, value: u64) {
+        if self.space(proc).get(vpn).is_some() {
+            self.store_word(proc, vpn, 0, value);
+        }
+    }
+
+    /// After the model's own fork of `proc` into `child`: the child's copy of a private raced
+    /// page becomes its own frame, its counter pending until the child's first view (T2).
+    pub(super) fn fork_racing(
+        &mut self,
+        proc: ProcId,
+        child: ProcId,
+        forked: Outcome,
+        observed: Option<&Outcome>,
+    ) -> Outcome {
+        if forked != Outcome::Done {
+            return forked;
+        }
+        // A copy still pending in the parent is the same frame in the child, pending there too.
+        let inherited: Vec<Pending> = self
+            .threads
+            .pending
+            .iter()
+            .filter(|p| p.proc == proc && self.pending_at(proc, p.vpn))
+            .filter(|p| self.frame_at(child, p.vpn) == Some(p.frame))
+            .map(|p| Pending { proc: child, ..*p })
+            .collect();
+        self.threads.pending.extend(inherited);
+        let Some(i) = self.threads.running.iter().position(|r| r.proc == proc) else {
+            return forked;
+        };
+        let floor = self.threads.running[i].floor;
+        let vpn = self.threads.running[i].vpn;
+        let (before, after) = match observed {
+            Some(&Outcome::Forked { before, after }) if floor <= before && before <= after => {
+                (before, after)
+            }
+            // Not even ordered: predict the least, which differs.
+            _ => (floor, floor),
+        };
+        self.threads.running[i].floor = after;
+        let parent = self.frame_at(proc, vpn);
+        let shares = matches!(
+            self.space(child).get(vpn).map(|p| p.backing),
+            Some(super::space::PageBacking::Private(f)) if Some(f) == parent
+        );
+        if shares && let Some(f) = parent {
+            let copy = self.frames.copy_of(f);
+            self.frames.release(f);
+            let pte = self.space_mut(child).get_mut(vpn).expect("present");
+            pte.backing = super::space::PageBacking::Private(copy);
+            self.threads.pending.push(Pending {
+                proc: child,
+                vpn,
+                frame: copy,
+                lo: before,
+                hi: after.saturating_add(1),
+            });
+        }
+        Outcome::Forked { before, after }
+    }
+
+    /// A `read`'s predicted outcome with the digests of racing pages as observed: their bytes
+    /// are the interleaving's (T1). A child's pending copy (T2) that no view could read (a
+    /// write-only page) is learnt by a whole-page read, and taken as seen by a part-page one.
+    /// Everything else (which page faults, the other digests) stays predicted.
+    pub(super) fn racy_read(
+        &mut self,
+        proc: ProcId,
+        base: u64,
+        span: Span,
+        mut predicted: Outcome,
+        observed: Option<&Outcome>,
+    ) -> Outcome {
+        let frames = self.racing_frames();
+        if frames.is_empty() && self.threads.pending.is_empty() {
+            return predicted;
+        }
+        let seen = match observed {
+            Some(Outcome::Read { digests }) | Some(Outcome::Killed { digests, .. }) => digests,
+            _ => return predicted,
+        };
+        let vpn = self.vpn(base);
+        let first = span.page_range().start;
+        let whole = matches!(span, Span::Pages(_));
+        if let Outcome::Read { digests } | Outcome::Killed { digests, .. } = &mut predicted {
+            for (i, d) in digests.iter_mut().enumerate() {
+                let page = vpn + first as u64 + i as u64;
+                let Some(&o) = seen.get(i) else {
+                    continue;
+                };
+                let pending = self.pending_at(proc, page);
+                if pending && whole {
+                    self.learn_pending(proc, page, o);
+                    *d = self
+                        .frame_at(proc, page)
+                        .map_or(*d, |f| self.frames.digest(f));
+                } else if pending || self.racing_page(proc, page, &frames) {
+                    *d = o;
+                }
+            }
+        }
+        predicted
+    }
+
+    /// Whether page `vpn` of `proc` is a child's copy whose counter is still to learn.
+    fn pending_at(&self, proc: ProcId, vpn: u64) -> bool {
+        self.threads
+            .pending
+            .iter()
+            .any(|p| p.proc == proc && p.vpn == vpn && self.frame_at(proc, vpn) == Some(p.frame))
+    }
+
+    /// Learns a pending child's counter from the digest `seen` of its whole page: one in its
+    /// range (T2), else the page keeps a value outside it, which differs.
+    fn learn_pending(&mut self, proc: ProcId, vpn: u64, seen: u64) {
+        let Some(i) = self
+            .threads
+            .pending
+            .iter()
+            .position(|p| p.proc == proc && p.vpn == vpn)
+        else {
+            return;
+        };
+        let p = self.threads.pending.remove(i);
+        let f = p.frame;
+        if self.frame_at(p.proc, p.vpn) != Some(f) || f == FrameId::ZERO {
+            return;
+        }
+        let ps = self.page_size as usize;
+        let of = last_word_digests(self.frames.bytes(f));
+        let value = (p.lo..=p.hi).find(|&c| of(c) == seen).unwrap_or(p.hi + 1);
+        self.frames.bytes_mut(f)[ps - RACE_WORD..].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// `proc` ends (exit or death): its thread ends too (T4).
+    pub(super) fn racers_end(&mut self, proc: ProcId) {
+        let ended: Vec<Racer> = self
+            .threads
+            .running
+            .iter()
+            .filter(|r| r.proc == proc)
+            .cloned()
+            .collect();
+        for r in ended {
+            if let Some(pte) = self.space(proc).get(r.vpn)
+                && let super::space::PageBacking::Object { .. } = pte.backing
+                && let Some(f) = self.frame_at(proc, r.vpn)
+            {
+                self.threads.wild.push(f);
+            }
+        }
+        self.threads.running.retain(|r| r.proc != proc);
+        self.threads.pending.retain(|p| p.proc != proc);
+    }
+
+    /// Learns from an observed snapshot: a pending child's counter (one in its range, T2), and
+    /// what racing frames showed (T1).
+    pub(super) fn settle_racing(&mut self, observed: &Snapshot) {
+        self.threads.seen.clear();
+        if self.threads.running.is_empty()
+            && self.threads.pending.is_empty()
+            && self.threads.wild.is_empty()
+        {
+            return;
+        }
+        let frames = self.racing_frames();
+        for view in &observed.procs {
+            for &(addr, d) in &view.pages {
+                let vpn = self.vpn(addr);
+                if d == UNREADABLE {
+                    continue;
+                }
+                if self.pending_at(view.proc, vpn) {
+                    self.learn_pending(view.proc, vpn, d);
+                    continue;
+                }
+                if self.racing_page(view.proc, vpn, &frames) {
+                    self.threads.seen.push((view.proc, vpn, d));
+                }
+            }
+        }
+    }
+
+    /// A predicted view with racing pages as they were seen (T1).
+    pub(super) fn racing_views(&self, views: &mut [ProcView]) {
+        for &(proc, vpn, d) in &self.threads.seen {
+            if let Some(v) = views.iter_mut().find(|v| v.proc == proc)
+                && let Some(page) = v.pages.iter_mut().find(|(a, _)| *a == vpn * self.page_size)
+            {
+                page.1 = d;
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The threads family's decoder (docs/SEMANTICS.md part 13): racing threads, and forks put
+//! inside their racing windows. A raw op either starts a race in its process (on a page of a
+//! mapping it holds), or, where a thread already races, forks the racing process (most
+//! often: that is the window the T rules are about), reads the raced page, or stops the thread.
+//! Everything the validator refuses (`ThreadRules`) is dropped, as for every other op.
+
+use super::{Builder, RawOp};
+use crate::program::{Op, ProcId, RaceKind, Span, caps};
+
+impl Builder {
+    pub(super) fn add_threads(&mut self, r: &RawOp) {
+        let racing: Vec<ProcId> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|p| self.v.threads().running_in(*p).is_some())
+            .collect();
+        if let Some(&p) = racing.get(r.who as usize % racing.len().max(1)) {
+            let thread = self.v.threads().running_in(p).expect("racing");
+            match r.verb % 8 {
+                // Fork inside the racing window.
+                0..=3 => {
+                    self.fork_of(p);
+                    return;
+                }
+                4 => {
+                    // The racing process (or its newest child) reads what it can see.
+                    if let Some(m) = self.pick_map(p, r.what) {
+                        let span = self.span(m, r);
+                        self.push(Op::Read {
+                            proc: p,
+                            map: m,
+                            span,
+                        });
+                    }
+                    return;
+                }
+                5 | 6 => {
+                    self.push(Op::Stop { proc: p, thread });
+                    return;
+                }
+                // Start another race elsewhere, below.
+                _ => {}
+            }
+        }
+        // One raw op in four starts a race; the others are classic ops (a race holds back
+        // much of what they may do while it runs).
+        if !r.c.is_multiple_of(4) {
+            self.add(r);
+            return;
+        }
+        let p = self.pick_proc(r.who);
+        let Some(m) = self.pick_map(p, r.what) else {
+            self.add(r);
+            return;
+        };
+        let Some(thread) = self.v.threads().fresh() else {
+            self.add(r);
+            return;
+        };
+        let page = r.a % self.sizes[m.0 as usize];
+        if !self.push(Op::Race {
+            proc: p,
+            thread,
+            kind: RaceKind::Write,
+            map: m,
+            page,
+        }) {
+            // Refused (a race already runs there, or the mapping is raced): a read instead.
+            let span = Span::Pages(self.range(m, r.a, r.b));
+            self.push(Op::Read {
+                proc: p,
+                map: m,
+                span,
+            });
+        }
+    }
+
+    /// `p` forks, if the caps allow.
+    fn fork_of(&mut self, p: ProcId) {
+        if self.live.len() >= caps::MAX_LIVE || self.next_proc as usize >= caps::MAX_PROCS {
+            return;
+        }
+        let child = ProcId(self.next_proc);
+        if self.push(Op::Fork { proc: p, child }) {
+            self.next_proc += 1;
+            self.live.push(child);
+            self.holds[child.0 as usize] = self.holds[p.0 as usize];
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Threads in the op language (docs/SEMANTICS.md part T): a process starts a racing thread
+//! (`p0 race t0 write m0 3`) that stores an increasing counter into the last 8 bytes of one page
+//! until the process stops it (`p0 stop t0`), while the process goes on with other ops (a
+//! `fork` among them). Thread handles (`t0`, ...) are named like processes: each `race` takes a
+//! fresh one. This file owns the handle, the race kinds and the static rules of racing
+//! ([`ThreadRules`], called by the `Validator`): what may run while a thread races, so that the
+//! raced word is decided by the counter alone and the thread's page stays mapped and writable.
+
+use super::args::{Advice, MAX_THREADS, Prot, RACE_WORD};
+use super::caps;
+use super::handle::{ProcId, ThreadId};
+use super::ops::Op;
+use super::span::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Racing {
+    proc: ProcId,
+}
+
+/// The static rules of racing (T1): a thread handle is fresh and below the cap; one thread
+/// races at a time in a program; only its own process stops it; while it runs, nothing but the
+/// thread may store to its word, and its process keeps its layout (`check_op`).
+#[derive(Clone, Debug, Default)]
+pub struct ThreadRules {
+    used: [bool; MAX_THREADS],
+    running: [Option<Racing>; MAX_THREADS],
+    /// Whether a vmsplice ran: the pipe may hold a page a race would then write, whose bytes
+    /// in the pipe no observation bounds (K3). A program uses the pipe or races, not both.
+    spliced: bool,
+    /// Whether a page was made write-only: a view does not read such a page (/proc/self/maps
+    /// does not list it readable), so a fork's child's copy of a raced write-only page could
+    /// not be learnt when the child appears (T2). A program makes write-only pages or races.
+    write_only: bool,
+}
+
+/// Which part of an op a refusal is about (the validator's `Culprit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    Proc,
+    Thread,
+    Span,
+}
+
+/// Why racing refuses an op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub blame: Blame,
+    pub message: String,
+}
+
+fn refuse(blame: Blame, message: String) -> Result<(), Refused> {
+    Err(Refused { blame, message })
+}
+
+/// Whether a store to `span` may reach the last `RACE_WORD` bytes of a page (on any page
+/// size: a byte span lies in the first 4096 bytes of its page).
+fn reaches_word(span: Span) -> bool {
+    match span {
+        Span::Pages(_) => true,
+        Span::Bytes { end, .. } => end as usize > caps::MAX_BYTE_OFFSET as usize - RACE_WORD,
+    }
+}
+
+impl ThreadRules {
+    /// Whether any thread is racing (the generator asks, to put forks inside racing windows).
+    pub fn any_running(&self) -> bool {
+        self.running.iter().any(Option::is_some)
+    }
+
+    /// The thread racing in `proc`, if any.
+    pub fn running_in(&self, proc: ProcId) -> Option<ThreadId> {
+        (0..MAX_THREADS)
+            .find(|&t| self.running[t].is_some_and(|r| r.proc == proc))
+            .map(|t| ThreadId(t as u8))
+    }
+
+    /// A thread handle never used yet.
+    pub fn fresh(&self) -> Option<ThreadId> {
+        (0..MAX_THREADS)
+            .find(|&t| !self.used[t])
+            .map(|t| ThreadId(t as u8))
+    }
+
+    /// Checks `op` against the running threads; on success notes what it changes.
+    pub fn admit(&mut self, op: &Op) -> Result<(), Refused> {
+        let proc = op.proc();
+        match *op {
+            Op::Race { thread, .. } => {
+                let t = thread.0 as usize;
+                if t >= MAX_THREADS {
+                    return refuse(
+                        Blame::Thread,
+                        format!("thread handle {thread} is past the cap of {MAX_THREADS} threads"),
+                    );
+                }
+                if self.used[t] {
+                    return refuse(
+                        Blame::Thread,
+                        format!("thread handle {thread} is already taken; a race needs a new one"),
+                    );
+                }
+                if let Some(r) = self.running.iter().flatten().next() {
+                    return refuse(
+                        Blame::Proc,
+                        format!("a thread of {} races already: one race at a time", r.proc),
+                    );
+                }
+                if self.write_only {
+                    return refuse(
+                        Blame::Proc,
+                        "a program that made a page write-only does not race (a child's copy of it could not be seen at the fork)".into(),
+                    );
+                }
+                if self.spliced {
+                    return refuse(
+                        Blame::Proc,
+                        "a program that vmspliced does not race (the pipe may hold the page)"
+                            .into(),
+                    );
+                }
+                self.used[t] = true;
+                self.running[t] = Some(Racing { proc });
+                Ok(())
+            }
+            Op::Stop { thread, .. } => match self.running.get(thread.0 as usize).copied().flatten()
+            {
+                Some(r) if r.proc == proc => {
+                    self.running[thread.0 as usize] = None;
+                    Ok(())
+                }
+                Some(r) => refuse(
+                    Blame::Proc,
+                    format!("{thread} races in {}, not in {proc}", r.proc),
+                ),
+                None => refuse(Blame::Thread, format!("{thread} is not racing")),
+            },
+            Op::Exit { .. } => {
+                // Exit ends the process's threads (exit_group).
+                for r in self.running.iter_mut() {
+                    if r.is_some_and(|r| r.proc == proc) {
+                        *r = None;
+                    }
+                }
+                Ok(())
+            }
+            _ => self.check_op(op),
+        }
+    }
+
+    /// Refuses an op that could store to a raced word, or change the racing process's layout,
+    /// while a thread races. Mapping handles do not tell which addresses an op reaches (a map
+    /// may land in a hole of another handle's range, MAP_FIXED places over one, a private
+    /// handle's page may be a shared object placed there), so the rule holds for every handle:
+    /// no process stores to the last word of a page or punches a hole
+    /// (MADV_REMOVE); the racing process changes no layout and gives no advice.
+    fn check_op(&mut self, op: &Op) -> Result<(), Refused> {
+        let raced = self.used.iter().any(|u| *u);
+        if let Op::Vmsplice { .. } | Op::PipeRead { .. } = op {
+            if raced {
+                return refuse(
+                    Blame::Proc,
+                    "a program that raced does not use the pipe (it may hold a raced page)".into(),
+                );
+            }
+            self.spliced |= matches!(op, Op::Vmsplice { .. });
+        }
+        if let Op::Protect {
+            prot: Prot::Write, ..
+        } = op
+        {
+            if raced {
+                return refuse(
+                    Blame::Proc,
+                    "a program that raced makes no page write-only (a child's copy of a raced page could not be seen at the fork)".into(),
+                );
+            }
+            self.write_only = true;
+        }
+        let Some(r) = self.running.iter().flatten().next() else {
+            return Ok(());
+        };
+        let mine = op.proc() == r.proc;
+        let refused = match *op {
+            Op::Write { span, .. } | Op::Poke { span, .. } => reaches_word(span),
+            Op::Vmsplice { .. } | Op::PipeRead { .. } => true,
+            Op::Advise { advice, .. } => mine || advice == Advice::Remove,
+            Op::Unmap { .. } | Op::Protect { .. } | Op::Remap { .. } | Op::MapAt { .. } => mine,
+            Op::Map { .. }
+            | Op::Read { .. }
+            | Op::Fork { .. }
+            | Op::Exit { .. }
+            | Op::Invalid { .. }
+            | Op::Race { .. }
+            | Op::Stop { .. } => false,
+            // The allocator's memory never overlaps the program's mappings (M6), and a write to
+            // a block is a write to the block, wherever its units end.
+            Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => false,
+        };
+        if refused {
+            return refuse(
+                Blame::Span,
+                format!(
+                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout",
+                    r.proc, r.proc
+                ),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! Proof that the racing checks can fail (docs/SEMANTICS.md T2): under tests/faults/libthreads.c,
+//! whose fork lets a multithreaded process's child see its parent's memory for a moment after
+//! the fork, a seeded campaign finds a divergence within 60 s, shrinks it to a few ops with a
+//! race and a fork in its window, saves it, and the saved trace replays to a divergence under
+//! the fault and agrees without it. A single-threaded fork is untouched by the fault, so only
+//! the threads family can catch it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+/// The shared object of tests/faults/libthreads.c, built once with `cc`; `None` (after a
+/// note) when no C compiler is installed.
+fn libthreads() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libthreads.c");
+            let lib = tmpdir("libthreads").join("libthreads.so");
+            match Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-o"])
+                .arg(&lib)
+                .arg(&source)
+                .arg("-ldl")
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    eprintln!("note: no `cc` on PATH; skipping the libthreads tests");
+                    None
+                }
+                Err(e) => panic!("cannot run cc: {e}"),
+                Ok(out) => {
+                    assert!(
+                        out.status.success(),
+                        "building libthreads.so failed:\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    Some(lib)
+                }
+            }
+        })
+        .clone()
+}
+
+#[test]
+fn fork_peek_is_caught_and_shrunk() {
+    let Some(lib) = libthreads() else { return };
+    let under = format!(
+        "env COWCHECK_THREADS_FAULT=fork-peek LD_PRELOAD={}",
+        lib.display()
+    );
+    let dir = tmpdir("libthreads-fork-peek");
+    let args: Vec<String> = [
+        "run",
+        "--seed",
+        "1",
+        "--time",
+        "60",
+        "--json",
+        "--out",
+        &dir.display().to_string(),
+        "--under",
+        &under,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = cowcheck(&args);
+    run.expect_code(1);
+    let report = run.json();
+    let div = &report["divergence"];
+    let trace = div["trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace: {report}"));
+    let ops = op_lines(trace);
+    assert!(
+        !ops.is_empty() && ops.len() <= 6,
+        "the shrunk trace has {} ops:\n{trace}",
+        ops.len()
+    );
+    let race = ops.iter().position(|o| o.contains(" race "));
+    let fork = ops.iter().rposition(|o| o.contains(" fork "));
+    assert!(
+        matches!((race, fork), (Some(r), Some(f)) if r < f),
+        "the shrunk trace needs a fork inside a racing window:\n{trace}"
+    );
+    let saved = PathBuf::from(div["saved_to"].as_str().expect("saved"));
+    let (code, replayed, rerun) = replay_json(&saved, &["--under".to_string(), under]);
+    assert_eq!(
+        code,
+        1,
+        "replays to a divergence under the fault\n{}",
+        rerun.dump()
+    );
+    assert!(replayed["divergence"].is_object(), "{replayed}");
+    let clean = cowcheck(&["replay", saved.to_str().expect("utf-8 path")]);
+    clean.expect_code(0);
+}
