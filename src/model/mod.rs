@@ -128,6 +128,10 @@ pub struct Model {
     /// The program's pipe: each entry one vmspliced page, as the frames it may show (more than
     /// one where the page's contents were open to the kernel's choice).
     pipe: std::collections::VecDeque<pipe::PipePage>,
+    /// Other worlds the kernel may be in, where the observations so far cannot tell (a failed
+    /// MREMAP_FIXED move that may have unmapped its destination first, G5): each is stepped
+    /// alongside and dropped when an outcome or a snapshot rules it out (`mremap.rs`).
+    others: Vec<Model>,
 }
 
 /// The address an observation says the kernel chose, if it chose one.
@@ -173,6 +177,7 @@ impl Model {
             next_placement: mmap::MODEL_MMAP_TOP,
             next_vma: 0,
             pipe: Default::default(),
+            others: Vec::new(),
         }
     }
 
@@ -213,6 +218,14 @@ impl Model {
     /// allowed outcomes happened) and returns its own prediction, which equals the observation
     /// exactly when the kernel behaved.
     pub fn step(&mut self, op: &Op, observed: Option<&Outcome>) -> Result<Outcome, ModelError> {
+        if self.others.is_empty() {
+            return self.step_one(op, observed);
+        }
+        self.step_worlds(op, observed)
+    }
+
+    /// Applies one op to this world alone.
+    fn step_one(&mut self, op: &Op, observed: Option<&Outcome>) -> Result<Outcome, ModelError> {
         let proc = op.proc();
         if self.life(proc) != Life::Alive {
             return Ok(Outcome::Skipped);
@@ -402,6 +415,7 @@ impl Model {
     /// Learns the kernel's choices from an observed snapshot: pages whose contents Linux leaves
     /// open (MADV_FREE) narrow to what was seen, when that is allowed.
     pub fn reconcile(&mut self, observed: &Snapshot) {
+        self.choose_world(observed);
         let full = 0..self.page_size as usize;
         for view in &observed.procs {
             if self.life(view.proc) != Life::Alive {
