@@ -142,6 +142,10 @@ pub struct Model {
     heap: malloc::Heap,
     /// Racing threads and what was learnt of their pages (`thread.rs`, T1-T4).
     threads: thread::Racers,
+    /// Other worlds the kernel may be in, where the observations so far cannot tell (a failed
+    /// MREMAP_FIXED move that may have unmapped its destination first, G5): each is stepped
+    /// alongside and dropped when an outcome or a snapshot rules it out (`mremap.rs`).
+    others: Vec<Model>,
 }
 
 /// The address an observation says the kernel chose, if it chose one.
@@ -189,6 +193,7 @@ impl Model {
             pipe: Default::default(),
             heap: Default::default(),
             threads: Default::default(),
+            others: Vec::new(),
         }
     }
 
@@ -229,6 +234,14 @@ impl Model {
     /// allowed outcomes happened) and returns its own prediction, which equals the observation
     /// exactly when the kernel behaved.
     pub fn step(&mut self, op: &Op, observed: Option<&Outcome>) -> Result<Outcome, ModelError> {
+        if self.others.is_empty() {
+            return self.step_one(op, observed);
+        }
+        self.step_worlds(op, observed)
+    }
+
+    /// Applies one op to this world alone.
+    fn step_one(&mut self, op: &Op, observed: Option<&Outcome>) -> Result<Outcome, ModelError> {
         let proc = op.proc();
         if self.life(proc) != Life::Alive {
             return Ok(Outcome::Skipped);
@@ -436,6 +449,7 @@ impl Model {
     /// Learns the kernel's choices from an observed snapshot: pages whose contents Linux leaves
     /// open (MADV_FREE) narrow to what was seen, when that is allowed.
     pub fn reconcile(&mut self, observed: &Snapshot) {
+        self.choose_world(observed);
         self.settle_racing(observed);
         let full = 0..self.page_size as usize;
         for view in &observed.procs {

@@ -20,8 +20,10 @@
 //! Moved pages keep their frames, flags and guards (F8, G9); a private tail grows zero; a
 //! shared object never grows, so its new tail raises SIGBUS (G8). Where Linux leaves the
 //! choice (room to grow in place, where a moved range goes, whether two VMAs with equal
-//! attributes were merged), the model learns it from the observation. Never touches another
-//! process's pages.
+//! attributes were merged), the model learns it from the observation; where a failed
+//! MREMAP_FIXED move may or may not have unmapped its destination (6.1 and 6.12 do, 6.18 does
+//! not: G5), it holds both worlds until the observations tell them apart (`step_worlds`,
+//! `choose_world`). Never touches another process's pages.
 
 use super::errno::*;
 use super::frame::FrameId;
@@ -29,6 +31,10 @@ use super::space::{Alts, PageBacking, Pte, flag};
 use super::{Model, ModelError, observed_addr, observed_errno};
 use crate::program::outcome::Outcome;
 use crate::program::{BadArg, MapId, MapKind, ProcId, RemapFlags};
+use worlds::MAX_WORLDS;
+
+#[path = "mremap_worlds.rs"]
+mod worlds;
 
 /// One mremap op's arguments, as `step` has them.
 pub(super) struct Mremap {
@@ -163,6 +169,7 @@ impl Model {
             return fail(EFAULT);
         };
         if let Err(errno) = self.check_prep_vma(vrm, &src) {
+            self.maybe_unmapped_first(vrm, &src, errno);
             return fail(errno);
         }
         if vrm.multi {
@@ -218,6 +225,38 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// A `MREMAP_FIXED` move that `check_prep_vma` refused, and the kernel refused too. Before the
+    /// 6.16 rework `mremap_to()` unmapped the destination (and a shrinking move's source tail)
+    /// before `vma_to_resize()` looked at the source, so on 6.1 and 6.12 the failure leaves
+    /// them unmapped; 6.18 checks first and leaves them (G5). Both are allowed: the world where
+    /// they were unmapped is held beside this one until an outcome or a snapshot tells them
+    /// apart (`step_worlds`, `choose_world`). Only the checks `vma_to_resize()` makes count
+    /// (the source spanning VMAs: EFAULT; old size 0 on private memory: EINVAL); the argument
+    /// checks and the source's lookup come before the unmapping on every kernel.
+    fn maybe_unmapped_first(&mut self, vrm: &VmaRemap, src: &Pte, errno: i32) {
+        let Some(dest) = vrm.new_addr else {
+            return;
+        };
+        if observed_errno(vrm.observed) != Some(errno) || self.others.len() + 1 >= MAX_WORLDS {
+            return;
+        }
+        // DONTUNMAP of shared memory before 5.13: not measured here, so not allowed.
+        if vrm.flags.dontunmap && src.kind.is_shared() && !self.features.dontunmap_shared {
+            return;
+        }
+        let dv = self.vpn(dest);
+        let tail = vrm.old_len.saturating_sub(vrm.new_len);
+        let space = self.space(vrm.proc);
+        if !space.any_mapped(dv, vrm.new_len) && !space.any_mapped(vrm.vpn + vrm.new_len, tail) {
+            return;
+        }
+        let mut other = self.clone();
+        other.others.clear();
+        other.do_munmap(vrm.proc, dv, vrm.new_len);
+        other.do_munmap(vrm.proc, vrm.vpn + vrm.new_len, tail);
+        self.others.push(other);
     }
 
     /// What the source (`src`, its first page) allows, and, where the call maps anything new,
@@ -616,3 +655,7 @@ pub(super) fn mremap_bad_arg(bad: BadArg, observed: Option<&Outcome>) -> Outcome
         _ => Outcome::Failed { errno: EINVAL },
     }
 }
+
+#[cfg(test)]
+#[path = "mremap_tests.rs"]
+mod tests;
