@@ -5,7 +5,8 @@
 //! a file/shared page (I7). The exclusive bit (I8) follows from the identities and from what
 //! is observed present, so the checker works it out (`check::physical`). Where the model does
 //! not know the kernel's frame (a page whose contents are still open after MADV_FREE, a page a
-//! pipe refers to, a range that may get a huge page) the page is left unconstrained: a set of
+//! pipe refers to, a range that may get a huge page, a page a racing thread writes and the
+//! copies a fork made of it) the page is left unconstrained: a set of
 //! outcomes too large to be worth a constraint, never a guess.
 //!
 //! Also the one physical effect of an op that never changes contents: MADV_POPULATE_WRITE
@@ -64,19 +65,36 @@ impl Model {
         for page in &self.pipe {
             open.extend(page.frames.iter().copied());
         }
+        // Pages a racing thread writes, and the copies a fork made of them (T2): when the
+        // kernel splits them is the interleaving's.
+        open.extend(self.racing_open_frames());
         let live = || {
             self.procs
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.life == Life::Alive)
         };
-        for (_, p) in live() {
-            for pte in p.space.ptes.values() {
+        // Whether a PMD (by its first page) may hold a transparent huge page whatever the THP
+        // mode: MADV_COLLAPSE needs no MADV_HUGEPAGE (L3, L4). Asked once per PMD. A zero-page mapping is left open page by page, never by frame
+        // (which would open every zero page).
+        let mut huge: std::collections::HashMap<(usize, u64), bool> = Default::default();
+        let pmd = self.pmd_pages();
+        let mut may_be_huge = |i: usize, vpn: u64| {
+            *huge
+                .entry((i, vpn - vpn % pmd))
+                .or_insert_with(|| self.huge_possible(ProcId(i as u8), vpn, false))
+        };
+        for (i, p) in live() {
+            for (&vpn, pte) in &p.space.ptes {
                 if let PageBacking::Private(f) = pte.backing
-                    && (pte.flags & (flag::LAZY | flag::HUGEPAGE) != 0 || !pte.alts.is_empty())
+                    && (pte.flags & (flag::LAZY | flag::HUGEPAGE) != 0
+                        || !pte.alts.is_empty()
+                        || may_be_huge(i, vpn))
                 {
-                    open.insert(f);
-                    open.extend(pte.alts.iter());
+                    if f != FrameId::ZERO {
+                        open.insert(f);
+                    }
+                    open.extend(pte.alts.iter().filter(|a| *a != FrameId::ZERO));
                 }
             }
         }
@@ -107,7 +125,9 @@ impl Model {
                     PageBacking::Private(f) => {
                         owners.contains(&(proc, vpn))
                             || open.contains(&f)
-                            || pte.flags & flag::HUGEPAGE != 0
+                            || pte.flags & (flag::LAZY | flag::HUGEPAGE) != 0
+                            || !pte.alts.is_empty()
+                            || may_be_huge(i, vpn)
                     }
                     PageBacking::Object { .. } => false,
                 };

@@ -52,6 +52,10 @@ pub(super) struct Racers {
     wild: Vec<FrameId>,
     /// Pages of racing frames seen in the last observed snapshot: (proc, vpn, digest).
     seen: Vec<(ProcId, u64, u64)>,
+    /// Both frames of every private raced page that a fork split in the model: the kernel
+    /// splits it only at the thread's next store after the fork, which may come after the
+    /// next view or never, so which physical page backs either side is open (I9).
+    forked: Vec<FrameId>,
 }
 
 impl Model {
@@ -64,6 +68,15 @@ impl Model {
             .filter_map(|r| self.frame_at(r.proc, r.vpn))
             .collect();
         v.extend(self.threads.wild.iter().copied());
+        v
+    }
+
+    /// The frames whose physical page the interleaving decides (I9): the running and dead
+    /// racers' frames, the pending copies, and both sides of every raced page a fork split.
+    pub(super) fn racing_open_frames(&self) -> Vec<FrameId> {
+        let mut v = self.racing_frames();
+        v.extend(self.threads.pending.iter().map(|p| p.frame));
+        v.extend(self.threads.forked.iter().copied());
         v
     }
 
@@ -182,6 +195,7 @@ impl Model {
         if shares && let Some(f) = parent {
             let copy = self.frames.copy_of(f);
             self.frames.release(f);
+            self.threads.forked.extend([f, copy]);
             let pte = self.space_mut(child).get_mut(vpn).expect("present");
             pte.backing = super::space::PageBacking::Private(copy);
             self.threads.pending.push(Pending {
