@@ -296,9 +296,9 @@ fn main() -> ExitCode {
                     (_, true) => Some(Skip::Emulator),
                     _ => None,
                 };
-                return ExitCode::from(
-                    cowcheck::kernel::executor::main(mask, deadline, cpu, physical) as u8
-                );
+                return ExitCode::from(cowcheck::kernel::executor::main(
+                    mask, deadline, cpu, physical,
+                ) as u8);
             }
             Err(e) => Err(e),
         },

@@ -6,8 +6,8 @@ use crate::check::coverage::{self, CoverageSink};
 pub use crate::check::physical::PhysicalDifference;
 use crate::model::{Features, Model, ModelError};
 use crate::program::outcome::{KernelRun, Outcome, ProcView, Region, Snapshot};
-use crate::program::runtime_regions::RegionKind;
 use crate::program::physical::Channels;
+use crate::program::runtime_regions::RegionKind;
 use crate::program::{Op, ProcId, Program};
 
 /// What differed.

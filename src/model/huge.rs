@@ -77,6 +77,18 @@ impl Model {
                 .get(vpn)
                 .is_some_and(|p| p.flags & flag::NOHUGEPAGE != 0)
         });
+        // Every PMD the range touches may now be (or have been) one huge page, whatever the
+        // result: a range of several PMDs may fail after collapsing the first (I9).
+        let pmd = self.pmd_pages();
+        let first = start - start % pmd;
+        let end = (start + pages.len() as u64).next_multiple_of(pmd);
+        for vpn in first..end {
+            if let Some(p) = self.space_mut(proc).get_mut(vpn)
+                && p.flags & flag::NOHUGEPAGE == 0
+            {
+                p.flags |= flag::HUGE_RESIDUE;
+            }
+        }
         match observed_errno(observed) {
             Some(e @ (EINVAL | EAGAIN | ENOMEM)) => Outcome::Failed { errno: e },
             _ if refused => Outcome::Failed { errno: EINVAL },

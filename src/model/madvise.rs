@@ -152,7 +152,7 @@ impl Model {
             // measured).
             Advice::HugePage => {
                 self.set_flag(proc, vpn, flag::NOHUGEPAGE, false);
-                self.set_flag(proc, vpn, flag::HUGEPAGE, true);
+                self.set_flag(proc, vpn, flag::HUGEPAGE | flag::HUGE_RESIDUE, true);
             }
             Advice::NoHugePage => {
                 self.set_flag(proc, vpn, flag::HUGEPAGE, false);

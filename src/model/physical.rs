@@ -87,7 +87,7 @@ impl Model {
         for (i, p) in live() {
             for (&vpn, pte) in &p.space.ptes {
                 if let PageBacking::Private(f) = pte.backing
-                    && (pte.flags & (flag::LAZY | flag::HUGEPAGE) != 0
+                    && (pte.flags & (flag::LAZY | flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0
                         || !pte.alts.is_empty()
                         || may_be_huge(i, vpn))
                 {
@@ -125,7 +125,7 @@ impl Model {
                     PageBacking::Private(f) => {
                         owners.contains(&(proc, vpn))
                             || open.contains(&f)
-                            || pte.flags & (flag::LAZY | flag::HUGEPAGE) != 0
+                            || pte.flags & (flag::LAZY | flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0
                             || !pte.alts.is_empty()
                             || may_be_huge(i, vpn)
                     }

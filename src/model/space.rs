@@ -41,6 +41,11 @@ pub mod flag {
     /// whatever else holds the frame (a pipe after vmsplice); cleared on both sides by fork.
     /// This is PG_anon_exclusive's role since 5.19 (docs/SEMANTICS.md K3/K4).
     pub const EXCLUSIVE: u8 = 64;
+    /// A transparent huge page may have backed this page (it was advised `hugepage`, or a
+    /// collapse took its PMD): after a split (a partial `nohugepage`, `mprotect`, `munmap`)
+    /// its untouched neighbours may stay present as pieces of that huge page, so the physical
+    /// channel leaves it open (I9, L4). Never cleared while the page is mapped; not a VMA flag.
+    pub const HUGE_RESIDUE: u8 = 128;
     /// Flags that belong to the VMA (and so decide whether two pages can be one VMA).
     pub const VMA: u8 = DONTFORK | WIPEONFORK | HUGEPAGE | NOHUGEPAGE;
 }

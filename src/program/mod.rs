@@ -16,8 +16,8 @@ pub mod features;
 pub mod generate;
 pub mod op;
 pub mod outcome;
-pub mod runtime_regions;
 pub mod physical;
+pub mod runtime_regions;
 pub mod tables;
 pub mod trace;
 

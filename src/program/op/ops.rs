@@ -247,8 +247,7 @@ impl Op {
             | Op::Alloc { proc, .. }
             | Op::Free { proc, .. }
             | Op::Tune { proc, .. } => proc,
-            | Op::Race { proc, .. }
-            | Op::Stop { proc, .. } => proc,
+            Op::Race { proc, .. } | Op::Stop { proc, .. } => proc,
         }
     }
 
