@@ -324,6 +324,24 @@ pub fn set_aside(
             continue;
         }
         n += aside.len();
+        // The pagemap words go with their regions' pages: one word per page of every region,
+        // in order (`ProcView::phys`), so the page size is the regions' bytes over the words.
+        if !view.phys.is_empty() {
+            let bytes: u64 = view.regions.iter().map(|r| r.end - r.start).sum();
+            let ps = bytes / view.phys.len() as u64;
+            let mut words = view.phys.iter().copied();
+            let mut phys = Vec::with_capacity(view.phys.len());
+            for r in &view.regions {
+                let region: Vec<u64> = words
+                    .by_ref()
+                    .take(((r.end - r.start) / ps) as usize)
+                    .collect();
+                if !own(r) {
+                    phys.extend(region);
+                }
+            }
+            view.phys = phys;
+        }
         view.regions.retain(|r| !own(r));
         view.pages
             .retain(|&(a, _)| !aside.iter().any(|r| r.start <= a && a < r.end));

@@ -75,6 +75,10 @@ pub enum Skip {
     /// Under an emulator (`--under qemu-*`): left out, so that its snapshots read pages the way
     /// they always have there (`process_vm_readv`) and its findings stay comparable.
     Emulator,
+    /// Transparent huge pages are `always` on: a huge page may back any private page of a
+    /// PMD-sized range at any fault (a snapshot's reads included) and stay behind in pieces
+    /// after a split, which the model's frames do not follow (I9, L4).
+    ThpAlways,
 }
 
 impl Skip {
@@ -89,6 +93,10 @@ impl Skip {
             Skip::NoIoctl => "the PAGEMAP_SCAN ioctl is unknown here (6.7+)",
             Skip::NoPfn => "page frame numbers read as 0 (needs CAP_SYS_ADMIN)",
             Skip::NeedsPagemap => "needs the pagemap channel",
+            Skip::ThpAlways => {
+                "transparent huge pages are `always` here: a huge page may back any private \
+                 page at any fault, which the model's frames do not follow"
+            }
             Skip::Emulator => {
                 "under an emulator (--under qemu-*): its /proc is the host's view of the \
                  emulator, and snapshots keep reading pages with process_vm_readv as the \
@@ -106,6 +114,7 @@ impl Skip {
             Skip::NoPfn => 5,
             Skip::NeedsPagemap => 6,
             Skip::Emulator => 7,
+            Skip::ThpAlways => 8,
         }
     }
 
@@ -118,6 +127,7 @@ impl Skip {
             5 => Skip::NoPfn,
             6 => Skip::NeedsPagemap,
             7 => Skip::Emulator,
+            8 => Skip::ThpAlways,
             _ => return None,
         })
     }

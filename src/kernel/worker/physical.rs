@@ -207,6 +207,12 @@ pub fn probe(ps: usize, off: Option<Skip>) -> Channels {
     if let Some(why) = off {
         return Channels::off(why);
     }
+    // The mode the kernel shows as `[always]` among `always madvise never`
+    // (Documentation/admin-guide/mm/transhuge.rst); unreadable (no THP) is not `always`.
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    if thp.is_ok_and(|s| s.contains("[always]")) {
+        return Channels::off(Skip::ThpAlways);
+    }
     let channels = probe_in_child(ps);
     let mut on = 0;
     if channels.pagemap.is_ok() {
