@@ -94,7 +94,7 @@ fn assert_caught_physically(mode: &str) {
     assert!(div.is_object(), "{mode}: no divergence: {report}");
     let channel = div["channel"].as_str().unwrap_or("");
     assert!(
-        ["pagemap", "pagemap-scan", "pfn"].contains(&channel),
+        ["pagemap", "pagemap-scan", "pfn", "mincore"].contains(&channel),
         "{mode}: caught by {channel:?}, not the physical channel: {div}"
     );
     assert!(
@@ -145,4 +145,14 @@ fn libphys_madvise_zero() {
 #[test]
 fn libphys_mmap_prefault() {
     assert_caught_physically("mmap-prefault");
+}
+
+#[test]
+fn libphys_mincore_all() {
+    assert_caught_physically("mincore-all");
+}
+
+#[test]
+fn libphys_mincore_pte() {
+    assert_caught_physically("mincore-pte");
 }

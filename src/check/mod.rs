@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accounting;
 pub mod compare;
 pub mod coverage;
 pub mod expectations;

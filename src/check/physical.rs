@@ -1,6 +1,6 @@
 //! The physical channel's comparison (docs/SEMANTICS.md part 11): each live process's pagemap
 //! words, read at a full-state snapshot, held against the model's frames (`Model::physical`).
-//! Checked, page by page: presence (I3), the file bit (I7), the zero page (I5, with
+//! Checked, page by page: presence (I3), what mincore says (I10, `accounting`), the file bit (I7), the zero page (I5, with
 //! PAGEMAP_SCAN), and across every live process, with PFNs, one frame per identity and one
 //! identity per frame (I4), and the exclusive bit from the number of page-table entries that
 //! map the frame (I8). A snapshot's own digests fault pages in after each process read its
@@ -82,6 +82,7 @@ pub fn check(
     }
     let pfn = channels.pfn.is_ok();
     let scan = channels.scan.is_ok();
+    let mincore = channels.mincore.is_ok();
     let preds = model.physical();
     let mut seen: Vec<Seen> = Vec::new();
     for view in &observed.procs {
@@ -144,6 +145,24 @@ pub fn check(
                 return fail(s, "presence", "I3", "no page here".into(), "pagemap");
             }
             _ => {}
+        }
+        if mincore && let Some(expected) = super::accounting::mincore(model, s.pred, s.word) {
+            let seen = if s.word & pm::RESIDENT != 0 {
+                "resident"
+            } else {
+                "not resident"
+            };
+            return Err(PhysicalDifference {
+                proc: s.proc,
+                page: s.pred.addr,
+                rule: "mincore",
+                id: "I10",
+                detail: format!(
+                    "mincore says {seen} (pagemap: {}); the model's frames say {expected}",
+                    describe(s.word, pfn)
+                ),
+                channel: "mincore",
+            });
         }
         if !present {
             continue;

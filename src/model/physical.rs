@@ -150,6 +150,17 @@ impl Model {
         out
     }
 
+    /// Whether the frame behind `id` holds data (a byte that is not zero): a shared object's
+    /// page that the kernel must keep in the page cache while the object lives, where there is
+    /// no swap; a page that holds only zeros may be one a read fault allocated, clean, which
+    /// reclaim and MADV_PAGEOUT drop (I10).
+    pub fn holds_data(&self, id: Identity) -> bool {
+        match id {
+            Identity::Frame(f) => self.frames.bytes(FrameId(f)).iter().any(|&b| b != 0),
+            Identity::Zero | Identity::ObjPage(..) => false,
+        }
+    }
+
     /// MADV_POPULATE_WRITE on a private page: a write fault that stores nothing (I6,
     /// mm/madvise.c: madvise_populate() faults with FOLL_WRITE): the zero page or a frame
     /// shared copy-on-write gives way to a page of this process's own, with the same bytes.

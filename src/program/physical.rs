@@ -1,5 +1,5 @@
 //! The physical channel's vocabulary: what a process reports about the pages behind its
-//! mappings (docs/SEMANTICS.md part 11, I2 to I9), and which parts of the channel ran.
+//! mappings (docs/SEMANTICS.md part 11, I2 to I10), and which parts of the channel ran.
 //!
 //! A page's physical fact travels as one 64-bit word in the layout of `/proc/PID/pagemap`
 //! (Documentation/admin-guide/mm/pagemap.rst): present (63), swapped (62), file page or shared
@@ -21,6 +21,9 @@ pub mod pm {
     pub const SOFT_DIRTY: u64 = 1 << 55;
     /// Ours, not the kernel's: `PAGEMAP_SCAN` said PAGE_IS_PFNZERO.
     pub const ZERO_PAGE: u64 = 1 << 54;
+    /// Ours, not the kernel's (pagemap's bits 59-60 are always zero): `mincore` said the page
+    /// is resident (its vector's bit 0), read right after the word (I10).
+    pub const RESIDENT: u64 = 1 << 60;
     /// The page frame number (bits 0-53 here; 0-54 in the kernel's word).
     pub const PFN: u64 = (1 << 54) - 1;
 }
@@ -34,16 +37,24 @@ pub enum Channel {
     PagemapScan,
     /// Page frame numbers in pagemap (CAP_SYS_ADMIN): frame identity across processes.
     Pfn,
+    /// `mincore` over each region, read with the pagemap words (I10).
+    Mincore,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Pagemap, Channel::PagemapScan, Channel::Pfn];
+    pub const ALL: [Channel; 4] = [
+        Channel::Pagemap,
+        Channel::PagemapScan,
+        Channel::Pfn,
+        Channel::Mincore,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Channel::Pagemap => "pagemap",
             Channel::PagemapScan => "pagemap-scan",
             Channel::Pfn => "pfn",
+            Channel::Mincore => "mincore",
         }
     }
 
@@ -52,6 +63,7 @@ impl Channel {
             Channel::Pagemap => 0,
             Channel::PagemapScan => 1,
             Channel::Pfn => 2,
+            Channel::Mincore => 3,
         }
     }
 }
@@ -79,6 +91,11 @@ pub enum Skip {
     /// PMD-sized range at any fault (a snapshot's reads included) and stay behind in pieces
     /// after a split, which the model's frames do not follow (I9, L4).
     ThpAlways,
+    /// `mincore` failed on a page this process had just written (an emulator without it).
+    NoMincore,
+    /// Swap is on: a shared object's page may be swapped out, which `mincore` reports as not
+    /// resident, and pagemap cannot say so for a page not mapped here (I10).
+    Swap,
 }
 
 impl Skip {
@@ -96,6 +113,11 @@ impl Skip {
             Skip::ThpAlways => {
                 "transparent huge pages are `always` here: a huge page may back any private \
                  page at any fault, which the model's frames do not follow"
+            }
+            Skip::NoMincore => "mincore failed on, or did not report, a page just written",
+            Skip::Swap => {
+                "swap is on: a shared object's page may be swapped out, which mincore reports \
+                 as not resident"
             }
             Skip::Emulator => {
                 "under an emulator (--under qemu-*): its /proc is the host's view of the \
@@ -115,6 +137,8 @@ impl Skip {
             Skip::NeedsPagemap => 6,
             Skip::Emulator => 7,
             Skip::ThpAlways => 8,
+            Skip::NoMincore => 9,
+            Skip::Swap => 10,
         }
     }
 
@@ -128,6 +152,8 @@ impl Skip {
             6 => Skip::NeedsPagemap,
             7 => Skip::Emulator,
             8 => Skip::ThpAlways,
+            9 => Skip::NoMincore,
+            10 => Skip::Swap,
             _ => return None,
         })
     }
@@ -140,6 +166,7 @@ pub struct Channels {
     pub pagemap: Result<(), Skip>,
     pub scan: Result<(), Skip>,
     pub pfn: Result<(), Skip>,
+    pub mincore: Result<(), Skip>,
 }
 
 impl Channels {
@@ -149,6 +176,7 @@ impl Channels {
             pagemap: Err(why),
             scan: Err(why),
             pfn: Err(why),
+            mincore: Err(why),
         }
     }
 
@@ -157,6 +185,7 @@ impl Channels {
             Channel::Pagemap => self.pagemap,
             Channel::PagemapScan => self.scan,
             Channel::Pfn => self.pfn,
+            Channel::Mincore => self.mincore,
         }
     }
 
@@ -180,9 +209,6 @@ impl Channels {
     }
 
     pub fn from_words(w: u32) -> Option<Channels> {
-        if w >> 24 != 0 {
-            return None;
-        }
         let at = |c: Channel| match (w >> (8 * c.bit())) as u8 {
             0 => Some(Ok(())),
             b => Skip::of_code(b).map(Err),
@@ -191,6 +217,7 @@ impl Channels {
             pagemap: at(Channel::Pagemap)?,
             scan: at(Channel::PagemapScan)?,
             pfn: at(Channel::Pfn)?,
+            mincore: at(Channel::Mincore)?,
         })
     }
 }
@@ -212,17 +239,19 @@ mod tests {
                 pagemap: Ok(()),
                 scan: Err(Skip::NoIoctl),
                 pfn: Err(Skip::NoPfn),
+                mincore: Err(Skip::Swap),
             },
             Channels::off(Skip::Disabled),
             Channels {
                 pagemap: Ok(()),
                 scan: Ok(()),
                 pfn: Ok(()),
+                mincore: Ok(()),
             },
         ] {
             assert_eq!(Channels::from_words(c.to_words()), Some(c));
         }
         assert_eq!(Channels::from_words(0x7f), None);
-        assert_eq!(Channels::from_words(1 << 30), None);
+        assert_eq!(Channels::from_words(0x7f << 24), None);
     }
 }

@@ -13,6 +13,11 @@
  *   madvise-zero    madvise(MADV_DONTNEED) and madvise(MADV_FREE) on private writable memory
  *                   only zero-fill the range (and return 0) instead of freeing it
  *   mmap-prefault   anonymous mmap prefaults every page (MAP_POPULATE added)
+ *   mincore-all     mincore says every page is resident (what an emulator that does not track
+ *                   residency might answer)
+ *   mincore-pte     mincore says a page is resident exactly when this process's page table maps
+ *                   it (pagemap's present bit), for shared memory too, instead of asking the
+ *                   page cache
  *
  * Only a program's processes misbehave (not the executor or its zygote). Nothing here
  * allocates: the fork wrapper reads /proc/self/maps and /proc/self/pagemap into static
@@ -30,7 +35,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-enum fault { NONE, FORK_COPY, MADVISE_ZERO, MMAP_PREFAULT };
+enum fault { NONE, FORK_COPY, MADVISE_ZERO, MMAP_PREFAULT, MINCORE_ALL, MINCORE_PTE };
 
 static enum fault which(void)
 {
@@ -46,6 +51,10 @@ static enum fault which(void)
 			cached = MADVISE_ZERO;
 		else if (!strcmp(f, "mmap-prefault"))
 			cached = MMAP_PREFAULT;
+		else if (!strcmp(f, "mincore-all"))
+			cached = MINCORE_ALL;
+		else if (!strcmp(f, "mincore-pte"))
+			cached = MINCORE_PTE;
 	}
 	return (enum fault)cached;
 }
@@ -206,4 +215,32 @@ int madvise(void *addr, size_t len, int advice)
 		}
 	}
 	return real(addr, len, advice);
+}
+
+typedef int (*mincore_fn)(void *, size_t, unsigned char *);
+
+int mincore(void *addr, size_t len, unsigned char *vec)
+{
+	static mincore_fn real;
+	if (!real)
+		real = (mincore_fn)dlsym(RTLD_NEXT, "mincore");
+	int r = real(addr, len, vec);
+	if (r == 0 && which() == MINCORE_ALL && in_program()) {
+		long page = sysconf(_SC_PAGESIZE);
+		memset(vec, 1, (len + page - 1) / page);
+	}
+	if (r == 0 && which() == MINCORE_PTE && in_program()) {
+		long page = sysconf(_SC_PAGESIZE);
+		int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return r;
+		for (size_t i = 0; i < (len + page - 1) / page; i++) {
+			uint64_t e = 0;
+			uintptr_t a = (uintptr_t)addr + i * page;
+			if (pread(fd, &e, 8, (off_t)(a / page * 8)) == 8)
+				vec[i] = (unsigned char)(e >> 63 & 1);
+		}
+		close(fd);
+	}
+	return r;
 }

@@ -603,6 +603,7 @@ fn frames_round_trip() {
             pagemap: Ok(()),
             scan: Err(crate::program::physical::Skip::NoIoctl),
             pfn: Ok(()),
+            mincore: Ok(()),
         },
     };
     let mut enc = Enc::default();

@@ -30,6 +30,7 @@
 //! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
 //! - `zygote`: the process that forks every program's root.
 
+mod accounting;
 mod alloc;
 mod calls;
 mod fault;

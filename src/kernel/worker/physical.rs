@@ -1,8 +1,9 @@
-//! The physical channel, read by each process about itself (docs/SEMANTICS.md I2 to I9): a
+//! The physical channel, read by each process about itself (docs/SEMANTICS.md I2 to I10): a
 //! `/proc/self/pagemap` word per page of its program's mappings, read with one `pread` per
 //! region before the pages are digested, and, where the kernel has it (6.7+), one
 //! `PAGEMAP_SCAN` ioctl per region telling which present pages are the shared zero page
-//! (what pagemap alone says only with PFNs, as root). What the executor probed at start
+//! (what pagemap alone says only with PFNs, as root), and one `mincore` per region
+//! (`accounting`). What the executor probed at start
 //! (`probe`) decides what is read; what cannot be read is left out (no words) and the
 //! checker says it was skipped. Nothing here allocates.
 //!
@@ -24,6 +25,7 @@ use crate::program::physical::{Channels, Skip, pm};
 static ON: AtomicU32 = AtomicU32::new(0);
 const PAGEMAP: u32 = 1;
 const SCAN: u32 = 2;
+const MINCORE: u32 = 4;
 
 /// Whether snapshots read the pagemap (and digest through /proc/self/mem).
 pub(super) fn pagemap_on() -> bool {
@@ -125,6 +127,11 @@ pub(super) fn read_pagemap(
         if scan && !mark_zero_pages(&f, words, start, end, ps, scratch) {
             return false;
         }
+        if ON.load(Ordering::Relaxed) & MINCORE != 0
+            && !super::accounting::mark_resident(words, start, ps, scratch)
+        {
+            return false;
+        }
         at += n;
     }
     true
@@ -221,6 +228,9 @@ pub fn probe(ps: usize, off: Option<Skip>) -> Channels {
     if channels.scan.is_ok() {
         on |= SCAN;
     }
+    if channels.mincore.is_ok() {
+        on |= MINCORE;
+    }
     ON.store(on, Ordering::Relaxed);
     channels
 }
@@ -245,6 +255,9 @@ fn probe_in_child(ps: usize) -> Channels {
         }
         if c.pfn.is_ok() {
             code |= 8;
+        }
+        if c.mincore.is_ok() {
+            code |= 16;
         }
         // SAFETY: ends the child at once.
         unsafe { libc::_exit(code) };
@@ -275,6 +288,13 @@ fn probe_in_child(ps: usize) -> Channels {
             Ok(())
         } else {
             Err(Skip::NoPfn)
+        },
+        mincore: if code & 16 == 0 {
+            Err(Skip::NoMincore)
+        } else if super::accounting::swap_on() {
+            Err(Skip::Swap)
+        } else {
+            Ok(())
         },
     }
 }
@@ -334,10 +354,16 @@ fn probe_pages(ps: usize) -> Channels {
         } else {
             Err(Skip::NoIoctl)
         };
+        let mincore = if super::accounting::probe_resident(base, ps as u64, &mut regions) {
+            Ok(())
+        } else {
+            Err(Skip::NoMincore)
+        };
         Channels {
             pagemap: Ok(()),
             scan,
             pfn,
+            mincore,
         }
     })();
     // SAFETY: the mapping made above.
