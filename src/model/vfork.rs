@@ -16,7 +16,13 @@ impl Model {
     /// is broken for `proc`, as `proc`'s own store would. If the child faults it dies there,
     /// after the pages before the faulting one; the outcome is its death, and `proc` (and the
     /// memory) lives on (T6).
-    pub(super) fn vfork(&mut self, proc: ProcId, base: u64, span: Span, pattern: Pattern) -> Outcome {
+    pub(super) fn vfork(
+        &mut self,
+        proc: ProcId,
+        base: u64,
+        span: Span,
+        pattern: Pattern,
+    ) -> Outcome {
         // [T5] the same space, not a copy: `write()` on the parent's pages.
         // [T6] a death in `write()` is the child's: the caller does not end `proc`.
         self.write(proc, base, span, pattern)
