@@ -55,8 +55,13 @@ fn scenarios() -> Vec<(String, Program)> {
             let bytes = std::fs::read(&s.path).expect("readable");
             (s.name, trace::parse(&bytes).expect("parses"))
         })
-        // The reproducer does not express racing threads yet (repro_c::plan refuses them).
-        .filter(|(_, p)| !p.ops.iter().any(|o| matches!(o, Op::Race { .. })))
+        // The reproducer does not express racing threads or vfork yet (repro_c::plan refuses
+        // them).
+        .filter(|(_, p)| {
+            !p.ops
+                .iter()
+                .any(|o| matches!(o, Op::Race { .. } | Op::Vfork { .. }))
+        })
         .collect()
 }
 
