@@ -466,3 +466,14 @@ fn a_nasty_file_name_never_breaks_the_reproducer() {
     build_and_run(&trace, &c);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A program with a vfork is refused with a message that names it, not half written.
+#[test]
+fn a_vfork_program_is_refused_cleanly() {
+    let program =
+        trace::parse(b"cowcheck-trace 1\np0 map m0 private 1\np0 vfork write m0 0 fill 0x01\n")
+            .expect("parses");
+    let e =
+        repro_c::generate(&program, page_size(), "vfork").expect_err("vfork is not expressed yet");
+    assert!(e.to_string().contains("vfork"), "{e}");
+}

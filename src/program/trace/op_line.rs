@@ -307,7 +307,7 @@ impl<'a> OpLine<'a> {
             }
             OpKind::Vfork => {
                 // The child's one op (docs/SEMANTICS.md T5): a store, then `_exit`.
-                self.word("what the vfork child does (write)", |w| {
+                self.word("what the vfork child does: write (a vfork child only stores to memory that exists, then _exits; it maps, unmaps, forks and allocates nothing)", |w| {
                     (w == "write").then_some(())
                 })?;
                 let map = self.map_handle(&mut columns)?;
