@@ -17,33 +17,42 @@ use common::*;
 /// note) when no C compiler is installed.
 fn libthreads() -> Option<PathBuf> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libthreads.c");
-            let lib = tmpdir("libthreads").join("libthreads.so");
-            match Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&lib)
-                .arg(&source)
-                .arg("-ldl")
-                .output()
-            {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("note: no `cc` on PATH; skipping the libthreads tests");
-                    None
-                }
-                Err(e) => panic!("cannot run cc: {e}"),
-                Ok(out) => {
-                    assert!(
-                        out.status.success(),
-                        "building libthreads.so failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    Some(lib)
-                }
-            }
-        })
-        .clone()
+    BUILT.get_or_init(|| build("libthreads")).clone()
+}
+
+/// The shared object of tests/faults/libvfork.c, as `libthreads`.
+fn libvfork() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT.get_or_init(|| build("libvfork")).clone()
+}
+
+/// Builds tests/faults/`name`.c into a shared object; `None` (after a note) without `cc`.
+fn build(name: &str) -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/faults")
+        .join(format!("{name}.c"));
+    let lib = tmpdir(name).join(format!("{name}.so"));
+    match Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("note: no `cc` on PATH; skipping the {name} tests");
+            None
+        }
+        Err(e) => panic!("cannot run cc: {e}"),
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "building {name}.so failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(lib)
+        }
+    }
 }
 
 #[test]
@@ -90,6 +99,56 @@ fn fork_peek_is_caught_and_shrunk() {
     assert!(
         matches!((race, fork), (Some(r), Some(f)) if r < f),
         "the shrunk trace needs a fork inside a racing window:\n{trace}"
+    );
+    let saved = PathBuf::from(div["saved_to"].as_str().expect("saved"));
+    let (code, replayed, rerun) = replay_json(&saved, &["--under".to_string(), under]);
+    assert_eq!(
+        code,
+        1,
+        "replays to a divergence under the fault\n{}",
+        rerun.dump()
+    );
+    assert!(replayed["divergence"].is_object(), "{replayed}");
+    let clean = cowcheck(&["replay", saved.to_str().expect("utf-8 path")]);
+    clean.expect_code(0);
+}
+
+#[test]
+fn vfork_copy_is_caught_and_shrunk() {
+    let Some(lib) = libvfork() else { return };
+    let under = format!("env LD_PRELOAD={}", lib.display());
+    let dir = tmpdir("libvfork-copy");
+    let args: Vec<String> = [
+        "run",
+        "--seed",
+        "1",
+        "--time",
+        "60",
+        "--json",
+        "--out",
+        &dir.display().to_string(),
+        "--under",
+        &under,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = cowcheck(&args);
+    run.expect_code(1);
+    let report = run.json();
+    let div = &report["divergence"];
+    let trace = div["trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace: {report}"));
+    let ops = op_lines(trace);
+    assert!(
+        !ops.is_empty() && ops.len() <= 4,
+        "the shrunk trace has {} ops:\n{trace}",
+        ops.len()
+    );
+    assert!(
+        ops.iter().any(|o| o.contains(" vfork ")),
+        "the shrunk trace needs a vfork:\n{trace}"
     );
     let saved = PathBuf::from(div["saved_to"].as_str().expect("saved"));
     let (code, replayed, rerun) = replay_json(&saved, &["--under".to_string(), under]);

@@ -55,8 +55,13 @@ fn scenarios() -> Vec<(String, Program)> {
             let bytes = std::fs::read(&s.path).expect("readable");
             (s.name, trace::parse(&bytes).expect("parses"))
         })
-        // The reproducer does not express racing threads yet (repro_c::plan refuses them).
-        .filter(|(_, p)| !p.ops.iter().any(|o| matches!(o, Op::Race { .. })))
+        // The reproducer does not express racing threads or vfork yet (repro_c::plan refuses
+        // them).
+        .filter(|(_, p)| {
+            !p.ops
+                .iter()
+                .any(|o| matches!(o, Op::Race { .. } | Op::Vfork { .. }))
+        })
         .collect()
 }
 
@@ -460,4 +465,15 @@ fn a_nasty_file_name_never_breaks_the_reproducer() {
     let c = dir.join("nasty.c");
     build_and_run(&trace, &c);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A program with a vfork is refused with a message that names it, not half written.
+#[test]
+fn a_vfork_program_is_refused_cleanly() {
+    let program =
+        trace::parse(b"cowcheck-trace 1\np0 map m0 private 1\np0 vfork write m0 0 fill 0x01\n")
+            .expect("parses");
+    let e =
+        repro_c::generate(&program, page_size(), "vfork").expect_err("vfork is not expressed yet");
+    assert!(e.to_string().contains("vfork"), "{e}");
 }

@@ -75,6 +75,7 @@ mod observe;
 mod physical;
 mod pipe;
 mod thread;
+mod vfork;
 
 use crate::program::outcome::{Outcome, Snapshot};
 use crate::program::{MapId, MapKind, Op, PageRange, ProcId, Syscall, caps, tail_len};
@@ -393,6 +394,10 @@ impl Model {
                 thread, map, page, ..
             } => self.race(proc, thread, base(map), page),
             Op::Stop { thread, .. } => self.stop(proc, thread, observed),
+            // The child's death is the op's outcome, not the parent's (T5): `vfork.rs`.
+            Op::Vfork {
+                map, span, pattern, ..
+            } => return Ok(self.vfork(proc, base(map), span, pattern)),
         };
         if let Some(death) = outcome.death() {
             self.racers_end(proc);

@@ -175,6 +175,15 @@ pub enum Request {
     Race { at: At },
     /// Stops and joins the process's racing thread; the reply carries its rounds.
     Stop,
+    /// vforks a child that stores as `Write` does, then `_exit`s (`worker::vfork`); the reply
+    /// is `Done` (the child exited) or three words: the signal, si_code and address the child
+    /// died of.
+    Vfork {
+        map: MapId,
+        pages: PageRange,
+        bytes: ByteRange,
+        pattern: Pattern,
+    },
     /// Forks; the child takes the slot of handle `child` and the socket passed with this
     /// message, and sends its first view unasked (`barrier`: the snapshot after the fork).
     /// `direct_reads`: views may read pages by plain loads (`worker::Scratch`).
@@ -245,6 +254,7 @@ mod verb {
     pub const TUNE: u64 = 22;
     pub const RACE: u64 = 23;
     pub const STOP: u64 = 24;
+    pub const VFORK: u64 = 31;
 }
 
 /// Reads a request's words in order, each checked.
@@ -541,6 +551,25 @@ impl Request {
             Request::PipeRead => words(verb::PIPE_READ, []),
             Request::Race { at } => words(verb::RACE, [at_word(at)]),
             Request::Stop => words(verb::STOP, []),
+            Request::Vfork {
+                map: m,
+                pages,
+                bytes,
+                pattern,
+            } => {
+                let [first, n] = range(pages);
+                words(
+                    verb::VFORK,
+                    [
+                        map(m),
+                        first,
+                        n,
+                        bytes.start as u64,
+                        bytes.end as u64,
+                        pattern_word(pattern),
+                    ],
+                )
+            }
             Request::Fork {
                 child,
                 direct_reads,
@@ -615,6 +644,12 @@ impl Request {
                 }
             }
             verb::WRITE => Request::Write {
+                map: r.map()?,
+                pages: r.pages()?,
+                bytes: r.bytes()?,
+                pattern: r.take(pattern_of)?,
+            },
+            verb::VFORK => Request::Vfork {
                 map: r.map()?,
                 pages: r.pages()?,
                 bytes: r.bytes()?,

@@ -185,6 +185,14 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::PipeRead),
         at().prop_map(|at| Request::Race { at }),
         Just(Request::Stop),
+        (map_id(), pages(), bytes(), pattern()).prop_map(|(map, pages, bytes, pattern)| {
+            Request::Vfork {
+                map,
+                pages,
+                bytes,
+                pattern,
+            }
+        }),
         (0..caps::MAX_PROCS as u8, any::<bool>(), barrier()).prop_map(
             |(child, direct_reads, barrier)| Request::Fork {
                 child: ProcId(child),
@@ -263,9 +271,10 @@ fn request_variant(r: &Request) -> usize {
         Request::Tune { .. } => 21,
         Request::Race { .. } => 22,
         Request::Stop => 23,
+        Request::Vfork { .. } => 24,
     }
 }
-const REQUEST_VARIANTS: usize = 24;
+const REQUEST_VARIANTS: usize = 25;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

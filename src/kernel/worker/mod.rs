@@ -42,6 +42,7 @@ mod snapshot;
 mod socket;
 mod thread;
 mod turn;
+mod vfork;
 mod zygote;
 
 use std::os::fd::RawFd;

@@ -290,6 +290,39 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
                 }
             }
         }
+        // A vfork child that stores and exits (docs/SEMANTICS.md T5, `vfork.rs`).
+        Request::Vfork {
+            map,
+            pages,
+            bytes,
+            pattern,
+        } => {
+            let Some(base) = resolve(at(map, 0)) else {
+                return skipped(s);
+            };
+            let job = super::vfork::Job {
+                addr: base.wrapping_add(pages.start as u64 * ps as u64),
+                pages: pages.len() as usize,
+                bytes,
+                pattern,
+                origin: base,
+                page_size: ps,
+            };
+            match super::vfork::vfork(&job) {
+                super::vfork::Ended::Exited => Reply::Done { value: 0 },
+                super::vfork::Ended::Failed(errno) => Reply::Failed { errno },
+                super::vfork::Ended::Killed { signal, code, addr } => {
+                    let reply = &mut s.reply[here..];
+                    reply[REPLY_HEAD..REPLY_HEAD + 3].copy_from_slice(&[
+                        signal as u64,
+                        code as u32 as u64,
+                        addr,
+                    ]);
+                    put(reply, Reply::Digests { count: 3 });
+                    return Done::Reply(3);
+                }
+            }
+        }
         Request::Stop => {
             let rounds = s.racer.stop();
             let reply = &mut s.reply[here..];

@@ -2,10 +2,11 @@
 //! inside their racing windows. A raw op either starts a race in its process (on a page of a
 //! mapping it holds), or, where a thread already races, forks the racing process (most
 //! often: that is the window the T rules are about), reads the raced page, or stops the thread.
+//! Some raw ops vfork a child that writes to a mapping of its parent and exits (T5).
 //! Everything the validator refuses (`ThreadRules`) is dropped, as for every other op.
 
 use super::{Builder, RawOp};
-use crate::program::{Op, ProcId, RaceKind, Span, caps};
+use crate::program::{Op, Pattern, ProcId, RaceKind, Span, caps};
 
 impl Builder {
     pub(super) fn add_threads(&mut self, r: &RawOp) {
@@ -43,9 +44,13 @@ impl Builder {
                 _ => {}
             }
         }
-        // One raw op in four starts a race; the others are classic ops (a race holds back
-        // much of what they may do while it runs).
+        // One raw op in four starts a race; of the others, one in four vforks a child that
+        // writes (T5), and the rest are classic ops (a race holds back much of what they may
+        // do while it runs).
         if !r.c.is_multiple_of(4) {
+            if r.verb % 4 == 3 && self.vfork_of(r) {
+                return;
+            }
             self.add(r);
             return;
         }
@@ -74,6 +79,27 @@ impl Builder {
                 span,
             });
         }
+    }
+
+    /// A process vforks a child that writes to one of its mappings (docs/SEMANTICS.md T5);
+    /// false if there is none, or the validator refuses it.
+    fn vfork_of(&mut self, r: &RawOp) -> bool {
+        let p = self.pick_proc(r.who);
+        let Some(m) = self.pick_map(p, r.what) else {
+            return false;
+        };
+        let span = self.span(m, r);
+        let pattern = if r.d.is_multiple_of(2) {
+            Pattern::Fill(r.c | 1)
+        } else {
+            Pattern::Ramp(r.c)
+        };
+        self.push(Op::Vfork {
+            proc: p,
+            map: m,
+            span,
+            pattern,
+        })
     }
 
     /// `p` forks, if the caps allow.

@@ -139,6 +139,16 @@ pub enum Op {
     },
     /// `proc` stops its thread `thread` and joins it; how many rounds it ran is observed.
     Stop { proc: ProcId, thread: ThreadId },
+    /// `proc` vforks (libc's `vfork`): the child, which shares `proc`'s memory, stores
+    /// `pattern` into `span` of `map` and `_exit`s, while `proc` is suspended
+    /// (docs/SEMANTICS.md T5). The child has no handle: it lives only in this op. If it dies of a
+    /// signal, the op's outcome is its death (`proc` lives on).
+    Vfork {
+        proc: ProcId,
+        map: MapId,
+        span: Span,
+        pattern: Pattern,
+    },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -162,10 +172,11 @@ pub enum OpKind {
     Tune,
     Race,
     Stop,
+    Vfork,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 18] = [
+    pub const ALL: [OpKind; 19] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -184,6 +195,7 @@ impl OpKind {
         OpKind::Tune,
         OpKind::Race,
         OpKind::Stop,
+        OpKind::Vfork,
     ];
     /// Whether the kind is an allocator op's (whose trace verbs are the calls' names).
     pub fn is_alloc(self) -> bool {
@@ -210,6 +222,7 @@ impl OpKind {
             OpKind::Tune => "mallopt",
             OpKind::Race => "race",
             OpKind::Stop => "stop",
+            OpKind::Vfork => "vfork",
         }
     }
 }
@@ -247,7 +260,7 @@ impl Op {
             | Op::Alloc { proc, .. }
             | Op::Free { proc, .. }
             | Op::Tune { proc, .. } => proc,
-            Op::Race { proc, .. } | Op::Stop { proc, .. } => proc,
+            Op::Race { proc, .. } | Op::Stop { proc, .. } | Op::Vfork { proc, .. } => proc,
         }
     }
 
@@ -267,7 +280,8 @@ impl Op {
             | Op::Vmsplice { map, .. }
             | Op::Alloc { map, .. }
             | Op::Free { map, .. }
-            | Op::Race { map, .. } => Some(map),
+            | Op::Race { map, .. }
+            | Op::Vfork { map, .. } => Some(map),
             Op::Fork { .. }
             | Op::Exit { .. }
             | Op::PipeRead { .. }
@@ -297,6 +311,7 @@ impl Op {
             Op::Tune { .. } => OpKind::Tune,
             Op::Race { .. } => OpKind::Race,
             Op::Stop { .. } => OpKind::Stop,
+            Op::Vfork { .. } => OpKind::Vfork,
         }
     }
 
@@ -315,7 +330,8 @@ impl Op {
             | Op::Poke { map, .. }
             | Op::Vmsplice { map, .. }
             | Op::Free { map, .. }
-            | Op::Race { map, .. } => *map = m(*map),
+            | Op::Race { map, .. }
+            | Op::Vfork { map, .. } => *map = m(*map),
             Op::Alloc { map, call, .. } => {
                 *map = m(*map);
                 if let AllocCall::Realloc { from } = call {

@@ -181,7 +181,9 @@ impl ThreadRules {
         };
         let mine = op.proc() == r.proc;
         let refused = match *op {
-            Op::Write { span, .. } | Op::Poke { span, .. } => reaches_word(span),
+            Op::Write { span, .. } | Op::Poke { span, .. } | Op::Vfork { span, .. } => {
+                reaches_word(span)
+            }
             Op::Vmsplice { .. } | Op::PipeRead { .. } => true,
             Op::Advise { advice, .. } => mine || advice == Advice::Remove,
             Op::Unmap { .. } | Op::Protect { .. } | Op::Remap { .. } | Op::MapAt { .. } => mine,

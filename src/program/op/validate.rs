@@ -174,6 +174,17 @@ impl Validator {
                 let pages = self.known_map(map)?;
                 check_span(span, pages)?;
             }
+            // A vfork child stores only to a program mapping (docs/SEMANTICS.md T5).
+            Op::Vfork { map, span, .. } => {
+                if self.allocs.is_alloc(map) {
+                    return Err(invalid(
+                        Culprit::Map,
+                        "a vfork child writes only to a mapping, not to an allocator's block (nothing of the allocator is safe in a vfork child)".into(),
+                    ));
+                }
+                let pages = self.known_map(map)?;
+                check_span(span, pages)?;
+            }
             Op::Vmsplice { map, page, .. } => {
                 let pages = self.known_map(map)?;
                 check_span(

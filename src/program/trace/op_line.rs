@@ -305,6 +305,21 @@ impl<'a> OpLine<'a> {
                     page: range.start,
                 }
             }
+            OpKind::Vfork => {
+                // The child's one op (docs/SEMANTICS.md T5): a store, then `_exit`.
+                self.word("what the vfork child does: write (a vfork child only stores to memory that exists, then _exits; it maps, unmaps, forks and allocates nothing)", |w| {
+                    (w == "write").then_some(())
+                })?;
+                let map = self.map_handle(&mut columns)?;
+                let span = self.span(&mut columns)?;
+                let pattern = self.pattern()?;
+                Op::Vfork {
+                    proc,
+                    map,
+                    span,
+                    pattern,
+                }
+            }
             OpKind::Stop => Op::Stop {
                 proc,
                 thread: self.thread_handle(&mut columns)?,

@@ -240,6 +240,17 @@ impl fmt::Display for Op {
                 page,
             } => write!(f, "{proc} {verb} {thread} {} {map} {page}", kind.name()),
             Op::Stop { proc, thread } => write!(f, "{proc} {verb} {thread}"),
+            Op::Vfork {
+                proc,
+                map,
+                span,
+                pattern,
+            } => write!(
+                f,
+                "{proc} {verb} write {map} {} {}",
+                SpanText(span),
+                PatternText(pattern)
+            ),
             Op::Poke {
                 proc,
                 map,

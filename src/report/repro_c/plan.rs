@@ -227,6 +227,14 @@ impl Walk {
                 known: "every single-threaded op: a race's outcome is learnt from the run, and the reproducer checks one line of events".into(),
             });
         }
+        if let Op::Vfork { .. } = op {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "vfork",
+                known: "every op but vfork: the reproducer's runtime has no vfork child yet".into(),
+            });
+        }
         // A vmsplice of a write-only page may fail with EFAULT or succeed, at the kernel's
         // choice (the model allows both): the pipe's later contents would then differ, and the
         // reproducer follows one line of events only.
@@ -588,6 +596,7 @@ fn success_words(op: &Op) -> String {
         Op::Tune { .. } => "returns".into(),
         Op::Race { thread, .. } => format!("starts {thread}"),
         Op::Stop { thread, .. } => format!("stops {thread}"),
+        Op::Vfork { .. } => "vforks a child that writes and exits".into(),
     }
 }
 

@@ -152,6 +152,18 @@ impl Coordinator {
                     after: w[2],
                 });
             }
+            // A vfork child that died of a signal; its parent lives on (`worker::vfork`).
+            Reply::Digests { count: 3 } if matches!(op, Op::Vfork { .. }) => {
+                let w = self.payload().to_vec();
+                return Ok(Outcome::Killed {
+                    death: Death {
+                        signal: w[0] as i32,
+                        code: w[1] as i32,
+                        page: w[2] & !(self.page_size - 1),
+                    },
+                    digests: Vec::new(),
+                });
+            }
             Reply::Done { value }
                 if !matches!(op, Op::Read { .. } | Op::PipeRead { .. } | Op::Stop { .. }) =>
             {
@@ -191,7 +203,8 @@ impl Coordinator {
             | Op::Free { .. }
             | Op::Tune { .. }
             | Op::Race { .. }
-            | Op::Stop { .. } => Outcome::Done,
+            | Op::Stop { .. }
+            | Op::Vfork { .. } => Outcome::Done,
         })
     }
 

@@ -69,6 +69,14 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
             bytes: bytes(span),
             pattern,
         },
+        Op::Vfork {
+            map, span, pattern, ..
+        } => Request::Vfork {
+            map,
+            pages: span.page_range(),
+            bytes: bytes(span),
+            pattern,
+        },
         Op::Read { map, span, .. } => Request::Read {
             map,
             pages: span.page_range(),
