@@ -394,6 +394,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             f.thp_align,
             "mmap of one PMD of anonymous memory lands on a PMD boundary (6.7)",
         ),
+        (
+            "GLIBC_MALLOC",
+            f.glibc_malloc,
+            "dladdr: malloc and gnu_get_libc_version lie in the same object (glibc's ptmalloc)",
+        ),
     ] {
         out.push(Probe {
             name: name.into(),

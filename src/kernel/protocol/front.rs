@@ -140,8 +140,9 @@ mod feature_bit {
     pub const MOVE_MULTI_VMA: u32 = 1 << 10;
     pub const COLLAPSE: u32 = 1 << 11;
     pub const THP_ALIGN: u32 = 1 << 12;
+    pub const GLIBC_MALLOC: u32 = 1 << 13;
     /// Every bit above.
-    pub const ALL: u32 = (1 << 13) - 1;
+    pub const ALL: u32 = (1 << 14) - 1;
 }
 
 /// Features as the hello's bit set.
@@ -161,6 +162,7 @@ pub fn features_bits(f: &Features) -> u32 {
         move_multi_vma,
         collapse,
         thp_align,
+        glibc_malloc,
     } = *f;
     let bit = |on: bool, b: u32| if on { b } else { 0 };
     bit(guard, feature_bit::GUARD)
@@ -176,6 +178,7 @@ pub fn features_bits(f: &Features) -> u32 {
         | bit(move_multi_vma, feature_bit::MOVE_MULTI_VMA)
         | bit(collapse, feature_bit::COLLAPSE)
         | bit(thp_align, feature_bit::THP_ALIGN)
+        | bit(glibc_malloc, feature_bit::GLIBC_MALLOC)
 }
 
 /// The features of a bit set; `None` if it has a bit no feature has.
@@ -198,6 +201,7 @@ pub fn features_from_bits(b: u32) -> Option<Features> {
         move_multi_vma: on(feature_bit::MOVE_MULTI_VMA),
         collapse: on(feature_bit::COLLAPSE),
         thp_align: on(feature_bit::THP_ALIGN),
+        glibc_malloc: on(feature_bit::GLIBC_MALLOC),
     })
 }
 
