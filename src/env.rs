@@ -87,7 +87,19 @@ impl Environment {
     /// machine's.
     pub fn of(executor: &Executor) -> Environment {
         let Some(guest) = executor.guest() else {
-            return Environment::detect();
+            let mut env = Environment::detect();
+            // Whose malloc the program calls is the executor's to say: `--under "env
+            // LD_PRELOAD=..."` puts another allocator in front of glibc there, not here.
+            if let Some(p) = env.probes.iter_mut().find(|p| p.name == "GLIBC_MALLOC")
+                && p.available != executor.hello.features.glibc_malloc
+            {
+                p.available = executor.hello.features.glibc_malloc;
+                p.detail = format!(
+                    "the executor's malloc is {}glibc's own (its hello)",
+                    if p.available { "" } else { "not " }
+                );
+            }
+            return env;
         };
         let mut env: Environment = serde_json::from_str(&guest.environment_json)
             .unwrap_or_else(|_| Environment::unavailable(&executor.hello.release));
@@ -397,7 +409,7 @@ fn probes(page_size: usize) -> Vec<Probe> {
         (
             "GLIBC_MALLOC",
             f.glibc_malloc,
-            "dladdr: malloc and gnu_get_libc_version lie in the same object (glibc's ptmalloc)",
+            "dladdr: malloc lies in the object of gnu_get_libc_version (glibc's ptmalloc)",
         ),
     ] {
         out.push(Probe {

@@ -38,7 +38,7 @@ pub struct Features {
     /// starts on a PMD boundary (6.7, and only for such lengths since 6.12; L1).
     pub thp_align: bool,
     /// The executor's `malloc` is glibc's own (ptmalloc in libc.so.6), not an allocator put in
-    /// front of it with `LD_PRELOAD` nor another C library's (docs/SEMANTICS.md M8 to M10).
+    /// front of it with `LD_PRELOAD` nor another C library's (docs/SEMANTICS.md M7).
     pub glibc_malloc: bool,
 }
 
