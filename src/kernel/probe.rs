@@ -224,7 +224,7 @@ pub fn thp_align(ps: usize) -> bool {
     })
 }
 
-/// Whether the `malloc` this process calls is glibc's own (docs/SEMANTICS.md M8): `dladdr` of
+/// Whether the `malloc` this process calls is glibc's own (docs/SEMANTICS.md M7): `dladdr` of
 /// the `malloc` symbol the dynamic linker resolves (an `LD_PRELOAD`ed jemalloc, mimalloc or
 /// tcmalloc comes first in the lookup) names the same object as `gnu_get_libc_version`, which
 /// only glibc's libc.so.6 defines. A static or musl build has no glibc: false.

@@ -216,6 +216,7 @@ mod outcome {
     pub const HUNG: u8 = 6;
     pub const STOPPED: u8 = 7;
     pub const FORKED: u8 = 8;
+    pub const ALLOCATED: u8 = 9;
 }
 
 /// Whether an optional item follows.
@@ -270,7 +271,8 @@ impl Enc {
 
     /// `[u8 kind]` and by kind: mapped `[u64 addr]`, failed `[i32 errno]`, read
     /// `[digests]`, killed `[i32 signal][i32 si_code][u64 page][digests]`, stopped
-    /// `[u64 rounds]`, forked `[u64 before][u64 after]`; skipped, done and hung nothing. Digests are `[u32 n][n u64]`.
+    /// `[u64 rounds]`, forked `[u64 before][u64 after]`, allocated `[u64 addr][u64 appeared][u64
+    /// vanished]`; skipped, done and hung nothing. Digests are `[u32 n][n u64]`.
     pub fn outcome(&mut self, o: &Outcome) {
         match o {
             Outcome::Skipped => self.u8(outcome::SKIPPED),
@@ -296,6 +298,16 @@ impl Enc {
                 self.u8(outcome::FORKED);
                 self.u64(*before);
                 self.u64(*after);
+            }
+            Outcome::Allocated {
+                addr,
+                appeared,
+                vanished,
+            } => {
+                self.u8(outcome::ALLOCATED);
+                self.u64(*addr);
+                self.u64(*appeared);
+                self.u64(*vanished);
             }
             Outcome::Killed { death, digests } => {
                 self.u8(outcome::KILLED);
@@ -508,6 +520,11 @@ impl<'a> Dec<'a> {
             outcome::FORKED => Outcome::Forked {
                 before: self.u64()?,
                 after: self.u64()?,
+            },
+            outcome::ALLOCATED => Outcome::Allocated {
+                addr: self.u64()?,
+                appeared: self.u64()?,
+                vanished: self.u64()?,
             },
             _ => return Err(DecodeError(at)),
         })
