@@ -12,7 +12,9 @@
 //!   (M4);
 //! - blocks live at the same time in one process never overlap, nor overlap the program's own
 //!   mappings, and an aligned call's block is aligned (M6): the address is learnt from the
-//!   call's result and checked here.
+//!   call's result and checked here;
+//! - where the executor's allocator is glibc's own (`Features::glibc_malloc`), what follows
+//!   from a block's coming in a mapping of its own is checked in `glibc.rs` (M8 to M10).
 
 use std::sync::Arc;
 
