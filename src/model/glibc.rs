@@ -74,8 +74,7 @@ impl Model {
         &self,
         proc: ProcId,
         map: MapId,
-        call: AllocCall,
-        size: u32,
+        (call, size): (AllocCall, u32),
         addr: u64,
         appeared: u64,
         old_own: Option<(u64, u64)>,
@@ -87,7 +86,7 @@ impl Model {
         let s = self.heap.glibc[proc.0 as usize];
         let bad = |reason: String| ModelError::Placement { map, addr, reason };
         let nb = chunk_size(size);
-        let len = mapping_len(size, self.page_size as u64);
+        let len = mapping_len(size, self.page_size);
         if appeared > 0 && appeared != len {
             // Not a chunk's own mapping: the heap grew by a mapping (`sysmalloc` maps at least
             // 1 MiB as the new top when brk cannot grow), and the block was carved from it.

@@ -283,7 +283,7 @@ impl Model {
         let (appeared, vanished) = layout_change(observed);
         let own = if self.glibc() {
             let old_own = from.as_ref().and_then(|(_, b)| b.own.map(|l| (b.addr, l)));
-            self.glibc_placed(proc, map, call, size, addr, appeared, old_own)?
+            self.glibc_placed(proc, map, (call, size), addr, appeared, old_own)?
         } else {
             None
         };
