@@ -651,6 +651,11 @@ fn sample_run() -> KernelRun {
                 digests: vec![9],
             },
             Outcome::Hung,
+            Outcome::Allocated {
+                addr: 0x7f00_0000_0010,
+                appeared: 200704,
+                vanished: 4096,
+            },
         ],
         snapshots: vec![(
             4,
