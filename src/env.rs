@@ -87,7 +87,19 @@ impl Environment {
     /// machine's.
     pub fn of(executor: &Executor) -> Environment {
         let Some(guest) = executor.guest() else {
-            return Environment::detect();
+            let mut env = Environment::detect();
+            // Whose malloc the program calls is the executor's to say: `--under "env
+            // LD_PRELOAD=..."` puts another allocator in front of glibc there, not here.
+            if let Some(p) = env.probes.iter_mut().find(|p| p.name == "GLIBC_MALLOC")
+                && p.available != executor.hello.features.glibc_malloc
+            {
+                p.available = executor.hello.features.glibc_malloc;
+                p.detail = format!(
+                    "the executor's malloc is {}glibc's own (its hello)",
+                    if p.available { "" } else { "not " }
+                );
+            }
+            return env;
         };
         let mut env: Environment = serde_json::from_str(&guest.environment_json)
             .unwrap_or_else(|_| Environment::unavailable(&executor.hello.release));
@@ -105,7 +117,8 @@ impl Environment {
     /// The environment an executor of `config` would run in; with `--kernel` that needs a boot
     /// of the VM (whose failure is an error).
     pub fn detect_for(config: &ExecutorConfig) -> Result<Environment, HarnessError> {
-        if config.vm.is_none() {
+        // Under `--under`, the executor's own hello says whose malloc it calls.
+        if config.vm.is_none() && config.under.is_empty() {
             return Ok(Environment::detect());
         }
         let executor = Executor::start(config)?;
@@ -393,6 +406,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             "THP_ALIGN",
             f.thp_align,
             "mmap of one PMD of anonymous memory lands on a PMD boundary (6.7)",
+        ),
+        (
+            "GLIBC_MALLOC",
+            f.glibc_malloc,
+            "dladdr: malloc lies in the object of gnu_get_libc_version (glibc's ptmalloc)",
         ),
     ] {
         out.push(Probe {

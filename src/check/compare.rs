@@ -107,6 +107,7 @@ fn variant(o: &Outcome) -> String {
         Outcome::Hung => "hang".into(),
         Outcome::Stopped { .. } => "stopped".into(),
         Outcome::Forked { .. } => "forked".into(),
+        Outcome::Allocated { .. } => "allocated".into(),
         Outcome::Read { .. } => "read".into(),
         Outcome::Killed { death, .. } => death_shape(death.signal, death.code),
     }

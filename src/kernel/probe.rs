@@ -111,6 +111,7 @@ pub fn probe_features(ps: usize) -> Features {
             move_multi_vma: move_multi_vma().is_ok(),
             collapse: known(madv::COLLAPSE),
             thp_align: thp_align(ps),
+            glibc_malloc: glibc_malloc(),
             noreplace: works_on(libc::MAP_PRIVATE, &|p| {
                 let q = libc::mmap(
                     p,
@@ -221,4 +222,39 @@ pub fn thp_align(ps: usize) -> bool {
         }
         big.is_some_and(|p| (p as usize).is_multiple_of(pmd))
     })
+}
+
+/// Whether the `malloc` this process calls is glibc's own (docs/SEMANTICS.md M7): `dladdr` of
+/// the `malloc` symbol the dynamic linker resolves (an `LD_PRELOAD`ed jemalloc, mimalloc or
+/// tcmalloc comes first in the lookup) names the same object as `gnu_get_libc_version`, which
+/// only glibc's libc.so.6 defines. A static or musl build has no glibc: false.
+pub fn glibc_malloc() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        unsafe extern "C" {
+            fn gnu_get_libc_version() -> *const libc::c_char;
+        }
+        let object = |name: &std::ffi::CStr| {
+            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; dladdr writes into our
+            // zeroed Dl_info; the names it returns are the loader's, read only while loaded.
+            unsafe {
+                let sym = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+                if sym.is_null() {
+                    return None;
+                }
+                let mut info: libc::Dl_info = std::mem::zeroed();
+                (libc::dladdr(sym, &mut info) != 0 && !info.dli_fbase.is_null())
+                    .then_some(info.dli_fbase as usize)
+            }
+        };
+        let _ = gnu_get_libc_version as unsafe extern "C" fn() -> *const libc::c_char;
+        match (object(c"malloc"), object(c"gnu_get_libc_version")) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
 }

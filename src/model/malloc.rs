@@ -12,7 +12,9 @@
 //!   (M4);
 //! - blocks live at the same time in one process never overlap, nor overlap the program's own
 //!   mappings, and an aligned call's block is aligned (M6): the address is learnt from the
-//!   call's result and checked here.
+//!   call's result and checked here;
+//! - where the executor's allocator is glibc's own (`Features::glibc_malloc`), what follows
+//!   from a block's coming in a mapping of its own is checked in `glibc.rs` (M8 to M10).
 
 use std::sync::Arc;
 
@@ -40,6 +42,8 @@ pub(super) struct Block {
     addr: u64,
     size: u32,
     units: Vec<Unit>,
+    /// The length of the block's mapping of its own (glibc's mapped chunk, M8), if it has one.
+    own: Option<u64>,
 }
 
 /// Every process's live blocks, by handle, and which handles are allocations.
@@ -49,6 +53,8 @@ pub(super) struct Heap {
     is_alloc: [bool; caps::MAX_MAPS],
     /// Where the model alone places its next block.
     next_addr: u64,
+    /// glibc's settings per process (`glibc.rs`).
+    pub(super) glibc: super::glibc::PerProc,
 }
 
 impl Default for Heap {
@@ -57,6 +63,7 @@ impl Default for Heap {
             blocks: vec![vec![None; caps::MAX_MAPS]; caps::MAX_PROCS],
             is_alloc: [false; caps::MAX_MAPS],
             next_addr: 0x5555_0000_0000,
+            glibc: Default::default(),
         }
     }
 }
@@ -158,6 +165,7 @@ impl Model {
             // [M1] [M5] fork copies every live block by value.
             Op::Fork { child, .. } => {
                 self.heap.blocks[child.0 as usize] = self.heap.blocks[p].clone();
+                self.heap.glibc[child.0 as usize] = self.heap.glibc[p];
                 None
             }
             Op::Exit { .. } => {
@@ -170,11 +178,28 @@ impl Model {
                 self.heap.is_alloc[map.0 as usize] = true;
                 Some(self.alloc(proc, map, call, size, observed))
             }
-            Op::Free { map, .. } => Some(Ok(match self.heap.blocks[p][map.0 as usize].take() {
-                Some(_) => Outcome::Done,
-                None => Outcome::Skipped,
-            })),
-            Op::Tune { .. } => Some(Ok(Outcome::Done)),
+            Op::Free { map, .. } => {
+                let Some(block) = self.heap.blocks[p][map.0 as usize].take() else {
+                    return Some(Ok(Outcome::Skipped));
+                };
+                let (appeared, vanished) = layout_change(observed);
+                if self.glibc()
+                    && let Some(own) = block.own
+                    && observed.is_some()
+                    && let Err(e) = self.glibc_freed(map, block.addr, own, vanished)
+                {
+                    return Some(Err(e));
+                }
+                Some(Ok(Outcome::Allocated {
+                    addr: 0,
+                    appeared,
+                    vanished,
+                }))
+            }
+            Op::Tune { tune, .. } => {
+                self.glibc_tune(proc, tune);
+                Some(Ok(Outcome::Done))
+            }
             Op::Write {
                 map, span, pattern, ..
             } if self.is_alloc(map) => {
@@ -255,8 +280,16 @@ impl Model {
                 )));
             }
         }
+        let (appeared, vanished) = layout_change(observed);
+        let own = if self.glibc() {
+            let old_own = from.as_ref().and_then(|(_, b)| b.own.map(|l| (b.addr, l)));
+            self.glibc_placed(proc, map, (call, size), addr, appeared, old_own)?
+        } else {
+            None
+        };
         let units = size.div_ceil(ALLOC_UNIT) as usize;
         let mut block = Block {
+            own,
             addr,
             size,
             units: vec![
@@ -287,7 +320,22 @@ impl Model {
             self.heap.blocks[p][from.0 as usize] = None;
         }
         self.heap.blocks[p][map.0 as usize] = Some(block);
-        Ok(Outcome::Mapped { addr })
+        Ok(Outcome::Allocated {
+            addr,
+            appeared,
+            vanished,
+        })
+    }
+}
+
+/// What an allocator call did to the layout, as the executor saw it (learnt: M8, M9 check it
+/// where glibc is the allocator); nothing without an observation.
+fn layout_change(observed: Option<&Outcome>) -> (u64, u64) {
+    match observed {
+        Some(Outcome::Allocated {
+            appeared, vanished, ..
+        }) => (*appeared, *vanished),
+        _ => (0, 0),
     }
 }
 

@@ -64,6 +64,7 @@ pub mod frame;
 pub mod space;
 
 mod fork;
+mod glibc;
 mod huge;
 mod madvise;
 mod malloc;
@@ -153,6 +154,7 @@ pub struct Model {
 fn observed_addr(observed: Option<&Outcome>) -> Option<u64> {
     match observed {
         Some(Outcome::Mapped { addr }) => Some(*addr),
+        Some(Outcome::Allocated { addr, .. }) if *addr != 0 => Some(*addr),
         _ => None,
     }
 }

@@ -279,7 +279,13 @@ impl Expect {
     /// The error says what was expected and what happened instead.
     pub fn check(&self, op: &Op, outcome: &Outcome, page_size: usize) -> Result<(), String> {
         let holds = match (self, outcome) {
-            (Expect::Ok, Outcome::Mapped { .. } | Outcome::Done | Outcome::Read { .. }) => true,
+            (
+                Expect::Ok,
+                Outcome::Mapped { .. }
+                | Outcome::Done
+                | Outcome::Read { .. }
+                | Outcome::Allocated { .. },
+            ) => true,
             (Expect::Skipped, Outcome::Skipped) => true,
             (Expect::Fill(_) | Expect::Ramp(_) | Expect::Bytes(_), Outcome::Read { digests }) => {
                 self.expected_digests(op, page_size).as_ref() == Some(digests)

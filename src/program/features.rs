@@ -37,6 +37,9 @@ pub struct Features {
     /// An anonymous mapping whose length is a multiple of the PMD size, placed by the kernel,
     /// starts on a PMD boundary (6.7, and only for such lengths since 6.12; L1).
     pub thp_align: bool,
+    /// The executor's `malloc` is glibc's own (ptmalloc in libc.so.6), not an allocator put in
+    /// front of it with `LD_PRELOAD` nor another C library's (docs/SEMANTICS.md M7).
+    pub glibc_malloc: bool,
 }
 
 impl Features {
@@ -55,6 +58,7 @@ impl Features {
         move_multi_vma: true,
         collapse: true,
         thp_align: true,
+        glibc_malloc: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -76,6 +80,7 @@ impl Features {
             ("mremap moves across VMAs (6.17)", self.move_multi_vma),
             ("MADV_COLLAPSE (6.1)", self.collapse),
             ("PMD-aligned anonymous mappings (6.7)", self.thp_align),
+            ("malloc is glibc's own (ptmalloc)", self.glibc_malloc),
         ]
     }
 

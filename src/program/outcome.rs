@@ -68,6 +68,15 @@ pub enum Outcome {
     /// `fork` in a process whose thread races: the thread's published counter read just before
     /// the fork and just after it returned in the parent (docs/SEMANTICS.md T2).
     Forked { before: u64, after: u64 },
+    /// An allocator op that succeeded (`malloc`..., `free`): the block's address (0 for free),
+    /// the length of the range that appeared during the call and begins 16 bytes before the
+    /// block (glibc's chunk in a mapping of its own; 0: none), and the bytes of the ranges
+    /// that went away during the call (docs/SEMANTICS.md M8, M9).
+    Allocated {
+        addr: u64,
+        appeared: u64,
+        vanished: u64,
+    },
 }
 
 impl Outcome {
@@ -239,6 +248,24 @@ pub fn describe_outcome(o: &Outcome) -> String {
         Outcome::Done => "ok".into(),
         Outcome::Hung => "no answer within the op deadline (hung; killed)".into(),
         Outcome::Stopped { rounds } => format!("stopped after {rounds} round(s)"),
+        Outcome::Allocated {
+            addr,
+            appeared,
+            vanished,
+        } => {
+            let mut s = if *addr == 0 {
+                "ok".to_string()
+            } else {
+                format!("allocated at {addr:#x}")
+            };
+            if *appeared > 0 {
+                s += &format!(", in a fresh mapping of {appeared} bytes from 16 bytes before it");
+            }
+            if *vanished > 0 {
+                s += &format!(", {vanished} bytes unmapped");
+            }
+            s
+        }
         Outcome::Forked { before, after } => {
             format!("ok (the racing thread's counter was {before} before, {after} after)")
         }

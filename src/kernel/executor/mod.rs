@@ -162,7 +162,10 @@ fn keep_heap() {
     // SAFETY: mallopt only changes allocator tuning; called before anything is allocated in
     // bulk, from the single thread.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(
+            libc::M_MMAP_THRESHOLD,
+            crate::program::EXECUTOR_MMAP_THRESHOLD as i32,
+        );
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }

@@ -140,8 +140,9 @@ mod feature_bit {
     pub const MOVE_MULTI_VMA: u32 = 1 << 10;
     pub const COLLAPSE: u32 = 1 << 11;
     pub const THP_ALIGN: u32 = 1 << 12;
+    pub const GLIBC_MALLOC: u32 = 1 << 13;
     /// Every bit above.
-    pub const ALL: u32 = (1 << 13) - 1;
+    pub const ALL: u32 = (1 << 14) - 1;
 }
 
 /// Features as the hello's bit set.
@@ -161,6 +162,7 @@ pub fn features_bits(f: &Features) -> u32 {
         move_multi_vma,
         collapse,
         thp_align,
+        glibc_malloc,
     } = *f;
     let bit = |on: bool, b: u32| if on { b } else { 0 };
     bit(guard, feature_bit::GUARD)
@@ -176,6 +178,7 @@ pub fn features_bits(f: &Features) -> u32 {
         | bit(move_multi_vma, feature_bit::MOVE_MULTI_VMA)
         | bit(collapse, feature_bit::COLLAPSE)
         | bit(thp_align, feature_bit::THP_ALIGN)
+        | bit(glibc_malloc, feature_bit::GLIBC_MALLOC)
 }
 
 /// The features of a bit set; `None` if it has a bit no feature has.
@@ -198,6 +201,7 @@ pub fn features_from_bits(b: u32) -> Option<Features> {
         move_multi_vma: on(feature_bit::MOVE_MULTI_VMA),
         collapse: on(feature_bit::COLLAPSE),
         thp_align: on(feature_bit::THP_ALIGN),
+        glibc_malloc: on(feature_bit::GLIBC_MALLOC),
     })
 }
 
@@ -212,6 +216,7 @@ mod outcome {
     pub const HUNG: u8 = 6;
     pub const STOPPED: u8 = 7;
     pub const FORKED: u8 = 8;
+    pub const ALLOCATED: u8 = 9;
 }
 
 /// Whether an optional item follows.
@@ -266,7 +271,8 @@ impl Enc {
 
     /// `[u8 kind]` and by kind: mapped `[u64 addr]`, failed `[i32 errno]`, read
     /// `[digests]`, killed `[i32 signal][i32 si_code][u64 page][digests]`, stopped
-    /// `[u64 rounds]`, forked `[u64 before][u64 after]`; skipped, done and hung nothing. Digests are `[u32 n][n u64]`.
+    /// `[u64 rounds]`, forked `[u64 before][u64 after]`, allocated `[u64 addr][u64 appeared][u64
+    /// vanished]`; skipped, done and hung nothing. Digests are `[u32 n][n u64]`.
     pub fn outcome(&mut self, o: &Outcome) {
         match o {
             Outcome::Skipped => self.u8(outcome::SKIPPED),
@@ -292,6 +298,16 @@ impl Enc {
                 self.u8(outcome::FORKED);
                 self.u64(*before);
                 self.u64(*after);
+            }
+            Outcome::Allocated {
+                addr,
+                appeared,
+                vanished,
+            } => {
+                self.u8(outcome::ALLOCATED);
+                self.u64(*addr);
+                self.u64(*appeared);
+                self.u64(*vanished);
             }
             Outcome::Killed { death, digests } => {
                 self.u8(outcome::KILLED);
@@ -504,6 +520,11 @@ impl<'a> Dec<'a> {
             outcome::FORKED => Outcome::Forked {
                 before: self.u64()?,
                 after: self.u64()?,
+            },
+            outcome::ALLOCATED => Outcome::Allocated {
+                addr: self.u64()?,
+                appeared: self.u64()?,
+                vanished: self.u64()?,
             },
             _ => return Err(DecodeError(at)),
         })

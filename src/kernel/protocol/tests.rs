@@ -566,7 +566,7 @@ fn decoding_refuses_what_encode_never_makes() {
 
 #[test]
 fn feature_bits_round_trip_and_name_one_bit_each() {
-    let fields: [fn(&mut Features); 13] = [
+    let fields: [fn(&mut Features); 14] = [
         |f| f.guard = true,
         |f| f.guard_shared = true,
         |f| f.populate = true,
@@ -580,6 +580,7 @@ fn feature_bits_round_trip_and_name_one_bit_each() {
         |f| f.move_multi_vma = true,
         |f| f.collapse = true,
         |f| f.thp_align = true,
+        |f| f.glibc_malloc = true,
     ];
     let none = features_from_bits(0).unwrap();
     assert_eq!(features_bits(&none), 0);
@@ -660,6 +661,11 @@ fn sample_run() -> KernelRun {
                 digests: vec![9],
             },
             Outcome::Hung,
+            Outcome::Allocated {
+                addr: 0x7f00_0000_0010,
+                appeared: 200704,
+                vanished: 4096,
+            },
         ],
         snapshots: vec![(
             4,

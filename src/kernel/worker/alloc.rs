@@ -58,6 +58,7 @@ pub(super) struct HeapState {
     before: Box<[(u64, u64)]>,
     before_len: usize,
     after: Box<[(u64, u64)]>,
+    after_len: usize,
     tmp: Box<[(u64, u64)]>,
     /// Placeholders held for the length of one call (`hold`).
     held: Box<[(u64, u64)]>,
@@ -76,6 +77,7 @@ impl HeapState {
             before: buf(),
             before_len: 0,
             after: buf(),
+            after_len: 0,
             tmp: buf(),
             held: buf(),
             held_len: 0,
@@ -294,6 +296,7 @@ fn after(s: &mut Scratch) {
     let after_len = covered(s, false);
     let board = s.copy.view().board();
     let h = &mut s.heap;
+    h.after_len = after_len;
     // new = after - before; owned = (owned + new) & after = after - (after - (owned + new)).
     let new_len = minus(&h.after[..after_len], &h.before[..h.before_len], &mut h.tmp);
     // The new ranges are published for the tree's other processes.
@@ -318,21 +321,66 @@ fn after(s: &mut Scratch) {
     );
 }
 
-/// An allocator call's reply: the block's address, or the errno.
-fn made(s: &mut Scratch, creates: MapId, size: u32, r: Result<u64, Errno>) -> Reply {
+/// An allocator call's reply: the block's address and what the call did to the layout
+/// (`placed`), or the errno.
+fn made(
+    s: &mut Scratch,
+    creates: MapId,
+    size: u32,
+    r: Result<u64, Errno>,
+    here: usize,
+) -> Result<usize, Reply> {
     s.copy.view().board().enter(creates, &r);
     match r {
         Ok(addr) => {
             s.heap.sizes[creates.0 as usize] = size;
-            Reply::Done { value: addr }
+            Ok(placed(s, addr, here))
         }
-        Err(e) => Reply::Failed { errno: e as i32 },
+        Err(e) => Err(Reply::Failed { errno: e as i32 }),
     }
+}
+
+/// The reply of an allocator call that succeeded (docs/SEMANTICS.md M8, M9), three words:
+/// the block's address (0 for free); the length of the range that appeared during the call and
+/// begins 16 bytes before the block (a chunk in a fresh mapping of its own, glibc's layout; 0:
+/// none); the bytes of every range that went away during the call. Read from the lists
+/// `after` left: `tmp` holds nothing any more, so both are computed again from `before` and
+/// `after`.
+fn placed(s: &mut Scratch, addr: u64, here: usize) -> usize {
+    let h = &mut s.heap;
+    let new_len = minus(
+        &h.after[..h.after_len],
+        &h.before[..h.before_len],
+        &mut h.tmp,
+    );
+    let chunk = addr.wrapping_sub(16);
+    let appeared = h.tmp[..new_len]
+        .iter()
+        .find(|r| addr != 0 && r.0 == chunk)
+        .map_or(0, |r| r.1 - r.0);
+    let gone_len = minus(
+        &h.before[..h.before_len],
+        &h.after[..h.after_len],
+        &mut h.tmp,
+    );
+    let vanished: u64 = h.tmp[..gone_len].iter().map(|r| r.1 - r.0).sum();
+    let reply = &mut s.reply[here..];
+    reply[REPLY_HEAD] = addr;
+    reply[REPLY_HEAD + 1] = appeared;
+    reply[REPLY_HEAD + 2] = vanished;
+    reply[..REPLY_HEAD].copy_from_slice(&Reply::Digests { count: 3 }.encode());
+    3
 }
 
 /// malloc, calloc, realloc, posix_memalign or aligned_alloc; `None`: realloc's old block has no
 /// address here (skipped).
-pub(super) fn alloc(s: &mut Scratch, call: AllocCall, size: u32, creates: MapId) -> Option<Reply> {
+pub(super) fn alloc(
+    s: &mut Scratch,
+    call: AllocCall,
+    size: u32,
+    creates: MapId,
+    here: usize,
+) -> Option<Result<usize, Reply>> {
     let ps = s.page_size;
     let n = size as usize;
     let from = match call {
@@ -383,11 +431,12 @@ pub(super) fn alloc(s: &mut Scratch, call: AllocCall, size: u32, creates: MapId)
     {
         s.heap.sizes[from.0 as usize] = 0;
     }
-    Some(made(s, creates, size, r))
+    Some(made(s, creates, size, r, here))
 }
 
-/// free; `None`: the block has no address here (skipped).
-pub(super) fn free(s: &mut Scratch, map: MapId) -> Option<Reply> {
+/// free; `None`: the block has no address here (skipped). The reply is `placed`'s, with
+/// address 0.
+pub(super) fn free(s: &mut Scratch, map: MapId, here: usize) -> Option<usize> {
     s.heap.block(map)?;
     let addr = s
         .copy
@@ -399,7 +448,7 @@ pub(super) fn free(s: &mut Scratch, map: MapId) -> Option<Reply> {
     unsafe { libc::free(addr as *mut c_void) };
     after(s);
     s.heap.sizes[map.0 as usize] = 0;
-    Some(Reply::Done { value: 0 })
+    Some(placed(s, 0, here))
 }
 
 /// mallopt or malloc_trim: their results say nothing the model checks (mallopt's 1 or 0,

@@ -92,12 +92,13 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             call,
             size,
             creates,
-        } => match super::alloc::alloc(s, call, size, creates) {
-            Some(r) => r,
+        } => match super::alloc::alloc(s, call, size, creates, here) {
+            Some(Ok(n)) => return Done::Reply(n),
+            Some(Err(r)) => r,
             None => return skipped(s),
         },
-        Request::Free { map } => match super::alloc::free(s, map) {
-            Some(r) => r,
+        Request::Free { map } => match super::alloc::free(s, map, here) {
+            Some(n) => return Done::Reply(n),
             None => return skipped(s),
         },
         Request::Tune { tune } => super::alloc::tune(s, tune),

@@ -41,6 +41,11 @@ pub const ALLOC_UNIT: u32 = caps::MAX_BYTE_OFFSET as u32;
 /// of the dynamic threshold can be crossed, and small enough that programs stay fast.
 pub const MAX_ALLOC_BYTES: u32 = 40 << 20;
 
+/// The `M_MMAP_THRESHOLD` the executor sets for itself before the zygote (with
+/// `M_TRIM_THRESHOLD` 256 MiB), which every program inherits until its own `mallopt`; either
+/// setting turns glibc's dynamic threshold off (docs/SEMANTICS.md M10).
+pub const EXECUTOR_MMAP_THRESHOLD: u32 = 64 << 20;
+
 /// An alignment of posix_memalign / aligned_alloc: a power of two from 8 to 64 KiB.
 pub const MAX_ALIGN: u32 = 1 << 16;
 

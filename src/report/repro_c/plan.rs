@@ -322,7 +322,8 @@ impl Walk {
             Outcome::Mapped { .. }
             | Outcome::Done
             | Outcome::Stopped { .. }
-            | Outcome::Forked { .. } => Step {
+            | Outcome::Forked { .. }
+            | Outcome::Allocated { .. } => Step {
                 want: Want::Ok,
                 says: success_words(op),
             },

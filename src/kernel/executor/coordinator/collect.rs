@@ -164,6 +164,16 @@ impl Coordinator {
                     digests: Vec::new(),
                 });
             }
+            // An allocator op: the block's address and what it did to the layout
+            // (`worker::alloc::placed`).
+            Reply::Digests { count: 3 } if matches!(op, Op::Alloc { .. } | Op::Free { .. }) => {
+                let w = self.payload();
+                return Ok(Outcome::Allocated {
+                    addr: w[0],
+                    appeared: w[1],
+                    vanished: w[2],
+                });
+            }
             Reply::Done { value }
                 if !matches!(op, Op::Read { .. } | Op::PipeRead { .. } | Op::Stop { .. }) =>
             {

@@ -1,0 +1,46 @@
+/*
+ * libglibc: glibc's own allocator with one of its rules broken on purpose, to show that the
+ * glibc rules (docs/SEMANTICS.md M8 to M10) catch it. It defines only `free`, so that `malloc`
+ * stays glibc's and the executor's probe still says GLIBC_MALLOC. Load it into the executor:
+ *
+ *   cowcheck run --under "env COWCHECK_GLIBC_FAULT=free-keeps-mapped LD_PRELOAD=/path/libglibc.so"
+ *
+ * It misbehaves only in a program's processes (two forks below the executor: the zygote's roots
+ * and their children). COWCHECK_GLIBC_FAULT selects the fault:
+ *   free-keeps-mapped   free of a chunk glibc mapped for itself (the IS_MMAPPED bit of the
+ *                       chunk's size word) returns without unmapping it (M9)
+ *
+ * Build: cc -shared -fPIC -O2 -o libglibc.so libglibc.c
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern void __libc_free(void *);
+
+/* The chunk's size word lies 8 bytes before the block; bit 1 is IS_MMAPPED (malloc.c). */
+#define IS_MMAPPED 0x2
+
+static int depth;
+static int on = -1;
+
+static void child(void)
+{
+	depth++;
+}
+
+__attribute__((constructor)) static void init(void)
+{
+	const char *f = getenv("COWCHECK_GLIBC_FAULT");
+	on = f && !strcmp(f, "free-keeps-mapped");
+	pthread_atfork(NULL, NULL, child);
+}
+
+void free(void *p)
+{
+	if (p && on > 0 && depth >= 2 && (((size_t *)p)[-1] & IS_MMAPPED))
+		return;
+	__libc_free(p);
+}

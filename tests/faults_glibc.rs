@@ -1,0 +1,107 @@
+//! Proof that the glibc rules (docs/SEMANTICS.md M8 to M10) can fail: tests/faults/libglibc.c
+//! leaves glibc's `malloc` in place (the probe still says GLIBC_MALLOC) and breaks one rule;
+//! loaded into the executor with `--under`, it is caught by `cowcheck run --seed 1 --time 60`,
+//! shrunk to a few ops, saved, and the saved trace replays to a divergence under the fault and
+//! agrees without it. The shim without a fault changes nothing: a short campaign stays clean.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+/// Most ops a shrunk divergence may keep.
+const MAX_SHRUNK_OPS: usize = 6;
+
+/// tests/faults/libglibc.c built once; `None` (after a note) without a C compiler or glibc.
+fn libglibc() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !cfg!(target_env = "gnu") {
+                eprintln!("note: not a glibc build; skipping the libglibc tests");
+                return None;
+            }
+            let source =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libglibc.c");
+            let lib = tmpdir("libglibc").join("libglibc.so");
+            match Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-o"])
+                .arg(&lib)
+                .arg(&source)
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    eprintln!("note: no `cc` on PATH; skipping the libglibc tests");
+                    None
+                }
+                Err(e) => panic!("cannot run cc: {e}"),
+                Ok(out) => {
+                    assert!(
+                        out.status.success(),
+                        "building libglibc.so failed:\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    Some(lib)
+                }
+            }
+        })
+        .clone()
+}
+
+/// free of a mapped chunk that keeps the mapping (M9).
+#[test]
+fn libglibc_free_keeps_mapped() {
+    let Some(lib) = libglibc() else { return };
+    let under = format!(
+        "env COWCHECK_GLIBC_FAULT=free-keeps-mapped LD_PRELOAD={}",
+        lib.display()
+    );
+    let dir = tmpdir("libglibc-free-keeps-mapped");
+    let run = cowcheck(&[
+        "run",
+        "--seed",
+        "1",
+        "--time",
+        "60",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+        "--under",
+        &under,
+    ]);
+    run.expect_code(1);
+    let report = run.json();
+    let div = &report["divergence"];
+    let trace = div["trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace: {report}"));
+    let ops = op_lines(trace);
+    assert!(
+        !ops.is_empty() && ops.len() <= MAX_SHRUNK_OPS,
+        "the shrunk trace has {} ops, want 1 to {MAX_SHRUNK_OPS}:\n{trace}",
+        ops.len()
+    );
+    assert!(
+        ops.iter().any(|o| o.contains(" free ")) && ops.iter().any(|o| o.contains(" mallopt ")),
+        "the divergence should be a free after a mallopt:\n{trace}"
+    );
+    assert!(
+        div.to_string().contains("M9"),
+        "the divergence should cite M9: {div}"
+    );
+    let saved = div["saved_to"].as_str().expect("saved");
+    let (code, _, rerun) = replay_json(std::path::Path::new(saved), &["--under".into(), under]);
+    assert_eq!(code, 1, "must replay to a divergence\n{}", rerun.dump());
+    cowcheck(&["replay", saved]).expect_code(0);
+}
+
+/// The shim with no fault selected keeps glibc's behaviour: no false alarm.
+#[test]
+fn libglibc_without_a_fault_is_clean() {
+    let Some(lib) = libglibc() else { return };
+    let under = format!("env LD_PRELOAD={}", lib.display());
+    cowcheck(&["run", "--seed", "1", "--cases", "300", "--under", &under]).expect_code(0);
+}
