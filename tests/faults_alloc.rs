@@ -6,8 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
 
@@ -16,34 +14,7 @@ const MAX_SHRUNK_OPS: usize = 6;
 
 /// tests/faults/liballoc.c built once; `None` (after a note) without a C compiler.
 fn liballoc() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source =
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/liballoc.c");
-            let lib = tmpdir("liballoc").join("liballoc.so");
-            match Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&lib)
-                .arg(&source)
-                .output()
-            {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("note: no `cc` on PATH; skipping the liballoc tests");
-                    None
-                }
-                Err(e) => panic!("cannot run cc: {e}"),
-                Ok(out) => {
-                    assert!(
-                        out.status.success(),
-                        "building liballoc.so failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    Some(lib)
-                }
-            }
-        })
-        .clone()
+    shim("liballoc")
 }
 
 fn assert_caught(mode: &str) {

@@ -5,41 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
 
 /// tests/faults/libbackings.c built once per test binary; `None` without a C compiler.
 fn libbackings() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libbackings.c");
-            let lib = tmpdir("libbackings").join("libbackings.so");
-            match Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
-                .arg(&lib)
-                .arg(&source)
-                .arg("-ldl")
-                .output()
-            {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("note: no `cc` on PATH; skipping the libbackings tests");
-                    None
-                }
-                Err(e) => panic!("cannot run cc: {e}"),
-                Ok(out) => {
-                    assert!(
-                        out.status.success(),
-                        "building libbackings.so failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    Some(lib)
-                }
-            }
-        })
-        .clone()
+    shim("libbackings")
 }
 
 fn under(lib: &Path, mode: &str) -> Vec<String> {

@@ -7,8 +7,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
 
@@ -17,38 +15,11 @@ const MAX_SHRUNK_OPS: usize = 6;
 
 /// tests/faults/libglibc.c built once; `None` (after a note) without a C compiler or glibc.
 fn libglibc() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            if !cfg!(target_env = "gnu") {
-                eprintln!("note: not a glibc build; skipping the libglibc tests");
-                return None;
-            }
-            let source =
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libglibc.c");
-            let lib = tmpdir("libglibc").join("libglibc.so");
-            match Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&lib)
-                .arg(&source)
-                .output()
-            {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("note: no `cc` on PATH; skipping the libglibc tests");
-                    None
-                }
-                Err(e) => panic!("cannot run cc: {e}"),
-                Ok(out) => {
-                    assert!(
-                        out.status.success(),
-                        "building libglibc.so failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    Some(lib)
-                }
-            }
-        })
-        .clone()
+    if !cfg!(target_env = "gnu") {
+        eprintln!("note: not a glibc build; skipping the libglibc tests");
+        return None;
+    }
+    shim("libglibc")
 }
 
 /// free of a mapped chunk that keeps the mapping (M9).

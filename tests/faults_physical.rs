@@ -10,8 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
 
@@ -19,34 +17,7 @@ const MAX_SHRUNK_OPS: usize = 4;
 
 /// tests/faults/libphys.c, built once into the test's temporary directory.
 fn libphys() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libphys.c");
-            let lib = tmpdir("libphys").join("libphys.so");
-            match Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&lib)
-                .arg(&source)
-                .arg("-ldl")
-                .output()
-            {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("note: no `cc` on PATH; skipping the libphys tests");
-                    None
-                }
-                Err(e) => panic!("cannot run cc: {e}"),
-                Ok(out) => {
-                    assert!(
-                        out.status.success(),
-                        "building libphys.so failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    Some(lib)
-                }
-            }
-        })
-        .clone()
+    shim("libphys")
 }
 
 /// Whether the channel's pagemap part runs on this machine (the summary of a one-program run).

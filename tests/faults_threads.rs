@@ -7,52 +7,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::PathBuf;
 
 use common::*;
 
-/// The shared object of tests/faults/libthreads.c, built once with `cc`; `None` (after a
-/// note) when no C compiler is installed.
+/// tests/faults/libthreads.c (`shim`).
 fn libthreads() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT.get_or_init(|| build("libthreads")).clone()
+    shim("libthreads")
 }
 
-/// The shared object of tests/faults/libvfork.c, as `libthreads`.
+/// tests/faults/libvfork.c (`shim`).
 fn libvfork() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT.get_or_init(|| build("libvfork")).clone()
-}
-
-/// Builds tests/faults/`name`.c into a shared object; `None` (after a note) without `cc`.
-fn build(name: &str) -> Option<PathBuf> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/faults")
-        .join(format!("{name}.c"));
-    let lib = tmpdir(name).join(format!("{name}.so"));
-    match Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(&source)
-        .arg("-ldl")
-        .output()
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("note: no `cc` on PATH; skipping the {name} tests");
-            None
-        }
-        Err(e) => panic!("cannot run cc: {e}"),
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "building {name}.so failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Some(lib)
-        }
-    }
+    shim("libvfork")
 }
 
 #[test]

@@ -7,8 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
 use cowcheck::check::set_aside;
@@ -19,34 +17,7 @@ use cowcheck::program::runtime_regions::RegionKind;
 
 /// tests/faults/libownregion.c built once; `None` (after a note) without a C compiler.
 fn libownregion() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libownregion.c");
-            let lib = tmpdir("libownregion").join("libownregion.so");
-            match Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&lib)
-                .arg(&source)
-                .arg("-ldl")
-                .output()
-            {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("note: no `cc` on PATH; skipping the libownregion tests");
-                    None
-                }
-                Err(e) => panic!("cannot run cc: {e}"),
-                Ok(out) => {
-                    assert!(
-                        out.status.success(),
-                        "building libownregion.so failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    Some(lib)
-                }
-            }
-        })
-        .clone()
+    shim("libownregion")
 }
 
 fn under_shim(lib: &Path) -> String {

@@ -10,7 +10,6 @@ pub mod tree;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -330,43 +329,53 @@ pub fn hex_after(text: &str, prefix: &str) -> Option<u64> {
     u64::from_str_radix(&digits, 16).ok()
 }
 
-/// The shared-object path of tests/faults/libfault.c, built once per test binary with `cc`;
-/// `None` (after printing a note) when no C compiler is installed.
+/// The shared object of tests/faults/`name`.c (an interposed libc of deliberate faults), built
+/// once per test binary with `cc`; `None` (after printing a note) when no C compiler is
+/// installed.
+pub fn shim(name: &str) -> Option<PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<(String, Option<PathBuf>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, lib)) = built.iter().find(|(n, _)| n == name) {
+        return lib.clone();
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/faults")
+        .join(format!("{name}.c"));
+    let lib = tmpdir(name).join(format!("{name}.so"));
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .arg("-ldl")
+        .output();
+    let lib = match out {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("note: no `cc` on PATH; skipping the {name} tests");
+            None
+        }
+        Err(e) => panic!("cannot run cc: {e}"),
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "building {name}.so failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = lib.display().to_string();
+            assert!(
+                !text.contains(char::is_whitespace),
+                "--under splits on whitespace; the library path must have none: {text}"
+            );
+            Some(lib)
+        }
+    };
+    built.push((name.to_string(), lib.clone()));
+    lib
+}
+
+/// tests/faults/libfault.c, the misbehaving libc of tests/faults.rs (`shim`).
 pub fn libfault() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/libfault.c");
-            let dir = tmpdir("libfault");
-            let lib = dir.join("libfault.so");
-            let built = Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&lib)
-                .arg(&source)
-                .arg("-ldl")
-                .output();
-            match built {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("note: no `cc` on PATH; skipping the libfault tests");
-                    None
-                }
-                Err(e) => panic!("cannot run cc: {e}"),
-                Ok(out) => {
-                    assert!(
-                        out.status.success(),
-                        "building libfault.so failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    let text = lib.display().to_string();
-                    assert!(
-                        !text.contains(char::is_whitespace),
-                        "--under splits on whitespace; the library path must have none: {text}"
-                    );
-                    Some(lib)
-                }
-            }
-        })
-        .clone()
+    shim("libfault")
 }
 
 /// The `--under` value that loads libfault with `COWCHECK_FAULT=mode` into the executor.
