@@ -23,31 +23,8 @@ fn assert_caught(mode: &str) {
         "env COWCHECK_ALLOC_FAULT={mode} LD_PRELOAD={}",
         lib.display()
     );
-    let dir = tmpdir(&format!("liballoc-{mode}"));
-    let run = cowcheck(&[
-        "run",
-        "--seed",
-        "1",
-        "--time",
-        "60",
-        "--json",
-        "--out",
-        dir.to_str().unwrap(),
-        "--under",
-        &under,
-    ]);
-    run.expect_code(1);
-    let report = run.json();
-    let div = &report["divergence"];
-    let trace = div["trace"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{mode}: no trace: {report}"));
-    let ops = op_lines(trace);
-    assert!(
-        !ops.is_empty() && ops.len() <= MAX_SHRUNK_OPS,
-        "{mode}: the shrunk trace has {} ops, want 1 to {MAX_SHRUNK_OPS}:\n{trace}",
-        ops.len()
-    );
+    let Caught { ops, trace, .. } =
+        caught_and_shrunk(&format!("liballoc-{mode}"), &under, MAX_SHRUNK_OPS);
     assert!(
         ops.iter().any(|o| [
             "malloc",
@@ -60,15 +37,6 @@ fn assert_caught(mode: &str) {
         .any(|v| o.contains(&format!(" {v} ")))),
         "{mode}: the divergence should involve an allocation:\n{trace}"
     );
-    let saved = div["saved_to"].as_str().expect("saved");
-    let (code, _, rerun) = replay_json(std::path::Path::new(saved), &["--under".into(), under]);
-    assert_eq!(
-        code,
-        1,
-        "{mode}: must replay to a divergence\n{}",
-        rerun.dump()
-    );
-    cowcheck(&["replay", saved]).expect_code(0);
 }
 
 /// Large blocks from a MAP_SHARED mapping: a child's write shows in the parent (M1).

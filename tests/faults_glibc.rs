@@ -30,31 +30,12 @@ fn libglibc_free_keeps_mapped() {
         "env COWCHECK_GLIBC_FAULT=free-keeps-mapped LD_PRELOAD={}",
         lib.display()
     );
-    let dir = tmpdir("libglibc-free-keeps-mapped");
-    let run = cowcheck(&[
-        "run",
-        "--seed",
-        "1",
-        "--time",
-        "60",
-        "--json",
-        "--out",
-        dir.to_str().unwrap(),
-        "--under",
-        &under,
-    ]);
-    run.expect_code(1);
-    let report = run.json();
-    let div = &report["divergence"];
-    let trace = div["trace"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no trace: {report}"));
-    let ops = op_lines(trace);
-    assert!(
-        !ops.is_empty() && ops.len() <= MAX_SHRUNK_OPS,
-        "the shrunk trace has {} ops, want 1 to {MAX_SHRUNK_OPS}:\n{trace}",
-        ops.len()
-    );
+    let Caught {
+        divergence: div,
+        trace,
+        ops,
+        ..
+    } = caught_and_shrunk("libglibc-free-keeps-mapped", &under, MAX_SHRUNK_OPS);
     assert!(
         ops.iter().any(|o| o.contains(" free ")) && ops.iter().any(|o| o.contains(" mallopt ")),
         "the divergence should be a free after a mallopt:\n{trace}"
@@ -63,10 +44,6 @@ fn libglibc_free_keeps_mapped() {
         div.to_string().contains("M9"),
         "the divergence should cite M9: {div}"
     );
-    let saved = div["saved_to"].as_str().expect("saved");
-    let (code, _, rerun) = replay_json(std::path::Path::new(saved), &["--under".into(), under]);
-    assert_eq!(code, 1, "must replay to a divergence\n{}", rerun.dump());
-    cowcheck(&["replay", saved]).expect_code(0);
 }
 
 /// The shim with no fault selected keeps glibc's behaviour: no false alarm.

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 
@@ -50,19 +50,11 @@ fn assert_caught_physically(mode: &str) {
         "env COWCHECK_PHYS_FAULT={mode} LD_PRELOAD={}",
         lib.display()
     );
-    let fault = ["--under".to_string(), under];
-    let dir = tmpdir(mode);
-    let mut args: Vec<String> = ["run", "--seed", "1", "--time", "60", "--json", "--out"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.push(dir.display().to_string());
-    args.extend(fault.iter().cloned());
-    let run = cowcheck(&args);
-    run.expect_code(1);
-    let report = run.json();
-    let div = &report["divergence"];
-    assert!(div.is_object(), "{mode}: no divergence: {report}");
+    let Caught {
+        divergence: div,
+        saved,
+        ..
+    } = caught_and_shrunk(mode, &under, MAX_SHRUNK_OPS);
     let channel = div["channel"].as_str().unwrap_or("");
     assert!(
         ["pagemap", "pagemap-scan", "pfn", "mincore"].contains(&channel),
@@ -74,33 +66,9 @@ fn assert_caught_physically(mode: &str) {
             .is_some_and(|s| s.starts_with("physical: ")),
         "{mode}: {div}"
     );
-    let trace = div["trace"].as_str().expect("trace");
-    let ops = op_lines(trace);
-    assert!(
-        !ops.is_empty() && ops.len() <= MAX_SHRUNK_OPS,
-        "{mode}: the shrunk trace has {} ops, want 1 to {MAX_SHRUNK_OPS}:\n{trace}",
-        ops.len()
-    );
-    let saved = Path::new(div["saved_to"].as_str().expect("saved"));
-    let saved_s = saved.to_str().unwrap().to_string();
-    // Under the fault it diverges again; without it, it agrees; and values alone (the channel
-    // off) cannot tell the fault from the kernel.
-    let (code, _, rerun) = replay_json(saved, &fault);
-    assert_eq!(
-        code,
-        1,
-        "{mode}: must replay to a divergence\n{}",
-        rerun.dump()
-    );
-    cowcheck(&["replay", &saved_s]).expect_code(0);
-    cowcheck(
-        &[
-            &["replay".to_string(), saved_s, "--no-physical".into()][..],
-            &fault,
-        ]
-        .concat(),
-    )
-    .expect_code(0);
+    // Values alone (the channel off) cannot tell the fault from the kernel.
+    let saved = saved.to_str().expect("utf-8 path");
+    cowcheck(&["replay", saved, "--no-physical", "--under", &under]).expect_code(0);
 }
 
 #[test]

@@ -428,3 +428,62 @@ impl Rng {
         items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// A divergence that a seeded campaign under a deliberate fault found, shrunk and saved.
+pub struct Caught {
+    /// The divergence object of `run --json`.
+    pub divergence: serde_json::Value,
+    /// The shrunk trace, and its op lines.
+    pub trace: String,
+    pub ops: Vec<String>,
+    /// Where the campaign saved it.
+    pub saved: PathBuf,
+}
+
+/// Runs `cowcheck run --seed 1 --time 60 --json --out DIR --under UNDER`, which must find a
+/// divergence (exit 1) shrunk to 1 to `max_ops` ops; then the saved trace must replay to a
+/// divergence under the same fault and agree without it. `what` names the fault in messages.
+pub fn caught_and_shrunk(what: &str, under: &str, max_ops: usize) -> Caught {
+    let dir = tmpdir(&what.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    let run = cowcheck(&[
+        "run",
+        "--seed",
+        "1",
+        "--time",
+        "60",
+        "--json",
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+        "--under",
+        under,
+    ]);
+    run.expect_code(1);
+    let report = run.json();
+    let divergence = report["divergence"].clone();
+    assert!(divergence.is_object(), "{what}: no divergence: {report}");
+    let trace = divergence["trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no trace: {report}"))
+        .to_string();
+    let ops = op_lines(&trace);
+    assert!(
+        !ops.is_empty() && ops.len() <= max_ops,
+        "{what}: the shrunk trace has {} ops, want 1 to {max_ops}:\n{trace}",
+        ops.len()
+    );
+    let saved = PathBuf::from(divergence["saved_to"].as_str().expect("saved"));
+    let (code, _, rerun) = replay_json(&saved, &["--under".to_string(), under.to_string()]);
+    assert_eq!(
+        code,
+        1,
+        "{what}: must replay to a divergence under the fault\n{}",
+        rerun.dump()
+    );
+    cowcheck(&["replay", saved.to_str().expect("utf-8 path")]).expect_code(0);
+    Caught {
+        divergence,
+        trace,
+        ops,
+        saved,
+    }
+}

@@ -499,6 +499,17 @@ fn bytes_of(pages: PageRange, bytes: ByteRange, size: u32, ps: usize) -> (u32, u
     }
 }
 
+/// Block `map`'s size and the address of its first byte, if this process holds it.
+fn block_at(s: &Scratch, map: MapId) -> Option<(u32, u64)> {
+    let size = s.heap.block(map)?;
+    let base = s
+        .copy
+        .view()
+        .board()
+        .address(crate::program::At::page(map, 0), s.page_size)?;
+    Some((size, base))
+}
+
 /// A write to a block: the pattern's ramp counts from the block's first byte.
 pub(super) fn write(
     s: &mut Scratch,
@@ -507,12 +518,7 @@ pub(super) fn write(
     bytes: ByteRange,
     pattern: Pattern,
 ) -> Option<Reply> {
-    let size = s.heap.block(map)?;
-    let base = s
-        .copy
-        .view()
-        .board()
-        .address(crate::program::At::page(map, 0), s.page_size)?;
+    let (size, base) = block_at(s, map)?;
     let (start, end) = bytes_of(pages, bytes, size, s.page_size);
     for i in start..end {
         // SAFETY: a byte of a live block of this process, inside its size (validated).
@@ -531,12 +537,7 @@ pub(super) fn read(
     bytes: ByteRange,
     here: usize,
 ) -> Option<usize> {
-    let size = s.heap.block(map)?;
-    let base = s
-        .copy
-        .view()
-        .board()
-        .address(crate::program::At::page(map, 0), s.page_size)?;
+    let (size, base) = block_at(s, map)?;
     let (start, end) = bytes_of(pages, bytes, size, s.page_size);
     let reply = &mut s.reply[here..];
     let mut n = 0;
