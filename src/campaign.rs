@@ -30,6 +30,9 @@ pub struct CampaignConfig {
     pub share: Share,
     /// Raised by any job to stop every job (a divergence without --keep-going, an error).
     pub stop: Arc<AtomicBool>,
+    /// Where a program that the environment made fail is saved (`--out`), so that nothing is
+    /// lost when a campaign ends on an error of the environment; `None` keeps nothing.
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// Which program indices a job runs.
@@ -135,7 +138,8 @@ pub fn run(
                     }
                 } else {
                     *seen += 1;
-                    let finding = confirm(executor, index, &program, d)?;
+                    let finding = confirm(executor, index, &program, d)
+                        .map_err(|e| keep_program(e, config, index, &program))?;
                     match findings.iter_mut().find(|f| f.key() == finding.key()) {
                         Some(f) => f.count += 1,
                         None => findings.push(finding),
@@ -222,6 +226,51 @@ pub fn run_jobs(
     }
     findings.sort_by_key(|f| f.index);
     Ok((merge_summaries(&summaries), findings))
+}
+
+/// Saves the program that an error of the environment cut short (in `config.out`), and names
+/// the file in the error: the user can replay it once the machine is quiet, and tell an
+/// accident from a runtime's crash.
+fn keep_program(
+    error: HarnessError,
+    config: &CampaignConfig,
+    index: u64,
+    program: &Program,
+) -> HarnessError {
+    let (HarnessError::Environment(message), Some(out)) = (&error, &config.out) else {
+        return error;
+    };
+    let mut kept = program.clone();
+    let header = [
+        format!(
+            " cut short by the environment in: cowcheck run --seed {} (program {index})",
+            config.seed
+        ),
+        format!(" {message}"),
+    ];
+    for (k, text) in header.into_iter().enumerate() {
+        kept.comments.insert(
+            k,
+            crate::program::Comment {
+                before_op: 0,
+                inline: false,
+                text: Some(text),
+            },
+        );
+    }
+    let text = kept.to_string();
+    match crate::files::save_fresh(
+        out,
+        &format!("cowcheck-environment-{}-{index}", config.seed),
+        "trace",
+        text.as_bytes(),
+    ) {
+        Ok(path) => HarnessError::Environment(format!(
+            "{message} (the program is saved in {}: `cowcheck replay` it)",
+            path.display()
+        )),
+        Err(_) => error,
+    }
 }
 
 /// The totals of jobs that ran side by side: counts add up, cells unite, time is the longest.

@@ -121,7 +121,7 @@ fn one_run(kind: Kind, i: usize, rng: &mut Rng, tally: &mut Tally) {
             tally.exit1 += 1;
             // A finding must reproduce: every saved trace diverges again on replay.
             for name in listing(&out) {
-                if !name.ends_with(".trace") {
+                if !name.starts_with("cowcheck-divergence-") || !name.ends_with(".trace") {
                     continue;
                 }
                 let path = out.join(&name);
@@ -156,8 +156,11 @@ fn one_run(kind: Kind, i: usize, rng: &mut Rng, tally: &mut Tally) {
         }
     }
     for name in listing(&out) {
-        let saved = name.starts_with("cowcheck-divergence-")
-            && (name.ends_with(".trace") || name.ends_with(".c"));
+        // A finding's trace and reproducer, or the program an accident of the environment cut
+        // short (kept so that nothing is lost).
+        let saved = (name.starts_with("cowcheck-divergence-")
+            && (name.ends_with(".trace") || name.ends_with(".c")))
+            || (name.starts_with("cowcheck-environment-") && name.ends_with(".trace"));
         let size = std::fs::metadata(out.join(&name)).map_or(0, |m| m.len());
         if !saved || size == 0 {
             tally.leftover_files.push(format!(

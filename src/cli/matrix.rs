@@ -115,6 +115,7 @@ pub(crate) fn cmd_matrix(
                     keep_going: true,
                     share: campaign::Share::ALL,
                     stop: Default::default(),
+                    out: Some(out.to_path_buf()),
                 };
                 if cases > 0 {
                     match campaign::run(&mut executor, &campaign, |_| {}) {

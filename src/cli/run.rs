@@ -82,6 +82,7 @@ pub(crate) fn cmd_run(
         keep_going,
         share: campaign::Share::ALL,
         stop: Default::default(),
+        out: Some(out.to_path_buf()),
     };
     let tty = std::io::stderr().is_terminal() && !json;
     let environment = cowcheck::env::Environment::of(&executors[0]);
