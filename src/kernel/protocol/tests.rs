@@ -581,6 +581,7 @@ fn feature_bits_round_trip_and_name_one_bit_each() {
         |f| f.collapse = true,
         |f| f.thp_align = true,
         |f| f.glibc_malloc = true,
+        |f| f.glibc_dynamic_threshold = true,
     ];
     let none = features_from_bits(0).unwrap();
     assert_eq!(features_bits(&none), 0);
