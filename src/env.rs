@@ -427,10 +427,7 @@ fn probes(page_size: usize) -> Vec<Probe> {
         ),
         (
             "GLIBC_DYNAMIC_THRESHOLD",
-            crate::kernel::malloc_probe::glibc_dynamic_threshold(
-                f.glibc_malloc,
-                page_size.max(1),
-            ),
+            crate::kernel::malloc_probe::glibc_dynamic_threshold(f.glibc_malloc, page_size.max(1)),
             "a child's freed 1 MiB mapped chunk raises glibc's mmap threshold past 300000 bytes",
         ),
     ] {

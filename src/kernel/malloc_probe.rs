@@ -81,7 +81,12 @@ fn probe(page_size: usize) -> bool {
         return false;
     }
     // SAFETY: the symbols glibc defines under these names, with these signatures.
-    let (info, trim): (Info, Trim) = unsafe { (std::mem::transmute(info), std::mem::transmute(trim)) };
+    let (info, trim) = unsafe {
+        (
+            std::mem::transmute::<*mut libc::c_void, Info>(info),
+            std::mem::transmute::<*mut libc::c_void, Trim>(trim),
+        )
+    };
     // glibc's chunk for a request, and the length of its own mapping (M8).
     let mapping = |size: usize| ((size + 8 + 15) & !15) + 8;
     let mapping = move |size: usize| mapping(size).next_multiple_of(page_size);

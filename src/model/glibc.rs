@@ -152,6 +152,11 @@ impl Model {
             }
             return Ok(None);
         }
+        if appeared > 0 && old_own.is_some() {
+            // A realloc of a mapped chunk that mremap moved (`mremap_chunk`, M9): neither the
+            // threshold nor mmap-max has a say.
+            return Ok(Some(appeared));
+        }
         if appeared > 0 {
             if s.no_mmap {
                 return Err(bad(format!(
