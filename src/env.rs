@@ -99,6 +99,19 @@ impl Environment {
                     if p.available { "" } else { "not " }
                 );
             }
+            let dynamic = executor.hello.features.glibc_dynamic_threshold;
+            if let Some(p) = env
+                .probes
+                .iter_mut()
+                .find(|p| p.name == "GLIBC_DYNAMIC_THRESHOLD")
+                && p.available != dynamic
+            {
+                p.available = dynamic;
+                p.detail = format!(
+                    "glibc's dynamic mmap threshold is {} in the executor's programs (its hello)",
+                    if dynamic { "on" } else { "off" }
+                );
+            }
             return env;
         };
         let mut env: Environment = serde_json::from_str(&guest.environment_json)
@@ -411,6 +424,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             "GLIBC_MALLOC",
             f.glibc_malloc,
             "dladdr: malloc lies in the object of gnu_get_libc_version (glibc's ptmalloc)",
+        ),
+        (
+            "GLIBC_DYNAMIC_THRESHOLD",
+            crate::kernel::malloc_probe::glibc_dynamic_threshold(f.glibc_malloc, page_size.max(1)),
+            "a child's freed 1 MiB mapped chunk raises glibc's mmap threshold past 300000 bytes",
         ),
     ] {
         out.push(Probe {

@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod executor;
+pub mod malloc_probe;
 pub mod maps;
 pub mod probe;
 pub mod protocol;

@@ -112,6 +112,8 @@ pub fn probe_features(ps: usize) -> Features {
             collapse: known(madv::COLLAPSE),
             thp_align: thp_align(ps),
             glibc_malloc: glibc_malloc(),
+            // Probed last, right before the zygote (`malloc_probe`).
+            glibc_dynamic_threshold: false,
             noreplace: works_on(libc::MAP_PRIVATE, &|p| {
                 let q = libc::mmap(
                     p,

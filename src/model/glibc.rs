@@ -1,4 +1,4 @@
-//! What glibc's own allocator adds to the malloc family (docs/SEMANTICS.md M8 to M10), checked
+//! What glibc's own allocator adds to the malloc family (docs/SEMANTICS.md M8 to M11), checked
 //! only where the executor probed that `malloc` is glibc's (`Features::glibc_malloc`). The
 //! executor reports, for each allocator op that succeeded, the length of the range that
 //! appeared during the call and begins 16 bytes before the block (a chunk in a mapping of its
@@ -6,20 +6,42 @@
 //! a chunk at all depends on its heap (a top that holds the request serves it), so that is
 //! learnt; what follows from it is checked:
 //!
-//! - a chunk gets a mapping of its own only at or above the mmap threshold (the executor's
-//!   64 MiB until the process's own `mallopt mmap-threshold`), never with `mmap-max` 0, and
-//!   the mapping is the chunk's size plus 8 bytes rounded up to the page (M8);
+//! - a chunk gets a mapping of its own only at or above the mmap threshold in force, never
+//!   with `mmap-max` 0, and the mapping is the chunk's size plus 8 bytes rounded up to the page
+//!   (M8);
 //! - `free` of such a chunk unmaps exactly its mapping at once (M9);
-//! - `mallopt` sets the threshold and the count, per process, inherited by fork (M10).
+//! - `mallopt` sets the threshold and the count, per process, inherited by fork, and turns the
+//!   dynamic threshold off in that process (M10);
+//! - where the executor probed glibc's dynamic threshold on (`Features::glibc_dynamic_threshold`)
+//!   a root starts at the default 128 KiB, and freeing a mapped chunk smaller than 32 MiB raises
+//!   the threshold to its size (M11). Without that probe the threshold is known only after the
+//!   process's own `mallopt mmap-threshold`.
 
 use super::{Model, ModelError};
-use crate::program::{AllocCall, EXECUTOR_MMAP_THRESHOLD, MalloptParam, MapId, ProcId, Tune, caps};
+use crate::program::{AllocCall, MalloptParam, MapId, ProcId, Tune, caps};
+
+/// glibc's `DEFAULT_MMAP_THRESHOLD_MIN`, the threshold a process starts with (M11).
+pub const DEFAULT_MMAP_THRESHOLD: u64 = 128 * 1024;
+/// glibc's `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit (`4 * 1024 * 1024 * sizeof(long)`): the
+/// largest chunk whose free raises the threshold (M11).
+pub const DEFAULT_MMAP_THRESHOLD_MAX: u64 = 32 << 20;
+/// The flag bit of a mapped chunk's size word, which `__libc_free()` compares with the
+/// threshold along with the size (M11).
+const IS_MMAPPED: u64 = 2;
 
 /// glibc's settings in each process, as the model knows them.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Settings {
-    /// M_MMAP_THRESHOLD in force.
+    /// M_MMAP_THRESHOLD in force (from the root's default, a free's raise or mallopt).
     threshold: u64,
+    /// Whether the process (or an ancestor before its fork) set M_MMAP_THRESHOLD with mallopt:
+    /// the threshold is then known even where the probe said the dynamic threshold was off.
+    set: bool,
+    /// Whether a mallopt of the threshold, the trim threshold or mmap-max turned the dynamic
+    /// threshold off in this process (M10).
+    fixed: bool,
+    /// The size of the freed mapped chunk that raised the threshold last, if a free did (M11).
+    raised_by: Option<u64>,
     /// Whether M_MMAP_MAX was set to 0.
     no_mmap: bool,
 }
@@ -27,9 +49,20 @@ pub(super) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            threshold: EXECUTOR_MMAP_THRESHOLD as u64,
+            threshold: DEFAULT_MMAP_THRESHOLD,
+            set: false,
+            fixed: false,
+            raised_by: None,
             no_mmap: false,
         }
+    }
+}
+
+impl Settings {
+    /// The threshold in force, where the model knows it: in every process where the probe
+    /// found glibc's defaults with the dynamic threshold on, else after a mallopt.
+    fn known(&self, dynamic_probed: bool) -> Option<u64> {
+        (dynamic_probed || self.set).then_some(self.threshold)
     }
 }
 
@@ -53,17 +86,38 @@ impl Model {
         self.features.glibc_malloc
     }
 
-    /// `mallopt` in `proc` (M10).
+    /// `mallopt` in `proc` (M10): each of the three parameters turns the dynamic threshold
+    /// off in the process (M11).
     pub(super) fn glibc_tune(&mut self, proc: ProcId, tune: Tune) {
         let s = &mut self.heap.glibc[proc.0 as usize];
         if let Tune::Mallopt { param, value } = tune {
             // The worker passes the value as an int, cut at i32::MAX.
             let value = value.min(i32::MAX as u32) as u64;
+            s.fixed = true;
             match param {
-                MalloptParam::MmapThreshold => s.threshold = value,
+                MalloptParam::MmapThreshold => {
+                    s.threshold = value;
+                    s.set = true;
+                    s.raised_by = None;
+                }
                 MalloptParam::MmapMax => s.no_mmap = value == 0,
                 MalloptParam::TrimThreshold => {}
             }
+        }
+    }
+
+    /// [M11] `free` of a mapped chunk of `own` bytes in `proc`: with the dynamic threshold on,
+    /// a chunk whose size word (its size and the IS_MMAPPED bit) is above the threshold and at
+    /// most DEFAULT_MMAP_THRESHOLD_MAX raises the threshold to its size.
+    pub(super) fn glibc_released(&mut self, proc: ProcId, own: u64) {
+        if !self.features.glibc_dynamic_threshold {
+            return;
+        }
+        let s = &mut self.heap.glibc[proc.0 as usize];
+        let word = own | IS_MMAPPED;
+        if !s.fixed && word > s.threshold && word <= DEFAULT_MMAP_THRESHOLD_MAX {
+            s.threshold = own;
+            s.raised_by = Some(own);
         }
     }
 
@@ -98,17 +152,29 @@ impl Model {
             }
             return Ok(None);
         }
+        if appeared > 0 && old_own.is_some() {
+            // A realloc of a mapped chunk that mremap moved (`mremap_chunk`, M9): neither the
+            // threshold nor mmap-max has a say.
+            return Ok(Some(appeared));
+        }
         if appeared > 0 {
             if s.no_mmap {
                 return Err(bad(format!(
                     "is in a fresh mapping of {appeared} bytes after mallopt mmap-max 0 (M8)"
                 )));
             }
-            if nb < s.threshold {
+            if let Some(threshold) = s.known(self.features.glibc_dynamic_threshold)
+                && nb < threshold
+            {
+                let why = match s.raised_by {
+                    Some(chunk) => {
+                        format!(", raised by the free of a mapped chunk of {chunk} bytes: M11")
+                    }
+                    None => String::new(),
+                };
                 return Err(bad(format!(
                     "is in a fresh mapping of {appeared} bytes, but its chunk ({nb} bytes) is \
-                     below the mmap threshold {} (M8)",
-                    s.threshold
+                     below the mmap threshold in force ({threshold}{why}) (M8)"
                 )));
             }
             return Ok(Some(appeared));

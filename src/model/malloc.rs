@@ -14,7 +14,7 @@
 //!   mappings, and an aligned call's block is aligned (M6): the address is learnt from the
 //!   call's result and checked here;
 //! - where the executor's allocator is glibc's own (`Features::glibc_malloc`), what follows
-//!   from a block's coming in a mapping of its own is checked in `glibc.rs` (M8 to M10).
+//!   from a block's coming in a mapping of its own is checked in `glibc.rs` (M8 to M11).
 
 use std::sync::Arc;
 
@@ -189,6 +189,11 @@ impl Model {
                     && let Err(e) = self.glibc_freed(map, block.addr, own, vanished)
                 {
                     return Some(Err(e));
+                }
+                if self.glibc()
+                    && let Some(own) = block.own
+                {
+                    self.glibc_released(proc, own); // [M11]
                 }
                 Some(Ok(Outcome::Allocated {
                     addr: 0,

@@ -40,6 +40,10 @@ pub struct Features {
     /// The executor's `malloc` is glibc's own (ptmalloc in libc.so.6), not an allocator put in
     /// front of it with `LD_PRELOAD` nor another C library's (docs/SEMANTICS.md M7).
     pub glibc_malloc: bool,
+    /// glibc's dynamic mmap threshold is on in the processes the executor forks: freeing a
+    /// mapped chunk raises the threshold (docs/SEMANTICS.md M11). Off where glibc was tuned
+    /// (`GLIBC_TUNABLES`, `MALLOC_*_` variables) or is not the allocator.
+    pub glibc_dynamic_threshold: bool,
 }
 
 impl Features {
@@ -59,6 +63,7 @@ impl Features {
         collapse: true,
         thp_align: true,
         glibc_malloc: true,
+        glibc_dynamic_threshold: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -81,6 +86,10 @@ impl Features {
             ("MADV_COLLAPSE (6.1)", self.collapse),
             ("PMD-aligned anonymous mappings (6.7)", self.thp_align),
             ("malloc is glibc's own (ptmalloc)", self.glibc_malloc),
+            (
+                "glibc's dynamic mmap threshold is on",
+                self.glibc_dynamic_threshold,
+            ),
         ]
     }
 

@@ -6,13 +6,20 @@
  *   cowcheck run --under "env COWCHECK_GLIBC_FAULT=free-keeps-mapped LD_PRELOAD=/path/libglibc.so"
  *
  * It misbehaves only in a program's processes (two forks below the executor: the zygote's roots
- * and their children). COWCHECK_GLIBC_FAULT selects the fault:
+ * and their children; the executor's probes run one fork below it). COWCHECK_GLIBC_FAULT
+ * selects the fault (COWCHECK_GLIBC_FAULT_DEPTH=1 moves the start one fork up, for a C
+ * reproducer, whose program processes are one fork below its coordinator):
  *   free-keeps-mapped   free of a chunk glibc mapped for itself (the IS_MMAPPED bit of the
  *                       chunk's size word) returns without unmapping it (M9)
+ *   threshold-never-rises  free of a mapped chunk unmaps it, then sets the mmap threshold back
+ *                       to 128 KiB with mallopt: an allocator whose threshold never rises, so a
+ *                       later 300000-byte block lands in a mapping of its own below the
+ *                       threshold glibc would have raised (M11)
  *
  * Build: cc -shared -fPIC -O2 -o libglibc.so libglibc.c
  */
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -25,6 +32,8 @@ extern void __libc_free(void *);
 
 static int depth;
 static int on = -1;
+static int never_rises;
+static int from_depth = 2;
 
 static void child(void)
 {
@@ -35,12 +44,19 @@ __attribute__((constructor)) static void init(void)
 {
 	const char *f = getenv("COWCHECK_GLIBC_FAULT");
 	on = f && !strcmp(f, "free-keeps-mapped");
+	never_rises = f && !strcmp(f, "threshold-never-rises");
+	if (getenv("COWCHECK_GLIBC_FAULT_DEPTH"))
+		from_depth = atoi(getenv("COWCHECK_GLIBC_FAULT_DEPTH"));
 	pthread_atfork(NULL, NULL, child);
 }
 
 void free(void *p)
 {
-	if (p && on > 0 && depth >= 2 && (((size_t *)p)[-1] & IS_MMAPPED))
+	int mapped = p && depth >= from_depth && (((size_t *)p)[-1] & IS_MMAPPED);
+
+	if (mapped && on > 0)
 		return;
 	__libc_free(p);
+	if (mapped && never_rises)
+		mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }

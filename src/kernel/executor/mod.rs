@@ -33,6 +33,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
+use super::malloc_probe::glibc_dynamic_threshold;
 use super::probe::probe_features;
 use super::protocol::{
     Enc, FrontRequest, Hello, KernelRun, decode_request, read_frame, write_frame,
@@ -74,7 +75,6 @@ pub fn main(
             let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &set);
         }
     }
-    keep_heap();
     let guardian = Guardian::start();
     worker::set_inject(inject);
     let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -93,8 +93,13 @@ pub fn main(
     let mut input = stdin.lock();
     let mut output = stdout.lock();
     let mut enc = Enc::default();
-    let features = probe_features(page_size as usize);
+    let mut features = probe_features(page_size as usize);
     let physical = worker::physical::probe(page_size as usize, physical_off);
+    let scratch = Scratch::new(page_size as usize);
+    // Last before the zygote's fork, from the allocator state every root inherits
+    // (docs/SEMANTICS.md M11).
+    features.glibc_dynamic_threshold =
+        glibc_dynamic_threshold(features.glibc_malloc, page_size as usize);
     enc.hello(&Hello {
         page_size,
         release,
@@ -105,7 +110,6 @@ pub fn main(
     if write_frame(&mut output, &enc.buf).is_err() {
         return 2;
     }
-    let scratch = Scratch::new(page_size as usize);
     let slots = scratch.slots_view();
     if !slots.turn.works() {
         eprintln!("cowcheck executor: cannot map its shared slots (mmap MAP_SHARED|MAP_ANONYMOUS)");
@@ -115,6 +119,8 @@ pub fn main(
         Ok(z) => z,
         Err(_) => return 2,
     };
+    // Only now, so that the zygote and every program keep glibc's defaults (M11).
+    keep_heap();
     let mut c = Coordinator::new(guardian, op_deadline, page_size, slots, zygote);
     loop {
         let frame = match read_frame(&mut input) {
@@ -152,15 +158,20 @@ pub fn main(
     }
 }
 
-/// Keeps freed memory in the executor's heap instead of returning it to the kernel: a
+/// Keeps freed memory in the coordinator's heap instead of returning it to the kernel: a
 /// program's buffers (its trace, its reply with every snapshot) are allocated and freed once
 /// per program, and glibc's defaults (mmap above 128 KiB, trim above 128 KiB) made each
 /// program pay for fresh mappings and their page faults (perf record: munmap and page faults
 /// in the executor every program). The working set is a few MiB.
+///
+/// Called after the zygote is forked, never before: setting either value turns glibc's
+/// dynamic mmap threshold off for good in this process and every child it forks later, and
+/// the programs must start with glibc's defaults (docs/SEMANTICS.md M11). The executor forks
+/// no program process itself (the zygote does), and the zygote allocates nothing.
 fn keep_heap() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes allocator tuning; called before anything is allocated in
-    // bulk, from the single thread.
+    // SAFETY: mallopt only changes allocator tuning; called before the coordinator allocates
+    // in bulk, from the single thread.
     unsafe {
         libc::mallopt(
             libc::M_MMAP_THRESHOLD,

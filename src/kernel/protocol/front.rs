@@ -141,8 +141,9 @@ mod feature_bit {
     pub const COLLAPSE: u32 = 1 << 11;
     pub const THP_ALIGN: u32 = 1 << 12;
     pub const GLIBC_MALLOC: u32 = 1 << 13;
+    pub const GLIBC_DYNAMIC_THRESHOLD: u32 = 1 << 14;
     /// Every bit above.
-    pub const ALL: u32 = (1 << 14) - 1;
+    pub const ALL: u32 = (1 << 15) - 1;
 }
 
 /// Features as the hello's bit set.
@@ -163,6 +164,7 @@ pub fn features_bits(f: &Features) -> u32 {
         collapse,
         thp_align,
         glibc_malloc,
+        glibc_dynamic_threshold,
     } = *f;
     let bit = |on: bool, b: u32| if on { b } else { 0 };
     bit(guard, feature_bit::GUARD)
@@ -179,6 +181,10 @@ pub fn features_bits(f: &Features) -> u32 {
         | bit(collapse, feature_bit::COLLAPSE)
         | bit(thp_align, feature_bit::THP_ALIGN)
         | bit(glibc_malloc, feature_bit::GLIBC_MALLOC)
+        | bit(
+            glibc_dynamic_threshold,
+            feature_bit::GLIBC_DYNAMIC_THRESHOLD,
+        )
 }
 
 /// The features of a bit set; `None` if it has a bit no feature has.
@@ -202,6 +208,7 @@ pub fn features_from_bits(b: u32) -> Option<Features> {
         collapse: on(feature_bit::COLLAPSE),
         thp_align: on(feature_bit::THP_ALIGN),
         glibc_malloc: on(feature_bit::GLIBC_MALLOC),
+        glibc_dynamic_threshold: on(feature_bit::GLIBC_DYNAMIC_THRESHOLD),
     })
 }
 

@@ -566,7 +566,7 @@ fn decoding_refuses_what_encode_never_makes() {
 
 #[test]
 fn feature_bits_round_trip_and_name_one_bit_each() {
-    let fields: [fn(&mut Features); 14] = [
+    let fields: [fn(&mut Features); 15] = [
         |f| f.guard = true,
         |f| f.guard_shared = true,
         |f| f.populate = true,
@@ -581,6 +581,7 @@ fn feature_bits_round_trip_and_name_one_bit_each() {
         |f| f.collapse = true,
         |f| f.thp_align = true,
         |f| f.glibc_malloc = true,
+        |f| f.glibc_dynamic_threshold = true,
     ];
     let none = features_from_bits(0).unwrap();
     assert_eq!(features_bits(&none), 0);

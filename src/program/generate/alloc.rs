@@ -256,4 +256,47 @@ mod tests {
         }
         assert_eq!(seen.len(), 10, "{seen:?}");
     }
+
+    /// Campaigns cross the dynamic threshold's range (docs/SEMANTICS.md M11): a process frees
+    /// a block large enough to be a mapped chunk and later asks for a smaller one that is still
+    /// at or above the default threshold, 128 KiB, with no mallopt before (which would turn
+    /// the dynamic threshold off).
+    #[test]
+    fn campaigns_cross_the_dynamic_threshold() {
+        let mut found = 0;
+        for i in 0..2000 {
+            let program = random_program(1, i, GenConfig::default());
+            let mut sizes = std::collections::HashMap::new();
+            let mut freed = [0u32; crate::program::caps::MAX_PROCS];
+            let mut fixed = [false; crate::program::caps::MAX_PROCS];
+            for op in &program.ops {
+                match *op {
+                    Op::Alloc {
+                        proc, map, size, ..
+                    } => {
+                        let p = proc.0 as usize;
+                        if !fixed[p] && (131_072..freed[p]).contains(&size) {
+                            found += 1;
+                            break;
+                        }
+                        sizes.insert(map, size);
+                    }
+                    Op::Free { proc, map } => {
+                        let p = proc.0 as usize;
+                        freed[p] = freed[p].max(sizes.get(&map).copied().unwrap_or(0));
+                    }
+                    Op::Tune {
+                        proc,
+                        tune: Tune::Mallopt { .. },
+                    } => fixed[proc.0 as usize] = true,
+                    Op::Fork { proc, child } => {
+                        freed[child.0 as usize] = freed[proc.0 as usize];
+                        fixed[child.0 as usize] = fixed[proc.0 as usize];
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(found >= 20, "only {found} of 2000 programs cross it");
+    }
 }

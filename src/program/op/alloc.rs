@@ -41,9 +41,9 @@ pub const ALLOC_UNIT: u32 = caps::MAX_BYTE_OFFSET as u32;
 /// of the dynamic threshold can be crossed, and small enough that programs stay fast.
 pub const MAX_ALLOC_BYTES: u32 = 40 << 20;
 
-/// The `M_MMAP_THRESHOLD` the executor sets for itself before the zygote (with
-/// `M_TRIM_THRESHOLD` 256 MiB), which every program inherits until its own `mallopt`; either
-/// setting turns glibc's dynamic threshold off (docs/SEMANTICS.md M10).
+/// The `M_MMAP_THRESHOLD` the executor's coordinator sets for itself (with `M_TRIM_THRESHOLD`
+/// 256 MiB) after it forked the zygote: programs never inherit it, and start with glibc's
+/// defaults and its dynamic threshold (docs/SEMANTICS.md M11).
 pub const EXECUTOR_MMAP_THRESHOLD: u32 = 64 << 20;
 
 /// An alignment of posix_memalign / aligned_alloc: a power of two from 8 to 64 KiB.

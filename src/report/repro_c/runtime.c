@@ -181,6 +181,13 @@ struct reply {
 	int32_t seen_phys;              /* check: the first bad row's pagemap word is in seen */
 	uint64_t digest[MAX_SPAN_PAGES];
 	unsigned char head[MAX_SPAN_PAGES][8];
+	/* glibc's placement (cowcheck's SEMANTICS.md M8, M9, M11), where malloc is glibc's own:
+	 * G_* what was measured, g_bytes the fresh mapping at 16 bytes before the block (alloc) or
+	 * the bytes unmapped (free), g_chunk the chunk's size, g_threshold the threshold in force
+	 * before the call (0: not known), g_raised the freed chunk that raised it last (M11), g_own
+	 * the block's own mapping (free). g_bad: a glibc rule broken. */
+	int32_t g_kind, g_bad;
+	uint64_t g_bytes, g_chunk, g_threshold, g_raised, g_own;
 };
 
 static int cmd_pipe[NPROC][2], rep_pipe[NPROC][2];
@@ -375,6 +382,258 @@ static int poke(const struct op *o, uintptr_t first, uintptr_t origin)
 }
 
 /* Performs one op in this worker; returns 0 if no reply is due (a fork's child). */
+/* glibc's placement of blocks (cowcheck's docs/SEMANTICS.md M8 to M11), checked only where
+ * malloc is glibc's own (the object of gnu_get_libc_version, as cowcheck's executor probes).
+ * Each process keeps glibc's settings as the model does (fork copies them with the rest of the
+ * process): the threshold in force, 128 KiB at the start where glibc's dynamic threshold is on
+ * (no GLIBC_TUNABLES or MALLOC_*_ setting that turns it off), raised by the free of a mapped
+ * chunk smaller than 32 MiB (M11), set by mallopt (M10). Around each allocator call the process
+ * compares the address ranges /proc/self/maps covers before and after: a block whose chunk
+ * came in a fresh mapping beginning 16 bytes before it, of the chunk's size plus 8 rounded up
+ * to the page, is a mapped chunk, allowed only at or above the threshold (M8); its free must
+ * unmap exactly that mapping (M9). */
+enum { G_NONE, G_HEAP, G_MAPPED, G_OTHER, G_FREED };
+#define G_MAX_RANGES 1024
+#define G_DEFAULT_THRESHOLD (128u * 1024)
+#define G_THRESHOLD_MAX (32ull << 20)
+static int g_on = -1, g_dynamic;
+static uint64_t g_threshold = G_DEFAULT_THRESHOLD, g_raised_by;
+static int g_set, g_fixed, g_nommap;
+static uint64_t g_own[NMAP > 0 ? NMAP : 1];
+static uint64_t g_before[G_MAX_RANGES][2], g_after[G_MAX_RANGES][2];
+static int g_nbefore, g_nafter;
+static char g_maps[1 << 18];
+
+#ifdef __GLIBC__
+#include <dlfcn.h>
+#include <gnu/libc-version.h>
+static int g_glibc_malloc(void)
+{
+	Dl_info a, b;
+	void *m = dlsym(RTLD_DEFAULT, "malloc"), *v = dlsym(RTLD_DEFAULT, "gnu_get_libc_version");
+	(void)gnu_get_libc_version;
+	return m && v && dladdr(m, &a) && dladdr(v, &b) && a.dli_fbase == b.dli_fbase;
+}
+#else
+static int g_glibc_malloc(void)
+{
+	return 0;
+}
+#endif
+
+/* Whether the environment tunes glibc's malloc so that its dynamic threshold is off. */
+static int g_tuned(void)
+{
+	static const char *const names[] = { "glibc.malloc.mmap_threshold=", "glibc.malloc.trim_threshold=",
+					     "glibc.malloc.top_pad=", "glibc.malloc.mmap_max=" };
+	static const char *const vars[] = { "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+					    "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_" };
+	const char *t = getenv("GLIBC_TUNABLES");
+	for (int i = 0; i < 4; i++) {
+		const char *v = getenv(vars[i]);
+		if ((t && strstr(t, names[i])) || (v && *v))
+			return 1;
+	}
+	return 0;
+}
+
+/* The address ranges /proc/self/maps covers, merged, into out; how many. */
+static int g_covered(uint64_t (*out)[2])
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), n = 0;
+	size_t len = 0;
+	ssize_t k;
+	if (fd < 0)
+		return 0;
+	while (len < sizeof g_maps - 1 && (k = read(fd, g_maps + len, sizeof g_maps - 1 - len)) > 0)
+		len += (size_t)k;
+	close(fd);
+	g_maps[len] = 0;
+	for (char *l = g_maps; *l;) {
+		char *end;
+		uint64_t a = strtoull(l, &end, 16), b = strtoull(end + 1, &end, 16);
+		if (n > 0 && out[n - 1][1] == a)
+			out[n - 1][1] = b;
+		else if (n < G_MAX_RANGES) {
+			out[n][0] = a;
+			out[n][1] = b;
+			n++;
+		}
+		l = strchr(end, '\n');
+		if (!l)
+			break;
+		l++;
+	}
+	return n;
+}
+
+static int g_in(uint64_t (*r)[2], int n, uint64_t a)
+{
+	for (int i = 0; i < n; i++)
+		if (r[i][0] <= a && a < r[i][1])
+			return 1;
+	return 0;
+}
+
+/* The length of the range that appeared during the call and begins at start (0: none). */
+static uint64_t g_fresh_at(uint64_t start)
+{
+	uint64_t end = 0;
+	if (!g_in(g_after, g_nafter, start) || g_in(g_before, g_nbefore, start) ||
+	    (g_in(g_after, g_nafter, start - 1) && !g_in(g_before, g_nbefore, start - 1)))
+		return 0;
+	for (int i = 0; i < g_nafter; i++)
+		if (g_after[i][0] <= start && start < g_after[i][1])
+			end = g_after[i][1];
+	for (int i = 0; i < g_nbefore; i++)
+		if (g_before[i][0] > start && g_before[i][0] < end)
+			end = g_before[i][0];
+	return end - start;
+}
+
+/* The bytes of the ranges that went away during the call. */
+static uint64_t g_vanished(void)
+{
+	uint64_t gone = 0;
+	for (int i = 0; i < g_nbefore; i++) {
+		uint64_t a = g_before[i][0], b = g_before[i][1], kept = 0;
+		for (int j = 0; j < g_nafter; j++) {
+			uint64_t lo = a > g_after[j][0] ? a : g_after[j][0];
+			uint64_t hi = b < g_after[j][1] ? b : g_after[j][1];
+			if (lo < hi)
+				kept += hi - lo;
+		}
+		gone += b - a - kept;
+	}
+	return gone;
+}
+
+/* glibc's chunk size for a request, and the length of a mapped chunk's own mapping. */
+static uint64_t g_chunk(uint64_t n)
+{
+	uint64_t nb = (n + 8 + 15) & ~(uint64_t)15;
+	return nb < 32 ? 32 : nb;
+}
+
+static uint64_t g_mapping(uint64_t n)
+{
+	return (g_chunk(n) + 8 + ps - 1) / ps * ps;
+}
+
+/* Before an allocator call: whether the glibc rules apply, and the layout. */
+static void g_enter(void)
+{
+	if (g_on < 0) {
+		g_on = g_glibc_malloc();
+		g_dynamic = g_on && !g_tuned();
+	}
+	if (g_on)
+		g_nbefore = g_covered(g_before);
+}
+
+static void g_leave(void)
+{
+	if (g_on)
+		g_nafter = g_covered(g_after);
+}
+
+/* After a successful allocation of block m (realloc's old block: from, at old): M8. */
+static void g_placed(const struct op *o, uint64_t p, uint64_t old)
+{
+	uint64_t len = g_fresh_at(p - 16), own = 0;
+	if (!g_on)
+		return;
+	rep.g_chunk = g_chunk((uint64_t)o->size);
+	rep.g_threshold = g_dynamic || g_set ? g_threshold : 0;
+	rep.g_raised = g_raised_by;
+	rep.g_bytes = len;
+	rep.g_kind = len == 0 ? G_HEAP : G_OTHER;
+	if (o->kind == ALLOC_MEMALIGN || o->kind == ALLOC_ALIGNED) {
+		/* carved out of a larger chunk: not checked */
+	} else if (len == g_mapping((uint64_t)o->size)) {
+		rep.g_kind = G_MAPPED;
+		/* A realloc of a mapped chunk that mremap moved (M9): the threshold has no say. */
+		if (!(o->kind == ALLOC_REALLOC && g_own[o->at_map]))
+			rep.g_bad = g_nommap || (rep.g_threshold && rep.g_chunk < rep.g_threshold);
+		own = len;
+	} else if (len > 0) {
+		rep.g_bad = len < rep.g_chunk;
+	} else if (o->kind == ALLOC_REALLOC && g_own[o->at_map] && old == p) {
+		own = g_mapping((uint64_t)o->size); /* mremap resized it in place */
+	}
+	if (o->kind == ALLOC_REALLOC)
+		g_own[o->at_map] = 0;
+	g_own[o->map] = own;
+}
+
+/* After free of block m: M9, then M11. */
+static void g_freed(const struct op *o)
+{
+	uint64_t own = g_own[o->map], word = own | 2; /* the size word's IS_MMAPPED bit */
+	if (!g_on)
+		return;
+	rep.g_kind = G_FREED;
+	rep.g_bytes = g_vanished();
+	rep.g_own = own;
+	if (own)
+		rep.g_bad = rep.g_bytes != own;
+	if (own && g_dynamic && !g_fixed && word > g_threshold && word <= G_THRESHOLD_MAX) {
+		g_threshold = own;
+		g_raised_by = own;
+	}
+	rep.g_threshold = g_dynamic || g_set ? g_threshold : 0;
+	rep.g_raised = g_raised_by;
+	g_own[o->map] = 0;
+}
+
+/* mallopt: M10 (each of these turns the dynamic threshold off). */
+static void g_tune(const struct op *o)
+{
+	if (o->kind == TUNE_TRIM)
+		return;
+	g_fixed = 1;
+	if (o->kind == TUNE_MMAP_THRESHOLD) {
+		g_threshold = (uint64_t)o->size;
+		g_set = 1;
+		g_raised_by = 0;
+	} else if (o->kind == TUNE_MMAP_MAX) {
+		g_nommap = o->size == 0;
+	}
+}
+
+/* The facts a process measured for an allocator op, as comment lines. */
+static void g_show(const struct op *o, const struct reply *r)
+{
+	char thr[96] = "not known here";
+	if (!r->g_kind)
+		return;
+	if (r->g_threshold)
+		snprintf(thr, sizeof thr, "%llu%s", (unsigned long long)r->g_threshold,
+			 r->g_raised && r->g_raised == r->g_threshold ? " (raised by the free of a mapped chunk, M11)" : "");
+	switch (r->g_kind) {
+	case G_HEAP:
+		printf("# glibc: p%d's block is not in a fresh mapping (heap); chunk %llu bytes, mmap threshold in force %s\n",
+		       o->proc, (unsigned long long)r->g_chunk, thr);
+		break;
+	case G_MAPPED:
+	case G_OTHER:
+		printf("# glibc: p%d's block is in a fresh mapping of %llu bytes from 16 bytes before it (%s); chunk %llu bytes, mmap threshold in force %s%s\n",
+		       o->proc, (unsigned long long)r->g_bytes,
+		       r->g_kind == G_MAPPED ? "a mapped chunk's length" : "the heap grown by a mapping",
+		       (unsigned long long)r->g_chunk, thr,
+		       r->g_bad ? ": a mapped chunk below the threshold or after mmap-max 0, or smaller than its chunk (M8)" : "");
+		break;
+	case G_FREED:
+		printf("# glibc: p%d's free unmapped %llu bytes", o->proc, (unsigned long long)r->g_bytes);
+		if (r->g_own)
+			printf(" (its own mapping: %llu bytes%s)", (unsigned long long)r->g_own,
+			       r->g_bad ? ", not what was unmapped (M9)" : "");
+		printf("; mmap threshold now %s\n", thr);
+		break;
+	}
+	fflush(stdout);
+}
+
 static int perform(const struct op *o, const uint64_t *base)
 {
 	uintptr_t first = o->map >= 0 ? (uintptr_t)base[o->map] + (size_t)o->first * ps : 0;
@@ -443,6 +702,7 @@ static int perform(const struct op *o, const uint64_t *base)
 	case V_ALLOC: {
 		void *p = NULL;
 		size_t n = (size_t)o->size;
+		g_enter();
 		errno = 0;
 		switch (o->kind) {
 		case ALLOC_MALLOC: p = malloc(n); break;
@@ -462,16 +722,24 @@ static int perform(const struct op *o, const uint64_t *base)
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 		} else {
+			int e = errno;
+			g_leave();
+			g_placed(o, (uint64_t)(uintptr_t)p, o->kind == ALLOC_REALLOC ? base[o->at_map] : 0);
+			errno = e;
 			rep.value = (uint64_t)(uintptr_t)p;
 		}
 		return 1;
 	}
 	case V_FREE:
+		g_enter();
 		free((void *)(uintptr_t)base[o->map]);
+		g_leave();
+		g_freed(o);
 		return 1;
 	case V_TUNE:
 		/* glibc's settings; a C library without mallopt (musl) has nothing to set, and the
 		 * model predicts nothing from them either. */
+		g_tune(o);
 #ifdef M_MMAP_THRESHOLD
 		switch (o->kind) {
 		case TUNE_MMAP_THRESHOLD: mallopt(M_MMAP_THRESHOLD, (int)o->size); break;
@@ -871,7 +1139,10 @@ static int run_op(int i)
 		alive[o->proc] = 0;
 		break;
 	}
+	if (ok && r.g_bad)
+		ok = 0;
 	report(ok, o->text, o->says);
+	g_show(o, &r);
 	/* A read of sizeof(int) bytes: the int this process sees, as a C program would print it. */
 	if (r.result == RES_READ && o->verb == V_READ && r.n == 1 && o->hi - o->lo == (int)sizeof(int)) {
 		int seen;
