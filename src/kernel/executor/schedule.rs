@@ -141,24 +141,32 @@ pub(super) fn schedule(
     steps
 }
 
-/// Whether no op of `program` can make a page that /proc/self/maps lists as readable fault on
-/// a load, so that snapshots may read pages directly instead of through `process_vm_readv`
-/// (measured: `process_vm_readv` was ~8% of a bench run's CPU, mostly pinning pages). A guard
+/// The index of the first op of `program` that can make a page that /proc/self/maps lists as
+/// readable fault on a load (`ops.len()` if none): the views of the steps before it may read
+/// pages directly instead of through `process_vm_readv` or /proc/self/mem (measured:
+/// `process_vm_readv` was ~8% of a bench run's CPU, mostly pinning pages; /proc/self/mem,
+/// which the physical channel uses, ~15% of the default workload's, `mem_rw`). A guard
 /// region (MADV_GUARD_INSTALL) faults inside a readable VMA; an mremap can map a shared object
-/// past its end (SIGBUS), and so could an invalid mremap that a kernel wrongly took.
-pub(super) fn direct_reads_allowed(program: &Program) -> bool {
-    !program.ops.iter().any(|op| {
-        matches!(
-            op,
-            Op::Remap { .. }
-                | Op::Invalid {
-                    call: Syscall::Mremap,
-                    ..
-                }
-                | Op::Advise {
-                    advice: Advice::GuardInstall,
-                    ..
-                }
-        )
-    })
+/// past its end (SIGBUS), and so could an invalid mremap that a kernel wrongly took. Until
+/// such an op has run, no process of the tree has such a page (a fork copies its parent's
+/// layout, which had none), so the cut is per view, not per program.
+pub(super) fn first_unsafe_read(program: &Program) -> usize {
+    program
+        .ops
+        .iter()
+        .position(|op| {
+            matches!(
+                op,
+                Op::Remap { .. }
+                    | Op::Invalid {
+                        call: Syscall::Mremap,
+                        ..
+                    }
+                    | Op::Advise {
+                        advice: Advice::GuardInstall,
+                        ..
+                    }
+            )
+        })
+        .unwrap_or(program.ops.len())
 }
