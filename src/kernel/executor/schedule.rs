@@ -170,3 +170,28 @@ pub(super) fn first_unsafe_read(program: &Program) -> usize {
         })
         .unwrap_or(program.ops.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::first_unsafe_read;
+    use crate::program::trace;
+
+    fn first(text: &str) -> usize {
+        first_unsafe_read(&trace::parse_str(text).expect("trace"))
+    }
+
+    /// Views may read by plain loads up to the first mremap or guard install, and all along in
+    /// a program without one.
+    #[test]
+    fn direct_reads_end_at_the_first_op_that_can_make_a_readable_page_fault() {
+        let head = "cowcheck-trace 1\np0 map m0 shared 4\np0 write m0 0 fill 0x01\np0 fork p1\n";
+        assert_eq!(first(head), 3);
+        assert_eq!(first(&format!("{head}p0 remap m0 0 1 maymove as m1\n")), 3);
+        assert_eq!(
+            first(&format!(
+                "{head}p1 write m0 1 fill 0x02\np1 advise m0 1 guard-install\n"
+            )),
+            4
+        );
+    }
+}
