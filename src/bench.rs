@@ -255,6 +255,7 @@ fn round_on(
             .enumerate()
             .map(|(job, executor)| {
                 scope.spawn(move || {
+                    executor.keep_caller_beside();
                     let batch: Vec<Program> = (0..programs)
                         .map(|k| random_program(seed, first + k * jobs + job as u64, generator))
                         .collect();

@@ -188,6 +188,7 @@ pub fn run_jobs(
                 };
                 let (live, progress) = (&live, &progress);
                 scope.spawn(move || {
+                    executor.keep_caller_beside();
                     let result = run(executor, &config, |s| {
                         let merged = {
                             let mut all = live.lock().unwrap_or_else(|e| e.into_inner());

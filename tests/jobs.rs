@@ -1,5 +1,6 @@
 //! `--jobs N`: with two jobs or more, each job's executor, and every process it forks (the
-//! zygote, the guardian, the program trees), runs on the CPU its configuration names.
+//! zygote, the guardian, the program trees), runs on the CPU its configuration names, and so
+//! does the job's thread in the front.
 
 mod common;
 
@@ -64,4 +65,28 @@ fn each_job_runs_on_its_cpu() {
     for pid in forked {
         assert_eq!(allowed(pid), cpu.to_string(), "process {pid}");
     }
+    // A job's thread in the front (its model and checker) is kept on its executor's CPU;
+    // beside an executor that is not pinned (one job), it stays where it was. (Here, not in
+    // a test of its own: a second pinned executor at once would be counted above.)
+    let free = Executor::start(&config.for_job(0, 1)).expect("start the executor");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let before = thread_allowed();
+            free.keep_caller_beside();
+            assert_eq!(thread_allowed(), before, "one job's front is left free");
+            executor.keep_caller_beside();
+            assert_eq!(thread_allowed(), cpu.to_string());
+        });
+    });
+}
+
+/// The CPUs the calling thread may run on.
+fn thread_allowed() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
 }

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use crate::model::{Life, Model, PageState};
+use crate::model::{Life, Model, ObjectPages, PageState};
 use crate::program::{MapId, MapKind, Op, OpKind, PageRange, ProcId, Program, caps};
 
 /// What a comparison reports about semantic coverage as it goes (see `coverage`): the cells
@@ -68,7 +68,7 @@ impl Sharing {
             if bits & bit != 0 {
                 continue;
             }
-            if model.page_state(q, addr).0 != PageState::Unmapped {
+            if model.maps_page(q, addr) {
                 bits |= bit;
             }
         }
@@ -313,16 +313,18 @@ pub fn cells_before(model: &Model, op: &Op) -> Vec<Cell> {
     // An op reaches a handful of cells: a small list beats a set of thousands of bits.
     let mut set = SmallSet(Vec::new());
     let relatives = || Relatives::of(model, proc);
-    let page_cell = |set: &mut SmallSet, relatives: &Relatives, handle_kind: MapKind, addr: u64| {
-        let (state, k) = model.page_state(proc, addr);
-        set.insert(Cell {
-            op: kind,
-            // An unmapped page still belongs to the mapping the op names.
-            kind: Some(k.unwrap_or(handle_kind)),
-            state,
-            sharing: Sharing::among(model, relatives, addr),
-        });
-    };
+    let mut counts = ObjectPages::default();
+    let mut page_cell =
+        |set: &mut SmallSet, relatives: &Relatives, handle_kind: MapKind, addr: u64| {
+            let (state, k) = model.page_state_counted(proc, addr, &mut counts);
+            set.insert(Cell {
+                op: kind,
+                // An unmapped page still belongs to the mapping the op names.
+                kind: Some(k.unwrap_or(handle_kind)),
+                state,
+                sharing: Sharing::among(model, relatives, addr),
+            });
+        };
     match touched(op) {
         Touch::New(k) => {
             set.insert(Cell {
@@ -379,6 +381,7 @@ pub fn cells_before(model: &Model, op: &Op) -> Vec<Cell> {
 fn process_cells(model: &Model, proc: ProcId, op: OpKind, set: &mut SmallSet) {
     let ps = model.page_size() as u64;
     let relatives = Relatives::of(model, proc);
+    let mut counts = ObjectPages::default();
     for m in (0..caps::MAX_MAPS as u8).map(MapId) {
         let Some(h) = model.handle(m) else {
             continue;
@@ -388,7 +391,7 @@ fn process_cells(model: &Model, proc: ProcId, op: OpKind, set: &mut SmallSet) {
         let mut sharing = None;
         for page in 0..h.pages {
             let addr = h.base + page as u64 * ps;
-            let (state, k) = model.page_state(proc, addr);
+            let (state, k) = model.page_state_counted(proc, addr, &mut counts);
             if state == PageState::Unmapped {
                 continue;
             }

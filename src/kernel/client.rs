@@ -191,6 +191,19 @@ pub struct Executor {
 const MAX_QUEUED_REQUEST: usize = 16 * 1024;
 
 impl Executor {
+    /// Keeps the calling thread (a job's front: its model and checker) on the CPU of this
+    /// executor, if it has one (`ExecutorConfig::for_job`), so that each job's programs and
+    /// their checking share one CPU instead of every front floating over the CPUs the other
+    /// jobs' trees are kept on (docs/KERNELS.md, "Many cores"). Nothing without a CPU.
+    pub fn keep_caller_beside(&self) {
+        if let Some(cpu) = self.config.cpu {
+            let mut set = nix::sched::CpuSet::new();
+            if set.set(cpu).is_ok() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+            }
+        }
+    }
+
     pub fn start(config: &ExecutorConfig) -> Result<Executor, HarnessError> {
         if let Some(vm) = &config.vm {
             return Executor::start_vm(config, vm);

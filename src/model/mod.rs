@@ -86,7 +86,7 @@ use space::{AddressSpace, Alts, PageBacking, flag};
 pub use crate::program::features::Features;
 pub use crate::program::outcome::UNREADABLE;
 pub use crate::program::tables::errno;
-pub use observe::{Life, PageState};
+pub use observe::{Life, ObjectPages, PageState};
 pub use physical::{Identity, Prediction, Presence};
 
 /// The kernel did something the model cannot even represent.

@@ -4,7 +4,7 @@
 //! Reads only, but for the digests it caches: never changes what any process sees.
 
 use super::frame::FrameId;
-use super::space::{PageBacking, Pte, flag};
+use super::space::{ObjId, PageBacking, Pte, flag};
 use super::{Model, UNREADABLE};
 use crate::program::outcome::{Backing, Death, PROT_R, ProcView, Region, Snapshot, push_region};
 use crate::program::{MapId, MapKind, ProcId};
@@ -115,6 +115,19 @@ impl Model {
 
     /// The state of the page at `addr` in `proc`, and the kind of mapping it belongs to.
     pub fn page_state(&self, proc: ProcId, addr: u64) -> (PageState, Option<MapKind>) {
+        self.page_state_counted(proc, addr, &mut ObjectPages::default())
+    }
+
+    /// `page_state`, with `counts` holding how many pages of each shared object `proc` maps,
+    /// counted at the first shared page asked about and kept for the next ones: coverage asks
+    /// about every page an op touches (hundreds), and counting them anew for each page made
+    /// that quadratic. `counts` must be fresh for each `proc` and each state of the model.
+    pub fn page_state_counted(
+        &self,
+        proc: ProcId,
+        addr: u64,
+        counts: &mut ObjectPages,
+    ) -> (PageState, Option<MapKind>) {
         let Some(pte) = self.space(proc).get(self.vpn(addr)) else {
             return (PageState::Unmapped, None);
         };
@@ -123,12 +136,18 @@ impl Model {
             PageBacking::Private(f) if self.frames.refs(f) > 1 => PageState::PrivateCowShared,
             PageBacking::Private(_) => PageState::PrivateExclusive,
             PageBacking::Object { obj, .. } => {
-                let mine = self
-                    .space(proc)
-                    .ptes
-                    .values()
-                    .filter(|p| matches!(p.backing, PageBacking::Object { obj: o, .. } if o == obj))
-                    .count() as u32;
+                let mine = counts.of(obj, || {
+                    let mut per_object: Vec<(ObjId, u32)> = Vec::new();
+                    for p in self.space(proc).ptes.values() {
+                        if let PageBacking::Object { obj: o, .. } = p.backing {
+                            match per_object.iter_mut().find(|(x, _)| *x == o) {
+                                Some((_, n)) => *n += 1,
+                                None => per_object.push((o, 1)),
+                            }
+                        }
+                    }
+                    per_object
+                });
                 let total = self.objects[obj.0 as usize].as_ref().map_or(0, |o| o.ptes);
                 if total > mine {
                     PageState::SharedWithOthers
@@ -138,6 +157,25 @@ impl Model {
             }
         };
         (state, Some(pte.kind))
+    }
+
+    /// Whether `proc` maps the page at `addr` (`page_state` is not `Unmapped`).
+    pub fn maps_page(&self, proc: ProcId, addr: u64) -> bool {
+        self.space(proc).get(self.vpn(addr)).is_some()
+    }
+}
+
+/// How many pages of each shared object one process maps, counted once (`page_state_counted`).
+#[derive(Debug, Default)]
+pub struct ObjectPages(Option<Vec<(ObjId, u32)>>);
+
+impl ObjectPages {
+    fn of(&mut self, obj: ObjId, count: impl FnOnce() -> Vec<(ObjId, u32)>) -> u32 {
+        let counts = self.0.get_or_insert_with(count);
+        counts
+            .iter()
+            .find(|(o, _)| *o == obj)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -176,5 +214,47 @@ impl PageState {
             PageState::SharedAlone => "shared-alone",
             PageState::SharedWithOthers => "shared-with-others",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::generate::{GenConfig, random_program};
+    use crate::program::{MapId, caps};
+
+    /// The counts kept across pages (`page_state_counted`) give each page the state that
+    /// `page_state` gives it alone, at every step of random programs of every family.
+    #[test]
+    fn counted_page_states_are_page_states() {
+        let mut shared = 0;
+        for index in 0..80 {
+            let program = random_program(7, index, GenConfig::default());
+            let mut model = Model::new(4096);
+            for op in &program.ops {
+                for p in (0..caps::MAX_PROCS as u8).map(ProcId) {
+                    if model.life(p) != Life::Alive {
+                        continue;
+                    }
+                    let mut counts = ObjectPages::default();
+                    for h in (0..caps::MAX_MAPS as u8).filter_map(|m| model.handle(MapId(m))) {
+                        for page in 0..h.pages as u64 {
+                            let addr = h.base + page * 4096;
+                            let alone = model.page_state(p, addr);
+                            assert_eq!(model.page_state_counted(p, addr, &mut counts), alone);
+                            assert_eq!(model.maps_page(p, addr), alone.0 != PageState::Unmapped);
+                            shared += matches!(alone.0, PageState::SharedWithOthers) as u32;
+                        }
+                    }
+                }
+                if model.apply(op, None).is_err() {
+                    break;
+                }
+            }
+        }
+        assert!(
+            shared > 0,
+            "no page shared with others: the test saw nothing"
+        );
     }
 }

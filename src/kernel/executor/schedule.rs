@@ -141,24 +141,57 @@ pub(super) fn schedule(
     steps
 }
 
-/// Whether no op of `program` can make a page that /proc/self/maps lists as readable fault on
-/// a load, so that snapshots may read pages directly instead of through `process_vm_readv`
-/// (measured: `process_vm_readv` was ~8% of a bench run's CPU, mostly pinning pages). A guard
+/// The index of the first op of `program` that can make a page that /proc/self/maps lists as
+/// readable fault on a load (`ops.len()` if none): the views of the steps before it may read
+/// pages directly instead of through `process_vm_readv` or /proc/self/mem (measured:
+/// `process_vm_readv` was ~8% of a bench run's CPU, mostly pinning pages; /proc/self/mem,
+/// which the physical channel uses, ~15% of the default workload's, `mem_rw`). A guard
 /// region (MADV_GUARD_INSTALL) faults inside a readable VMA; an mremap can map a shared object
-/// past its end (SIGBUS), and so could an invalid mremap that a kernel wrongly took.
-pub(super) fn direct_reads_allowed(program: &Program) -> bool {
-    !program.ops.iter().any(|op| {
-        matches!(
-            op,
-            Op::Remap { .. }
-                | Op::Invalid {
-                    call: Syscall::Mremap,
-                    ..
-                }
-                | Op::Advise {
-                    advice: Advice::GuardInstall,
-                    ..
-                }
-        )
-    })
+/// past its end (SIGBUS), and so could an invalid mremap that a kernel wrongly took. Until
+/// such an op has run, no process of the tree has such a page (a fork copies its parent's
+/// layout, which had none), so the cut is per view, not per program.
+pub(super) fn first_unsafe_read(program: &Program) -> usize {
+    program
+        .ops
+        .iter()
+        .position(|op| {
+            matches!(
+                op,
+                Op::Remap { .. }
+                    | Op::Invalid {
+                        call: Syscall::Mremap,
+                        ..
+                    }
+                    | Op::Advise {
+                        advice: Advice::GuardInstall,
+                        ..
+                    }
+            )
+        })
+        .unwrap_or(program.ops.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_unsafe_read;
+    use crate::program::trace;
+
+    fn first(text: &str) -> usize {
+        first_unsafe_read(&trace::parse_str(text).expect("trace"))
+    }
+
+    /// Views may read by plain loads up to the first mremap or guard install, and all along in
+    /// a program without one.
+    #[test]
+    fn direct_reads_end_at_the_first_op_that_can_make_a_readable_page_fault() {
+        let head = "cowcheck-trace 1\np0 map m0 shared 4\np0 write m0 0 fill 0x01\np0 fork p1\n";
+        assert_eq!(first(head), 3);
+        assert_eq!(first(&format!("{head}p0 remap m0 0 1 maymove as m1\n")), 3);
+        assert_eq!(
+            first(&format!(
+                "{head}p1 write m0 1 fill 0x02\np1 advise m0 1 guard-install\n"
+            )),
+            4
+        );
+    }
 }

@@ -21,7 +21,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::guardian::Guardian;
-use super::schedule::{Step, direct_reads_allowed, schedule};
+use super::schedule::{Step, first_unsafe_read, schedule};
 use super::{Worker, set_deadline};
 use crate::kernel::protocol::{DumpRequest, KernelRun, Reply, Request};
 use crate::kernel::worker;
@@ -61,9 +61,9 @@ pub(super) struct Coordinator {
     /// Process groups of finished programs: killed (SIGKILL sent to every member), not yet
     /// all reaped. Their teardown runs beside the next program instead of before it.
     dying: Vec<Pid>,
-    /// Whether the current program lets snapshots read pages by plain loads
-    /// (`worker::Scratch::direct_reads`).
-    direct_reads: bool,
+    /// The current program's first op after which snapshots may no longer read pages by
+    /// plain loads (`schedule::first_unsafe_read`, `worker::Scratch::direct_reads`).
+    first_unsafe: usize,
     /// Set when the guardian or the zygote died (killed from outside): every program from then
     /// on is refused with this reason.
     lost: Option<String>,
@@ -97,7 +97,7 @@ impl Coordinator {
             next_turn: 1,
             spare: None,
             dying: Vec::new(),
-            direct_reads: false,
+            first_unsafe: 0,
             lost: None,
         }
     }
@@ -111,7 +111,7 @@ impl Coordinator {
             run.harness_error = Some(lost.clone());
             return run;
         }
-        self.direct_reads = direct_reads_allowed(program);
+        self.first_unsafe = first_unsafe_read(program);
         let mut workers: Vec<Option<Worker>> = (0..caps::MAX_PROCS).map(|_| None).collect();
         let root = match self.take_root() {
             Ok(w) => w,

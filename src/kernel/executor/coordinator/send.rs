@@ -213,11 +213,13 @@ impl Coordinator {
                     _ => Barrier::default(),
                 };
                 let mut passed = None;
+                // A fork's child reads its first view right after the batch.
+                let direct_reads = range.end <= self.first_unsafe;
                 for op in &ops[range.clone()] {
                     // An exit passes the batch's turn on its way out (the views after it
                     // start).
                     let ps = self.page_size as usize;
-                    let req = request(op, ps, self.direct_reads, *pass, barrier);
+                    let req = request(op, ps, direct_reads, *pass, barrier);
                     push(&mut words, req);
                     if let Op::Fork { child, .. } = *op {
                         passed = unborn[child.0 as usize]
@@ -235,13 +237,13 @@ impl Coordinator {
                 drop(passed);
             }
             Step::Views {
+                after,
                 serial,
                 mask,
                 next,
                 viewers,
                 child,
                 after_exit,
-                ..
             } => {
                 let next = if *after_exit { &0 } else { next };
                 for &q in viewers {
@@ -257,7 +259,7 @@ impl Coordinator {
                     push(
                         &mut words,
                         Request::Snapshot {
-                            direct_reads: self.direct_reads,
+                            direct_reads: *after < self.first_unsafe,
                             barrier: Barrier {
                                 serial: *serial,
                                 mask: *mask,
