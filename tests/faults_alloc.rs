@@ -1,6 +1,6 @@
 //! Proof that the allocator rules (docs/SEMANTICS.md part 14) can fail: each mode of the
 //! misbehaving malloc family tests/faults/liballoc.c, loaded into the executor with `--under`, is
-//! caught by `cowcheck run --seed 1 --time 60`, shrunk to a few ops, saved, and the saved trace
+//! caught by `cowcheck run --seed 1 --cases 20000`, shrunk to a few ops, saved, and the saved trace
 //! replays to a divergence under the fault and agrees without it.
 
 mod common;

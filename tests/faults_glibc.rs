@@ -1,6 +1,6 @@
 //! Proof that the glibc rules (docs/SEMANTICS.md M8 to M11) can fail: tests/faults/libglibc.c
 //! leaves glibc's `malloc` in place (the probe still says GLIBC_MALLOC) and breaks one rule;
-//! loaded into the executor with `--under`, it is caught by `cowcheck run --seed 1 --time 60`,
+//! loaded into the executor with `--under`, it is caught by `cowcheck run --seed 1 --cases 20000`,
 //! shrunk to a few ops, saved, and the saved trace replays to a divergence under the fault and
 //! agrees without it. The shim without a fault changes nothing: a short campaign stays clean.
 

@@ -1,6 +1,6 @@
 //! Proof that the physical channel (docs/SEMANTICS.md part 11) can fail, and that only it can:
 //! each mode of the interposed libc tests/faults/libphys.c changes which page backs what and
-//! never a value. For each, `cowcheck run --seed 1 --time 60` finds a divergence that the
+//! never a value. For each, `cowcheck run --seed 1 --cases 20000` finds a divergence that the
 //! physical channel caught, shrinks it to at most 4 ops, and the saved trace replays to a
 //! divergence under the fault, agrees without it, and agrees under the fault with
 //! `--no-physical` (values alone cannot see it).
