@@ -16,6 +16,7 @@ use crate::program::{
     Advice, At, BadArg, MapArgs, MapId, MapKind, Offset, PageRange, Pattern, PlaceHow, ProcId,
     Prot, RemapFlags, Syscall, Via, caps,
 };
+use crate::program::{MAX_THREADS, RaceKind};
 use crate::program::{AllocCall, MalloptParam, Tune};
 
 fn map_id() -> impl Strategy<Value = MapId> {
