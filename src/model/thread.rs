@@ -39,6 +39,9 @@ struct Racer {
     vpn: u64,
     /// The least value the counter can hold now (1 once started; each fork's `after`).
     floor: u64,
+    /// A storing thread whose page a dontneed thread zapped: until it stops, the page may be
+    /// all zero (its next store not done yet), however long ago the zapping stopped (T9).
+    zapped: bool,
 }
 
 /// A child's copy of a raced private page whose counter is not learnt yet.
@@ -165,6 +168,7 @@ impl Model {
             kind,
             vpn,
             floor: 1,
+            zapped: self.zapped(proc, vpn),
         });
         Outcome::Done
     }
@@ -178,6 +182,11 @@ impl Model {
             && let Some(r) = self.storer_at(proc, vpn)
         {
             self.store_word_at(proc, vpn, r.floor);
+            for s in self.threads.running.iter_mut() {
+                if s.proc == proc && s.vpn == vpn && s.kind.stores() {
+                    s.zapped = true;
+                }
+            }
         }
         done
     }
@@ -283,6 +292,16 @@ impl Model {
             .map(|p| Pending { proc: child, ..*p })
             .collect();
         self.threads.pending.extend(inherited);
+        // [T9] a zapped page whose storing thread stopped holds its last value or zeros, and so
+        // does the child's copy of it: learnt like a counter, its own frame from now on.
+        let settling: Vec<u64> = (self.threads.running.iter())
+            .filter(|r| r.proc == proc && !r.kind.stores())
+            .map(|r| r.vpn)
+            .filter(|&vpn| self.zapped(proc, vpn) && self.storer_at(proc, vpn).is_none())
+            .collect();
+        for vpn in settling {
+            self.split_for_child(proc, child, vpn, None);
+        }
         // The storing thread's counter, else the dontneed one's (as the worker reports).
         let mine = |r: &Racer| r.proc == proc;
         let Some(i) = (self.threads.running.iter())
@@ -305,28 +324,44 @@ impl Model {
             // A zapped page is as after MADV_DONTNEED on both sides (T7).
             return Outcome::Forked { before, after };
         }
-        let zero = self.zapped(proc, vpn);
+        self.split_for_child(proc, child, vpn, Some((before, after.saturating_add(1))));
+        Outcome::Forked { before, after }
+    }
+
+    /// The child's copy of page `vpn`, a private frame it shares with `proc` in the model,
+    /// becomes its own frame, pending: its word one of `range` (T2), or (None) the word the
+    /// frame holds; or zeros if a dontneed thread of `proc` zaps the page (T9).
+    fn split_for_child(&mut self, proc: ProcId, child: ProcId, vpn: u64, range: Option<(u64, u64)>) {
+        let zero =
+            self.zapped(proc, vpn) || self.storer_at(proc, vpn).is_some_and(|r| r.zapped);
         let parent = self.frame_at(proc, vpn);
         let shares = matches!(
             self.space(child).get(vpn).map(|p| p.backing),
             Some(super::space::PageBacking::Private(f)) if Some(f) == parent
         );
-        if shares && let Some(f) = parent {
-            let copy = self.frames.copy_of(f);
-            self.frames.release(f);
-            self.threads.forked.extend([f, copy]);
-            let pte = self.space_mut(child).get_mut(vpn).expect("present");
-            pte.backing = super::space::PageBacking::Private(copy);
-            self.threads.pending.push(Pending {
-                proc: child,
-                vpn,
-                frame: copy,
-                lo: before,
-                hi: after.saturating_add(1),
-                zero,
-            });
-        }
-        Outcome::Forked { before, after }
+        let Some(f) = parent.filter(|&f| shares && f != FrameId::ZERO) else {
+            return;
+        };
+        let ps = self.page_size as usize;
+        let (lo, hi) = range.unwrap_or_else(|| {
+            let mut w = [0u8; RACE_WORD];
+            w.copy_from_slice(&self.frames.bytes(f)[ps - RACE_WORD..]);
+            let w = u64::from_le_bytes(w);
+            (w, w)
+        });
+        let copy = self.frames.copy_of(f);
+        self.frames.release(f);
+        self.threads.forked.extend([f, copy]);
+        let pte = self.space_mut(child).get_mut(vpn).expect("present");
+        pte.backing = super::space::PageBacking::Private(copy);
+        self.threads.pending.push(Pending {
+            proc: child,
+            vpn,
+            frame: copy,
+            lo,
+            hi,
+            zero,
+        });
     }
 
     /// A `read`'s predicted outcome with the digests of racing pages as observed: their bytes
