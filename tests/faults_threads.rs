@@ -1,4 +1,4 @@
-//! Proof that the racing checks can fail (docs/SEMANTICS.md T2): under tests/faults/libthreads.c,
+//! Proof that the racing checks can fail (docs/SEMANTICS.md T2, T9): under tests/faults/libthreads.c,
 //! whose fork lets a multithreaded process's child see its parent's memory for a moment after
 //! the fork, a seeded campaign finds a divergence within 60 s, shrinks it to a few ops with a
 //! race and a fork in its window, saves it, and the saved trace replays to a divergence under
@@ -48,5 +48,24 @@ fn vfork_copy_is_caught_and_shrunk() {
     assert!(
         ops.iter().any(|o| o.contains(" vfork ")),
         "the shrunk trace needs a vfork:\n{trace}"
+    );
+}
+
+#[test]
+fn dirty_cow_is_caught_and_shrunk() {
+    let Some(lib) = libthreads() else { return };
+    let under = format!(
+        "env COWCHECK_THREADS_FAULT=dirty-cow LD_PRELOAD={}",
+        lib.display()
+    );
+    // docs/SEMANTICS.md T9: the forced write of a process whose other thread zaps the page
+    // reaches its parent. Shrunk (measured): `map`, `fork`, then the pair in the child.
+    let Caught { ops, trace, .. } = caught_and_shrunk("libthreads-dirty-cow", &under, 6);
+    let pair = ["dontneed", "poke"]
+        .iter()
+        .all(|k| ops.iter().any(|o| o.contains(" race ") && o.contains(k)));
+    assert!(
+        pair && ops.iter().any(|o| o.contains(" fork ")),
+        "the shrunk trace needs a fork and the racing pair:\n{trace}"
     );
 }

@@ -5,7 +5,8 @@
 //! `/proc/self/mem` (`pwrite`, a forced write), a `dontneed` thread `madvise(MADV_DONTNEED)`s
 //! the page. Each round reads the stop word first, so the last round starts after the worker
 //! asked to stop (after every op before the `stop`). Up to two threads per process (a pair:
-//! Dirty COW's, T7); a thread whose first round fails ends there and the `race` reports the
+//! Dirty COW's, T9), and the second one's `race` returns only once the first has run a whole
+//! round after the second's first; a thread whose first round fails ends there and the `race` reports the
 //! errno.
 //!
 //! Nothing here allocates in the worker: the thread's stack and its control block live in one
@@ -259,6 +260,22 @@ impl Racer {
         slot.thread = Some(tid);
         slot.handle = handle;
         slot.stores = kind.stores();
+        // The pair's barrier: every other thread of the process runs a whole round that
+        // started after this one's first, so the two surely overlap before the next op.
+        for (i, other) in self.slots.iter().enumerate() {
+            if i == index || other.thread.is_none() {
+                continue;
+            }
+            let c = Self::control(other);
+            let seen = c.counter.load(Ordering::Acquire);
+            while c.counter.load(Ordering::Acquire) < seen + 2
+                && c.failed.load(Ordering::Acquire) == 0
+            {
+                std::hint::spin_loop();
+                // SAFETY: sched_yield only yields.
+                unsafe { libc::sched_yield() };
+            }
+        }
         Ok(())
     }
 
