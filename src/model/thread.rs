@@ -156,7 +156,13 @@ impl Model {
                     end: ps as u16,
                 };
                 let page_base = self.vpn(base) * self.page_size;
-                let done = self.poke(proc, page_base, word, crate::program::Pattern::Fill(0), Via::Mem);
+                let done = self.poke(
+                    proc,
+                    page_base,
+                    word,
+                    crate::program::Pattern::Fill(0),
+                    Via::Mem,
+                );
                 if done != Outcome::Done {
                     return done;
                 }
@@ -339,9 +345,14 @@ impl Model {
     /// The child's copy of page `vpn`, a private frame it shares with `proc` in the model,
     /// becomes its own frame, pending: its word one of `range` (T2), or (None) the word the
     /// frame holds; or zeros if a dontneed thread of `proc` zaps the page (T9).
-    fn split_for_child(&mut self, proc: ProcId, child: ProcId, vpn: u64, range: Option<(u64, u64)>) {
-        let zero =
-            self.zapped(proc, vpn) || self.storer_at(proc, vpn).is_some_and(|r| r.zapped);
+    fn split_for_child(
+        &mut self,
+        proc: ProcId,
+        child: ProcId,
+        vpn: u64,
+        range: Option<(u64, u64)>,
+    ) {
+        let zero = self.zapped(proc, vpn) || self.storer_at(proc, vpn).is_some_and(|r| r.zapped);
         let parent = self.frame_at(proc, vpn);
         let shares = matches!(
             self.space(child).get(vpn).map(|p| p.backing),

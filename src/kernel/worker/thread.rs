@@ -91,7 +91,9 @@ fn round(kind: RaceKind, addr: u64, n: u64, page_size: usize, mem: i32) -> Resul
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {

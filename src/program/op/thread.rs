@@ -251,7 +251,7 @@ impl ThreadRules {
             return refuse(
                 Blame::Span,
                 format!(
-                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout",
+                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout (and stores nothing while a dontneed thread runs)",
                     r.proc, r.proc
                 ),
             );
