@@ -91,17 +91,20 @@ impl Model {
     /// racers' frames, the pending copies, and both sides of every raced page a fork split.
     pub(super) fn racing_open_frames(&self) -> Vec<FrameId> {
         let mut v = self.racing_frames();
-        // A zapped page is present or not, and so mapped by one page table more or less, as
-        // the interleaving goes (T7).
-        v.extend(
-            (self.threads.running.iter())
-                .filter(|r| !r.kind.stores())
-                .filter_map(|r| self.frame_at(r.proc, r.vpn))
-                .filter(|&f| f != FrameId::ZERO),
-        );
+        v.extend(self.zapped_frames());
         v.extend(self.threads.pending.iter().map(|p| p.frame));
         v.extend(self.threads.forked.iter().copied());
         v
+    }
+
+    /// The frames a dontneed thread zaps: present or not, and so mapped by one page table more
+    /// or less, as the interleaving goes (T7).
+    pub(super) fn zapped_frames(&self) -> Vec<FrameId> {
+        (self.threads.running.iter())
+            .filter(|r| !r.kind.stores())
+            .filter_map(|r| self.frame_at(r.proc, r.vpn))
+            .filter(|&f| f != FrameId::ZERO)
+            .collect()
     }
 
     /// Whether page `vpn` of `proc` shows a racing frame.
