@@ -259,3 +259,70 @@ impl ThreadRules {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::Pattern;
+
+    fn race(proc: u8, thread: u8, kind: RaceKind) -> Op {
+        Op::Race {
+            proc: ProcId(proc),
+            thread: ThreadId(thread),
+            kind,
+            map: MapId(0),
+            page: 0,
+        }
+    }
+
+    fn write(proc: u8, end: u16) -> Op {
+        Op::Write {
+            proc: ProcId(proc),
+            map: MapId(0),
+            span: Span::Bytes {
+                page: 0,
+                start: 0,
+                end,
+            },
+            pattern: Pattern::Fill(1),
+        }
+    }
+
+    /// T9: one dontneed thread beside one storing thread, in one process, and no more.
+    #[test]
+    fn a_pair_races_in_one_process() {
+        let mut r = ThreadRules::default();
+        r.admit(&race(1, 0, RaceKind::Poke))
+            .expect("the first race");
+        assert!(
+            r.admit(&race(1, 1, RaceKind::Write)).is_err(),
+            "two storers"
+        );
+        assert!(
+            r.admit(&race(2, 1, RaceKind::DontNeed)).is_err(),
+            "another process"
+        );
+        r.admit(&race(1, 1, RaceKind::DontNeed)).expect("the pair");
+        assert!(
+            r.admit(&race(1, 2, RaceKind::DontNeed)).is_err(),
+            "a third thread"
+        );
+        assert_eq!(r.races_in(ProcId(1)).len(), 2);
+    }
+
+    /// T7: while a dontneed thread runs, its process stores nothing; others store as in T1.
+    #[test]
+    fn a_zapping_process_stores_nothing() {
+        let mut r = ThreadRules::default();
+        r.admit(&race(1, 0, RaceKind::DontNeed)).expect("the race");
+        assert!(r.admit(&write(1, 8)).is_err());
+        r.admit(&write(0, 8))
+            .expect("another process, off the word");
+        r.admit(&Op::Stop {
+            proc: ProcId(1),
+            thread: ThreadId(0),
+        })
+        .expect("stop");
+        r.admit(&write(1, 8)).expect("after the stop");
+    }
+}
