@@ -151,6 +151,8 @@ impl Model {
                                 .is_some_and(|f| zapped.contains(f))
                     }
                 };
+                // A page its own process's thread zaps: present or not between any two reads (T7).
+                let open = open || self.zapping(proc, vpn);
                 if open {
                     presence = Presence::May;
                 }
