@@ -109,8 +109,7 @@ impl Model {
 
     /// Whether a dontneed thread of `proc` zaps its page `vpn` (T7).
     pub(super) fn zapping(&self, proc: ProcId, vpn: u64) -> bool {
-        (self.threads.running.iter())
-            .any(|r| r.proc == proc && r.vpn == vpn && !r.kind.stores())
+        (self.threads.running.iter()).any(|r| r.proc == proc && r.vpn == vpn && !r.kind.stores())
     }
 
     /// Whether page `vpn` of `proc` shows a racing frame.
