@@ -69,3 +69,36 @@ fn dirty_cow_is_caught_and_shrunk() {
         "the shrunk trace needs a fork and the racing pair:\n{trace}"
     );
 }
+
+/// The C reproducer of a vfork child's stores (docs/SEMANTICS.md T5) passes on this kernel and
+/// fails under tests/faults/libvfork.c, whose vfork is a fork.
+#[test]
+fn the_vfork_reproducer_fails_under_a_copying_vfork() {
+    let Some(lib) = libvfork() else { return };
+    let trace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/threads/vfork-child-writes-shared.trace");
+    let dir = tmpdir("repro-vfork");
+    let c = dir.join("vfork.c");
+    cowcheck(&[
+        "repro-c".as_ref(),
+        "--build".as_ref(),
+        "-o".as_ref(),
+        c.as_os_str(),
+        trace.as_os_str(),
+    ])
+    .expect_code(0);
+    let bin = c.with_extension("");
+    let deadline = std::time::Duration::from_secs(60);
+    let plain = run_command(std::process::Command::new(&bin), deadline);
+    plain.expect_code(0);
+    assert!(
+        plain.stdout.starts_with("KTAP version 1"),
+        "{}",
+        plain.dump()
+    );
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.env("LD_PRELOAD", &lib);
+    let faulty = run_command(cmd, deadline);
+    faulty.expect_code(1);
+    assert!(faulty.stdout.contains("not ok"), "{}", faulty.dump());
+}
