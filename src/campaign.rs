@@ -121,6 +121,9 @@ pub fn run(
                 summary.ops += t.ops as u64;
                 summary.forks += t.forks as u64;
                 summary.racing_forks += t.racing_forks as u64;
+                for (s, n) in summary.races.iter_mut().zip(t.races) {
+                    *s += n as u64;
+                }
                 summary.pages_compared += t.pages_compared as u64;
                 summary.snapshots += t.snapshots as u64;
                 if t.own_regions > 0 {
@@ -282,6 +285,9 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.ops += s.ops;
         m.forks += s.forks;
         m.racing_forks += s.racing_forks;
+        for (m, n) in m.races.iter_mut().zip(s.races) {
+            *m += n;
+        }
         m.pages_compared += s.pages_compared;
         m.snapshots += s.snapshots;
         m.with_own_regions += s.with_own_regions;

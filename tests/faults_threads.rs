@@ -1,4 +1,4 @@
-//! Proof that the racing checks can fail (docs/SEMANTICS.md T2): under tests/faults/libthreads.c,
+//! Proof that the racing checks can fail (docs/SEMANTICS.md T2, T9): under tests/faults/libthreads.c,
 //! whose fork lets a multithreaded process's child see its parent's memory for a moment after
 //! the fork, a seeded campaign finds a divergence within 60 s, shrinks it to a few ops with a
 //! race and a fork in its window, saves it, and the saved trace replays to a divergence under
@@ -49,4 +49,56 @@ fn vfork_copy_is_caught_and_shrunk() {
         ops.iter().any(|o| o.contains(" vfork ")),
         "the shrunk trace needs a vfork:\n{trace}"
     );
+}
+
+#[test]
+fn dirty_cow_is_caught_and_shrunk() {
+    let Some(lib) = libthreads() else { return };
+    let under = format!(
+        "env COWCHECK_THREADS_FAULT=dirty-cow LD_PRELOAD={}",
+        lib.display()
+    );
+    // docs/SEMANTICS.md T9: the forced write of a process whose other thread zaps the page
+    // reaches its parent. Shrunk (measured): `map`, `fork`, then the pair in the child.
+    let Caught { ops, trace, .. } = caught_and_shrunk("libthreads-dirty-cow", &under, 6);
+    let pair = ["dontneed", "poke"]
+        .iter()
+        .all(|k| ops.iter().any(|o| o.contains(" race ") && o.contains(k)));
+    assert!(
+        pair && ops.iter().any(|o| o.contains(" fork ")),
+        "the shrunk trace needs a fork and the racing pair:\n{trace}"
+    );
+}
+
+/// The C reproducer of a vfork child's stores (docs/SEMANTICS.md T5) passes on this kernel and
+/// fails under tests/faults/libvfork.c, whose vfork is a fork.
+#[test]
+fn the_vfork_reproducer_fails_under_a_copying_vfork() {
+    let Some(lib) = libvfork() else { return };
+    let trace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/threads/vfork-child-writes-shared.trace");
+    let dir = tmpdir("repro-vfork");
+    let c = dir.join("vfork.c");
+    cowcheck(&[
+        "repro-c".as_ref(),
+        "--build".as_ref(),
+        "-o".as_ref(),
+        c.as_os_str(),
+        trace.as_os_str(),
+    ])
+    .expect_code(0);
+    let bin = c.with_extension("");
+    let deadline = std::time::Duration::from_secs(60);
+    let plain = run_command(std::process::Command::new(&bin), deadline);
+    plain.expect_code(0);
+    assert!(
+        plain.stdout.starts_with("KTAP version 1"),
+        "{}",
+        plain.dump()
+    );
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.env("LD_PRELOAD", &lib);
+    let faulty = run_command(cmd, deadline);
+    faulty.expect_code(1);
+    assert!(faulty.stdout.contains("not ok"), "{}", faulty.dump());
 }

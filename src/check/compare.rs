@@ -134,6 +134,8 @@ pub struct Tally {
     pub forks: usize,
     /// Forks made while a thread of the forking process raced (docs/SEMANTICS.md T2, T3).
     pub racing_forks: usize,
+    /// Races started, by kind (`RaceKind::code()`: write, dontneed, poke; T1, T7, T8).
+    pub races: [usize; 3],
     pub pages_compared: usize,
     pub snapshots: usize,
     /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.
@@ -265,6 +267,12 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         {
             tally.forks += 1;
             tally.racing_forks += usize::from(matches!(observed, Outcome::Forked { .. }));
+        }
+        if let Op::Race { kind, .. } = op
+            && *observed == Outcome::Done
+            && let Some(n) = tally.races.get_mut(kind.code() as usize)
+        {
+            *n += 1;
         }
         if let Outcome::Read { digests } = observed {
             tally.pages_compared += digests.len();

@@ -393,8 +393,12 @@ impl Model {
             Op::PipeRead { .. } => self.pipe_read(observed),
             Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => unreachable!("malloc_step"),
             Op::Race {
-                thread, map, page, ..
-            } => self.race(proc, thread, base(map), page),
+                thread,
+                kind,
+                map,
+                page,
+                ..
+            } => self.race(proc, thread, kind, base(map), page),
             Op::Stop { thread, .. } => self.stop(proc, thread, observed),
             // The child's death is the op's outcome, not the parent's (T5): `vfork.rs`.
             Op::Vfork {

@@ -68,6 +68,7 @@ impl Model {
         // Pages a racing thread writes, and the copies a fork made of them (T2): when the
         // kernel splits them is the interleaving's.
         open.extend(self.racing_open_frames());
+        let zapped = self.zapped_frames();
         let live = || {
             self.procs
                 .iter()
@@ -143,8 +144,15 @@ impl Model {
                             || !pte.alts.is_empty()
                             || may_be_huge(i, vpn)
                     }
-                    PageBacking::Object { obj, index } => huge_objects.contains(&(obj.0, index)),
+                    // A shared page a racing thread zaps: how many page tables map it (T7).
+                    PageBacking::Object { obj, index } => {
+                        huge_objects.contains(&(obj.0, index))
+                            || (self.object(obj).frames.get(index as usize))
+                                .is_some_and(|f| zapped.contains(f))
+                    }
                 };
+                // A page its own process's thread zaps: present or not between any two reads (T7).
+                let open = open || self.zapping(proc, vpn);
                 if open {
                     presence = Presence::May;
                 }

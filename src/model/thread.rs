@@ -16,19 +16,32 @@
 //! - a process that exits or dies ends its thread (T4): a private raced page dies with it; a
 //!   shared one keeps the last value stored, which no observation can bound, so it is learnt
 //!   from what is seen (as while racing) from then on.
+//! - a `dontneed` thread (T7) zaps its page again and again: the page reads as after one
+//!   MADV_DONTNEED (zero if private, the object's if shared), which is what the model holds,
+//!   so alone it races nothing. A `poke` thread (T8) stores as a `write` one does, through
+//!   /proc/self/mem: a forced write breaks copy-on-write for its own process only, and a shared
+//!   page it may not write refuses it (EIO, the race's outcome). The pair on one private page
+//!   (Dirty COW's, T9): the page holds zeros with the counter or without it; a fork's child
+//!   copy may be all zero too, learnt like a counter; once the storing thread has stopped, the
+//!   page holds its last value or zeros, learnt from each view until the zapping one stops,
+//!   whose last round (it starts after `stop` was asked) leaves zeros.
 
 use super::Model;
 use super::frame::FrameId;
 use crate::program::outcome::{Outcome, PROT_W, ProcView, Snapshot, UNREADABLE, last_word_digests};
-use crate::program::{ProcId, RACE_WORD, Span, ThreadId};
+use crate::program::{Advice, PageRange, ProcId, RACE_WORD, RaceKind, Span, ThreadId, Via};
 
 #[derive(Clone, Debug)]
 struct Racer {
     proc: ProcId,
     thread: ThreadId,
+    kind: RaceKind,
     vpn: u64,
     /// The least value the counter can hold now (1 once started; each fork's `after`).
     floor: u64,
+    /// A storing thread whose page a dontneed thread zapped: until it stops, the page may be
+    /// all zero (its next store not done yet), however long ago the zapping stopped (T9).
+    zapped: bool,
 }
 
 /// A child's copy of a raced private page whose counter is not learnt yet.
@@ -41,6 +54,8 @@ struct Pending {
     frame: FrameId,
     lo: u64,
     hi: u64,
+    /// A dontneed thread zapped the parent's page too (T9): the copy may be all zero.
+    zero: bool,
 }
 
 /// The model's racing threads and what it learns of their pages.
@@ -65,6 +80,7 @@ impl Model {
             .threads
             .running
             .iter()
+            .filter(|r| r.kind.stores())
             .filter_map(|r| self.frame_at(r.proc, r.vpn))
             .collect();
         v.extend(self.threads.wild.iter().copied());
@@ -75,9 +91,25 @@ impl Model {
     /// racers' frames, the pending copies, and both sides of every raced page a fork split.
     pub(super) fn racing_open_frames(&self) -> Vec<FrameId> {
         let mut v = self.racing_frames();
+        v.extend(self.zapped_frames());
         v.extend(self.threads.pending.iter().map(|p| p.frame));
         v.extend(self.threads.forked.iter().copied());
         v
+    }
+
+    /// The frames a dontneed thread zaps: present or not, and so mapped by one page table more
+    /// or less, as the interleaving goes (T7).
+    pub(super) fn zapped_frames(&self) -> Vec<FrameId> {
+        (self.threads.running.iter())
+            .filter(|r| !r.kind.stores())
+            .filter_map(|r| self.frame_at(r.proc, r.vpn))
+            .filter(|&f| f != FrameId::ZERO)
+            .collect()
+    }
+
+    /// Whether a dontneed thread of `proc` zaps its page `vpn` (T7).
+    pub(super) fn zapping(&self, proc: ProcId, vpn: u64) -> bool {
+        (self.threads.running.iter()).any(|r| r.proc == proc && r.vpn == vpn && !r.kind.stores())
     }
 
     /// Whether page `vpn` of `proc` shows a racing frame.
@@ -101,23 +133,126 @@ impl Model {
         self.frames.bytes_mut(f)[ps - RACE_WORD..].copy_from_slice(&value.to_le_bytes());
     }
 
-    /// `race`: the thread's first store is the op's (it faults as a store would, T1).
-    pub(super) fn race(&mut self, proc: ProcId, thread: ThreadId, base: u64, page: u16) -> Outcome {
+    /// `race`: the thread's first round is the op's: a store faults as a store would (T1), a
+    /// forced write fails as a `poke` would (T8), advice fails as `madvise` would (T7); a
+    /// thread whose first round failed has ended.
+    pub(super) fn race(
+        &mut self,
+        proc: ProcId,
+        thread: ThreadId,
+        kind: RaceKind,
+        base: u64,
+        page: u16,
+    ) -> Outcome {
         let vpn = self.vpn(base) + page as u64;
-        if let Some(death) = self.fault(proc, vpn, PROT_W) {
-            return Outcome::Killed {
-                death,
-                digests: Vec::new(),
-            };
+        match kind {
+            RaceKind::Write => {
+                if let Some(death) = self.fault(proc, vpn, PROT_W) {
+                    return Outcome::Killed {
+                        death,
+                        digests: Vec::new(),
+                    };
+                }
+                self.store_word(proc, vpn, page, 1);
+            }
+            RaceKind::Poke => {
+                // [T8] the `poke` op's forced write, of the word.
+                let ps = self.page_size as usize;
+                let word = Span::Bytes {
+                    page,
+                    start: (ps - RACE_WORD) as u16,
+                    end: ps as u16,
+                };
+                let page_base = self.vpn(base) * self.page_size;
+                let done = self.poke(
+                    proc,
+                    page_base,
+                    word,
+                    crate::program::Pattern::Fill(0),
+                    Via::Mem,
+                );
+                if done != Outcome::Done {
+                    return done;
+                }
+                self.store_word(proc, vpn, page, 1);
+            }
+            RaceKind::DontNeed => {
+                // [T7] one MADV_DONTNEED of the page; a storing thread there stores on (T9).
+                let done = self.zap(proc, vpn);
+                if done != Outcome::Done {
+                    return done;
+                }
+            }
         }
-        self.store_word(proc, vpn, page, 1);
         self.threads.running.push(Racer {
             proc,
             thread,
+            kind,
             vpn,
             floor: 1,
+            zapped: self.zapped(proc, vpn),
         });
         Outcome::Done
+    }
+
+    /// One MADV_DONTNEED of page `vpn` of `proc`; a thread of `proc` storing to that page
+    /// stores on, so the page then holds its least counter on zeros (T9).
+    fn zap(&mut self, proc: ProcId, vpn: u64) -> Outcome {
+        let one = PageRange { start: 0, end: 1 };
+        let done = self.madvise(proc, vpn * self.page_size, one, Advice::DontNeed, None);
+        if done == Outcome::Done
+            && let Some(r) = self.storer_at(proc, vpn)
+        {
+            self.store_word_at(proc, vpn, r.floor);
+            for s in self.threads.running.iter_mut() {
+                if s.proc == proc && s.vpn == vpn && s.kind.stores() {
+                    s.zapped = true;
+                }
+            }
+        }
+        done
+    }
+
+    /// The running storing thread of `proc` on page `vpn`, if any.
+    fn storer_at(&self, proc: ProcId, vpn: u64) -> Option<Racer> {
+        self.threads
+            .running
+            .iter()
+            .find(|r| r.proc == proc && r.vpn == vpn && r.kind.stores())
+            .cloned()
+    }
+
+    /// Whether a dontneed thread of `proc` zaps page `vpn`, a private one.
+    fn zapped(&self, proc: ProcId, vpn: u64) -> bool {
+        self.threads
+            .running
+            .iter()
+            .any(|r| r.proc == proc && r.vpn == vpn && r.kind == RaceKind::DontNeed)
+            && matches!(
+                self.space(proc).get(vpn).map(|p| p.backing),
+                Some(super::space::PageBacking::Private(_))
+            )
+    }
+
+    /// A zapped private page that no thread stores to any more but that held a counter when
+    /// its storing thread stopped (T9): seen all zero, it is zero from then on; seen as the
+    /// model holds it, nothing changes; seen otherwise, the prediction stands (and differs).
+    fn learn_zapped(&mut self, proc: ProcId, vpn: u64, seen: u64) -> bool {
+        if !self.zapped(proc, vpn) || self.storer_at(proc, vpn).is_some() {
+            return false;
+        }
+        let zero = self.frames.digest(FrameId::ZERO);
+        if seen == zero && self.frame_at(proc, vpn) != Some(FrameId::ZERO) {
+            self.madvise(
+                proc,
+                vpn * self.page_size,
+                PageRange { start: 0, end: 1 },
+                Advice::DontNeed,
+                None,
+            );
+            return true;
+        }
+        false
     }
 
     /// `stop`: at least every counter seen before (T1); the page then holds the last one.
@@ -140,7 +275,12 @@ impl Model {
             Some(Outcome::Stopped { rounds }) if *rounds >= r.floor => *rounds,
             _ => r.floor,
         };
-        self.store_word_at(proc, r.vpn, rounds);
+        if r.kind.stores() {
+            self.store_word_at(proc, r.vpn, rounds);
+        } else {
+            // [T7] the last round starts after the stop was asked: the page is zapped once more.
+            self.zap(proc, r.vpn);
+        }
         Outcome::Stopped { rounds }
     }
 
@@ -174,7 +314,22 @@ impl Model {
             .map(|p| Pending { proc: child, ..*p })
             .collect();
         self.threads.pending.extend(inherited);
-        let Some(i) = self.threads.running.iter().position(|r| r.proc == proc) else {
+        // [T9] a zapped page whose storing thread stopped holds its last value or zeros, and so
+        // does the child's copy of it: learnt like a counter, its own frame from now on.
+        let settling: Vec<u64> = (self.threads.running.iter())
+            .filter(|r| r.proc == proc && !r.kind.stores())
+            .map(|r| r.vpn)
+            .filter(|&vpn| self.zapped(proc, vpn) && self.storer_at(proc, vpn).is_none())
+            .collect();
+        for vpn in settling {
+            self.split_for_child(proc, child, vpn, None);
+        }
+        // The storing thread's counter, else the dontneed one's (as the worker reports).
+        let mine = |r: &Racer| r.proc == proc;
+        let Some(i) = (self.threads.running.iter())
+            .position(|r| mine(r) && r.kind.stores())
+            .or_else(|| self.threads.running.iter().position(mine))
+        else {
             return forked;
         };
         let floor = self.threads.running[i].floor;
@@ -187,26 +342,53 @@ impl Model {
             _ => (floor, floor),
         };
         self.threads.running[i].floor = after;
+        if !self.threads.running[i].kind.stores() {
+            // A zapped page is as after MADV_DONTNEED on both sides (T7).
+            return Outcome::Forked { before, after };
+        }
+        self.split_for_child(proc, child, vpn, Some((before, after.saturating_add(1))));
+        Outcome::Forked { before, after }
+    }
+
+    /// The child's copy of page `vpn`, a private frame it shares with `proc` in the model,
+    /// becomes its own frame, pending: its word one of `range` (T2), or (None) the word the
+    /// frame holds; or zeros if a dontneed thread of `proc` zaps the page (T9).
+    fn split_for_child(
+        &mut self,
+        proc: ProcId,
+        child: ProcId,
+        vpn: u64,
+        range: Option<(u64, u64)>,
+    ) {
+        let zero = self.zapped(proc, vpn) || self.storer_at(proc, vpn).is_some_and(|r| r.zapped);
         let parent = self.frame_at(proc, vpn);
         let shares = matches!(
             self.space(child).get(vpn).map(|p| p.backing),
             Some(super::space::PageBacking::Private(f)) if Some(f) == parent
         );
-        if shares && let Some(f) = parent {
-            let copy = self.frames.copy_of(f);
-            self.frames.release(f);
-            self.threads.forked.extend([f, copy]);
-            let pte = self.space_mut(child).get_mut(vpn).expect("present");
-            pte.backing = super::space::PageBacking::Private(copy);
-            self.threads.pending.push(Pending {
-                proc: child,
-                vpn,
-                frame: copy,
-                lo: before,
-                hi: after.saturating_add(1),
-            });
-        }
-        Outcome::Forked { before, after }
+        let Some(f) = parent.filter(|&f| shares && f != FrameId::ZERO) else {
+            return;
+        };
+        let ps = self.page_size as usize;
+        let (lo, hi) = range.unwrap_or_else(|| {
+            let mut w = [0u8; RACE_WORD];
+            w.copy_from_slice(&self.frames.bytes(f)[ps - RACE_WORD..]);
+            let w = u64::from_le_bytes(w);
+            (w, w)
+        });
+        let copy = self.frames.copy_of(f);
+        self.frames.release(f);
+        self.threads.forked.extend([f, copy]);
+        let pte = self.space_mut(child).get_mut(vpn).expect("present");
+        pte.backing = super::space::PageBacking::Private(copy);
+        self.threads.pending.push(Pending {
+            proc: child,
+            vpn,
+            frame: copy,
+            lo,
+            hi,
+            zero,
+        });
     }
 
     /// A `read`'s predicted outcome with the digests of racing pages as observed: their bytes
@@ -222,7 +404,8 @@ impl Model {
         observed: Option<&Outcome>,
     ) -> Outcome {
         let frames = self.racing_frames();
-        if frames.is_empty() && self.threads.pending.is_empty() {
+        let zapping = self.threads.running.iter().any(|r| !r.kind.stores());
+        if frames.is_empty() && self.threads.pending.is_empty() && !zapping {
             return predicted;
         }
         let seen = match observed {
@@ -239,12 +422,18 @@ impl Model {
                     continue;
                 };
                 let pending = self.pending_at(proc, page);
-                if pending && whole {
+                if whole && self.learn_zapped(proc, page, o) {
+                    *d = o;
+                } else if pending && whole {
                     self.learn_pending(proc, page, o);
                     *d = self
                         .frame_at(proc, page)
                         .map_or(*d, |f| self.frames.digest(f));
-                } else if pending || self.racing_page(proc, page, &frames) {
+                } else if pending
+                    || self.racing_page(proc, page, &frames)
+                    || (!whole && self.zapped(proc, page) && self.storer_at(proc, page).is_none())
+                {
+                    // A part-page read of a zapped page (T9) is taken as seen too.
                     *d = o;
                 }
             }
@@ -278,7 +467,11 @@ impl Model {
         }
         let ps = self.page_size as usize;
         let of = last_word_digests(self.frames.bytes(f));
-        let value = (p.lo..=p.hi).find(|&c| of(c) == seen).unwrap_or(p.hi + 1);
+        // [T9] a zapped page's copy may be all zero: word 0 on the zeros the copy holds.
+        let value = (p.lo..=p.hi)
+            .chain(p.zero.then_some(0))
+            .find(|&c| of(c) == seen)
+            .unwrap_or(p.hi + 1);
         self.frames.bytes_mut(f)[ps - RACE_WORD..].copy_from_slice(&value.to_le_bytes());
     }
 
@@ -291,7 +484,7 @@ impl Model {
             .filter(|r| r.proc == proc)
             .cloned()
             .collect();
-        for r in ended {
+        for r in ended.iter().filter(|r| r.kind.stores()) {
             if let Some(pte) = self.space(proc).get(r.vpn)
                 && let super::space::PageBacking::Object { .. } = pte.backing
                 && let Some(f) = self.frame_at(proc, r.vpn)
@@ -324,6 +517,7 @@ impl Model {
                     self.learn_pending(view.proc, vpn, d);
                     continue;
                 }
+                self.learn_zapped(view.proc, vpn, d);
                 if self.racing_page(view.proc, vpn, &frames) {
                     self.threads.seen.push((view.proc, vpn, d));
                 }

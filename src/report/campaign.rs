@@ -42,6 +42,13 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
             s.racing_forks
         );
     }
+    if s.races.iter().any(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "  races           write {}, dontneed {}, poke {} (threads started)",
+            s.races[0], s.races[1], s.races[2]
+        );
+    }
     let _ = writeln!(out, "  snapshots       {}", s.snapshots);
     let _ = writeln!(out, "  pages compared  {}", s.pages_compared);
     let _ = writeln!(out, "  physical pages  {}", s.physical_pages);
@@ -262,6 +269,7 @@ pub fn summary_json(
         "ops": s.ops,
         "forks": s.forks,
         "racing_forks": s.racing_forks,
+        "races": { "write": s.races[0], "dontneed": s.races[1], "poke": s.races[2] },
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,
         "physical_pages": s.physical_pages,

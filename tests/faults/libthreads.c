@@ -12,12 +12,18 @@
  *               that shared the pages a little too long would), so it sees what another thread
  *               of the parent stored after fork returned (Go's FreeBSD fork corruption, the 6.4
  *               per-VMA-lock race). A single-threaded fork is untouched.
+ *   dirty-cow   a forced write (pwrite to /proc/self/mem) in a process where another thread has
+ *               called madvise(MADV_DONTNEED) also lands in the parent's memory at the same
+ *               address, as Dirty COW's forced write landed in the page the private copy was
+ *               made from (docs/SEMANTICS.md T9). Only the racing pair shows it: the flag is
+ *               set by a MADV_DONTNEED from a thread that is not the process's first.
  *
  * Build: cc -shared -fPIC -O2 -o libthreads.so libthreads.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,14 +31,20 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static int fault_on(void)
+/* 1: fork-peek, 2: dirty-cow, 0: none. */
+static int mode(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
 		const char *f = getenv("COWCHECK_THREADS_FAULT");
-		cached = f && !strcmp(f, "fork-peek");
+		cached = !f ? 0 : !strcmp(f, "fork-peek") ? 1 : !strcmp(f, "dirty-cow") ? 2 : 0;
 	}
 	return cached;
+}
+
+static int fault_on(void)
+{
+	return mode() == 1;
 }
 
 /* The process that loaded the library (the executor): its mappings and its zygote's are the
@@ -105,4 +117,85 @@ pid_t fork(void)
 		}
 	}
 	return pid;
+}
+
+/* dirty-cow: set (in this process's memory, so per process) once a thread that is not the
+ * process's first called madvise(MADV_DONTNEED). */
+static volatile int zapper_seen;
+
+typedef int (*madvise_fn)(void *, size_t, int);
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+
+int madvise(void *addr, size_t len, int advice)
+{
+	static madvise_fn real;
+	if (!real)
+		real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
+	if (mode() == 2 && advice == MADV_DONTNEED && gettid() != getpid())
+		zapper_seen = 1;
+	return real(addr, len, advice);
+}
+
+/* The parent process of pid `pid` (0 if unknown), from /proc/PID/stat. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *close_paren = strrchr(buf, ')');
+	int ppid = 0;
+	char state;
+	if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
+		return 0;
+	return ppid;
+}
+
+/* Whether `fd` is this process's /proc/PID/mem. */
+static int is_mem(int fd)
+{
+	char path[64], target[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, target, sizeof(target) - 1);
+	if (n <= 0)
+		return 0;
+	target[n] = 0;
+	return !strncmp(target, "/proc/", 6) && n > 4 && !strcmp(target + n - 4, "/mem");
+}
+
+static ssize_t dirty_pwrite(pwrite_fn real, int fd, const void *buf, size_t len, off_t off)
+{
+	ssize_t r = real(fd, buf, len, off);
+	if (r == (ssize_t)len && mode() == 2 && zapper_seen && in_program() && is_mem(fd)) {
+		pid_t parent = getppid();
+		/* Only into a parent that is a program's process (never the executor's). */
+		if (parent != loader && parent_of(parent) != loader) {
+			struct iovec local = { (void *)buf, len };
+			struct iovec remote = { (void *)off, len };
+			process_vm_writev(parent, &local, 1, &remote, 1, 0);
+		}
+	}
+	return r;
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	static pwrite_fn real;
+	if (!real)
+		real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite");
+	return dirty_pwrite(real, fd, buf, len, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off)
+{
+	static pwrite_fn real;
+	if (!real)
+		real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
+	return dirty_pwrite(real, fd, buf, len, off);
 }

@@ -25,8 +25,8 @@
 //! | `INVALID`    | map, call, bad argument                                          |
 //! | `VMSPLICE`   | at                                                               |
 //! | `PIPE_READ`  |                                                                  |
-//! | `RACE`       | at (a writer of the page's last word, docs/SEMANTICS.md T1)      |
-//! | `STOP`       |                                                                  |
+//! | `RACE`       | at, kind, thread (docs/SEMANTICS.md T1, T7, T8)                   |
+//! | `STOP`       | thread                                                           |
 //! | `FORK`       | child, direct reads, serial, mask, next                          |
 //! | `EXIT`       | turn                                                             |
 //! | `SNAPSHOT`   | direct reads, serial, mask, next                                 |
@@ -172,9 +172,13 @@ pub enum Request {
     PipeRead,
     /// Starts the process's racing thread on the page at `at` (`worker::thread`); replies
     /// once the thread has stored once.
-    Race { at: At },
-    /// Stops and joins the process's racing thread; the reply carries its rounds.
-    Stop,
+    Race {
+        at: At,
+        kind: crate::program::RaceKind,
+        thread: u8,
+    },
+    /// Stops and joins the process's racing thread `thread`; the reply carries its rounds.
+    Stop { thread: u8 },
     /// vforks a child that stores as `Write` does, then `_exit`s (`worker::vfork`); the reply
     /// is `Done` (the child exited) or three words: the signal, si_code and address the child
     /// died of.
@@ -380,6 +384,11 @@ impl Words<'_> {
 
 /// A verb and its argument words.
 #[inline]
+/// A thread handle's index (below `MAX_THREADS`).
+fn thread_of(w: u64) -> Option<u8> {
+    (w < crate::program::MAX_THREADS as u64).then_some(w as u8)
+}
+
 fn words<const N: usize>(verb: u64, args: [u64; N]) -> [u64; REQ_WORDS] {
     let mut w = [0u64; REQ_WORDS];
     w[0] = verb;
@@ -549,8 +558,10 @@ impl Request {
             }
             Request::Vmsplice { at } => words(verb::VMSPLICE, [at_word(at)]),
             Request::PipeRead => words(verb::PIPE_READ, []),
-            Request::Race { at } => words(verb::RACE, [at_word(at)]),
-            Request::Stop => words(verb::STOP, []),
+            Request::Race { at, kind, thread } => {
+                words(verb::RACE, [at_word(at), kind.code(), thread as u64])
+            }
+            Request::Stop { thread } => words(verb::STOP, [thread as u64]),
             Request::Vfork {
                 map: m,
                 pages,
@@ -713,8 +724,14 @@ impl Request {
             },
             verb::VMSPLICE => Request::Vmsplice { at: r.take(at_of)? },
             verb::PIPE_READ => Request::PipeRead,
-            verb::RACE => Request::Race { at: r.take(at_of)? },
-            verb::STOP => Request::Stop,
+            verb::RACE => Request::Race {
+                at: r.take(at_of)?,
+                kind: r.take(crate::program::RaceKind::from_code)?,
+                thread: r.take(thread_of)?,
+            },
+            verb::STOP => Request::Stop {
+                thread: r.take(thread_of)?,
+            },
             verb::FORK => Request::Fork {
                 child: r.take(proc_of)?,
                 direct_reads: r.flag()?,
@@ -773,7 +790,7 @@ impl Request {
         match *self {
             Request::Read { pages, .. } => pages.len() as usize,
             Request::Dump { .. } => page_size / 8,
-            Request::PipeRead | Request::Stop => 1,
+            Request::PipeRead | Request::Stop { .. } => 1,
             // The child's pid and, in a process that races, the counter before and after.
             Request::Fork { .. } => 3,
             _ => 0,

@@ -17,6 +17,7 @@ use crate::program::{
     Prot, RemapFlags, Syscall, Via, caps,
 };
 use crate::program::{AllocCall, MalloptParam, Tune};
+use crate::program::{MAX_THREADS, RaceKind};
 
 fn map_id() -> impl Strategy<Value = MapId> {
     (0..caps::MAX_MAPS as u8).prop_map(MapId)
@@ -183,8 +184,9 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(map, call, bad)| Request::Invalid { map, call, bad }),
         at().prop_map(|at| Request::Vmsplice { at }),
         Just(Request::PipeRead),
-        at().prop_map(|at| Request::Race { at }),
-        Just(Request::Stop),
+        (at(), select(RaceKind::ALL.to_vec()), 0..MAX_THREADS as u8)
+            .prop_map(|(at, kind, thread)| Request::Race { at, kind, thread }),
+        (0..MAX_THREADS as u8).prop_map(|thread| Request::Stop { thread }),
         (map_id(), pages(), bytes(), pattern()).prop_map(|(map, pages, bytes, pattern)| {
             Request::Vfork {
                 map,
@@ -270,7 +272,7 @@ fn request_variant(r: &Request) -> usize {
         Request::Free { .. } => 20,
         Request::Tune { .. } => 21,
         Request::Race { .. } => 22,
-        Request::Stop => 23,
+        Request::Stop { .. } => 23,
         Request::Vfork { .. } => 24,
     }
 }

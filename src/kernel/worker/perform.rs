@@ -278,17 +278,22 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             }
             status(Err(if n < 0 { Errno::last() } else { Errno::EIO }))
         }
-        Request::Race { at: page } => {
+        Request::Race {
+            at: page,
+            kind,
+            thread,
+        } => {
             let Some(first) = resolve(page) else {
                 return skipped(s);
             };
-            let word = first + ps as u64 - crate::program::RACE_WORD as u64;
-            if s.racer.start(word) {
-                Reply::Done { value: 0 }
+            let addr = if kind.stores() {
+                first + ps as u64 - crate::program::RACE_WORD as u64
             } else {
-                Reply::Failed {
-                    errno: Errno::EAGAIN as i32,
-                }
+                first
+            };
+            match s.racer.start(addr, kind, thread) {
+                Ok(()) => Reply::Done { value: 0 },
+                Err(errno) => Reply::Failed { errno },
             }
         }
         // A vfork child that stores and exits (docs/SEMANTICS.md T5, `vfork.rs`).
@@ -324,8 +329,8 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
                 }
             }
         }
-        Request::Stop => {
-            let rounds = s.racer.stop();
+        Request::Stop { thread } => {
+            let rounds = s.racer.stop(thread);
             let reply = &mut s.reply[here..];
             reply[REPLY_HEAD] = rounds;
             put(reply, Reply::Digests { count: 1 });

@@ -1,49 +1,116 @@
-//! A worker's racing thread (docs/SEMANTICS.md T1): started through libc's `pthread_create`
-//! (so an interposed libc stays in the path), it stores 1, 2, 3, ... into the last 8 bytes of
-//! one page, publishing each value after its store, until the worker stops it. One per process.
+//! A worker's racing threads (docs/SEMANTICS.md T1, T7, T8): started through libc's
+//! `pthread_create` (so an interposed libc stays in the path), a thread runs rounds 1, 2, 3,
+//! ... until the worker stops it, publishing each round's number after it: a `write` thread
+//! stores the number into the last 8 bytes of one page, a `poke` thread writes it there through
+//! `/proc/self/mem` (`pwrite`, a forced write), a `dontneed` thread `madvise(MADV_DONTNEED)`s
+//! the page. Each round reads the stop word first, so the last round starts after the worker
+//! asked to stop (after every op before the `stop`). Up to two threads per process (a pair:
+//! Dirty COW's, T9), and the second one's `race` returns only once the first has run a whole
+//! round after the second's first; a thread whose first round fails ends there and the `race` reports the
+//! errno.
 //!
 //! Nothing here allocates in the worker: the thread's stack and its control block live in one
 //! region mapped when the worker's `Scratch` is made, before the program (so snapshots leave it
 //! out, as they leave out every harness mapping), and `pthread_attr_setstack` hands it to libc,
 //! which then maps no stack of its own (what libc allocates for the thread's TLS comes from its
-//! heap, which snapshots leave out too). The thread pins itself to a CPU other than the worker's when there are two or
-//! more, so that the race runs truly in parallel. The thread only stores and checks its stop
+//! heap, which snapshots leave out too). The first thread pins itself to a CPU other than the
+//! worker's when there are two or more, the second to the worker's own (which mostly waits), so that the race runs truly in parallel. The thread only stores and checks its stop
 //! word: it makes no call that could take a lock a fork's child would inherit held.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-/// Bytes of the region: the control block's page, then the stack.
+use crate::program::RaceKind;
+
+/// Bytes of one thread's region: the control block's page, then the stack.
 const REGION: usize = 256 * 1024;
 
 /// Yields before a worker waiting for its thread's first store sleeps between looks instead.
 const START_SPINS: u32 = 64;
+/// The most threads racing at once in a process (`program::op::thread::MAX_RACING`).
+const SLOTS: usize = 2;
 
 /// What the worker and its thread share, at the start of the region.
 #[repr(C)]
 struct Control {
-    /// Set by the worker: stop after the current round.
+    /// Set by the worker: the next round is the last.
     stop: AtomicU32,
     /// The CPU to pin to, or -1.
     cpu: i32,
-    /// The last value stored (and so at least what the page holds).
+    /// The last round done (for a store, at least what the page holds).
     counter: AtomicU64,
-    /// The word stored to.
+    /// The word stored to, or the page advised.
     addr: u64,
+    /// `RaceKind::code()`.
+    kind: u64,
+    page_size: u64,
+    /// Set by the thread when it ended by itself: the errno of the round that failed.
+    failed: AtomicI32,
 }
 
-/// The process's racing thread, if it runs.
-pub(super) struct Racer {
+/// One thread's region and, while it runs, its handle.
+struct Slot {
     region: *mut u8,
-    page_size: usize,
     thread: Option<libc::pthread_t>,
+    /// The program's thread handle.
+    handle: u8,
+    stores: bool,
+}
+
+/// The process's racing threads.
+pub(super) struct Racer {
+    slots: [Slot; SLOTS],
+    page_size: usize,
+}
+
+/// One round: `Err(errno)` if it failed.
+fn round(kind: RaceKind, addr: u64, n: u64, page_size: usize, mem: i32) -> Result<(), i32> {
+    match kind {
+        RaceKind::Write => {
+            // SAFETY: a store to the program's page that the race names (the validator keeps
+            // every other op off its word while the thread runs); a fault here is the
+            // process's death, as a worker's own store's would be.
+            unsafe { std::ptr::write_volatile(addr as *mut u64, n) };
+            Ok(())
+        }
+        RaceKind::Poke => {
+            let bytes = n.to_le_bytes();
+            // SAFETY: writing our own 8 bytes through /proc/self/mem; the kernel checks the
+            // target.
+            let r = unsafe { libc::pwrite(mem, bytes.as_ptr() as *const c_void, 8, addr as i64) };
+            if r == 8 {
+                Ok(())
+            } else {
+                Err(if r < 0 { errno() } else { libc::EIO })
+            }
+        }
+        RaceKind::DontNeed => {
+            // SAFETY: advice on the program's page; the kernel checks the range.
+            let r = unsafe { libc::madvise(addr as *mut c_void, page_size, libc::MADV_DONTNEED) };
+            if r == 0 { Ok(()) } else { Err(errno()) }
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     let control = arg as *const Control;
     // SAFETY: the control block lives in the region for the process's life, and the worker
-    // does not write `cpu` or `addr` while the thread runs.
-    let (cpu, addr) = unsafe { ((*control).cpu, (*control).addr as *mut u64) };
+    // does not write `cpu`, `addr`, `kind` or `page_size` while the thread runs.
+    let (cpu, addr, kind, page_size) = unsafe {
+        (
+            (*control).cpu,
+            (*control).addr,
+            (*control).kind,
+            (*control).page_size as usize,
+        )
+    };
+    let kind = RaceKind::from_code(kind).unwrap_or(RaceKind::Write);
     if cpu >= 0 {
         // SAFETY: a cpu_set_t on our stack, for this thread only.
         unsafe {
@@ -53,80 +120,116 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
         }
     }
     // SAFETY: as above; the atomics are shared with the worker.
-    let (stop, counter) = unsafe { (&(*control).stop, &(*control).counter) };
-    let mut n: u64 = 0;
-    loop {
-        n += 1;
-        // SAFETY: a store to the program's page that the race names (the validator keeps every
-        // other op off it while the thread runs); a fault here is the process's death, as a
-        // worker's own store's would be.
-        unsafe { std::ptr::write_volatile(addr, n) };
-        counter.store(n, Ordering::Release);
-        if stop.load(Ordering::Acquire) != 0 {
+    let (stop, counter, failed) =
+        unsafe { (&(*control).stop, &(*control).counter, &(*control).failed) };
+    let mem = if kind == RaceKind::Poke {
+        // SAFETY: a NUL-terminated path; the fd is closed before the thread ends.
+        let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            failed.store(errno(), Ordering::Release);
             return std::ptr::null_mut();
         }
+        fd
+    } else {
+        -1
+    };
+    let mut n: u64 = 0;
+    loop {
+        let last = stop.load(Ordering::Acquire) != 0;
+        n += 1;
+        if let Err(e) = round(kind, addr, n, page_size, mem) {
+            failed.store(e, Ordering::Release);
+            break;
+        }
+        counter.store(n, Ordering::Release);
+        if last {
+            break;
+        }
     }
+    if mem >= 0 {
+        // SAFETY: closing the fd opened above.
+        unsafe { libc::close(mem) };
+    }
+    std::ptr::null_mut()
 }
 
 impl Racer {
-    /// Maps the region (before any program, in the executor). No thread is started here: once
-    /// a process has had a thread, glibc takes its multithreaded paths for good (atomic
+    /// Maps the regions (before any program, in the executor). No thread is started here:
+    /// once a process has had a thread, glibc takes its multithreaded paths for good (atomic
     /// operations, locks), which would slow every single-threaded program down.
     pub(super) fn new(page_size: usize) -> Racer {
-        // SAFETY: a fresh anonymous private mapping, owned by this Racer.
-        let region = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                REGION,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        let region = if region == libc::MAP_FAILED {
-            std::ptr::null_mut()
-        } else {
-            region as *mut u8
+        let slot = || {
+            // SAFETY: a fresh anonymous private mapping, owned by this Racer.
+            let region = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    REGION,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            Slot {
+                region: if region == libc::MAP_FAILED {
+                    std::ptr::null_mut()
+                } else {
+                    region as *mut u8
+                },
+                thread: None,
+                handle: 0,
+                stores: false,
+            }
         };
         Racer {
-            region,
+            slots: [slot(), slot()],
             page_size,
-            thread: None,
         }
     }
 
-    fn control(&self) -> &Control {
+    fn control(slot: &Slot) -> &Control {
         // SAFETY: the region's first bytes are the control block (zeroed by mmap, valid for
         // every field), for the process's life.
-        unsafe { &*(self.region as *const Control) }
+        unsafe { &*(slot.region as *const Control) }
     }
 
     /// Whether a thread runs.
     pub(super) fn running(&self) -> bool {
-        self.thread.is_some()
+        self.slots.iter().any(|s| s.thread.is_some())
     }
 
-    /// The counter the thread published last.
+    /// The counter a running thread published last: the storing one's, else the first's.
     pub(super) fn counter(&self) -> u64 {
-        self.control().counter.load(Ordering::Acquire)
+        let running = || self.slots.iter().filter(|s| s.thread.is_some());
+        running()
+            .find(|s| s.stores)
+            .or_else(|| running().next())
+            .map_or(0, |s| Self::control(s).counter.load(Ordering::Acquire))
     }
 
-    /// Starts the thread on the word at `addr` and waits until it has stored once (the
-    /// barrier: the next op runs against a thread that is racing). If that store faults, the
-    /// process dies there (the fault handler reports it for the op). False if no thread could
-    /// be started.
-    pub(super) fn start(&mut self, addr: u64) -> bool {
-        if self.region.is_null() || self.thread.is_some() {
-            return false;
-        }
-        let control = self.region as *mut Control;
-        // SAFETY: no thread runs, so the worker owns the control block.
+    /// Starts thread `handle` doing `kind` on `addr` (the word for a store, the page for
+    /// advice) and waits until its first round is done (the barrier: the next op runs against
+    /// a thread that is racing). If a store faults, the process dies there (the fault handler
+    /// reports it for the op). `Err(errno)` if the first round failed (the thread has ended),
+    /// or EAGAIN if no thread could be started.
+    pub(super) fn start(&mut self, addr: u64, kind: RaceKind, handle: u8) -> Result<(), i32> {
+        let index = self
+            .slots
+            .iter()
+            .position(|s| s.thread.is_none() && !s.region.is_null())
+            .ok_or(libc::EAGAIN)?;
+        let page_size = self.page_size;
+        let slot = &mut self.slots[index];
+        let control = slot.region as *mut Control;
+        // SAFETY: no thread runs in this slot, so the worker owns the control block.
         unsafe {
             (*control).stop.store(0, Ordering::Relaxed);
             (*control).counter.store(0, Ordering::Relaxed);
+            (*control).failed.store(0, Ordering::Relaxed);
             (*control).addr = addr;
-            (*control).cpu = other_cpu();
+            (*control).kind = kind.code();
+            (*control).page_size = page_size as u64;
+            (*control).cpu = pin_to(index);
         }
         let mut tid: libc::pthread_t = 0;
         // SAFETY: attr lives on our stack; the stack handed to libc is the region past the
@@ -134,22 +237,31 @@ impl Racer {
         let ok = unsafe {
             let mut attr: libc::pthread_attr_t = std::mem::zeroed();
             libc::pthread_attr_init(&mut attr);
-            let stack = self.region.add(self.page_size);
-            libc::pthread_attr_setstack(&mut attr, stack as *mut c_void, REGION - self.page_size);
+            let stack = slot.region.add(page_size);
+            libc::pthread_attr_setstack(&mut attr, stack as *mut c_void, REGION - page_size);
             let r = libc::pthread_create(&mut tid, &attr, racer_main, control as *mut c_void);
             libc::pthread_attr_destroy(&mut attr);
             r == 0
         };
         if !ok {
-            return false;
+            return Err(libc::EAGAIN);
         }
-        self.thread = Some(tid);
         // The thread first has to be given the other CPU, which takes milliseconds when that
         // CPU is busy (measured: ~2400 yields a start under load). A short spin catches a
         // quick start; after it, the worker sleeps between looks, leaving its CPU to others
         // (another job's tree, the front) instead of yielding in a loop.
+        let c = Self::control(slot);
         let mut spins = 0u32;
-        while self.counter() == 0 {
+        loop {
+            if c.counter.load(Ordering::Acquire) != 0 {
+                break;
+            }
+            let e = c.failed.load(Ordering::Acquire);
+            if e != 0 {
+                // SAFETY: joining the thread just started, which has ended.
+                unsafe { libc::pthread_join(tid, std::ptr::null_mut()) };
+                return Err(e);
+            }
             if spins < START_SPINS {
                 spins += 1;
                 std::hint::spin_loop();
@@ -164,29 +276,56 @@ impl Racer {
                 unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
             }
         }
-        true
+        slot.thread = Some(tid);
+        slot.handle = handle;
+        slot.stores = kind.stores();
+        // The pair's barrier: every other thread of the process runs a whole round that
+        // started after this one's first, so the two surely overlap before the next op.
+        for (i, other) in self.slots.iter().enumerate() {
+            if i == index || other.thread.is_none() {
+                continue;
+            }
+            let c = Self::control(other);
+            let seen = c.counter.load(Ordering::Acquire);
+            while c.counter.load(Ordering::Acquire) < seen + 2
+                && c.failed.load(Ordering::Acquire) == 0
+            {
+                std::hint::spin_loop();
+                // SAFETY: sched_yield only yields.
+                unsafe { libc::sched_yield() };
+            }
+        }
+        Ok(())
     }
 
-    /// Stops and joins the thread; its rounds (0 if none ran).
-    pub(super) fn stop(&mut self) -> u64 {
-        let Some(tid) = self.thread.take() else {
+    /// Stops and joins thread `handle`; its rounds (0 if it does not run).
+    pub(super) fn stop(&mut self, handle: u8) -> u64 {
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.thread.is_some() && s.handle == handle)
+        else {
             return 0;
         };
-        self.control().stop.store(1, Ordering::Release);
+        let tid = slot.thread.take().expect("running");
+        Self::control(slot).stop.store(1, Ordering::Release);
         // SAFETY: joining the thread this Racer started, once.
         unsafe { libc::pthread_join(tid, std::ptr::null_mut()) };
-        self.counter()
+        Self::control(slot).counter.load(Ordering::Acquire)
     }
 
-    /// In a fork's child: the thread does not exist here (fork copies only the calling
+    /// In a fork's child: the threads do not exist here (fork copies only the calling
     /// thread).
     pub(super) fn forget(&mut self) {
-        self.thread = None;
+        for s in &mut self.slots {
+            s.thread = None;
+        }
     }
 }
 
-/// A CPU other than the one this thread runs on, if there are two or more; else -1.
-fn other_cpu() -> i32 {
+/// The CPU the `index`th thread pins to, if there are two or more: the first to one other
+/// than the worker's, the second to the worker's own; else -1.
+fn pin_to(index: usize) -> i32 {
     // SAFETY: sysconf and sched_getcpu only read.
     let (n, me) = unsafe {
         (
@@ -195,7 +334,7 @@ fn other_cpu() -> i32 {
         )
     };
     if n >= 2 && me >= 0 {
-        ((me as i64 + 1) % n) as i32
+        ((me as i64 + 1 - index as i64).rem_euclid(n)) as i32
     } else {
         -1
     }

@@ -1,12 +1,15 @@
 //! The threads family's decoder (docs/SEMANTICS.md part 13): racing threads, and forks put
 //! inside their racing windows. A raw op either starts a race in its process (on a page of a
 //! mapping it holds), or, where a thread already races, forks the racing process (most
-//! often: that is the window the T rules are about), reads the raced page, or stops the thread.
+//! often: that is the window the T rules are about), reads the raced page, stops a thread, or
+//! starts the other half of a pair beside it (a `dontneed` thread beside a storing one, on the
+//! same page most often: Dirty COW's pair, T7). A race's kind is `write` most often, else
+//! `dontneed` or `poke` (T7, T8).
 //! Some raw ops vfork a child that writes to a mapping of its parent and exits (T5).
 //! Everything the validator refuses (`ThreadRules`) is dropped, as for every other op.
 
 use super::{Builder, RawOp};
-use crate::program::{Op, Pattern, ProcId, RaceKind, Span, caps};
+use crate::program::{MapId, Op, Pattern, ProcId, RaceKind, Span, caps};
 
 impl Builder {
     pub(super) fn add_threads(&mut self, r: &RawOp) {
@@ -17,7 +20,8 @@ impl Builder {
             .filter(|p| self.v.threads().running_in(*p).is_some())
             .collect();
         if let Some(&p) = racing.get(r.who as usize % racing.len().max(1)) {
-            let thread = self.v.threads().running_in(p).expect("racing");
+            let races = self.v.threads().races_in(p);
+            let (thread, kind, map, page) = races[r.a as usize % races.len()];
             match r.verb % 8 {
                 // Fork inside the racing window.
                 0..=3 => {
@@ -40,8 +44,24 @@ impl Builder {
                     self.push(Op::Stop { proc: p, thread });
                     return;
                 }
-                // Start another race elsewhere, below.
-                _ => {}
+                // The other half of a pair (T7), on the same page most often; else another race
+                // elsewhere, below.
+                _ => {
+                    let other = if kind.stores() {
+                        RaceKind::DontNeed
+                    } else if r.d.is_multiple_of(2) {
+                        RaceKind::Poke
+                    } else {
+                        RaceKind::Write
+                    };
+                    let (map, page) = match self.pick_map(p, r.what) {
+                        Some(m) if r.b % 4 == 3 => (m, r.a % self.sizes[m.0 as usize]),
+                        _ => (map, page),
+                    };
+                    if self.race_of(p, other, map, page) {
+                        return;
+                    }
+                }
             }
         }
         // One raw op in four starts a race; of the others, one in four vforks a child that
@@ -64,10 +84,15 @@ impl Builder {
             return;
         };
         let page = r.a % self.sizes[m.0 as usize];
+        let kind = match r.d % 4 {
+            0 | 1 => RaceKind::Write,
+            2 => RaceKind::DontNeed,
+            _ => RaceKind::Poke,
+        };
         if !self.push(Op::Race {
             proc: p,
             thread,
-            kind: RaceKind::Write,
+            kind,
             map: m,
             page,
         }) {
@@ -79,6 +104,20 @@ impl Builder {
                 span,
             });
         }
+    }
+
+    /// `p` starts a `kind` race on `page` of `map` with a fresh thread; false if refused.
+    fn race_of(&mut self, p: ProcId, kind: RaceKind, map: MapId, page: u16) -> bool {
+        let Some(thread) = self.v.threads().fresh() else {
+            return false;
+        };
+        self.push(Op::Race {
+            proc: p,
+            thread,
+            kind,
+            map,
+            page,
+        })
     }
 
     /// A process vforks a child that writes to one of its mappings (docs/SEMANTICS.md T5);

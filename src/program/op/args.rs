@@ -345,14 +345,33 @@ pub enum RaceKind {
     /// followed by publishing the value it stored (so that a reader of the published counter
     /// knows the page holds at least that value).
     Write,
+    /// `madvise(MADV_DONTNEED)` of the page, again and again (half of Dirty COW's pair,
+    /// docs/SEMANTICS.md T7); its rounds are its counter.
+    DontNeed,
+    /// As `Write`, but each store is a forced write through `/proc/self/mem` (`pwrite`, the
+    /// `poke` op's way: it writes a private page its process may not write, T8).
+    Poke,
 }
 
 impl RaceKind {
-    pub const ALL: [RaceKind; 1] = [RaceKind::Write];
+    pub const ALL: [RaceKind; 3] = [RaceKind::Write, RaceKind::DontNeed, RaceKind::Poke];
     pub fn name(self) -> &'static str {
         match self {
             RaceKind::Write => "write",
+            RaceKind::DontNeed => "dontneed",
+            RaceKind::Poke => "poke",
         }
+    }
+    /// Whether the thread stores the counter into the page's last word.
+    pub fn stores(self) -> bool {
+        !matches!(self, RaceKind::DontNeed)
+    }
+    /// The wire code (`kernel::protocol`).
+    pub fn code(self) -> u64 {
+        self as u64
+    }
+    pub fn from_code(c: u64) -> Option<RaceKind> {
+        RaceKind::ALL.into_iter().find(|k| k.code() == c)
     }
     pub fn from_name(s: &str) -> Option<RaceKind> {
         RaceKind::ALL.into_iter().find(|k| k.name() == s)

@@ -6,20 +6,28 @@
 //! ([`ThreadRules`], called by the `Validator`): what may run while a thread races, so that the
 //! raced word is decided by the counter alone and the thread's page stays mapped and writable.
 
-use super::args::{Advice, MAX_THREADS, Prot, RACE_WORD};
+use super::args::{Advice, MAX_THREADS, Prot, RACE_WORD, RaceKind};
 use super::caps;
-use super::handle::{ProcId, ThreadId};
+use super::handle::{MapId, ProcId, ThreadId};
 use super::ops::Op;
 use super::span::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Racing {
     proc: ProcId,
+    kind: RaceKind,
+    map: MapId,
+    page: u16,
 }
 
+/// The most threads racing at once: a pair, in one process (T7).
+pub const MAX_RACING: usize = 2;
+
 /// The static rules of racing (T1): a thread handle is fresh and below the cap; one thread
-/// races at a time in a program; only its own process stops it; while it runs, nothing but the
-/// thread may store to its word, and its process keeps its layout (`check_op`).
+/// races at a time in a program, or a pair in one process: one `dontneed` thread beside one
+/// that stores (`write` or `poke`, T7); only its own process stops it; while it runs, nothing
+/// but the thread may store to its word, and its process keeps its layout (`check_op`); while
+/// a `dontneed` thread runs, its process stores nothing at all.
 #[derive(Clone, Debug, Default)]
 pub struct ThreadRules {
     used: [bool; MAX_THREADS],
@@ -74,6 +82,17 @@ impl ThreadRules {
             .map(|t| ThreadId(t as u8))
     }
 
+    /// Every running race in `proc`: its thread, kind, mapping and page.
+    pub fn races_in(&self, proc: ProcId) -> Vec<(ThreadId, RaceKind, MapId, u16)> {
+        (0..MAX_THREADS)
+            .filter_map(|t| {
+                self.running[t]
+                    .filter(|r| r.proc == proc)
+                    .map(|r| (ThreadId(t as u8), r.kind, r.map, r.page))
+            })
+            .collect()
+    }
+
     /// A thread handle never used yet.
     pub fn fresh(&self) -> Option<ThreadId> {
         (0..MAX_THREADS)
@@ -85,7 +104,13 @@ impl ThreadRules {
     pub fn admit(&mut self, op: &Op) -> Result<(), Refused> {
         let proc = op.proc();
         match *op {
-            Op::Race { thread, .. } => {
+            Op::Race {
+                thread,
+                kind,
+                map,
+                page,
+                ..
+            } => {
                 let t = thread.0 as usize;
                 if t >= MAX_THREADS {
                     return refuse(
@@ -99,11 +124,21 @@ impl ThreadRules {
                         format!("thread handle {thread} is already taken; a race needs a new one"),
                     );
                 }
-                if let Some(r) = self.running.iter().flatten().next() {
-                    return refuse(
-                        Blame::Proc,
-                        format!("a thread of {} races already: one race at a time", r.proc),
-                    );
+                let running: Vec<Racing> = self.running.iter().flatten().copied().collect();
+                if let Some(r) = running.first() {
+                    // A pair: one dontneed beside one storing thread, in one process (T7).
+                    let pair = running.len() < MAX_RACING
+                        && r.proc == proc
+                        && r.kind.stores() != kind.stores();
+                    if !pair {
+                        return refuse(
+                            Blame::Proc,
+                            format!(
+                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, one write or poke)",
+                                r.proc
+                            ),
+                        );
+                    }
                 }
                 if self.write_only {
                     return refuse(
@@ -119,7 +154,12 @@ impl ThreadRules {
                     );
                 }
                 self.used[t] = true;
-                self.running[t] = Some(Racing { proc });
+                self.running[t] = Some(Racing {
+                    proc,
+                    kind,
+                    map,
+                    page,
+                });
                 Ok(())
             }
             Op::Stop { thread, .. } => match self.running.get(thread.0 as usize).copied().flatten()
@@ -176,13 +216,22 @@ impl ThreadRules {
             }
             self.write_only = true;
         }
-        let Some(r) = self.running.iter().flatten().next() else {
+        let Some(r) = self.running.iter().flatten().next().copied() else {
             return Ok(());
         };
         let mine = op.proc() == r.proc;
+        // A dontneed thread zaps its page whenever it runs: a store of its process to that
+        // page would be kept or not as the interleaving goes, and handles do not tell which
+        // page a store reaches (T7).
+        let zapping = mine
+            && self
+                .running
+                .iter()
+                .flatten()
+                .any(|r| r.kind == RaceKind::DontNeed);
         let refused = match *op {
             Op::Write { span, .. } | Op::Poke { span, .. } | Op::Vfork { span, .. } => {
-                reaches_word(span)
+                zapping || reaches_word(span)
             }
             Op::Vmsplice { .. } | Op::PipeRead { .. } => true,
             Op::Advise { advice, .. } => mine || advice == Advice::Remove,
@@ -202,11 +251,78 @@ impl ThreadRules {
             return refuse(
                 Blame::Span,
                 format!(
-                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout",
+                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout (and stores nothing while a dontneed thread runs)",
                     r.proc, r.proc
                 ),
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::Pattern;
+
+    fn race(proc: u8, thread: u8, kind: RaceKind) -> Op {
+        Op::Race {
+            proc: ProcId(proc),
+            thread: ThreadId(thread),
+            kind,
+            map: MapId(0),
+            page: 0,
+        }
+    }
+
+    fn write(proc: u8, end: u16) -> Op {
+        Op::Write {
+            proc: ProcId(proc),
+            map: MapId(0),
+            span: Span::Bytes {
+                page: 0,
+                start: 0,
+                end,
+            },
+            pattern: Pattern::Fill(1),
+        }
+    }
+
+    /// T9: one dontneed thread beside one storing thread, in one process, and no more.
+    #[test]
+    fn a_pair_races_in_one_process() {
+        let mut r = ThreadRules::default();
+        r.admit(&race(1, 0, RaceKind::Poke))
+            .expect("the first race");
+        assert!(
+            r.admit(&race(1, 1, RaceKind::Write)).is_err(),
+            "two storers"
+        );
+        assert!(
+            r.admit(&race(2, 1, RaceKind::DontNeed)).is_err(),
+            "another process"
+        );
+        r.admit(&race(1, 1, RaceKind::DontNeed)).expect("the pair");
+        assert!(
+            r.admit(&race(1, 2, RaceKind::DontNeed)).is_err(),
+            "a third thread"
+        );
+        assert_eq!(r.races_in(ProcId(1)).len(), 2);
+    }
+
+    /// T7: while a dontneed thread runs, its process stores nothing; others store as in T1.
+    #[test]
+    fn a_zapping_process_stores_nothing() {
+        let mut r = ThreadRules::default();
+        r.admit(&race(1, 0, RaceKind::DontNeed)).expect("the race");
+        assert!(r.admit(&write(1, 8)).is_err());
+        r.admit(&write(0, 8))
+            .expect("another process, off the word");
+        r.admit(&Op::Stop {
+            proc: ProcId(1),
+            thread: ThreadId(0),
+        })
+        .expect("stop");
+        r.admit(&write(1, 8)).expect("after the stop");
     }
 }

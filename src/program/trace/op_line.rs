@@ -287,7 +287,7 @@ impl<'a> OpLine<'a> {
             OpKind::Alloc | OpKind::Free | OpKind::Tune => unreachable!("filtered above"),
             OpKind::Race => {
                 let thread = self.thread_handle(&mut columns)?;
-                let kind = self.word("a race kind (write)", RaceKind::from_name)?;
+                let kind = self.word("a race kind (write, dontneed, poke)", RaceKind::from_name)?;
                 let map = self.map_handle(&mut columns)?;
                 let range = self.range(&mut columns)?;
                 if range.end != range.start.wrapping_add(1) {

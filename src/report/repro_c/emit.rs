@@ -379,7 +379,14 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         }
         // `plan` refuses racing programs before anything is emitted.
         Op::Race { .. } | Op::Stop { .. } => unreachable!("racing ops are refused by the plan"),
-        Op::Vfork { .. } => unreachable!("vfork is refused by the plan"),
+        Op::Vfork {
+            span, pattern: p, ..
+        } => format!(
+            "{}{}{}",
+            with("V_VFORK"),
+            span_fields(span, page_size),
+            pattern(p)
+        ),
     };
     // Handles whose addresses the op needs (the model skips the op without them).
     let needs: Vec<i32> = match *op {

@@ -65,7 +65,8 @@
 #define NTESTS (NOPS + NCHECKS)
 
 enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
-	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD };
+	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
+	    V_VFORK };
 /* The allocator ops (cowcheck's docs/SEMANTICS.md part 14): alloc's call, tune's setting. */
 enum alloc_call { ALLOC_MALLOC, ALLOC_CALLOC, ALLOC_REALLOC, ALLOC_MEMALIGN, ALLOC_ALIGNED };
 enum tune { TUNE_MMAP_THRESHOLD, TUNE_MMAP_MAX, TUNE_TRIM_THRESHOLD, TUNE_TRIM };
@@ -381,7 +382,6 @@ static int poke(const struct op *o, uintptr_t first, uintptr_t origin)
 	return 0;
 }
 
-/* Performs one op in this worker; returns 0 if no reply is due (a fork's child). */
 /* glibc's placement of blocks (cowcheck's docs/SEMANTICS.md M8 to M11), checked only where
  * malloc is glibc's own (the object of gnu_get_libc_version, as cowcheck's executor probes).
  * Each process keeps glibc's settings as the model does (fork copies them with the rest of the
@@ -634,6 +634,21 @@ static void g_show(const struct op *o, const struct reply *r)
 	fflush(stdout);
 }
 
+/* The stores of a write: the pattern into bytes lo..hi of each page of the span. */
+static void store(const struct op *o, uintptr_t first)
+{
+	size_t lo, hi;
+	span_bytes(o, &lo, &hi);
+	for (int pg = 0; pg < o->npages; pg++) {
+		volatile unsigned char *dst = (volatile unsigned char *)(first + (size_t)pg * ps);
+		size_t origin = (size_t)(o->first + pg) * ps;
+		for (size_t i = lo; i < hi; i++)
+			dst[i] = o->ramp ? (unsigned char)(o->byte + (int)((origin + i) % 251))
+					 : (unsigned char)o->byte;
+	}
+}
+
+/* Performs one op in this worker; returns 0 if no reply is due (a fork's child). */
 static int perform(const struct op *o, const uint64_t *base)
 {
 	uintptr_t first = o->map >= 0 ? (uintptr_t)base[o->map] + (size_t)o->first * ps : 0;
@@ -678,15 +693,25 @@ static int perform(const struct op *o, const uint64_t *base)
 		return 1;
 	}
 	case V_WRITE:
-		span_bytes(o, &lo, &hi);
-		for (int pg = 0; pg < o->npages; pg++) {
-			volatile unsigned char *dst = (volatile unsigned char *)(first + (size_t)pg * ps);
-			size_t origin = (size_t)(o->first + pg) * ps;
-			for (size_t i = lo; i < hi; i++)
-				dst[i] = o->ramp ? (unsigned char)(o->byte + (int)((origin + i) % 251))
-						 : (unsigned char)o->byte;
+		store(o, first);
+		return 1;
+	case V_VFORK: {
+		/* A vfork child stores as V_WRITE does, into the memory it shares with this
+		 * process, and _exits (docs/SEMANTICS.md T5); the plan keeps out a child that
+		 * would die. */
+		pid_t pid = vfork();
+		if (pid == 0) {
+			store(o, first);
+			_exit(0);
+		}
+		int status = 0;
+		if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)(pid < 0 ? errno : ECHILD);
 		}
 		return 1;
+	}
 	case V_READ:
 		rep.result = RES_READ;
 		span_bytes(o, &lo, &hi);

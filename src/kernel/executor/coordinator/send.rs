@@ -114,10 +114,18 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
         },
         Op::Free { map, .. } => Request::Free { map },
         Op::Tune { tune, .. } => Request::Tune { tune },
-        Op::Race { map, page, .. } => Request::Race {
+        Op::Race {
+            map,
+            page,
+            kind,
+            thread,
+            ..
+        } => Request::Race {
             at: At::page(map, page),
+            kind,
+            thread: thread.0,
         },
-        Op::Stop { .. } => Request::Stop,
+        Op::Stop { thread, .. } => Request::Stop { thread: thread.0 },
         Op::Unmap {
             map, pages, tail, ..
         } => Request::Unmap { map, pages, tail },
