@@ -71,6 +71,32 @@ impl Divergence {
                 observed: Outcome::Mapped { .. },
                 ..
             } => format!("{verb}: address differs"),
+            // The same death: the shape says what else differs (where it struck, or what was
+            // read before it), never "expected X got X".
+            Difference::Outcome {
+                expected:
+                    Outcome::Killed {
+                        death: want,
+                        digests: read_want,
+                    },
+                observed:
+                    Outcome::Killed {
+                        death: got,
+                        digests: read_got,
+                    },
+                ..
+            } if variant_of_death(want) == variant_of_death(got) => {
+                let death = variant_of_death(got);
+                if want.page != got.page {
+                    format!("{verb}: {death} at another page")
+                } else if read_want.len() != read_got.len() {
+                    format!("{verb}: {death} after another number of pages")
+                } else if read_want != read_got {
+                    format!("{verb}: bytes differ before {death}")
+                } else {
+                    format!("{verb}: {death}, otherwise different")
+                }
+            }
             Difference::Outcome {
                 expected, observed, ..
             } => format!(
@@ -111,6 +137,10 @@ fn variant(o: &Outcome) -> String {
         Outcome::Read { .. } => "read".into(),
         Outcome::Killed { death, .. } => death_shape(death.signal, death.code),
     }
+}
+
+fn variant_of_death(d: &crate::program::outcome::Death) -> String {
+    death_shape(d.signal, d.code)
 }
 
 /// A death as a shape says it: `SIGSEGV maperr` (the trace's expectation syntax), or what the
@@ -449,4 +479,60 @@ pub struct PageDiff {
     pub addr: u64,
     pub expected: Option<Vec<u8>>,
     pub observed: Option<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+    use crate::program::outcome::Death;
+    use crate::program::trace::parse_str;
+
+    fn killed(page: u64, digests: &[u64]) -> Outcome {
+        Outcome::Killed {
+            death: Death {
+                signal: libc::SIGSEGV,
+                code: 1,
+                page,
+            },
+            digests: digests.to_vec(),
+        }
+    }
+
+    fn shape(expected: Outcome, observed: Outcome) -> String {
+        let program =
+            parse_str("cowcheck-trace 1\np0 map m0 private 2\np0 read m0 0..2\n").expect("trace");
+        let proc = program.ops[1].proc();
+        Divergence {
+            op_index: 1,
+            difference: Difference::Outcome {
+                proc,
+                expected,
+                observed,
+            },
+        }
+        .signature(&program)
+    }
+
+    /// Two deaths by the same signal and code never make the shape "expected X got X": it
+    /// says what else differs (seen under qemu-user: a vfork child's lost stores, a guard page
+    /// one page off).
+    #[test]
+    fn the_same_death_says_what_else_differs() {
+        assert_eq!(
+            shape(killed(0x1000, &[1, 2]), killed(0x1000, &[1, 3])),
+            "read: bytes differ before SIGSEGV maperr"
+        );
+        assert_eq!(
+            shape(killed(0x1000, &[1]), killed(0x2000, &[1, 2])),
+            "read: SIGSEGV maperr at another page"
+        );
+        assert_eq!(
+            shape(killed(0x1000, &[1]), killed(0x1000, &[1, 2])),
+            "read: SIGSEGV maperr after another number of pages"
+        );
+        assert_eq!(
+            shape(killed(0x1000, &[1]), Outcome::Done),
+            "read: expected SIGSEGV maperr got done"
+        );
+    }
 }
