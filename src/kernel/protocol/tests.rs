@@ -614,6 +614,8 @@ fn frames_round_trip() {
             scan: Err(crate::program::physical::Skip::NoIoctl),
             pfn: Ok(()),
             mincore: Ok(()),
+            smaps: Ok(()),
+            cgroup: Err(crate::program::physical::Skip::NoCgroupMemory),
         },
     };
     let mut enc = Enc::default();

@@ -184,6 +184,14 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, usize, Option<usize>) {
         // Left out (and the checker says so) when it would not fit beside the digests.
         if total * 3 <= rest.len() && physical::read_pagemap(rest, ranges, ps, s.copy.buf()) {
             nphys = total;
+            // Then smaps, before the digests too (I11): its sums per region follow the words.
+            let more = nregions * crate::program::physical::smaps::WORDS;
+            if physical::smaps_on()
+                && total * 3 + more <= rest.len()
+                && super::accounting::read_smaps(head, &mut rest[total..total + more], s.copy.buf())
+            {
+                nphys += more;
+            }
         }
     }
     let mem = physical::MemReader::open();
