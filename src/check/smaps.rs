@@ -182,63 +182,66 @@ pub(super) fn check(
                     .unwrap_or((1, usize::MAX));
                 b.page(ps, pred, word, e);
             }
-            for (f, &(rule, id)) in RULES.iter().enumerate() {
-                let kb = got[1 + f];
-                let (lo, hi, ok) = if f == smaps::PSS {
-                    // Each entry's Pss is shown truncated to a kB (pss >> PSS_SHIFT >> 10).
-                    let lo = (b.lo[f] >> (PSS_SHIFT + 10)).saturating_sub(got[0] - 1);
-                    let hi = b.hi[f] >> (PSS_SHIFT + 10);
-                    (lo, hi, lo <= kb && kb <= hi)
-                } else {
-                    let (lo, hi) = (b.lo[f] / 1024, b.hi[f] / 1024);
-                    (lo, hi, lo <= kb && kb <= hi)
-                };
-                if !ok {
-                    let expected = span(lo, hi);
-                    return Err(PhysicalDifference {
-                        proc: view.proc,
-                        page: r.start,
-                        rule,
-                        id,
-                        detail: format!(
-                            "smaps says {} {kb} kB over {} entries of {:#x}-{:#x}; the model's \
-                             frames and pagemap say {expected}",
-                            smaps::FIELDS[f],
-                            got[0],
-                            r.start,
-                            r.end
-                        ),
-                        channel: "smaps",
-                    });
-                }
-            }
-            for &(rule, [a, c]) in &SUMS {
-                let kb = got[1 + a] + got[1 + c];
-                let (lo, hi) = ((b.lo[a] + b.lo[c]) / 1024, (b.hi[a] + b.hi[c]) / 1024);
-                if !(lo..=hi).contains(&kb) {
-                    return Err(PhysicalDifference {
-                        proc: view.proc,
-                        page: r.start,
-                        rule,
-                        id: "I12",
-                        detail: format!(
-                            "smaps says {} + {} {kb} kB over {} entries of {:#x}-{:#x}; the \
-                             model's frames and pagemap say {}",
-                            smaps::FIELDS[a],
-                            smaps::FIELDS[c],
-                            got[0],
-                            r.start,
-                            r.end,
-                            span(lo, hi)
-                        ),
-                        channel: "smaps",
-                    });
-                }
+            if let Some((rule, id, what)) = compare(&b, got) {
+                return Err(PhysicalDifference {
+                    proc: view.proc,
+                    page: r.start,
+                    rule,
+                    id,
+                    detail: format!(
+                        "smaps says {what}, summed over {} entries of {:#x}-{:#x}",
+                        got[0], r.start, r.end
+                    ),
+                    channel: "smaps",
+                });
             }
             checked += 1;
         }
     }
     Ok(checked)
+}
+
+/// One region's smaps words (`got`: the entry count, then the fields) against its bounds: the
+/// first field out of them, as (rule, ID, what was seen and what was expected).
+fn compare(b: &Bounds, got: &[u64]) -> Option<(&'static str, &'static str, String)> {
+    for (f, &(rule, id)) in RULES.iter().enumerate() {
+        let kb = got[1 + f];
+        let (lo, hi) = if f == smaps::PSS {
+            // Each entry's Pss is shown truncated to a kB (pss >> PSS_SHIFT >> 10).
+            let lo = (b.lo[f] >> (PSS_SHIFT + 10)).saturating_sub(got[0].saturating_sub(1));
+            (lo, b.hi[f] >> (PSS_SHIFT + 10))
+        } else {
+            (b.lo[f] / 1024, b.hi[f] / 1024)
+        };
+        if !(lo..=hi).contains(&kb) {
+            return Some((
+                rule,
+                id,
+                format!(
+                    "{} {kb} kB; the model's frames and pagemap say {}",
+                    smaps::FIELDS[f],
+                    span(lo, hi)
+                ),
+            ));
+        }
+    }
+    for &(rule, [a, c]) in &SUMS {
+        let kb = got[1 + a] + got[1 + c];
+        let (lo, hi) = ((b.lo[a] + b.lo[c]) / 1024, (b.hi[a] + b.hi[c]) / 1024);
+        if !(lo..=hi).contains(&kb) {
+            return Some((
+                rule,
+                "I12",
+                format!(
+                    "{} + {} {kb} kB; the model's frames and pagemap say {}",
+                    smaps::FIELDS[a],
+                    smaps::FIELDS[c],
+                    span(lo, hi)
+                ),
+            ));
+        }
+    }
+    None
 }
 
 fn span(lo: u64, hi: u64) -> String {
@@ -248,3 +251,7 @@ fn span(lo: u64, hi: u64) -> String {
         format!("{lo} to {hi} kB")
     }
 }
+
+#[cfg(test)]
+#[path = "smaps_tests.rs"]
+mod tests;
