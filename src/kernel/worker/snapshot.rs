@@ -187,6 +187,7 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, usize, Option<usize>) {
             // Then smaps, before the digests too (I11): its sums per region follow the words.
             let more = nregions * crate::program::physical::smaps::WORDS;
             if physical::smaps_on()
+                && s.smaps
                 && total * 3 + more <= rest.len()
                 && super::accounting::read_smaps(head, &mut rest[total..total + more], s.copy.buf())
             {

@@ -244,6 +244,12 @@ impl Coordinator {
                 ..
             } => {
                 let next = if *after_exit { &0 } else { next };
+                // smaps only where the claims it checks are about (an object freed with its
+                // last mapper, I14): after an exit and at the end (I11: its cost).
+                let smaps = *after_exit
+                    || !steps[n + 1..]
+                        .iter()
+                        .any(|s| matches!(s, Step::Batch { .. }));
                 for &q in viewers {
                     if Some(q) == *child {
                         // It sends its first view unasked.
@@ -258,6 +264,7 @@ impl Coordinator {
                         &mut words,
                         Request::Snapshot {
                             direct_reads: self.direct_reads,
+                            smaps,
                             barrier: Barrier {
                                 serial: *serial,
                                 mask: *mask,
