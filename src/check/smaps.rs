@@ -4,14 +4,15 @@
 //! in the same process) say the kernel counts there, as `fs/proc/task_mmu.c:
 //! smaps_account()` counts: every present page that is not the zero page is resident (I11);
 //! its proportional share is the page divided by the page-table entries that map it, and it is
-//! Shared_* when two or more do, Private_* otherwise (I12); a private page with a frame of its
-//! own and a shared page that holds data are dirty (I12); only a page left open (I9) may be
-//! lazily freed or part of a huge page (I13).
+//! Shared_* when two or more do, Private_* otherwise (I12); a private page with a frame is dirty
+//! (a shmem page's clean or dirty depends on its entries' history, so only its sum is checked,
+//! I12); only a page left open (I9) may be lazily freed or part of a huge page (I13). A shared
+//! object's survivor has its pages whole (I14).
 //!
 //! Each field is a range, exact where every page of the region is determined: the entries that
 //! map a shared page are counted like the exclusive bit's (I8: those seen present, and at most
 //! those whose copy a digest may have faulted in meanwhile), a page left open may count or not,
-//! and a shared page that holds only zeros may be clean or dirty. A region one of whose entries
+//! and a shmem page may be clean or dirty. A region one of whose entries
 //! reaches outside it (a neighbour of the harness's) is not checked, nor a snapshot where a live
 //! process's pagemap words are missing (its entries could not be counted).
 
