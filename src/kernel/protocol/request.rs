@@ -195,7 +195,7 @@ pub enum Request {
     /// Replies, passes the turn `pass` (0: none) and exits.
     Exit { pass: u32 },
     /// Looks at itself and replies with the view; `smaps`: with its smaps sums (I11), which
-    /// the coordinator asks for at the views of a program's end and after an exit.
+    /// the coordinator asks for at the views of a program's end.
     Snapshot {
         direct_reads: bool,
         smaps: bool,

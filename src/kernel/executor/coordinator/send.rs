@@ -244,12 +244,11 @@ impl Coordinator {
                 ..
             } => {
                 let next = if *after_exit { &0 } else { next };
-                // smaps only where the claims it checks are about (an object freed with its
-                // last mapper, I14): after an exit and at the end (I11: its cost).
-                let smaps = *after_exit
-                    || !steps[n + 1..]
-                        .iter()
-                        .any(|s| matches!(s, Step::Batch { .. }));
+                // smaps only at the end (I11: its cost), where the claims it checks are decided
+                // (an object freed with its last mapper, I14).
+                let smaps = !steps[n + 1..]
+                    .iter()
+                    .any(|s| matches!(s, Step::Batch { .. }));
                 for &q in viewers {
                     if Some(q) == *child {
                         // It sends its first view unasked.
