@@ -285,7 +285,16 @@ pub fn check(
         }
     }
     if channels.smaps.is_ok() {
-        super::smaps::check(model, observed, &preds, &entries)?;
+        super::smaps::check(model, observed, &preds, &entries).map_err(
+            |(proc, page, rule, id, detail)| PhysicalDifference {
+                proc,
+                page,
+                rule,
+                id,
+                detail,
+                channel: "smaps",
+            },
+        )?;
     }
     Ok(seen.len())
 }

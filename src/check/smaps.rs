@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 
-use super::physical::PhysicalDifference;
 use crate::model::{Identity, Model, Prediction, Presence};
 use crate::program::outcome::Snapshot;
 use crate::program::physical::{pm, smaps};
@@ -131,6 +130,16 @@ impl Bounds {
     }
 }
 
+/// A region whose smaps sums the frames forbid: the process, the region's start, the rule (a
+/// short shape for signatures), its ID, and what was seen and expected.
+pub(super) type Difference = (
+    crate::program::ProcId,
+    u64,
+    &'static str,
+    &'static str,
+    String,
+);
+
 /// Checks each view's smaps sums; `entries` holds, per identity not left open, the range of
 /// page-table entries mapping it (from the I8 count). Returns the regions checked.
 pub(super) fn check(
@@ -138,7 +147,7 @@ pub(super) fn check(
     observed: &Snapshot,
     preds: &[(crate::program::ProcId, Vec<Prediction>)],
     entries: &BTreeMap<Identity, (usize, usize)>,
-) -> Result<usize, PhysicalDifference> {
+) -> Result<usize, Difference> {
     let ps = model.page_size() as u64;
     let live = preds.len();
     if observed.procs.len() != live || observed.procs.iter().any(|v| v.phys.is_empty()) {
@@ -184,17 +193,11 @@ pub(super) fn check(
                 b.page(ps, pred, word, e);
             }
             if let Some((rule, id, what)) = compare(&b, got) {
-                return Err(PhysicalDifference {
-                    proc: view.proc,
-                    page: r.start,
-                    rule,
-                    id,
-                    detail: format!(
-                        "smaps says {what}, summed over {} entries of {:#x}-{:#x}",
-                        got[0], r.start, r.end
-                    ),
-                    channel: "smaps",
-                });
+                let detail = format!(
+                    "smaps says {what}, summed over {} entries of {:#x}-{:#x}",
+                    got[0], r.start, r.end
+                );
+                return Err((view.proc, r.start, rule, id, detail));
             }
             checked += 1;
         }

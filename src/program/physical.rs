@@ -31,7 +31,7 @@ pub mod pm {
 /// What a process's `/proc/self/smaps` said of each region of its view (I11 to I13): after the
 /// region's pagemap words come, per region in order, `WORDS` words: the number of smaps
 /// entries (VMAs) summed, or `UNKNOWN` where a VMA reaches outside the region (the harness's
-/// neighbour), then each of `FIELDS` in kB, summed over those VMAs.
+/// neighbour), then each of `FIELDS` in kB, summed over those VMAs; then `TRAILER`.
 pub mod smaps {
     /// The smaps fields read, in this order (each line `Name:   <n> kB`).
     pub const FIELDS: [&str; 10] = [
@@ -61,12 +61,30 @@ pub mod smaps {
     /// The entry count of a region whose sums would include memory outside it.
     pub const UNKNOWN: u64 = u64::MAX;
 
+    /// The last word of a view's physical words when smaps words come before it: bit 59,
+    /// which no pagemap word has (the kernel's bits 59-60 are zero, and `pm::RESIDENT` is 60),
+    /// with the number of regions in the low bits.
+    pub const TRAILER: u64 = 1 << 59;
+
+    /// How many of a view's physical words `phys` are pagemap words (the rest, if any, are its
+    /// smaps words and their trailer).
+    pub fn page_words(phys: &[u64], regions: usize) -> usize {
+        match phys.last() {
+            Some(&t) if t & TRAILER != 0 && t & !TRAILER == regions as u64 => phys
+                .len()
+                .checked_sub(1 + regions * WORDS)
+                .unwrap_or(phys.len()),
+            _ => phys.len(),
+        }
+    }
+
     /// A view's pagemap words and, if they were read, its smaps words (`WORDS` per region):
-    /// `phys` holds `pages` words, or `pages + regions * WORDS`.
+    /// `phys` holds `pages` words, or `pages + regions * WORDS` and the trailer.
     pub fn split(phys: &[u64], pages: usize, regions: usize) -> (&[u64], Option<&[u64]>) {
-        if phys.len() == pages + regions * WORDS && regions > 0 {
+        let n = page_words(phys, regions);
+        if n == pages && phys.len() == pages + regions * WORDS + 1 && regions > 0 {
             let (w, s) = phys.split_at(pages);
-            (w, Some(s))
+            (w, Some(&s[..regions * WORDS]))
         } else {
             (phys, None)
         }
@@ -347,6 +365,16 @@ mod tests {
             assert_eq!(Channels::from_words(c.to_words()), Some(c));
         }
         assert_eq!(Channels::from_words(0x7f), None);
+        // 3 pages in 2 regions, with and without smaps words.
+        let mut phys = vec![pm::PRESENT; 3];
+        assert_eq!(smaps::page_words(&phys, 2), 3);
+        phys.extend([1; 2 * smaps::WORDS]);
+        phys.push(smaps::TRAILER | 2);
+        assert_eq!(smaps::page_words(&phys, 2), 3);
+        assert_eq!(
+            smaps::split(&phys, 3, 2).1.map(|s| s.len()),
+            Some(2 * smaps::WORDS)
+        );
         assert_eq!(Channels::from_words(0x7f << 24), None);
     }
 }

@@ -10,7 +10,6 @@
 //! missing entry of a mapping without a file is not resident), for shmem the page cache
 //! (mincore_page()), whoever mapped the page.
 
-use super::physical::SelfFile;
 use crate::program::physical::{Skip, pm, smaps};
 
 /// Sets `pm::RESIDENT` in the words of the region starting at `start` (one word per page) that
@@ -84,9 +83,24 @@ pub(super) fn cgroup_skip() -> Skip {
 pub(super) fn read_smaps(regions: &[u64], out: &mut [u64], scratch: &mut [u8]) -> bool {
     let n = regions.len() / 3;
     out[..n * smaps::WORDS].fill(0);
-    let Some(f) = SelfFile::open(c"/proc/self/smaps") else {
-        return false;
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/smaps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
     };
+    if fd < 0 {
+        return false;
+    }
+    let ok = sum_smaps(fd, regions, out, scratch);
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(fd) };
+    ok
+}
+
+/// `read_smaps` on the open file `fd`.
+fn sum_smaps(fd: i32, regions: &[u64], out: &mut [u64], scratch: &mut [u8]) -> bool {
     // The region the current entry lies wholly in.
     let mut cur: Option<usize> = None;
     let mut carry = 0usize;
@@ -96,7 +110,7 @@ pub(super) fn read_smaps(regions: &[u64], out: &mut [u64], scratch: &mut [u8]) -
             return false;
         }
         // SAFETY: reads into the writable tail of our scratch buffer.
-        let r = unsafe { libc::read(f.0, room.as_mut_ptr() as *mut libc::c_void, room.len()) };
+        let r = unsafe { libc::read(fd, room.as_mut_ptr() as *mut libc::c_void, room.len()) };
         if r < 0 {
             return false;
         }

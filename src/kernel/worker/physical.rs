@@ -75,10 +75,10 @@ mod uapi {
 
 /// An open `/proc/self/<name>` of this very process (opened after fork: a descriptor opened
 /// by a parent names the parent's memory), closed on drop.
-pub(super) struct SelfFile(pub(super) i32);
+struct SelfFile(i32);
 
 impl SelfFile {
-    pub(super) fn open(path: &core::ffi::CStr) -> Option<SelfFile> {
+    fn open(path: &core::ffi::CStr) -> Option<SelfFile> {
         // SAFETY: a NUL-terminated path.
         let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
         (fd >= 0).then_some(SelfFile(fd))

@@ -279,7 +279,7 @@ impl Coordinator {
                     .iter()
                     .map(|r| (r.end - r.start) / self.page_size)
                     .sum();
-                let smaps = (regions.len() * crate::program::physical::smaps::WORDS) as u64;
+                let smaps = (regions.len() * crate::program::physical::smaps::WORDS) as u64 + 1;
                 if !phys.is_empty()
                     && phys.len() as u64 != covered
                     && phys.len() as u64 != covered + smaps
