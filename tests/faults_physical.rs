@@ -57,7 +57,7 @@ fn assert_caught_physically(mode: &str) {
     } = caught_and_shrunk(mode, &under, MAX_SHRUNK_OPS);
     let channel = div["channel"].as_str().unwrap_or("");
     assert!(
-        ["pagemap", "pagemap-scan", "pfn", "mincore"].contains(&channel),
+        ["pagemap", "pagemap-scan", "pfn", "mincore", "smaps"].contains(&channel),
         "{mode}: caught by {channel:?}, not the physical channel: {div}"
     );
     assert!(
@@ -94,4 +94,12 @@ fn libphys_mincore_all() {
 #[test]
 fn libphys_mincore_pte() {
     assert_caught_physically("mincore-pte");
+}
+
+/// A shared object kept alive after its last mapper in the program unmapped it (a hidden holder
+/// maps its pages): the survivor's pages are not exclusive (I8) and its Pss is not its Rss
+/// (I12, I14).
+#[test]
+fn libphys_munmap_alive() {
+    assert_caught_physically("munmap-alive");
 }

@@ -367,6 +367,9 @@ pub fn set_aside(
         // in order (`ProcView::phys`), so the page size is the regions' bytes over the words.
         if !view.phys.is_empty() {
             let bytes: u64 = view.regions.iter().map(|r| r.end - r.start).sum();
+            // Without the smaps words, if any (I11: they are per region, and dropped here).
+            let words = crate::program::physical::smaps::page_words(&view.phys, view.regions.len());
+            view.phys.truncate(words);
             let ps = bytes / view.phys.len() as u64;
             let mut words = view.phys.iter().copied();
             let mut phys = Vec::with_capacity(view.phys.len());

@@ -2,7 +2,8 @@
 //!
 //! - `compare`: the one comparison (op outcomes, snapshots), its `Divergence` and `Verdict`.
 //! - `coverage`: the semantic cells a program reaches (op x mapping kind x page state x sharing).
-//! - `physical`: the physical channel (pagemap words) against the model's frames.
+//! - `physical`: the physical channel (pagemap words) against the model's frames; `accounting`
+//!   (mincore) and `smaps` (per-region sums) are its accounting halves.
 //! - `shrink`: delta debugging of a diverging program, with the comparison as its oracle.
 //!
 //! It imports the vocabulary (`program`) and the model, never the kernel side or a front end:
@@ -17,6 +18,7 @@ pub mod expectations;
 pub mod finding;
 pub mod physical;
 pub mod shrink;
+mod smaps;
 
 pub use compare::*;
 pub use coverage::CoverageSink;

@@ -210,6 +210,8 @@ pub fn check(
         hs.retain(|s| !s.pred.open);
     }
     let mut owner_of_pfn: BTreeMap<u64, (Identity, &Seen)> = BTreeMap::new();
+    // Entries mapping each identity not left open (I8), for smaps's Pss (I12).
+    let mut entries: BTreeMap<Identity, (usize, usize)> = BTreeMap::new();
     for (&id, hs) in &holders {
         let present: Vec<&&Seen> = hs.iter().filter(|s| s.word & pm::PRESENT != 0).collect();
         if pfn && let Some(first) = present.first() {
@@ -256,6 +258,7 @@ pub fn check(
             + hs.iter()
                 .filter(|s| s.word & pm::PRESENT == 0 && s.pred.shared && s.digested)
                 .count();
+        entries.insert(id, (low, high));
         for s in &present {
             let excl = s.word & pm::EXCLUSIVE != 0;
             if excl && low > 1 {
@@ -280,6 +283,18 @@ pub fn check(
                 );
             }
         }
+    }
+    if channels.smaps.is_ok() {
+        super::smaps::check(model, observed, &preds, &entries).map_err(
+            |(proc, page, rule, id, detail)| PhysicalDifference {
+                proc,
+                page,
+                rule,
+                id,
+                detail,
+                channel: "smaps",
+            },
+        )?;
     }
     Ok(seen.len())
 }

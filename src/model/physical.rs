@@ -9,6 +9,11 @@
 //! copies a fork made of it) the page is left unconstrained: a set of
 //! outcomes too large to be worth a constraint, never a guess.
 //!
+//! The same predictions bound what each process's smaps says of each region (`check::smaps`):
+//! resident pages that are not the zero page [I11], each shared among the entries that map
+//! its frame [I12], lazily freed or huge only where left open [I13], and a shared object's
+//! pages the survivor's alone once its other mappers are gone [I14].
+//!
 //! Also the one physical effect of an op that never changes contents: MADV_POPULATE_WRITE
 //! breaks copy-on-write (I6).
 

@@ -28,6 +28,69 @@ pub mod pm {
     pub const PFN: u64 = (1 << 54) - 1;
 }
 
+/// What a process's `/proc/self/smaps` said of each region of its view (I11 to I13): after the
+/// region's pagemap words come, per region in order, `WORDS` words: the number of smaps
+/// entries (VMAs) summed, or `UNKNOWN` where a VMA reaches outside the region (the harness's
+/// neighbour), then each of `FIELDS` in kB, summed over those VMAs; then `TRAILER`.
+pub mod smaps {
+    /// The smaps fields read, in this order (each line `Name:   <n> kB`).
+    pub const FIELDS: [&str; 10] = [
+        "Rss",
+        "Pss",
+        "Anonymous",
+        "Shared_Clean",
+        "Shared_Dirty",
+        "Private_Clean",
+        "Private_Dirty",
+        "LazyFree",
+        "AnonHugePages",
+        "Swap",
+    ];
+    pub const RSS: usize = 0;
+    pub const PSS: usize = 1;
+    pub const ANON: usize = 2;
+    pub const SHARED_CLEAN: usize = 3;
+    pub const SHARED_DIRTY: usize = 4;
+    pub const PRIVATE_CLEAN: usize = 5;
+    pub const PRIVATE_DIRTY: usize = 6;
+    pub const LAZYFREE: usize = 7;
+    pub const ANON_HUGE: usize = 8;
+    pub const SWAP: usize = 9;
+    /// Words per region: the entry count, then the fields.
+    pub const WORDS: usize = 1 + FIELDS.len();
+    /// The entry count of a region whose sums would include memory outside it.
+    pub const UNKNOWN: u64 = u64::MAX;
+
+    /// The last word of a view's physical words when smaps words come before it: bit 59,
+    /// which no pagemap word has (the kernel's bits 59-60 are zero, and `pm::RESIDENT` is 60),
+    /// with the number of regions in the low bits.
+    pub const TRAILER: u64 = 1 << 59;
+
+    /// How many of a view's physical words `phys` are pagemap words (the rest, if any, are its
+    /// smaps words and their trailer).
+    pub fn page_words(phys: &[u64], regions: usize) -> usize {
+        match phys.last() {
+            Some(&t) if t & TRAILER != 0 && t & !TRAILER == regions as u64 => phys
+                .len()
+                .checked_sub(1 + regions * WORDS)
+                .unwrap_or(phys.len()),
+            _ => phys.len(),
+        }
+    }
+
+    /// A view's pagemap words and, if they were read, its smaps words (`WORDS` per region):
+    /// `phys` holds `pages` words, or `pages + regions * WORDS` and the trailer.
+    pub fn split(phys: &[u64], pages: usize, regions: usize) -> (&[u64], Option<&[u64]>) {
+        let n = page_words(phys, regions);
+        if n == pages && phys.len() == pages + regions * WORDS + 1 && regions > 0 {
+            let (w, s) = phys.split_at(pages);
+            (w, Some(&s[..regions * WORDS]))
+        } else {
+            (phys, None)
+        }
+    }
+}
+
 /// One part of the physical channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Channel {
@@ -39,14 +102,21 @@ pub enum Channel {
     Pfn,
     /// `mincore` over each region, read with the pagemap words (I10).
     Mincore,
+    /// `/proc/self/smaps`, summed per region, read after the pagemap words (I11 to I13).
+    Smaps,
+    /// A memory cgroup's `memory.stat` for the program's tree: not built (I10, I14), always
+    /// skipped with the reason.
+    Cgroup,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [
+    pub const ALL: [Channel; 6] = [
         Channel::Pagemap,
         Channel::PagemapScan,
         Channel::Pfn,
         Channel::Mincore,
+        Channel::Smaps,
+        Channel::Cgroup,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +125,8 @@ impl Channel {
             Channel::PagemapScan => "pagemap-scan",
             Channel::Pfn => "pfn",
             Channel::Mincore => "mincore",
+            Channel::Smaps => "smaps",
+            Channel::Cgroup => "cgroup",
         }
     }
 
@@ -64,6 +136,8 @@ impl Channel {
             Channel::PagemapScan => 1,
             Channel::Pfn => 2,
             Channel::Mincore => 3,
+            Channel::Smaps => 4,
+            Channel::Cgroup => 5,
         }
     }
 }
@@ -96,6 +170,12 @@ pub enum Skip {
     /// Swap is on: a shared object's page may be swapped out, which `mincore` reports as not
     /// resident, and pagemap cannot say so for a page not mapped here (I10).
     Swap,
+    /// `/proc/self/smaps` could not be read, or did not show the probe's written page.
+    NoSmaps,
+    /// No cgroup v2 memory controller (it is on cgroup v1, or absent).
+    NoCgroupMemory,
+    /// A cgroup v2 memory controller is there, but its counters lag (I10): not built.
+    CgroupLags,
 }
 
 impl Skip {
@@ -119,6 +199,18 @@ impl Skip {
                 "swap is on: a shared object's page may be swapped out, which mincore reports \
                  as not resident"
             }
+            Skip::NoSmaps => {
+                "/proc/self/smaps cannot be read, or does not show a page this process has just \
+                 written"
+            }
+            Skip::NoCgroupMemory => {
+                "no cgroup v2 memory controller here (the memory controller is on cgroup v1, \
+                 whose counters lag like v2's, I10, and which cowcheck does not use)"
+            }
+            Skip::CgroupLags => {
+                "a memory cgroup's memory.stat lags by the per-CPU flush threshold (I10); not \
+                 built"
+            }
             Skip::Emulator => {
                 "under an emulator (--under qemu-*): its /proc is the host's view of the \
                  emulator, and snapshots keep reading pages with process_vm_readv as the \
@@ -139,6 +231,9 @@ impl Skip {
             Skip::ThpAlways => 8,
             Skip::NoMincore => 9,
             Skip::Swap => 10,
+            Skip::NoSmaps => 11,
+            Skip::NoCgroupMemory => 12,
+            Skip::CgroupLags => 13,
         }
     }
 
@@ -154,6 +249,9 @@ impl Skip {
             8 => Skip::ThpAlways,
             9 => Skip::NoMincore,
             10 => Skip::Swap,
+            11 => Skip::NoSmaps,
+            12 => Skip::NoCgroupMemory,
+            13 => Skip::CgroupLags,
             _ => return None,
         })
     }
@@ -167,6 +265,8 @@ pub struct Channels {
     pub scan: Result<(), Skip>,
     pub pfn: Result<(), Skip>,
     pub mincore: Result<(), Skip>,
+    pub smaps: Result<(), Skip>,
+    pub cgroup: Result<(), Skip>,
 }
 
 impl Channels {
@@ -177,6 +277,8 @@ impl Channels {
             scan: Err(why),
             pfn: Err(why),
             mincore: Err(why),
+            smaps: Err(why),
+            cgroup: Err(why),
         }
     }
 
@@ -186,6 +288,8 @@ impl Channels {
             Channel::PagemapScan => self.scan,
             Channel::Pfn => self.pfn,
             Channel::Mincore => self.mincore,
+            Channel::Smaps => self.smaps,
+            Channel::Cgroup => self.cgroup,
         }
     }
 
@@ -197,19 +301,22 @@ impl Channels {
             .collect()
     }
 
-    /// One byte per channel, in `Channel::ALL` order: 0 ran, else the skip's code.
+    /// Four bits per channel, in `Channel::ALL` order: 0 ran, else the skip's code.
     pub fn to_words(&self) -> u32 {
         Channel::ALL.iter().fold(0u32, |acc, &c| {
             let b = match self.get(c) {
                 Ok(()) => 0,
                 Err(s) => s.code(),
             };
-            acc | (b as u32) << (8 * c.bit())
+            acc | (b as u32) << (4 * c.bit())
         })
     }
 
     pub fn from_words(w: u32) -> Option<Channels> {
-        let at = |c: Channel| match (w >> (8 * c.bit())) as u8 {
+        if w >> (4 * Channel::ALL.len()) != 0 {
+            return None;
+        }
+        let at = |c: Channel| match (w >> (4 * c.bit())) as u8 & 0xf {
             0 => Some(Ok(())),
             b => Skip::of_code(b).map(Err),
         };
@@ -218,6 +325,8 @@ impl Channels {
             scan: at(Channel::PagemapScan)?,
             pfn: at(Channel::Pfn)?,
             mincore: at(Channel::Mincore)?,
+            smaps: at(Channel::Smaps)?,
+            cgroup: at(Channel::Cgroup)?,
         })
     }
 }
@@ -240,6 +349,8 @@ mod tests {
                 scan: Err(Skip::NoIoctl),
                 pfn: Err(Skip::NoPfn),
                 mincore: Err(Skip::Swap),
+                smaps: Ok(()),
+                cgroup: Err(Skip::NoCgroupMemory),
             },
             Channels::off(Skip::Disabled),
             Channels {
@@ -247,11 +358,23 @@ mod tests {
                 scan: Ok(()),
                 pfn: Ok(()),
                 mincore: Ok(()),
+                smaps: Err(Skip::NoSmaps),
+                cgroup: Err(Skip::CgroupLags),
             },
         ] {
             assert_eq!(Channels::from_words(c.to_words()), Some(c));
         }
         assert_eq!(Channels::from_words(0x7f), None);
+        // 3 pages in 2 regions, with and without smaps words.
+        let mut phys = vec![pm::PRESENT; 3];
+        assert_eq!(smaps::page_words(&phys, 2), 3);
+        phys.extend([1; 2 * smaps::WORDS]);
+        phys.push(smaps::TRAILER | 2);
+        assert_eq!(smaps::page_words(&phys, 2), 3);
+        assert_eq!(
+            smaps::split(&phys, 3, 2).1.map(|s| s.len()),
+            Some(2 * smaps::WORDS)
+        );
         assert_eq!(Channels::from_words(0x7f << 24), None);
     }
 }

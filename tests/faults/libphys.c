@@ -18,6 +18,12 @@
  *   mincore-pte     mincore says a page is resident exactly when this process's page table maps
  *                   it (pagemap's present bit), for shared memory too, instead of asking the
  *                   page cache
+ *   munmap-alive    munmap of shared memory first hands the object to a hidden holder: a
+ *                   process forked outside the program's tree that drops its copies of every
+ *                   private page, faults in every page of the shared range being unmapped, and
+ *                   sleeps while it keeps them mapped (PR_SET_PDEATHSIG kills it with the
+ *                   process that made it): the object outlives its last mapper in the program
+ *                   and its pages stay mapped twice
  *
  * Only a program's processes misbehave (not the executor or its zygote). Nothing here
  * allocates: the fork wrapper reads /proc/self/maps and /proc/self/pagemap into static
@@ -31,11 +37,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
-enum fault { NONE, FORK_COPY, MADVISE_ZERO, MMAP_PREFAULT, MINCORE_ALL, MINCORE_PTE };
+enum fault { NONE, FORK_COPY, MADVISE_ZERO, MMAP_PREFAULT, MINCORE_ALL, MINCORE_PTE, MUNMAP_ALIVE };
 
 static enum fault which(void)
 {
@@ -55,6 +65,8 @@ static enum fault which(void)
 			cached = MINCORE_ALL;
 		else if (!strcmp(f, "mincore-pte"))
 			cached = MINCORE_PTE;
+		else if (!strcmp(f, "munmap-alive"))
+			cached = MUNMAP_ALIVE;
 	}
 	return (enum fault)cached;
 }
@@ -243,4 +255,96 @@ int mincore(void *addr, size_t len, unsigned char *vec)
 		close(fd);
 	}
 	return r;
+}
+
+/* munmap-alive: the shared ranges being unmapped, and the private mappings the holder drops
+ * (collected from the maps read last into fixed arrays: nothing allocated). */
+#define MAX_RANGES 512
+static uintptr_t held[MAX_RANGES][2], dropped[MAX_RANGES][2];
+static int nheld, ndropped;
+static uintptr_t tcb;
+
+static void collect(uintptr_t start, uintptr_t end, const char *perms, const char *name)
+{
+	if (perms[3] == 's') {
+		uintptr_t s = start > want_start ? start : want_start;
+		uintptr_t e = end < want_end ? end : want_end;
+		if (s < e && nheld < MAX_RANGES) {
+			held[nheld][0] = s;
+			held[nheld][1] = e;
+			nheld++;
+		}
+		return;
+	}
+	/* A private anonymous mapping (or private /dev/zero) whose pages the fork shared: not the
+	 * stack, nor the one holding the thread's TCB (the stack protector's canary). */
+	int anon = name[0] == 0 || !strncmp(name, "/dev/zero", 9);
+	if (perms[3] == 'p' && anon && !(start <= tcb && tcb < end) && ndropped < MAX_RANGES) {
+		dropped[ndropped][0] = start;
+		dropped[ndropped][1] = end;
+		ndropped++;
+	}
+}
+
+/* The holder: keeps the shared ranges mapped, with every page faulted in, until its parent
+ * dies. Once it has dropped its private memory (libc's own data among it) it makes only raw
+ * system calls, on what it copied to its stack. */
+static void hold(int ready, pid_t parent, long page)
+{
+	uintptr_t h[MAX_RANGES][2], d[MAX_RANGES][2];
+	int nh = nheld, nd = ndropped;
+	memcpy(h, held, sizeof(h[0]) * (size_t)nh);
+	memcpy(d, dropped, sizeof(d[0]) * (size_t)nd);
+	syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (syscall(SYS_getppid) != parent)
+		syscall(SYS_exit_group, 0);
+	for (int i = 0; i < nd; i++)
+		syscall(SYS_madvise, d[i][0], d[i][1] - d[i][0], MADV_DONTNEED);
+	/* Faults in through /proc/self/mem, which fails on a guard page or past the object's end
+	 * instead of killing the holder. */
+	static const char path[] = "/proc/self/mem";
+	char p[sizeof(path)];
+	for (size_t i = 0; i < sizeof(path); i++)
+		p[i] = path[i];
+	long mem = syscall(SYS_open, p, O_RDONLY | O_CLOEXEC);
+	char buf[8];
+	for (int i = 0; mem >= 0 && i < nh; i++)
+		for (uintptr_t a = h[i][0]; a < h[i][1]; a += (uintptr_t)page)
+			syscall(SYS_pread64, mem, buf, 1, a);
+	buf[0] = 'h';
+	syscall(SYS_write, ready, buf, 1);
+	for (;;)
+		syscall(SYS_pause);
+}
+
+typedef int (*munmap_fn)(void *, size_t);
+
+int munmap(void *addr, size_t len)
+{
+	static munmap_fn real;
+	if (!real)
+		real = (munmap_fn)dlsym(RTLD_NEXT, "munmap");
+	if (which() == MUNMAP_ALIVE && len && in_program() && read_maps()) {
+		long page = sysconf(_SC_PAGESIZE);
+		want_start = (uintptr_t)addr;
+		want_end = ((uintptr_t)addr + len + page - 1) / page * page;
+		nheld = ndropped = 0;
+		tcb = (uintptr_t)pthread_self();
+		each_mapping(collect);
+		int p[2];
+		if (nheld && pipe2(p, O_CLOEXEC) == 0) {
+			pid_t parent = getpid();
+			/* A raw fork: no atfork handlers of the program's libc run for the holder. */
+			pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+			if (pid == 0) {
+				hold(p[1], parent, page);
+			}
+			close(p[1]);
+			char c;
+			if (pid > 0)
+				(void)read(p[0], &c, 1);
+			close(p[0]);
+		}
+	}
+	return real(addr, len);
 }

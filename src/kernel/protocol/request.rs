@@ -198,9 +198,11 @@ pub enum Request {
     },
     /// Replies, passes the turn `pass` (0: none) and exits.
     Exit { pass: u32 },
-    /// Looks at itself and replies with the view.
+    /// Looks at itself and replies with the view; `smaps`: with its smaps sums (I11), which
+    /// the coordinator asks for at the views of a program's end.
     Snapshot {
         direct_reads: bool,
+        smaps: bool,
         barrier: Barrier,
     },
     /// Replies with the words of the page at `at`.
@@ -598,6 +600,7 @@ impl Request {
             Request::Exit { pass } => words(verb::EXIT, [pass as u64]),
             Request::Snapshot {
                 direct_reads,
+                smaps,
                 barrier: b,
             } => words(
                 verb::SNAPSHOT,
@@ -606,6 +609,7 @@ impl Request {
                     b.serial as u64,
                     b.mask as u64,
                     b.next as u64,
+                    smaps as u64,
                 ],
             ),
             Request::Dump { at } => words(verb::DUMP, [at_word(at)]),
@@ -741,6 +745,7 @@ impl Request {
             verb::SNAPSHOT => Request::Snapshot {
                 direct_reads: r.flag()?,
                 barrier: r.barrier()?,
+                smaps: r.flag()?,
             },
             verb::DUMP => Request::Dump { at: r.take(at_of)? },
             verb::SPAWN_ROOT => Request::SpawnRoot,

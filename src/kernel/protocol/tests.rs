@@ -203,9 +203,12 @@ fn request() -> impl Strategy<Value = Request> {
             }
         ),
         any::<u32>().prop_map(|pass| Request::Exit { pass }),
-        (any::<bool>(), barrier()).prop_map(|(direct_reads, barrier)| Request::Snapshot {
-            direct_reads,
-            barrier
+        (any::<bool>(), any::<bool>(), barrier()).prop_map(|(direct_reads, smaps, barrier)| {
+            Request::Snapshot {
+                direct_reads,
+                smaps,
+                barrier,
+            }
         }),
         at().prop_map(|at| Request::Dump { at }),
         Just(Request::SpawnRoot),
@@ -617,6 +620,8 @@ fn frames_round_trip() {
             scan: Err(crate::program::physical::Skip::NoIoctl),
             pfn: Ok(()),
             mincore: Ok(()),
+            smaps: Ok(()),
+            cgroup: Err(crate::program::physical::Skip::NoCgroupMemory),
         },
     };
     let mut enc = Enc::default();

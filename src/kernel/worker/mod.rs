@@ -97,6 +97,8 @@ pub struct Scratch {
     /// object past its end). Otherwise pages are copied with
     /// `process_vm_readv`, which turns such a page into EFAULT instead of a fatal signal.
     direct_reads: bool,
+    /// Whether the view being taken reads smaps too (`Request::Snapshot`, I11).
+    smaps: bool,
     /// The program's pipe (read end, write end), made by the root and inherited by all.
     pipe: [i32; 2],
     /// This process's malloc-family blocks and the allocator's own address ranges (`alloc`).
@@ -146,6 +148,7 @@ impl Scratch {
             page_size,
             is_root: true,
             direct_reads: false,
+            smaps: false,
             pipe: [-1, -1],
             zero_fd: -1,
             heap: alloc::HeapState::new(),

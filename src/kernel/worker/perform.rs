@@ -433,10 +433,13 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
         }
         Request::Snapshot {
             direct_reads,
+            smaps,
             barrier,
         } => {
             s.direct_reads = direct_reads;
+            s.smaps = smaps;
             view_and_send(*fd, s, barrier);
+            s.smaps = false;
             return Done::Sent;
         }
         Request::Dump { at: page } => {

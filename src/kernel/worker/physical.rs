@@ -26,6 +26,12 @@ static ON: AtomicU32 = AtomicU32::new(0);
 const PAGEMAP: u32 = 1;
 const SCAN: u32 = 2;
 const MINCORE: u32 = 4;
+const SMAPS: u32 = 8;
+
+/// Whether snapshots read /proc/self/smaps after the pagemap words (I11).
+pub(super) fn smaps_on() -> bool {
+    ON.load(Ordering::Relaxed) & SMAPS != 0
+}
 
 /// Whether snapshots read the pagemap (and digest through /proc/self/mem).
 pub(super) fn pagemap_on() -> bool {
@@ -218,7 +224,10 @@ pub fn probe(ps: usize, off: Option<Skip>) -> Channels {
     // (Documentation/admin-guide/mm/transhuge.rst); unreadable (no THP) is not `always`.
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
     if thp.is_ok_and(|s| s.contains("[always]")) {
-        return Channels::off(Skip::ThpAlways);
+        return Channels {
+            cgroup: Err(super::accounting::cgroup_skip()),
+            ..Channels::off(Skip::ThpAlways)
+        };
     }
     let channels = probe_in_child(ps);
     let mut on = 0;
@@ -230,6 +239,9 @@ pub fn probe(ps: usize, off: Option<Skip>) -> Channels {
     }
     if channels.mincore.is_ok() {
         on |= MINCORE;
+    }
+    if channels.smaps.is_ok() {
+        on |= SMAPS;
     }
     ON.store(on, Ordering::Relaxed);
     channels
@@ -259,12 +271,16 @@ fn probe_in_child(ps: usize) -> Channels {
         if c.mincore.is_ok() {
             code |= 16;
         }
+        if c.smaps.is_ok() {
+            code |= 32;
+        }
         // SAFETY: ends the child at once.
         unsafe { libc::_exit(code) };
     }
     if pid < 0 {
         return Channels::off(Skip::NoPagemap);
     }
+    let cgroup = Err(super::accounting::cgroup_skip());
     let mut status = 0;
     // SAFETY: waits for our own child.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -274,9 +290,20 @@ fn probe_in_child(ps: usize) -> Channels {
     let code = libc::WEXITSTATUS(status);
     let pagemap = match code & 3 {
         0 => Ok(()),
-        1 => return Channels::off(Skip::NoPagemap),
-        _ => return Channels::off(Skip::NotOwnPages),
+        1 => {
+            return Channels {
+                cgroup,
+                ..Channels::off(Skip::NoPagemap)
+            };
+        }
+        _ => {
+            return Channels {
+                cgroup,
+                ..Channels::off(Skip::NotOwnPages)
+            };
+        }
     };
+    let swap = super::accounting::swap_on();
     Channels {
         pagemap,
         scan: if code & 4 != 0 {
@@ -291,11 +318,19 @@ fn probe_in_child(ps: usize) -> Channels {
         },
         mincore: if code & 16 == 0 {
             Err(Skip::NoMincore)
-        } else if super::accounting::swap_on() {
+        } else if swap {
             Err(Skip::Swap)
         } else {
             Ok(())
         },
+        smaps: if code & 32 == 0 {
+            Err(Skip::NoSmaps)
+        } else if swap {
+            Err(Skip::Swap)
+        } else {
+            Ok(())
+        },
+        cgroup,
     }
 }
 
@@ -359,11 +394,19 @@ fn probe_pages(ps: usize) -> Channels {
         } else {
             Err(Skip::NoMincore)
         };
+        let mut lines = [0u8; 4096];
+        let smaps = if super::accounting::probe_smaps(&mut lines, ps as u64) {
+            Ok(())
+        } else {
+            Err(Skip::NoSmaps)
+        };
         Channels {
             pagemap: Ok(()),
             scan,
             pfn,
             mincore,
+            smaps,
+            cgroup: Err(Skip::NoCgroupMemory),
         }
     })();
     // SAFETY: the mapping made above.

@@ -184,6 +184,21 @@ fn snapshot(s: &mut Scratch) -> (Option<usize>, usize, Option<usize>) {
         // Left out (and the checker says so) when it would not fit beside the digests.
         if total * 3 <= rest.len() && physical::read_pagemap(rest, ranges, ps, s.copy.buf()) {
             nphys = total;
+            // Then smaps, before the digests too (I11): its sums per region follow the words.
+            let more = nregions * crate::program::physical::smaps::WORDS + 1;
+            if physical::smaps_on()
+                && s.smaps
+                && total * 3 + more <= rest.len()
+                && super::accounting::read_smaps(
+                    head,
+                    &mut rest[total..total + more - 1],
+                    s.copy.buf(),
+                )
+            {
+                // The trailer says the smaps words are there (`smaps::TRAILER`).
+                rest[total + more - 1] = crate::program::physical::smaps::TRAILER | nregions as u64;
+                nphys += more;
+            }
         }
     }
     let mem = physical::MemReader::open();

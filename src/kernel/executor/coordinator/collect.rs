@@ -279,7 +279,11 @@ impl Coordinator {
                     .iter()
                     .map(|r| (r.end - r.start) / self.page_size)
                     .sum();
-                if !phys.is_empty() && phys.len() as u64 != covered {
+                let smaps = (regions.len() * crate::program::physical::smaps::WORDS) as u64 + 1;
+                if !phys.is_empty()
+                    && phys.len() as u64 != covered
+                    && phys.len() as u64 != covered + smaps
+                {
                     return Err(format!(
                         "p{p}'s view has {} pagemap words for {covered} pages",
                         phys.len()

@@ -254,6 +254,11 @@ impl Coordinator {
                 after_exit,
             } => {
                 let next = if *after_exit { &0 } else { next };
+                // smaps only at the end (I11: its cost), where the claims it checks are decided
+                // (an object freed with its last mapper, I14).
+                let smaps = !steps[n + 1..]
+                    .iter()
+                    .any(|s| matches!(s, Step::Batch { .. }));
                 for &q in viewers {
                     if Some(q) == *child {
                         // It sends its first view unasked.
@@ -268,6 +273,7 @@ impl Coordinator {
                         &mut words,
                         Request::Snapshot {
                             direct_reads: *after < self.first_unsafe,
+                            smaps,
                             barrier: Barrier {
                                 serial: *serial,
                                 mask: *mask,
