@@ -64,6 +64,20 @@ impl Bounds {
     /// What one page adds. `entries` is the range of page-table entries mapping its frame
     /// across the live processes (I8), for a page that is not open.
     fn page(&mut self, ps: u64, pred: &Prediction, word: u64, entries: (usize, usize)) {
+        // A page left open (I9) may count or not, whatever its pagemap word said a moment
+        // before: what leaves it open (a racing thread's MADV_DONTNEED or store, T7; reclaim
+        // of a lazily freed page) can change it between the two reads. Found by
+        // `run --seed 5`: a dontneed racer's page was absent in pagemap and resident in smaps.
+        if pred.open {
+            for f in 0..smaps::FIELDS.len() {
+                if f == smaps::PSS {
+                    self.add(f, 0, ps << PSS_SHIFT);
+                } else {
+                    self.add(f, 0, ps);
+                }
+            }
+            return;
+        }
         if word & pm::PRESENT == 0 {
             // A guard marker is a swap-type entry that pagemap shows swapped (and guard);
             // smaps counts no swap for it.
@@ -77,7 +91,7 @@ impl Bounds {
         if zero_page {
             return;
         }
-        if pred.identity.is_none() || pred.open {
+        if pred.identity.is_none() {
             for f in 0..smaps::FIELDS.len() {
                 if f == smaps::PSS {
                     self.add(f, 0, ps << PSS_SHIFT);
