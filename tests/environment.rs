@@ -30,10 +30,21 @@ fn a_fork_refused_for_lack_of_processes_is_an_environment_error() {
     assert!(err.contains("RLIMIT_NPROC"), "{err}");
     assert!(err.contains("not a kernel finding"), "{err}");
     assert!(!run.stdout.contains("DIVERGENCE"), "{}", run.dump());
-    assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
-        0,
-        "nothing is saved"
+    // No finding is saved; the program that met the limit is kept (as the environment's, not
+    // a divergence) and the error names it.
+    let saved: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        saved
+            .iter()
+            .all(|n| n.starts_with("cowcheck-environment-1-") && n.ends_with(".trace")),
+        "only the environment's program is kept: {saved:?}"
+    );
+    assert!(
+        saved.iter().any(|n| err.contains(n.as_str())),
+        "the error names the kept program: {err}"
     );
 }
 
