@@ -28,7 +28,12 @@ fn sigkill_of_cowcheck_under_qemu_leaves_no_process() {
         eprintln!("note: qemu-x86_64 is not on PATH; skipping");
         return;
     }
-    let mut tree = start_campaign("kill-front-qemu", &["--under", "qemu-x86_64"]);
+    // --keep-going: under qemu-user a campaign finds divergences within seconds (its vfork is
+    // a fork, ...), and without it the run could end by itself before the kill.
+    let mut tree = start_campaign(
+        "kill-front-qemu",
+        &["--under", "qemu-x86_64", "--keep-going"],
+    );
     kill_front_and_check(&mut tree, false);
 }
 
