@@ -97,19 +97,25 @@ impl Model {
         v
     }
 
-    /// The frames a dontneed thread zaps: present or not, and so mapped by one page table more
-    /// or less, as the interleaving goes (T7).
+    /// The frames a dontneed thread zaps, or zapped while their storing thread still runs:
+    /// present or not, and so mapped by one page table more or less, as the interleaving goes
+    /// (T7). After the dontneed thread stops, the page stays unmapped until the storer's next
+    /// store faults it in again, which a view may come before (found by `run --cases 20000
+    /// --seed 1`: a child's entry of a shared page read exclusive while its parent's storer had
+    /// not yet refaulted the page the stopped dontneed thread zapped last).
     pub(super) fn zapped_frames(&self) -> Vec<FrameId> {
         (self.threads.running.iter())
-            .filter(|r| !r.kind.stores())
+            .filter(|r| !r.kind.stores() || r.zapped)
             .filter_map(|r| self.frame_at(r.proc, r.vpn))
             .filter(|&f| f != FrameId::ZERO)
             .collect()
     }
 
-    /// Whether a dontneed thread of `proc` zaps its page `vpn` (T7).
+    /// Whether a dontneed thread of `proc` zaps its page `vpn`, or zapped it while a storing
+    /// thread of `proc` still runs there (T7).
     pub(super) fn zapping(&self, proc: ProcId, vpn: u64) -> bool {
-        (self.threads.running.iter()).any(|r| r.proc == proc && r.vpn == vpn && !r.kind.stores())
+        (self.threads.running.iter())
+            .any(|r| r.proc == proc && r.vpn == vpn && (!r.kind.stores() || r.zapped))
     }
 
     /// Whether page `vpn` of `proc` shows a racing frame.
