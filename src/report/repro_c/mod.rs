@@ -44,6 +44,7 @@ mod emit;
 mod error;
 mod escape;
 mod plan;
+mod race;
 
 pub use compile::{CFLAGS, binary_path, build};
 pub use error::ReproError;
