@@ -98,6 +98,13 @@ impl Model {
         (self.racing_page(proc, vpn, &frames) || self.zapped(proc, vpn)).then_some(RaceWord::Free)
     }
 
+    /// Whether processes `a` and `b` see one frame at `addr` (a shared page, T3).
+    pub fn same_frame(&self, a: ProcId, b: ProcId, addr: u64) -> bool {
+        let vpn = self.vpn(addr);
+        self.frame_at(a, vpn)
+            .is_some_and(|f| f != FrameId::ZERO && self.frame_at(b, vpn) == Some(f))
+    }
+
     /// The running threads that store a counter: process, thread and page address.
     pub fn storers(&self) -> Vec<(ProcId, ThreadId, u64)> {
         self.threads

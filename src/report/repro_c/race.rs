@@ -47,7 +47,8 @@ impl Kind {
 pub struct Races {
     /// (child, page address, fork op, thread): a child's copy of a page a thread stored to.
     forks: Vec<(ProcId, u64, usize, u8)>,
-    /// (process, page address, stop op, the word the model holds): a stopped thread's page.
+    /// (process, page address, stop op, the word the model holds): a stopped thread's page
+    /// (and every process that sees the same frame there: a shared page, T3).
     stops: Vec<(ProcId, u64, usize, u64)>,
     /// Whether the program races at all.
     pub any: bool,
@@ -117,11 +118,9 @@ impl Races {
         };
         let ps = bytes.len();
         let decided = model.race_word(proc, addr);
-        let stop = self
-            .stops
-            .iter()
-            .rev()
-            .find(|s| s.0 == proc && s.1 == addr && s.3 == word(&bytes));
+        let stop = self.stops.iter().rev().find(|s| {
+            s.1 == addr && s.3 == word(&bytes) && (s.0 == proc || model.same_frame(s.0, proc, addr))
+        });
         let (kind, slot, thread, zero) = match decided {
             Some(RaceWord::Pending { zero }) => {
                 match self.forks.iter().rev().find(|f| f.0 == proc && f.1 == addr) {
