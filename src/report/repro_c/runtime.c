@@ -692,26 +692,24 @@ static void *racer_loop(void *arg)
 		CPU_SET(r->cpu, &set);
 		sched_setaffinity(0, sizeof set, &set);
 	}
+	/* Each round reads the stop word before it starts: the last one zaps or stores after the
+	 * stop was asked (T1, T7, T9). */
 	for (uint64_t n = 2;; n++) {
 		int stop = atomic_load(&r->stop);
 		if (r->kind == RK_DONTNEED) {
-			/* Each round reads the stop word before it starts: the last one zaps after
-			 * the stop was asked (T7). */
 			madvise((void *)r->page, ps, MADV_DONTNEED);
-			if (stop)
-				break;
-			continue;
+		} else {
+			if (r->kind == RK_POKE) {
+				if (pwrite(r->mem, &n, 8, (off_t)(r->page + ps - 8)) != 8)
+					break;
+			} else {
+				*(volatile uint64_t *)(r->page + ps - 8) = n;
+			}
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
 		}
 		if (stop)
 			break;
-		if (r->kind == RK_POKE) {
-			if (pwrite(r->mem, &n, 8, (off_t)(r->page + ps - 8)) != 8)
-				break;
-		} else {
-			*(volatile uint64_t *)(r->page + ps - 8) = n;
-		}
-		r->last = n;
-		atomic_store(&board->count[me][t], n);
 	}
 	return NULL;
 }
