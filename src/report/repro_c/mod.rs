@@ -26,6 +26,18 @@
 //! is 0 when everything matched the model and 1 otherwise (4, kselftest's skip, when the page
 //! size differs from the one the reproducer was generated for).
 //!
+//! Racing threads (`race`, `stop`; docs/SEMANTICS.md part T): each `race` starts a pthread,
+//! pinned as the executor pins its racers, that stores an increasing counter into the page's
+//! last 8 bytes (`write`; `poke` through /proc/self/mem) or zaps it (`dontneed`); `stop` joins
+//! it (its last round runs after the stop was asked). Where the model would learn the word from
+//! the run, the reproducer checks what the model derives instead (`race`): the rest of the page
+//! exactly, and the word free while a thread stores, in the fork's `before..=after + 1` (counters
+//! read just before and after fork returned, on a board all processes share) and unchanged from
+//! the first look in a fork's copy, or the rounds `stop` reported. A race is rare, so a racing
+//! program runs in rounds, a fresh process tree each, until a round fails or
+//! `COWCHECK_REPRO_SECONDS` (default 10) pass or `COWCHECK_REPRO_ROUNDS` rounds ran; the last
+//! round's KTAP is printed, with how many rounds ran. A read of part of the word is refused.
+//!
 //! Every op kind is handled (the emitter's match over ops is exhaustive, so a new kind does not
 //! compile until the reproducer performs it). Refused, never guessed: a successful
 //! `advise ... free` of a length other than 0 (what the pages read afterwards is old or zero at the kernel's choice,
