@@ -305,7 +305,7 @@ impl Walk {
         if let Some(at) = stopping {
             self.races.stopped(&self.model, i, at);
         }
-        let mut racy_read = false;
+        let mut racy_read: Option<String> = None;
         if let (Op::Read { proc, map, span }, Outcome::Read { digests }) = (op, &outcome)
             && self.races.any
             && let Some(h) = self.model.handle(*map)
@@ -326,8 +326,31 @@ impl Walk {
                 per_page.push(check);
             }
             if per_page.iter().any(Option::is_some) {
+                let pages: Vec<u16> = span.page_range().pages().collect();
+                let mut parts = Vec::new();
+                for (k, check) in per_page.iter().enumerate().take(3) {
+                    let addr = h.base + pages[k] as u64 * page_size as u64;
+                    let text = match check {
+                        Some(c) => {
+                            super::race::words(&self.model, *proc, addr, bytes.start, bytes.end, c)
+                        }
+                        None => self
+                            .model
+                            .page_bytes(*proc, addr)
+                            .and_then(|b| b.get(bytes.clone()).map(crate::report::describe_bytes))
+                            .unwrap_or_default(),
+                    };
+                    parts.push(if pages.len() == 1 {
+                        text
+                    } else {
+                        format!("page {}: {text}", pages[k])
+                    });
+                }
+                if pages.len() > 3 {
+                    parts.push("…".into());
+                }
+                racy_read = Some(parts.join("; "));
                 self.read_races.push((i, per_page));
-                racy_read = true;
             }
         }
         // (A length of 0 frees nothing: docs/SEMANTICS.md F14.)
@@ -400,13 +423,10 @@ impl Walk {
             }
             Outcome::Read { digests } => Step {
                 want: Want::Read { digests },
+                // A racing word's value is the run's: the model's is only a stand-in.
                 says: match racy_read {
-                    // The word's value is the run's: the model's is only a stand-in.
-                    false => format!("reads {}", read_words(&self.model, op, page_size)),
-                    true => format!(
-                        "reads {}, where a racing thread's page ends in its counter (T1, T2)",
-                        read_words(&self.model, op, page_size)
-                    ),
+                    None => format!("reads {}", read_words(&self.model, op, page_size)),
+                    Some(words) => format!("reads {words}"),
                 },
             },
             Outcome::Killed { death, digests } => {

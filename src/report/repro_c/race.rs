@@ -152,3 +152,36 @@ impl Races {
         }))
     }
 }
+
+/// What a read of bytes `lo..hi` of `proc`'s page at `addr` sees, in words, where `check`
+/// decides its last word (the model's own word there is only a stand-in).
+pub fn words(
+    model: &Model,
+    proc: ProcId,
+    addr: u64,
+    lo: usize,
+    hi: usize,
+    check: &RaceCheck,
+) -> String {
+    let bytes = model.page_bytes(proc, addr).unwrap_or_default();
+    let head = bytes
+        .get(lo..hi.saturating_sub(RACE_WORD))
+        .map_or_else(String::new, |b| {
+            if b.is_empty() {
+                String::new()
+            } else {
+                format!("{}, then ", crate::report::describe_bytes(b))
+            }
+        });
+    let word = match check.kind {
+        Kind::Free => "any counter of the racing thread (or what it left)".to_string(),
+        Kind::Fork => format!(
+            "a counter of t{} in before..=after + 1 of the fork (op {}){}, the same at every look",
+            check.thread,
+            check.slot + 1,
+            if check.zero { ", or 0" } else { "" }
+        ),
+        Kind::Rounds => format!("the rounds that op {}'s stop reported", check.slot + 1),
+    };
+    format!("{head}in the last 8 bytes {word}")
+}

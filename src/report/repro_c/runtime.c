@@ -1485,7 +1485,9 @@ static int run_check(int k)
 		}
 		printf("# %d page(s) differ; first: m%d page %d: expected %s", r.n, w->map, w->page,
 		       w->mapped ? "mapped" : "unmapped");
-		if (w->readable)
+		if (w->readable && w->race.kind != R_EXACT)
+			printf(" with its bytes but the last 8 as the model's (the racing word: above)");
+		else if (w->readable)
 			printf(" with digest %016llx", (unsigned long long)w->digest);
 		printf(", got %s", r.seen_mapped ? "mapped" : "unmapped");
 		if (r.seen_mapped && w->readable)
