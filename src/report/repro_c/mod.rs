@@ -93,6 +93,40 @@ mod tests {
     }
 
     #[test]
+    fn a_racing_program_is_planned_with_its_word_checks() {
+        let p = trace::parse_str(
+            "cowcheck-trace 1\np0 map m0 private 1\np0 race t0 write m0 0\np0 fork p1\np1 read m0 0\np0 stop t0\np0 read m0 0\n",
+        )
+        .expect("parses");
+        let plan = plan::plan(&p, 4096).expect("plans");
+        assert!(plan.racing);
+        // p1's copy: bounded by fork op 2 (index 2), thread 0; p0's page after stop: its rounds.
+        let kinds: Vec<_> = plan
+            .read_races
+            .iter()
+            .map(|(i, pages)| (*i, pages[0].map(|c| (c.kind, c.slot))))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (3, Some((race::Kind::Fork, 2))),
+                (5, Some((race::Kind::Rounds, 4)))
+            ]
+        );
+        let c = generate(&p, 4096, "t").expect("generates");
+        assert!(c.contains("#define COWCHECK_RACES 1\n"));
+        assert!(c.contains(".verb = V_RACE") && c.contains(".verb = V_STOP"));
+        // A single-threaded program runs once, as before.
+        let single = generate(
+            &trace::parse_str("cowcheck-trace 1\np0 map m0 private 1\n").expect("parses"),
+            4096,
+            "t",
+        )
+        .expect("generates");
+        assert!(!single.contains("#define COWCHECK_RACES"));
+    }
+
+    #[test]
     fn the_runtime_matches_the_rust_side() {
         // Its stand-alone program uses cowcheck's span cap, and nothing in it can splice lines
         // or form a trigraph.
