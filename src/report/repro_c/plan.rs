@@ -305,54 +305,21 @@ impl Walk {
         if let Some(at) = stopping {
             self.races.stopped(&self.model, i, at);
         }
-        let mut racy_read: Option<String> = None;
-        if let (Op::Read { proc, map, span }, Outcome::Read { digests }) = (op, &outcome)
-            && self.races.any
-            && let Some(h) = self.model.handle(*map)
-        {
-            let bytes = span.bytes_in_page(page_size);
-            let mut per_page = Vec::new();
-            for page in span.page_range().pages().take(digests.len()) {
-                let addr = h.base + page as u64 * page_size as u64;
-                let check = self
-                    .races
-                    .check(&self.model, *proc, addr, bytes.start, bytes.end)
-                    .map_err(|()| ReproError::Unsupported {
-                        index: i + 1,
-                        op: op.to_string(),
-                        kind: "a read of part of a racing thread's word",
-                        known: "reads that cover the whole word or none of it".into(),
-                    })?;
-                per_page.push(check);
-            }
-            if per_page.iter().any(Option::is_some) {
-                let pages: Vec<u16> = span.page_range().pages().collect();
-                let mut parts = Vec::new();
-                for (k, check) in per_page.iter().enumerate().take(3) {
-                    let addr = h.base + pages[k] as u64 * page_size as u64;
-                    let text = match check {
-                        Some(c) => {
-                            super::race::words(&self.model, *proc, addr, bytes.start, bytes.end, c)
-                        }
-                        None => self
-                            .model
-                            .page_bytes(*proc, addr)
-                            .and_then(|b| b.get(bytes.clone()).map(crate::report::describe_bytes))
-                            .unwrap_or_default(),
-                    };
-                    parts.push(if pages.len() == 1 {
-                        text
-                    } else {
-                        format!("page {}: {text}", pages[k])
-                    });
-                }
-                if pages.len() > 3 {
-                    parts.push("…".into());
-                }
-                racy_read = Some(parts.join("; "));
+        let racy_read = match self.races.read_checks(&self.model, op, &outcome) {
+            Ok(Some((per_page, words))) => {
                 self.read_races.push((i, per_page));
+                Some(words)
             }
-        }
+            Ok(None) => None,
+            Err(()) => {
+                return Err(ReproError::Unsupported {
+                    index: i + 1,
+                    op: op.to_string(),
+                    kind: "a read of part of a racing thread's word",
+                    known: "reads that cover the whole word or none of it".into(),
+                });
+            }
+        };
         // (A length of 0 frees nothing: docs/SEMANTICS.md F14.)
         if let (
             Op::Advise {

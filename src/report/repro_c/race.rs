@@ -8,7 +8,7 @@
 //! the stop reported (T1). Pure data, like `plan`.
 
 use crate::model::{Model, RaceWord};
-use crate::program::outcome::digest;
+use crate::program::outcome::{Outcome, digest};
 use crate::program::{Op, ProcId, RACE_WORD};
 
 /// How one page's last word is checked (`runtime.c`'s `struct race`).
@@ -41,6 +41,9 @@ impl Kind {
         }
     }
 }
+
+/// A read's checks, one per page (`None`: by its digest), and what it reads in words.
+pub type ReadChecks = (Vec<Option<RaceCheck>>, String);
 
 /// What the plan remembers of the program's threads.
 #[derive(Default)]
@@ -98,6 +101,52 @@ impl Races {
             self.stops.retain(|s| (s.0, s.1) != at);
             self.stops.push((at.0, at.1, i, word(&b)));
         }
+    }
+
+    /// How each page of a read (`op`, which the model says reads as `outcome`) is checked, with
+    /// what it reads in words, if any page's word is a racing thread's. Err: a read covers part
+    /// of such a word only.
+    pub fn read_checks(
+        &self,
+        model: &Model,
+        op: &Op,
+        outcome: &Outcome,
+    ) -> Result<Option<ReadChecks>, ()> {
+        let (Op::Read { proc, map, span }, Outcome::Read { digests }) = (op, outcome) else {
+            return Ok(None);
+        };
+        let Some(h) = model.handle(*map).filter(|_| self.any) else {
+            return Ok(None);
+        };
+        let ps = model.page_size();
+        let bytes = span.bytes_in_page(ps);
+        let pages: Vec<u16> = span.page_range().pages().take(digests.len()).collect();
+        let addr = |page: u16| h.base + page as u64 * ps as u64;
+        let mut per_page = Vec::new();
+        for &page in &pages {
+            per_page.push(self.check(model, *proc, addr(page), bytes.start, bytes.end)?);
+        }
+        if per_page.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let mut parts = Vec::new();
+        for (check, &page) in per_page.iter().zip(&pages).take(3) {
+            let text = match check {
+                Some(c) => words(model, *proc, addr(page), bytes.start, bytes.end, c),
+                None => model
+                    .page_bytes(*proc, addr(page))
+                    .and_then(|b| b.get(bytes.clone()).map(crate::report::describe_bytes))
+                    .unwrap_or_default(),
+            };
+            parts.push(match pages.len() {
+                1 => text,
+                _ => format!("page {page}: {text}"),
+            });
+        }
+        if pages.len() > 3 {
+            parts.push("…".into());
+        }
+        Ok(Some((per_page, parts.join("; "))))
     }
 
     /// How `proc`'s page at `addr` is checked where bytes `lo..hi` of it are read (`None`: by
