@@ -55,8 +55,8 @@ fn scenarios() -> Vec<(String, Program)> {
             let bytes = std::fs::read(&s.path).expect("readable");
             (s.name, trace::parse(&bytes).expect("parses"))
         })
-        // The reproducer does not express racing threads, nor a vfork child that dies, yet
-        // (repro_c::plan refuses them).
+        // Racing programs run in rounds (tests/repro_c_race.rs); a vfork child that dies is
+        // not expressed yet (repro_c::plan refuses it).
         .filter(|(_, p)| {
             !p.ops.iter().any(|o| matches!(o, Op::Race { .. }))
                 && (!p.ops.iter().any(|o| matches!(o, Op::Vfork { .. }))

@@ -88,6 +88,7 @@ pub use crate::program::outcome::UNREADABLE;
 pub use crate::program::tables::errno;
 pub use observe::{Life, ObjectPages, PageState};
 pub use physical::{Identity, Prediction, Presence};
+pub use thread::RaceWord;
 
 /// The kernel did something the model cannot even represent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -31,6 +31,15 @@ use super::frame::FrameId;
 use crate::program::outcome::{Outcome, PROT_W, ProcView, Snapshot, UNREADABLE, last_word_digests};
 use crate::program::{Advice, PageRange, ProcId, RACE_WORD, RaceKind, Span, ThreadId, Via};
 
+/// Who decides the last word of a page, for a reader that cannot learn as the model does (the
+/// C reproducer): a running thread (any value, T1, T9), or a fork's copy whose counter is not
+/// seen yet (one in the fork's `before..=after + 1`, or 0 where `zero`, T2, T9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaceWord {
+    Free,
+    Pending { zero: bool },
+}
+
 #[derive(Clone, Debug)]
 struct Racer {
     proc: ProcId,
@@ -74,6 +83,38 @@ pub(super) struct Racers {
 }
 
 impl Model {
+    /// Who decides the last word of `proc`'s page at `addr`, if a racing thread does (T1, T2,
+    /// T9); `None`: the model predicts the page exactly.
+    pub fn race_word(&self, proc: ProcId, addr: u64) -> Option<RaceWord> {
+        let vpn = self.vpn(addr);
+        if let Some(p) =
+            self.threads.pending.iter().find(|p| {
+                p.proc == proc && p.vpn == vpn && self.frame_at(proc, vpn) == Some(p.frame)
+            })
+        {
+            return Some(RaceWord::Pending { zero: p.zero });
+        }
+        let frames = self.racing_frames();
+        (self.racing_page(proc, vpn, &frames) || self.zapped(proc, vpn)).then_some(RaceWord::Free)
+    }
+
+    /// Whether processes `a` and `b` see one frame at `addr` (a shared page, T3).
+    pub fn same_frame(&self, a: ProcId, b: ProcId, addr: u64) -> bool {
+        let vpn = self.vpn(addr);
+        self.frame_at(a, vpn)
+            .is_some_and(|f| f != FrameId::ZERO && self.frame_at(b, vpn) == Some(f))
+    }
+
+    /// The running threads that store a counter: process, thread and page address.
+    pub fn storers(&self) -> Vec<(ProcId, ThreadId, u64)> {
+        self.threads
+            .running
+            .iter()
+            .filter(|r| r.kind.stores())
+            .map(|r| (r.proc, r.thread, r.vpn * self.page_size))
+            .collect()
+    }
+
     /// The frames whose last word a running (or dead) thread decides.
     fn racing_frames(&self) -> Vec<FrameId> {
         let mut v: Vec<FrameId> = self

@@ -15,7 +15,9 @@
  *   dirty-cow   a forced write (pwrite to /proc/self/mem) in a process where another thread has
  *               called madvise(MADV_DONTNEED) also lands in the parent's memory at the same
  *               address, as Dirty COW's forced write landed in the page the private copy was
- *               made from (docs/SEMANTICS.md T9). Only the racing pair shows it: the flag is
+ *               made from (docs/SEMANTICS.md T9); into a page the parent may not write, through
+ *               the parent's /proc/PID/mem (a forced write, as Dirty COW's into a read-only
+ *               page). Only the racing pair shows it: the flag is
  *               set by a MADV_DONTNEED from a thread that is not the process's first.
  *
  * Build: cc -shared -fPIC -O2 -o libthreads.so libthreads.c -ldl
@@ -178,7 +180,18 @@ static ssize_t dirty_pwrite(pwrite_fn real, int fd, const void *buf, size_t len,
 		if (parent != loader && parent_of(parent) != loader) {
 			struct iovec local = { (void *)buf, len };
 			struct iovec remote = { (void *)off, len };
-			process_vm_writev(parent, &local, 1, &remote, 1, 0);
+			if (process_vm_writev(parent, &local, 1, &remote, 1, 0) != (ssize_t)len) {
+				/* A page the parent may not write (process_vm_writev does not force):
+				 * forced through the parent's /proc/PID/mem, as Dirty COW's write
+				 * reached a read-only page. */
+				char path[64];
+				snprintf(path, sizeof(path), "/proc/%d/mem", (int)parent);
+				int mem = open(path, O_WRONLY | O_CLOEXEC);
+				if (mem >= 0) {
+					real(mem, buf, len, off);
+					close(mem);
+				}
+			}
 		}
 	}
 	return r;

@@ -7,7 +7,14 @@ use std::process::Command;
 use super::error::ReproError;
 
 /// The compiler flags a reproducer must pass cleanly with.
-pub const CFLAGS: &[&str] = &["-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror"];
+pub const CFLAGS: &[&str] = &[
+    "-std=gnu11",
+    "-O1",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pthread",
+];
 
 /// Compiles a reproducer with the system's C compiler (`$CC`, else `cc`) and [`CFLAGS`].
 pub fn build(c_file: &Path, binary: &Path) -> Result<(), ReproError> {

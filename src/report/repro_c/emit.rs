@@ -27,7 +27,13 @@ pub fn emit(program: &Program, plan: &Plan, title: &str) -> String {
     let _ = writeln!(out, "#define NMAP {}", plan.map_pages.len());
     let _ = writeln!(out, "#define NOPS {}", plan.steps.len());
     let _ = writeln!(out, "#define NCHECKS {}", plan.checks.len());
-    let _ = writeln!(out, "#define MAX_SPAN_PAGES {}\n", caps::MAX_MAP_PAGES);
+    let _ = writeln!(out, "#define MAX_SPAN_PAGES {}", caps::MAX_MAP_PAGES);
+    if plan.racing {
+        // Racing threads: the program runs in rounds (runtime.c, docs/SEMANTICS.md part T).
+        let _ = writeln!(out, "#define NTHREAD {}", crate::program::MAX_THREADS);
+        let _ = writeln!(out, "#define COWCHECK_RACES 1");
+    }
+    let _ = writeln!(out);
     out.push_str(RUNTIME);
     out.push_str("\n/* ==== the program ==== */\n\n");
     tables(&mut out, program, plan);
@@ -100,6 +106,24 @@ fn tables(out: &mut String, program: &Program, plan: &Plan) {
         out.push_str(&digests);
         let _ = writeln!(out);
     }
+    if !plan.read_races.is_empty() {
+        let _ = writeln!(
+            out,
+            "/* Reads of pages whose last word a racing thread decides: how each page is checked. */"
+        );
+        for (i, pages) in &plan.read_races {
+            let body: Vec<String> = pages
+                .iter()
+                .map(|c| format!("{{ {} }}", race_fields(c.as_ref())))
+                .collect();
+            let _ = writeln!(
+                out,
+                "static const struct race r{i}[] = {{ {} }};",
+                body.join(", ")
+            );
+        }
+        let _ = writeln!(out);
+    }
 
     let _ = writeln!(
         out,
@@ -116,6 +140,9 @@ fn tables(out: &mut String, program: &Program, plan: &Plan) {
         let mut f =
             super::alloc::fields(op, &sizes).unwrap_or_else(|| op_fields(op, plan.page_size));
         want_fields(&mut f, &step.want, i);
+        if plan.read_races.iter().any(|(k, _)| *k == i) {
+            let _ = write!(f, ", .races = r{i}");
+        }
         let _ = write!(
             f,
             ", .text = {}, .says = {}",
@@ -133,9 +160,13 @@ fn tables(out: &mut String, program: &Program, plan: &Plan) {
     for (k, c) in plan.checks.iter().enumerate() {
         let _ = writeln!(out, "static const struct row rows{k}[] = {{");
         for r in &c.rows {
+            let race = match &r.race {
+                Some(c) => format!(", .race = {{ {} }}", race_fields(Some(c))),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "\t{{ .map = {}, .page = {}, .mapped = {}, .readable = {}, .digest = 0x{:016x}ull, .phys = {} }},",
+                "\t{{ .map = {}, .page = {}, .mapped = {}, .readable = {}, .digest = 0x{:016x}ull, .phys = {}{race} }},",
                 r.map, r.page, r.mapped as u8, r.readable as u8, r.digest, r.phys
             );
         }
@@ -377,8 +408,21 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => {
             unreachable!("alloc::fields makes the allocator ops' rows")
         }
-        // `plan` refuses racing programs before anything is emitted.
-        Op::Race { .. } | Op::Stop { .. } => unreachable!("racing ops are refused by the plan"),
+        Op::Race {
+            thread, kind, page, ..
+        } => {
+            let kind = match kind {
+                crate::program::RaceKind::Write => "RK_WRITE",
+                crate::program::RaceKind::DontNeed => "RK_DONTNEED",
+                crate::program::RaceKind::Poke => "RK_POKE",
+            };
+            format!(
+                "{}, .first = {page}, .npages = 1, .kind = {kind}, .thread = {}",
+                with("V_RACE"),
+                thread.0
+            )
+        }
+        Op::Stop { thread, .. } => format!("{}, .thread = {}", with("V_STOP"), thread.0),
         Op::Vfork {
             span, pattern: p, ..
         } => format!(
@@ -473,4 +517,19 @@ fn push_digests(out: &mut String, name: &str, digests: &[u64]) {
             .join(", ")
     };
     let _ = writeln!(out, "static const uint64_t {name}[] = {{ {body} }};");
+}
+
+/// A `struct race` initializer's fields (`None`: checked by digest).
+fn race_fields(c: Option<&super::race::RaceCheck>) -> String {
+    match c {
+        None => ".kind = R_EXACT".into(),
+        Some(c) => format!(
+            ".kind = {}, .slot = {}, .thread = {}, .zero = {}, .base = 0x{:016x}ull",
+            c.kind.c_name(),
+            c.slot,
+            c.thread,
+            c.zero as u8,
+            c.base
+        ),
+    }
 }

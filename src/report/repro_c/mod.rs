@@ -26,6 +26,18 @@
 //! is 0 when everything matched the model and 1 otherwise (4, kselftest's skip, when the page
 //! size differs from the one the reproducer was generated for).
 //!
+//! Racing threads (`race`, `stop`; docs/SEMANTICS.md part T): each `race` starts a pthread,
+//! pinned as the executor pins its racers, that stores an increasing counter into the page's
+//! last 8 bytes (`write`; `poke` through /proc/self/mem) or zaps it (`dontneed`); `stop` joins
+//! it (its last round runs after the stop was asked). Where the model would learn the word from
+//! the run, the reproducer checks what the model derives instead (`race`): the rest of the page
+//! exactly, and the word free while a thread stores, in the fork's `before..=after + 1` (counters
+//! read just before and after fork returned, on a board all processes share) and unchanged from
+//! the first look in a fork's copy, or the rounds `stop` reported. A race is rare, so a racing
+//! program runs in rounds, a fresh process tree each, until a round fails or
+//! `COWCHECK_REPRO_SECONDS` (default 10) pass or `COWCHECK_REPRO_ROUNDS` rounds ran; the last
+//! round's KTAP is printed, with how many rounds ran. A read of part of the word is refused.
+//!
 //! Every op kind is handled (the emitter's match over ops is exhaustive, so a new kind does not
 //! compile until the reproducer performs it). Refused, never guessed: a successful
 //! `advise ... free` of a length other than 0 (what the pages read afterwards is old or zero at the kernel's choice,
@@ -44,6 +56,7 @@ mod emit;
 mod error;
 mod escape;
 mod plan;
+mod race;
 
 pub use compile::{CFLAGS, binary_path, build};
 pub use error::ReproError;
@@ -77,6 +90,40 @@ mod tests {
         // The runtime is pasted verbatim, once, after the macros.
         assert_eq!(c.matches(emit::RUNTIME).count(), 1);
         assert!(c.find("#define NCHECKS") < c.find(emit::RUNTIME));
+    }
+
+    #[test]
+    fn a_racing_program_is_planned_with_its_word_checks() {
+        let p = trace::parse_str(
+            "cowcheck-trace 1\np0 map m0 private 1\np0 race t0 write m0 0\np0 fork p1\np1 read m0 0\np0 stop t0\np0 read m0 0\n",
+        )
+        .expect("parses");
+        let plan = plan::plan(&p, 4096).expect("plans");
+        assert!(plan.racing);
+        // p1's copy: bounded by fork op 2 (index 2), thread 0; p0's page after stop: its rounds.
+        let kinds: Vec<_> = plan
+            .read_races
+            .iter()
+            .map(|(i, pages)| (*i, pages[0].map(|c| (c.kind, c.slot))))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (3, Some((race::Kind::Fork, 2))),
+                (5, Some((race::Kind::Rounds, 4)))
+            ]
+        );
+        let c = generate(&p, 4096, "t").expect("generates");
+        assert!(c.contains("#define COWCHECK_RACES 1\n"));
+        assert!(c.contains(".verb = V_RACE") && c.contains(".verb = V_STOP"));
+        // A single-threaded program runs once, as before.
+        let single = generate(
+            &trace::parse_str("cowcheck-trace 1\np0 map m0 private 1\n").expect("parses"),
+            4096,
+            "t",
+        )
+        .expect("generates");
+        assert!(!single.contains("#define COWCHECK_RACES"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use super::error::ReproError;
+use super::race::{RaceCheck, Races};
 use crate::model::{Life, Model, UNREADABLE};
 use crate::program::outcome::{Outcome, digest};
 use crate::program::tables::{self, errno::EFAULT};
@@ -28,6 +29,10 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The state checks, in the order they run (after their op, by process).
     pub checks: Vec<StateCheck>,
+    /// Whether the program has racing threads (then the reproducer runs it in rounds).
+    pub racing: bool,
+    /// Reads with a racing page: (op index, per page of the span, how its word is checked).
+    pub read_races: Vec<(usize, Vec<Option<RaceCheck>>)>,
 }
 
 /// What one op must do.
@@ -78,6 +83,8 @@ pub struct Row {
     pub digest: u64,
     /// What pagemap must say of it (`phys::*` bits; docs/SEMANTICS.md I3, I5, I7).
     pub phys: u8,
+    /// Where a racing thread decides its last word, how that is checked.
+    pub race: Option<RaceCheck>,
 }
 
 /// The physical facts a row checks, as `runtime.c`'s `PHYS_*` bits.
@@ -155,6 +162,8 @@ pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
         placed: Vec::new(),
         birth: [0; caps::MAX_PROCS],
         pipe: VecDeque::new(),
+        races: Races::default(),
+        read_races: Vec::new(),
     };
     let mut steps = Vec::with_capacity(program.ops.len());
     let mut checks = Vec::new();
@@ -171,6 +180,8 @@ pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
         map_pages: map_pages[..nmap].to_vec(),
         steps,
         checks,
+        racing: walk.races.any,
+        read_races: walk.read_races,
     })
 }
 
@@ -188,6 +199,9 @@ struct Walk {
     birth: [usize; caps::MAX_PROCS],
     /// The pages in the program's pipe, oldest first, as the model holds them.
     pipe: VecDeque<PipePage>,
+    /// The program's racing threads, as the plan follows them.
+    races: Races,
+    read_races: Vec<(usize, Vec<Option<RaceCheck>>)>,
 }
 
 /// A handle placed where the kernel chose, by process `by` at op `at`.
@@ -219,14 +233,7 @@ impl Walk {
     /// Runs op `i` in the model and says what the kernel must do.
     fn step(&mut self, i: usize, op: &Op) -> Result<Step, ReproError> {
         let page_size = self.page_size;
-        if let Op::Race { .. } | Op::Stop { .. } = op {
-            return Err(ReproError::Unsupported {
-                index: i + 1,
-                op: op.to_string(),
-                kind: "racing threads",
-                known: "every single-threaded op: a race's outcome is learnt from the run, and the reproducer checks one line of events".into(),
-            });
-        }
+        let stopping = self.races.before(&self.model, i, op);
         // A vfork child that stores and exits is expressed (docs/SEMANTICS.md T5); one that
         // dies would meet the parent's fault handler, which shares its memory.
         if let Op::Vfork { .. } = op
@@ -295,6 +302,24 @@ impl Walk {
             .apply(op, None)
             .map_err(|e| ReproError::Model(e.to_string()))?;
         self.follow_pipe(op, &outcome);
+        if let Some(at) = stopping {
+            self.races.stopped(&self.model, i, at);
+        }
+        let racy_read = match self.races.read_checks(&self.model, op, &outcome) {
+            Ok(Some((per_page, words))) => {
+                self.read_races.push((i, per_page));
+                Some(words)
+            }
+            Ok(None) => None,
+            Err(()) => {
+                return Err(ReproError::Unsupported {
+                    index: i + 1,
+                    op: op.to_string(),
+                    kind: "a read of part of a racing thread's word",
+                    known: "reads that cover the whole word or none of it".into(),
+                });
+            }
+        };
         // (A length of 0 frees nothing: docs/SEMANTICS.md F14.)
         if let (
             Op::Advise {
@@ -365,7 +390,11 @@ impl Walk {
             }
             Outcome::Read { digests } => Step {
                 want: Want::Read { digests },
-                says: format!("reads {}", read_words(&self.model, op, page_size)),
+                // A racing word's value is the run's: the model's is only a stand-in.
+                says: match racy_read {
+                    None => format!("reads {}", read_words(&self.model, op, page_size)),
+                    Some(words) => format!("reads {words}"),
+                },
             },
             Outcome::Killed { death, digests } => {
                 let page = self.model.locate(death.page);
@@ -549,6 +578,13 @@ impl Walk {
                         .find(|(p, _)| *p == view.proc)
                         .and_then(|(_, preds)| preds.iter().find(|p| p.addr == addr))
                         .map_or(0, phys_bits);
+                    let race = if mapped && digest.is_some() {
+                        self.races
+                            .check(&self.model, view.proc, addr, 0, self.page_size)
+                            .unwrap_or(None)
+                    } else {
+                        None
+                    };
                     rows.push(Row {
                         map: m,
                         page,
@@ -556,6 +592,7 @@ impl Walk {
                         readable: mapped && digest.is_some(),
                         digest: digest.unwrap_or(0),
                         phys,
+                        race,
                     });
                 }
             }

@@ -29,6 +29,8 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -40,6 +42,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef COWCHECK_RUNTIME_ONLY
@@ -54,6 +57,9 @@
 #define NCHECKS 0
 #define MAX_SPAN_PAGES 1024
 #endif
+#ifndef NTHREAD
+#define NTHREAD 1
+#endif
 
 #if !defined(PAGE_SIZE_GENERATED) || !defined(NPROC) || !defined(NMAP) || !defined(NOPS)
 #error "no program: compile a generated reproducer, or this file with -DCOWCHECK_RUNTIME_ONLY"
@@ -66,7 +72,20 @@
 
 enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
-	    V_VFORK };
+	    V_VFORK, V_RACE, V_STOP };
+/* race: what the thread does (cowcheck's RaceKind). */
+enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE };
+/* How a page's bytes are checked where a racing thread decides its last 8 bytes (the counter;
+ * docs/SEMANTICS.md T1-T9): R_EXACT by the digest; otherwise the page with its last word zeroed
+ * must have digest `base`, and the word must be: R_FREE any value (the thread is running);
+ * R_FORK in before..=after + 1 of fork op `slot`'s counter of thread `thread` (or 0 if `zero`),
+ * and the same at every later look of this process (T2, T9); R_ROUNDS the rounds that stop op
+ * `slot` reported (T1). */
+enum race_check { R_EXACT, R_FREE, R_FORK, R_ROUNDS };
+struct race {
+	int kind, slot, thread, zero;
+	uint64_t base;
+};
 /* The allocator ops (cowcheck's docs/SEMANTICS.md part 14): alloc's call, tune's setting. */
 enum alloc_call { ALLOC_MALLOC, ALLOC_CALLOC, ALLOC_REALLOC, ALLOC_MEMALIGN, ALLOC_ALIGNED };
 enum tune { TUNE_MMAP_THRESHOLD, TUNE_MMAP_MAX, TUNE_TRIM_THRESHOLD, TUNE_TRIM };
@@ -124,12 +143,16 @@ struct op {
 	                              the ndigests digests: the views the model allows */
 	const char *text;          /* the trace line */
 	const char *says;          /* the model's prediction in words */
+	int thread;                /* race, stop: the thread handle; race: kind is RK_* */
+	const struct race *races;  /* RES_READ: per page, how a racing page is checked (NULL:
+	                              every page by its digest) */
 };
 
 struct row {
 	int map, page, mapped, readable;
 	uint64_t digest;
 	int phys; /* PHYS_* bits: what /proc/self/pagemap must say of the page */
+	struct race race; /* how a racing page's bytes are checked (kind R_EXACT: by digest) */
 };
 
 /* The physical facts a row checks (docs/SEMANTICS.md I3, I5, I7; plan.rs `phys`). */
@@ -635,6 +658,186 @@ static void g_show(const struct op *o, const struct reply *r)
 }
 
 /* The stores of a write: the pattern into bytes lo..hi of each page of the span. */
+/* ---- racing threads (docs/SEMANTICS.md part T) ---- */
+
+/* Shared by every process of a round's tree (MAP_SHARED, made before the root is forked):
+ * each thread's published counter, each fork's counters just before and just after fork
+ * returned, and the rounds each stop reported. */
+struct board {
+	_Atomic uint64_t count[NPROC][NTHREAD];
+	uint64_t before[NOPS + 1][NTHREAD], after[NOPS + 1][NTHREAD];
+	uint64_t rounds[NOPS + 1];
+};
+static struct board *board;
+
+/* This process's racing threads (a fork's child has none). */
+static struct racer {
+	int on, kind, mem, cpu;
+	uintptr_t page;
+	atomic_int stop;
+	uint64_t last; /* the last value stored (write, poke) */
+	pthread_t id;
+} racers[NTHREAD];
+
+/* The counters a child's copy showed first, per process, mapping and page (R_FORK). */
+static struct { int used, proc, map, page; uint64_t value; } firsts[64];
+
+static void *racer_loop(void *arg)
+{
+	struct racer *r = arg;
+	int t = (int)(r - racers);
+	if (r->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(r->cpu, &set);
+		sched_setaffinity(0, sizeof set, &set);
+	}
+	/* Each round reads the stop word before it starts: the last one zaps or stores after the
+	 * stop was asked (T1, T7, T9). */
+	for (uint64_t n = 2;; n++) {
+		int stop = atomic_load(&r->stop);
+		if (r->kind == RK_DONTNEED) {
+			madvise((void *)r->page, ps, MADV_DONTNEED);
+		} else {
+			if (r->kind == RK_POKE) {
+				if (pwrite(r->mem, &n, 8, (off_t)(r->page + ps - 8)) != 8)
+					break;
+			} else {
+				*(volatile uint64_t *)(r->page + ps - 8) = n;
+			}
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		}
+		if (stop)
+			break;
+	}
+	return NULL;
+}
+
+/* The CPU a racer pins to, as cowcheck's executor pins its own: the first thread to a CPU
+ * other than this process's, the next to this process's own; -1 on one CPU. */
+static int pin_cpu(int index)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	int cpu = sched_getcpu();
+	if (n < 2 || cpu < 0)
+		return -1;
+	return (int)((((long)cpu + 1 - index) % n + n) % n);
+}
+
+/* race: one store (or zap) now, as the model has it, then the thread goes on. */
+static void race_start(const struct op *o, uintptr_t first)
+{
+	struct racer *r = &racers[o->thread];
+	uint64_t one = 1;
+	int running = 0;
+	for (int t = 0; t < NTHREAD; t++)
+		running += racers[t].on;
+	memset(r, 0, sizeof *r);
+	r->kind = o->kind;
+	r->page = first;
+	r->mem = -1;
+	r->cpu = pin_cpu(running);
+	if (o->kind == RK_DONTNEED) {
+		if (madvise((void *)first, ps, MADV_DONTNEED) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			return;
+		}
+	} else if (o->kind == RK_POKE) {
+		r->mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		if (r->mem < 0 || pwrite(r->mem, &one, 8, (off_t)(first + ps - 8)) != 8) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			if (r->mem >= 0)
+				close(r->mem);
+			return;
+		}
+	} else {
+		/* A fault here is the op's death, as the model's store of the first value. */
+		*(volatile uint64_t *)(first + ps - 8) = one;
+	}
+	r->last = 1;
+	atomic_store(&board->count[me][o->thread], 1);
+	if (pthread_create(&r->id, NULL, racer_loop, r) != 0) {
+		rep.result = RES_FAILED;
+		rep.value = (uint64_t)EAGAIN;
+		if (r->mem >= 0)
+			close(r->mem);
+		return;
+	}
+	r->on = 1;
+}
+
+/* stop: the thread ends its round and is joined; its rounds are the last value it stored. */
+static void race_stop(const struct op *o)
+{
+	struct racer *r = &racers[o->thread];
+	if (!r->on)
+		return;
+	atomic_store(&r->stop, 1);
+	pthread_join(r->id, NULL);
+	r->on = 0;
+	if (r->mem >= 0)
+		close(r->mem);
+	rep.value = r->kind == RK_DONTNEED ? 0 : r->last;
+	board->rounds[o - ops] = rep.value;
+}
+
+/* Whether `n` bytes at `b` (a span that ends with the page's last word) pass race check `c`
+ * for page `page` of handle `map`; zeroes the word in `b`. The word is left in *word. */
+static int race_ok(const struct race *c, unsigned char *b, size_t n, int map, int page, uint64_t *word)
+{
+	uint64_t v;
+	int ok;
+	memcpy(&v, b + n - 8, 8);
+	*word = v;
+	memset(b + n - 8, 0, 8);
+	if (digest(b, n) != c->base)
+		return 0;
+	switch (c->kind) {
+	case R_FREE:
+		return 1;
+	case R_ROUNDS:
+		return v == board->rounds[c->slot];
+	case R_FORK:
+		ok = (v >= board->before[c->slot][c->thread] &&
+		      v <= board->after[c->slot][c->thread] + 1) ||
+		     (c->zero && v == 0);
+		for (int k = 0; k < 64; k++) {
+			if (firsts[k].used && firsts[k].proc == me && firsts[k].map == map &&
+			    firsts[k].page == page)
+				return ok && v == firsts[k].value;
+		}
+		for (int k = 0; k < 64; k++) {
+			if (!firsts[k].used) {
+				firsts[k].used = 1;
+				firsts[k].proc = me;
+				firsts[k].map = map;
+				firsts[k].page = page;
+				firsts[k].value = v;
+				break;
+			}
+		}
+		return ok;
+	}
+	return 0;
+}
+
+/* Prints what a racing page's word was, against what it may be. */
+static void race_show(const struct race *c, int map, int page, uint64_t v)
+{
+	printf("# p%d m%d page %d: last word %llu", me, map, page, (unsigned long long)v);
+	if (c->kind == R_FORK)
+		printf(" (the fork's counter: before %llu, after %llu%s)",
+		       (unsigned long long)board->before[c->slot][c->thread],
+		       (unsigned long long)board->after[c->slot][c->thread], c->zero ? ", or 0" : "");
+	if (c->kind == R_ROUNDS)
+		printf(" (stop reported %llu)", (unsigned long long)board->rounds[c->slot]);
+	printf("\n");
+	fflush(stdout);
+}
+
 static void store(const struct op *o, uintptr_t first)
 {
 	size_t lo, hi;
@@ -695,6 +898,12 @@ static int perform(const struct op *o, const uint64_t *base)
 	case V_WRITE:
 		store(o, first);
 		return 1;
+	case V_RACE:
+		race_start(o, first);
+		return 1;
+	case V_STOP:
+		race_stop(o);
+		return 1;
 	case V_VFORK: {
 		/* A vfork child stores as V_WRITE does, into the memory it shares with this
 		 * process, and _exits (docs/SEMANTICS.md T5); the plan keeps out a child that
@@ -719,6 +928,15 @@ static int perform(const struct op *o, const uint64_t *base)
 			load(page_buf, first + (size_t)pg * ps + lo, hi - lo);
 			rep.digest[pg] = digest(page_buf, hi - lo);
 			memcpy(rep.head[pg], page_buf, hi - lo < 8 ? hi - lo : 8);
+			if (o->races && o->races[pg].kind != R_EXACT && pg < o->ndigests) {
+				/* A racing page: its word is checked by its bounds, the rest by digest;
+				 * passing, it counts as the model's digest. */
+				uint64_t v;
+				if (race_ok(&o->races[pg], page_buf, hi - lo, o->map, o->first + pg, &v))
+					rep.digest[pg] = o->digests[pg];
+				else
+					race_show(&o->races[pg], o->map, o->first + pg, v);
+			}
 			rep.n = pg + 1;
 			/* The fault handler must see every page digested so far. */
 			atomic_signal_fence(memory_order_seq_cst);
@@ -797,11 +1015,19 @@ static int perform(const struct op *o, const uint64_t *base)
 		return 1;
 	}
 	case V_FORK: {
+		int i = (int)(o - ops);
+		for (int t = 0; t < NTHREAD && board; t++)
+			board->before[i][t] = atomic_load(&board->count[me][t]);
 		pid_t pid = fork();
+		for (int t = 0; t < NTHREAD && board && pid != 0; t++)
+			board->after[i][t] = atomic_load(&board->count[me][t]);
 		if (pid < 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 		} else if (pid == 0) {
+			/* The child has no thread but this one (T2). */
+			for (int t = 0; t < NTHREAD; t++)
+				racers[t].on = 0;
 			me = o->kind;
 			return 0;
 		} else {
@@ -936,6 +1162,8 @@ static int physical_off; /* COWCHECK_NO_PHYSICAL set: values only */
 static void check_state(const struct check *c, const uint64_t *base)
 {
 	int pm = physical_off ? -1 : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	const struct row *race_bad = NULL; /* the first racing row whose word is wrong */
+	uint64_t race_word = 0;
 	rep.result = RES_OK;
 	if (pm >= 0)
 		printf("# pagemap of p%d:", me);
@@ -960,7 +1188,16 @@ static void check_state(const struct check *c, const uint64_t *base)
 		if (!bad && w->readable) {
 			load(page_buf, addr, ps);
 			seen = digest(page_buf, ps);
-			bad = seen != w->digest;
+			if (w->race.kind != R_EXACT) {
+				uint64_t v;
+				bad = !race_ok(&w->race, page_buf, ps, w->map, w->page, &v);
+				if (bad && !race_bad) {
+					race_bad = w;
+					race_word = v;
+				}
+			} else {
+				bad = seen != w->digest;
+			}
 		}
 		if (bad) {
 			if (rep.n == 0) {
@@ -977,6 +1214,8 @@ static void check_state(const struct check *c, const uint64_t *base)
 		fflush(stdout);
 		close(pm);
 	}
+	if (race_bad)
+		race_show(&race_bad->race, race_bad->map, race_bad->page, race_word);
 }
 
 /* The worker loop of process handle `me`: one op at a time, until told to exit or the
@@ -1246,7 +1485,9 @@ static int run_check(int k)
 		}
 		printf("# %d page(s) differ; first: m%d page %d: expected %s", r.n, w->map, w->page,
 		       w->mapped ? "mapped" : "unmapped");
-		if (w->readable)
+		if (w->readable && w->race.kind != R_EXACT)
+			printf(" with its bytes but the last 8 as the model's (the racing word: above)");
+		else if (w->readable)
 			printf(" with digest %016llx", (unsigned long long)w->digest);
 		printf(", got %s", r.seen_mapped ? "mapped" : "unmapped");
 		if (r.seen_mapped && w->readable)
@@ -1256,7 +1497,11 @@ static int run_check(int k)
 	return 0;
 }
 
+#ifdef COWCHECK_RACES
+static int one_round(void)
+#else
 int main(void)
+#endif
 {
 	struct sigaction sa;
 	pid_t root;
@@ -1276,6 +1521,12 @@ int main(void)
 			bail("cannot make pipes");
 			return 1;
 		}
+	}
+	/* The racers' board, fresh for this round and shared by the whole tree. */
+	board = mmap(NULL, sizeof *board, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (board == MAP_FAILED) {
+		bail("cannot map the racers' board");
+		return 1;
 	}
 	/* Orphans of the tree come back to us, so that everything is reaped at the end. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -1329,6 +1580,75 @@ int main(void)
 	printf("# %d of %d tests failed\n", failures, tests);
 	return failures || stopped || tests != NTESTS ? 1 : 0;
 }
+
+#ifdef COWCHECK_RACES
+/* A racing program: a race is rare, so the whole program runs again and again, each round in a
+ * fresh process tree, until a round fails or the time limit passes (COWCHECK_REPRO_SECONDS,
+ * default 10) or COWCHECK_REPRO_ROUNDS rounds ran (default: no limit). Each round's KTAP goes
+ * to a temporary file; the last round's (the failing one, if any) is printed, with how many
+ * rounds ran. */
+static long env_long(const char *name, long dflt)
+{
+	const char *v = getenv(name);
+	char *end;
+	long n;
+	if (!v || !*v)
+		return dflt;
+	n = strtol(v, &end, 10);
+	return *end || n < 0 ? dflt : n;
+}
+
+int main(void)
+{
+	long seconds = env_long("COWCHECK_REPRO_SECONDS", 10), limit = env_long("COWCHECK_REPRO_ROUNDS", 0);
+	struct timespec t0, now;
+	long rounds = 0;
+	int code = 0;
+	char buf[4096];
+	ssize_t n;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		FILE *out = tmpfile();
+		pid_t pid;
+		int status = 0;
+		if (!out) {
+			printf("KTAP version 1\nBail out! cannot make a temporary file\n");
+			return 1;
+		}
+		fflush(stdout);
+		pid = fork();
+		if (pid < 0) {
+			printf("KTAP version 1\nBail out! cannot fork a round\n");
+			return 1;
+		}
+		if (pid == 0) {
+			dup2(fileno(out), 1);
+			int rc = one_round();
+			fflush(stdout);
+			_exit(rc);
+		}
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		rounds++;
+		code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (code != 0 || (limit && rounds >= limit) || now.tv_sec - t0.tv_sec >= seconds) {
+			rewind(out);
+			fflush(stdout);
+			while ((n = read(fileno(out), buf, sizeof buf)) > 0)
+				if (write_full(1, buf, (size_t)n) < 0)
+					break;
+			fclose(out);
+			printf("# %ld round(s) ran in %ld s; %s\n", rounds, (long)(now.tv_sec - t0.tv_sec),
+			       code == 0   ? "every round passed"
+			       : code == 4 ? "skipped (its output is above)"
+					   : "the last round failed (its output is above)");
+			return code;
+		}
+		fclose(out);
+	}
+}
+#endif
 
 #ifdef COWCHECK_RUNTIME_ONLY
 static const int map_pages[NMAP] = { 0 };
