@@ -12,7 +12,7 @@ use cowcheck::program::generate::GenConfig;
 use cowcheck::program::runtime_regions::RegionKind;
 use cowcheck::report;
 
-use crate::{ExecArgs, Fatal, executor_config, host_page_size, indent};
+use crate::{ExecArgs, Fatal, host_page_size, indent};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cmd_run(
@@ -50,7 +50,7 @@ pub(crate) fn cmd_run(
             .unwrap_or(1)
             % 1_000_000_007
     });
-    let config = executor_config(exec)?;
+    let config = crate::campaign_config(exec)?;
     cowcheck::limits::check_for_run(host_page_size() as u64, jobs as u64).map_err(Fatal)?;
     let mut executors = (0..jobs)
         .map(|job| Executor::start(&config.for_job(job, jobs)))

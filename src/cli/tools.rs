@@ -24,7 +24,7 @@ pub(crate) fn cmd_bench(
     }
     if let Some(jobs) = jobs {
         let jobs = super::run::jobs_or_cpus(Some(jobs))?;
-        let config = executor_config(exec)?;
+        let config = crate::campaign_config(exec)?;
         // One job as `run --jobs 1` runs it, and N as `run --jobs N` does (each on a CPU of
         // its own, `ExecutorConfig::for_job`).
         let mut one = Executor::start(&config.for_job(0, 1))?;
@@ -36,7 +36,7 @@ pub(crate) fn cmd_bench(
         return Ok(0);
     }
     let fixed = program.map(load_trace).transpose()?;
-    let config = executor_config(exec)?;
+    let config = crate::campaign_config(exec)?;
     let mut executor = Executor::start(&config)?;
     let report = cowcheck::bench::measure(&mut executor, programs, seed, core, fixed.as_ref())?;
     print!("{report}");

@@ -74,6 +74,9 @@ pub struct ExecutorConfig {
     /// Read the physical channel (pagemap) at every snapshot, unless this says why not
     /// (`--no-physical`, an emulator).
     pub physical_off: Option<crate::program::physical::Skip>,
+    /// No smaps reads in the workers (`--no-smaps` to the executor): campaigns read smaps only
+    /// when asked (`run --smaps`), for its cost (docs/SEMANTICS.md I11).
+    pub smaps_off: bool,
 }
 
 impl ExecutorConfig {
@@ -89,6 +92,7 @@ impl ExecutorConfig {
             cpu: None,
             own_regions: Vec::new(),
             physical_off: None,
+            smaps_off: false,
         }
     }
 
@@ -119,6 +123,9 @@ impl ExecutorConfig {
             args.push(format!("--cpu={cpu}"));
         }
         args.extend(self.physical_off_arg());
+        if self.smaps_off {
+            args.push("--no-smaps".into());
+        }
         args
     }
 
@@ -153,6 +160,9 @@ impl ExecutorConfig {
             words.push(format!("--inject={i}"));
         }
         words.extend(self.physical_off_arg());
+        if self.smaps_off {
+            words.push("--no-smaps".into());
+        }
         words.join(" ")
     }
 }

@@ -55,12 +55,14 @@ struct Worker {
 /// The executor's main: returns the process exit status. With `cpu`, the executor and every
 /// process it forks (guardian, zygote, program trees) run on that CPU only
 /// (`ExecutorConfig::for_job`); a CPU that cannot be had leaves the affinity as it was.
-/// With `physical_off`, no worker reads the physical channel, for that reason.
+/// With `physical_off`, no worker reads the physical channel, for that reason; with
+/// `smaps_off`, no worker reads smaps (I11: its cost; campaigns ask for it with `--smaps`).
 pub fn main(
     inject: u32,
     op_deadline: Duration,
     cpu: Option<usize>,
     physical_off: Option<crate::program::physical::Skip>,
+    smaps_off: bool,
 ) -> i32 {
     // SIGKILL us if the cowcheck that started us dies (even by SIGKILL). If it already died
     // before this line, exit now.
@@ -94,7 +96,7 @@ pub fn main(
     let mut output = stdout.lock();
     let mut enc = Enc::default();
     let mut features = probe_features(page_size as usize);
-    let physical = worker::physical::probe(page_size as usize, physical_off);
+    let physical = worker::physical::probe(page_size as usize, physical_off, smaps_off);
     let scratch = Scratch::new(page_size as usize);
     // Last before the zygote's fork, from the allocator state every root inherits
     // (docs/SEMANTICS.md M11).

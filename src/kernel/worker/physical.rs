@@ -215,8 +215,9 @@ impl MemReader {
 /// Probes the channel once, in the executor before anything is forked (in a child of its own,
 /// `probe_in_child`), on scratch pages (one written, one read): whether pagemap can be read and shows the written page
 /// present, whether it gives PFNs, and whether PAGEMAP_SCAN knows the read one for the zero
-/// page. Sets what the workers read, and returns it for the hello.
-pub fn probe(ps: usize, off: Option<Skip>) -> Channels {
+/// page. Sets what the workers read, and returns it for the hello. With `smaps_off`, smaps is
+/// not read (`Skip::SmapsOff`: a campaign that did not ask for it).
+pub fn probe(ps: usize, off: Option<Skip>, smaps_off: bool) -> Channels {
     if let Some(why) = off {
         return Channels::off(why);
     }
@@ -229,7 +230,10 @@ pub fn probe(ps: usize, off: Option<Skip>) -> Channels {
             ..Channels::off(Skip::ThpAlways)
         };
     }
-    let channels = probe_in_child(ps);
+    let mut channels = probe_in_child(ps);
+    if smaps_off && channels.smaps.is_ok() {
+        channels.smaps = Err(Skip::SmapsOff);
+    }
     let mut on = 0;
     if channels.pagemap.is_ok() {
         on |= PAGEMAP;
