@@ -19,6 +19,7 @@
 
 mod alloc;
 mod codes;
+mod decode;
 pub mod front;
 pub mod region;
 pub mod reply;
