@@ -76,17 +76,9 @@ fn libglibc_threshold_never_rises() {
 /// without the fault and fails with it (the shim started one fork up, where a reproducer's
 /// program processes are).
 fn reproducer_shows_it(lib: &std::path::Path, trace: &std::path::Path) {
-    let c = trace.with_extension("c");
-    cowcheck(&[
-        "repro-c",
-        "--build",
-        "-o",
-        c.to_str().expect("utf-8 path"),
-        trace.to_str().expect("utf-8 path"),
-    ])
-    .expect_code(0);
+    let bin = built_reproducer(&trace.with_extension("c"), trace);
     let run = |fault: bool| {
-        let mut cmd = std::process::Command::new(c.with_extension(""));
+        let mut cmd = std::process::Command::new(&bin);
         if fault {
             cmd.env("COWCHECK_GLIBC_FAULT", "threshold-never-rises")
                 .env("COWCHECK_GLIBC_FAULT_DEPTH", "1")

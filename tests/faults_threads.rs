@@ -79,15 +79,7 @@ fn the_vfork_reproducer_fails_under_a_copying_vfork() {
         .join("scenarios/threads/vfork-child-writes-shared.trace");
     let dir = tmpdir("repro-vfork");
     let c = dir.join("vfork.c");
-    cowcheck(&[
-        "repro-c".as_ref(),
-        "--build".as_ref(),
-        "-o".as_ref(),
-        c.as_os_str(),
-        trace.as_os_str(),
-    ])
-    .expect_code(0);
-    let bin = c.with_extension("");
+    let bin = built_reproducer(&c, &trace);
     let deadline = std::time::Duration::from_secs(60);
     let plain = run_command(std::process::Command::new(&bin), deadline);
     plain.expect_code(0);

@@ -24,18 +24,11 @@ fn scenario(name: &str) -> PathBuf {
 fn build(dir: &Path, trace: &Path) -> PathBuf {
     let name = trace.file_stem().expect("a name").to_string_lossy();
     let c = dir.join(format!("{name}.c"));
-    cowcheck(&[
-        "repro-c".as_ref(),
-        "--build".as_ref(),
-        "-o".as_ref(),
-        c.as_os_str(),
-        trace.as_os_str(),
-    ])
-    .expect_code(0);
+    let bin = built_reproducer(&c, trace);
     let text = std::fs::read_to_string(&c).expect("the reproducer");
     assert!(text.contains("#define COWCHECK_RACES 1"), "{name}");
     assert!(text.contains("-pthread"), "{name}");
-    c.with_extension("")
+    bin
 }
 
 /// Runs a reproducer with `env`, and checks its KTAP and its round count line.

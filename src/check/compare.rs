@@ -85,8 +85,8 @@ impl Divergence {
                         digests: read_got,
                     },
                 ..
-            } if variant_of_death(want) == variant_of_death(got) => {
-                let death = variant_of_death(got);
+            } if (want.signal, want.code) == (got.signal, got.code) => {
+                let death = death_shape(got.signal, got.code);
                 if want.page != got.page {
                     format!("{verb}: {death} at another page")
                 } else if read_want.len() != read_got.len() {
@@ -137,10 +137,6 @@ fn variant(o: &Outcome) -> String {
         Outcome::Read { .. } => "read".into(),
         Outcome::Killed { death, .. } => death_shape(death.signal, death.code),
     }
-}
-
-fn variant_of_death(d: &crate::program::outcome::Death) -> String {
-    death_shape(d.signal, d.code)
 }
 
 /// A death as a shape says it: `SIGSEGV maperr` (the trace's expectation syntax), or what the

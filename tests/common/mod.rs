@@ -491,3 +491,17 @@ pub fn caught_and_shrunk(what: &str, under: &str, max_ops: usize) -> Caught {
         saved,
     }
 }
+
+/// `cowcheck repro-c --build -o C TRACE`, which must succeed: the built binary's path (C
+/// without its extension).
+pub fn built_reproducer(c: &Path, trace: &Path) -> PathBuf {
+    cowcheck(&[
+        "repro-c".as_ref(),
+        "--build".as_ref(),
+        "-o".as_ref(),
+        c.as_os_str(),
+        trace.as_os_str(),
+    ])
+    .expect_code(0);
+    c.with_extension("")
+}

@@ -185,18 +185,8 @@ impl Validator {
                 let pages = self.known_map(map)?;
                 check_span(span, pages)?;
             }
-            Op::Vmsplice { map, page, .. } => {
-                let pages = self.known_map(map)?;
-                check_span(
-                    Span::Pages(PageRange {
-                        start: page,
-                        end: page.saturating_add(1),
-                    }),
-                    pages,
-                )?;
-            }
             Op::PipeRead { .. } | Op::Stop { .. } => {}
-            Op::Race { map, page, .. } => {
+            Op::Vmsplice { map, page, .. } | Op::Race { map, page, .. } => {
                 let pages = self.known_map(map)?;
                 check_span(
                     Span::Pages(PageRange {

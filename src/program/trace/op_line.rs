@@ -269,19 +269,8 @@ impl<'a> OpLine<'a> {
             }
             OpKind::Vmsplice => {
                 let map = self.map_handle(&mut columns)?;
-                let range = self.range(&mut columns)?;
-                if range.end != range.start.wrapping_add(1) {
-                    return Err(TraceError::new(
-                        self.line,
-                        columns.span.unwrap_or(1),
-                        "vmsplice takes one page (like 2)",
-                    ));
-                }
-                Op::Vmsplice {
-                    proc,
-                    map,
-                    page: range.start,
-                }
+                let page = self.one_page(&mut columns, "vmsplice takes one page (like 2)")?;
+                Op::Vmsplice { proc, map, page }
             }
             OpKind::PipeRead => Op::PipeRead { proc },
             OpKind::Alloc | OpKind::Free | OpKind::Tune => unreachable!("filtered above"),
@@ -289,20 +278,13 @@ impl<'a> OpLine<'a> {
                 let thread = self.thread_handle(&mut columns)?;
                 let kind = self.word("a race kind (write, dontneed, poke)", RaceKind::from_name)?;
                 let map = self.map_handle(&mut columns)?;
-                let range = self.range(&mut columns)?;
-                if range.end != range.start.wrapping_add(1) {
-                    return Err(TraceError::new(
-                        self.line,
-                        columns.span.unwrap_or(1),
-                        "a race takes one page (like 2)",
-                    ));
-                }
+                let page = self.one_page(&mut columns, "a race takes one page (like 2)")?;
                 Op::Race {
                     proc,
                     thread,
                     kind,
                     map,
-                    page: range.start,
+                    page,
                 }
             }
             OpKind::Vfork => {
@@ -531,6 +513,15 @@ impl<'a> OpLine<'a> {
                 format!("expected {needs}, found {}", quoted(token.text)),
             )
         })
+    }
+
+    /// A page range of exactly one page (`2`), else `what` at the range's column.
+    fn one_page(&mut self, columns: &mut Columns, what: &str) -> Result<u16, TraceError> {
+        let range = self.range(columns)?;
+        if range.end != range.start.wrapping_add(1) {
+            return Err(TraceError::new(self.line, columns.span.unwrap_or(1), what));
+        }
+        Ok(range.start)
     }
 
     /// Whole pages `A..B` or `A` (an empty `A..A` reads fine; the validator decides).
