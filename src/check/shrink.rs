@@ -49,7 +49,10 @@ pub fn shrink(program: &Program, mut fails: impl FnMut(&Program) -> bool) -> Pro
         }
         // 2b. Fold a child into its parent: its ops run in the parent, the fork goes.
         for i in (0..best.ops.len()).rev() {
-            if let Some(Op::Fork { proc, child }) = best.ops.get(i).copied() {
+            if let Some(op) = best.ops.get(i).copied()
+                && let Some(child) = op.born()
+            {
+                let proc = op.proc();
                 let ops: Vec<Op> = best
                     .ops
                     .iter()
@@ -104,13 +107,13 @@ pub fn shrink(program: &Program, mut fails: impl FnMut(&Program) -> bool) -> Pro
 /// The program without `op` and every op that depends on what it creates.
 fn without_dependents(p: &Program, op: &Op) -> Option<Program> {
     match *op {
-        Op::Fork { child, .. } => {
+        Op::Fork { child, .. } | Op::CloneVm { child, .. } => {
             let mut gone = [false; caps::MAX_PROCS];
             gone[child.0 as usize] = true;
             let mut ops = Vec::new();
             for o in &p.ops {
-                if let Op::Fork { proc, child: c } = *o
-                    && gone[proc.0 as usize]
+                if let Some(c) = o.born()
+                    && gone[o.proc().0 as usize]
                 {
                     gone[c.0 as usize] = true;
                 }
@@ -412,7 +415,7 @@ pub fn renumber(p: &Program) -> Program {
     let mut ops = Vec::with_capacity(p.ops.len());
     for op in &p.ops {
         let mut op = *op;
-        if let Op::Fork { child, .. } = &mut op {
+        if let Some(child) = op.born() {
             procs[child.0 as usize] = Some(np);
             np += 1;
         }

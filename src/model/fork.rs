@@ -12,10 +12,13 @@ impl Model {
     /// fork: `child` is born with a copy of `proc`'s address space (`dup_mmap`).
     pub(super) fn fork(&mut self, proc: ProcId, child: ProcId) -> Outcome {
         let space = self.dup_mmap(proc);
+        // A space of its own, even if `proc` shares one with a clone child (T32).
+        let mm = child.0 as usize;
+        self.spaces[mm] = space;
         self.procs[child.0 as usize] = Process {
             life: Life::Alive,
             parent: Some(proc),
-            space,
+            mm,
         };
         Outcome::Done
     }
@@ -49,9 +52,12 @@ impl Model {
     /// Exit or death: the address space goes as if unmapped (B6), as `exit_mmap` does; children
     /// live on.
     pub(super) fn end(&mut self, proc: ProcId, life: Life) {
-        let space = std::mem::take(self.space_mut(proc));
-        for pte in space.ptes.values() {
-            self.release(pte);
+        // Only the address space's last user tears it down (T33, `mmput()`).
+        if self.mm_users(proc) == 1 {
+            let space = std::mem::take(self.space_mut(proc));
+            for pte in space.ptes.values() {
+                self.release(pte);
+            }
         }
         self.procs[proc.0 as usize].life = life;
         // The pipe goes with the last process that holds it (every process does).

@@ -23,7 +23,9 @@
 //!   process_vm_writev);
 //! - `observe.rs`: snapshots, page digests, how /proc/PID/maps names a mapping, `Life`,
 //!   `PageState`;
-//! - `physical.rs`: what the physical channel (pagemap) must show, from the frames (I2-I9).
+//! - `physical.rs`: what the physical channel (pagemap) must show, from the frames (I2-I9);
+//! - `clone_vm.rs`: `clone(CLONE_VM)` children, which share their parent's address space
+//!   (T30-T34).
 //!
 //! Rules (docs/SEMANTICS.md IDs in parentheses; where the model differs from that document, the
 //! comment at the rule says what was measured):
@@ -63,6 +65,7 @@
 pub mod frame;
 pub mod space;
 
+mod clone_vm;
 mod fork;
 mod glibc;
 mod huge;
@@ -105,7 +108,9 @@ pub enum ModelError {
 struct Process {
     life: Life,
     parent: Option<ProcId>,
-    space: AddressSpace,
+    /// The address space the process runs in: an index into `Model::spaces`. A process's own
+    /// at birth (its handle's number); a `clone(CLONE_VM)` child's is its parent's (T30).
+    mm: usize,
 }
 
 /// The range one `map` (or `remap`) op returned.
@@ -134,6 +139,8 @@ pub struct Model {
     frames: Frames,
     objects: Vec<Option<SharedObject>>,
     procs: Vec<Process>,
+    /// Address spaces (`mm_struct`s), by `Process::mm` (`clone_vm.rs`).
+    spaces: Vec<AddressSpace>,
     maps: Vec<Option<MapHandle>>,
     /// Where the model's own next placement ends (`get_unmapped_area`).
     next_placement: u64,
@@ -176,14 +183,13 @@ impl Model {
 
     /// A world for a kernel with these features.
     pub fn with_features(page_size: usize, features: Features) -> Model {
-        let mut procs = vec![
-            Process {
+        let mut procs: Vec<Process> = (0..caps::MAX_PROCS)
+            .map(|mm| Process {
                 life: Life::Unborn,
                 parent: None,
-                space: AddressSpace::default(),
-            };
-            caps::MAX_PROCS
-        ];
+                mm,
+            })
+            .collect();
         procs[0].life = Life::Alive;
         Model {
             page_size: page_size as u64,
@@ -191,6 +197,7 @@ impl Model {
             frames: Frames::new(page_size),
             objects: Vec::new(),
             procs,
+            spaces: vec![AddressSpace::default(); caps::MAX_PROCS],
             maps: vec![None; caps::MAX_MAPS],
             next_placement: mmap::MODEL_MMAP_TOP,
             next_vma: 0,
@@ -257,7 +264,7 @@ impl Model {
         // Every handle the op reads an address from must have one: a handle whose map or remap
         // never succeeded names nothing, on either side.
         let needs_base: Vec<MapId> = match *op {
-            Op::Map { .. } | Op::Fork { .. } | Op::Exit { .. } => vec![],
+            Op::Map { .. } | Op::Fork { .. } | Op::Exit { .. } | Op::CloneVm { .. } => vec![],
             Op::MapAt { at, .. } => vec![at.map],
             Op::Remap { map, flags, .. } => {
                 let mut v = vec![map];
@@ -405,6 +412,8 @@ impl Model {
             Op::Vfork {
                 map, span, pattern, ..
             } => return Ok(self.vfork(proc, base(map), span, pattern)),
+            // The child runs in `proc`'s address space (T30): `clone_vm.rs`.
+            Op::CloneVm { child, .. } => self.clone_vm(proc, child),
         };
         if let Some(death) = outcome.death() {
             self.racers_end(proc);
@@ -415,11 +424,12 @@ impl Model {
 
     /// `proc`'s address space.
     fn space(&self, proc: ProcId) -> &AddressSpace {
-        &self.procs[proc.0 as usize].space
+        &self.spaces[self.procs[proc.0 as usize].mm]
     }
 
     fn space_mut(&mut self, proc: ProcId) -> &mut AddressSpace {
-        &mut self.procs[proc.0 as usize].space
+        let mm = self.procs[proc.0 as usize].mm;
+        &mut self.spaces[mm]
     }
 
     fn vpn(&self, addr: u64) -> u64 {

@@ -74,11 +74,13 @@ impl Model {
         // kernel splits them is the interleaving's.
         open.extend(self.racing_open_frames());
         let zapped = self.zapped_frames();
+        // One process per address space: two processes that share one (a clone child, T31)
+        // read the same page tables, and counting both would count each entry twice.
         let live = || {
             self.procs
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.life == Life::Alive)
+                .filter(|(i, p)| p.life == Life::Alive && self.mm_first_user(ProcId(*i as u8)))
         };
         // Whether a PMD (by its first page) may hold a transparent huge page whatever the THP
         // mode: MADV_COLLAPSE needs no MADV_HUGEPAGE (L3, L4). Asked once per PMD. A zero-page mapping is left open page by page, never by frame
@@ -96,7 +98,7 @@ impl Model {
         // 71 none`, exclusive bit, 5 of 5 runs there, 0 of 14 on a quiet one).
         let mut huge_objects: BTreeSet<(u32, u32)> = BTreeSet::new();
         for (_, p) in live() {
-            for pte in p.space.ptes.values() {
+            for pte in self.spaces[p.mm].ptes.values() {
                 if let PageBacking::Object { obj, index } = pte.backing
                     && pte.flags & flag::HUGE_RESIDUE != 0
                 {
@@ -105,7 +107,7 @@ impl Model {
             }
         }
         for (i, p) in live() {
-            for (&vpn, pte) in &p.space.ptes {
+            for (&vpn, pte) in &self.spaces[p.mm].ptes {
                 if let PageBacking::Private(f) = pte.backing
                     && (pte.flags & (flag::LAZY | flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0
                         || !pte.alts.is_empty()
@@ -122,8 +124,8 @@ impl Model {
         let mut out = Vec::new();
         for (i, p) in live() {
             let proc = ProcId(i as u8);
-            let mut preds = Vec::with_capacity(p.space.ptes.len());
-            for (&vpn, pte) in &p.space.ptes {
+            let mut preds = Vec::with_capacity(self.spaces[p.mm].ptes.len());
+            for (&vpn, pte) in &self.spaces[p.mm].ptes {
                 let addr = vpn * self.page_size;
                 let guard = pte.flags & flag::GUARD != 0;
                 let (identity, mut presence) = match pte.backing {

@@ -95,7 +95,9 @@ pub(super) fn schedule(
             wait = pass;
             for op in &ops[i..j] {
                 match *op {
-                    Op::Fork { child, .. } => live[child.0 as usize] = true,
+                    Op::Fork { child, .. } | Op::CloneVm { child, .. } => {
+                        live[child.0 as usize] = true
+                    }
                     Op::Exit { .. } => live[p] = false,
                     _ => {}
                 }
@@ -112,7 +114,9 @@ pub(super) fn schedule(
         if ops[k].snapshot_after() || k == last {
             let viewers: Vec<usize> = (0..caps::MAX_PROCS).filter(|&q| live[q]).collect();
             let child = match ops[k] {
-                Op::Fork { child, .. } if live[child.0 as usize] => Some(child.0 as usize),
+                Op::Fork { child, .. } | Op::CloneVm { child, .. } if live[child.0 as usize] => {
+                    Some(child.0 as usize)
+                }
                 _ => None,
             };
             let next = new_turn();

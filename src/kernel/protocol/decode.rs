@@ -246,6 +246,11 @@ impl Request {
                 direct_reads: r.flag()?,
                 barrier: r.barrier()?,
             },
+            verb::CLONE_VM => Request::CloneVm {
+                child: r.take(proc_of)?,
+                direct_reads: r.flag()?,
+                barrier: r.barrier()?,
+            },
             verb::EXIT => Request::Exit { pass: r.u32()? },
             verb::SNAPSHOT => Request::Snapshot {
                 direct_reads: r.flag()?,

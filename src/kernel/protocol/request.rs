@@ -28,6 +28,7 @@
 //! | `RACE`       | at, kind, thread (docs/SEMANTICS.md T1, T7, T8)                   |
 //! | `STOP`       | thread                                                           |
 //! | `FORK`       | child, direct reads, serial, mask, next                          |
+//! | `CLONE_VM`   | child, direct reads, serial, mask, next (T30)                    |
 //! | `EXIT`       | turn                                                             |
 //! | `SNAPSHOT`   | direct reads, serial, mask, next                                 |
 //! | `DUMP`       | at                                                               |
@@ -196,6 +197,14 @@ pub enum Request {
         direct_reads: bool,
         barrier: Barrier,
     },
+    /// Starts a process in this one's address space (libc's `clone`, CLONE_VM | SIGCHLD,
+    /// docs/SEMANTICS.md T30): as FORK, the child takes the slot of handle `child` and the
+    /// socket passed with this message, and sends its first view unasked.
+    CloneVm {
+        child: ProcId,
+        direct_reads: bool,
+        barrier: Barrier,
+    },
     /// Replies, passes the turn `pass` (0: none) and exits.
     Exit { pass: u32 },
     /// Looks at itself and replies with the view; `smaps`: with its smaps sums (I11), which
@@ -261,6 +270,7 @@ pub(super) mod verb {
     pub const RACE: u64 = 23;
     pub const STOP: u64 = 24;
     pub const VFORK: u64 = 31;
+    pub const CLONE_VM: u64 = 52;
 }
 
 /// A verb and its argument words.
@@ -463,6 +473,20 @@ impl Request {
                 barrier: b,
             } => words(
                 verb::FORK,
+                [
+                    child.0 as u64,
+                    direct_reads as u64,
+                    b.serial as u64,
+                    b.mask as u64,
+                    b.next as u64,
+                ],
+            ),
+            Request::CloneVm {
+                child,
+                direct_reads,
+                barrier: b,
+            } => words(
+                verb::CLONE_VM,
                 [
                     child.0 as u64,
                     direct_reads as u64,

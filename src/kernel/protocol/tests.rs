@@ -202,6 +202,13 @@ fn request() -> impl Strategy<Value = Request> {
                 barrier
             }
         ),
+        (0..caps::MAX_PROCS as u8, any::<bool>(), barrier()).prop_map(
+            |(child, direct_reads, barrier)| Request::CloneVm {
+                child: ProcId(child),
+                direct_reads,
+                barrier
+            }
+        ),
         any::<u32>().prop_map(|pass| Request::Exit { pass }),
         (any::<bool>(), any::<bool>(), barrier()).prop_map(|(direct_reads, smaps, barrier)| {
             Request::Snapshot {
@@ -277,9 +284,10 @@ fn request_variant(r: &Request) -> usize {
         Request::Race { .. } => 22,
         Request::Stop { .. } => 23,
         Request::Vfork { .. } => 24,
+        Request::CloneVm { .. } => 25,
     }
 }
-const REQUEST_VARIANTS: usize = 25;
+const REQUEST_VARIANTS: usize = 26;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

@@ -2,27 +2,30 @@
 //! (the replies built so far, then `Reply::Fault` with what the op in progress had produced),
 //! the turn its message would have passed is passed, and then the signal is delivered for
 //! real. This file owns the handler and the statics it reads (it cannot be given arguments);
-//! the handler only makes async-signal-safe calls and allocates nothing.
+//! the handler only makes async-signal-safe calls and allocates nothing. The statics but the
+//! turn's are per process (`PerProc`): a clone child shares them with its parent (T30).
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
+use super::clone_vm::PerProc;
 use super::turn::Turn;
 use crate::kernel::protocol::{REPLY_HEAD, Reply};
 
 /// The socket and reply buffer the fault handler reports through.
-pub(super) static FAULT_FD: AtomicI32 = AtomicI32::new(-1);
-pub(super) static FAULT_REPLY: AtomicPtr<u64> = AtomicPtr::new(std::ptr::null_mut());
+pub(super) static FAULT_FD: PerProc<AtomicI32> = PerProc([const { AtomicI32::new(-1) }; _]);
+pub(super) static FAULT_REPLY: PerProc<AtomicPtr<u64>> =
+    PerProc([const { AtomicPtr::new(std::ptr::null_mut()) }; _]);
 /// Payload words produced so far by the op in progress.
-pub(super) static PARTIAL: AtomicUsize = AtomicUsize::new(0);
+pub(super) static PARTIAL: PerProc<AtomicUsize> = PerProc([const { AtomicUsize::new(0) }; _]);
 /// The turn this process's current message passes at its end (0: none): if the process dies
 /// first, the fault handler passes it, so that the batches after it still run.
-pub(super) static PENDING_PASS: AtomicU32 = AtomicU32::new(0);
+pub(super) static PENDING_PASS: PerProc<AtomicU32> = PerProc([const { AtomicU32::new(0) }; _]);
 /// The tree's turn word (`Turn`), for the fault handler.
 pub(super) static TURN: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 /// Where in the reply area the op in progress builds its reply (earlier ops' replies of the
 /// same message come before it).
-pub(super) static FAULT_AT: AtomicUsize = AtomicUsize::new(0);
+pub(super) static FAULT_AT: PerProc<AtomicUsize> = PerProc([const { AtomicUsize::new(0) }; _]);
 
 /// SIGSEGV/SIGBUS handler: report, then let the signal kill the process. Only async-signal-safe
 /// calls (send, sigaction).

@@ -28,11 +28,14 @@
 //! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
 //! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
+//! - `clone_vm`: `clone(CLONE_VM)` children, their kits, and the fault statics kept per
+//!   process (T30);
 //! - `zygote`: the process that forks every program's root.
 
 mod accounting;
 mod alloc;
 mod calls;
+mod clone_vm;
 mod fault;
 mod perform;
 pub mod physical;
@@ -133,7 +136,13 @@ impl Scratch {
     }
 
     pub fn new(page_size: usize) -> Scratch {
-        let copy = ProcSlots::new(page_size);
+        let s = Scratch::build(ProcSlots::new(page_size), page_size);
+        // The clone children's kits, before the zygote (`clone_vm`).
+        clone_vm::make_kits(&s);
+        s
+    }
+
+    fn build(copy: ProcSlots, page_size: usize) -> Scratch {
         Scratch {
             reply: copy.reply(),
             requests: copy.requests(),

@@ -415,6 +415,19 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             put(&mut s.reply[here..], reply);
             return Done::Reply(0);
         }
+        // A process in this one's address space (docs/SEMANTICS.md T30, `clone_vm.rs`).
+        Request::CloneVm {
+            child,
+            direct_reads,
+            barrier,
+        } => {
+            s.direct_reads = direct_reads;
+            match super::clone_vm::clone_vm(*fd, s, child.0 as usize, barrier) {
+                super::clone_vm::Cloned::Parent(pid) => Reply::Done { value: pid as u64 },
+                super::clone_vm::Cloned::Failed(errno) => Reply::Failed { errno },
+                super::clone_vm::Cloned::Refused => Reply::Refused,
+            }
+        }
         Request::Exit { pass } => {
             put(&mut s.reply[here..], Reply::Done { value: 0 });
             return Done::Exit(pass);

@@ -24,6 +24,7 @@ use crate::kernel::protocol::{REPLY_HEAD, REPLY_PAYLOAD, REQ_WORDS};
 /// slot of its own. A page after the slots is the tree's board (`Turn`, `Board`). The mapping
 /// is made with the mmap system call itself, out of an interposed libc's reach; where even that
 /// fails, the executor refuses to start (the turns need shared memory).
+#[derive(Clone)]
 pub(super) struct ProcSlots {
     base: *mut u8,
     slot_len: usize,

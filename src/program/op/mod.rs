@@ -17,6 +17,7 @@
 //! - `validate`: the static rules, [`Validator`].
 //! - `alloc`: the allocator ops' words and allocation handles (malloc, free, mallopt).
 //! - `thread`: racing threads' handles, kinds and rules (docs/SEMANTICS.md T1).
+//! - `clone_vm`: what a program with a `clone(CLONE_VM)` child leaves out (T34).
 //!
 //! Every public name is re-exported here and from [`crate::program`].
 
@@ -24,6 +25,7 @@ pub mod caps;
 
 mod alloc;
 mod args;
+mod clone_vm;
 mod handle;
 mod ops;
 mod program;
@@ -33,6 +35,7 @@ mod validate;
 
 pub use alloc::*;
 pub use args::*;
+pub use clone_vm::*;
 pub use handle::*;
 pub use ops::*;
 pub use program::*;

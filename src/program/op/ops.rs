@@ -149,6 +149,9 @@ pub enum Op {
         span: Span,
         pattern: Pattern,
     },
+    /// `proc` starts process `child` through libc's `clone(CLONE_VM | SIGCHLD)`: its own pid
+    /// and its own exit, in `proc`'s address space, not a copy (docs/SEMANTICS.md T30).
+    CloneVm { proc: ProcId, child: ProcId },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -173,10 +176,11 @@ pub enum OpKind {
     Race,
     Stop,
     Vfork,
+    CloneVm,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 19] = [
+    pub const ALL: [OpKind; 20] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -196,6 +200,7 @@ impl OpKind {
         OpKind::Race,
         OpKind::Stop,
         OpKind::Vfork,
+        OpKind::CloneVm,
     ];
     /// Whether the kind is an allocator op's (whose trace verbs are the calls' names).
     pub fn is_alloc(self) -> bool {
@@ -223,6 +228,7 @@ impl OpKind {
             OpKind::Race => "race",
             OpKind::Stop => "stop",
             OpKind::Vfork => "vfork",
+            OpKind::CloneVm => "clone",
         }
     }
 }
@@ -261,6 +267,7 @@ impl Op {
             | Op::Free { proc, .. }
             | Op::Tune { proc, .. } => proc,
             Op::Race { proc, .. } | Op::Stop { proc, .. } | Op::Vfork { proc, .. } => proc,
+            Op::CloneVm { proc, .. } => proc,
         }
     }
 
@@ -287,6 +294,7 @@ impl Op {
             | Op::PipeRead { .. }
             | Op::Tune { .. }
             | Op::Stop { .. } => None,
+            Op::CloneVm { .. } => None,
         }
     }
 
@@ -312,6 +320,7 @@ impl Op {
             Op::Race { .. } => OpKind::Race,
             Op::Stop { .. } => OpKind::Stop,
             Op::Vfork { .. } => OpKind::Vfork,
+            Op::CloneVm { .. } => OpKind::CloneVm,
         }
     }
 
@@ -350,6 +359,7 @@ impl Op {
                 flags.fixed = flags.fixed.map(at);
             }
             Op::Fork { child, .. } => *child = p(*child),
+            Op::CloneVm { child, .. } => *child = p(*child),
             Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } | Op::Stop { .. } => {}
         }
         op
@@ -390,6 +400,14 @@ impl Op {
     /// Whether the whole observable state is compared after this op (the minimum: after
     /// every fork and exit; the end of the program is always compared too).
     pub fn snapshot_after(&self) -> bool {
-        matches!(self, Op::Fork { .. } | Op::Exit { .. })
+        matches!(self, Op::Fork { .. } | Op::Exit { .. }) || self.born().is_some()
+    }
+
+    /// The process an op brings into the program (a `fork`'s or a `clone`'s child), if any.
+    pub fn born(&self) -> Option<ProcId> {
+        match *self {
+            Op::Fork { child, .. } | Op::CloneVm { child, .. } => Some(child),
+            _ => None,
+        }
     }
 }

@@ -239,6 +239,7 @@ impl ThreadRules {
             Op::Map { .. }
             | Op::Read { .. }
             | Op::Fork { .. }
+            | Op::CloneVm { .. }
             | Op::Exit { .. }
             | Op::Invalid { .. }
             | Op::Race { .. }

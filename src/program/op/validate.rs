@@ -6,6 +6,7 @@
 use super::alloc::{AllocTable, Part, Refusal, check_alloc_span};
 use super::args::{MapArgs, MapKind};
 use super::caps;
+use super::clone_vm::CloneRules;
 use super::handle::{At, MapId, ProcId};
 use super::ops::Op;
 use super::program::Program;
@@ -50,6 +51,7 @@ pub struct Validator {
     /// Pages of the maps past `caps::CLASSIC_MAP_PAGES` so far (bounded by `caps::MAX_BIG_PAGES`).
     big_pages: u32,
     threads: ThreadRules,
+    clone_vm: CloneRules,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,7 @@ impl Default for Validator {
             ops: 0,
             big_pages: 0,
             threads: ThreadRules::default(),
+            clone_vm: CloneRules::default(),
         }
     }
 }
@@ -137,6 +140,11 @@ impl Validator {
                 Blame::Span => Culprit::Span,
             },
             message: r.message,
+        })?;
+        let mut clone_vm = self.clone_vm.clone();
+        clone_vm.admit(op).map_err(|message| InvalidOp {
+            culprit: Culprit::Proc,
+            message,
         })?;
         match *op {
             Op::Write { map, span, .. } | Op::Read { map, span, .. }
@@ -206,7 +214,7 @@ impl Validator {
                 check_span(Span::Pages(range), pages)?;
                 check_tail(tail, Culprit::Span)?;
             }
-            Op::Fork { child, .. } => {
+            Op::Fork { child, .. } | Op::CloneVm { child, .. } => {
                 match self.procs.get(child.0 as usize) {
                     None => {
                         return Err(invalid(
@@ -222,7 +230,8 @@ impl Validator {
                         return Err(invalid(
                             Culprit::Child,
                             format!(
-                                "process handle {child} is already taken; a fork needs a new handle"
+                                "process handle {child} is already taken; a {} needs a new handle",
+                                op.kind().name()
                             ),
                         ));
                     }
@@ -356,6 +365,7 @@ impl Validator {
             }
         }
         self.threads = threads;
+        self.clone_vm = clone_vm;
         self.ops += 1;
         Ok(())
     }

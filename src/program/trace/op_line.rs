@@ -362,6 +362,13 @@ impl<'a> OpLine<'a> {
                 let child = ProcId(self.handle(child_token, 'p', "process handle", "p1")?);
                 Op::Fork { proc, child }
             }
+            // A process in the same address space (docs/SEMANTICS.md T30).
+            OpKind::CloneVm => {
+                let child_token = self.take("a child process handle (like p1)")?;
+                columns.child = Some(child_token.column);
+                let child = ProcId(self.handle(child_token, 'p', "process handle", "p1")?);
+                Op::CloneVm { proc, child }
+            }
             OpKind::Exit => Op::Exit { proc },
             OpKind::Unmap => {
                 let map = self.map_handle(&mut columns)?;

@@ -124,7 +124,9 @@ impl fmt::Display for Op {
                 PatternText(pattern)
             ),
             Op::Read { proc, map, span } => write!(f, "{proc} {verb} {map} {}", SpanText(span)),
-            Op::Fork { proc, child } => write!(f, "{proc} {verb} {child}"),
+            Op::Fork { proc, child } | Op::CloneVm { proc, child } => {
+                write!(f, "{proc} {verb} {child}")
+            }
             Op::Exit { proc } => write!(f, "{proc} {verb}"),
             Op::Unmap {
                 proc,

@@ -234,6 +234,16 @@ impl Walk {
     fn step(&mut self, i: usize, op: &Op) -> Result<Step, ReproError> {
         let page_size = self.page_size;
         let stopping = self.races.before(&self.model, i, op);
+        // A clone(CLONE_VM) child (T30) would share the runtime's statics (its own handle, its
+        // reply, its buffers) with its parent: not expressed yet.
+        if let Op::CloneVm { .. } = op {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "clone",
+                known: "fork and vfork children: a clone(CLONE_VM) child would share the runtime's per-process statics with its parent".into(),
+            });
+        }
         // A vfork child that stores and exits is expressed (docs/SEMANTICS.md T5); one that
         // dies would meet the parent's fault handler, which shares its memory.
         if let Op::Vfork { .. } = op
@@ -639,6 +649,7 @@ fn success_words(op: &Op) -> String {
         Op::Race { thread, .. } => format!("starts {thread}"),
         Op::Stop { thread, .. } => format!("stops {thread}"),
         Op::Vfork { .. } => "vforks a child that writes and exits".into(),
+        Op::CloneVm { child, .. } => format!("clones {child} into its address space"),
     }
 }
 

@@ -185,7 +185,7 @@ impl Coordinator {
             Op::Map { .. } | Op::MapAt { .. } | Op::Remap { .. } | Op::Alloc { .. } => {
                 Outcome::Mapped { addr: value }
             }
-            Op::Fork { .. } => {
+            Op::Fork { .. } | Op::CloneVm { .. } => {
                 self.fork_outcome(op, value, workers, unborn)?;
                 Outcome::Done
             }
@@ -226,7 +226,7 @@ impl Coordinator {
         workers: &mut [Option<Worker>],
         unborn: &mut Unborn,
     ) -> Result<(), String> {
-        let Op::Fork { child, .. } = *op else {
+        let Some(child) = op.born() else {
             return Ok(());
         };
         let (fd, _) = unborn[child.0 as usize]

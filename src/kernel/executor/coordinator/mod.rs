@@ -25,7 +25,7 @@ use super::schedule::{Step, first_unsafe_read, schedule};
 use super::{Worker, set_deadline};
 use crate::kernel::protocol::{DumpRequest, KernelRun, Reply, Request};
 use crate::kernel::worker;
-use crate::program::{Op, Program, caps};
+use crate::program::{Program, caps};
 use receive::Received;
 
 /// Per process handle: the sockets made for a child before its fork (ours, and theirs until
@@ -143,7 +143,7 @@ impl Coordinator {
         for (n, step) in steps.iter().enumerate() {
             if let Step::Batch { ops: range, .. } = step {
                 for op in &ops[range.clone()] {
-                    if let Op::Fork { child, .. } = *op {
+                    if let Some(child) = op.born() {
                         match socketpair(
                             AddressFamily::Unix,
                             SockType::SeqPacket,

@@ -100,6 +100,11 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
             direct_reads,
             barrier,
         },
+        Op::CloneVm { child, .. } => Request::CloneVm {
+            child,
+            direct_reads,
+            barrier,
+        },
         Op::Exit { .. } => Request::Exit { pass },
         Op::Vmsplice { map, page, .. } => Request::Vmsplice {
             at: At::page(map, page),
@@ -229,7 +234,7 @@ impl Coordinator {
                     let ps = self.page_size as usize;
                     let req = request(op, ps, direct_reads, *pass, barrier);
                     push(&mut words, req);
-                    if let Op::Fork { child, .. } = *op {
+                    if let Some(child) = op.born() {
                         passed = unborn[child.0 as usize]
                             .as_mut()
                             .and_then(|(_, theirs)| theirs.take());

@@ -1,0 +1,230 @@
+//! The CLONE_VM request (docs/SEMANTICS.md T30 to T34): the worker starts a process in its own
+//! address space through libc's `clone(fn, stack, CLONE_VM | SIGCHLD, arg)` (so an interposed
+//! libc stays in the path; not CLONE_THREAD: the child has its own pid, its own exit and its
+//! own signals; not CLONE_FILES: its own copy of the fd table). The child runs the worker loop
+//! like a fork child, over its own socket (passed with the message, as for FORK).
+//!
+//! What the two share is everything in memory, the statics included, so nothing here
+//! allocates after the program started, and each process must use buffers of its own:
+//! - a **kit** per possible child, made with the first `Scratch` before the zygote (so its
+//!   mappings are the harness's, in every root's baseline, and left out of snapshots): a
+//!   stack (mapped `MAP_NORESERVE`, touched only by the child) and a spare `Scratch` (its own
+//!   maps buffer, reply and request areas through the same shared slots). A kit is taken once
+//!   and never given back (a program has at most `caps::MAX_PROCS` processes);
+//! - the fault handler's statics (`fault.rs`) are per process: `PerProc` holds one copy for
+//!   the process on an ordinary stack and one per kit, and picks by where the stack pointer
+//!   is (async-signal-safe, no syscall). Until a kit is taken it picks the first at once.
+//!
+//! errno stays shared (a CLONE_VM child without CLONE_SETTLS runs on its parent's TLS): the
+//! worker reads it right after the failing call of an op, and the program's processes take
+//! turns (`Turn`), so the other user of the space is then waiting, not failing calls.
+
+use std::ffi::c_void;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use super::Scratch;
+use super::fault::{FAULT_AT, FAULT_FD, PARTIAL, PENDING_PASS};
+use super::serve::serve;
+use super::snapshot::view_and_send;
+use crate::kernel::protocol::Barrier;
+use crate::program::caps;
+
+/// Kits: at most one per process handle.
+pub(super) const KITS: usize = caps::MAX_PROCS;
+/// Copies a `PerProc` holds: the ordinary stack's, then one per kit.
+const COPIES: usize = KITS + 1;
+/// A clone child's stack (mapped without a reservation: only what it touches costs).
+const STACK: usize = 2 << 20;
+
+/// A value with one copy per process that may share this address space (module header).
+pub(super) struct PerProc<T>(pub(super) [T; COPIES]);
+
+/// Each kit's stack, `[lo, hi)`, for `PerProc` (0, 0 until made).
+static STACK_LO: [AtomicU64; KITS] = [const { AtomicU64::new(0) }; KITS];
+static STACK_HI: [AtomicU64; KITS] = [const { AtomicU64::new(0) }; KITS];
+/// Whether a kit was taken in this address space (the fast path of `PerProc` until then).
+static ANY_TAKEN: AtomicBool = AtomicBool::new(false);
+/// The kits, made once by the first `Scratch`.
+static KIT_TABLE: AtomicPtr<Kit> = AtomicPtr::new(std::ptr::null_mut());
+static KIT_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Which copy of a `PerProc` the calling process uses: 0 on an ordinary stack, `k + 1` on kit
+/// `k`'s. Async-signal-safe.
+#[inline]
+fn me() -> usize {
+    if !ANY_TAKEN.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let probe = 0u8;
+    let sp = std::ptr::addr_of!(probe) as u64;
+    for k in 0..KITS {
+        if sp >= STACK_LO[k].load(Ordering::Relaxed) && sp < STACK_HI[k].load(Ordering::Relaxed) {
+            return k + 1;
+        }
+    }
+    0
+}
+
+impl<T> std::ops::Deref for PerProc<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0[me()]
+    }
+}
+
+/// What a clone child needs, made before the program: its stack, its `Scratch`, and the
+/// words its parent leaves it at the clone.
+pub(super) struct Kit {
+    taken: AtomicBool,
+    scratch: Scratch,
+    /// The child's socket, and the parent's (which the child closes in its own fd table).
+    fd: RawFd,
+    parent_fd: RawFd,
+    child: usize,
+    barrier: Barrier,
+}
+
+/// Makes the kits, once, with the first `Scratch` (before the zygote). Without them (a map
+/// failed) a `clone` is refused: a harness error, never a kernel's.
+pub(super) fn make_kits(first: &Scratch) {
+    if !KIT_TABLE.load(Ordering::Relaxed).is_null() {
+        return;
+    }
+    let mut kits = Vec::with_capacity(KITS);
+    for k in 0..KITS {
+        // SAFETY: a fresh private anonymous mapping, owned by the kit for the process's life.
+        let stack = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if stack == libc::MAP_FAILED {
+            break;
+        }
+        STACK_LO[k].store(stack as u64, Ordering::Relaxed);
+        STACK_HI[k].store(stack as u64 + STACK as u64, Ordering::Relaxed);
+        kits.push(Kit {
+            taken: AtomicBool::new(false),
+            scratch: first.spare(),
+            fd: -1,
+            parent_fd: -1,
+            child: 0,
+            barrier: Barrier::default(),
+        });
+    }
+    KIT_COUNT.store(kits.len(), Ordering::Relaxed);
+    KIT_TABLE.store(
+        Box::leak(kits.into_boxed_slice()).as_mut_ptr(),
+        Ordering::Release,
+    );
+}
+
+/// How a CLONE_VM request went.
+pub(super) enum Cloned {
+    /// The child's pid.
+    Parent(i32),
+    /// clone failed with this errno.
+    Failed(i32),
+    /// No socket was passed, or no kit is left (a harness error).
+    Refused,
+}
+
+/// The child: its `Scratch` set up as a fork child's is, its parent's socket closed in its own
+/// fd table, its first view sent unasked, then the worker loop (never returns).
+extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
+    // SAFETY: `arg` is the kit its parent took for this child; only this child uses it now.
+    let kit = unsafe { &mut *(arg as *mut Kit) };
+    // SAFETY: this process's own copy of the parent's socket, which it never uses.
+    unsafe { libc::close(kit.parent_fd) };
+    let fd = kit.fd;
+    let s = &mut kit.scratch;
+    s.is_root = false;
+    s.maps.after_fork();
+    s.take_slot(kit.child);
+    s.at = 0;
+    s.set_unsent(0);
+    PENDING_PASS.store(0, Ordering::Relaxed);
+    FAULT_AT.store(0, Ordering::Relaxed);
+    PARTIAL.store(0, Ordering::Relaxed);
+    FAULT_FD.store(fd, Ordering::Relaxed);
+    view_and_send(fd, s, kit.barrier);
+    serve(fd, s)
+}
+
+/// `s`'s process starts the child of handle `child` in its own address space; the child's
+/// socket is the one passed with this message.
+pub(super) fn clone_vm(fd: RawFd, s: &mut Scratch, child: usize, barrier: Barrier) -> Cloned {
+    let theirs = std::mem::replace(&mut s.passed_fd, -1);
+    if theirs < 0 {
+        return Cloned::Refused;
+    }
+    let table = KIT_TABLE.load(Ordering::Acquire);
+    let count = KIT_COUNT.load(Ordering::Relaxed);
+    // SAFETY: the kits were made before the zygote and live for the process's life.
+    let kits =
+        unsafe { std::slice::from_raw_parts_mut(table, if table.is_null() { 0 } else { count }) };
+    let Some(k) = kits.iter().position(|k| {
+        k.taken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }) else {
+        // SAFETY: the child's socket, which nobody will use.
+        unsafe { libc::close(theirs) };
+        return Cloned::Refused;
+    };
+    ANY_TAKEN.store(true, Ordering::Release);
+    let kit = &mut kits[k];
+    kit.fd = theirs;
+    kit.parent_fd = fd;
+    kit.child = child;
+    kit.barrier = barrier;
+    kit.scratch.inherit(s);
+    let top = STACK_HI[k].load(Ordering::Relaxed) & !15;
+    // SAFETY: the child runs `child_main` on the kit's own stack, which nothing else uses,
+    // with the kit as its argument; it never returns into this frame (it ends by `_exit` or a
+    // signal, in `serve`).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            kit as *mut Kit as *mut c_void,
+        )
+    };
+    let errno = nix::errno::Errno::last() as i32;
+    // SAFETY: the child's socket is the child's (in its own fd table); this process does not
+    // use it.
+    unsafe { libc::close(theirs) };
+    if pid < 0 {
+        return Cloned::Failed(errno);
+    }
+    Cloned::Parent(pid)
+}
+
+impl Scratch {
+    /// A spare `Scratch` for a kit: buffers of its own, the same shared slots.
+    fn spare(&self) -> Scratch {
+        Scratch::build(self.copy.clone(), self.page_size)
+    }
+
+    /// What a clone child takes from its parent's `Scratch` (as a fork child finds it in its
+    /// copy): the baseline, the program's pipe and /dev/zero descriptor (the same numbers in
+    /// its copy of the fd table), and how views read pages. Copies, never allocates.
+    fn inherit(&mut self, parent: &Scratch) {
+        let n = parent.baseline_len.min(self.baseline.len());
+        self.baseline[..n].copy_from_slice(&parent.baseline[..n]);
+        self.baseline_len = n;
+        self.pipe = parent.pipe;
+        self.zero_fd = parent.zero_fd;
+        self.direct_reads = parent.direct_reads;
+        self.smaps = false;
+        self.passed_fd = -1;
+    }
+}
