@@ -421,6 +421,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             "mmap of one PMD of anonymous memory lands on a PMD boundary (6.7)",
         ),
         (
+            "CLONE_VM",
+            f.clone_vm,
+            "clone(CLONE_VM|SIGCHLD): the child's store is seen by its parent",
+        ),
+        (
             "GLIBC_MALLOC",
             f.glibc_malloc,
             "dladdr: malloc lies in the object of gnu_get_libc_version (glibc's ptmalloc)",

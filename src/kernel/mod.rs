@@ -13,6 +13,7 @@
 //! or a front end.
 
 pub mod client;
+pub mod clone_vm_probe;
 pub mod executor;
 pub mod malloc_probe;
 pub mod maps;

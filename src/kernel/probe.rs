@@ -114,6 +114,7 @@ pub fn probe_features(ps: usize) -> Features {
             glibc_malloc: glibc_malloc(),
             // Probed last, right before the zygote (`malloc_probe`).
             glibc_dynamic_threshold: false,
+            clone_vm: super::clone_vm_probe::clone_vm_works(),
             noreplace: works_on(libc::MAP_PRIVATE, &|p| {
                 let q = libc::mmap(
                     p,

@@ -44,6 +44,9 @@ pub struct Features {
     /// mapped chunk raises the threshold (docs/SEMANTICS.md M11). Off where glibc was tuned
     /// (`GLIBC_TUNABLES`, `MALLOC_*_` variables) or is not the allocator.
     pub glibc_dynamic_threshold: bool,
+    /// `clone(CLONE_VM | SIGCHLD)` makes a process that shares the caller's memory
+    /// (docs/SEMANTICS.md T30): always on Linux; an emulator may refuse or copy.
+    pub clone_vm: bool,
 }
 
 impl Features {
@@ -64,6 +67,7 @@ impl Features {
         thp_align: true,
         glibc_malloc: true,
         glibc_dynamic_threshold: true,
+        clone_vm: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -90,6 +94,7 @@ impl Features {
                 "glibc's dynamic mmap threshold is on",
                 self.glibc_dynamic_threshold,
             ),
+            ("clone(CLONE_VM) children share memory", self.clone_vm),
         ]
     }
 

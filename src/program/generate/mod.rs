@@ -13,6 +13,7 @@
 
 mod alloc;
 mod backings;
+mod clone_vm;
 mod family;
 mod threads;
 

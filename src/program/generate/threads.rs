@@ -71,6 +71,9 @@ impl Builder {
             if r.verb % 4 == 3 && self.vfork_of(r) {
                 return;
             }
+            if r.verb % 16 == 2 && self.add_clone_vm(r) {
+                return;
+            }
             self.add(r);
             return;
         }
