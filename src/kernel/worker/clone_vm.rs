@@ -11,9 +11,8 @@
 //!   stack (mapped `MAP_NORESERVE`, touched only by the child) and a spare `Scratch` (its own
 //!   maps buffer, reply and request areas through the same shared slots). A kit is taken once
 //!   and never given back (a program has at most `caps::MAX_PROCS` processes);
-//! - the fault handler's statics (`fault.rs`) are per process: `PerProc` holds one copy for
-//!   the process on an ordinary stack and one per kit, and picks by where the stack pointer
-//!   is (async-signal-safe, no syscall). Until a kit is taken it picks the first at once.
+//! - the fault handler's statics (`fault.rs`) are per process (`per_proc.rs`: one copy per
+//!   stack, chosen by where the stack pointer is).
 //!
 //! errno stays shared (a CLONE_VM child without CLONE_SETTLS runs on its parent's TLS): the
 //! worker reads it right after the failing call of an op, and the program's processes take
@@ -21,58 +20,25 @@
 
 use std::ffi::c_void;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use super::Scratch;
 use super::fault::{FAULT_AT, FAULT_FD, PARTIAL, PENDING_PASS};
-use super::serve::serve;
+use super::per_proc::{self, KITS_MAX};
 use super::snapshot::view_and_send;
 use crate::kernel::protocol::Barrier;
-use crate::program::caps;
 
 /// Kits: at most one per process handle.
-pub(super) const KITS: usize = caps::MAX_PROCS;
-/// Copies a `PerProc` holds: the ordinary stack's, then one per kit.
-const COPIES: usize = KITS + 1;
+pub(super) const KITS: usize = KITS_MAX;
 /// A clone child's stack (mapped without a reservation: only what it touches costs).
 const STACK: usize = 2 << 20;
-
-/// A value with one copy per process that may share this address space (module header).
-pub(super) struct PerProc<T>(pub(super) [T; COPIES]);
-
-/// Each kit's stack, `[lo, hi)`, for `PerProc` (0, 0 until made).
-static STACK_LO: [AtomicU64; KITS] = [const { AtomicU64::new(0) }; KITS];
-static STACK_HI: [AtomicU64; KITS] = [const { AtomicU64::new(0) }; KITS];
-/// Whether a kit was taken in this address space (the fast path of `PerProc` until then).
-static ANY_TAKEN: AtomicBool = AtomicBool::new(false);
 /// The kits, made once by the first `Scratch`.
 static KIT_TABLE: AtomicPtr<Kit> = AtomicPtr::new(std::ptr::null_mut());
 static KIT_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-/// Which copy of a `PerProc` the calling process uses: 0 on an ordinary stack, `k + 1` on kit
-/// `k`'s. Async-signal-safe.
-#[inline]
-fn me() -> usize {
-    if !ANY_TAKEN.load(Ordering::Relaxed) {
-        return 0;
-    }
-    let probe = 0u8;
-    let sp = std::ptr::addr_of!(probe) as u64;
-    for k in 0..KITS {
-        if sp >= STACK_LO[k].load(Ordering::Relaxed) && sp < STACK_HI[k].load(Ordering::Relaxed) {
-            return k + 1;
-        }
-    }
-    0
-}
-
-impl<T> std::ops::Deref for PerProc<T> {
-    type Target = T;
-    #[inline]
-    fn deref(&self) -> &T {
-        &self.0[me()]
-    }
-}
+/// The worker loop, which a clone child runs (set by `serve` itself: naming it here would
+/// make the worker's files import one another in a cycle).
+pub(super) static ENTRY: OnceLock<fn(RawFd, &mut Scratch) -> !> = OnceLock::new();
 
 /// What a clone child needs, made before the program: its stack, its `Scratch`, and the
 /// words its parent leaves it at the clone.
@@ -108,8 +74,7 @@ pub(super) fn make_kits(first: &Scratch) {
         if stack == libc::MAP_FAILED {
             break;
         }
-        STACK_LO[k].store(stack as u64, Ordering::Relaxed);
-        STACK_HI[k].store(stack as u64 + STACK as u64, Ordering::Relaxed);
+        per_proc::set_stack(k, stack as u64, stack as u64 + STACK as u64);
         kits.push(Kit {
             taken: AtomicBool::new(false),
             scratch: first.spare(),
@@ -155,7 +120,11 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
     PARTIAL.store(0, Ordering::Relaxed);
     FAULT_FD.store(fd, Ordering::Relaxed);
     view_and_send(fd, s, kit.barrier);
-    serve(fd, s)
+    match ENTRY.get() {
+        Some(serve) => serve(fd, s),
+        // SAFETY: _exit is always safe to call (never here: the parent ran `serve`).
+        None => unsafe { libc::_exit(1) },
+    }
 }
 
 /// `s`'s process starts the child of handle `child` in its own address space; the child's
@@ -179,14 +148,14 @@ pub(super) fn clone_vm(fd: RawFd, s: &mut Scratch, child: usize, barrier: Barrie
         unsafe { libc::close(theirs) };
         return Cloned::Refused;
     };
-    ANY_TAKEN.store(true, Ordering::Release);
+    per_proc::taken();
     let kit = &mut kits[k];
     kit.fd = theirs;
     kit.parent_fd = fd;
     kit.child = child;
     kit.barrier = barrier;
     kit.scratch.inherit(s);
-    let top = STACK_HI[k].load(Ordering::Relaxed) & !15;
+    let top = per_proc::stack_top(k) & !15;
     // SAFETY: the child runs `child_main` on the kit's own stack, which nothing else uses,
     // with the kit as its argument; it never returns into this frame (it ends by `_exit` or a
     // signal, in `serve`).

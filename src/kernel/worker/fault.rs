@@ -8,7 +8,7 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-use super::clone_vm::PerProc;
+use super::per_proc::PerProc;
 use super::turn::Turn;
 use crate::kernel::protocol::{REPLY_HEAD, Reply};
 

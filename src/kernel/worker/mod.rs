@@ -28,8 +28,8 @@
 //! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
 //! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
-//! - `clone_vm`: `clone(CLONE_VM)` children, their kits, and the fault statics kept per
-//!   process (T30);
+//! - `clone_vm`: `clone(CLONE_VM)` children and their kits (T30); `per_proc`: the statics
+//!   kept per process (a clone child shares the others with its parent);
 //! - `zygote`: the process that forks every program's root.
 
 mod accounting;
@@ -37,6 +37,7 @@ mod alloc;
 mod calls;
 mod clone_vm;
 mod fault;
+mod per_proc;
 mod perform;
 pub mod physical;
 mod serve;

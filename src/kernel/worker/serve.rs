@@ -23,6 +23,8 @@ use crate::kernel::protocol::{BadRequest, REPLY_HEAD, REQ_WORDS, Request};
 /// alone (it is large): what came before it is sent first. A fatal signal sends what was built
 /// so far with the fault's report after it.
 pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
+    // What a clone child runs (`clone_vm`).
+    let _ = super::clone_vm::ENTRY.set(serve);
     fault::install_fault_handler();
     TURN.store(s.copy.turn as *mut AtomicU32, Ordering::Relaxed);
     FAULT_FD.store(fd, Ordering::Relaxed);
