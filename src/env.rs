@@ -423,7 +423,7 @@ fn probes(page_size: usize) -> Vec<Probe> {
         (
             "CLONE_VM",
             f.clone_vm,
-            "clone(CLONE_VM|SIGCHLD): the child's store is seen by its parent",
+            "clone(CLONE_VM|SIGCHLD) of a child that exits",
         ),
         (
             "GLIBC_MALLOC",

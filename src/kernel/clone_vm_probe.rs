@@ -1,8 +1,10 @@
-//! Whether `clone(CLONE_VM | SIGCHLD)` makes a process that shares the caller's memory
-//! (docs/SEMANTICS.md T30), probed once at start by trying: a child on a stack of its own
-//! stores a word and exits, and the word must be seen here. Linux always does; an emulator
-//! may refuse the flags (qemu-user runs CLONE_VM only as a thread, with CLONE_THREAD and the
-//! rest) or copy the memory, and then no program uses `clone`.
+//! Whether `clone(CLONE_VM | SIGCHLD)` is accepted (docs/SEMANTICS.md T30, T34), probed once
+//! at start by trying: a child on a stack of its own stores a word and exits. Linux always
+//! accepts it; an emulator may refuse the flags (qemu-user runs CLONE_VM only as a thread, with
+//! CLONE_THREAD and the rest: EINVAL), and then no program uses `clone`. Whether the child's
+//! store was seen is not asked: a target that accepts the flags and copies the memory anyway
+//! is a finding for the campaign to report, not a feature to turn off (tests/faults/libclonevm.c
+//! is such a libc).
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,7 @@ extern "C" fn probe_child(_: *mut c_void) -> libc::c_int {
     0
 }
 
-/// Whether a CLONE_VM child's store is seen by its parent, and the child exits as a process.
+/// Whether a CLONE_VM child is made, and exits as a process.
 pub fn clone_vm_works() -> bool {
     const STACK: usize = 64 << 10;
     SEEN.store(0, Ordering::SeqCst);
@@ -55,10 +57,7 @@ pub fn clone_vm_works() -> bool {
                 break r;
             }
         };
-        ok = r == pid
-            && libc::WIFEXITED(status)
-            && libc::WEXITSTATUS(status) == 0
-            && SEEN.load(Ordering::SeqCst) == 0x5a;
+        ok = r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     }
     if pid <= 0 || ok {
         // SAFETY: the stack mapped above; the child is gone (or was never made).

@@ -1,0 +1,48 @@
+//! Proof that the CLONE_VM checks can fail (docs/SEMANTICS.md T30, T31): under
+//! tests/faults/libclonevm.c, whose `clone` drops CLONE_VM from a process clone (the child gets
+//! a copy of the address space, as a fork child does), a seeded campaign finds a divergence,
+//! shrinks it to a few ops with a `clone`, saves it, and the saved trace replays to a
+//! divergence under the fault and agrees without it; and a scenario whose child writes to a
+//! private page diverges under the fault by its contents.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+/// tests/faults/libclonevm.c (`shim`).
+fn libclonevm() -> Option<PathBuf> {
+    shim("libclonevm")
+}
+
+#[test]
+fn a_copying_clone_is_caught_and_shrunk() {
+    let Some(lib) = libclonevm() else { return };
+    let under = format!("env LD_PRELOAD={}", lib.display());
+    let Caught { ops, trace, .. } = caught_and_shrunk("libclonevm-copy", &under, 4);
+    assert!(
+        ops.iter().any(|o| o.contains(" clone ")),
+        "the shrunk trace needs a clone:\n{trace}"
+    );
+}
+
+/// A clone child's store to a private page is its parent's (T31): under the copying clone the
+/// parent reads its own old bytes, and the scenario's expectation fails on the kernel's side.
+#[test]
+fn the_private_write_scenario_fails_under_a_copying_clone() {
+    let Some(lib) = libclonevm() else { return };
+    let trace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/threads/clone-vm-writes-private.trace");
+    let path = trace.to_str().expect("utf-8 path");
+    cowcheck(&["replay", path]).expect_code(0);
+    let under = format!("env LD_PRELOAD={}", lib.display());
+    let run = cowcheck(&["replay", path, "--under", &under]);
+    run.expect_code(1);
+    assert!(
+        run.stdout
+            .contains("line 11 (op 5, p0 read m0 1 => 0x22): kernel"),
+        "the parent must miss the child's store:\n{}",
+        run.dump()
+    );
+}
