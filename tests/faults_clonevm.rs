@@ -3,7 +3,7 @@
 //! a copy of the address space, as a fork child does), a seeded campaign finds a divergence,
 //! shrinks it to a few ops with a `clone`, saves it, and the saved trace replays to a
 //! divergence under the fault and agrees without it; and a scenario whose child writes to a
-//! private page diverges under the fault by its contents.
+//! private page diverges under the fault by its contents, in `replay` and in its C reproducer.
 
 mod common;
 
@@ -44,5 +44,39 @@ fn the_private_write_scenario_fails_under_a_copying_clone() {
             .contains("line 11 (op 5, p0 read m0 1 => 0x22): kernel"),
         "the parent must miss the child's store:\n{}",
         run.dump()
+    );
+}
+
+/// The C reproducer of a clone child's private stores (docs/SEMANTICS.md T30, T31; `V_CLONE`
+/// in runtime.c) passes on this kernel and fails under the copying clone: the parent misses
+/// the child's store, and the child its parent's. (The campaign's shrunk trace above is caught
+/// by the exclusive bit, I8: the copy's second page table maps the shared page the views
+/// read; a reproducer checks pagemap page by page, not across processes.)
+#[test]
+fn the_clone_reproducer_fails_under_a_copying_clone() {
+    let Some(lib) = libclonevm() else { return };
+    let trace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/threads/clone-vm-writes-private.trace");
+    let dir = tmpdir("repro-clonevm");
+    let c = dir.join("clonevm.c");
+    let bin = built_reproducer(&c, &trace);
+    let deadline = std::time::Duration::from_secs(60);
+    let plain = run_command(std::process::Command::new(&bin), deadline);
+    plain.expect_code(0);
+    assert!(
+        plain.stdout.contains("# 0 of 12 tests failed"),
+        "{}",
+        plain.dump()
+    );
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.env("LD_PRELOAD", &lib);
+    let faulty = run_command(cmd, deadline);
+    faulty.expect_code(1);
+    assert!(
+        faulty
+            .stdout
+            .contains("not ok 7 - p0 read m0 1: reads 0x22×4096"),
+        "{}",
+        faulty.dump()
     );
 }

@@ -279,7 +279,7 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         Op::Read { span, .. } => format!("{}{}", with("V_READ"), span_fields(span, page_size)),
         Op::Fork { child, .. } => format!("{}, .kind = {}", with("V_FORK"), child.0),
         Op::Exit { .. } => with("V_EXIT"),
-        Op::CloneVm { .. } => unreachable!("the plan refuses clone children"),
+        Op::CloneVm { child, .. } => format!("{}, .kind = {}", with("V_CLONE"), child.0),
         Op::Unmap { pages, tail: t, .. } => format!(
             "{}, .first = {}, .npages = {}{}",
             with("V_UNMAP"),

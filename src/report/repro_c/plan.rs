@@ -131,7 +131,7 @@ pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
         .ops
         .iter()
         .map(|op| match *op {
-            Op::Fork { proc, child } => proc.0.max(child.0),
+            Op::Fork { proc, child } | Op::CloneVm { proc, child } => proc.0.max(child.0),
             _ => op.proc().0,
         })
         .max()
@@ -234,16 +234,6 @@ impl Walk {
     fn step(&mut self, i: usize, op: &Op) -> Result<Step, ReproError> {
         let page_size = self.page_size;
         let stopping = self.races.before(&self.model, i, op);
-        // A clone(CLONE_VM) child (T30) would share the runtime's statics (its own handle, its
-        // reply, its buffers) with its parent: not expressed yet.
-        if let Op::CloneVm { .. } = op {
-            return Err(ReproError::Unsupported {
-                index: i + 1,
-                op: op.to_string(),
-                kind: "clone",
-                known: "fork and vfork children: a clone(CLONE_VM) child would share the runtime's per-process statics with its parent".into(),
-            });
-        }
         // A vfork child that stores and exits is expressed (docs/SEMANTICS.md T5); one that
         // dies would meet the parent's fault handler, which shares its memory.
         if let Op::Vfork { .. } = op
@@ -521,7 +511,7 @@ impl Walk {
                 by: proc,
                 at: i,
             }),
-            Op::Fork { child, .. } => self.birth[child.0 as usize] = i,
+            Op::Fork { child, .. } | Op::CloneVm { child, .. } => self.birth[child.0 as usize] = i,
             _ => {}
         }
     }

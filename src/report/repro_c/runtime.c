@@ -72,7 +72,7 @@
 
 enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
-	    V_VFORK, V_RACE, V_STOP };
+	    V_VFORK, V_RACE, V_STOP, V_CLONE };
 /* race: what the thread does (cowcheck's RaceKind). */
 enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE };
 /* How a page's bytes are checked where a racing thread decides its last 8 bytes (the counter;
@@ -111,7 +111,7 @@ struct op {
 	int verb;                  /* V_* */
 	int proc;                  /* the process handle that performs the op */
 	int map;                   /* the mapping handle, -1 for none */
-	int kind;                  /* map: K_*; fork: the child's process handle */
+	int kind;                  /* map: K_*; fork, clone: the child's process handle */
 	int first, npages;         /* pages [first, first + npages) of the mapping */
 	int tail;                  /* map, unmap, protect, advise, remap: the length ends tail bytes
 	                              into its last page (0: the whole page) */
@@ -838,6 +838,18 @@ static void race_show(const struct race *c, int map, int page, uint64_t v)
 	fflush(stdout);
 }
 
+static void serve(void);
+
+/* clone children's stacks, one per process handle (a child never returns from serve). */
+static char clone_stacks[NPROC][1 << 18] __attribute__((aligned(16)));
+
+static int clone_main(void *arg)
+{
+	me = (int)(intptr_t)arg;
+	serve();
+	_exit(0);
+}
+
 static void store(const struct op *o, uintptr_t first)
 {
 	size_t lo, hi;
@@ -1035,6 +1047,19 @@ static int perform(const struct op *o, const uint64_t *base)
 		}
 		return 1;
 	}
+	case V_CLONE: {
+		/* A process in this one's address space (docs/SEMANTICS.md T30): libc's clone with
+		 * CLONE_VM | SIGCHLD, on a stack of its own, serving its own handle. */
+		pid_t pid = clone(clone_main, clone_stacks[o->kind] + sizeof clone_stacks[o->kind],
+				  CLONE_VM | SIGCHLD, (void *)(intptr_t)o->kind);
+		if (pid < 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+		} else {
+			rep.value = (uint64_t)pid;
+		}
+		return 1;
+	}
 	case V_EXIT:
 		return 1;
 	case V_UNMAP:
@@ -1219,20 +1244,26 @@ static void check_state(const struct check *c, const uint64_t *base)
 }
 
 /* The worker loop of process handle `me`: one op at a time, until told to exit or the
- * coordinator is gone. */
+ * coordinator is gone. The handle is kept on the stack too: a clone(CLONE_VM) child shares
+ * every static with its parent (docs/SEMANTICS.md T30), `me` and `rep` among them, which hold
+ * the process that runs the current op (the coordinator runs one op at a time). */
 static void serve(void)
 {
 	struct cmd c;
+	int self = me;
 	for (;;) {
-		if (read_full(cmd_pipe[me][0], &c, sizeof c) < 0)
+		if (read_full(cmd_pipe[self][0], &c, sizeof c) < 0)
 			_exit(0);
+		me = self;
 		memset(&rep, 0, sizeof rep);
 		if (c.op < 0) {
 			check_state(&checks[-1 - c.op], c.base);
 		} else if (!perform(&ops[c.op], c.base)) {
+			/* A fork's child: its own handle from now on. */
+			self = me;
 			continue;
 		}
-		if (write_full(rep_pipe[me][1], &rep, sizeof rep) < 0)
+		if (write_full(rep_pipe[self][1], &rep, sizeof rep) < 0)
 			_exit(0);
 		if (c.op >= 0 && ops[c.op].verb == V_EXIT)
 			_exit(0);
@@ -1394,7 +1425,7 @@ static int run_op(int i)
 			bases[o->result_map] = r.value;
 		if (o->verb == V_ALLOC)
 			bases[o->map] = r.value;
-		if (o->verb == V_FORK)
+		if (o->verb == V_FORK || o->verb == V_CLONE)
 			alive[o->kind] = 1;
 		if (o->verb == V_EXIT)
 			alive[o->proc] = 0;
