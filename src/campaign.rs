@@ -121,6 +121,7 @@ pub fn run(
                 summary.ops += t.ops as u64;
                 summary.forks += t.forks as u64;
                 summary.racing_forks += t.racing_forks as u64;
+                summary.clones += t.clones as u64;
                 for (s, n) in summary.races.iter_mut().zip(t.races) {
                     *s += n as u64;
                 }
@@ -285,6 +286,7 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.ops += s.ops;
         m.forks += s.forks;
         m.racing_forks += s.racing_forks;
+        m.clones += s.clones;
         for (m, n) in m.races.iter_mut().zip(s.races) {
             *m += n;
         }

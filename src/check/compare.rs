@@ -160,6 +160,8 @@ pub struct Tally {
     pub forks: usize,
     /// Forks made while a thread of the forking process raced (docs/SEMANTICS.md T2, T3).
     pub racing_forks: usize,
+    /// clone(CLONE_VM) children made (docs/SEMANTICS.md T30).
+    pub clones: usize,
     /// Races started, by kind (`RaceKind::code()`: write, dontneed, poke; T1, T7, T8).
     pub races: [usize; 3],
     pub pages_compared: usize,
@@ -293,6 +295,11 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         {
             tally.forks += 1;
             tally.racing_forks += usize::from(matches!(observed, Outcome::Forked { .. }));
+        }
+        if let Op::CloneVm { .. } = op
+            && *observed == Outcome::Done
+        {
+            tally.clones += 1;
         }
         if let Op::Race { kind, .. } = op
             && *observed == Outcome::Done

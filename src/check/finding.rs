@@ -14,6 +14,8 @@ pub struct Summary {
     pub forks: u64,
     /// Forks made inside a racing window (a thread of the forking process racing).
     pub racing_forks: u64,
+    /// clone(CLONE_VM) children made.
+    pub clones: u64,
     /// Races started, by kind (write, dontneed, poke).
     pub races: [u64; 3],
     pub pages_compared: u64,

@@ -43,3 +43,7 @@ impl Model {
             == Some(proc.0 as usize)
     }
 }
+
+#[cfg(test)]
+#[path = "clone_vm_tests.rs"]
+mod tests;

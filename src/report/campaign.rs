@@ -42,6 +42,9 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
             s.racing_forks
         );
     }
+    if s.clones > 0 {
+        let _ = writeln!(out, "  clone children  {} (clone(CLONE_VM), T30)", s.clones);
+    }
     if s.races.iter().any(|&n| n > 0) {
         let _ = writeln!(
             out,
@@ -269,6 +272,7 @@ pub fn summary_json(
         "ops": s.ops,
         "forks": s.forks,
         "racing_forks": s.racing_forks,
+        "clones": s.clones,
         "races": { "write": s.races[0], "dontneed": s.races[1], "poke": s.races[2] },
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,
