@@ -99,6 +99,18 @@ impl Environment {
                     if p.available { "" } else { "not " }
                 );
             }
+            // Whether clone(CLONE_VM) is accepted is the executor's to say too: qemu-user
+            // refuses it (docs/SEMANTICS.md T34).
+            let clone_vm = executor.hello.features.clone_vm;
+            if let Some(p) = env.probes.iter_mut().find(|p| p.name == "CLONE_VM")
+                && p.available != clone_vm
+            {
+                p.available = clone_vm;
+                p.detail = format!(
+                    "clone(CLONE_VM|SIGCHLD) is {}accepted by the executor (its hello)",
+                    if clone_vm { "" } else { "not " }
+                );
+            }
             let dynamic = executor.hello.features.glibc_dynamic_threshold;
             if let Some(p) = env
                 .probes
