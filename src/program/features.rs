@@ -94,7 +94,7 @@ impl Features {
                 "glibc's dynamic mmap threshold is on",
                 self.glibc_dynamic_threshold,
             ),
-            ("clone(CLONE_VM) children share memory", self.clone_vm),
+            ("clone(CLONE_VM) children", self.clone_vm),
         ]
     }
 

@@ -251,6 +251,7 @@ impl Request {
                 direct_reads: r.flag()?,
                 barrier: r.barrier()?,
             },
+            verb::PREPARE_CLONES => Request::PrepareClones,
             verb::EXIT => Request::Exit { pass: r.u32()? },
             verb::SNAPSHOT => Request::Snapshot {
                 direct_reads: r.flag()?,

@@ -29,6 +29,7 @@
 //! | `STOP`       | thread                                                           |
 //! | `FORK`       | child, direct reads, serial, mask, next                          |
 //! | `CLONE_VM`   | child, direct reads, serial, mask, next (T30)                    |
+//! | `PREPARE_CLONES` | (no reply)                                                   |
 //! | `EXIT`       | turn                                                             |
 //! | `SNAPSHOT`   | direct reads, serial, mask, next                                 |
 //! | `DUMP`       | at                                                               |
@@ -205,6 +206,9 @@ pub enum Request {
         direct_reads: bool,
         barrier: Barrier,
     },
+    /// The root of a program with a `clone`, before its first op: makes the clone children's
+    /// kits and takes them into its baseline (`worker::clone_vm`). No reply.
+    PrepareClones,
     /// Replies, passes the turn `pass` (0: none) and exits.
     Exit { pass: u32 },
     /// Looks at itself and replies with the view; `smaps`: with its smaps sums (I11), which
@@ -271,6 +275,7 @@ pub(super) mod verb {
     pub const STOP: u64 = 24;
     pub const VFORK: u64 = 31;
     pub const CLONE_VM: u64 = 52;
+    pub const PREPARE_CLONES: u64 = 53;
 }
 
 /// A verb and its argument words.
@@ -495,6 +500,7 @@ impl Request {
                     b.next as u64,
                 ],
             ),
+            Request::PrepareClones => words(verb::PREPARE_CLONES, []),
             Request::Exit { pass } => words(verb::EXIT, [pass as u64]),
             Request::Snapshot {
                 direct_reads,

@@ -209,6 +209,7 @@ fn request() -> impl Strategy<Value = Request> {
                 barrier
             }
         ),
+        Just(Request::PrepareClones),
         any::<u32>().prop_map(|pass| Request::Exit { pass }),
         (any::<bool>(), any::<bool>(), barrier()).prop_map(|(direct_reads, smaps, barrier)| {
             Request::Snapshot {
@@ -285,9 +286,10 @@ fn request_variant(r: &Request) -> usize {
         Request::Stop { .. } => 23,
         Request::Vfork { .. } => 24,
         Request::CloneVm { .. } => 25,
+        Request::PrepareClones => 26,
     }
 }
-const REQUEST_VARIANTS: usize = 26;
+const REQUEST_VARIANTS: usize = 27;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

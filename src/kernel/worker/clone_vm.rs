@@ -6,11 +6,13 @@
 //!
 //! What the two share is everything in memory, the statics included, so nothing here
 //! allocates after the program started, and each process must use buffers of its own:
-//! - a **kit** per possible child, made with the first `Scratch` before the zygote (so its
-//!   mappings are the harness's, in every root's baseline, and left out of snapshots): a
-//!   stack (mapped `MAP_NORESERVE`, touched only by the child) and a spare `Scratch` (its own
-//!   maps buffer, reply and request areas through the same shared slots). A kit is taken once
-//!   and never given back (a program has at most `caps::MAX_PROCS` processes);
+//! - a **kit** per possible child, made by the root of a program with a `clone` before its
+//!   first op (`Request::PrepareClones`; then the root captures its baseline again, so the
+//!   kits' mappings are the harness's, left out of snapshots, and the program's mappings are
+//!   placed around them): a stack (mapped `MAP_NORESERVE`, touched only by the child) and a
+//!   spare `Scratch` (its own maps buffer, reply and request areas through the same shared
+//!   slots). A kit is taken once and never given back (a program has at most
+//!   `caps::MAX_PROCS` processes);
 //! - the fault handler's statics (`fault.rs`) are per process (`per_proc.rs`: one copy per
 //!   stack, chosen by where the stack pointer is).
 //!
@@ -24,6 +26,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use super::Scratch;
+use super::baseline::capture_baseline;
 use super::fault::{FAULT_AT, FAULT_FD, PARTIAL, PENDING_PASS};
 use super::per_proc::{self, KITS_MAX};
 use super::snapshot::view_and_send;
@@ -52,9 +55,19 @@ pub(super) struct Kit {
     barrier: Barrier,
 }
 
-/// Makes the kits, once, with the first `Scratch` (before the zygote). Without them (a map
-/// failed) a `clone` is refused: a harness error, never a kernel's.
-pub(super) fn make_kits(first: &Scratch) {
+/// In the root of a program with a `clone`, before its first op: makes the kits and captures
+/// the baseline again, so that snapshots leave them out like every harness mapping. Made
+/// here, not in every root, because they cost: with kits in every root, forks and exits took
+/// twice as long (`bench --core`: 4240 us a program against 2170 us), their mappings and
+/// touched pages copied at every fork.
+pub(super) fn prepare(s: &mut Scratch) {
+    make_kits(s);
+    capture_baseline(s);
+}
+
+/// Makes the kits, once per process. Without them (a map failed) a `clone` is refused: a
+/// harness error, never a kernel's.
+fn make_kits(first: &Scratch) {
     if !KIT_TABLE.load(Ordering::Relaxed).is_null() {
         return;
     }

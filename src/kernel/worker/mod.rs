@@ -34,6 +34,7 @@
 
 mod accounting;
 mod alloc;
+mod baseline;
 mod calls;
 mod clone_vm;
 mod fault;
@@ -137,10 +138,7 @@ impl Scratch {
     }
 
     pub fn new(page_size: usize) -> Scratch {
-        let s = Scratch::build(ProcSlots::new(page_size), page_size);
-        // The clone children's kits, before the zygote (`clone_vm`).
-        clone_vm::make_kits(&s);
-        s
+        Scratch::build(ProcSlots::new(page_size), page_size)
     }
 
     fn build(copy: ProcSlots, page_size: usize) -> Scratch {

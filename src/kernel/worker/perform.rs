@@ -415,6 +415,10 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             put(&mut s.reply[here..], reply);
             return Done::Reply(0);
         }
+        Request::PrepareClones => {
+            super::clone_vm::prepare(s);
+            return Done::Silent;
+        }
         // A process in this one's address space (docs/SEMANTICS.md T30, `clone_vm.rs`).
         Request::CloneVm {
             child,

@@ -6,6 +6,7 @@
 use std::os::fd::RawFd;
 
 use super::Scratch;
+use super::baseline::capture_baseline;
 use super::serve::serve;
 use super::slots::ZYGOTE_SLOT;
 use super::socket::{recv_requests, send_reply};
@@ -30,26 +31,6 @@ fn open_pipe(s: &mut Scratch) {
 fn open_zero(s: &mut Scratch) {
     // SAFETY: a NUL-terminated path; the fd lives as long as the program's processes.
     s.zero_fd = unsafe { libc::open(c"/dev/zero".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-}
-
-/// Captures the harness's own address ranges, once, in the zygote before the first root.
-fn capture_baseline(s: &mut Scratch) {
-    let mut len = 0;
-    let baseline = &mut s.baseline;
-    s.maps.visit(
-        |_, _| false,
-        |e| {
-            // Neighbours without a gap become one span (the snapshot jumps over whole spans).
-            if len > 0 && baseline[len - 1].1 == e.start {
-                baseline[len - 1].1 = e.end;
-            } else if len < baseline.len() {
-                baseline[len] = (e.start, e.end);
-                len += 1;
-            }
-            true
-        },
-    );
-    s.baseline_len = len;
 }
 
 /// The zygote's loop: the process that forks every program's root, made by the executor once,

@@ -211,6 +211,10 @@ impl Coordinator {
                 let Some(fd) = fd_of(p, unborn).filter(|_| *live) else {
                     return Ok(());
                 };
+                // A program with a clone: the root makes the children's kits first.
+                if n == 0 && ops.iter().any(|o| matches!(o, Op::CloneVm { .. })) {
+                    push(&mut words, Request::PrepareClones);
+                }
                 if *wait != 0 {
                     push(&mut words, Request::Await { turn: *wait });
                 }
