@@ -59,6 +59,7 @@
 //!         | PROC "race"      THREAD RACE MAP PAGE
 //!         | PROC "stop"      THREAD
 //!         | PROC "vfork"     "write" MAP SPAN PATTERN   a vfork child stores, then _exits
+//!         | PROC "clone"     CHILD             a process in PROC's address space (CLONE_VM)
 //! PROC    = "p" N            N decimal, 0..=255 (p0 is the root process)
 //! THREAD  = "t" N            a racing thread of PROC (a race names a new one)
 //! RACE    = "write"          store 1, 2, 3, ... into the page's last 8 bytes until stopped
