@@ -132,6 +132,7 @@ fn variant(o: &Outcome) -> String {
         Outcome::Done => "done".into(),
         Outcome::Hung => "hang".into(),
         Outcome::Stopped { .. } => "stopped".into(),
+        Outcome::Watched { .. } => "watched".into(),
         Outcome::Forked { .. } => "forked".into(),
         Outcome::Allocated { .. } => "allocated".into(),
         Outcome::Read { .. } => "read".into(),
@@ -160,8 +161,9 @@ pub struct Tally {
     pub forks: usize,
     /// Forks made while a thread of the forking process raced (docs/SEMANTICS.md T2, T3).
     pub racing_forks: usize,
-    /// Races started, by kind (`RaceKind::code()`: write, dontneed, poke; T1, T7, T8).
-    pub races: [usize; 3],
+    /// Races started, by kind (`RaceKind::code()`: write, dontneed, poke, read...; T1, T7, T8,
+    /// T10).
+    pub races: [usize; crate::program::RaceKind::ALL.len()],
     pub pages_compared: usize,
     pub snapshots: usize,
     /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.

@@ -14,8 +14,8 @@ pub struct Summary {
     pub forks: u64,
     /// Forks made inside a racing window (a thread of the forking process racing).
     pub racing_forks: u64,
-    /// Races started, by kind (write, dontneed, poke).
-    pub races: [u64; 3],
+    /// Races started, by kind (`RaceKind::ALL`'s order).
+    pub races: [u64; crate::program::RaceKind::ALL.len()],
     pub pages_compared: u64,
     pub snapshots: u64,
     /// Pages whose physical facts (pagemap words) were checked.

@@ -75,6 +75,7 @@ mod mremap;
 mod observe;
 mod physical;
 mod pipe;
+mod racers;
 mod thread;
 mod vfork;
 
@@ -88,6 +89,7 @@ pub use crate::program::outcome::UNREADABLE;
 pub use crate::program::tables::errno;
 pub use observe::{Life, ObjectPages, PageState};
 pub use physical::{Identity, Prediction, Presence};
+pub use racers::Watch;
 pub use thread::RaceWord;
 
 /// The kernel did something the model cannot even represent.

@@ -43,10 +43,14 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
         );
     }
     if s.races.iter().any(|&n| n > 0) {
+        let kinds: Vec<String> = (crate::program::RaceKind::ALL.iter())
+            .zip(s.races)
+            .map(|(k, n)| format!("{} {n}", k.name()))
+            .collect();
         let _ = writeln!(
             out,
-            "  races           write {}, dontneed {}, poke {} (threads started)",
-            s.races[0], s.races[1], s.races[2]
+            "  races           {} (threads started)",
+            kinds.join(", ")
         );
     }
     let _ = writeln!(out, "  snapshots       {}", s.snapshots);
@@ -269,7 +273,10 @@ pub fn summary_json(
         "ops": s.ops,
         "forks": s.forks,
         "racing_forks": s.racing_forks,
-        "races": { "write": s.races[0], "dontneed": s.races[1], "poke": s.races[2] },
+        "races": (crate::program::RaceKind::ALL.iter())
+            .zip(s.races)
+            .map(|(k, n)| (k.name().to_string(), serde_json::json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,
         "physical_pages": s.physical_pages,

@@ -36,6 +36,7 @@ mod calls;
 mod fault;
 mod perform;
 pub mod physical;
+mod race_kinds;
 mod serve;
 mod slots;
 mod snapshot;

@@ -46,6 +46,8 @@ struct Control {
     page_size: u64,
     /// Set by the thread when it ended by itself: the errno of the round that failed.
     failed: AtomicI32,
+    /// What a `read` thread saw (`race_kinds`).
+    seen: super::race_kinds::Seen,
 }
 
 /// One thread's region and, while it runs, its handle.
@@ -64,8 +66,13 @@ pub(super) struct Racer {
 }
 
 /// One round: `Err(errno)` if it failed.
-fn round(kind: RaceKind, addr: u64, n: u64, page_size: usize, mem: i32) -> Result<(), i32> {
+fn round(c: &Control, kind: RaceKind, n: u64, mem: i32) -> Result<(), i32> {
+    let (addr, page_size) = (c.addr, c.page_size as usize);
     match kind {
+        RaceKind::Read => {
+            super::race_kinds::read(&c.seen, addr, n);
+            Ok(())
+        }
         RaceKind::Write => {
             // SAFETY: a store to the program's page that the race names (the validator keeps
             // every other op off its word while the thread runs); a fault here is the
@@ -102,14 +109,7 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     let control = arg as *const Control;
     // SAFETY: the control block lives in the region for the process's life, and the worker
     // does not write `cpu`, `addr`, `kind` or `page_size` while the thread runs.
-    let (cpu, addr, kind, page_size) = unsafe {
-        (
-            (*control).cpu,
-            (*control).addr,
-            (*control).kind,
-            (*control).page_size as usize,
-        )
-    };
+    let (cpu, kind) = unsafe { ((*control).cpu, (*control).kind) };
     let kind = RaceKind::from_code(kind).unwrap_or(RaceKind::Write);
     if cpu >= 0 {
         // SAFETY: a cpu_set_t on our stack, for this thread only.
@@ -137,7 +137,8 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     loop {
         let last = stop.load(Ordering::Acquire) != 0;
         n += 1;
-        if let Err(e) = round(kind, addr, n, page_size, mem) {
+        // SAFETY: as above.
+        if let Err(e) = round(unsafe { &*control }, kind, n, mem) {
             failed.store(e, Ordering::Release);
             break;
         }
@@ -226,6 +227,7 @@ impl Racer {
             (*control).stop.store(0, Ordering::Relaxed);
             (*control).counter.store(0, Ordering::Relaxed);
             (*control).failed.store(0, Ordering::Relaxed);
+            (*control).seen.reset();
             (*control).addr = addr;
             (*control).kind = kind.code();
             (*control).page_size = page_size as u64;
@@ -298,20 +300,23 @@ impl Racer {
         Ok(())
     }
 
-    /// Stops and joins thread `handle`; its rounds (0 if it does not run).
-    pub(super) fn stop(&mut self, handle: u8) -> u64 {
+    /// Stops and joins thread `handle`; its rounds (0 if it does not run) and, for a `read`
+    /// thread, what it saw (T10).
+    pub(super) fn stop(&mut self, handle: u8) -> (u64, Option<[u64; 3]>) {
         let Some(slot) = self
             .slots
             .iter_mut()
             .find(|s| s.thread.is_some() && s.handle == handle)
         else {
-            return 0;
+            return (0, None);
         };
         let tid = slot.thread.take().expect("running");
         Self::control(slot).stop.store(1, Ordering::Release);
         // SAFETY: joining the thread this Racer started, once.
         unsafe { libc::pthread_join(tid, std::ptr::null_mut()) };
-        Self::control(slot).counter.load(Ordering::Acquire)
+        let c = Self::control(slot);
+        let seen = (c.kind == RaceKind::Read.code()).then(|| c.seen.report());
+        (c.counter.load(Ordering::Acquire), seen)
     }
 
     /// In a fork's child: the threads do not exist here (fork copies only the calling

@@ -351,20 +351,35 @@ pub enum RaceKind {
     /// As `Write`, but each store is a forced write through `/proc/self/mem` (`pwrite`, the
     /// `poke` op's way: it writes a private page its process may not write, T8).
     Poke,
+    /// Loads the last 8 bytes of the page again and again; its `stop` reports the rounds, the
+    /// first and the last value loaded, and how many loads were smaller than the one before
+    /// (docs/SEMANTICS.md T10).
+    Read,
 }
 
 impl RaceKind {
-    pub const ALL: [RaceKind; 3] = [RaceKind::Write, RaceKind::DontNeed, RaceKind::Poke];
+    pub const ALL: [RaceKind; 4] = [
+        RaceKind::Write,
+        RaceKind::DontNeed,
+        RaceKind::Poke,
+        RaceKind::Read,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             RaceKind::Write => "write",
             RaceKind::DontNeed => "dontneed",
             RaceKind::Poke => "poke",
+            RaceKind::Read => "read",
         }
     }
     /// Whether the thread stores the counter into the page's last word.
     pub fn stores(self) -> bool {
-        !matches!(self, RaceKind::DontNeed)
+        matches!(self, RaceKind::Write | RaceKind::Poke)
+    }
+    /// Whether the thread works on the page's last word (stores to it or loads it), rather
+    /// than on the whole page.
+    pub fn on_word(self) -> bool {
+        self.stores() || self == RaceKind::Read
     }
     /// The wire code (`kernel::protocol`).
     pub fn code(self) -> u64 {

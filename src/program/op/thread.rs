@@ -126,15 +126,18 @@ impl ThreadRules {
                 }
                 let running: Vec<Racing> = self.running.iter().flatten().copied().collect();
                 if let Some(r) = running.first() {
-                    // A pair: one dontneed beside one storing thread, in one process (T7).
+                    // A pair: one dontneed beside one storing thread, in one process (T7), or
+                    // a reader joining a storing thread, in any process (T10).
                     let pair = running.len() < MAX_RACING
-                        && r.proc == proc
-                        && r.kind.stores() != kind.stores();
+                        && ((r.proc == proc
+                            && r.kind.stores() != kind.stores()
+                            && ![r.kind, kind].contains(&RaceKind::Read))
+                            || (kind == RaceKind::Read && r.kind.stores()));
                     if !pair {
                         return refuse(
                             Blame::Proc,
                             format!(
-                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, one write or poke)",
+                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, one write or poke), or a reader joining a write or poke thread",
                                 r.proc
                             ),
                         );
@@ -219,7 +222,8 @@ impl ThreadRules {
         let Some(r) = self.running.iter().flatten().next().copied() else {
             return Ok(());
         };
-        let mine = op.proc() == r.proc;
+        // A reader may race in another process than the storing thread it joined (T10).
+        let mine = self.running.iter().flatten().any(|r| r.proc == op.proc());
         // A dontneed thread zaps its page whenever it runs: a store of its process to that
         // page would be kept or not as the interleaving goes, and handles do not tell which
         // page a store reaches (T7).

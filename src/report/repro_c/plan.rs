@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use super::error::ReproError;
 use super::race::{RaceCheck, Races};
-use crate::model::{Life, Model, UNREADABLE};
+use crate::model::{Life, Model, UNREADABLE, Watch};
 use crate::program::outcome::{Outcome, digest};
 use crate::program::tables::{self, errno::EFAULT};
 use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, Via, caps};
@@ -64,6 +64,8 @@ pub enum Want {
     },
     /// The call fails with this errno.
     Failed { errno: i32 },
+    /// A reader's stop: what it loaded must pass this check (docs/SEMANTICS.md T10).
+    Watched { watch: Watch },
 }
 
 /// After op `after_op`, process `proc` must be in this state.
@@ -297,6 +299,10 @@ impl Walk {
                 .map(|p| pipe_read_digests(&self.model, op, p)),
             _ => None,
         };
+        let watch = match *op {
+            Op::Stop { proc, thread } => self.model.watch_of(proc, thread),
+            _ => None,
+        };
         let outcome = self
             .model
             .apply(op, None)
@@ -347,6 +353,12 @@ impl Walk {
                     "skipped: {} is not alive or the mapping was never made",
                     op.proc()
                 ),
+            },
+            Outcome::Watched { .. } => Step {
+                want: Want::Watched {
+                    watch: watch.unwrap_or(Watch::Counter),
+                },
+                says: super::race::watch_words(watch),
             },
             Outcome::Mapped { .. }
             | Outcome::Done

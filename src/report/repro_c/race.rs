@@ -7,7 +7,7 @@
 //! never changes afterwards (or 0 where a zapping thread raced too; T2, T9), or the rounds
 //! the stop reported (T1). Pure data, like `plan`.
 
-use crate::model::{Model, RaceWord};
+use crate::model::{Model, RaceWord, Watch};
 use crate::program::outcome::{Outcome, digest};
 use crate::program::{Op, ProcId, RACE_WORD};
 
@@ -233,4 +233,37 @@ pub fn words(
         Kind::Rounds => format!("the rounds that op {}'s stop reported", check.slot + 1),
     };
     format!("{head}in the last 8 bytes {word}")
+}
+
+/// What a reader's stop must report, in words (T10).
+pub fn watch_words(watch: Option<Watch>) -> String {
+    match watch {
+        Some(Watch::Exact(w)) => {
+            format!(
+                "stops; every load saw {w} (first and last {w}, none smaller than the one before)"
+            )
+        }
+        Some(Watch::Constant) => {
+            "stops; every load saw one value (first == last, none smaller than the one before)"
+                .into()
+        }
+        Some(Watch::Open) => {
+            "stops; the loads saw one value, or it and then 0 (a lazily freed page reclaimed)"
+                .into()
+        }
+        Some(Watch::Counter) | None => {
+            "stops; the loads never went down (first <= last, none smaller than the one before)"
+                .into()
+        }
+    }
+}
+
+/// The `.watch`, `.word` fields of a reader's stop row (`runtime.c`'s `enum watch`).
+pub fn watch_fields(watch: Watch) -> String {
+    match watch {
+        Watch::Exact(w) => format!(", .watch = W_EXACT, .word = 0x{w:016x}ull"),
+        Watch::Constant => ", .watch = W_CONST".into(),
+        Watch::Counter => ", .watch = W_MONO".into(),
+        Watch::Open => ", .watch = W_OPEN".into(),
+    }
 }
