@@ -75,6 +75,7 @@ mod mremap;
 mod observe;
 mod physical;
 mod pipe;
+mod race_layout;
 mod racers;
 mod thread;
 mod vfork;

@@ -24,24 +24,26 @@ use super::space::flag;
 use crate::program::outcome::{Outcome, PROT_R};
 use crate::program::{ProcId, RACE_WORD, ThreadId};
 
-/// What decides the word a reader loads.
+/// What decides the word a reader loads, or what another kind of thread does.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Class {
+pub(super) enum Class {
     /// Nothing stores to it: the model's word (or a pending copy's, learnt).
     Constant,
     /// A racing thread stores its counter there: at least `lo`, never going down.
     Counter { lo: u64 },
     /// One of these words (the page's alternatives), and 0 too where `lazy`.
     Open { words: Vec<u64>, lazy: bool },
+    /// Not a reader: a `protect` thread flipping the page's protection (`race_layout.rs`).
+    Flip,
 }
 
-/// A running `read` thread.
+/// A running `read` thread, or a `protect` one (`Class::Flip`).
 #[derive(Clone, Debug)]
 pub(super) struct Reader {
     pub(super) proc: ProcId,
-    thread: ThreadId,
-    vpn: u64,
-    class: Class,
+    pub(super) thread: ThreadId,
+    pub(super) vpn: u64,
+    pub(super) class: Class,
 }
 
 /// The last word of a frame's bytes.
@@ -114,6 +116,9 @@ impl Model {
         observed: Option<&Outcome>,
     ) -> Option<Outcome> {
         let i = (self.threads.readers.iter()).position(|r| r.proc == proc && r.thread == thread)?;
+        if self.threads.readers[i].class == Class::Flip {
+            return Some(self.stop_flip(i, observed));
+        }
         let r = self.threads.readers.remove(i);
         let (rounds, first, last) = match observed {
             Some(&Outcome::Watched {
@@ -163,7 +168,7 @@ impl Model {
                     }
                 }
                 Class::Constant if self.wild_at(proc, r.vpn) => (first, first),
-                Class::Constant => (word, word),
+                Class::Constant | Class::Flip => (word, word),
             }
         };
         Some(Outcome::Watched {
@@ -203,16 +208,26 @@ impl Model {
         value
     }
 
-    /// A fork of a process whose only racing thread reads: the thread's rounds before and after
-    /// the fork, as observed if ordered (they bound nothing: the reader stores nothing, T10).
+    /// A fork of a process whose only racing thread reads or flips a protection: the thread's
+    /// rounds before and after the fork, as observed if ordered (they bound nothing: the thread
+    /// stores nothing, T10); the child's copy of a flipped page has one of the two
+    /// protections, learnt from its first view (T11).
     pub(super) fn fork_reading(
         &mut self,
         proc: ProcId,
+        child: ProcId,
         forked: Outcome,
         observed: Option<&Outcome>,
     ) -> Outcome {
         if forked != Outcome::Done || !self.threads.readers.iter().any(|r| r.proc == proc) {
             return forked;
+        }
+        let flipped: Vec<u64> = (self.threads.readers.iter())
+            .filter(|r| r.proc == proc && r.class == Class::Flip)
+            .map(|r| r.vpn)
+            .collect();
+        for vpn in flipped {
+            self.threads.open_prots.push((child, vpn));
         }
         match observed {
             Some(&Outcome::Forked { before, after }) if 1 <= before && before <= after => {
@@ -249,6 +264,7 @@ impl Model {
         Some(match &r.class {
             Class::Counter { .. } => Watch::Counter,
             Class::Open { .. } => Watch::Open,
+            Class::Flip => return None,
             Class::Constant => match self.word_at(proc, r.vpn) {
                 Some(w) if !self.wild_at(proc, r.vpn) => Watch::Exact(w),
                 _ => Watch::Constant,

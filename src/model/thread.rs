@@ -80,8 +80,11 @@ pub(super) struct Racers {
     /// splits it only at the thread's next store after the fork, which may come after the
     /// next view or never, so which physical page backs either side is open (I9).
     forked: Vec<FrameId>,
-    /// The running `read` threads (`racers.rs`, T10).
+    /// The running `read` and `protect` threads (`racers.rs`, `race_layout.rs`; T10, T11).
     pub(super) readers: Vec<super::racers::Reader>,
+    /// Pages whose protection a fork's child copied from a page a `protect` thread was
+    /// flipping: one of the two, learnt from the child's first view (T11).
+    pub(super) open_prots: Vec<(ProcId, u64)>,
 }
 
 impl Model {
@@ -196,6 +199,7 @@ impl Model {
         let vpn = self.vpn(base) + page as u64;
         match kind {
             RaceKind::Read => return self.race_read(proc, thread, vpn),
+            RaceKind::Protect => return self.race_protect(proc, thread, vpn),
             RaceKind::Write => {
                 if let Some(death) = self.fault(proc, vpn, PROT_W) {
                     return Outcome::Killed {
@@ -367,6 +371,7 @@ impl Model {
             .map(|p| Pending { proc: child, ..*p })
             .collect();
         self.threads.pending.extend(inherited);
+        self.inherit_open_prots(proc, child);
         // [T9] a zapped page whose storing thread stopped holds its last value or zeros, and so
         // does the child's copy of it: learnt like a counter, its own frame from now on.
         let settling: Vec<u64> = (self.threads.running.iter())
@@ -384,7 +389,7 @@ impl Model {
             .or_else(|| self.threads.running.iter().position(mine))
         else {
             // A reader alone: its rounds bound nothing (T10).
-            return self.fork_reading(proc, forked, observed);
+            return self.fork_reading(proc, child, forked, observed);
         };
         let floor = self.threads.running[i].floor;
         let vpn = self.threads.running[i].vpn;
@@ -550,11 +555,13 @@ impl Model {
         self.threads.running.retain(|r| r.proc != proc);
         self.threads.pending.retain(|p| p.proc != proc);
         self.threads.readers.retain(|r| r.proc != proc);
+        self.threads.open_prots.retain(|p| p.0 != proc);
     }
 
     /// Learns from an observed snapshot: a pending child's counter (one in its range, T2), and
     /// what racing frames showed (T1).
     pub(super) fn settle_racing(&mut self, observed: &Snapshot) {
+        self.settle_flips(observed);
         self.threads.seen.clear();
         if self.threads.running.is_empty()
             && self.threads.pending.is_empty()

@@ -1,9 +1,11 @@
 //! The rounds of the race kinds that are not stores or advice (docs/SEMANTICS.md T10...): a
 //! `read` thread loads the page's last word again and again and keeps what it saw, the first
 //! and the last value and how many loads were smaller than the one before, for its `stop` to
-//! report. Called from `thread.rs`'s round; like it, nothing here allocates or takes a lock.
+//! report; a `protect` thread `mprotect`s its page read-only and read-write in turn, the last
+//! round read-write (T11). Called from `thread.rs`'s round; like it, nothing here allocates or
+//! takes a lock (mprotect takes the mmap lock, which the kernel releases before returning).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// What a reader saw, in its thread's control block (zeroed by mmap, reset at each start).
 #[repr(C)]
@@ -44,4 +46,73 @@ pub(super) fn read(seen: &Seen, addr: u64, n: u64) {
         seen.drops.fetch_add(1, Ordering::Relaxed);
     }
     seen.last.store(v, Ordering::Release);
+}
+
+/// Round `n` (1, 2, ...) of a `protect` thread on the page at `addr` (T11): read-only on odd
+/// rounds, read-write on even ones and on the `last` (the one that starts after `stop` was
+/// asked). `Err(errno)` if mprotect failed (the page is not mapped).
+pub(super) fn protect(addr: u64, page_size: usize, n: u64, last: bool) -> Result<(), i32> {
+    let prot = if last || n.is_multiple_of(2) {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_READ
+    };
+    // SAFETY: mprotect of one page of the program's; the kernel checks the range, and the
+    // validator keeps the process from storing anywhere while the thread runs.
+    let r = unsafe { libc::mprotect(addr as *mut std::ffi::c_void, page_size, prot) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}
+
+/// The worker's hold on a thread that changes the layout, for the time it views itself: the
+/// thread waits between two rounds while held (in its control block, zeroed by mmap).
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct Hold {
+    /// Set by the worker: wait before the next round.
+    held: AtomicU32,
+    /// Set by the thread while it waits.
+    waiting: AtomicU32,
+}
+
+impl Hold {
+    /// Holds the thread and waits until it waits (or has ended: `failed` set).
+    pub(super) fn hold(&self, failed: &AtomicI32) {
+        self.held.store(1, Ordering::Release);
+        while self.waiting.load(Ordering::Acquire) == 0 && failed.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+            // SAFETY: sched_yield only yields.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    /// Lets the thread go on, and waits until it has left its wait (so that a next `hold`
+    /// does not take a stale `waiting` for a fresh one).
+    pub(super) fn release(&self, failed: &AtomicI32) {
+        self.held.store(0, Ordering::Release);
+        while self.waiting.load(Ordering::Acquire) != 0 && failed.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+            // SAFETY: sched_yield only yields.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    /// In the thread, between rounds: waits while held.
+    pub(super) fn wait_if_held(&self) {
+        if self.held.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.waiting.store(1, Ordering::Release);
+        while self.held.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+            // SAFETY: sched_yield only yields.
+            unsafe { libc::sched_yield() };
+        }
+        self.waiting.store(0, Ordering::Release);
+    }
 }

@@ -48,6 +48,9 @@ struct Control {
     failed: AtomicI32,
     /// What a `read` thread saw (`race_kinds`).
     seen: super::race_kinds::Seen,
+    /// A thread that changes the layout waits between rounds while the worker views itself
+    /// (`race_kinds::Hold`).
+    hold: super::race_kinds::Hold,
 }
 
 /// One thread's region and, while it runs, its handle.
@@ -66,13 +69,14 @@ pub(super) struct Racer {
 }
 
 /// One round: `Err(errno)` if it failed.
-fn round(c: &Control, kind: RaceKind, n: u64, mem: i32) -> Result<(), i32> {
+fn round(c: &Control, kind: RaceKind, n: u64, mem: i32, last: bool) -> Result<(), i32> {
     let (addr, page_size) = (c.addr, c.page_size as usize);
     match kind {
         RaceKind::Read => {
             super::race_kinds::read(&c.seen, addr, n);
             Ok(())
         }
+        RaceKind::Protect => super::race_kinds::protect(addr, page_size, n, last),
         RaceKind::Write => {
             // SAFETY: a store to the program's page that the race names (the validator keeps
             // every other op off its word while the thread runs); a fault here is the
@@ -135,10 +139,12 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     };
     let mut n: u64 = 0;
     loop {
+        // SAFETY: as above.
+        unsafe { &(*control).hold }.wait_if_held();
         let last = stop.load(Ordering::Acquire) != 0;
         n += 1;
         // SAFETY: as above.
-        if let Err(e) = round(unsafe { &*control }, kind, n, mem) {
+        if let Err(e) = round(unsafe { &*control }, kind, n, mem, last) {
             failed.store(e, Ordering::Release);
             break;
         }
@@ -228,6 +234,7 @@ impl Racer {
             (*control).counter.store(0, Ordering::Relaxed);
             (*control).failed.store(0, Ordering::Relaxed);
             (*control).seen.reset();
+            (*control).hold.release(&(*control).failed);
             (*control).addr = addr;
             (*control).kind = kind.code();
             (*control).page_size = page_size as u64;
@@ -317,6 +324,26 @@ impl Racer {
         let c = Self::control(slot);
         let seen = (c.kind == RaceKind::Read.code()).then(|| c.seen.report());
         (c.counter.load(Ordering::Acquire), seen)
+    }
+
+    /// Holds every running thread that changes the layout between two rounds (T11), for a view
+    /// of the layout: /proc/self/maps is not read atomically, and a layout changing while it is
+    /// read showed as none. `release` lets them go on.
+    pub(super) fn hold(&self) {
+        for s in self.slots.iter().filter(|s| s.thread.is_some()) {
+            let c = Self::control(s);
+            if RaceKind::from_code(c.kind).is_some_and(RaceKind::changes_layout) {
+                c.hold.hold(&c.failed);
+            }
+        }
+    }
+
+    /// Lets the threads `hold` held go on.
+    pub(super) fn release(&self) {
+        for s in self.slots.iter().filter(|s| s.thread.is_some()) {
+            let c = Self::control(s);
+            c.hold.release(&c.failed);
+        }
     }
 
     /// In a fork's child: the threads do not exist here (fork copies only the calling

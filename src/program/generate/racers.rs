@@ -7,14 +7,15 @@ use super::{Builder, RawOp};
 use crate::program::{MapId, Op, ProcId, RaceKind};
 
 impl Builder {
-    /// The kind of a new race: `write` most often, then `dontneed`, `poke` and `read` (T1, T7,
-    /// T8, T10).
+    /// The kind of a new race: `write` most often, then `dontneed`, `poke`, `read` and
+    /// `protect` (T1, T7, T8, T10, T11).
     pub(super) fn race_kind(&self, r: &RawOp) -> RaceKind {
         match r.d % 8 {
             0..=2 => RaceKind::Write,
-            3 | 4 => RaceKind::DontNeed,
-            5 => RaceKind::Poke,
-            _ => RaceKind::Read,
+            3 | 7 => RaceKind::DontNeed,
+            4 => RaceKind::Poke,
+            5 => RaceKind::Read,
+            _ => RaceKind::Protect,
         }
     }
 

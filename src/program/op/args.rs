@@ -355,14 +355,18 @@ pub enum RaceKind {
     /// first and the last value loaded, and how many loads were smaller than the one before
     /// (docs/SEMANTICS.md T10).
     Read,
+    /// `mprotect`s the page read-only, then read-write, again and again; the last round (it
+    /// starts after `stop` was asked) leaves it read-write (docs/SEMANTICS.md T11).
+    Protect,
 }
 
 impl RaceKind {
-    pub const ALL: [RaceKind; 4] = [
+    pub const ALL: [RaceKind; 5] = [
         RaceKind::Write,
         RaceKind::DontNeed,
         RaceKind::Poke,
         RaceKind::Read,
+        RaceKind::Protect,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -370,11 +374,23 @@ impl RaceKind {
             RaceKind::DontNeed => "dontneed",
             RaceKind::Poke => "poke",
             RaceKind::Read => "read",
+            RaceKind::Protect => "protect",
         }
     }
     /// Whether the thread stores the counter into the page's last word.
     pub fn stores(self) -> bool {
         matches!(self, RaceKind::Write | RaceKind::Poke)
+    }
+    /// Whether the racing process must store nothing while the thread runs: a store to the
+    /// thread's page would be kept, fault or not as the interleaving goes (T7, T11), and
+    /// handles do not tell which page a store reaches.
+    pub fn bars_stores(self) -> bool {
+        matches!(self, RaceKind::DontNeed | RaceKind::Protect)
+    }
+    /// Whether the thread changes its process's layout (a view of the layout holds it between
+    /// two rounds).
+    pub fn changes_layout(self) -> bool {
+        matches!(self, RaceKind::Protect)
     }
     /// Whether the thread works on the page's last word (stores to it or loads it), rather
     /// than on the whole page.

@@ -130,8 +130,8 @@ impl ThreadRules {
                     // a reader joining a storing thread, in any process (T10).
                     let pair = running.len() < MAX_RACING
                         && ((r.proc == proc
-                            && r.kind.stores() != kind.stores()
-                            && ![r.kind, kind].contains(&RaceKind::Read))
+                            && ((r.kind == RaceKind::DontNeed && kind.stores())
+                                || (r.kind.stores() && kind == RaceKind::DontNeed)))
                             || (kind == RaceKind::Read && r.kind.stores()));
                     if !pair {
                         return refuse(
@@ -227,12 +227,7 @@ impl ThreadRules {
         // A dontneed thread zaps its page whenever it runs: a store of its process to that
         // page would be kept or not as the interleaving goes, and handles do not tell which
         // page a store reaches (T7).
-        let zapping = mine
-            && self
-                .running
-                .iter()
-                .flatten()
-                .any(|r| r.kind == RaceKind::DontNeed);
+        let zapping = mine && self.running.iter().flatten().any(|r| r.kind.bars_stores());
         let refused = match *op {
             Op::Write { span, .. } | Op::Poke { span, .. } | Op::Vfork { span, .. } => {
                 zapping || reaches_word(span)
@@ -255,7 +250,7 @@ impl ThreadRules {
             return refuse(
                 Blame::Span,
                 format!(
-                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout (and stores nothing while a dontneed thread runs)",
+                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout (and stores nothing while a dontneed or protect thread runs)",
                     r.proc, r.proc
                 ),
             );

@@ -416,6 +416,7 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 crate::program::RaceKind::DontNeed => "RK_DONTNEED",
                 crate::program::RaceKind::Poke => "RK_POKE",
                 crate::program::RaceKind::Read => "RK_READ",
+                crate::program::RaceKind::Protect => "RK_PROTECT",
             };
             format!(
                 "{}, .first = {page}, .npages = 1, .kind = {kind}, .thread = {}",

@@ -291,6 +291,27 @@ impl Walk {
                 });
             }
         }
+        // A store to a fork's copy of a page a protect thread was flipping: read-only or
+        // read-write as the fork found it (T11), which only a view tells.
+        if let Op::Write {
+            proc, map, span, ..
+        }
+        | Op::Poke {
+            proc, map, span, ..
+        } = *op
+            && let Some(h) = self.model.handle(map)
+            && span.page_range().pages().any(|p| {
+                self.model
+                    .open_prot(proc, h.base + p as u64 * page_size as u64)
+            })
+        {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "a store to a fork's copy of a page whose protection a thread was flipping",
+                known: "stores to every other page: the child's protection there is learnt from its first view, which a reproducer does not do".into(),
+            });
+        }
         // What a pipe-read may see: computed before the model consumes the page.
         let pipe_allowed = match op {
             Op::PipeRead { .. } => self

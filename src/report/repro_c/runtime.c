@@ -74,7 +74,7 @@ enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
 	    V_VFORK, V_RACE, V_STOP };
 /* race: what the thread does (cowcheck's RaceKind). */
-enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ };
+enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT };
 /* stop of a reader (RK_READ, docs/SEMANTICS.md T10): what its loads must have been: W_EXACT
  * every one `word`; W_CONST one value; W_MONO never going down; W_OPEN one value, or it and
  * then 0 (a lazily freed page reclaimed). */
@@ -703,7 +703,14 @@ static void *racer_loop(void *arg)
 	 * stop was asked (T1, T7, T9). */
 	for (uint64_t n = 2;; n++) {
 		int stop = atomic_load(&r->stop);
-		if (r->kind == RK_READ) {
+		if (r->kind == RK_PROTECT) {
+			/* T11: read-only, read-write, ...; the last round read-write. */
+			int prot = stop || n % 2 == 0 ? PROT_READ | PROT_WRITE : PROT_READ;
+			if (mprotect((void *)r->page, ps, prot) != 0)
+				break;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_READ) {
 			uint64_t v = *(volatile uint64_t *)(r->page + ps - 8);
 			r->drops += v < r->seen;
 			r->seen = v;
@@ -751,7 +758,13 @@ static void race_start(const struct op *o, uintptr_t first)
 	r->page = first;
 	r->mem = -1;
 	r->cpu = pin_cpu(running);
-	if (o->kind == RK_READ) {
+	if (o->kind == RK_PROTECT) {
+		if (mprotect((void *)first, ps, PROT_READ) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			return;
+		}
+	} else if (o->kind == RK_READ) {
 		/* A fault here is the op's death, as the model's first load. */
 		r->first = r->seen = *(volatile uint64_t *)(first + ps - 8);
 	} else if (o->kind == RK_DONTNEED) {
