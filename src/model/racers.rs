@@ -22,7 +22,7 @@ use super::Model;
 use super::frame::FrameId;
 use super::space::flag;
 use crate::program::outcome::{Outcome, PROT_R};
-use crate::program::{ProcId, RACE_WORD, ThreadId};
+use crate::program::{ProcId, RACE_WORD, RaceKind, ThreadId};
 
 /// What decides the word a reader loads, or what another kind of thread does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,8 +33,9 @@ pub(super) enum Class {
     Counter { lo: u64 },
     /// One of these words (the page's alternatives), and 0 too where `lazy`.
     Open { words: Vec<u64>, lazy: bool },
-    /// Not a reader: a `protect` thread flipping the page's protection (`race_layout.rs`).
-    Flip,
+    /// Not a reader: a thread that changes the page's layout, `protect` or `unmap`
+    /// (`race_layout.rs`).
+    Layout(RaceKind),
 }
 
 /// A running `read` thread, or a `protect` one (`Class::Flip`).
@@ -116,7 +117,7 @@ impl Model {
         observed: Option<&Outcome>,
     ) -> Option<Outcome> {
         let i = (self.threads.readers.iter()).position(|r| r.proc == proc && r.thread == thread)?;
-        if self.threads.readers[i].class == Class::Flip {
+        if let Class::Layout(_) = self.threads.readers[i].class {
             return Some(self.stop_flip(i, observed));
         }
         let r = self.threads.readers.remove(i);
@@ -168,7 +169,7 @@ impl Model {
                     }
                 }
                 Class::Constant if self.wild_at(proc, r.vpn) => (first, first),
-                Class::Constant | Class::Flip => (word, word),
+                Class::Constant | Class::Layout(_) => (word, word),
             }
         };
         Some(Outcome::Watched {
@@ -211,7 +212,7 @@ impl Model {
     /// A fork of a process whose only racing thread reads or flips a protection: the thread's
     /// rounds before and after the fork, as observed if ordered (they bound nothing: the thread
     /// stores nothing, T10); the child's copy of a flipped page has one of the two
-    /// protections, learnt from its first view (T11).
+    /// protections (or it and a hole), learnt from its first view (T11, T12).
     pub(super) fn fork_reading(
         &mut self,
         proc: ProcId,
@@ -222,12 +223,15 @@ impl Model {
         if forked != Outcome::Done || !self.threads.readers.iter().any(|r| r.proc == proc) {
             return forked;
         }
-        let flipped: Vec<u64> = (self.threads.readers.iter())
-            .filter(|r| r.proc == proc && r.class == Class::Flip)
-            .map(|r| r.vpn)
+        let changed: Vec<(u64, RaceKind)> = (self.threads.readers.iter())
+            .filter(|r| r.proc == proc)
+            .filter_map(|r| match r.class {
+                Class::Layout(kind) => Some((r.vpn, kind)),
+                _ => None,
+            })
             .collect();
-        for vpn in flipped {
-            self.threads.open_prots.push((child, vpn));
+        for (vpn, kind) in changed {
+            self.threads.open_prots.push((child, vpn, kind));
         }
         match observed {
             Some(&Outcome::Forked { before, after }) if 1 <= before && before <= after => {
@@ -264,7 +268,7 @@ impl Model {
         Some(match &r.class {
             Class::Counter { .. } => Watch::Counter,
             Class::Open { .. } => Watch::Open,
-            Class::Flip => return None,
+            Class::Layout(_) => return None,
             Class::Constant => match self.word_at(proc, r.vpn) {
                 Some(w) if !self.wild_at(proc, r.vpn) => Watch::Exact(w),
                 _ => Watch::Constant,

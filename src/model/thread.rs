@@ -82,9 +82,9 @@ pub(super) struct Racers {
     forked: Vec<FrameId>,
     /// The running `read` and `protect` threads (`racers.rs`, `race_layout.rs`; T10, T11).
     pub(super) readers: Vec<super::racers::Reader>,
-    /// Pages whose protection a fork's child copied from a page a `protect` thread was
-    /// flipping: one of the two, learnt from the child's first view (T11).
-    pub(super) open_prots: Vec<(ProcId, u64)>,
+    /// Pages a fork's child copied from a page a `protect` or `unmap` thread was changing:
+    /// one of its two states, learnt from the child's first view (T11, T12).
+    pub(super) open_prots: Vec<(ProcId, u64, RaceKind)>,
 }
 
 impl Model {
@@ -199,7 +199,9 @@ impl Model {
         let vpn = self.vpn(base) + page as u64;
         match kind {
             RaceKind::Read => return self.race_read(proc, thread, vpn),
-            RaceKind::Protect => return self.race_protect(proc, thread, vpn),
+            RaceKind::Protect | RaceKind::Unmap => {
+                return self.race_layout(proc, thread, kind, vpn);
+            }
             RaceKind::Write => {
                 if let Some(death) = self.fault(proc, vpn, PROT_W) {
                     return Outcome::Killed {

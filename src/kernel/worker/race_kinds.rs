@@ -2,7 +2,8 @@
 //! `read` thread loads the page's last word again and again and keeps what it saw, the first
 //! and the last value and how many loads were smaller than the one before, for its `stop` to
 //! report; a `protect` thread `mprotect`s its page read-only and read-write in turn, the last
-//! round read-write (T11). Called from `thread.rs`'s round; like it, nothing here allocates or
+//! round read-write (T11); an `unmap` thread `munmap`s its page and maps a fresh private
+//! anonymous one there in turn, the last round mapping it (T12). Called from `thread.rs`'s round; like it, nothing here allocates or
 //! takes a lock (mprotect takes the mmap lock, which the kernel releases before returning).
 
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -114,5 +115,37 @@ impl Hold {
             unsafe { libc::sched_yield() };
         }
         self.waiting.store(0, Ordering::Release);
+    }
+}
+
+/// Round `n` (1, 2, ...) of an `unmap` thread on the page at `addr` (T12): odd rounds
+/// `munmap` it, even ones and the `last` map a fresh private anonymous read-write page there
+/// (`MAP_FIXED`: zero-filled). `Err(errno)` if a call failed.
+pub(super) fn unmap(addr: u64, page_size: usize, n: u64, last: bool) -> Result<(), i32> {
+    let at = addr as *mut std::ffi::c_void;
+    let ok = if last || n.is_multiple_of(2) {
+        // SAFETY: a fixed mapping over the program's page that the race names (its process
+        // maps and loads nothing meanwhile, and the page lies outside the harness's memory).
+        let p = unsafe {
+            libc::mmap(
+                at,
+                page_size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        p == at
+    } else {
+        // SAFETY: unmapping the program's page that the race names (as above).
+        unsafe { libc::munmap(at, page_size) == 0 }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     }
 }

@@ -77,6 +77,7 @@ fn round(c: &Control, kind: RaceKind, n: u64, mem: i32, last: bool) -> Result<()
             Ok(())
         }
         RaceKind::Protect => super::race_kinds::protect(addr, page_size, n, last),
+        RaceKind::Unmap => super::race_kinds::unmap(addr, page_size, n, last),
         RaceKind::Write => {
             // SAFETY: a store to the program's page that the race names (the validator keeps
             // every other op off its word while the thread runs); a fault here is the

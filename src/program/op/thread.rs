@@ -228,6 +228,28 @@ impl ThreadRules {
         // page would be kept or not as the interleaving goes, and handles do not tell which
         // page a store reaches (T7).
         let zapping = mine && self.running.iter().flatten().any(|r| r.kind.bars_stores());
+        // An unmap thread's page comes and goes: its process loads nothing and maps nothing
+        // (T12).
+        let unmapping = mine
+            && (self.running.iter().flatten()).any(|r| r.proc == op.proc() && r.kind.bars_loads());
+        if unmapping
+            && matches!(
+                op,
+                Op::Read { .. }
+                    | Op::Map { .. }
+                    | Op::Alloc { .. }
+                    | Op::Free { .. }
+                    | Op::Tune { .. }
+            )
+        {
+            return refuse(
+                Blame::Proc,
+                format!(
+                    "an unmap thread of {} races: meanwhile it loads nothing and maps nothing (its page comes and goes)",
+                    op.proc()
+                ),
+            );
+        }
         let refused = match *op {
             Op::Write { span, .. } | Op::Poke { span, .. } | Op::Vfork { span, .. } => {
                 zapping || reaches_word(span)

@@ -277,7 +277,7 @@ impl<'a> OpLine<'a> {
             OpKind::Race => {
                 let thread = self.thread_handle(&mut columns)?;
                 let kind = self.word(
-                    "a race kind (write, dontneed, poke, read, protect)",
+                    "a race kind (write, dontneed, poke, read, protect, unmap)",
                     RaceKind::from_name,
                 )?;
                 let map = self.map_handle(&mut columns)?;

@@ -417,6 +417,7 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 crate::program::RaceKind::Poke => "RK_POKE",
                 crate::program::RaceKind::Read => "RK_READ",
                 crate::program::RaceKind::Protect => "RK_PROTECT",
+                crate::program::RaceKind::Unmap => "RK_UNMAP",
             };
             format!(
                 "{}, .first = {page}, .npages = 1, .kind = {kind}, .thread = {}",

@@ -15,7 +15,7 @@ use super::race::{RaceCheck, Races};
 use crate::model::{Life, Model, UNREADABLE, Watch};
 use crate::program::outcome::{Outcome, digest};
 use crate::program::tables::{self, errno::EFAULT};
-use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, Via, caps};
+use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, RaceKind, Via, caps};
 
 /// What the reproducer of one program checks, for pages of `page_size` bytes.
 pub struct Plan {
@@ -291,25 +291,30 @@ impl Walk {
                 });
             }
         }
-        // A store to a fork's copy of a page a protect thread was flipping: read-only or
-        // read-write as the fork found it (T11), which only a view tells.
+        // A store to a fork's copy of a page a protect thread was flipping (read-only or
+        // read-write as the fork found it, T11), or any access to one an unmap thread was
+        // unmapping and mapping (T12): only a view tells what the fork found.
+        let store = matches!(op, Op::Write { .. } | Op::Poke { .. });
         if let Op::Write {
             proc, map, span, ..
         }
         | Op::Poke {
             proc, map, span, ..
-        } = *op
+        }
+        | Op::Read { proc, map, span } = *op
             && let Some(h) = self.model.handle(map)
             && span.page_range().pages().any(|p| {
-                self.model
-                    .open_prot(proc, h.base + p as u64 * page_size as u64)
+                let open = self
+                    .model
+                    .open_layout(proc, h.base + p as u64 * page_size as u64);
+                open == Some(RaceKind::Unmap) || (store && open == Some(RaceKind::Protect))
             })
         {
             return Err(ReproError::Unsupported {
                 index: i + 1,
                 op: op.to_string(),
-                kind: "a store to a fork's copy of a page whose protection a thread was flipping",
-                known: "stores to every other page: the child's protection there is learnt from its first view, which a reproducer does not do".into(),
+                kind: "an access to a fork's copy of a page whose layout a thread was changing",
+                known: "accesses to every other page: the child's protection or mapping there is learnt from its first view, which a reproducer does not do".into(),
             });
         }
         // What a pipe-read may see: computed before the model consumes the page.
@@ -599,6 +604,11 @@ impl Walk {
                         continue;
                     }
                     let addr = h.base + page as u64 * ps;
+                    // A page an unmap thread changes, or a fork's copy of one: mapped or not
+                    // as the interleaving went (T12), which a reproducer cannot learn.
+                    if self.model.open_layout(view.proc, addr) == Some(RaceKind::Unmap) {
+                        continue;
+                    }
                     let mapped = view.regions.iter().any(|r| r.start <= addr && addr < r.end);
                     let digest = view
                         .pages

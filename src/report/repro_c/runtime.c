@@ -74,7 +74,7 @@ enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
 	    V_VFORK, V_RACE, V_STOP };
 /* race: what the thread does (cowcheck's RaceKind). */
-enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT };
+enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP };
 /* stop of a reader (RK_READ, docs/SEMANTICS.md T10): what its loads must have been: W_EXACT
  * every one `word`; W_CONST one value; W_MONO never going down; W_OPEN one value, or it and
  * then 0 (a lazily freed page reclaimed). */
@@ -703,7 +703,17 @@ static void *racer_loop(void *arg)
 	 * stop was asked (T1, T7, T9). */
 	for (uint64_t n = 2;; n++) {
 		int stop = atomic_load(&r->stop);
-		if (r->kind == RK_PROTECT) {
+		if (r->kind == RK_UNMAP) {
+			/* T12: unmapped, a fresh private page, ...; the last round maps it. */
+			int ok = stop || n % 2 == 0
+				? mmap((void *)r->page, ps, PROT_READ | PROT_WRITE,
+				       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == (void *)r->page
+				: munmap((void *)r->page, ps) == 0;
+			if (!ok)
+				break;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_PROTECT) {
 			/* T11: read-only, read-write, ...; the last round read-write. */
 			int prot = stop || n % 2 == 0 ? PROT_READ | PROT_WRITE : PROT_READ;
 			if (mprotect((void *)r->page, ps, prot) != 0)
@@ -758,7 +768,13 @@ static void race_start(const struct op *o, uintptr_t first)
 	r->page = first;
 	r->mem = -1;
 	r->cpu = pin_cpu(running);
-	if (o->kind == RK_PROTECT) {
+	if (o->kind == RK_UNMAP) {
+		if (munmap((void *)first, ps) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			return;
+		}
+	} else if (o->kind == RK_PROTECT) {
 		if (mprotect((void *)first, ps, PROT_READ) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
