@@ -52,6 +52,15 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
             "  races           {} (threads started)",
             kinds.join(", ")
         );
+        let forks: Vec<String> = (crate::program::RaceKind::ALL.iter())
+            .zip(s.racing_forks_by_kind)
+            .map(|(k, n)| format!("{} {n}", k.name()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  forks racing    {} (forks while a thread of that kind raced in the forking process)",
+            forks.join(", ")
+        );
     }
     let _ = writeln!(out, "  snapshots       {}", s.snapshots);
     let _ = writeln!(out, "  pages compared  {}", s.pages_compared);
@@ -275,6 +284,10 @@ pub fn summary_json(
         "racing_forks": s.racing_forks,
         "races": (crate::program::RaceKind::ALL.iter())
             .zip(s.races)
+            .map(|(k, n)| (k.name().to_string(), serde_json::json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
+        "racing_forks_by_kind": (crate::program::RaceKind::ALL.iter())
+            .zip(s.racing_forks_by_kind)
             .map(|(k, n)| (k.name().to_string(), serde_json::json!(n)))
             .collect::<serde_json::Map<_, _>>(),
         "snapshots": s.snapshots,
