@@ -25,6 +25,9 @@
 //!   copy may be all zero too, learnt like a counter; once the storing thread has stopped, the
 //!   page holds its last value or zeros, learnt from each view until the zapping one stops,
 //!   whose last round (it starts after `stop` was asked) leaves zeros.
+//! - `read` threads (T10) live in `racers.rs`, `protect` and `unmap` threads (T11, T12) in
+//!   `race_layout.rs`; this file calls them from `race`, `stop`, `fork_racing`,
+//!   `settle_racing` and `racers_end`.
 
 use super::Model;
 use super::frame::FrameId;

@@ -3,7 +3,9 @@
 //! ... until the worker stops it, publishing each round's number after it: a `write` thread
 //! stores the number into the last 8 bytes of one page, a `poke` thread writes it there through
 //! `/proc/self/mem` (`pwrite`, a forced write), a `dontneed` thread `madvise(MADV_DONTNEED)`s
-//! the page. Each round reads the stop word first, so the last round starts after the worker
+//! the page; `read`, `protect` and `unmap` threads (T10-T12) run the rounds of
+//! `race_kinds.rs`, and a view holds the layout-changing ones between two rounds. Each round
+//! reads the stop word first, so the last round starts after the worker
 //! asked to stop (after every op before the `stop`). Up to two threads per process (a pair:
 //! Dirty COW's, T9), and the second one's `race` returns only once the first has run a whole
 //! round after the second's first; a thread whose first round fails ends there and the `race` reports the

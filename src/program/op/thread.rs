@@ -25,9 +25,11 @@ pub const MAX_RACING: usize = 2;
 
 /// The static rules of racing (T1): a thread handle is fresh and below the cap; one thread
 /// races at a time in a program, or a pair in one process: one `dontneed` thread beside one
-/// that stores (`write` or `poke`, T7); only its own process stops it; while it runs, nothing
-/// but the thread may store to its word, and its process keeps its layout (`check_op`); while
-/// a `dontneed` thread runs, its process stores nothing at all.
+/// that stores (`write` or `poke`, T7), or a `read` thread joining a storing one in any
+/// process (T10); only its own process stops it; while it runs, nothing but the thread may
+/// store to its word, and its process keeps its layout (`check_op`); while a `dontneed`,
+/// `protect` or `unmap` thread runs, its process stores nothing at all, and while an `unmap`
+/// one runs it loads and maps nothing either (T11, T12).
 #[derive(Clone, Debug, Default)]
 pub struct ThreadRules {
     used: [bool; MAX_THREADS],

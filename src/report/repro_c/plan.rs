@@ -15,7 +15,7 @@ use super::race::{RaceCheck, Races};
 use crate::model::{Life, Model, UNREADABLE, Watch};
 use crate::program::outcome::{Outcome, digest};
 use crate::program::tables::{self, errno::EFAULT};
-use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, RaceKind, Via, caps};
+use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, Via, caps};
 
 /// What the reproducer of one program checks, for pages of `page_size` bytes.
 pub struct Plan {
@@ -291,31 +291,9 @@ impl Walk {
                 });
             }
         }
-        // A store to a fork's copy of a page a protect thread was flipping (read-only or
-        // read-write as the fork found it, T11), or any access to one an unmap thread was
-        // unmapping and mapping (T12): only a view tells what the fork found.
-        let store = matches!(op, Op::Write { .. } | Op::Poke { .. });
-        if let Op::Write {
-            proc, map, span, ..
-        }
-        | Op::Poke {
-            proc, map, span, ..
-        }
-        | Op::Read { proc, map, span } = *op
-            && let Some(h) = self.model.handle(map)
-            && span.page_range().pages().any(|p| {
-                let open = self
-                    .model
-                    .open_layout(proc, h.base + p as u64 * page_size as u64);
-                open == Some(RaceKind::Unmap) || (store && open == Some(RaceKind::Protect))
-            })
-        {
-            return Err(ReproError::Unsupported {
-                index: i + 1,
-                op: op.to_string(),
-                kind: "an access to a fork's copy of a page whose layout a thread was changing",
-                known: "accesses to every other page: the child's protection or mapping there is learnt from its first view, which a reproducer does not do".into(),
-            });
+        // An access to a page whose layout a racing thread left open (T11, T12).
+        if let Some(e) = super::race::open_layout_refusal(&self.model, i, op, page_size) {
+            return Err(e);
         }
         // What a pipe-read may see: computed before the model consumes the page.
         let pipe_allowed = match op {
@@ -325,10 +303,7 @@ impl Walk {
                 .map(|p| pipe_read_digests(&self.model, op, p)),
             _ => None,
         };
-        let watch = match *op {
-            Op::Stop { proc, thread } => self.model.watch_of(proc, thread),
-            _ => None,
-        };
+        let watch = super::race::watch_before(&self.model, op);
         let outcome = self
             .model
             .apply(op, None)
@@ -380,12 +355,7 @@ impl Walk {
                     op.proc()
                 ),
             },
-            Outcome::Watched { .. } => Step {
-                want: Want::Watched {
-                    watch: watch.unwrap_or(Watch::Counter),
-                },
-                says: super::race::watch_words(watch),
-            },
+            Outcome::Watched { .. } => super::race::watched_step(watch),
             Outcome::Mapped { .. }
             | Outcome::Done
             | Outcome::Stopped { .. }
@@ -604,9 +574,7 @@ impl Walk {
                         continue;
                     }
                     let addr = h.base + page as u64 * ps;
-                    // A page an unmap thread changes, or a fork's copy of one: mapped or not
-                    // as the interleaving went (T12), which a reproducer cannot learn.
-                    if self.model.open_layout(view.proc, addr) == Some(RaceKind::Unmap) {
+                    if super::race::unmapped_or_not(&self.model, view.proc, addr) {
                         continue;
                     }
                     let mapped = view.regions.iter().any(|r| r.start <= addr && addr < r.end);

@@ -9,7 +9,7 @@
 
 use crate::model::{Model, RaceWord, Watch};
 use crate::program::outcome::{Outcome, digest};
-use crate::program::{Op, ProcId, RACE_WORD};
+use crate::program::{Op, ProcId, RACE_WORD, RaceKind};
 
 /// How one page's last word is checked (`runtime.c`'s `struct race`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,4 +266,62 @@ pub fn watch_fields(watch: Watch) -> String {
         Watch::Counter => ", .watch = W_MONO".into(),
         Watch::Open => ", .watch = W_OPEN".into(),
     }
+}
+
+/// Why op `i` cannot be reproduced, if it stores to a fork's copy of a page a `protect` thread
+/// was flipping (read-only or read-write as the fork found it, T11), or accesses one an
+/// `unmap` thread was unmapping and mapping (T12): only a view tells what the fork found, and
+/// a reproducer does not learn from views.
+pub fn open_layout_refusal(
+    model: &Model,
+    i: usize,
+    op: &Op,
+    page_size: usize,
+) -> Option<super::error::ReproError> {
+    let store = matches!(op, Op::Write { .. } | Op::Poke { .. });
+    let (Op::Write {
+        proc, map, span, ..
+    }
+    | Op::Poke {
+        proc, map, span, ..
+    }
+    | Op::Read { proc, map, span }) = *op
+    else {
+        return None;
+    };
+    let h = model.handle(map)?;
+    let open = span.page_range().pages().any(|p| {
+        let open = model.open_layout(proc, h.base + p as u64 * page_size as u64);
+        open == Some(RaceKind::Unmap) || (store && open == Some(RaceKind::Protect))
+    });
+    open.then(|| super::error::ReproError::Unsupported {
+        index: i + 1,
+        op: op.to_string(),
+        kind: "an access to a fork's copy of a page whose layout a thread was changing",
+        known: "accesses to every other page: the child's protection or mapping there is learnt from its first view, which a reproducer does not do".into(),
+    })
+}
+
+/// How a reader's `stop` op (if `op` is one) will be checked, asked before it runs (T10).
+pub fn watch_before(model: &Model, op: &Op) -> Option<Watch> {
+    match *op {
+        Op::Stop { proc, thread } => model.watch_of(proc, thread),
+        _ => None,
+    }
+}
+
+/// The step of a reader's stop (T10).
+pub fn watched_step(watch: Option<Watch>) -> super::plan::Step {
+    super::plan::Step {
+        want: super::plan::Want::Watched {
+            watch: watch.unwrap_or(Watch::Counter),
+        },
+        says: watch_words(watch),
+    }
+}
+
+/// Whether `proc`'s page at `addr` is one an unmap thread changes, or a fork's copy of one:
+/// mapped or not as the interleaving went (T12), which a state check cannot say.
+pub fn unmapped_or_not(model: &Model, proc: ProcId, addr: u64) -> bool {
+    model.open_layout(proc, addr) == Some(RaceKind::Unmap)
 }
