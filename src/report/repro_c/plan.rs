@@ -355,7 +355,13 @@ impl Walk {
                     op.proc()
                 ),
             },
-            Outcome::Watched { .. } => super::race::watched_step(watch),
+            Outcome::Watched { .. } => {
+                let (watch, says) = super::race::watched(watch);
+                Step {
+                    want: Want::Watched { watch },
+                    says,
+                }
+            }
             Outcome::Mapped { .. }
             | Outcome::Done
             | Outcome::Stopped { .. }

@@ -310,14 +310,9 @@ pub fn watch_before(model: &Model, op: &Op) -> Option<Watch> {
     }
 }
 
-/// The step of a reader's stop (T10).
-pub fn watched_step(watch: Option<Watch>) -> super::plan::Step {
-    super::plan::Step {
-        want: super::plan::Want::Watched {
-            watch: watch.unwrap_or(Watch::Counter),
-        },
-        says: watch_words(watch),
-    }
+/// A reader's stop's check and its words (T10).
+pub fn watched(watch: Option<Watch>) -> (Watch, String) {
+    (watch.unwrap_or(Watch::Counter), watch_words(watch))
 }
 
 /// Whether `proc`'s page at `addr` is one an unmap thread changes, or a fork's copy of one:
