@@ -109,6 +109,11 @@ mod tests {
         r.admit(&race(0, 0, RaceKind::Protect)).expect("protect");
         assert!(r.admit(&write(0)).is_err());
         r.admit(&read(0)).expect("a load under a protect thread");
+        let free = Op::Free {
+            proc: ProcId(0),
+            map: MapId(1),
+        };
+        assert!(r.admit(&free).is_err(), "the allocator reads the layout");
         r.admit(&write(1)).expect("another process");
         let mut r = ThreadRules::default();
         r.admit(&race(0, 0, RaceKind::Unmap)).expect("unmap");
