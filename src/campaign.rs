@@ -125,6 +125,10 @@ pub fn run(
                 for (s, n) in summary.races.iter_mut().zip(t.races) {
                     *s += n as u64;
                 }
+                for (s, n) in (summary.racing_forks_by_kind.iter_mut()).zip(t.racing_forks_by_kind)
+                {
+                    *s += n as u64;
+                }
                 summary.pages_compared += t.pages_compared as u64;
                 summary.snapshots += t.snapshots as u64;
                 if t.own_regions > 0 {
@@ -288,6 +292,9 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.racing_forks += s.racing_forks;
         m.clones += s.clones;
         for (m, n) in m.races.iter_mut().zip(s.races) {
+            *m += n;
+        }
+        for (m, n) in (m.racing_forks_by_kind.iter_mut()).zip(s.racing_forks_by_kind) {
             *m += n;
         }
         m.pages_compared += s.pages_compared;

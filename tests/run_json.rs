@@ -87,6 +87,11 @@ fn same_seed_same_campaign() {
         "pages_compared",
         "programs_with",
     ] {
+        // An unmap thread's page is mapped or a hole at each view as the interleaving went
+        // (docs/SEMANTICS.md T12), so the pages the views hold are the run's.
+        if field == "pages_compared" && a["races"]["unmap"] != 0 {
+            continue;
+        }
         assert_eq!(
             a[field], b[field],
             "{field} differs between two runs of seed 42:\n{a}\n{b}"

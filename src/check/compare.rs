@@ -132,6 +132,7 @@ fn variant(o: &Outcome) -> String {
         Outcome::Done => "done".into(),
         Outcome::Hung => "hang".into(),
         Outcome::Stopped { .. } => "stopped".into(),
+        Outcome::Watched { .. } => "watched".into(),
         Outcome::Forked { .. } => "forked".into(),
         Outcome::Allocated { .. } => "allocated".into(),
         Outcome::Read { .. } => "read".into(),
@@ -162,8 +163,11 @@ pub struct Tally {
     pub racing_forks: usize,
     /// clone(CLONE_VM) children made (docs/SEMANTICS.md T30).
     pub clones: usize,
-    /// Races started, by kind (`RaceKind::code()`: write, dontneed, poke; T1, T7, T8).
-    pub races: [usize; 3],
+    /// Races started, by kind (`RaceKind::code()`: write, dontneed, poke, read...; T1, T7, T8,
+    /// T10).
+    pub races: [usize; crate::program::RaceKind::ALL.len()],
+    /// Forks made inside each kind's racing windows (`race_windows`).
+    pub racing_forks_by_kind: [usize; crate::program::RaceKind::ALL.len()],
     pub pages_compared: usize,
     pub snapshots: usize,
     /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.
@@ -266,6 +270,7 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
     let mut model = Model::with_features(page_size, features);
     let mut tally = Tally::default();
     let mut snaps = run.snapshots.iter().peekable();
+    let mut windows = crate::check::race_windows::RaceWindows::default();
     for (i, (op, observed)) in program.ops.iter().zip(&run.outcomes).enumerate() {
         if let Some(sink) = sink.as_deref_mut() {
             for cell in coverage::cells_before(&model, op) {
@@ -290,6 +295,7 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
             coverage::configs_after(&model, op, |c| sink.config(i, c));
         }
         tally.ops += 1;
+        windows.note(op, observed, &mut tally.racing_forks_by_kind);
         if let Op::Fork { .. } = op
             && matches!(observed, Outcome::Done | Outcome::Forked { .. })
         {

@@ -16,8 +16,10 @@ pub struct Summary {
     pub racing_forks: u64,
     /// clone(CLONE_VM) children made.
     pub clones: u64,
-    /// Races started, by kind (write, dontneed, poke).
-    pub races: [u64; 3],
+    /// Races started, by kind (`RaceKind::ALL`'s order).
+    pub races: [u64; crate::program::RaceKind::ALL.len()],
+    /// Forks made inside each kind's racing windows (same order).
+    pub racing_forks_by_kind: [u64; crate::program::RaceKind::ALL.len()],
     pub pages_compared: u64,
     pub snapshots: u64,
     /// Pages whose physical facts (pagemap words) were checked.

@@ -17,6 +17,7 @@ pub mod coverage;
 pub mod expectations;
 pub mod finding;
 pub mod physical;
+pub mod race_windows;
 pub mod shrink;
 mod smaps;
 

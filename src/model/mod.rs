@@ -78,6 +78,8 @@ mod mremap;
 mod observe;
 mod physical;
 mod pipe;
+mod race_layout;
+mod racers;
 mod thread;
 mod vfork;
 
@@ -91,6 +93,7 @@ pub use crate::program::outcome::UNREADABLE;
 pub use crate::program::tables::errno;
 pub use observe::{Life, ObjectPages, PageState};
 pub use physical::{Identity, Prediction, Presence};
+pub use racers::Watch;
 pub use thread::RaceWord;
 
 /// The kernel did something the model cannot even represent.

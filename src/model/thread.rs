@@ -25,6 +25,9 @@
 //!   copy may be all zero too, learnt like a counter; once the storing thread has stopped, the
 //!   page holds its last value or zeros, learnt from each view until the zapping one stops,
 //!   whose last round (it starts after `stop` was asked) leaves zeros.
+//! - `read` threads (T10) live in `racers.rs`, `protect` and `unmap` threads (T11, T12) in
+//!   `race_layout.rs`; this file calls them from `race`, `stop`, `fork_racing`,
+//!   `settle_racing` and `racers_end`.
 
 use super::Model;
 use super::frame::FrameId;
@@ -41,45 +44,50 @@ pub enum RaceWord {
 }
 
 #[derive(Clone, Debug)]
-struct Racer {
-    proc: ProcId,
+pub(super) struct Racer {
+    pub(super) proc: ProcId,
     thread: ThreadId,
-    kind: RaceKind,
-    vpn: u64,
+    pub(super) kind: RaceKind,
+    pub(super) vpn: u64,
     /// The least value the counter can hold now (1 once started; each fork's `after`).
-    floor: u64,
+    pub(super) floor: u64,
     /// A storing thread whose page a dontneed thread zapped: until it stops, the page may be
     /// all zero (its next store not done yet), however long ago the zapping stopped (T9).
-    zapped: bool,
+    pub(super) zapped: bool,
 }
 
 /// A child's copy of a raced private page whose counter is not learnt yet.
 #[derive(Clone, Copy, Debug)]
-struct Pending {
-    proc: ProcId,
-    vpn: u64,
+pub(super) struct Pending {
+    pub(super) proc: ProcId,
+    pub(super) vpn: u64,
     /// The child's own copy: if the page shows another frame by the time it is seen (it was
     /// written, unmapped or replaced), nothing is pending any more.
-    frame: FrameId,
-    lo: u64,
-    hi: u64,
+    pub(super) frame: FrameId,
+    pub(super) lo: u64,
+    pub(super) hi: u64,
     /// A dontneed thread zapped the parent's page too (T9): the copy may be all zero.
-    zero: bool,
+    pub(super) zero: bool,
 }
 
 /// The model's racing threads and what it learns of their pages.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Racers {
-    running: Vec<Racer>,
-    pending: Vec<Pending>,
+    pub(super) running: Vec<Racer>,
+    pub(super) pending: Vec<Pending>,
     /// Shared frames whose writer died racing: their last word is learnt, never predicted.
-    wild: Vec<FrameId>,
+    pub(super) wild: Vec<FrameId>,
     /// Pages of racing frames seen in the last observed snapshot: (proc, vpn, digest).
     seen: Vec<(ProcId, u64, u64)>,
     /// Both frames of every private raced page that a fork split in the model: the kernel
     /// splits it only at the thread's next store after the fork, which may come after the
     /// next view or never, so which physical page backs either side is open (I9).
     forked: Vec<FrameId>,
+    /// The running `read` and `protect` threads (`racers.rs`, `race_layout.rs`; T10, T11).
+    pub(super) readers: Vec<super::racers::Reader>,
+    /// Pages a fork's child copied from a page a `protect` or `unmap` thread was changing:
+    /// one of its two states, learnt from the child's first view (T11, T12).
+    pub(super) open_prots: Vec<(ProcId, u64, RaceKind)>,
 }
 
 impl Model {
@@ -116,7 +124,7 @@ impl Model {
     }
 
     /// The frames whose last word a running (or dead) thread decides.
-    fn racing_frames(&self) -> Vec<FrameId> {
+    pub(super) fn racing_frames(&self) -> Vec<FrameId> {
         let mut v: Vec<FrameId> = self
             .threads
             .running
@@ -160,7 +168,7 @@ impl Model {
     }
 
     /// Whether page `vpn` of `proc` shows a racing frame.
-    fn racing_page(&self, proc: ProcId, vpn: u64, frames: &[FrameId]) -> bool {
+    pub(super) fn racing_page(&self, proc: ProcId, vpn: u64, frames: &[FrameId]) -> bool {
         self.frame_at(proc, vpn)
             .is_some_and(|f| f != FrameId::ZERO && frames.contains(&f))
     }
@@ -193,6 +201,10 @@ impl Model {
     ) -> Outcome {
         let vpn = self.vpn(base) + page as u64;
         match kind {
+            RaceKind::Read => return self.race_read(proc, thread, vpn),
+            RaceKind::Protect | RaceKind::Unmap => {
+                return self.race_layout(proc, thread, kind, vpn);
+            }
             RaceKind::Write => {
                 if let Some(death) = self.fault(proc, vpn, PROT_W) {
                     return Outcome::Killed {
@@ -309,6 +321,9 @@ impl Model {
         thread: ThreadId,
         observed: Option<&Outcome>,
     ) -> Outcome {
+        if let Some(watched) = self.stop_read(proc, thread, observed) {
+            return watched;
+        }
         let Some(i) = self
             .threads
             .running
@@ -361,6 +376,7 @@ impl Model {
             .map(|p| Pending { proc: child, ..*p })
             .collect();
         self.threads.pending.extend(inherited);
+        self.inherit_open_prots(proc, child);
         // [T9] a zapped page whose storing thread stopped holds its last value or zeros, and so
         // does the child's copy of it: learnt like a counter, its own frame from now on.
         let settling: Vec<u64> = (self.threads.running.iter())
@@ -377,7 +393,8 @@ impl Model {
             .position(|r| mine(r) && r.kind.stores())
             .or_else(|| self.threads.running.iter().position(mine))
         else {
-            return forked;
+            // A reader alone: its rounds bound nothing (T10).
+            return self.fork_reading(proc, child, forked, observed);
         };
         let floor = self.threads.running[i].floor;
         let vpn = self.threads.running[i].vpn;
@@ -489,7 +506,7 @@ impl Model {
     }
 
     /// Whether page `vpn` of `proc` is a child's copy whose counter is still to learn.
-    fn pending_at(&self, proc: ProcId, vpn: u64) -> bool {
+    pub(super) fn pending_at(&self, proc: ProcId, vpn: u64) -> bool {
         self.threads
             .pending
             .iter()
@@ -497,7 +514,8 @@ impl Model {
     }
 
     /// Learns a pending child's counter from the digest `seen` of its whole page: one in its
-    /// range (T2), else the page keeps a value outside it, which differs.
+    /// range (T2), else the model holds the range's least, which differs (`hi + 1`, held before,
+    /// let a copy showing exactly `after + 2` pass).
     fn learn_pending(&mut self, proc: ProcId, vpn: u64, seen: u64) {
         let Some(i) = self
             .threads
@@ -518,7 +536,7 @@ impl Model {
         let value = (p.lo..=p.hi)
             .chain(p.zero.then_some(0))
             .find(|&c| of(c) == seen)
-            .unwrap_or(p.hi + 1);
+            .unwrap_or(p.lo);
         self.frames.bytes_mut(f)[ps - RACE_WORD..].copy_from_slice(&value.to_le_bytes());
     }
 
@@ -541,11 +559,14 @@ impl Model {
         }
         self.threads.running.retain(|r| r.proc != proc);
         self.threads.pending.retain(|p| p.proc != proc);
+        self.threads.readers.retain(|r| r.proc != proc);
+        self.threads.open_prots.retain(|p| p.0 != proc);
     }
 
     /// Learns from an observed snapshot: a pending child's counter (one in its range, T2), and
     /// what racing frames showed (T1).
     pub(super) fn settle_racing(&mut self, observed: &Snapshot) {
+        self.settle_flips(observed);
         self.threads.seen.clear();
         if self.threads.running.is_empty()
             && self.threads.pending.is_empty()

@@ -65,6 +65,15 @@ pub enum Outcome {
     Hung,
     /// `stop`: how many rounds the racing thread ran (a writer's last stored value).
     Stopped { rounds: u64 },
+    /// `stop` of a `read` thread (docs/SEMANTICS.md T10): its rounds, the first and the last
+    /// value it loaded from the page's last word, and how many loads were smaller than the one
+    /// before.
+    Watched {
+        rounds: u64,
+        first: u64,
+        last: u64,
+        drops: u64,
+    },
     /// `fork` in a process whose thread races: the thread's published counter read just before
     /// the fork and just after it returned in the parent (docs/SEMANTICS.md T2).
     Forked { before: u64, after: u64 },
@@ -248,6 +257,14 @@ pub fn describe_outcome(o: &Outcome) -> String {
         Outcome::Done => "ok".into(),
         Outcome::Hung => "no answer within the op deadline (hung; killed)".into(),
         Outcome::Stopped { rounds } => format!("stopped after {rounds} round(s)"),
+        Outcome::Watched {
+            rounds,
+            first,
+            last,
+            drops,
+        } => format!(
+            "stopped after {rounds} load(s): first {first}, last {last}, {drops} smaller than the one before"
+        ),
         Outcome::Allocated {
             addr,
             appeared,

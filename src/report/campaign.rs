@@ -46,10 +46,23 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
         let _ = writeln!(out, "  clone children  {} (clone(CLONE_VM), T30)", s.clones);
     }
     if s.races.iter().any(|&n| n > 0) {
+        let kinds: Vec<String> = (crate::program::RaceKind::ALL.iter())
+            .zip(s.races)
+            .map(|(k, n)| format!("{} {n}", k.name()))
+            .collect();
         let _ = writeln!(
             out,
-            "  races           write {}, dontneed {}, poke {} (threads started)",
-            s.races[0], s.races[1], s.races[2]
+            "  races           {} (threads started)",
+            kinds.join(", ")
+        );
+        let forks: Vec<String> = (crate::program::RaceKind::ALL.iter())
+            .zip(s.racing_forks_by_kind)
+            .map(|(k, n)| format!("{} {n}", k.name()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  forks racing    {} (forks while a thread of that kind raced in the forking process)",
+            forks.join(", ")
         );
     }
     let _ = writeln!(out, "  snapshots       {}", s.snapshots);
@@ -273,7 +286,14 @@ pub fn summary_json(
         "forks": s.forks,
         "racing_forks": s.racing_forks,
         "clones": s.clones,
-        "races": { "write": s.races[0], "dontneed": s.races[1], "poke": s.races[2] },
+        "races": (crate::program::RaceKind::ALL.iter())
+            .zip(s.races)
+            .map(|(k, n)| (k.name().to_string(), serde_json::json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
+        "racing_forks_by_kind": (crate::program::RaceKind::ALL.iter())
+            .zip(s.racing_forks_by_kind)
+            .map(|(k, n)| (k.name().to_string(), serde_json::json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,
         "physical_pages": s.physical_pages,

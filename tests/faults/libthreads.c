@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,11 +113,24 @@ pid_t fork(void)
 	if (pid == 0 && many) {
 		pid_t parent = getppid();
 		usleep(20000);
-		for (int i = 0; i < ntracked; i++) {
-			struct iovec local = { tracked[i].addr, tracked[i].len };
-			struct iovec remote = { tracked[i].addr, tracked[i].len };
-			process_vm_readv(parent, &local, 1, &remote, 1, 0);
+		/* Page by page, written through /proc/self/mem (a forced write): a page the child
+		 * may not write (a racing mprotect left it read-only at the fork) takes the copy
+		 * too, and a hole (a racing munmap) is skipped, so the fault shows whatever the
+		 * interleaving (docs/SEMANTICS.md T11, T12). */
+		static char page[1 << 16];
+		long ps = sysconf(_SC_PAGESIZE);
+		int mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		for (int i = 0; mem >= 0 && i < ntracked; i++) {
+			for (size_t at = 0; at + ps <= tracked[i].len && ps <= (long)sizeof(page); at += ps) {
+				char *addr = (char *)tracked[i].addr + at;
+				struct iovec local = { page, (size_t)ps };
+				struct iovec remote = { addr, (size_t)ps };
+				if (process_vm_readv(parent, &local, 1, &remote, 1, 0) == ps)
+					pwrite(mem, page, ps, (off_t)(uintptr_t)addr);
+			}
 		}
+		if (mem >= 0)
+			close(mem);
 	}
 	return pid;
 }

@@ -228,6 +228,7 @@ mod outcome {
     pub const STOPPED: u8 = 7;
     pub const FORKED: u8 = 8;
     pub const ALLOCATED: u8 = 9;
+    pub const WATCHED: u8 = 14;
 }
 
 /// Whether an optional item follows.
@@ -304,6 +305,17 @@ impl Enc {
             Outcome::Stopped { rounds } => {
                 self.u8(outcome::STOPPED);
                 self.u64(*rounds);
+            }
+            Outcome::Watched {
+                rounds,
+                first,
+                last,
+                drops,
+            } => {
+                self.u8(outcome::WATCHED);
+                for w in [rounds, first, last, drops] {
+                    self.u64(*w);
+                }
             }
             Outcome::Forked { before, after } => {
                 self.u8(outcome::FORKED);
@@ -527,6 +539,12 @@ impl<'a> Dec<'a> {
             outcome::HUNG => Outcome::Hung,
             outcome::STOPPED => Outcome::Stopped {
                 rounds: self.u64()?,
+            },
+            outcome::WATCHED => Outcome::Watched {
+                rounds: self.u64()?,
+                first: self.u64()?,
+                last: self.u64()?,
+                drops: self.u64()?,
             },
             outcome::FORKED => Outcome::Forked {
                 before: self.u64()?,

@@ -41,6 +41,7 @@ mod fault;
 mod per_proc;
 mod perform;
 pub mod physical;
+mod race_kinds;
 mod serve;
 mod slots;
 mod snapshot;

@@ -286,7 +286,7 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             let Some(first) = resolve(page) else {
                 return skipped(s);
             };
-            let addr = if kind.stores() {
+            let addr = if kind.on_word() {
                 first + ps as u64 - crate::program::RACE_WORD as u64
             } else {
                 first
@@ -330,11 +330,19 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             }
         }
         Request::Stop { thread } => {
-            let rounds = s.racer.stop(thread);
+            let (rounds, seen) = s.racer.stop(thread);
             let reply = &mut s.reply[here..];
             reply[REPLY_HEAD] = rounds;
-            put(reply, Reply::Digests { count: 1 });
-            return Done::Reply(1);
+            // A reader's stop says what it saw too (T10).
+            let n = match seen {
+                Some(seen) => {
+                    reply[REPLY_HEAD + 1..REPLY_HEAD + 4].copy_from_slice(&seen);
+                    4
+                }
+                None => 1,
+            };
+            put(reply, Reply::Digests { count: n });
+            return Done::Reply(n);
         }
         Request::Poke {
             map,

@@ -3,7 +3,9 @@
 //! ... until the worker stops it, publishing each round's number after it: a `write` thread
 //! stores the number into the last 8 bytes of one page, a `poke` thread writes it there through
 //! `/proc/self/mem` (`pwrite`, a forced write), a `dontneed` thread `madvise(MADV_DONTNEED)`s
-//! the page. Each round reads the stop word first, so the last round starts after the worker
+//! the page; `read`, `protect` and `unmap` threads (T10-T12) run the rounds of
+//! `race_kinds.rs`, and a view holds the layout-changing ones between two rounds. Each round
+//! reads the stop word first, so the last round starts after the worker
 //! asked to stop (after every op before the `stop`). Up to two threads per process (a pair:
 //! Dirty COW's, T9), and the second one's `race` returns only once the first has run a whole
 //! round after the second's first; a thread whose first round fails ends there and the `race` reports the
@@ -46,6 +48,11 @@ struct Control {
     page_size: u64,
     /// Set by the thread when it ended by itself: the errno of the round that failed.
     failed: AtomicI32,
+    /// What a `read` thread saw (`race_kinds`).
+    seen: super::race_kinds::Seen,
+    /// A thread that changes the layout waits between rounds while the worker views itself
+    /// (`race_kinds::Hold`).
+    hold: super::race_kinds::Hold,
 }
 
 /// One thread's region and, while it runs, its handle.
@@ -64,8 +71,15 @@ pub(super) struct Racer {
 }
 
 /// One round: `Err(errno)` if it failed.
-fn round(kind: RaceKind, addr: u64, n: u64, page_size: usize, mem: i32) -> Result<(), i32> {
+fn round(c: &Control, kind: RaceKind, n: u64, mem: i32, last: bool) -> Result<(), i32> {
+    let (addr, page_size) = (c.addr, c.page_size as usize);
     match kind {
+        RaceKind::Read => {
+            super::race_kinds::read(&c.seen, addr, n);
+            Ok(())
+        }
+        RaceKind::Protect => super::race_kinds::protect(addr, page_size, n, last),
+        RaceKind::Unmap => super::race_kinds::unmap(addr, page_size, n, last),
         RaceKind::Write => {
             // SAFETY: a store to the program's page that the race names (the validator keeps
             // every other op off its word while the thread runs); a fault here is the
@@ -102,14 +116,7 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     let control = arg as *const Control;
     // SAFETY: the control block lives in the region for the process's life, and the worker
     // does not write `cpu`, `addr`, `kind` or `page_size` while the thread runs.
-    let (cpu, addr, kind, page_size) = unsafe {
-        (
-            (*control).cpu,
-            (*control).addr,
-            (*control).kind,
-            (*control).page_size as usize,
-        )
-    };
+    let (cpu, kind) = unsafe { ((*control).cpu, (*control).kind) };
     let kind = RaceKind::from_code(kind).unwrap_or(RaceKind::Write);
     if cpu >= 0 {
         // SAFETY: a cpu_set_t on our stack, for this thread only.
@@ -135,9 +142,12 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     };
     let mut n: u64 = 0;
     loop {
+        // SAFETY: as above.
+        unsafe { &(*control).hold }.wait_if_held();
         let last = stop.load(Ordering::Acquire) != 0;
         n += 1;
-        if let Err(e) = round(kind, addr, n, page_size, mem) {
+        // SAFETY: as above.
+        if let Err(e) = round(unsafe { &*control }, kind, n, mem, last) {
             failed.store(e, Ordering::Release);
             break;
         }
@@ -226,6 +236,8 @@ impl Racer {
             (*control).stop.store(0, Ordering::Relaxed);
             (*control).counter.store(0, Ordering::Relaxed);
             (*control).failed.store(0, Ordering::Relaxed);
+            (*control).seen.reset();
+            (*control).hold.release(&(*control).failed);
             (*control).addr = addr;
             (*control).kind = kind.code();
             (*control).page_size = page_size as u64;
@@ -298,20 +310,43 @@ impl Racer {
         Ok(())
     }
 
-    /// Stops and joins thread `handle`; its rounds (0 if it does not run).
-    pub(super) fn stop(&mut self, handle: u8) -> u64 {
+    /// Stops and joins thread `handle`; its rounds (0 if it does not run) and, for a `read`
+    /// thread, what it saw (T10).
+    pub(super) fn stop(&mut self, handle: u8) -> (u64, Option<[u64; 3]>) {
         let Some(slot) = self
             .slots
             .iter_mut()
             .find(|s| s.thread.is_some() && s.handle == handle)
         else {
-            return 0;
+            return (0, None);
         };
         let tid = slot.thread.take().expect("running");
         Self::control(slot).stop.store(1, Ordering::Release);
         // SAFETY: joining the thread this Racer started, once.
         unsafe { libc::pthread_join(tid, std::ptr::null_mut()) };
-        Self::control(slot).counter.load(Ordering::Acquire)
+        let c = Self::control(slot);
+        let seen = (c.kind == RaceKind::Read.code()).then(|| c.seen.report());
+        (c.counter.load(Ordering::Acquire), seen)
+    }
+
+    /// Holds every running thread that changes the layout between two rounds (T11), for a view
+    /// of the layout: /proc/self/maps is not read atomically, and a layout changing while it is
+    /// read showed as none. `release` lets them go on.
+    pub(super) fn hold(&self) {
+        for s in self.slots.iter().filter(|s| s.thread.is_some()) {
+            let c = Self::control(s);
+            if RaceKind::from_code(c.kind).is_some_and(RaceKind::changes_layout) {
+                c.hold.hold(&c.failed);
+            }
+        }
+    }
+
+    /// Lets the threads `hold` held go on.
+    pub(super) fn release(&self) {
+        for s in self.slots.iter().filter(|s| s.thread.is_some()) {
+            let c = Self::control(s);
+            c.hold.release(&c.failed);
+        }
     }
 
     /// In a fork's child: the threads do not exist here (fork copies only the calling

@@ -15,6 +15,7 @@ mod alloc;
 mod backings;
 mod clone_vm;
 mod family;
+mod racers;
 mod threads;
 
 use arbitrary::{Arbitrary, Unstructured};

@@ -3,8 +3,8 @@
 //! mapping it holds), or, where a thread already races, forks the racing process (most
 //! often: that is the window the T rules are about), reads the raced page, stops a thread, or
 //! starts the other half of a pair beside it (a `dontneed` thread beside a storing one, on the
-//! same page most often: Dirty COW's pair, T7). A race's kind is `write` most often, else
-//! `dontneed` or `poke` (T7, T8).
+//! same page most often: Dirty COW's pair, T7), or a reader joining a storing one (T10). A
+//! race's kind is `write` most often, else `dontneed`, `poke` or `read` (`racers.rs`).
 //! Some raw ops vfork a child that writes to a mapping of its parent and exits (T5).
 //! Everything the validator refuses (`ThreadRules`) is dropped, as for every other op.
 
@@ -47,6 +47,10 @@ impl Builder {
                 // The other half of a pair (T7), on the same page most often; else another race
                 // elsewhere, below.
                 _ => {
+                    // A reader joining a storing thread (`racers.rs`, T10).
+                    if kind.stores() && self.add_racers(r, p, map, page) {
+                        return;
+                    }
                     let other = if kind.stores() {
                         RaceKind::DontNeed
                     } else if r.d.is_multiple_of(2) {
@@ -87,11 +91,7 @@ impl Builder {
             return;
         };
         let page = r.a % self.sizes[m.0 as usize];
-        let kind = match r.d % 4 {
-            0 | 1 => RaceKind::Write,
-            2 => RaceKind::DontNeed,
-            _ => RaceKind::Poke,
-        };
+        let kind = self.race_kind(r);
         if !self.push(Op::Race {
             proc: p,
             thread,

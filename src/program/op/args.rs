@@ -351,20 +351,66 @@ pub enum RaceKind {
     /// As `Write`, but each store is a forced write through `/proc/self/mem` (`pwrite`, the
     /// `poke` op's way: it writes a private page its process may not write, T8).
     Poke,
+    /// Loads the last 8 bytes of the page again and again; its `stop` reports the rounds, the
+    /// first and the last value loaded, and how many loads were smaller than the one before
+    /// (docs/SEMANTICS.md T10).
+    Read,
+    /// `mprotect`s the page read-only, then read-write, again and again; the last round (it
+    /// starts after `stop` was asked) leaves it read-write (docs/SEMANTICS.md T11).
+    Protect,
+    /// `munmap`s the page, then maps a fresh private anonymous read-write page there
+    /// (`MAP_FIXED`), again and again; the last round leaves it mapped, zero-filled
+    /// (docs/SEMANTICS.md T12).
+    Unmap,
 }
 
 impl RaceKind {
-    pub const ALL: [RaceKind; 3] = [RaceKind::Write, RaceKind::DontNeed, RaceKind::Poke];
+    pub const ALL: [RaceKind; 6] = [
+        RaceKind::Write,
+        RaceKind::DontNeed,
+        RaceKind::Poke,
+        RaceKind::Read,
+        RaceKind::Protect,
+        RaceKind::Unmap,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             RaceKind::Write => "write",
             RaceKind::DontNeed => "dontneed",
             RaceKind::Poke => "poke",
+            RaceKind::Read => "read",
+            RaceKind::Protect => "protect",
+            RaceKind::Unmap => "unmap",
         }
     }
     /// Whether the thread stores the counter into the page's last word.
     pub fn stores(self) -> bool {
-        !matches!(self, RaceKind::DontNeed)
+        matches!(self, RaceKind::Write | RaceKind::Poke)
+    }
+    /// Whether the racing process must store nothing while the thread runs: a store to the
+    /// thread's page would be kept, fault or not as the interleaving goes (T7, T11), and
+    /// handles do not tell which page a store reaches.
+    pub fn bars_stores(self) -> bool {
+        matches!(
+            self,
+            RaceKind::DontNeed | RaceKind::Protect | RaceKind::Unmap
+        )
+    }
+    /// Whether the racing process must load nothing and map nothing while the thread runs: its
+    /// page comes and goes (a load there would die or not as the interleaving goes, and a new
+    /// mapping could land in the hole the thread just made, T12).
+    pub fn bars_loads(self) -> bool {
+        self == RaceKind::Unmap
+    }
+    /// Whether the thread changes its process's layout (a view of the layout holds it between
+    /// two rounds).
+    pub fn changes_layout(self) -> bool {
+        matches!(self, RaceKind::Protect | RaceKind::Unmap)
+    }
+    /// Whether the thread works on the page's last word (stores to it or loads it), rather
+    /// than on the whole page.
+    pub fn on_word(self) -> bool {
+        self.stores() || self == RaceKind::Read
     }
     /// The wire code (`kernel::protocol`).
     pub fn code(self) -> u64 {

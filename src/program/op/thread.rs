@@ -25,9 +25,11 @@ pub const MAX_RACING: usize = 2;
 
 /// The static rules of racing (T1): a thread handle is fresh and below the cap; one thread
 /// races at a time in a program, or a pair in one process: one `dontneed` thread beside one
-/// that stores (`write` or `poke`, T7); only its own process stops it; while it runs, nothing
-/// but the thread may store to its word, and its process keeps its layout (`check_op`); while
-/// a `dontneed` thread runs, its process stores nothing at all.
+/// that stores (`write` or `poke`, T7), or a `read` thread joining a storing one in any
+/// process (T10); only its own process stops it; while it runs, nothing but the thread may
+/// store to its word, and its process keeps its layout (`check_op`); while a `dontneed`,
+/// `protect` or `unmap` thread runs, its process stores nothing at all, and while an `unmap`
+/// one runs it loads and maps nothing either (T11, T12).
 #[derive(Clone, Debug, Default)]
 pub struct ThreadRules {
     used: [bool; MAX_THREADS],
@@ -126,15 +128,18 @@ impl ThreadRules {
                 }
                 let running: Vec<Racing> = self.running.iter().flatten().copied().collect();
                 if let Some(r) = running.first() {
-                    // A pair: one dontneed beside one storing thread, in one process (T7).
+                    // A pair: one dontneed beside one storing thread, in one process (T7), or
+                    // a reader joining a storing thread, in any process (T10).
                     let pair = running.len() < MAX_RACING
-                        && r.proc == proc
-                        && r.kind.stores() != kind.stores();
+                        && ((r.proc == proc
+                            && ((r.kind == RaceKind::DontNeed && kind.stores())
+                                || (r.kind.stores() && kind == RaceKind::DontNeed)))
+                            || (kind == RaceKind::Read && r.kind.stores()));
                     if !pair {
                         return refuse(
                             Blame::Proc,
                             format!(
-                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, one write or poke)",
+                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, one write or poke), or a reader joining a write or poke thread",
                                 r.proc
                             ),
                         );
@@ -219,16 +224,32 @@ impl ThreadRules {
         let Some(r) = self.running.iter().flatten().next().copied() else {
             return Ok(());
         };
-        let mine = op.proc() == r.proc;
+        // A reader may race in another process than the storing thread it joined (T10).
+        let mine = self.running.iter().flatten().any(|r| r.proc == op.proc());
         // A dontneed thread zaps its page whenever it runs: a store of its process to that
         // page would be kept or not as the interleaving goes, and handles do not tell which
         // page a store reaches (T7).
-        let zapping = mine
-            && self
-                .running
-                .iter()
-                .flatten()
-                .any(|r| r.kind == RaceKind::DontNeed);
+        let zapping = mine && self.running.iter().flatten().any(|r| r.kind.bars_stores());
+        // An unmap thread's page comes and goes: its process loads nothing and maps nothing
+        // (T12). A layout thread's process makes no allocator call either: the allocator's
+        // accounting compares the layout before and after the call, which the thread changes
+        // (found by `run --time 120 --seed 4`: a free beside a protect thread measured twice
+        // the bytes it unmapped, 1 run in 5).
+        let racing = |k: fn(RaceKind) -> bool| {
+            mine && (self.running.iter().flatten()).any(|r| r.proc == op.proc() && k(r.kind))
+        };
+        let allocator = matches!(op, Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. });
+        if (racing(RaceKind::bars_loads) && matches!(op, Op::Read { .. } | Op::Map { .. }))
+            || (racing(RaceKind::changes_layout) && allocator)
+        {
+            return refuse(
+                Blame::Proc,
+                format!(
+                    "a protect or unmap thread of {} races: meanwhile it makes no allocator call, and under an unmap thread it loads and maps nothing (its page comes and goes)",
+                    op.proc()
+                ),
+            );
+        }
         let refused = match *op {
             Op::Write { span, .. } | Op::Poke { span, .. } | Op::Vfork { span, .. } => {
                 zapping || reaches_word(span)
@@ -252,7 +273,7 @@ impl ThreadRules {
             return refuse(
                 Blame::Span,
                 format!(
-                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout (and stores nothing while a dontneed thread runs)",
+                    "a thread of {} races: meanwhile no store may reach a page's last {RACE_WORD} bytes, nothing is vmspliced or punched out, and {} keeps its layout (and stores nothing while a dontneed or protect thread runs)",
                     r.proc, r.proc
                 ),
             );

@@ -276,7 +276,10 @@ impl<'a> OpLine<'a> {
             OpKind::Alloc | OpKind::Free | OpKind::Tune => unreachable!("filtered above"),
             OpKind::Race => {
                 let thread = self.thread_handle(&mut columns)?;
-                let kind = self.word("a race kind (write, dontneed, poke)", RaceKind::from_name)?;
+                let kind = self.word(
+                    "a race kind (write, dontneed, poke, read, protect, unmap)",
+                    RaceKind::from_name,
+                )?;
                 let map = self.map_handle(&mut columns)?;
                 let page = self.one_page(&mut columns, "a race takes one page (like 2)")?;
                 Op::Race {

@@ -416,6 +416,9 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 crate::program::RaceKind::Write => "RK_WRITE",
                 crate::program::RaceKind::DontNeed => "RK_DONTNEED",
                 crate::program::RaceKind::Poke => "RK_POKE",
+                crate::program::RaceKind::Read => "RK_READ",
+                crate::program::RaceKind::Protect => "RK_PROTECT",
+                crate::program::RaceKind::Unmap => "RK_UNMAP",
             };
             format!(
                 "{}, .first = {page}, .npages = 1, .kind = {kind}, .thread = {}",
@@ -482,6 +485,9 @@ fn want_fields(f: &mut String, want: &Want, i: usize) {
             )
         }
         Want::Failed { errno } => write!(f, ", .want = RES_FAILED, .want_errno = {errno}"),
+        Want::Watched { watch } => {
+            write!(f, ", .want = RES_OK{}", super::race::watch_fields(*watch))
+        }
     };
 }
 

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use super::error::ReproError;
 use super::race::{RaceCheck, Races};
-use crate::model::{Life, Model, UNREADABLE};
+use crate::model::{Life, Model, UNREADABLE, Watch};
 use crate::program::outcome::{Outcome, digest};
 use crate::program::tables::{self, errno::EFAULT};
 use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, Via, caps};
@@ -64,6 +64,8 @@ pub enum Want {
     },
     /// The call fails with this errno.
     Failed { errno: i32 },
+    /// A reader's stop: what it loaded must pass this check (docs/SEMANTICS.md T10).
+    Watched { watch: Watch },
 }
 
 /// After op `after_op`, process `proc` must be in this state.
@@ -289,6 +291,10 @@ impl Walk {
                 });
             }
         }
+        // An access to a page whose layout a racing thread left open (T11, T12).
+        if let Some(e) = super::race::open_layout_refusal(&self.model, i, op, page_size) {
+            return Err(e);
+        }
         // What a pipe-read may see: computed before the model consumes the page.
         let pipe_allowed = match op {
             Op::PipeRead { .. } => self
@@ -297,6 +303,7 @@ impl Walk {
                 .map(|p| pipe_read_digests(&self.model, op, p)),
             _ => None,
         };
+        let watch = super::race::watch_before(&self.model, op);
         let outcome = self
             .model
             .apply(op, None)
@@ -348,6 +355,13 @@ impl Walk {
                     op.proc()
                 ),
             },
+            Outcome::Watched { .. } => {
+                let (watch, says) = super::race::watched(watch);
+                Step {
+                    want: Want::Watched { watch },
+                    says,
+                }
+            }
             Outcome::Mapped { .. }
             | Outcome::Done
             | Outcome::Stopped { .. }
@@ -566,6 +580,9 @@ impl Walk {
                         continue;
                     }
                     let addr = h.base + page as u64 * ps;
+                    if super::race::unmapped_or_not(&self.model, view.proc, addr) {
+                        continue;
+                    }
                     let mapped = view.regions.iter().any(|r| r.start <= addr && addr < r.end);
                     let digest = view
                         .pages

@@ -7,9 +7,9 @@
 //! never changes afterwards (or 0 where a zapping thread raced too; T2, T9), or the rounds
 //! the stop reported (T1). Pure data, like `plan`.
 
-use crate::model::{Model, RaceWord};
+use crate::model::{Model, RaceWord, Watch};
 use crate::program::outcome::{Outcome, digest};
-use crate::program::{Op, ProcId, RACE_WORD};
+use crate::program::{Op, ProcId, RACE_WORD, RaceKind};
 
 /// How one page's last word is checked (`runtime.c`'s `struct race`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,4 +233,90 @@ pub fn words(
         Kind::Rounds => format!("the rounds that op {}'s stop reported", check.slot + 1),
     };
     format!("{head}in the last 8 bytes {word}")
+}
+
+/// What a reader's stop must report, in words (T10).
+pub fn watch_words(watch: Option<Watch>) -> String {
+    match watch {
+        Some(Watch::Exact(w)) => {
+            format!(
+                "stops; every load saw {w} (first and last {w}, none smaller than the one before)"
+            )
+        }
+        Some(Watch::Constant) => {
+            "stops; every load saw one value (first == last, none smaller than the one before)"
+                .into()
+        }
+        Some(Watch::Open) => {
+            "stops; the loads saw one value, or it and then 0 (a lazily freed page reclaimed)"
+                .into()
+        }
+        Some(Watch::Counter) | None => {
+            "stops; the loads never went down (first <= last, none smaller than the one before)"
+                .into()
+        }
+    }
+}
+
+/// The `.watch`, `.word` fields of a reader's stop row (`runtime.c`'s `enum watch`).
+pub fn watch_fields(watch: Watch) -> String {
+    match watch {
+        Watch::Exact(w) => format!(", .watch = W_EXACT, .word = 0x{w:016x}ull"),
+        Watch::Constant => ", .watch = W_CONST".into(),
+        Watch::Counter => ", .watch = W_MONO".into(),
+        Watch::Open => ", .watch = W_OPEN".into(),
+    }
+}
+
+/// Why op `i` cannot be reproduced, if it stores to a fork's copy of a page a `protect` thread
+/// was flipping (read-only or read-write as the fork found it, T11), or accesses one an
+/// `unmap` thread was unmapping and mapping (T12): only a view tells what the fork found, and
+/// a reproducer does not learn from views.
+pub fn open_layout_refusal(
+    model: &Model,
+    i: usize,
+    op: &Op,
+    page_size: usize,
+) -> Option<super::error::ReproError> {
+    let store = matches!(op, Op::Write { .. } | Op::Poke { .. });
+    let (Op::Write {
+        proc, map, span, ..
+    }
+    | Op::Poke {
+        proc, map, span, ..
+    }
+    | Op::Read { proc, map, span }) = *op
+    else {
+        return None;
+    };
+    let h = model.handle(map)?;
+    let open = span.page_range().pages().any(|p| {
+        let open = model.open_layout(proc, h.base + p as u64 * page_size as u64);
+        open == Some(RaceKind::Unmap) || (store && open == Some(RaceKind::Protect))
+    });
+    open.then(|| super::error::ReproError::Unsupported {
+        index: i + 1,
+        op: op.to_string(),
+        kind: "an access to a fork's copy of a page whose layout a thread was changing",
+        known: "accesses to every other page: the child's protection or mapping there is learnt from its first view, which a reproducer does not do".into(),
+    })
+}
+
+/// How a reader's `stop` op (if `op` is one) will be checked, asked before it runs (T10).
+pub fn watch_before(model: &Model, op: &Op) -> Option<Watch> {
+    match *op {
+        Op::Stop { proc, thread } => model.watch_of(proc, thread),
+        _ => None,
+    }
+}
+
+/// A reader's stop's check and its words (T10).
+pub fn watched(watch: Option<Watch>) -> (Watch, String) {
+    (watch.unwrap_or(Watch::Counter), watch_words(watch))
+}
+
+/// Whether `proc`'s page at `addr` is one an unmap thread changes, or a fork's copy of one:
+/// mapped or not as the interleaving went (T12), which a state check cannot say.
+pub fn unmapped_or_not(model: &Model, proc: ProcId, addr: u64) -> bool {
+    model.open_layout(proc, addr) == Some(RaceKind::Unmap)
 }

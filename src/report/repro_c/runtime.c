@@ -74,7 +74,11 @@ enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
 	    V_VFORK, V_RACE, V_STOP, V_CLONE };
 /* race: what the thread does (cowcheck's RaceKind). */
-enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE };
+enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP };
+/* stop of a reader (RK_READ, docs/SEMANTICS.md T10): what its loads must have been: W_EXACT
+ * every one `word`; W_CONST one value; W_MONO never going down; W_OPEN one value, or it and
+ * then 0 (a lazily freed page reclaimed). */
+enum watch { W_NONE, W_EXACT, W_CONST, W_MONO, W_OPEN };
 /* How a page's bytes are checked where a racing thread decides its last 8 bytes (the counter;
  * docs/SEMANTICS.md T1-T9): R_EXACT by the digest; otherwise the page with its last word zeroed
  * must have digest `base`, and the word must be: R_FREE any value (the thread is running);
@@ -146,6 +150,8 @@ struct op {
 	int thread;                /* race, stop: the thread handle; race: kind is RK_* */
 	const struct race *races;  /* RES_READ: per page, how a racing page is checked (NULL:
 	                              every page by its digest) */
+	int watch;                 /* stop of a reader: W_*, and the word W_EXACT wants */
+	uint64_t word;
 };
 
 struct row {
@@ -676,6 +682,7 @@ static struct racer {
 	uintptr_t page;
 	atomic_int stop;
 	uint64_t last; /* the last value stored (write, poke) */
+	uint64_t first, seen, drops; /* read: the first and the last load, loads that went down */
 	pthread_t id;
 } racers[NTHREAD];
 
@@ -696,7 +703,30 @@ static void *racer_loop(void *arg)
 	 * stop was asked (T1, T7, T9). */
 	for (uint64_t n = 2;; n++) {
 		int stop = atomic_load(&r->stop);
-		if (r->kind == RK_DONTNEED) {
+		if (r->kind == RK_UNMAP) {
+			/* T12: unmapped, a fresh private page, ...; the last round maps it. */
+			int ok = stop || n % 2 == 0
+				? mmap((void *)r->page, ps, PROT_READ | PROT_WRITE,
+				       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == (void *)r->page
+				: munmap((void *)r->page, ps) == 0;
+			if (!ok)
+				break;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_PROTECT) {
+			/* T11: read-only, read-write, ...; the last round read-write. */
+			int prot = stop || n % 2 == 0 ? PROT_READ | PROT_WRITE : PROT_READ;
+			if (mprotect((void *)r->page, ps, prot) != 0)
+				break;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_READ) {
+			uint64_t v = *(volatile uint64_t *)(r->page + ps - 8);
+			r->drops += v < r->seen;
+			r->seen = v;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_DONTNEED) {
 			madvise((void *)r->page, ps, MADV_DONTNEED);
 		} else {
 			if (r->kind == RK_POKE) {
@@ -738,7 +768,22 @@ static void race_start(const struct op *o, uintptr_t first)
 	r->page = first;
 	r->mem = -1;
 	r->cpu = pin_cpu(running);
-	if (o->kind == RK_DONTNEED) {
+	if (o->kind == RK_UNMAP) {
+		if (munmap((void *)first, ps) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			return;
+		}
+	} else if (o->kind == RK_PROTECT) {
+		if (mprotect((void *)first, ps, PROT_READ) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			return;
+		}
+	} else if (o->kind == RK_READ) {
+		/* A fault here is the op's death, as the model's first load. */
+		r->first = r->seen = *(volatile uint64_t *)(first + ps - 8);
+	} else if (o->kind == RK_DONTNEED) {
 		if (madvise((void *)first, ps, MADV_DONTNEED) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
@@ -782,6 +827,31 @@ static void race_stop(const struct op *o)
 		close(r->mem);
 	rep.value = r->kind == RK_DONTNEED ? 0 : r->last;
 	board->rounds[o - ops] = rep.value;
+	if (r->kind == RK_READ) {
+		rep.digest[0] = r->first;
+		rep.digest[1] = r->seen;
+		rep.digest[2] = r->drops;
+		rep.n = 3;
+	}
+}
+
+/* Whether a reader's stop reply `r` passes its op's check (T10). */
+static int watch_ok(const struct op *o, const struct reply *r)
+{
+	uint64_t first = r->digest[0], last = r->digest[1], drops = r->digest[2];
+	if (r->n != 3)
+		return 0;
+	switch (o->watch) {
+	case W_EXACT:
+		return first == o->word && last == o->word && drops == 0;
+	case W_CONST:
+		return first == last && drops == 0;
+	case W_MONO:
+		return first <= last && drops == 0;
+	case W_OPEN:
+		return (last == first && drops == 0) || (last == 0 && drops <= 1);
+	}
+	return 1;
 }
 
 /* Whether `n` bytes at `b` (a span that ends with the page's last word) pass race check `c`
@@ -1417,6 +1487,8 @@ static int run_op(int i)
 	}
 	if (ok && o->want == RES_FAILED)
 		ok = (int)r.value == o->want_errno;
+	if (ok && o->verb == V_STOP && o->watch != W_NONE)
+		ok = watch_ok(o, &r);
 	switch (r.result) {
 	case RES_OK:
 		if (o->verb == V_MAP)
@@ -1473,7 +1545,12 @@ static int run_op(int i)
 			printf("# got: failed: %s (errno %d)\n", strerror((int)r.value), (int)r.value);
 			break;
 		default:
-			printf("# got: %s\n", result_name(r.result));
+			if (o->verb == V_STOP && o->watch != W_NONE && r.n == 3)
+				printf("# got: loads: first %llu, last %llu, %llu smaller than the one before\n",
+				       (unsigned long long)r.digest[0], (unsigned long long)r.digest[1],
+				       (unsigned long long)r.digest[2]);
+			else
+				printf("# got: %s\n", result_name(r.result));
 		}
 	}
 	return 0;

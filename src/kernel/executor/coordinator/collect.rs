@@ -142,6 +142,16 @@ impl Coordinator {
                     rounds: self.payload()[0],
                 });
             }
+            // A reader's stop (`worker::race_kinds`, T10).
+            Reply::Digests { count: 4 } if matches!(op, Op::Stop { .. }) => {
+                let w = self.payload();
+                return Ok(Outcome::Watched {
+                    rounds: w[0],
+                    first: w[1],
+                    last: w[2],
+                    drops: w[3],
+                });
+            }
             // A fork in a process whose thread races: the child's pid and the thread's
             // counter before and after (`worker::thread`).
             Reply::Digests { count: 3 } if matches!(op, Op::Fork { .. }) => {

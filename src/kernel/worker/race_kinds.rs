@@ -1,0 +1,151 @@
+//! The rounds of the race kinds that are not stores or advice (docs/SEMANTICS.md T10...): a
+//! `read` thread loads the page's last word again and again and keeps what it saw, the first
+//! and the last value and how many loads were smaller than the one before, for its `stop` to
+//! report; a `protect` thread `mprotect`s its page read-only and read-write in turn, the last
+//! round read-write (T11); an `unmap` thread `munmap`s its page and maps a fresh private
+//! anonymous one there in turn, the last round mapping it (T12). Called from `thread.rs`'s round; like it, nothing here allocates or
+//! takes a lock (mprotect takes the mmap lock, which the kernel releases before returning).
+
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+/// What a reader saw, in its thread's control block (zeroed by mmap, reset at each start).
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct Seen {
+    first: AtomicU64,
+    last: AtomicU64,
+    drops: AtomicU64,
+}
+
+impl Seen {
+    /// Forgets what an earlier thread of the slot saw.
+    pub(super) fn reset(&self) {
+        for w in [&self.first, &self.last, &self.drops] {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The first value, the last one and the drops (read once the thread is joined).
+    pub(super) fn report(&self) -> [u64; 3] {
+        [
+            self.first.load(Ordering::Acquire),
+            self.last.load(Ordering::Acquire),
+            self.drops.load(Ordering::Acquire),
+        ]
+    }
+}
+
+/// Round `n` (1, 2, ...) of a reader of the word at `addr` (T10).
+pub(super) fn read(seen: &Seen, addr: u64, n: u64) {
+    // SAFETY: a load of the program's word that the race names (the validator keeps its
+    // process from unmapping or protecting any page while the thread runs); a fault here is
+    // the process's death, as a worker's own load's would be.
+    let v = unsafe { std::ptr::read_volatile(addr as *const u64) };
+    if n == 1 {
+        seen.first.store(v, Ordering::Relaxed);
+    } else if v < seen.last.load(Ordering::Relaxed) {
+        seen.drops.fetch_add(1, Ordering::Relaxed);
+    }
+    seen.last.store(v, Ordering::Release);
+}
+
+/// Round `n` (1, 2, ...) of a `protect` thread on the page at `addr` (T11): read-only on odd
+/// rounds, read-write on even ones and on the `last` (the one that starts after `stop` was
+/// asked). `Err(errno)` if mprotect failed (the page is not mapped).
+pub(super) fn protect(addr: u64, page_size: usize, n: u64, last: bool) -> Result<(), i32> {
+    let prot = if last || n.is_multiple_of(2) {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_READ
+    };
+    // SAFETY: mprotect of one page of the program's; the kernel checks the range, and the
+    // validator keeps the process from storing anywhere while the thread runs.
+    let r = unsafe { libc::mprotect(addr as *mut std::ffi::c_void, page_size, prot) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}
+
+/// The worker's hold on a thread that changes the layout, for the time it views itself: the
+/// thread waits between two rounds while held (in its control block, zeroed by mmap).
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct Hold {
+    /// Set by the worker: wait before the next round.
+    held: AtomicU32,
+    /// Set by the thread while it waits.
+    waiting: AtomicU32,
+}
+
+impl Hold {
+    /// Holds the thread and waits until it waits (or has ended: `failed` set).
+    pub(super) fn hold(&self, failed: &AtomicI32) {
+        self.held.store(1, Ordering::Release);
+        while self.waiting.load(Ordering::Acquire) == 0 && failed.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+            // SAFETY: sched_yield only yields.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    /// Lets the thread go on, and waits until it has left its wait (so that a next `hold`
+    /// does not take a stale `waiting` for a fresh one).
+    pub(super) fn release(&self, failed: &AtomicI32) {
+        self.held.store(0, Ordering::Release);
+        while self.waiting.load(Ordering::Acquire) != 0 && failed.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+            // SAFETY: sched_yield only yields.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    /// In the thread, between rounds: waits while held.
+    pub(super) fn wait_if_held(&self) {
+        if self.held.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.waiting.store(1, Ordering::Release);
+        while self.held.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+            // SAFETY: sched_yield only yields.
+            unsafe { libc::sched_yield() };
+        }
+        self.waiting.store(0, Ordering::Release);
+    }
+}
+
+/// Round `n` (1, 2, ...) of an `unmap` thread on the page at `addr` (T12): odd rounds
+/// `munmap` it, even ones and the `last` map a fresh private anonymous read-write page there
+/// (`MAP_FIXED`: zero-filled). `Err(errno)` if a call failed.
+pub(super) fn unmap(addr: u64, page_size: usize, n: u64, last: bool) -> Result<(), i32> {
+    let at = addr as *mut std::ffi::c_void;
+    let ok = if last || n.is_multiple_of(2) {
+        // SAFETY: a fixed mapping over the program's page that the race names (its process
+        // maps and loads nothing meanwhile, and the page lies outside the harness's memory).
+        let p = unsafe {
+            libc::mmap(
+                at,
+                page_size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        p == at
+    } else {
+        // SAFETY: unmapping the program's page that the race names (as above).
+        unsafe { libc::munmap(at, page_size) == 0 }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}

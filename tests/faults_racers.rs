@@ -1,0 +1,81 @@
+//! Proof that the checks of racing layout changes can fail (docs/SEMANTICS.md T11): under
+//! tests/faults/libracers.c `protect-stuck`, whose mprotect to read-write from a thread that is
+//! not its process's first does nothing, a seeded campaign finds a divergence, shrinks it to a
+//! few ops with a `protect` race, saves it, and the saved trace replays to a divergence under
+//! the fault and agrees without it; and the C reproducer of
+//! scenarios/threads/protect-flips-across-fork.trace fails under the fault and passes without.
+//! A single-threaded mprotect is untouched by the fault, so only a racing thread shows it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// tests/faults/libracers.c (`shim`).
+fn libracers() -> Option<PathBuf> {
+    shim("libracers")
+}
+
+#[test]
+fn protect_stuck_is_caught_and_shrunk() {
+    let Some(lib) = libracers() else { return };
+    let under = format!(
+        "env COWCHECK_RACERS_FAULT=protect-stuck LD_PRELOAD={}",
+        lib.display()
+    );
+    // Measured: caught at the 139th program of seed 1 (3 s), shrunk to `map`, `map ... fixed`,
+    // `race t0 protect`, `stop t0` and a store that dies.
+    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-protect-stuck", &under, 6);
+    assert!(
+        ops.iter()
+            .any(|o| o.contains(" race ") && o.contains(" protect ")),
+        "the shrunk trace needs a protect race:\n{trace}"
+    );
+}
+
+/// Runs the reproducer `bin` with `env`: its exit code and stdout.
+fn run(bin: &Path, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.envs(env.iter().copied());
+    run_command(cmd, Duration::from_secs(120))
+}
+
+#[test]
+fn the_protect_reproducer_fails_under_protect_stuck() {
+    let Some(lib) = libracers() else { return };
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/threads/protect-flips-across-fork.trace");
+    let dir = tmpdir("repro-protect-stuck");
+    let bin = built_reproducer(&dir.join("protect-flips-across-fork.c"), &trace);
+    let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
+    clean.expect_code(0);
+    assert!(
+        clean.stdout.contains("every round passed"),
+        "{}",
+        clean.dump()
+    );
+    let lib = lib.display().to_string();
+    let out = run(
+        &bin,
+        &[
+            ("COWCHECK_REPRO_SECONDS", "60"),
+            ("COWCHECK_RACERS_FAULT", "protect-stuck"),
+            ("LD_PRELOAD", &lib),
+        ],
+    );
+    out.expect_code(1);
+    // The store after the stop meets the page the fault left read-only.
+    assert!(
+        out.stdout.contains("not ok") && out.stdout.contains("p0 write m0 1 fill 0x13"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout.contains("the last round failed"),
+        "{}",
+        out.dump()
+    );
+}
