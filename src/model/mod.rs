@@ -76,6 +76,7 @@ mod observe;
 mod physical;
 mod pipe;
 mod thread;
+mod thread_ops;
 mod vfork;
 
 use crate::program::outcome::{Outcome, Snapshot};
@@ -321,6 +322,9 @@ impl Model {
                 let forked = self.fork(proc, child);
                 self.fork_racing(proc, child, forked, observed)
             }
+            // Op threads (`thread_ops.rs`, T20-T22): starting, handing an op and ending change
+            // no memory.
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => self.thread_op(op),
             Op::Exit { .. } => {
                 self.racers_end(proc);
                 self.end(proc, Life::Exited);

@@ -28,12 +28,14 @@
 //! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
 //! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
+//! - `op_thread`: the process's op threads, which run ops handed to them (T20);
 //! - `zygote`: the process that forks every program's root.
 
 mod accounting;
 mod alloc;
 mod calls;
 mod fault;
+mod op_thread;
 mod perform;
 pub mod physical;
 mod serve;
@@ -108,6 +110,8 @@ pub struct Scratch {
     zero_fd: i32,
     /// The process's racing thread (`race`, `stop`).
     racer: thread::Racer,
+    /// The process's op threads (`thread`, `by`, `end`).
+    op_threads: op_thread::OpThreads,
 }
 
 impl Scratch {
@@ -153,6 +157,7 @@ impl Scratch {
             zero_fd: -1,
             heap: alloc::HeapState::new(),
             racer: thread::Racer::new(page_size),
+            op_threads: op_thread::OpThreads::new(page_size),
         }
     }
 }

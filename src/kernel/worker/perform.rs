@@ -329,6 +329,10 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
                 }
             }
         }
+        // Op threads (`op_thread.rs`, docs/SEMANTICS.md T20).
+        Request::Thread { .. } | Request::By { .. } | Request::End { .. } => {
+            super::op_thread::thread_request(s, req)
+        }
         Request::Stop { thread } => {
             let rounds = s.racer.stop(thread);
             let reply = &mut s.reply[here..];
@@ -493,6 +497,7 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             *fd = theirs;
             s.is_root = false;
             s.racer.forget();
+            s.op_threads.forget();
             s.maps.after_fork();
             s.take_slot(child);
             s.at = 0;

@@ -17,6 +17,7 @@
 //! - `validate`: the static rules, [`Validator`].
 //! - `alloc`: the allocator ops' words and allocation handles (malloc, free, mallopt).
 //! - `thread`: racing threads' handles, kinds and rules (docs/SEMANTICS.md T1).
+//! - `thread_ops`: op threads' rules (`p0 thread t1`, `t1 write ...`; T20).
 //!
 //! Every public name is re-exported here and from [`crate::program`].
 
@@ -29,6 +30,7 @@ mod ops;
 mod program;
 mod span;
 mod thread;
+mod thread_ops;
 mod validate;
 
 pub use alloc::*;
@@ -38,4 +40,5 @@ pub use ops::*;
 pub use program::*;
 pub use span::*;
 pub use thread::*;
+pub use thread_ops::*;
 pub use validate::*;

@@ -149,6 +149,14 @@ pub enum Op {
         span: Span,
         pattern: Pattern,
     },
+    /// `proc` starts op thread `thread` (pthread_create), which waits for ops (`pN thread tK`,
+    /// docs/SEMANTICS.md T20; `op/thread_ops.rs`).
+    Thread { proc: ProcId, thread: ThreadId },
+    /// The next op, which is `proc`'s, is run by `proc`'s op thread `thread` while `proc`'s
+    /// other threads wait: a trace writes the pair on one line, `tK OP ...` (T21).
+    By { proc: ProcId, thread: ThreadId },
+    /// Op thread `thread` of `proc` ends (`tK end`: it returns, the worker joins it; T22).
+    End { proc: ProcId, thread: ThreadId },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -173,10 +181,13 @@ pub enum OpKind {
     Race,
     Stop,
     Vfork,
+    Thread,
+    By,
+    End,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 19] = [
+    pub const ALL: [OpKind; 22] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -196,6 +207,9 @@ impl OpKind {
         OpKind::Race,
         OpKind::Stop,
         OpKind::Vfork,
+        OpKind::Thread,
+        OpKind::By,
+        OpKind::End,
     ];
     /// Whether the kind is an allocator op's (whose trace verbs are the calls' names).
     pub fn is_alloc(self) -> bool {
@@ -223,6 +237,9 @@ impl OpKind {
             OpKind::Race => "race",
             OpKind::Stop => "stop",
             OpKind::Vfork => "vfork",
+            OpKind::Thread => "thread",
+            OpKind::By => "by",
+            OpKind::End => "end",
         }
     }
 }
@@ -261,6 +278,7 @@ impl Op {
             | Op::Free { proc, .. }
             | Op::Tune { proc, .. } => proc,
             Op::Race { proc, .. } | Op::Stop { proc, .. } | Op::Vfork { proc, .. } => proc,
+            Op::Thread { proc, .. } | Op::By { proc, .. } | Op::End { proc, .. } => proc,
         }
     }
 
@@ -287,6 +305,7 @@ impl Op {
             | Op::PipeRead { .. }
             | Op::Tune { .. }
             | Op::Stop { .. } => None,
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => None,
         }
     }
 
@@ -312,6 +331,9 @@ impl Op {
             Op::Race { .. } => OpKind::Race,
             Op::Stop { .. } => OpKind::Stop,
             Op::Vfork { .. } => OpKind::Vfork,
+            Op::Thread { .. } => OpKind::Thread,
+            Op::By { .. } => OpKind::By,
+            Op::End { .. } => OpKind::End,
         }
     }
 
@@ -351,6 +373,7 @@ impl Op {
             }
             Op::Fork { child, .. } => *child = p(*child),
             Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } | Op::Stop { .. } => {}
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => {}
         }
         op
     }

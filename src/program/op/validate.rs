@@ -11,6 +11,7 @@ use super::ops::Op;
 use super::program::Program;
 use super::span::{PageRange, Span};
 use super::thread::{Blame, ThreadRules};
+use super::thread_ops::OpThreads;
 
 /// Which part of an op a validation error is about, so that the trace parser can point at the
 /// token's column.
@@ -50,6 +51,7 @@ pub struct Validator {
     /// Pages of the maps past `caps::CLASSIC_MAP_PAGES` so far (bounded by `caps::MAX_BIG_PAGES`).
     big_pages: u32,
     threads: ThreadRules,
+    op_threads: OpThreads,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,7 @@ impl Default for Validator {
             ops: 0,
             big_pages: 0,
             threads: ThreadRules::default(),
+            op_threads: OpThreads::default(),
         }
     }
 }
@@ -129,6 +132,15 @@ impl Validator {
             Some(ProcState::Alive) => {}
         }
         // Checked first and kept only if the op is admitted (a refused op changes nothing).
+        let mut op_threads = self.op_threads.clone();
+        op_threads.admit(op).map_err(|r| InvalidOp {
+            culprit: match r.blame {
+                Blame::Proc => Culprit::Proc,
+                Blame::Thread => Culprit::Child,
+                Blame::Span => Culprit::Span,
+            },
+            message: r.message,
+        })?;
         let mut threads = self.threads.clone();
         threads.admit(op).map_err(|r| InvalidOp {
             culprit: match r.blame {
@@ -186,6 +198,8 @@ impl Validator {
                 check_span(span, pages)?;
             }
             Op::PipeRead { .. } | Op::Stop { .. } => {}
+            // Op threads: `thread_ops.rs`.
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => {}
             Op::Vmsplice { map, page, .. } | Op::Race { map, page, .. } => {
                 let pages = self.known_map(map)?;
                 check_span(
@@ -356,6 +370,7 @@ impl Validator {
             }
         }
         self.threads = threads;
+        self.op_threads = op_threads;
         self.ops += 1;
         Ok(())
     }
@@ -380,6 +395,11 @@ impl Validator {
     /// The racing threads' rules and state (the generator asks them what may race).
     pub fn threads(&self) -> &ThreadRules {
         &self.threads
+    }
+
+    /// The op threads' rules and state (`thread_ops.rs`: who owns a thread, which are free).
+    pub fn op_threads(&self) -> &OpThreads {
+        &self.op_threads
     }
 
     fn new_map(&mut self, map: MapId, pages: u16) -> Result<(), InvalidOp> {

@@ -423,6 +423,9 @@ fn op_fields(op: &Op, page_size: usize) -> String {
             )
         }
         Op::Stop { thread, .. } => format!("{}, .thread = {}", with("V_STOP"), thread.0),
+        Op::Thread { thread, .. } => format!("{}, .thread = {}", with("V_THREAD"), thread.0),
+        Op::By { thread, .. } => format!("{}, .thread = {}", with("V_BY"), thread.0),
+        Op::End { thread, .. } => format!("{}, .thread = {}", with("V_END"), thread.0),
         Op::Vfork {
             span, pattern: p, ..
         } => format!(

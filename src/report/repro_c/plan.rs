@@ -234,6 +234,14 @@ impl Walk {
     fn step(&mut self, i: usize, op: &Op) -> Result<Step, ReproError> {
         let page_size = self.page_size;
         let stopping = self.races.before(&self.model, i, op);
+        if let Op::Thread { .. } | Op::By { .. } | Op::End { .. } = op {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "op thread",
+                known: "programs whose ops are all run by their processes' main threads (and racing threads)".into(),
+            });
+        }
         // A vfork child that stores and exits is expressed (docs/SEMANTICS.md T5); one that
         // dies would meet the parent's fault handler, which shares its memory.
         if let Op::Vfork { .. } = op
@@ -638,6 +646,9 @@ fn success_words(op: &Op) -> String {
         Op::Tune { .. } => "returns".into(),
         Op::Race { thread, .. } => format!("starts {thread}"),
         Op::Stop { thread, .. } => format!("stops {thread}"),
+        Op::Thread { thread, .. } => format!("starts {thread}"),
+        Op::By { thread, .. } => format!("hands the next op to {thread}"),
+        Op::End { thread, .. } => format!("ends {thread}"),
         Op::Vfork { .. } => "vforks a child that writes and exits".into(),
     }
 }
