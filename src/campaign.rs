@@ -121,6 +121,8 @@ pub fn run(
                 summary.ops += t.ops as u64;
                 summary.forks += t.forks as u64;
                 summary.racing_forks += t.racing_forks as u64;
+                summary.thread_ops += t.thread_ops as u64;
+                summary.thread_forks += t.thread_forks as u64;
                 for (s, n) in summary.races.iter_mut().zip(t.races) {
                     *s += n as u64;
                 }
@@ -285,6 +287,8 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.ops += s.ops;
         m.forks += s.forks;
         m.racing_forks += s.racing_forks;
+        m.thread_ops += s.thread_ops;
+        m.thread_forks += s.thread_forks;
         for (m, n) in m.races.iter_mut().zip(s.races) {
             *m += n;
         }

@@ -162,6 +162,9 @@ pub struct Tally {
     pub racing_forks: usize,
     /// Races started, by kind (`RaceKind::code()`: write, dontneed, poke; T1, T7, T8).
     pub races: [usize; 3],
+    /// Ops run by op threads (after a `by`), and the forks among them (T21, T22).
+    pub thread_ops: usize,
+    pub thread_forks: usize,
     pub pages_compared: usize,
     pub snapshots: usize,
     /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.
@@ -288,6 +291,13 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
             coverage::configs_after(&model, op, |c| sink.config(i, c));
         }
         tally.ops += 1;
+        if i > 0
+            && matches!(program.ops[i - 1], Op::By { .. })
+            && !matches!(observed, Outcome::Skipped)
+        {
+            tally.thread_ops += 1;
+            tally.thread_forks += usize::from(matches!(op, Op::Fork { .. }));
+        }
         if let Op::Fork { .. } = op
             && matches!(observed, Outcome::Done | Outcome::Forked { .. })
         {

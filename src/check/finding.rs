@@ -16,6 +16,9 @@ pub struct Summary {
     pub racing_forks: u64,
     /// Races started, by kind (write, dontneed, poke).
     pub races: [u64; 3],
+    /// Ops run by op threads, and the forks among them (docs/SEMANTICS.md T21, T22).
+    pub thread_ops: u64,
+    pub thread_forks: u64,
     pub pages_compared: u64,
     pub snapshots: u64,
     /// Pages whose physical facts (pagemap words) were checked.

@@ -42,6 +42,13 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
             s.racing_forks
         );
     }
+    if s.thread_ops > 0 {
+        let _ = writeln!(
+            out,
+            "  thread ops      {} (ops run by op threads), {} of them forks",
+            s.thread_ops, s.thread_forks
+        );
+    }
     if s.races.iter().any(|&n| n > 0) {
         let _ = writeln!(
             out,
@@ -269,6 +276,8 @@ pub fn summary_json(
         "ops": s.ops,
         "forks": s.forks,
         "racing_forks": s.racing_forks,
+        "thread_ops": s.thread_ops,
+        "thread_forks": s.thread_forks,
         "races": { "write": s.races[0], "dontneed": s.races[1], "poke": s.races[2] },
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,

@@ -14,6 +14,7 @@
 mod alloc;
 mod backings;
 mod family;
+mod thread_ops;
 mod threads;
 
 use arbitrary::{Arbitrary, Unstructured};
