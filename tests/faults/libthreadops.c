@@ -6,20 +6,24 @@
  *   cowcheck run --under "env COWCHECK_THREADOPS_FAULT=munmap-keeps LD_PRELOAD=/path/libthreadops.so"
  *
  * COWCHECK_THREADOPS_FAULT selects one fault:
- *   munmap-keeps  an munmap called by a thread other than the main one returns 0 and unmaps
- *                 nothing: the main thread can still read the page (as if the kernel skipped
+ *   munmap-keeps  an munmap called by a thread other than the main one (of a nonzero length at
+ *                 an aligned address) returns 0 and unmaps nothing: the main thread can still read the page (as if the kernel skipped
  *                 the other CPUs' TLB flush and the page stayed reachable there).
- *   fork-peek     a fork called by a thread other than the main one lets the child see the
- *                 parent's memory for a moment after the fork: the child waits 20 ms, then copies
- *                 every private anonymous range the program mapped from its parent, so it sees
- *                 what the parent's main thread stored after fork returned (the write-protection
- *                 of the parent's pages not holding on the main thread's CPU, K15's class).
+ *   fork-shares   a fork called by a thread other than the main one leaves the child seeing the
+ *                 parent's memory, as if the parent's pages stayed writable for the main thread's
+ *                 CPU and shared with the child (K15's class, T23): each time the child opens
+ *                 /proc/self/maps or queries it (PROCMAP_QUERY, an ioctl: at every view
+ *                 cowcheck takes), it first copies every private anonymous range the program
+ *                 mapped from its parent, so it sees what the parent's main thread stored after
+ *                 the fork.
  * A call made by a process's main thread is untouched.
  *
  * Build: cc -shared -fPIC -O2 -o libthreadops.so libthreadops.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,13 +31,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* 1: munmap-keeps, 2: fork-peek, 0: none. */
+/* 1: munmap-keeps, 2: fork-shares, 0: none. */
 static int mode(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
 		const char *f = getenv("COWCHECK_THREADOPS_FAULT");
-		cached = !f ? 0 : !strcmp(f, "munmap-keeps") ? 1 : !strcmp(f, "fork-peek") ? 2 : 0;
+		cached = !f ? 0 : !strcmp(f, "munmap-keeps") ? 1 : !strcmp(f, "fork-shares") ? 2 : 0;
 	}
 	return cached;
 }
@@ -66,7 +70,9 @@ int munmap(void *addr, size_t len)
 	static munmap_fn real;
 	if (!real)
 		real = (munmap_fn)dlsym(RTLD_NEXT, "munmap");
-	if (mode() == 1 && in_program() && off_main_thread())
+	/* Only a call that would succeed: the bad-argument errors stay the kernel's. */
+	if (mode() == 1 && in_program() && off_main_thread() && len > 0 &&
+	    ((unsigned long)addr & 4095) == 0)
 		return 0;
 	return real(addr, len);
 }
@@ -91,21 +97,72 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	return p;
 }
 
+/* Set in a child of a fork that a thread other than the main one called. */
+static int shares_parent;
+
 pid_t fork(void)
 {
 	static fork_fn real;
 	if (!real)
 		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
-	int peek = mode() == 2 && in_program() && off_main_thread();
+	int shares = mode() == 2 && in_program() && off_main_thread();
 	pid_t pid = real();
-	if (pid == 0 && peek) {
-		pid_t parent = getppid();
-		usleep(20000);
-		for (int i = 0; i < ntracked; i++) {
-			struct iovec local = { tracked[i].addr, tracked[i].len };
-			struct iovec remote = { tracked[i].addr, tracked[i].len };
-			process_vm_readv(parent, &local, 1, &remote, 1, 0);
-		}
-	}
+	if (pid == 0)
+		shares_parent = shares;
 	return pid;
+}
+
+/* In a child that shares its parent: the parent's private ranges, copied over this process's. */
+static void copy_parent(void)
+{
+	pid_t parent = getppid();
+	for (int i = 0; i < ntracked; i++) {
+		struct iovec local = { tracked[i].addr, tracked[i].len };
+		struct iovec remote = { tracked[i].addr, tracked[i].len };
+		process_vm_readv(parent, &local, 1, &remote, 1, 0);
+	}
+}
+
+typedef int (*open_fn)(const char *, int, ...);
+
+static int opened(const char *name, const char *path, int flags, mode_t m)
+{
+	open_fn real = (open_fn)dlsym(RTLD_NEXT, name);
+	if (shares_parent && path && !strcmp(path, "/proc/self/maps"))
+		copy_parent();
+	return real(path, flags, m);
+}
+
+int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t m = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+	va_end(ap);
+	return opened("open", path, flags, m);
+}
+
+int open64(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t m = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+	va_end(ap);
+	return opened("open64", path, flags, m);
+}
+
+typedef int (*ioctl_fn)(int, unsigned long, ...);
+
+int ioctl(int fd, unsigned long request, ...)
+{
+	static ioctl_fn real;
+	if (!real)
+		real = (ioctl_fn)dlsym(RTLD_NEXT, "ioctl");
+	va_list ap;
+	va_start(ap, request);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	if (shares_parent)
+		copy_parent();
+	return real(fd, request, arg);
 }
