@@ -187,6 +187,9 @@ fn request() -> impl Strategy<Value = Request> {
         (at(), select(RaceKind::ALL.to_vec()), 0..MAX_THREADS as u8)
             .prop_map(|(at, kind, thread)| Request::Race { at, kind, thread }),
         (0..MAX_THREADS as u8).prop_map(|thread| Request::Stop { thread }),
+        (0..MAX_THREADS as u8).prop_map(|thread| Request::Thread { thread }),
+        (0..MAX_THREADS as u8).prop_map(|thread| Request::By { thread }),
+        (0..MAX_THREADS as u8).prop_map(|thread| Request::End { thread }),
         (map_id(), pages(), bytes(), pattern()).prop_map(|(map, pages, bytes, pattern)| {
             Request::Vfork {
                 map,
@@ -277,9 +280,12 @@ fn request_variant(r: &Request) -> usize {
         Request::Race { .. } => 22,
         Request::Stop { .. } => 23,
         Request::Vfork { .. } => 24,
+        Request::Thread { .. } => 25,
+        Request::By { .. } => 26,
+        Request::End { .. } => 27,
     }
 }
-const REQUEST_VARIANTS: usize = 25;
+const REQUEST_VARIANTS: usize = 28;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

@@ -76,3 +76,29 @@ impl Builder {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::program::Op;
+    use crate::program::generate::{GenConfig, random_program};
+
+    /// Campaigns start op threads, hand them ops and forks, and end them.
+    #[test]
+    fn campaigns_draw_op_threads() {
+        let (mut by, mut forks, mut ends) = (0, 0, 0);
+        for i in 0..2000 {
+            let p = random_program(1, i, GenConfig::default());
+            for (k, op) in p.ops.iter().enumerate() {
+                match op {
+                    Op::By { .. } => {
+                        by += 1;
+                        forks += usize::from(matches!(p.ops.get(k + 1), Some(Op::Fork { .. })));
+                    }
+                    Op::End { .. } => ends += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(by > 100 && forks > 20 && ends > 20, "{by} {forks} {ends}");
+    }
+}

@@ -185,3 +185,117 @@ impl OpThreads {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::program::{MapArgs, MapId, MapKind, Op, ProcId, ThreadId, Validator};
+
+    fn admit_all(ops: &[Op]) -> Result<(), String> {
+        let mut v = Validator::new();
+        for op in ops {
+            v.admit(op).map_err(|e| e.message)?;
+        }
+        Ok(())
+    }
+
+    const P0: ProcId = ProcId(0);
+    const T1: ThreadId = ThreadId(1);
+
+    fn map() -> Op {
+        Op::Map {
+            proc: P0,
+            map: MapId(0),
+            kind: MapKind::Private,
+            pages: 1,
+            tail: 0,
+            args: MapArgs::default(),
+        }
+    }
+
+    /// T20-T22: a thread runs ops of its process, forks, ends; its handle is never reused.
+    #[test]
+    fn a_thread_runs_its_process_ops() {
+        let start = Op::Thread {
+            proc: P0,
+            thread: T1,
+        };
+        let by = Op::By {
+            proc: P0,
+            thread: T1,
+        };
+        let fork = Op::Fork {
+            proc: P0,
+            child: ProcId(1),
+        };
+        let end = Op::End {
+            proc: P0,
+            thread: T1,
+        };
+        admit_all(&[start, by, map(), by, fork, end]).expect("valid");
+        // After the end, the thread is gone and its handle taken.
+        assert!(admit_all(&[start, end, by, map()]).is_err());
+        assert!(admit_all(&[start, end, start]).is_err());
+        // The child of a fork has none of its parent's threads.
+        let child_by = Op::By {
+            proc: ProcId(1),
+            thread: T1,
+        };
+        assert!(admit_all(&[start, fork, child_by]).is_err());
+        // Exit ends the threads.
+        let exit = Op::Exit { proc: P0 };
+        let fork1 = Op::Fork {
+            proc: P0,
+            child: ProcId(1),
+        };
+        assert!(admit_all(&[fork1, start, exit]).is_ok());
+    }
+
+    /// T20: the op after a `by` is its process's, and one a thread may run.
+    #[test]
+    fn a_by_is_followed_by_a_thread_op_of_its_process() {
+        let start = Op::Thread {
+            proc: P0,
+            thread: T1,
+        };
+        let by = Op::By {
+            proc: P0,
+            thread: T1,
+        };
+        let fork = Op::Fork {
+            proc: P0,
+            child: ProcId(1),
+        };
+        let exit = Op::Exit { proc: P0 };
+        let other = Op::Exit { proc: ProcId(1) };
+        assert!(admit_all(&[start, by, exit]).is_err(), "exit by a thread");
+        assert!(
+            admit_all(&[fork, start, by, other]).is_err(),
+            "another's op"
+        );
+        assert!(admit_all(&[start, by, by]).is_err(), "by after by");
+        let race = Op::Race {
+            proc: P0,
+            thread: T1,
+            kind: crate::program::RaceKind::Write,
+            map: MapId(0),
+            page: 0,
+        };
+        assert!(
+            admit_all(&[map(), start, race]).is_err(),
+            "a race on t1's handle"
+        );
+    }
+
+    /// At most MAX_OP_THREADS op threads per process.
+    #[test]
+    fn op_threads_are_capped_per_process() {
+        let ops: Vec<Op> = (0..=super::MAX_OP_THREADS as u8)
+            .map(|t| Op::Thread {
+                proc: P0,
+                thread: ThreadId(t),
+            })
+            .collect();
+        assert!(admit_all(&ops[..super::MAX_OP_THREADS]).is_ok());
+        assert!(admit_all(&ops).is_err());
+    }
+}

@@ -49,3 +49,59 @@ impl OpLine<'_> {
         Ok((Some(Op::By { proc, thread }), op, columns))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::program::{Op, ProcId, Program, ThreadId};
+
+    const TRACE: &str = "cowcheck-trace 1\n\
+        p0 map m0 private 2\n\
+        p0 thread t1\n\
+        # the thread writes\n\
+        t1 write m0 0 fill 0x11 => ok\n\
+        t1 fork p1 # a comment\n\
+        p1 read m0 0\n\
+        t1 end\n";
+
+    /// `tK OP` is the pair `by`, OP; printing gives the line back.
+    #[test]
+    fn thread_lines_round_trip() {
+        let p: Program = TRACE.parse().expect("parses");
+        assert_eq!(p.ops.len(), 8);
+        assert_eq!(
+            p.ops[2],
+            Op::By {
+                proc: ProcId(0),
+                thread: ThreadId(1)
+            }
+        );
+        assert_eq!(p.ops[3].proc(), ProcId(0));
+        assert_eq!(p.to_string(), TRACE);
+        // A lone `by` (something between it and its op) prints in its own form and reads back.
+        let mut lone = p.clone();
+        lone.comments.push(crate::program::Comment {
+            before_op: 3,
+            inline: false,
+            text: Some(" between".into()),
+        });
+        let text = lone.to_string();
+        assert!(text.contains("p0 by t1\n# between\np0 write"), "{text}");
+        let back: Program = text.parse().expect("parses");
+        assert_eq!(back.ops, p.ops);
+    }
+
+    #[test]
+    fn thread_lines_are_checked() {
+        let err = |body: &str| {
+            format!("cowcheck-trace 1\n{body}")
+                .parse::<Program>()
+                .expect_err(body)
+                .to_string()
+        };
+        assert!(err("t1 write m0 0 fill 1").contains("no live thread"));
+        assert!(err("p0 thread t1\nt1 exit").contains("does not exit"));
+        assert!(err("p0 thread t1\np0 end t1").contains("tK end"));
+        assert!(err("p0 thread t1\nt1 end\nt1 end").contains("no live thread"));
+        assert!(err("p0 thread t1\nt1 end extra").contains("trailing"));
+    }
+}
