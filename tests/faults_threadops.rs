@@ -83,3 +83,29 @@ fn the_scenarios_fail_under_the_faults() {
         assert_eq!(code, 1, "{scenario} fails under {fault}\n{}", faulty.dump());
     }
 }
+
+/// The C reproducers (pthreads, the op thread pinned like the executor's) of the T21 and T23
+/// scenarios pass here and fail under the faults.
+#[test]
+fn the_reproducers_fail_under_the_faults() {
+    let Some(lib) = libthreadops() else { return };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tmpdir("repro-threadops");
+    let deadline = std::time::Duration::from_secs(60);
+    for (name, fault) in [
+        ("thread-munmaps-main-reads", "munmap-keeps"),
+        ("main-writes-after-thread-fork", "fork-shares"),
+    ] {
+        let trace = root.join(format!("scenarios/threads/{name}.trace"));
+        let bin = built_reproducer(&dir.join(format!("{name}.c")), &trace);
+        let plain = run_command(std::process::Command::new(&bin), deadline);
+        plain.expect_code(0);
+        assert!(plain.stdout.contains("# 0 of"), "{}", plain.dump());
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.env("LD_PRELOAD", &lib)
+            .env("COWCHECK_THREADOPS_FAULT", fault);
+        let faulty = run_command(cmd, deadline);
+        faulty.expect_code(1);
+        assert!(faulty.stdout.contains("not ok"), "{}", faulty.dump());
+    }
+}

@@ -12,10 +12,10 @@
  *   fork-shares   a fork called by a thread other than the main one leaves the child seeing the
  *                 parent's memory, as if the parent's pages stayed writable for the main thread's
  *                 CPU and shared with the child (K15's class, T23): each time the child opens
- *                 /proc/self/maps or queries it (PROCMAP_QUERY, an ioctl: at every view
- *                 cowcheck takes), it first copies every private anonymous range the program
- *                 mapped from its parent, so it sees what the parent's main thread stored after
- *                 the fork.
+ *                 a file of /proc/self (maps, pagemap) or makes an ioctl (PROCMAP_QUERY): at
+ *                 every view cowcheck or a C reproducer takes, it first copies every private
+ *                 anonymous range the program mapped from its parent, so it sees what the
+ *                 parent's main thread stored after the fork.
  * A call made by a process's main thread is untouched.
  *
  * Build: cc -shared -fPIC -O2 -o libthreadops.so libthreadops.c -ldl
@@ -42,8 +42,9 @@ static int mode(void)
 	return cached;
 }
 
-/* The process that loaded the library (the executor): its calls and its zygote's are the
- * harness's. */
+/* The process that loaded the library (cowcheck's executor, or a C reproducer's coordinator):
+ * its calls are the harness's. Its children's calls off their main thread are the program's
+ * (the zygote and the workers' main threads are untouched anyway). */
 static pid_t loader;
 
 __attribute__((constructor)) static void remember_loader(void)
@@ -53,7 +54,7 @@ __attribute__((constructor)) static void remember_loader(void)
 
 static int in_program(void)
 {
-	return getpid() != loader && getppid() != loader;
+	return getpid() != loader;
 }
 
 static int off_main_thread(void)
@@ -128,7 +129,7 @@ typedef int (*open_fn)(const char *, int, ...);
 static int opened(const char *name, const char *path, int flags, mode_t m)
 {
 	open_fn real = (open_fn)dlsym(RTLD_NEXT, name);
-	if (shares_parent && path && !strcmp(path, "/proc/self/maps"))
+	if (shares_parent && path && !strncmp(path, "/proc/self/", 11))
 		copy_parent();
 	return real(path, flags, m);
 }

@@ -234,14 +234,6 @@ impl Walk {
     fn step(&mut self, i: usize, op: &Op) -> Result<Step, ReproError> {
         let page_size = self.page_size;
         let stopping = self.races.before(&self.model, i, op);
-        if let Op::Thread { .. } | Op::By { .. } | Op::End { .. } = op {
-            return Err(ReproError::Unsupported {
-                index: i + 1,
-                op: op.to_string(),
-                kind: "op thread",
-                known: "programs whose ops are all run by their processes' main threads (and racing threads)".into(),
-            });
-        }
         // A vfork child that stores and exits is expressed (docs/SEMANTICS.md T5); one that
         // dies would meet the parent's fault handler, which shares its memory.
         if let Op::Vfork { .. } = op
