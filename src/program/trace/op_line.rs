@@ -116,9 +116,10 @@ impl<'a> OpLine<'a> {
             proc: proc_token.column,
             ..Columns::default()
         };
+        // `end` is a thread's (`tK end`, `thread_ops.rs`), not a process's.
         let verbs = OpKind::ALL
             .into_iter()
-            .filter(|k| !k.is_alloc())
+            .filter(|k| !k.is_alloc() && *k != OpKind::End)
             .map(OpKind::name)
             .chain(ALLOC_VERBS)
             .collect::<Vec<_>>()
