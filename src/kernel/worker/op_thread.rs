@@ -184,31 +184,34 @@ impl OpThreads {
     /// Maps the regions (before any program, in the executor). No thread is started here (a
     /// process that has had a thread stays on glibc's multithreaded paths).
     pub(super) fn new(page_size: usize) -> OpThreads {
-        let slot = || {
-            // SAFETY: a fresh anonymous private mapping, owned by this OpThreads.
-            let region = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    REGION,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                )
-            };
-            Slot {
-                region: if region == libc::MAP_FAILED {
+        // One mapping for every slot (one line of /proc/self/maps for views to skip, one VMA
+        // for every fork to copy), made by the system call itself, not libc's wrapper: an
+        // interposed libc (a fault shim that makes private mappings shared) must not reach the
+        // harness's own memory, or a fork's child would run on its parent's thread's stack.
+        // SAFETY: a fresh anonymous private mapping, owned by this OpThreads.
+        let all = unsafe {
+            libc::syscall(
+                libc::SYS_mmap,
+                std::ptr::null_mut::<c_void>(),
+                REGION * SLOTS,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        } as *mut c_void;
+        OpThreads {
+            slots: std::array::from_fn(|i| Slot {
+                region: if all == libc::MAP_FAILED {
                     std::ptr::null_mut()
                 } else {
-                    region as *mut u8
+                    // SAFETY: slot i's region lies inside the mapping.
+                    unsafe { (all as *mut u8).add(i * REGION) }
                 },
                 thread: None,
                 handle: 0,
                 taken: false,
-            }
-        };
-        OpThreads {
-            slots: std::array::from_fn(|_| slot()),
+            }),
             pending: None,
             page_size,
         }
