@@ -289,6 +289,12 @@ fn before(s: &mut Scratch) {
     hold_windows(s, n, covered);
 }
 
+/// Around a call that may make the allocator map (an op thread's start, `op_thread.rs`):
+/// `before` (true) or `after` (false).
+pub(super) fn watch(s: &mut Scratch, starting: bool) {
+    if starting { before(s) } else { after(s) }
+}
+
 /// After an allocator op: the ranges that appeared are the allocator's, the allocator's ranges
 /// that went away are forgotten, and the snapshot's exclusions are rebuilt.
 fn after(s: &mut Scratch) {

@@ -157,7 +157,7 @@ impl Scratch {
             zero_fd: -1,
             heap: alloc::HeapState::new(),
             racer: thread::Racer::new(page_size),
-            op_threads: op_thread::OpThreads::new(page_size),
+            op_threads: op_thread::OpThreads::new(page_size, serve::serve_child),
         }
     }
 }

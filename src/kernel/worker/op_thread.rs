@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Scratch;
 use super::perform::{Done, perform};
-use super::serve::{flush, serve};
 use crate::kernel::protocol::{BadRequest, REPLY_HEAD, Reply, Request};
 use crate::program::MAX_OP_THREADS;
 
@@ -41,6 +40,8 @@ const IDLE: u32 = 0;
 const POSTED: u32 = 1;
 const DONE: u32 = 2;
 const END: u32 = 3;
+/// Set by the worker before the thread starts; the thread makes it IDLE once it is ready.
+const STARTING: u32 = 4;
 
 /// How long the worker waits for its thread between two looks at its coordinator (seconds).
 const CHECK_SECONDS: libc::time_t = 1;
@@ -79,6 +80,13 @@ pub(super) struct OpThreads {
     slots: [Slot; SLOTS],
     pending: Option<u8>,
     page_size: usize,
+    /// A fork handed to a thread runs inside a watch of the allocator's mappings (`alloc.rs`):
+    /// an interposed allocator (jemalloc) maps for a thread at its first fork, in its atfork
+    /// handlers; the child ends the watch before its first view (`perform::fork`).
+    pub(super) watch_fork: bool,
+    /// What a fork's child made by a thread runs: the rest of the message, then the worker
+    /// loop (`serve::serve_child`).
+    worker_loop: fn(RawFd, &mut Scratch) -> !,
 }
 
 fn encode(done: &Done) -> [u64; 2] {
@@ -147,6 +155,14 @@ extern "C" fn op_thread_main(arg: *mut c_void) -> *mut c_void {
     }
     // SAFETY: as above; the state word is shared with the worker.
     let state = unsafe { &(*mailbox).state };
+    // The allocator's state for this thread is made now, inside the `thread` op, where the
+    // worker notes what it maps (`alloc.rs`): an interposed allocator (jemalloc) would
+    // otherwise map its arena for this thread at the thread's first fork (in its atfork
+    // handlers), into the program's layout. This is the allocator's path, on purpose.
+    // SAFETY: a malloc and its free.
+    unsafe { libc::free(libc::malloc(1)) };
+    state.store(IDLE, Ordering::Release);
+    futex_wake(state);
     loop {
         let now = state.load(Ordering::Acquire);
         match now {
@@ -170,8 +186,7 @@ extern "C" fn op_thread_main(arg: *mut c_void) -> *mut c_void {
             for (i, sl) in s.op_threads.slots.iter_mut().enumerate() {
                 sl.taken = i == slot;
             }
-            flush(*fd, s);
-            serve(*fd, s);
+            (s.op_threads.worker_loop)(*fd, s);
         }
         // SAFETY: the mailbox is the region's; the worker reads `done` after DONE.
         unsafe { (*mailbox).done = encode(&done) };
@@ -183,7 +198,7 @@ extern "C" fn op_thread_main(arg: *mut c_void) -> *mut c_void {
 impl OpThreads {
     /// Maps the regions (before any program, in the executor). No thread is started here (a
     /// process that has had a thread stays on glibc's multithreaded paths).
-    pub(super) fn new(page_size: usize) -> OpThreads {
+    pub(super) fn new(page_size: usize, worker_loop: fn(RawFd, &mut Scratch) -> !) -> OpThreads {
         // One mapping for every slot (one line of /proc/self/maps for views to skip, one VMA
         // for every fork to copy), made by the system call itself, not libc's wrapper: an
         // interposed libc (a fault shim that makes private mappings shared) must not reach the
@@ -214,6 +229,8 @@ impl OpThreads {
             }),
             pending: None,
             page_size,
+            watch_fork: false,
+            worker_loop,
         }
     }
 
@@ -235,7 +252,7 @@ impl OpThreads {
         let mailbox = Self::mailbox(slot);
         // SAFETY: no thread runs in this slot, so the worker owns the mailbox.
         unsafe {
-            (*mailbox).state.store(IDLE, Ordering::Relaxed);
+            (*mailbox).state.store(STARTING, Ordering::Relaxed);
             (*mailbox).cpu = other_cpu();
             (*mailbox).slot = index;
             (*mailbox).job = std::ptr::null();
@@ -252,11 +269,20 @@ impl OpThreads {
             libc::pthread_attr_destroy(&mut attr);
             r == 0
         };
-        if ok {
-            slot.thread = Some(tid);
-            slot.handle = handle;
+        if !ok {
+            return false;
         }
-        ok
+        slot.thread = Some(tid);
+        slot.handle = handle;
+        // SAFETY: the mailbox of the thread just started.
+        let state = unsafe { &(*mailbox).state };
+        loop {
+            let now = state.load(Ordering::Acquire);
+            if now != STARTING {
+                return true;
+            }
+            futex_wait(state, now, CHECK_SECONDS);
+        }
     }
 
     /// Tells op thread `handle` to return and joins it; false if it does not run.
@@ -281,6 +307,31 @@ impl OpThreads {
     /// The next op request goes to op thread `handle`.
     pub(super) fn hand_next(&mut self, handle: u8) {
         self.pending = Some(handle);
+    }
+
+    /// The worker's own ops on its threads: `thread`, `by`, `end`. Threads start inside a
+    /// watch of the allocator's mappings (`alloc.rs`). A thread that could not
+    /// start, or that does not run, is a harness failure (`Refused`), never a finding.
+    fn request(s: &mut Scratch, req: Request) -> Reply {
+        let ok = match req {
+            Request::Thread { thread } => {
+                super::alloc::watch(s, true);
+                let ok = s.op_threads.start(thread);
+                super::alloc::watch(s, false);
+                ok
+            }
+            Request::By { thread } => {
+                s.op_threads.hand_next(thread);
+                true
+            }
+            Request::End { thread } => s.op_threads.end(thread),
+            _ => false,
+        };
+        if ok {
+            Reply::Done { value: 0 }
+        } else {
+            Reply::Refused
+        }
     }
 
     /// In a fork's child: the parent's threads do not exist here (fork copies only the calling
@@ -315,6 +366,12 @@ pub(super) fn perform_routed(
     s: &mut Scratch,
     req: Result<Request, BadRequest>,
 ) -> Done {
+    if let Ok(r @ (Request::Thread { .. } | Request::By { .. } | Request::End { .. })) = req {
+        let here = s.at;
+        let reply = OpThreads::request(s, r);
+        s.reply[here..here + REPLY_HEAD].copy_from_slice(&reply.encode());
+        return Done::Reply(0);
+    }
     let handle = match (&req, s.op_threads.pending) {
         // The turn's and the coordinator's own requests are the worker's.
         (Ok(Request::Await { .. } | Request::Pass { .. } | Request::Snapshot { .. }), Some(_))
@@ -334,6 +391,11 @@ pub(super) fn perform_routed(
         s.reply[here..here + REPLY_HEAD].copy_from_slice(&Reply::Refused.encode());
         return Done::Reply(0);
     };
+    let fork = matches!(req, Request::Fork { .. });
+    if fork {
+        s.op_threads.watch_fork = true;
+        super::alloc::watch(s, true);
+    }
     let mailbox = OpThreads::mailbox(&s.op_threads.slots[slot]);
     let job = Job {
         fd: fd as *mut RawFd,
@@ -361,19 +423,10 @@ pub(super) fn perform_routed(
     }
     state.store(IDLE, Ordering::Relaxed);
     // SAFETY: the thread wrote `done` before DONE.
-    decode(unsafe { (*mailbox).done })
-}
-
-/// The worker's own ops on its threads: `thread`, `by`, `end`.
-pub(super) fn thread_request(s: &mut Scratch, req: Request) -> Reply {
-    match req {
-        Request::Thread { thread } if s.op_threads.start(thread) => Reply::Done { value: 0 },
-        Request::By { thread } => {
-            s.op_threads.hand_next(thread);
-            Reply::Done { value: 0 }
-        }
-        Request::End { thread } if s.op_threads.end(thread) => Reply::Done { value: 0 },
-        // No thread could be started, or none runs to end: a harness failure.
-        _ => Reply::Refused,
+    let done = decode(unsafe { (*mailbox).done });
+    if fork {
+        super::alloc::watch(s, false);
+        s.op_threads.watch_fork = false;
     }
+    done
 }

@@ -330,9 +330,8 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             }
         }
         // Op threads (`op_thread.rs`, docs/SEMANTICS.md T20).
-        Request::Thread { .. } | Request::By { .. } | Request::End { .. } => {
-            super::op_thread::thread_request(s, req)
-        }
+        // Op threads' own requests: `op_thread::perform_routed` performs them before this.
+        Request::Thread { .. } | Request::By { .. } | Request::End { .. } => Reply::Refused,
         Request::Stop { thread } => {
             let rounds = s.racer.stop(thread);
             let reply = &mut s.reply[here..];
@@ -499,6 +498,12 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             s.racer.forget();
             s.op_threads.forget();
             s.maps.after_fork();
+            // A fork handed to an op thread: the allocator's mappings of the fork are noted
+            // (`op_thread.rs`).
+            if s.op_threads.watch_fork {
+                s.op_threads.watch_fork = false;
+                super::alloc::watch(s, false);
+            }
             s.take_slot(child);
             s.at = 0;
             s.set_unsent(0);

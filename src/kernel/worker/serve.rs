@@ -78,6 +78,13 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
     }
 }
 
+/// The worker loop of a fork's child made by an op thread (`op_thread.rs`): the rest of the
+/// parent's message is not the child's; what was built is sent, then the loop.
+pub(super) fn serve_child(fd: RawFd, s: &mut Scratch) -> ! {
+    flush(fd, s);
+    serve(fd, s)
+}
+
 /// Request `k` of the message in the request area.
 #[inline]
 fn request(s: &Scratch, k: usize) -> Result<Request, BadRequest> {
