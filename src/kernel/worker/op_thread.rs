@@ -9,9 +9,13 @@
 //! thread becomes the child's worker, running the worker loop (`serve`) on its own stack, and
 //! its region stays taken for good in the child (and in the child's children) while it runs.
 //!
-//! Nothing here allocates in the worker: each thread's mailbox and stack live in one region
-//! mapped when the worker's `Scratch` is made, before the program (snapshots leave it out, as
-//! every harness mapping), and `pthread_attr_setstack` hands the stack to libc. The mailbox is
+//! Nothing here allocates in the worker but a new thread's warm-up, `free(malloc(1))`, which
+//! makes the allocator's state for the thread inside the `thread` op, where the worker notes
+//! what the allocator maps (as around an allocator op, `alloc.rs`); a fork handed to a thread
+//! is watched the same way (an interposed jemalloc maps 2 MiB at a thread's first fork). Each
+//! thread's mailbox and stack live in one region mapped (by the system call, out of an
+//! interposed libc's reach) when the worker's `Scratch` is made, before the program (snapshots
+//! leave it out, as every harness mapping), and `pthread_attr_setstack` hands the stack to libc. The mailbox is
 //! a futex word: the worker posts, the thread performs and answers, the worker waits for the
 //! answer (looking every second whether the coordinator is still there, as a turn's wait does).
 //! A thread op that hangs leaves the worker waiting: the coordinator reports the op `hung`, as
@@ -84,6 +88,10 @@ pub(super) struct OpThreads {
     /// an interposed allocator (jemalloc) maps for a thread at its first fork, in its atfork
     /// handlers; the child ends the watch before its first view (`perform::fork`).
     pub(super) watch_fork: bool,
+    /// This process started an op thread, or descends from a fork one made: a racing thread's
+    /// start is watched too (jemalloc, preloaded, mapped 2 MiB at a `race` in the child of a
+    /// thread's fork).
+    touched: bool,
     /// What a fork's child made by a thread runs: the rest of the message, then the worker
     /// loop (`serve::serve_child`).
     worker_loop: fn(RawFd, &mut Scratch) -> !,
@@ -230,6 +238,7 @@ impl OpThreads {
             pending: None,
             page_size,
             watch_fork: false,
+            touched: false,
             worker_loop,
         }
     }
@@ -274,6 +283,7 @@ impl OpThreads {
         }
         slot.thread = Some(tid);
         slot.handle = handle;
+        self.touched = true;
         // SAFETY: the mailbox of the thread just started.
         let state = unsafe { &(*mailbox).state };
         loop {
@@ -315,9 +325,9 @@ impl OpThreads {
     fn request(s: &mut Scratch, req: Request) -> Reply {
         let ok = match req {
             Request::Thread { thread } => {
-                super::alloc::watch(s, true);
+                super::alloc::watch(s, true, true);
                 let ok = s.op_threads.start(thread);
-                super::alloc::watch(s, false);
+                super::alloc::watch(s, false, true);
                 ok
             }
             Request::By { thread } => {
@@ -372,6 +382,12 @@ pub(super) fn perform_routed(
         s.reply[here..here + REPLY_HEAD].copy_from_slice(&reply.encode());
         return Done::Reply(0);
     }
+    if s.op_threads.touched && matches!(req, Ok(Request::Race { .. })) {
+        super::alloc::watch(s, true, false);
+        let done = perform(fd, s, req);
+        super::alloc::watch(s, false, false);
+        return done;
+    }
     let handle = match (&req, s.op_threads.pending) {
         // The turn's and the coordinator's own requests are the worker's.
         (Ok(Request::Await { .. } | Request::Pass { .. } | Request::Snapshot { .. }), Some(_))
@@ -394,7 +410,7 @@ pub(super) fn perform_routed(
     let fork = matches!(req, Request::Fork { .. });
     if fork {
         s.op_threads.watch_fork = true;
-        super::alloc::watch(s, true);
+        super::alloc::watch(s, true, true);
     }
     let mailbox = OpThreads::mailbox(&s.op_threads.slots[slot]);
     let job = Job {
@@ -425,7 +441,7 @@ pub(super) fn perform_routed(
     // SAFETY: the thread wrote `done` before DONE.
     let done = decode(unsafe { (*mailbox).done });
     if fork {
-        super::alloc::watch(s, false);
+        super::alloc::watch(s, false, true);
         s.op_threads.watch_fork = false;
     }
     done

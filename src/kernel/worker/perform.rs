@@ -502,7 +502,11 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             // (`op_thread.rs`).
             if s.op_threads.watch_fork {
                 s.op_threads.watch_fork = false;
-                super::alloc::watch(s, false);
+                // The allocator's state for the child's only thread (its arena after the fork)
+                // is made now, in the watch (`op_thread.rs`).
+                // SAFETY: a malloc and its free.
+                unsafe { libc::free(libc::malloc(1)) };
+                super::alloc::watch(s, false, true);
             }
             s.take_slot(child);
             s.at = 0;
