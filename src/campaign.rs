@@ -122,6 +122,8 @@ pub fn run(
                 summary.forks += t.forks as u64;
                 summary.racing_forks += t.racing_forks as u64;
                 summary.clones += t.clones as u64;
+                summary.thread_ops += t.thread_ops as u64;
+                summary.thread_forks += t.thread_forks as u64;
                 for (s, n) in summary.races.iter_mut().zip(t.races) {
                     *s += n as u64;
                 }
@@ -291,6 +293,8 @@ fn merge_summaries(all: &[Summary]) -> Summary {
         m.forks += s.forks;
         m.racing_forks += s.racing_forks;
         m.clones += s.clones;
+        m.thread_ops += s.thread_ops;
+        m.thread_forks += s.thread_forks;
         for (m, n) in m.races.iter_mut().zip(s.races) {
             *m += n;
         }

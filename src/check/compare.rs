@@ -168,6 +168,9 @@ pub struct Tally {
     pub races: [usize; crate::program::RaceKind::ALL.len()],
     /// Forks made inside each kind's racing windows (`race_windows`).
     pub racing_forks_by_kind: [usize; crate::program::RaceKind::ALL.len()],
+    /// Ops run by op threads (after a `by`), and the forks among them (T21, T22).
+    pub thread_ops: usize,
+    pub thread_forks: usize,
     pub pages_compared: usize,
     pub snapshots: usize,
     /// Regions of the runtime's own (`Options::own_regions`) set aside, over all snapshots.
@@ -296,6 +299,13 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
         }
         tally.ops += 1;
         windows.note(op, observed, &mut tally.racing_forks_by_kind);
+        if i > 0
+            && matches!(program.ops[i - 1], Op::By { .. })
+            && !matches!(observed, Outcome::Skipped)
+        {
+            tally.thread_ops += 1;
+            tally.thread_forks += usize::from(matches!(op, Op::Fork { .. }));
+        }
         if let Op::Fork { .. } = op
             && matches!(observed, Outcome::Done | Outcome::Forked { .. })
         {

@@ -20,6 +20,9 @@ pub struct Summary {
     pub races: [u64; crate::program::RaceKind::ALL.len()],
     /// Forks made inside each kind's racing windows (same order).
     pub racing_forks_by_kind: [u64; crate::program::RaceKind::ALL.len()],
+    /// Ops run by op threads, and the forks among them (docs/SEMANTICS.md T21, T22).
+    pub thread_ops: u64,
+    pub thread_forks: u64,
     pub pages_compared: u64,
     pub snapshots: u64,
     /// Pages whose physical facts (pagemap words) were checked.

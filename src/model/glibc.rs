@@ -133,8 +133,10 @@ impl Model {
         appeared: u64,
         old_own: Option<(u64, u64)>,
     ) -> Result<Option<u64>, ModelError> {
-        if call.align().is_some() {
-            // memalign carves the aligned block out of a larger chunk: not 16 bytes in.
+        if call.align().is_some_and(|a| a > 16) {
+            // memalign carves the aligned block out of a larger chunk: not 16 bytes in. At an
+            // alignment of 16 or less it is malloc (glibc `_mid_memalign()`), and checked so:
+            // a realloc of its mapped chunk is M9's (M8).
             return Ok(None);
         }
         let s = self.heap.glibc[proc.0 as usize];

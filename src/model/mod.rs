@@ -81,6 +81,7 @@ mod pipe;
 mod race_layout;
 mod racers;
 mod thread;
+mod thread_ops;
 mod vfork;
 
 use crate::program::outcome::{Outcome, Snapshot};
@@ -331,6 +332,9 @@ impl Model {
                 let forked = self.fork(proc, child);
                 self.fork_racing(proc, child, forked, observed)
             }
+            // Op threads (`thread_ops.rs`, T20-T22): starting, handing an op and ending change
+            // no memory.
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => self.thread_op(op),
             Op::Exit { .. } => {
                 self.racers_end(proc);
                 self.end(proc, Life::Exited);

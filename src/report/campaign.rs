@@ -45,6 +45,13 @@ pub fn summary_text(s: &Summary, target: &Target, seed: u64) -> String {
     if s.clones > 0 {
         let _ = writeln!(out, "  clone children  {} (clone(CLONE_VM), T30)", s.clones);
     }
+    if s.thread_ops > 0 {
+        let _ = writeln!(
+            out,
+            "  thread ops      {} (ops run by op threads), {} of them forks",
+            s.thread_ops, s.thread_forks
+        );
+    }
     if s.races.iter().any(|&n| n > 0) {
         let kinds: Vec<String> = (crate::program::RaceKind::ALL.iter())
             .zip(s.races)
@@ -294,6 +301,8 @@ pub fn summary_json(
             .zip(s.racing_forks_by_kind)
             .map(|(k, n)| (k.name().to_string(), serde_json::json!(n)))
             .collect::<serde_json::Map<_, _>>(),
+        "thread_ops": s.thread_ops,
+        "thread_forks": s.thread_forks,
         "snapshots": s.snapshots,
         "pages_compared": s.pages_compared,
         "physical_pages": s.physical_pages,

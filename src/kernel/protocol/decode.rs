@@ -241,6 +241,15 @@ impl Request {
             verb::STOP => Request::Stop {
                 thread: r.take(thread_of)?,
             },
+            verb::THREAD => Request::Thread {
+                thread: r.take(thread_of)?,
+            },
+            verb::BY => Request::By {
+                thread: r.take(thread_of)?,
+            },
+            verb::END => Request::End {
+                thread: r.take(thread_of)?,
+            },
             verb::FORK => Request::Fork {
                 child: r.take(proc_of)?,
                 direct_reads: r.flag()?,

@@ -181,6 +181,12 @@ pub enum Request {
     },
     /// Stops and joins the process's racing thread `thread`; the reply carries its rounds.
     Stop { thread: u8 },
+    /// Starts op thread `thread` (`worker::op_thread`), which waits for ops.
+    Thread { thread: u8 },
+    /// The next op request of this message (or the next message) is run by op thread `thread`.
+    By { thread: u8 },
+    /// Ends op thread `thread` and joins it.
+    End { thread: u8 },
     /// vforks a child that stores as `Write` does, then `_exit`s (`worker::vfork`); the reply
     /// is `Done` (the child exited) or three words: the signal, si_code and address the child
     /// died of.
@@ -276,6 +282,9 @@ pub(super) mod verb {
     pub const VFORK: u64 = 31;
     pub const CLONE_VM: u64 = 52;
     pub const PREPARE_CLONES: u64 = 53;
+    pub const THREAD: u64 = 48;
+    pub const BY: u64 = 49;
+    pub const END: u64 = 50;
 }
 
 /// A verb and its argument words.
@@ -453,6 +462,9 @@ impl Request {
                 words(verb::RACE, [at_word(at), kind.code(), thread as u64])
             }
             Request::Stop { thread } => words(verb::STOP, [thread as u64]),
+            Request::Thread { thread } => words(verb::THREAD, [thread as u64]),
+            Request::By { thread } => words(verb::BY, [thread as u64]),
+            Request::End { thread } => words(verb::END, [thread as u64]),
             Request::Vfork {
                 map: m,
                 pages,

@@ -187,6 +187,9 @@ fn request() -> impl Strategy<Value = Request> {
         (at(), select(RaceKind::ALL.to_vec()), 0..MAX_THREADS as u8)
             .prop_map(|(at, kind, thread)| Request::Race { at, kind, thread }),
         (0..MAX_THREADS as u8).prop_map(|thread| Request::Stop { thread }),
+        (0..MAX_THREADS as u8).prop_map(|thread| Request::Thread { thread }),
+        (0..MAX_THREADS as u8).prop_map(|thread| Request::By { thread }),
+        (0..MAX_THREADS as u8).prop_map(|thread| Request::End { thread }),
         (map_id(), pages(), bytes(), pattern()).prop_map(|(map, pages, bytes, pattern)| {
             Request::Vfork {
                 map,
@@ -287,9 +290,12 @@ fn request_variant(r: &Request) -> usize {
         Request::Vfork { .. } => 24,
         Request::CloneVm { .. } => 25,
         Request::PrepareClones => 26,
+        Request::Thread { .. } => 27,
+        Request::By { .. } => 28,
+        Request::End { .. } => 29,
     }
 }
-const REQUEST_VARIANTS: usize = 27;
+const REQUEST_VARIANTS: usize = 30;
 
 fn reply() -> impl Strategy<Value = Reply> {
     let n = 0..=REPLY_PAYLOAD;

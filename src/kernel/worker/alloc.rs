@@ -289,6 +289,17 @@ fn before(s: &mut Scratch) {
     hold_windows(s, n, covered);
 }
 
+/// Around a call that may make the allocator map (an op thread's start, `op_thread.rs`):
+/// `before` (true) or `after` (false). Without `hold`, no placeholders hold the handles'
+/// windows meanwhile (the call acts on the program's addresses: a racing thread's start).
+pub(super) fn watch(s: &mut Scratch, starting: bool, hold: bool) {
+    match (starting, hold) {
+        (true, true) => before(s),
+        (true, false) => s.heap.before_len = covered(s, true),
+        (false, _) => after(s),
+    }
+}
+
 /// After an allocator op: the ranges that appeared are the allocator's, the allocator's ranges
 /// that went away are forgotten, and the snapshot's exclusions are rebuilt.
 fn after(s: &mut Scratch) {

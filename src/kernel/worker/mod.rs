@@ -30,6 +30,7 @@
 //! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
 //! - `clone_vm`: `clone(CLONE_VM)` children and their kits (T30); `per_proc`: the statics
 //!   kept per process (a clone child shares the others with its parent);
+//! - `op_thread`: the process's op threads, which run ops handed to them (T20);
 //! - `zygote`: the process that forks every program's root.
 
 mod accounting;
@@ -39,6 +40,7 @@ mod calls;
 mod clone_vm;
 mod fault;
 mod per_proc;
+mod op_thread;
 mod perform;
 pub mod physical;
 mod race_kinds;
@@ -114,6 +116,8 @@ pub struct Scratch {
     zero_fd: i32,
     /// The process's racing thread (`race`, `stop`).
     racer: thread::Racer,
+    /// The process's op threads (`thread`, `by`, `end`).
+    op_threads: op_thread::OpThreads,
 }
 
 impl Scratch {
@@ -162,6 +166,7 @@ impl Scratch {
             zero_fd: -1,
             heap: alloc::HeapState::new(),
             racer: thread::Racer::new(page_size),
+            op_threads: op_thread::OpThreads::new(page_size, serve::serve_child),
         }
     }
 }

@@ -329,6 +329,9 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
                 }
             }
         }
+        // Op threads (`op_thread.rs`, docs/SEMANTICS.md T20).
+        // Op threads' own requests: `op_thread::perform_routed` performs them before this.
+        Request::Thread { .. } | Request::By { .. } | Request::End { .. } => Reply::Refused,
         Request::Stop { thread } => {
             let (rounds, seen) = s.racer.stop(thread);
             let reply = &mut s.reply[here..];
@@ -518,7 +521,18 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             *fd = theirs;
             s.is_root = false;
             s.racer.forget();
+            s.op_threads.forget();
             s.maps.after_fork();
+            // A fork handed to an op thread: the allocator's mappings of the fork are noted
+            // (`op_thread.rs`).
+            if s.op_threads.watch_fork {
+                s.op_threads.watch_fork = false;
+                // The allocator's state for the child's only thread (its arena after the fork)
+                // is made now, in the watch (`op_thread.rs`).
+                // SAFETY: a malloc and its free.
+                unsafe { libc::free(libc::malloc(1)) };
+                super::alloc::watch(s, false, true);
+            }
             s.take_slot(child);
             s.at = 0;
             s.set_unsent(0);

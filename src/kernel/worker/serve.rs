@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Scratch;
 use super::fault::{self, FAULT_AT, FAULT_FD, FAULT_REPLY, PARTIAL, PENDING_PASS, TURN};
-use super::perform::{Done, perform};
+use super::op_thread::perform_routed;
+use super::perform::Done;
 use super::slots::REPLY_AREA;
 use super::socket::{recv_requests, send_reply};
 use super::turn::Turn;
@@ -50,7 +51,7 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
             }
             FAULT_AT.store(s.at, Ordering::Relaxed);
             PARTIAL.store(0, Ordering::Relaxed);
-            match perform(&mut fd, s, req) {
+            match perform_routed(&mut fd, s, req) {
                 Done::Reply(payload) => {
                     s.at += REPLY_HEAD + payload;
                     s.set_unsent(s.unsent + 1);
@@ -77,6 +78,13 @@ pub fn serve(mut fd: RawFd, s: &mut Scratch) -> ! {
         }
         flush(fd, s);
     }
+}
+
+/// The worker loop of a fork's child made by an op thread (`op_thread.rs`): the rest of the
+/// parent's message is not the child's; what was built is sent, then the loop.
+pub(super) fn serve_child(fd: RawFd, s: &mut Scratch) -> ! {
+    flush(fd, s);
+    serve(fd, s)
 }
 
 /// Request `k` of the message in the request area.

@@ -129,7 +129,7 @@ const COORDINATOR_CHECK_SECONDS: libc::time_t = 1;
 
 /// Whether the coordinator's end of the socket `fd` is closed (hang-up or error), without
 /// reading anything.
-fn coordinator_gone(fd: i32) -> bool {
+pub(super) fn coordinator_gone(fd: i32) -> bool {
     let mut p = libc::pollfd {
         fd,
         events: libc::POLLRDHUP,

@@ -16,6 +16,7 @@ mod backings;
 mod clone_vm;
 mod family;
 mod racers;
+mod thread_ops;
 mod threads;
 
 use arbitrary::{Arbitrary, Unstructured};

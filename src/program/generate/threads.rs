@@ -13,6 +13,10 @@ use crate::program::{MapId, Op, Pattern, ProcId, RaceKind, Span, caps};
 
 impl Builder {
     pub(super) fn add_threads(&mut self, r: &RawOp) {
+        // Op threads (`thread_ops.rs`, T20).
+        if self.add_thread_ops(r) {
+            return;
+        }
         let racing: Vec<ProcId> = self
             .live
             .iter()

@@ -27,6 +27,12 @@ fn exclusion(op: &Op) -> Option<&'static str> {
         Op::Race { .. } | Op::Stop { .. } => Some(
             "racing threads (T1 to T9 model a racer's page per process, not in a shared address space)",
         ),
+        // An op thread is started by libc's pthread_create, whose thread list and stack cache
+        // live in the process's statics and TLS, which a CLONE_VM child without CLONE_SETTLS
+        // shares with its parent: two processes would run one libc's thread bookkeeping.
+        Op::Thread { .. } | Op::By { .. } | Op::End { .. } => Some(
+            "op threads (pthread_create's bookkeeping lives in statics and TLS that a clone child without CLONE_SETTLS shares with its parent)",
+        ),
         // The pipe's pages are modelled per splicing process (J2).
         Op::Vmsplice { .. } | Op::PipeRead { .. } => Some(
             "the pipe (J2 models whose later write shows through it per process, not per shared address space)",

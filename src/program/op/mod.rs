@@ -18,6 +18,7 @@
 //! - `alloc`: the allocator ops' words and allocation handles (malloc, free, mallopt).
 //! - `thread`: racing threads' handles, kinds and rules (docs/SEMANTICS.md T1).
 //! - `clone_vm`: what a program with a `clone(CLONE_VM)` child leaves out (T34).
+//! - `thread_ops`: op threads' rules (`p0 thread t1`, `t1 write ...`; T20).
 //!
 //! Every public name is re-exported here and from [`crate::program`].
 
@@ -31,6 +32,7 @@ mod ops;
 mod program;
 mod span;
 mod thread;
+mod thread_ops;
 mod validate;
 
 pub use alloc::*;
@@ -41,4 +43,5 @@ pub use ops::*;
 pub use program::*;
 pub use span::*;
 pub use thread::*;
+pub use thread_ops::*;
 pub use validate::*;

@@ -152,6 +152,14 @@ pub enum Op {
     /// `proc` starts process `child` through libc's `clone(CLONE_VM | SIGCHLD)`: its own pid
     /// and its own exit, in `proc`'s address space, not a copy (docs/SEMANTICS.md T30).
     CloneVm { proc: ProcId, child: ProcId },
+    /// `proc` starts op thread `thread` (pthread_create), which waits for ops (`pN thread tK`,
+    /// docs/SEMANTICS.md T20; `op/thread_ops.rs`).
+    Thread { proc: ProcId, thread: ThreadId },
+    /// The next op, which is `proc`'s, is run by `proc`'s op thread `thread` while `proc`'s
+    /// other threads wait: a trace writes the pair on one line, `tK OP ...` (T21).
+    By { proc: ProcId, thread: ThreadId },
+    /// Op thread `thread` of `proc` ends (`tK end`: it returns, the worker joins it; T22).
+    End { proc: ProcId, thread: ThreadId },
 }
 
 /// The op kinds, for statistics and divergence signatures.
@@ -177,10 +185,13 @@ pub enum OpKind {
     Stop,
     Vfork,
     CloneVm,
+    Thread,
+    By,
+    End,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 20] = [
+    pub const ALL: [OpKind; 23] = [
         OpKind::Map,
         OpKind::Write,
         OpKind::Read,
@@ -201,6 +212,9 @@ impl OpKind {
         OpKind::Stop,
         OpKind::Vfork,
         OpKind::CloneVm,
+        OpKind::Thread,
+        OpKind::By,
+        OpKind::End,
     ];
     /// Whether the kind is an allocator op's (whose trace verbs are the calls' names).
     pub fn is_alloc(self) -> bool {
@@ -229,6 +243,9 @@ impl OpKind {
             OpKind::Stop => "stop",
             OpKind::Vfork => "vfork",
             OpKind::CloneVm => "clone",
+            OpKind::Thread => "thread",
+            OpKind::By => "by",
+            OpKind::End => "end",
         }
     }
 }
@@ -268,6 +285,7 @@ impl Op {
             | Op::Tune { proc, .. } => proc,
             Op::Race { proc, .. } | Op::Stop { proc, .. } | Op::Vfork { proc, .. } => proc,
             Op::CloneVm { proc, .. } => proc,
+            Op::Thread { proc, .. } | Op::By { proc, .. } | Op::End { proc, .. } => proc,
         }
     }
 
@@ -295,6 +313,7 @@ impl Op {
             | Op::Tune { .. }
             | Op::Stop { .. } => None,
             Op::CloneVm { .. } => None,
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => None,
         }
     }
 
@@ -321,6 +340,9 @@ impl Op {
             Op::Stop { .. } => OpKind::Stop,
             Op::Vfork { .. } => OpKind::Vfork,
             Op::CloneVm { .. } => OpKind::CloneVm,
+            Op::Thread { .. } => OpKind::Thread,
+            Op::By { .. } => OpKind::By,
+            Op::End { .. } => OpKind::End,
         }
     }
 
@@ -361,6 +383,7 @@ impl Op {
             Op::Fork { child, .. } => *child = p(*child),
             Op::CloneVm { child, .. } => *child = p(*child),
             Op::Exit { .. } | Op::PipeRead { .. } | Op::Tune { .. } | Op::Stop { .. } => {}
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => {}
         }
         op
     }

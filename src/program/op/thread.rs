@@ -265,6 +265,9 @@ impl ThreadRules {
             | Op::Invalid { .. }
             | Op::Race { .. }
             | Op::Stop { .. } => false,
+            // Op threads' own ops change nothing; the op a thread runs is checked as its
+            // process's.
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => false,
             // The allocator's memory never overlaps the program's mappings (M6), and a write to
             // a block is a write to the block, wherever its units end.
             Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } => false,

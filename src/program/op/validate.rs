@@ -12,6 +12,7 @@ use super::ops::Op;
 use super::program::Program;
 use super::span::{PageRange, Span};
 use super::thread::{Blame, ThreadRules};
+use super::thread_ops::OpThreads;
 
 /// Which part of an op a validation error is about, so that the trace parser can point at the
 /// token's column.
@@ -52,6 +53,7 @@ pub struct Validator {
     big_pages: u32,
     threads: ThreadRules,
     clone_vm: CloneRules,
+    op_threads: OpThreads,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,7 @@ impl Default for Validator {
             big_pages: 0,
             threads: ThreadRules::default(),
             clone_vm: CloneRules::default(),
+            op_threads: OpThreads::default(),
         }
     }
 }
@@ -132,6 +135,15 @@ impl Validator {
             Some(ProcState::Alive) => {}
         }
         // Checked first and kept only if the op is admitted (a refused op changes nothing).
+        let mut op_threads = self.op_threads.clone();
+        op_threads.admit(op).map_err(|r| InvalidOp {
+            culprit: match r.blame {
+                Blame::Proc => Culprit::Proc,
+                Blame::Thread => Culprit::Child,
+                Blame::Span => Culprit::Span,
+            },
+            message: r.message,
+        })?;
         let mut threads = self.threads.clone();
         threads.admit(op).map_err(|r| InvalidOp {
             culprit: match r.blame {
@@ -194,6 +206,8 @@ impl Validator {
                 check_span(span, pages)?;
             }
             Op::PipeRead { .. } | Op::Stop { .. } => {}
+            // Op threads: `thread_ops.rs`.
+            Op::Thread { .. } | Op::By { .. } | Op::End { .. } => {}
             Op::Vmsplice { map, page, .. } | Op::Race { map, page, .. } => {
                 let pages = self.known_map(map)?;
                 check_span(
@@ -366,6 +380,7 @@ impl Validator {
         }
         self.threads = threads;
         self.clone_vm = clone_vm;
+        self.op_threads = op_threads;
         self.ops += 1;
         Ok(())
     }
@@ -390,6 +405,11 @@ impl Validator {
     /// The racing threads' rules and state (the generator asks them what may race).
     pub fn threads(&self) -> &ThreadRules {
         &self.threads
+    }
+
+    /// The op threads' rules and state (`thread_ops.rs`: who owns a thread, which are free).
+    pub fn op_threads(&self) -> &OpThreads {
+        &self.op_threads
     }
 
     fn new_map(&mut self, map: MapId, pages: u16) -> Result<(), InvalidOp> {

@@ -60,6 +60,10 @@
 //!         | PROC "stop"      THREAD
 //!         | PROC "vfork"     "write" MAP SPAN PATTERN   a vfork child stores, then _exits
 //!         | PROC "clone"     CHILD             a process in PROC's address space (CLONE_VM)
+//!         | PROC "thread"    THREAD             an op thread (T20), waiting for ops
+//!         | PROC "by"        THREAD             the next op, PROC's, is THREAD's
+//!         | THREAD op-after-PROC                 = PROC "by" THREAD, then PROC op-after-PROC
+//!         | THREAD "end"                         the op thread returns and is joined
 //! PROC    = "p" N            N decimal, 0..=255 (p0 is the root process)
 //! THREAD  = "t" N            a racing thread of PROC (a race names a new one)
 //! RACE    = "write"          store 1, 2, 3, ... into the page's last 8 bytes until stopped

@@ -3,6 +3,7 @@
 //! token. Syntax only: whether the op can stand where it is is the validator's to say.
 
 mod alloc;
+mod thread_ops;
 
 pub(super) use alloc::ALLOC_VERBS;
 
@@ -101,13 +102,24 @@ impl<'a> OpLine<'a> {
     pub(super) fn parse(mut self) -> Result<(Op, Columns), TraceError> {
         let proc_token = self.take("a process handle (like p0)")?;
         let proc = ProcId(self.handle(proc_token, 'p', "process handle", "p0")?);
+        self.parse_verb(proc, proc_token)
+    }
+
+    /// Reads the rest of the op of `proc`, whose handle (or thread's, `thread_ops.rs`) was
+    /// `proc_token`.
+    fn parse_verb(
+        mut self,
+        proc: ProcId,
+        proc_token: Token<'a>,
+    ) -> Result<(Op, Columns), TraceError> {
         let mut columns = Columns {
             proc: proc_token.column,
             ..Columns::default()
         };
+        // `end` is a thread's (`tK end`, `thread_ops.rs`), not a process's.
         let verbs = OpKind::ALL
             .into_iter()
-            .filter(|k| !k.is_alloc())
+            .filter(|k| !k.is_alloc() && *k != OpKind::End)
             .map(OpKind::name)
             .chain(ALLOC_VERBS)
             .collect::<Vec<_>>()
@@ -309,6 +321,20 @@ impl<'a> OpLine<'a> {
                 proc,
                 thread: self.thread_handle(&mut columns)?,
             },
+            OpKind::Thread => Op::Thread {
+                proc,
+                thread: self.thread_handle(&mut columns)?,
+            },
+            OpKind::By => Op::By {
+                proc,
+                thread: self.thread_handle(&mut columns)?,
+            },
+            OpKind::End => {
+                return Err(self.error(
+                    verb_token,
+                    format!("a thread ends by its own line, `tK end` (not `{proc} end`)"),
+                ));
+            }
             OpKind::Poke => {
                 let via = self.word(
                     "how to write (mem: /proc/self/mem, vm: process_vm_writev)",

@@ -64,7 +64,15 @@ pub fn parse(input: &[u8]) -> Result<Program, TraceError> {
             });
             continue;
         }
-        let (op, columns) = OpLine::new(number, tokens).parse()?;
+        // `tK OP ...`: the pair `pN by tK`, `pN OP ...` (docs/SEMANTICS.md T21).
+        let (by, op, columns) =
+            OpLine::new(number, tokens).parse_line(|t| validator.op_threads().owner(t))?;
+        if let Some(by) = by {
+            validator
+                .admit(&by)
+                .map_err(|e| TraceError::new(number, columns.of(e.culprit), e.message))?;
+            program.ops.push(by);
+        }
         validator
             .admit(&op)
             .map_err(|e| TraceError::new(number, columns.of(e.culprit), e.message))?;

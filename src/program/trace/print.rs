@@ -242,6 +242,11 @@ impl fmt::Display for Op {
                 page,
             } => write!(f, "{proc} {verb} {thread} {} {map} {page}", kind.name()),
             Op::Stop { proc, thread } => write!(f, "{proc} {verb} {thread}"),
+            Op::Thread { proc, thread } | Op::By { proc, thread } => {
+                write!(f, "{proc} {verb} {thread}")
+            }
+            // The process is the thread's owner (`thread_ops.rs`).
+            Op::End { thread, .. } => write!(f, "{thread} {verb}"),
             Op::Vfork {
                 proc,
                 map,
@@ -307,8 +312,22 @@ impl fmt::Display for Program {
                 }
                 writeln!(f)?;
             }
+            // `pN by tK` and the op after it, `pN OP ...`, are one line, `tK OP ...`
+            // (docs/SEMANTICS.md T21), unless something stands between them.
+            if by_merges(self, at, &lines_before, &inline) {
+                continue;
+            }
             if let Some(op) = self.ops.get(at) {
-                let mut line = op.to_string();
+                let mut line = match at.checked_sub(1).map(|b| (b, self.ops[b])) {
+                    Some((b, Op::By { thread, .. }))
+                        if by_merges(self, b, &lines_before, &inline) =>
+                    {
+                        let text = op.to_string();
+                        let rest = text.split_once(' ').map_or("", |(_, rest)| rest);
+                        format!("{thread} {rest}")
+                    }
+                    _ => op.to_string(),
+                };
                 if let Some(expect) = self.expect_of(at) {
                     line.push_str(&format!(" => {expect}"));
                 }
@@ -323,6 +342,25 @@ impl fmt::Display for Program {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether op `at` is a `by` printed on one line with the op after it.
+fn by_merges(
+    p: &Program,
+    at: usize,
+    lines_before: &[Vec<&Comment>],
+    inline: &[Vec<&Comment>],
+) -> bool {
+    match (p.ops.get(at), p.ops.get(at + 1)) {
+        (Some(Op::By { proc, .. }), Some(next)) => {
+            next.proc() == *proc
+                && crate::program::runs_on_thread(next.kind()).is_none()
+                && lines_before[at + 1].is_empty()
+                && inline[at].is_empty()
+                && p.expect_of(at).is_none()
+        }
+        _ => false,
     }
 }
 

@@ -33,6 +33,10 @@ pub fn emit(program: &Program, plan: &Plan, title: &str) -> String {
         let _ = writeln!(out, "#define NTHREAD {}", crate::program::MAX_THREADS);
         let _ = writeln!(out, "#define COWCHECK_RACES 1");
     }
+    if program.ops.iter().any(|o| matches!(o, Op::Thread { .. })) {
+        // Op threads (runtime.c, docs/SEMANTICS.md T20).
+        let _ = writeln!(out, "#define NOPTHREAD {}", crate::program::MAX_THREADS);
+    }
     let _ = writeln!(out);
     out.push_str(RUNTIME);
     out.push_str("\n/* ==== the program ==== */\n\n");
@@ -427,6 +431,9 @@ fn op_fields(op: &Op, page_size: usize) -> String {
             )
         }
         Op::Stop { thread, .. } => format!("{}, .thread = {}", with("V_STOP"), thread.0),
+        Op::Thread { thread, .. } => format!("{}, .thread = {}", with("V_THREAD"), thread.0),
+        Op::By { thread, .. } => format!("{}, .thread = {}", with("V_BY"), thread.0),
+        Op::End { thread, .. } => format!("{}, .thread = {}", with("V_JOIN"), thread.0),
         Op::Vfork {
             span, pattern: p, ..
         } => format!(

@@ -655,6 +655,9 @@ fn success_words(op: &Op) -> String {
         Op::Tune { .. } => "returns".into(),
         Op::Race { thread, .. } => format!("starts {thread}"),
         Op::Stop { thread, .. } => format!("stops {thread}"),
+        Op::Thread { thread, .. } => format!("starts {thread}"),
+        Op::By { thread, .. } => format!("hands the next op to {thread}"),
+        Op::End { thread, .. } => format!("ends {thread}"),
         Op::Vfork { .. } => "vforks a child that writes and exits".into(),
         Op::CloneVm { child, .. } => format!("clones {child} into its address space"),
     }

@@ -31,6 +31,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -60,6 +61,10 @@
 #ifndef NTHREAD
 #define NTHREAD 1
 #endif
+/* Op threads (docs/SEMANTICS.md T20): thread handles t0..t(NOPTHREAD-1). */
+#ifndef NOPTHREAD
+#define NOPTHREAD 1
+#endif
 
 #if !defined(PAGE_SIZE_GENERATED) || !defined(NPROC) || !defined(NMAP) || !defined(NOPS)
 #error "no program: compile a generated reproducer, or this file with -DCOWCHECK_RUNTIME_ONLY"
@@ -72,7 +77,7 @@
 
 enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V_ADVISE, V_REMAP,
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
-	    V_VFORK, V_RACE, V_STOP, V_CLONE };
+	    V_VFORK, V_RACE, V_STOP, V_CLONE, V_THREAD, V_BY, V_JOIN };
 /* race: what the thread does (cowcheck's RaceKind). */
 enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP };
 /* stop of a reader (RK_READ, docs/SEMANTICS.md T10): what its loads must have been: W_EXACT
@@ -147,7 +152,8 @@ struct op {
 	                              the ndigests digests: the views the model allows */
 	const char *text;          /* the trace line */
 	const char *says;          /* the model's prediction in words */
-	int thread;                /* race, stop: the thread handle; race: kind is RK_* */
+	int thread;                /* race, stop, thread, by, join: the thread handle; race: kind is
+	                              RK_* */
 	const struct race *races;  /* RES_READ: per page, how a racing page is checked (NULL:
 	                              every page by its digest) */
 	int watch;                 /* stop of a reader: W_*, and the word W_EXACT wants */
@@ -934,6 +940,79 @@ static void store(const struct op *o, uintptr_t first)
 }
 
 /* Performs one op in this worker; returns 0 if no reply is due (a fork's child). */
+/* ---- op threads (docs/SEMANTICS.md T20 to T24) ---- */
+
+/* This process's op threads: each waits for the op its process hands it (`go`), performs it as
+ * the process would, and says it is done (`done`); pinned to a CPU other than the process's, as
+ * cowcheck's executor pins its own. A fork's child has none of them; the child of a thread's
+ * fork is served by that thread. */
+static struct op_thread {
+	int on, quit;
+	pthread_t id;
+	sem_t go, done;
+	struct cmd cmd;
+} op_threads[NOPTHREAD];
+/* The thread the next op goes to (`by`), or -1. */
+static int handed = -1;
+
+static void op_threads_forget(void)
+{
+	for (int t = 0; t < NOPTHREAD; t++)
+		op_threads[t].on = 0;
+	handed = -1;
+}
+
+static int perform(const struct op *o, const uint64_t *base);
+static void serve(void);
+
+static void *op_thread_loop(void *arg)
+{
+	struct op_thread *t = arg;
+	int cpu = pin_cpu(0);
+	if (cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		sched_setaffinity(0, sizeof set, &set);
+	}
+	for (;;) {
+		while (sem_wait(&t->go) != 0)
+			;
+		if (t->quit)
+			return NULL;
+		if (!perform(&ops[t->cmd.op], t->cmd.base)) {
+			/* The child of this thread's fork: its only thread, its worker (T22). */
+			serve();
+		}
+		sem_post(&t->done);
+	}
+}
+
+static void op_thread_start(const struct op *o)
+{
+	struct op_thread *t = &op_threads[o->thread];
+	memset(t, 0, sizeof *t);
+	sem_init(&t->go, 0, 0);
+	sem_init(&t->done, 0, 0);
+	if (pthread_create(&t->id, NULL, op_thread_loop, t) != 0) {
+		rep.result = RES_FAILED;
+		rep.value = (uint64_t)EAGAIN;
+		return;
+	}
+	t->on = 1;
+}
+
+static void op_thread_join(const struct op *o)
+{
+	struct op_thread *t = &op_threads[o->thread];
+	if (!t->on)
+		return;
+	t->quit = 1;
+	sem_post(&t->go);
+	pthread_join(t->id, NULL);
+	t->on = 0;
+}
+
 static int perform(const struct op *o, const uint64_t *base)
 {
 	uintptr_t first = o->map >= 0 ? (uintptr_t)base[o->map] + (size_t)o->first * ps : 0;
@@ -985,6 +1064,15 @@ static int perform(const struct op *o, const uint64_t *base)
 		return 1;
 	case V_STOP:
 		race_stop(o);
+		return 1;
+	case V_THREAD:
+		op_thread_start(o);
+		return 1;
+	case V_BY:
+		handed = o->thread;
+		return 1;
+	case V_JOIN:
+		op_thread_join(o);
 		return 1;
 	case V_VFORK: {
 		/* A vfork child stores as V_WRITE does, into the memory it shares with this
@@ -1107,9 +1195,10 @@ static int perform(const struct op *o, const uint64_t *base)
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 		} else if (pid == 0) {
-			/* The child has no thread but this one (T2). */
+			/* The child has no thread but this one (T2, T22). */
 			for (int t = 0; t < NTHREAD; t++)
 				racers[t].on = 0;
+			op_threads_forget();
 			me = o->kind;
 			return 0;
 		} else {
@@ -1328,6 +1417,14 @@ static void serve(void)
 		memset(&rep, 0, sizeof rep);
 		if (c.op < 0) {
 			check_state(&checks[-1 - c.op], c.base);
+		} else if (handed >= 0) {
+			/* The op after a `by`: its thread performs it (T20). */
+			int t = handed;
+			handed = -1;
+			op_threads[t].cmd = c;
+			sem_post(&op_threads[t].go);
+			while (sem_wait(&op_threads[t].done) != 0)
+				;
 		} else if (!perform(&ops[c.op], c.base)) {
 			/* A fork's child: its own handle from now on. */
 			self = me;

@@ -224,7 +224,10 @@ impl Coordinator {
             | Op::Tune { .. }
             | Op::Race { .. }
             | Op::Stop { .. }
-            | Op::Vfork { .. } => Outcome::Done,
+            | Op::Vfork { .. }
+            | Op::Thread { .. }
+            | Op::By { .. }
+            | Op::End { .. } => Outcome::Done,
         })
     }
 

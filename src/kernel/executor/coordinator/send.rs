@@ -131,6 +131,9 @@ fn request(op: &Op, ps: usize, direct_reads: bool, pass: u32, barrier: Barrier) 
             thread: thread.0,
         },
         Op::Stop { thread, .. } => Request::Stop { thread: thread.0 },
+        Op::Thread { thread, .. } => Request::Thread { thread: thread.0 },
+        Op::By { thread, .. } => Request::By { thread: thread.0 },
+        Op::End { thread, .. } => Request::End { thread: thread.0 },
         Op::Unmap {
             map, pages, tail, ..
         } => Request::Unmap { map, pages, tail },

@@ -8,7 +8,7 @@ fn unknown_verb() {
     assert_eq!((e.line, e.column), (3, 4));
     assert_eq!(
         e.message,
-        "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap, protect, advise, remap, invalid, poke, vmsplice, pipe-read, race, stop, vfork, clone, malloc, calloc, realloc, posix-memalign, aligned-alloc, free, mallopt, malloc-trim"
+        "unknown verb \"mapp\"; expected one of map, write, read, fork, exit, unmap, protect, advise, remap, invalid, poke, vmsplice, pipe-read, race, stop, vfork, clone, thread, by, malloc, calloc, realloc, posix-memalign, aligned-alloc, free, mallopt, malloc-trim"
     );
 }
 
