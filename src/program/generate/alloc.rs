@@ -264,7 +264,10 @@ mod tests {
     #[test]
     fn campaigns_cross_the_dynamic_threshold() {
         let mut found = 0;
-        for i in 0..2000 {
+        // 4000 programs: the threads family's clone (which leaves the malloc family out of its
+        // program, T34) and op threads (which run no allocator op) made 2000 programs cross it
+        // only 19 times, one short of the old floor.
+        for i in 0..4000 {
             let program = random_program(1, i, GenConfig::default());
             let mut sizes = std::collections::HashMap::new();
             let mut freed = [0u32; crate::program::caps::MAX_PROCS];
@@ -297,6 +300,6 @@ mod tests {
                 }
             }
         }
-        assert!(found >= 20, "only {found} of 2000 programs cross it");
+        assert!(found >= 25, "only {found} of 4000 programs cross it");
     }
 }
