@@ -112,6 +112,19 @@ impl Environment {
                     if dynamic { "on" } else { "off" }
                 );
             }
+            // Whether hugetlb maps can be made is the executor's to say: it adds a share to
+            // the pool as root (docs/SEMANTICS.md L7), which this process never does.
+            let hugetlb = executor.hello.features.hugetlb;
+            if let Some(p) = env.probes.iter_mut().find(|p| p.name == "HUGETLB")
+                && p.available != hugetlb
+            {
+                p.available = hugetlb;
+                p.detail = format!(
+                    "the executor {} make MAP_HUGETLB maps of 2 MiB (its hello; as root it adds {} pages to vm.nr_hugepages for its life)",
+                    if hugetlb { "can" } else { "cannot" },
+                    crate::kernel::hugetlb_pool::SHARE
+                );
+            }
             return env;
         };
         let mut env: Environment = serde_json::from_str(&guest.environment_json)
@@ -419,6 +432,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             "THP_ALIGN",
             f.thp_align,
             "mmap of one PMD of anonymous memory lands on a PMD boundary (6.7)",
+        ),
+        (
+            "HUGETLB",
+            f.hugetlb,
+            "mmap(MAP_HUGETLB) of one 2 MiB page, and munmap of its first base page refused",
         ),
         (
             "GLIBC_MALLOC",

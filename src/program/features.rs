@@ -44,6 +44,10 @@ pub struct Features {
     /// mapped chunk raises the threshold (docs/SEMANTICS.md M11). Off where glibc was tuned
     /// (`GLIBC_TUNABLES`, `MALLOC_*_` variables) or is not the allocator.
     pub glibc_dynamic_threshold: bool,
+    /// Anonymous MAP_HUGETLB mappings can be made, with a default huge page of
+    /// `caps::HUGETLB_PAGES` base pages (docs/SEMANTICS.md L6, L7): a pool exists (the
+    /// executor adds a share as root) and the kernel refuses to unmap part of a huge page.
+    pub hugetlb: bool,
 }
 
 impl Features {
@@ -64,6 +68,7 @@ impl Features {
         thp_align: true,
         glibc_malloc: true,
         glibc_dynamic_threshold: true,
+        hugetlb: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -90,6 +95,7 @@ impl Features {
                 "glibc's dynamic mmap threshold is on",
                 self.glibc_dynamic_threshold,
             ),
+            ("hugetlb pages (MAP_HUGETLB, 2 MiB)", self.hugetlb),
         ]
     }
 

@@ -78,6 +78,9 @@ pub fn main(
         }
     }
     let guardian = Guardian::start();
+    // The hugetlb pool share, given back when this returns or, if we are killed, by the
+    // guardian (docs/SEMANTICS.md L7). Before the probe, which needs a pool.
+    let _pool = super::hugetlb_pool::Lease::take(guardian.pool_slot());
     worker::set_inject(inject);
     let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()

@@ -142,8 +142,9 @@ mod feature_bit {
     pub const THP_ALIGN: u32 = 1 << 12;
     pub const GLIBC_MALLOC: u32 = 1 << 13;
     pub const GLIBC_DYNAMIC_THRESHOLD: u32 = 1 << 14;
+    pub const HUGETLB: u32 = 1 << 15;
     /// Every bit above.
-    pub const ALL: u32 = (1 << 15) - 1;
+    pub const ALL: u32 = (1 << 16) - 1;
 }
 
 /// Features as the hello's bit set.
@@ -165,6 +166,7 @@ pub fn features_bits(f: &Features) -> u32 {
         thp_align,
         glibc_malloc,
         glibc_dynamic_threshold,
+        hugetlb,
     } = *f;
     let bit = |on: bool, b: u32| if on { b } else { 0 };
     bit(guard, feature_bit::GUARD)
@@ -185,6 +187,7 @@ pub fn features_bits(f: &Features) -> u32 {
             glibc_dynamic_threshold,
             feature_bit::GLIBC_DYNAMIC_THRESHOLD,
         )
+        | bit(hugetlb, feature_bit::HUGETLB)
 }
 
 /// The features of a bit set; `None` if it has a bit no feature has.
@@ -209,6 +212,7 @@ pub fn features_from_bits(b: u32) -> Option<Features> {
         thp_align: on(feature_bit::THP_ALIGN),
         glibc_malloc: on(feature_bit::GLIBC_MALLOC),
         glibc_dynamic_threshold: on(feature_bit::GLIBC_DYNAMIC_THRESHOLD),
+        hugetlb: on(feature_bit::HUGETLB),
     })
 }
 

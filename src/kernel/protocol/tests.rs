@@ -47,10 +47,17 @@ fn extent() -> impl Strategy<Value = (PageRange, u16)> {
 }
 
 fn args() -> impl Strategy<Value = MapArgs> {
-    (any::<bool>(), any::<u16>(), 0..caps::MAX_BYTE_OFFSET).prop_map(|(fd, pages, bytes)| MapArgs {
-        fd,
-        offset: Offset { pages, bytes },
-    })
+    (
+        any::<bool>(),
+        any::<u16>(),
+        0..caps::MAX_BYTE_OFFSET,
+        any::<bool>(),
+    )
+        .prop_map(|(fd, pages, bytes, hugetlb)| MapArgs {
+            fd,
+            offset: Offset { pages, bytes },
+            hugetlb,
+        })
 }
 
 /// Any range of pages, empty ones included.

@@ -34,6 +34,10 @@ pub(super) fn map(
     } else {
         libc::MAP_PRIVATE
     };
+    if args.hugetlb {
+        // The default huge page size (docs/SEMANTICS.md L6); the kernel rounds `len` up to it.
+        flags |= libc::MAP_HUGETLB;
+    }
     let hint = match place {
         None => 0,
         Some((addr, how)) => {
