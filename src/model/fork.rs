@@ -17,6 +17,7 @@ impl Model {
             parent: Some(proc),
             space,
         };
+        self.hugetlb_fork(child);
         Outcome::Done
     }
 

@@ -95,6 +95,8 @@ pub struct Pte {
     /// follow on are never one VMA. Private anonymous memory starts at the address's page
     /// number (do_mmap: pgoff = addr >> PAGE_SHIFT), /dev/zero and shared memory at 0.
     pub pgoff: Option<u64>,
+    /// hugetlb state (`hugetlb::tlb` bits; 0 for every page that is not hugetlb, L6-L12).
+    pub tlb: u8,
 }
 
 /// The mapped pages of one process, keyed by virtual page number.

@@ -384,7 +384,7 @@ proptest! {
         end in any::<u64>(),
         prot in 0u8..8,
         shared in any::<bool>(),
-        backing in select(vec![Backing::Anon, Backing::DevZero, Backing::Shmem, Backing::Other]),
+        backing in select(vec![Backing::Anon, Backing::DevZero, Backing::Shmem, Backing::Other, Backing::Hugetlb]),
     ) {
         let r = Region { start, end, prot, shared, backing };
         prop_assert_eq!(region_from_words(start, end, region_flags(&r)), Some(r));
