@@ -14,6 +14,7 @@
 mod alloc;
 mod backings;
 mod family;
+mod hugetlb;
 mod threads;
 
 use arbitrary::{Arbitrary, Unstructured};
