@@ -256,6 +256,11 @@ impl Model {
         match how {
             // MAP_FIXED: whatever was there goes first, then fresh zero pages (D3).
             PlaceHow::Fixed => {
+                // Unless that would cut a huge page (L8): the place may hold another
+                // process's handle's range, where this one's kernel put a hugetlb mapping.
+                if let Some(refused) = self.hugetlb_munmap(proc, vpn, pages as u64) {
+                    return Ok(refused);
+                }
                 self.do_munmap(proc, vpn, pages as u64);
                 self.mmap_region(proc, map, kind, pages, addr);
                 Ok(Outcome::Mapped { addr })
