@@ -435,8 +435,8 @@ fn probes(page_size: usize) -> Vec<Probe> {
         ),
         (
             "HUGETLB",
-            f.hugetlb,
-            "mmap(MAP_HUGETLB) of one 2 MiB page, and munmap of its first base page refused",
+            f.hugetlb || crate::kernel::hugetlb_pool::can_add(page_size.max(1)),
+            "mmap(MAP_HUGETLB) of one 2 MiB page, and munmap of its first base page refused (or, as root, an executor adds pages to the pool)",
         ),
         (
             "GLIBC_MALLOC",

@@ -161,12 +161,20 @@ impl Drop for Lease {
     }
 }
 
-/// Whether anonymous hugetlb maps can be made here (`Features::hugetlb`): the default huge page
-/// is `caps::HUGETLB_PAGES` base pages (`Hugepagesize` in /proc/meminfo), a private
-/// MAP_HUGETLB mapping of one huge page can be made (a page can be reserved), and it is a real
-/// hugetlb mapping: unmapping its first base page alone is EINVAL (L8), which a runtime that
-/// ignores MAP_HUGETLB would allow.
-pub fn usable(page_size: usize) -> bool {
+/// Whether an executor started now would add a share to the pool: root, the sysctl, and a
+/// default huge page of `caps::HUGETLB_PAGES` base pages. For the front's environment report,
+/// which runs no executor (`env::Environment::detect`); the executor's hello has the last word.
+pub fn can_add(page_size: usize) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Locked::open().is_none() {
+        return false;
+    }
+    huge_page_matches(page_size)
+}
+
+/// Whether the default huge page (`Hugepagesize` in /proc/meminfo) is `caps::HUGETLB_PAGES`
+/// base pages.
+fn huge_page_matches(page_size: usize) -> bool {
     let huge = crate::program::caps::HUGETLB_PAGES as usize * page_size;
     let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
         return false;
@@ -175,7 +183,17 @@ pub fn usable(page_size: usize) -> bool {
         .lines()
         .find_map(|l| l.strip_prefix("Hugepagesize:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok());
-    if size_kb != Some(huge / 1024) {
+    size_kb == Some(huge / 1024)
+}
+
+/// Whether anonymous hugetlb maps can be made here (`Features::hugetlb`): the default huge page
+/// is `caps::HUGETLB_PAGES` base pages (`Hugepagesize` in /proc/meminfo), a private
+/// MAP_HUGETLB mapping of one huge page can be made (a page can be reserved), and it is a real
+/// hugetlb mapping: unmapping its first base page alone is EINVAL (L8), which a runtime that
+/// ignores MAP_HUGETLB would allow.
+pub fn usable(page_size: usize) -> bool {
+    let huge = crate::program::caps::HUGETLB_PAGES as usize * page_size;
+    if !huge_page_matches(page_size) {
         return false;
     }
     // SAFETY: a fresh mapping of the kernel's choosing, never touched, unmapped before return.
