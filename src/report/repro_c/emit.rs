@@ -28,6 +28,19 @@ pub fn emit(program: &Program, plan: &Plan, title: &str) -> String {
     let _ = writeln!(out, "#define NOPS {}", plan.steps.len());
     let _ = writeln!(out, "#define NCHECKS {}", plan.checks.len());
     let _ = writeln!(out, "#define MAX_SPAN_PAGES {}", caps::MAX_MAP_PAGES);
+    if program.ops.iter().any(|op| {
+        matches!(
+            op,
+            Op::Map {
+                args: MapArgs { hugetlb: true, .. },
+                ..
+            }
+        )
+    }) {
+        // hugetlb maps: the pool (runtime.c `hugetlb_pool_up`, docs/SEMANTICS.md L7).
+        let _ = writeln!(out, "#define COWCHECK_HUGETLB 1");
+        let _ = writeln!(out, "#define HUGETLB_PAGES {}", caps::HUGETLB_PAGES);
+    }
     if plan.racing {
         // Racing threads: the program runs in rounds (runtime.c, docs/SEMANTICS.md part T).
         let _ = writeln!(out, "#define NTHREAD {}", crate::program::MAX_THREADS);
@@ -216,6 +229,9 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         let mut s = String::new();
         if a.fd {
             s.push_str(", .fd = 1");
+        }
+        if a.hugetlb {
+            s.push_str(", .hugetlb = 1");
         }
         if !a.offset.is_zero() {
             let _ = write!(

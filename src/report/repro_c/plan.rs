@@ -139,6 +139,16 @@ pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
     let mut map_pages = [0u16; caps::MAX_MAPS];
     for op in &program.ops {
         match *op {
+            // A hugetlb map's handle covers whole huge pages (docs/SEMANTICS.md L6).
+            Op::Map {
+                map,
+                pages,
+                args: crate::program::MapArgs { hugetlb: true, .. },
+                ..
+            } => {
+                let whole = pages.div_ceil(caps::HUGETLB_PAGES) * caps::HUGETLB_PAGES;
+                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(whole)
+            }
             Op::Map { map, pages, .. } | Op::MapAt { map, pages, .. } => {
                 map_pages[map.0 as usize] = map_pages[map.0 as usize].max(pages)
             }
