@@ -95,7 +95,12 @@ impl Drop for Locked {
 
 /// Gives back the share recorded in `slot` (a word of the guardian's shared page), if any, and
 /// clears it, under the lock: called by the executor as it ends and by the guardian after it.
-pub fn give_back(slot: *mut i32) {
+///
+/// # Safety
+///
+/// `slot` is null or points to an `i32` of shared memory that stays mapped for the caller's
+/// life, accessed only under the lock.
+pub unsafe fn give_back(slot: *mut i32) {
     if slot.is_null() {
         return;
     }
@@ -123,7 +128,11 @@ pub struct Lease {
 impl Lease {
     /// As root, with a guardian's `slot` to record it in, adds [`SHARE`] huge pages to the
     /// pool and records how many the kernel actually added (fewer when memory is fragmented).
-    pub fn take(slot: *mut i32) -> Lease {
+    ///
+    /// # Safety
+    ///
+    /// As for [`give_back`]: `slot` is null or a word of shared memory alive for our life.
+    pub unsafe fn take(slot: *mut i32) -> Lease {
         let lease = Lease { slot };
         // SAFETY: geteuid has no preconditions.
         if slot.is_null() || unsafe { libc::geteuid() } != 0 {
@@ -157,7 +166,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        give_back(self.slot);
+        // SAFETY: the slot `take` was given, alive for our life.
+        unsafe { give_back(self.slot) };
     }
 }
 

@@ -143,7 +143,7 @@ impl Builder {
         if self.next_map as usize >= caps::MAX_MAPS {
             return;
         }
-        let kind = if r.d % 3 == 0 {
+        let kind = if r.d.is_multiple_of(3) {
             MapKind::Shared
         } else {
             MapKind::Private
