@@ -578,7 +578,7 @@ fn decoding_refuses_what_encode_never_makes() {
 
 #[test]
 fn feature_bits_round_trip_and_name_one_bit_each() {
-    let fields: [fn(&mut Features); 15] = [
+    let fields: [fn(&mut Features); 16] = [
         |f| f.guard = true,
         |f| f.guard_shared = true,
         |f| f.populate = true,
@@ -594,6 +594,7 @@ fn feature_bits_round_trip_and_name_one_bit_each() {
         |f| f.thp_align = true,
         |f| f.glibc_malloc = true,
         |f| f.glibc_dynamic_threshold = true,
+        |f| f.hugetlb = true,
     ];
     let none = features_from_bits(0).unwrap();
     assert_eq!(features_bits(&none), 0);

@@ -139,18 +139,15 @@ pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
     let mut map_pages = [0u16; caps::MAX_MAPS];
     for op in &program.ops {
         match *op {
-            // A hugetlb map's handle covers whole huge pages (docs/SEMANTICS.md L6).
             Op::Map {
-                map,
-                pages,
-                args: crate::program::MapArgs { hugetlb: true, .. },
-                ..
-            } => {
-                let whole = pages.div_ceil(caps::HUGETLB_PAGES) * caps::HUGETLB_PAGES;
-                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(whole)
+                map, pages, args, ..
             }
-            Op::Map { map, pages, .. } | Op::MapAt { map, pages, .. } => {
-                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(pages)
+            | Op::MapAt {
+                map, pages, args, ..
+            } => {
+                // A hugetlb map's handle covers whole huge pages (docs/SEMANTICS.md L6).
+                let h = if args.hugetlb { caps::HUGETLB_PAGES } else { 1 };
+                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(pages.div_ceil(h) * h)
             }
             Op::Remap {
                 result, new_pages, ..
