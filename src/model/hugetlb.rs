@@ -17,28 +17,10 @@
 
 use super::errno::*;
 use super::frame::FrameId;
-use super::space::{PageBacking, Pte};
+use super::space::{PageBacking, Pte, tlb};
 use super::{Life, Model, ModelError, observed_addr, observed_errno};
 use crate::program::outcome::{Death, Outcome, PROT_R, PROT_W, SIGBUS, Snapshot, UNREADABLE};
 use crate::program::{Advice, MapId, MapKind, PageRange, Pattern, ProcId, Span, caps};
-
-/// A page-table entry's hugetlb state (`Pte::tlb`; 0 for every other page).
-pub mod tlb {
-    /// A base page of a hugetlb mapping.
-    pub const PAGE: u8 = 1;
-    /// This process made the private mapping and holds its reservation (HPAGE_RESV_OWNER);
-    /// a fork child never does (L9).
-    pub const OWNER: u8 = 2;
-    /// The owner's reservation for this huge page is not consumed yet: its first fault cannot
-    /// fail. A fault consumes it, and a zap (MADV_DONTNEED) does not give it back (L9).
-    pub const RESERVED: u8 = 4;
-    /// The huge page is mapped in this page table, as far as the model knows (a fault, a fork
-    /// of a present page, a view that read it).
-    pub const PRESENT: u8 = 8;
-    /// The last view could not read the page (its fault had no huge page to take): until the
-    /// page changes, views show it unreadable (learnt, L9).
-    pub const GONE: u8 = 16;
-}
 
 /// Base pages in a huge page.
 const HUGE: u64 = caps::HUGETLB_PAGES as u64;
@@ -367,25 +349,11 @@ impl Model {
         if !write {
             return;
         }
-        let Some(old) = self.head_shared(proc, head) else {
+        if self.head_shared(proc, head).is_none() {
             return;
-        };
+        }
         if p.tlb & tlb::OWNER != 0 {
-            for q in 0..self.procs.len() {
-                let other = ProcId(q as u8);
-                if other == proc || self.procs[q].life != Life::Alive {
-                    continue;
-                }
-                let same = self
-                    .space(other)
-                    .get(head)
-                    .is_some_and(|o| o.tlb != 0 && o.backing == PageBacking::Private(old));
-                if same {
-                    for o in self.huge_ptes(other, head) {
-                        o.tlb &= !tlb::PRESENT;
-                    }
-                }
-            }
+            self.take_back(proc, head);
         }
         for v in head..head + HUGE {
             if let Some(PageBacking::Private(f)) = self.space(proc).get(v).map(|p| p.backing)
@@ -395,6 +363,29 @@ impl Model {
                 let copy = self.exclusive(f);
                 self.space_mut(proc).get_mut(v).expect("mapped").backing =
                     PageBacking::Private(copy);
+            }
+        }
+    }
+
+    /// The owner `proc` may have taken the huge page at `head` back from every other process
+    /// that shares it (`unmap_ref_private()`): theirs is no longer known present (L9).
+    fn take_back(&mut self, proc: ProcId, head: u64) {
+        let Some(old) = self.head_shared(proc, head) else {
+            return;
+        };
+        for q in 0..self.procs.len() {
+            let other = ProcId(q as u8);
+            if other == proc || self.procs[q].life != Life::Alive {
+                continue;
+            }
+            let same = self
+                .space(other)
+                .get(head)
+                .is_some_and(|o| o.tlb != 0 && o.backing == PageBacking::Private(old));
+            if same {
+                for o in self.huge_ptes(other, head) {
+                    o.tlb &= !tlb::PRESENT;
+                }
             }
         }
     }
@@ -456,31 +447,48 @@ impl Model {
         None
     }
 
-    /// Learns from a view which private hugetlb pages the kernel had (L9): a page not known
-    /// present that the view read was faulted in by the view itself (the reservation consumed,
-    /// a page taken from the pool); one the view could not read, where that is allowed, had no
-    /// page to take and shows unreadable until it changes.
+    /// Learns from a view which private hugetlb pages the kernel had (L9). A view reads every
+    /// page, and its reads are faults: a page not known present that the view read was faulted
+    /// in by the view itself (the reservation consumed, a page taken from the pool). A view that
+    /// reads with `process_vm_readv` pins each page, and a read-only pin of a huge page shared
+    /// with fork relatives unshares it (a copy-on-write): a non-owner's may find no page
+    /// (EFAULT, so unreadable), and the owner's may take the page back from the others, as its
+    /// write would (measured on 6.18). Owners' views first, so that a page they took back may
+    /// be gone in the others' views of the same snapshot. A page a view could not read, where
+    /// that is allowed, shows unreadable until a view reads it.
     pub(super) fn hugetlb_settle(&mut self, observed: &Snapshot) {
-        for view in &observed.procs {
-            if self.life(view.proc) != Life::Alive {
-                continue;
-            }
-            for &(addr, d) in &view.pages {
-                let vpn = self.vpn(addr);
-                let Some(p) = self.space(view.proc).get(vpn).copied() else {
-                    continue;
-                };
-                if p.tlb == 0 || p.kind.is_shared() || p.tlb & tlb::PRESENT != 0 {
+        for owners in [true, false] {
+            for view in &observed.procs {
+                if self.life(view.proc) != Life::Alive {
                     continue;
                 }
-                if d == UNREADABLE {
-                    if self.tlb_may_bus(view.proc, vpn, false) {
-                        self.space_mut(view.proc).get_mut(vpn).expect("mapped").tlb |= tlb::GONE;
-                    }
-                } else {
-                    self.tlb_touch(view.proc, vpn, false);
+                for &(addr, d) in &view.pages {
+                    self.settle_tlb_page(view.proc, self.vpn(addr), d, owners);
                 }
             }
+        }
+    }
+
+    /// One page of a view (`hugetlb_settle`), in the owners' pass or the others'.
+    fn settle_tlb_page(&mut self, proc: ProcId, vpn: u64, seen: u64, owners: bool) {
+        let Some(p) = self.space(proc).get(vpn).copied() else {
+            return;
+        };
+        if p.tlb == 0 || p.kind.is_shared() || (p.tlb & tlb::OWNER != 0) != owners {
+            return;
+        }
+        let present = p.tlb & tlb::PRESENT != 0;
+        let shared = present && self.head_shared(proc, vpn).is_some();
+        if owners && shared && seen != UNREADABLE {
+            self.take_back(proc, vpn - vpn % HUGE);
+        }
+        if seen == UNREADABLE && ((shared && !owners) || self.tlb_may_bus(proc, vpn, false)) {
+            self.space_mut(proc).get_mut(vpn).expect("mapped").tlb |= tlb::GONE;
+            return;
+        }
+        self.space_mut(proc).get_mut(vpn).expect("mapped").tlb &= !tlb::GONE;
+        if !present && seen != UNREADABLE {
+            self.tlb_touch(proc, vpn, false);
         }
     }
 }

@@ -63,7 +63,7 @@ impl Model {
                 );
                 // Snapshots read the pages /proc/self/maps lists as readable.
                 if pte.prot & PROT_R != 0 {
-                    let gone = pte.tlb & super::hugetlb::tlb::GONE != 0;
+                    let gone = pte.tlb & super::space::tlb::GONE != 0;
                     let d = if pte.flags & flag::GUARD != 0 || self.past_end(&pte) || gone {
                         UNREADABLE
                     } else {

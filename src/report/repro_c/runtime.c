@@ -1516,7 +1516,7 @@ static int run_check(int k)
  * printed by the `# hugetlb pool` line. Without root and without free huge pages: a skip.
  */
 static pid_t pool_owner;
-static long pool_got;
+static long pool_got, pool_before, pool_after;
 
 static long pool_read(int fd)
 {
@@ -1565,7 +1565,8 @@ static int hugetlb_pool_up(void)
 				pool_got = after > before ? after - before : 0;
 				pool_owner = getpid();
 				atexit(hugetlb_pool_down);
-				printf("# hugetlb pool: vm.nr_hugepages %ld -> %ld for this run\n", before, after);
+				pool_before = before;
+				pool_after = after;
 			}
 			close(fd);
 		}
@@ -1606,6 +1607,10 @@ int main(void)
 		return 4;
 #endif
 	printf("1..%d\n", NTESTS);
+#ifdef COWCHECK_HUGETLB
+	if (pool_owner)
+		printf("# hugetlb pool: vm.nr_hugepages %ld -> %ld for this run\n", pool_before, pool_after);
+#endif
 	for (int p = 0; p < NPROC; p++) {
 		if (pipe(cmd_pipe[p]) < 0 || pipe(rep_pipe[p]) < 0) {
 			bail("cannot make pipes");
