@@ -1510,9 +1510,10 @@ static int run_check(int k)
 
 #ifdef COWCHECK_HUGETLB
 /*
- * The hugetlb pool (docs/SEMANTICS.md L7): as root, add 8 huge pages to vm.nr_hugepages for
- * this run, under an exclusive flock of the sysctl (other runs share the pool), and take back
- * exactly what was added at exit. A reproducer that is killed leaves them: restore the value
+ * The hugetlb pool (docs/SEMANTICS.md L7): as root, add HUGETLB_POOL huge pages to
+ * vm.nr_hugepages for this run (enough that no fault lacks a page: the checks are those of an
+ * ample pool, L9), under an exclusive flock of the sysctl (other runs share the pool), and take
+ * back exactly what was added at exit. A reproducer that is killed leaves them: restore the value
  * printed by the `# hugetlb pool` line. Without root and without free huge pages: a skip.
  */
 static pid_t pool_owner;
@@ -1560,7 +1561,7 @@ static int hugetlb_pool_up(void)
 			flock(fd, LOCK_EX);
 			long before = pool_read(fd);
 			if (before >= 0) {
-				pool_write(fd, before + 8);
+				pool_write(fd, before + HUGETLB_POOL);
 				long after = pool_read(fd);
 				pool_got = after > before ? after - before : 0;
 				pool_owner = getpid();
@@ -1574,7 +1575,7 @@ static int hugetlb_pool_up(void)
 	void *p = mmap(NULL, 512 * ps, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
 	if (p == MAP_FAILED) {
-		printf("1..0 # SKIP no hugetlb page can be reserved here (MAP_HUGETLB: %s; as root the reproducer adds 8 pages to vm.nr_hugepages)\n",
+		printf("1..0 # SKIP no hugetlb page can be reserved here (MAP_HUGETLB: %s; as root the reproducer adds pages to vm.nr_hugepages)\n",
 		       strerror(errno));
 		hugetlb_pool_down();
 		return 4;
