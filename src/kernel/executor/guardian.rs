@@ -25,16 +25,20 @@ pub(super) struct Guardian {
 
 impl Guardian {
     pub(super) fn start() -> Guardian {
-        // SAFETY: a fresh shared anonymous page for one i32, kept for the executor's life.
+        // SAFETY: a fresh shared anonymous page for two i32s, kept for the executor's life.
+        // A raw system call, not libc's mmap: a libc under test (`--under LD_PRELOAD=...`)
+        // that made it private would leave the guardian blind to the group and to the hugetlb
+        // pool share (found by tests/faults.rs, shared-private: 8 pages left each run).
         let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
+            libc::syscall(
+                libc::SYS_mmap,
+                std::ptr::null_mut::<libc::c_void>(),
+                4096usize,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+                -1i32,
+                0i64,
+            ) as *mut libc::c_void
         };
         if page == libc::MAP_FAILED {
             return Guardian {
