@@ -124,6 +124,19 @@ impl Environment {
                     if dynamic { "on" } else { "off" }
                 );
             }
+            // Whether hugetlb maps can be made is the executor's to say: it adds a share to
+            // the pool as root (docs/SEMANTICS.md L7), which this process never does.
+            let hugetlb = executor.hello.features.hugetlb;
+            if let Some(p) = env.probes.iter_mut().find(|p| p.name == "HUGETLB")
+                && p.available != hugetlb
+            {
+                p.available = hugetlb;
+                p.detail = format!(
+                    "the executor {} make MAP_HUGETLB maps of 2 MiB (its hello; as root it adds {} pages to vm.nr_hugepages for its life)",
+                    if hugetlb { "can" } else { "cannot" },
+                    crate::kernel::hugetlb_pool::SHARE
+                );
+            }
             return env;
         };
         let mut env: Environment = serde_json::from_str(&guest.environment_json)
@@ -436,6 +449,11 @@ fn probes(page_size: usize) -> Vec<Probe> {
             "CLONE_VM",
             f.clone_vm,
             "clone(CLONE_VM|SIGCHLD) of a child that exits",
+        ),
+        (
+            "HUGETLB",
+            f.hugetlb || crate::kernel::hugetlb_pool::can_add(page_size.max(1)),
+            "mmap(MAP_HUGETLB) of one 2 MiB page, and munmap of its first base page refused (or, as root, an executor adds pages to the pool)",
         ),
         (
             "GLIBC_MALLOC",

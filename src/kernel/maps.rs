@@ -23,6 +23,7 @@ impl Entry<'_> {
             b"" => Backing::Anon,
             b"/dev/zero" => Backing::DevZero,
             b"/dev/zero (deleted)" => Backing::Shmem,
+            b"/anon_hugepage (deleted)" => Backing::Hugetlb,
             _ => Backing::Other,
         }
     }

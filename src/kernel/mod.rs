@@ -3,6 +3,7 @@
 //! - `client`: the front's handle on an executor process (never forks workers).
 //! - `executor`: the executor process, coordinator of one process tree per program.
 //! - `worker`: the loop every process of the tree runs (raw loads, stores and fork).
+//! - `hugetlb_pool`: the run's share of the hugetlb pool, always given back; the hugetlb probe.
 //! - `maps`: /proc/self/maps without allocation.
 //! - `probe`: what the kernel under us supports, found by trying.
 //! - `protocol`: wire formats (typed requests and replies, frames), and nothing else.
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod clone_vm_probe;
 pub mod executor;
+pub mod hugetlb_pool;
 pub mod malloc_probe;
 pub mod maps;
 pub mod probe;

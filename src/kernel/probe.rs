@@ -111,6 +111,7 @@ pub fn probe_features(ps: usize) -> Features {
             move_multi_vma: move_multi_vma().is_ok(),
             collapse: known(madv::COLLAPSE),
             thp_align: thp_align(ps),
+            hugetlb: super::hugetlb_pool::usable(ps),
             glibc_malloc: glibc_malloc(),
             // Probed last, right before the zygote (`malloc_probe`).
             glibc_dynamic_threshold: false,

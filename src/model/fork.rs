@@ -20,6 +20,7 @@ impl Model {
             parent: Some(proc),
             mm,
         };
+        self.hugetlb_fork(child);
         Outcome::Done
     }
 

@@ -25,6 +25,10 @@ impl Model {
         if pages.is_empty() {
             return Outcome::Done;
         }
+        // Hugetlb VMAs take their own rules (L10): `hugetlb.rs`.
+        if let Some(outcome) = self.madvise_hugetlb(proc, base, pages, advice, observed) {
+            return outcome;
+        }
         if advice == Advice::Collapse {
             return self.madvise_collapse(proc, base, pages, observed);
         }
@@ -67,7 +71,7 @@ impl Model {
 
     /// One advice on one mapped page `vpn` of `proc` (as it was before: `pte`), as
     /// madvise_vma_behavior applies it to a VMA; an errno stops the walk.
-    fn madvise_vma_behavior(
+    pub(super) fn madvise_vma_behavior(
         &mut self,
         proc: ProcId,
         vpn: u64,
@@ -215,7 +219,7 @@ impl Model {
 
     /// Drops a private page's contents: it reads zero next (DONTNEED, guard install; the zap
     /// of zap_page_range_single).
-    fn drop_private(&mut self, proc: ProcId, vpn: u64) {
+    pub(super) fn drop_private(&mut self, proc: ProcId, vpn: u64) {
         let pte = *self.space(proc).get(vpn).expect("mapped");
         if let PageBacking::Private(f) = pte.backing {
             for a in pte.alts.iter() {

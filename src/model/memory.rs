@@ -131,7 +131,7 @@ impl Model {
     }
 
     /// `f` itself if only one reference holds it, else a private copy (the old one released).
-    fn exclusive(&mut self, f: FrameId) -> FrameId {
+    pub(super) fn exclusive(&mut self, f: FrameId) -> FrameId {
         if f != FrameId::ZERO && self.frames.refs(f) == 1 {
             return f;
         }

@@ -73,6 +73,9 @@ impl Model {
         if !args.offset.is_aligned() {
             return Ok(Outcome::Failed { errno: EINVAL });
         }
+        if args.hugetlb {
+            return self.mmap_hugetlb(proc, map, kind, len, observed);
+        }
         let pages = self.page_align(len) as u16;
         match place {
             None => {
@@ -153,7 +156,14 @@ impl Model {
     /// Maps fresh zero pages of `kind` at `addr` (which must be free) and names them `map`
     /// (A1, A2, C1, C2): a private page reads the zero page until written; a shared mapping is
     /// a new object of its size.
-    fn mmap_region(&mut self, proc: ProcId, map: MapId, kind: MapKind, pages: u16, addr: u64) {
+    pub(super) fn mmap_region(
+        &mut self,
+        proc: ProcId,
+        map: MapId,
+        kind: MapKind,
+        pages: u16,
+        addr: u64,
+    ) {
         let vpn = self.vpn(addr);
         let obj = kind.is_shared().then(|| self.new_object(pages as usize));
         let vma = self.new_vma();
@@ -176,6 +186,7 @@ impl Model {
                         MapKind::Private => vpn + i as u64,
                         _ => i as u64,
                     }),
+                    tlb: 0,
                 },
             );
         }
@@ -245,6 +256,11 @@ impl Model {
         match how {
             // MAP_FIXED: whatever was there goes first, then fresh zero pages (D3).
             PlaceHow::Fixed => {
+                // Unless that would cut a huge page (L8): the place may hold another
+                // process's handle's range, where this one's kernel put a hugetlb mapping.
+                if let Some(refused) = self.hugetlb_munmap(proc, vpn, pages as u64) {
+                    return Ok(refused);
+                }
                 self.do_munmap(proc, vpn, pages as u64);
                 self.mmap_region(proc, map, kind, pages, addr);
                 Ok(Outcome::Mapped { addr })

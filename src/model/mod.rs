@@ -69,6 +69,7 @@ mod clone_vm;
 mod fork;
 mod glibc;
 mod huge;
+mod hugetlb;
 mod madvise;
 mod malloc;
 mod memory;
@@ -322,11 +323,22 @@ impl Model {
             }
             Op::Write {
                 map, span, pattern, ..
-            } => self.write(proc, base(map), span, pattern),
+            } => {
+                let at = base(map);
+                match self.hugetlb_access(proc, at, span, Some(pattern), observed) {
+                    Some(death) => death,
+                    None => self.write(proc, at, span, pattern),
+                }
+            }
             Op::Read { map, span, .. } => {
                 let at = base(map);
-                let predicted = self.read(proc, at, span, observed);
-                self.racy_read(proc, at, span, predicted, observed)
+                match self.hugetlb_access(proc, at, span, None, observed) {
+                    Some(death) => death,
+                    None => {
+                        let predicted = self.read(proc, at, span, observed);
+                        self.racy_read(proc, at, span, predicted, observed)
+                    }
+                }
             }
             Op::Fork { child, .. } => {
                 let forked = self.fork(proc, child);
@@ -345,8 +357,13 @@ impl Model {
             } => {
                 let vpn = self.vpn(base(map)) + pages.start as u64;
                 let len = self.page_align(self.extent_len(pages, tail));
-                self.do_munmap(proc, vpn, len);
-                Outcome::Done
+                match self.hugetlb_munmap(proc, vpn, len) {
+                    Some(refused) => refused,
+                    None => {
+                        self.do_munmap(proc, vpn, len);
+                        Outcome::Done
+                    }
+                }
             }
             Op::Protect {
                 map,
@@ -480,6 +497,7 @@ impl Model {
     pub fn reconcile(&mut self, observed: &Snapshot) {
         self.choose_world(observed);
         self.settle_racing(observed);
+        self.hugetlb_settle(observed);
         let full = 0..self.page_size as usize;
         for view in &observed.procs {
             if self.life(view.proc) != Life::Alive {

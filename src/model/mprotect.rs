@@ -27,6 +27,20 @@ impl Model {
         prot: Prot,
     ) -> Outcome {
         let start = self.vpn(base) + pages.start as u64;
+        // A hugetlb VMA is never split inside a huge page (L8): `hugetlb.rs`.
+        let end = start + pages.len() as u64;
+        if let Some(stop) = self.hugetlb_protect_stop(proc, start, end, prot_bits(prot)) {
+            if stop > start {
+                let before = PageRange {
+                    start: pages.start,
+                    end: pages.start + (stop - start) as u16,
+                };
+                if let failed @ Outcome::Failed { .. } = self.mprotect(proc, base, before, prot) {
+                    return failed;
+                }
+            }
+            return Outcome::Failed { errno: EINVAL };
+        }
         // The range becomes a VMA of its own; whether the kernel merges it back with its
         // neighbours once their attributes match again is its business (anon_vma, accounting),
         // so a later "is this one VMA" has both answers (`one_vma` says `OneVma::Maybe`;

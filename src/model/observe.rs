@@ -53,12 +53,18 @@ impl Model {
                         end: start + self.page_size,
                         prot: pte.prot,
                         shared: pte.kind.is_shared(),
-                        backing: backing_name(pte.kind),
+                        // `/anon_hugepage (deleted)`, private or shared (L6).
+                        backing: if pte.tlb != 0 {
+                            Backing::Hugetlb
+                        } else {
+                            backing_name(pte.kind)
+                        },
                     },
                 );
                 // Snapshots read the pages /proc/self/maps lists as readable.
                 if pte.prot & PROT_R != 0 {
-                    let d = if pte.flags & flag::GUARD != 0 || self.past_end(&pte) {
+                    let gone = pte.tlb & super::space::tlb::GONE != 0;
+                    let d = if pte.flags & flag::GUARD != 0 || self.past_end(&pte) || gone {
                         UNREADABLE
                     } else {
                         let f = self.frame_at(proc, vpn).expect("mapped");

@@ -159,7 +159,9 @@ impl Model {
                     }
                 };
                 // A page its own process's thread zaps: present or not between any two reads (T7).
-                let open = open || self.zapping(proc, vpn);
+                // A hugetlb page: pagemap, PFNs and smaps of huge pages are not predicted
+                // (L12), so its page is left open.
+                let open = open || self.zapping(proc, vpn) || pte.tlb != 0;
                 if open {
                     presence = Presence::May;
                 }

@@ -85,6 +85,7 @@ impl Model {
                 alts: Alts::default(),
                 vma,
                 pgoff: Some(vpn),
+                tlb: 0,
             },
         );
     }

@@ -50,6 +50,25 @@ pub mod flag {
     pub const VMA: u8 = DONTFORK | WIPEONFORK | HUGEPAGE | NOHUGEPAGE;
 }
 
+/// A page-table entry's hugetlb state (`Pte::tlb`; 0 for every other page). The rules are
+/// `hugetlb.rs`'s (docs/SEMANTICS.md L6-L12).
+pub mod tlb {
+    /// A base page of a hugetlb mapping.
+    pub const PAGE: u8 = 1;
+    /// This process made the private mapping and holds its reservation (HPAGE_RESV_OWNER);
+    /// a fork child never does (L9).
+    pub const OWNER: u8 = 2;
+    /// The owner's reservation for this huge page is not consumed yet: its first fault cannot
+    /// fail. A fault consumes it, and a zap (MADV_DONTNEED) does not give it back (L9).
+    pub const RESERVED: u8 = 4;
+    /// The huge page is mapped in this page table, as far as the model knows (a fault, a fork
+    /// of a present page, a view that read it).
+    pub const PRESENT: u8 = 8;
+    /// The last view could not read the page (its fault had no huge page to take): until the
+    /// page changes, views show it unreadable (learnt, L9).
+    pub const GONE: u8 = 16;
+}
+
 /// Up to three frames a private page may hold instead of its primary one, when the kernel's
 /// choice is not yet known (a write after MADV_FREE settles on "old" or "zero" plus the write,
 /// and only an observation tells which).
@@ -95,6 +114,8 @@ pub struct Pte {
     /// follow on are never one VMA. Private anonymous memory starts at the address's page
     /// number (do_mmap: pgoff = addr >> PAGE_SHIFT), /dev/zero and shared memory at 0.
     pub pgoff: Option<u64>,
+    /// hugetlb state (`tlb` bits; 0 for every page that is not hugetlb, L6-L12).
+    pub tlb: u8,
 }
 
 /// The mapped pages of one process, keyed by virtual page number.

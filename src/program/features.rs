@@ -47,6 +47,10 @@ pub struct Features {
     /// `clone(CLONE_VM | SIGCHLD)` makes a process that shares the caller's memory
     /// (docs/SEMANTICS.md T30): always on Linux; an emulator may refuse or copy.
     pub clone_vm: bool,
+    /// Anonymous MAP_HUGETLB mappings can be made, with a default huge page of
+    /// `caps::HUGETLB_PAGES` base pages (docs/SEMANTICS.md L6, L7): a pool exists (the
+    /// executor adds a share as root) and the kernel refuses to unmap part of a huge page.
+    pub hugetlb: bool,
 }
 
 impl Features {
@@ -68,6 +72,7 @@ impl Features {
         glibc_malloc: true,
         glibc_dynamic_threshold: true,
         clone_vm: true,
+        hugetlb: true,
     };
 
     /// (name, supported) pairs, for reports.
@@ -95,6 +100,7 @@ impl Features {
                 self.glibc_dynamic_threshold,
             ),
             ("clone(CLONE_VM) children", self.clone_vm),
+            ("hugetlb pages (MAP_HUGETLB, 2 MiB)", self.hugetlb),
         ]
     }
 

@@ -113,6 +113,8 @@ pub enum Backing {
     Shmem,
     /// Anything else that appeared: a finding in itself.
     Other,
+    /// A hugetlb mapping, private or shared: `/anon_hugepage (deleted)` (docs/SEMANTICS.md L8).
+    Hugetlb,
 }
 
 /// A run of pages with the same attributes (normalised: neighbours with equal attributes are

@@ -75,6 +75,7 @@ impl RegionKind {
             Some("dev-zero") => Some(Backing::DevZero),
             Some("shmem") => Some(Backing::Shmem),
             Some("file") => Some(Backing::Other),
+            Some("hugetlb") => Some(Backing::Hugetlb),
             Some(_) => return Err(bad()),
         };
         Ok(RegionKind {
@@ -102,6 +103,7 @@ impl fmt::Display for RegionKind {
             Some(Backing::DevZero) => write!(f, ":dev-zero"),
             Some(Backing::Shmem) => write!(f, ":shmem"),
             Some(Backing::Other) => write!(f, ":file"),
+            Some(Backing::Hugetlb) => write!(f, ":hugetlb"),
         }
     }
 }

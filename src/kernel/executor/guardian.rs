@@ -2,6 +2,9 @@
 //! program's process group if the executor dies. It owns that process and the shared page
 //! through which the executor names the current group; it never touches a program's memory.
 //!
+//! It also gives back the executor's share of the hugetlb pool (`hugetlb_pool`, docs/SEMANTICS.md
+//! L7) if the executor dies before it could: the share is recorded in the same shared page.
+//!
 //! It lives in a process group of its own and ignores the signals a terminal or `timeout`
 //! sends (SIGINT, SIGTERM, SIGHUP, SIGQUIT), so that a signal to the front's group, which takes
 //! the executor, does not take it before it has done its job. If it dies anyway (SIGKILL), the
@@ -22,16 +25,20 @@ pub(super) struct Guardian {
 
 impl Guardian {
     pub(super) fn start() -> Guardian {
-        // SAFETY: a fresh shared anonymous page for one i32, kept for the executor's life.
+        // SAFETY: a fresh shared anonymous page for two i32s, kept for the executor's life.
+        // A raw system call, not libc's mmap: a libc under test (`--under LD_PRELOAD=...`)
+        // that made it private would leave the guardian blind to the group and to the hugetlb
+        // pool share (found by tests/faults.rs, shared-private: 8 pages left each run).
         let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
+            libc::syscall(
+                libc::SYS_mmap,
+                std::ptr::null_mut::<libc::c_void>(),
+                4096usize,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+                -1i32,
+                0i64,
+            ) as *mut libc::c_void
         };
         if page == libc::MAP_FAILED {
             return Guardian {
@@ -69,6 +76,7 @@ impl Guardian {
                     if g > 0 {
                         libc::kill(-g, libc::SIGKILL);
                     }
+                    crate::kernel::hugetlb_pool::give_back(pgid.add(1));
                     libc::_exit(0);
                 }
             }
@@ -78,6 +86,16 @@ impl Guardian {
             },
             Err(_) => Guardian { pgid, pid: None },
         }
+    }
+
+    /// The word of the shared page that holds the executor's share of the hugetlb pool, which
+    /// the guardian gives back if the executor dies first; null without a guardian.
+    pub(super) fn pool_slot(&self) -> *mut i32 {
+        if self.pgid.is_null() || self.pid.is_none() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the second i32 of the shared page, which is 4096 bytes long.
+        unsafe { self.pgid.add(1) }
     }
 
     /// Names the group to kill if the executor dies.

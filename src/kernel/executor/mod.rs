@@ -78,6 +78,10 @@ pub fn main(
         }
     }
     let guardian = Guardian::start();
+    // The hugetlb pool share, given back when this returns or, if we are killed, by the
+    // guardian (docs/SEMANTICS.md L7). Before the probe, which needs a pool.
+    // SAFETY: the slot is a word of the guardian's shared page, mapped for our whole life.
+    let _pool = unsafe { super::hugetlb_pool::Lease::take(guardian.pool_slot()) };
     worker::set_inject(inject);
     let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()

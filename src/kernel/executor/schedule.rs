@@ -170,6 +170,11 @@ pub(super) fn first_unsafe_read(program: &Program) -> usize {
                         advice: Advice::GuardInstall,
                         ..
                     }
+                    // A hugetlb page may have no huge page to fault in (SIGBUS, L9).
+                    | Op::Map {
+                        args: crate::program::MapArgs { hugetlb: true, .. },
+                        ..
+                    }
             )
         })
         .unwrap_or(program.ops.len())

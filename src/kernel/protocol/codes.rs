@@ -347,7 +347,13 @@ pub(super) fn offset_of(w: u64) -> Option<Offset> {
 /// A map's fd and offset, as two words.
 #[inline]
 pub(super) fn args_words(a: MapArgs) -> [u64; 2] {
-    [a.fd as u64, offset_word(a.offset)]
+    [a.fd as u64 | (a.hugetlb as u64) << 1, offset_word(a.offset)]
+}
+
+/// A map's flags word: bit 0 `fd`, bit 1 `hugetlb` (docs/SEMANTICS.md L6).
+#[inline]
+pub(super) fn map_flags_of(w: u64) -> Option<(bool, bool)> {
+    (w <= 3).then_some((w & 1 != 0, w & 2 != 0))
 }
 
 #[inline]

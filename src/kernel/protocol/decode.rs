@@ -63,9 +63,11 @@ impl Words<'_> {
     /// A map's fd flag and offset.
     #[inline]
     pub(super) fn args(&mut self) -> Result<MapArgs, BadRequest> {
+        let (fd, hugetlb) = self.take(map_flags_of)?;
         Ok(MapArgs {
-            fd: self.flag()?,
+            fd,
             offset: self.take(offset_of)?,
+            hugetlb,
         })
     }
 

@@ -142,9 +142,10 @@ mod feature_bit {
     pub const THP_ALIGN: u32 = 1 << 12;
     pub const GLIBC_MALLOC: u32 = 1 << 13;
     pub const GLIBC_DYNAMIC_THRESHOLD: u32 = 1 << 14;
+    pub const HUGETLB: u32 = 1 << 15;
     pub const CLONE_VM: u32 = 1 << 19;
     /// Every bit above.
-    pub const ALL: u32 = ((1 << 15) - 1) | CLONE_VM;
+    pub const ALL: u32 = ((1 << 16) - 1) | CLONE_VM;
 }
 
 /// Features as the hello's bit set.
@@ -167,6 +168,7 @@ pub fn features_bits(f: &Features) -> u32 {
         glibc_malloc,
         glibc_dynamic_threshold,
         clone_vm,
+        hugetlb,
     } = *f;
     let bit = |on: bool, b: u32| if on { b } else { 0 };
     bit(guard, feature_bit::GUARD)
@@ -188,6 +190,7 @@ pub fn features_bits(f: &Features) -> u32 {
             feature_bit::GLIBC_DYNAMIC_THRESHOLD,
         )
         | bit(clone_vm, feature_bit::CLONE_VM)
+        | bit(hugetlb, feature_bit::HUGETLB)
 }
 
 /// The features of a bit set; `None` if it has a bit no feature has.
@@ -213,6 +216,7 @@ pub fn features_from_bits(b: u32) -> Option<Features> {
         glibc_malloc: on(feature_bit::GLIBC_MALLOC),
         glibc_dynamic_threshold: on(feature_bit::GLIBC_DYNAMIC_THRESHOLD),
         clone_vm: on(feature_bit::CLONE_VM),
+        hugetlb: on(feature_bit::HUGETLB),
     })
 }
 

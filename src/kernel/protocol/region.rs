@@ -12,6 +12,7 @@ mod backing {
     pub const DEV_ZERO: u64 = 1;
     pub const SHMEM: u64 = 2;
     pub const OTHER: u64 = 3;
+    pub const HUGETLB: u64 = 4;
 }
 
 const PROT_BITS: u64 = 7;
@@ -25,6 +26,7 @@ fn backing_code(b: Backing) -> u64 {
         Backing::DevZero => backing::DEV_ZERO,
         Backing::Shmem => backing::SHMEM,
         Backing::Other => backing::OTHER,
+        Backing::Hugetlb => backing::HUGETLB,
     }
 }
 
@@ -35,6 +37,7 @@ fn backing_of(code: u64) -> Option<Backing> {
         backing::DEV_ZERO => Backing::DevZero,
         backing::SHMEM => Backing::Shmem,
         backing::OTHER => Backing::Other,
+        backing::HUGETLB => Backing::Hugetlb,
         _ => return None,
     })
 }

@@ -47,10 +47,17 @@ fn extent() -> impl Strategy<Value = (PageRange, u16)> {
 }
 
 fn args() -> impl Strategy<Value = MapArgs> {
-    (any::<bool>(), any::<u16>(), 0..caps::MAX_BYTE_OFFSET).prop_map(|(fd, pages, bytes)| MapArgs {
-        fd,
-        offset: Offset { pages, bytes },
-    })
+    (
+        any::<bool>(),
+        any::<u16>(),
+        0..caps::MAX_BYTE_OFFSET,
+        any::<bool>(),
+    )
+        .prop_map(|(fd, pages, bytes, hugetlb)| MapArgs {
+            fd,
+            offset: Offset { pages, bytes },
+            hugetlb,
+        })
 }
 
 /// Any range of pages, empty ones included.
@@ -393,7 +400,7 @@ proptest! {
         end in any::<u64>(),
         prot in 0u8..8,
         shared in any::<bool>(),
-        backing in select(vec![Backing::Anon, Backing::DevZero, Backing::Shmem, Backing::Other]),
+        backing in select(vec![Backing::Anon, Backing::DevZero, Backing::Shmem, Backing::Other, Backing::Hugetlb]),
     ) {
         let r = Region { start, end, prot, shared, backing };
         prop_assert_eq!(region_from_words(start, end, region_flags(&r)), Some(r));
@@ -604,6 +611,7 @@ fn feature_bits_round_trip_and_name_one_bit_each() {
         |f| f.glibc_malloc = true,
         |f| f.glibc_dynamic_threshold = true,
         |f| f.clone_vm = true,
+        |f| f.hugetlb = true,
     ];
     let none = features_from_bits(0).unwrap();
     assert_eq!(features_bits(&none), 0);

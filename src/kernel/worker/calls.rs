@@ -34,6 +34,14 @@ pub(super) fn map(
     } else {
         libc::MAP_PRIVATE
     };
+    let mut len = len;
+    if args.hugetlb {
+        // The default huge page size (docs/SEMANTICS.md L6). The length is rounded up to whole
+        // huge pages here, as the kernel would: the handle covers them, and a runtime that
+        // ignored MAP_HUGETLB must not leave part of it to the harness's own memory.
+        flags |= libc::MAP_HUGETLB;
+        len = len.next_multiple_of(crate::program::caps::HUGETLB_PAGES as usize * ps);
+    }
     let hint = match place {
         None => 0,
         Some((addr, how)) => {

@@ -4,6 +4,8 @@
 //! the ops that cut a huge page (one page unmapped, protected, dropped or moved out, a range
 //! across a PMD boundary). Forks, exits and the rest come from the classic ops around them.
 //!
+//! hugetlb maps and the ops on them are this family's too, drawn by `hugetlb.rs`.
+//!
 //! Lengths are in pages, 512 to a PMD: the PMD of x86-64 and of arm64 with 4 KiB pages. On
 //! other page sizes the programs stay valid and simply cut no PMD.
 
@@ -25,6 +27,12 @@ const LENGTHS: [u16; 6] = [PMD, PMD, PMD, 2 * PMD, PMD - 1, PMD + 1];
 impl Builder {
     /// Adds one op of the backings family from `r`: a big map while there is none to work on.
     pub(super) fn add_backings(&mut self, r: &RawOp) {
+        // One op in eight is a hugetlb op where hugetlb was probed (L6-L12, `hugetlb.rs`):
+        // elsewhere these bytes decode as they always did.
+        if self.config.features.hugetlb && r.verb & 0x38 == 0x38 {
+            self.add_hugetlb(r);
+            return;
+        }
         let p = self.pick_proc(r.who);
         let Some(m) = self.pick_big(p, r.what) else {
             self.big_map(p, r);

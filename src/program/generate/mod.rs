@@ -17,6 +17,7 @@ mod clone_vm;
 mod family;
 mod racers;
 mod thread_ops;
+mod hugetlb;
 mod threads;
 
 use arbitrary::{Arbitrary, Unstructured};

@@ -64,6 +64,10 @@ pub struct MapArgs {
     /// mmap's offset; only anonymous kinds take one (Linux ignores an aligned one and refuses an
     /// unaligned one, A10).
     pub offset: Offset,
+    /// `hugetlb`: MAP_HUGETLB, the default huge page size (docs/SEMANTICS.md L6). The length
+    /// stays in base pages; the kernel rounds it up to whole huge pages, so the handle covers
+    /// [`caps::HUGETLB_PAGES`](super::caps::HUGETLB_PAGES) pages per huge page.
+    pub hugetlb: bool,
 }
 
 impl MapArgs {

@@ -26,3 +26,8 @@ pub const MAX_OPS: usize = 512;
 /// Byte offsets inside a page are bounded by the smallest page size Linux has (4 KiB), so a
 /// trace means the same thing on 4 KiB, 16 KiB and 64 KiB kernels.
 pub const MAX_BYTE_OFFSET: u16 = 4096;
+/// Base pages in one hugetlb page, as the language reckons it (docs/SEMANTICS.md L6): 2 MiB on a
+/// 4 KiB kernel, x86-64's default huge page. A `map ... hugetlb` of N pages names the whole
+/// huge pages N rounds up to; the probe reports hugetlb only where the kernel's default huge
+/// page is this many base pages (`Features::hugetlb`).
+pub const HUGETLB_PAGES: u16 = 512;

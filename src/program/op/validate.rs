@@ -4,7 +4,7 @@
 //! its token. Whether an op kills its process is dynamic, never a validation error.
 
 use super::alloc::{AllocTable, Part, Refusal, check_alloc_span};
-use super::args::{MapArgs, MapKind};
+use super::args::{Advice, MapArgs, MapKind};
 use super::caps;
 use super::clone_vm::CloneRules;
 use super::handle::{At, MapId, ProcId};
@@ -54,6 +54,11 @@ pub struct Validator {
     threads: ThreadRules,
     clone_vm: CloneRules,
     op_threads: OpThreads,
+    /// The handles made by a `map ... hugetlb` (a bit each): the ops the model does not cover
+    /// on them are refused (`check_hugetlb`, docs/SEMANTICS.md L6).
+    hugetlb: u32,
+    /// Those of them that are shared.
+    hugetlb_shared: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +82,8 @@ impl Default for Validator {
             threads: ThreadRules::default(),
             clone_vm: CloneRules::default(),
             op_threads: OpThreads::default(),
+            hugetlb: 0,
+            hugetlb_shared: 0,
         }
     }
 }
@@ -89,6 +96,11 @@ impl Validator {
     /// Pages declared for a mapping handle, if it exists yet.
     pub fn map_pages(&self, map: MapId) -> Option<u16> {
         self.maps.get(map.0 as usize).copied().flatten()
+    }
+
+    /// Whether a mapping handle was made by a `map ... hugetlb`.
+    pub fn is_hugetlb(&self, map: MapId) -> bool {
+        (map.0 as usize) < caps::MAX_MAPS && self.hugetlb & 1 << map.0 != 0
     }
 
     /// The allocation handles (which are live where).
@@ -144,6 +156,7 @@ impl Validator {
             },
             message: r.message,
         })?;
+        self.check_hugetlb(op)?;
         let mut threads = self.threads.clone();
         threads.admit(op).map_err(|r| InvalidOp {
             culprit: match r.blame {
@@ -186,7 +199,19 @@ impl Validator {
             } => {
                 check_tail(tail, Culprit::Count)?;
                 check_args(kind, args)?;
-                self.new_map(map, pages)?
+                if args.hugetlb {
+                    // The handle covers the whole huge pages the length rounds up to (L6).
+                    self.new_map(
+                        map,
+                        pages.div_ceil(caps::HUGETLB_PAGES) * caps::HUGETLB_PAGES,
+                    )?;
+                    self.hugetlb |= 1 << map.0;
+                    if kind.is_shared() {
+                        self.hugetlb_shared |= 1 << map.0;
+                    }
+                } else {
+                    self.new_map(map, pages)?
+                }
             }
             Op::Write { map, span, .. }
             | Op::Read { map, span, .. }
@@ -474,6 +499,50 @@ impl Validator {
     }
 }
 
+impl Validator {
+    /// The ops the model does not cover on hugetlb memory (docs/SEMANTICS.md L6): a placed
+    /// map that is hugetlb or lands in a hugetlb handle, mremap from or onto one (L5 measured
+    /// it; not modelled), vmsplice, forced writes, racing threads, vfork children, calls with
+    /// a bad argument, MADV_REMOVE of shared hugetlb memory (hugetlbfs punches whole huge
+    /// pages and zeroes partial ones) and MADV_POPULATE_*.
+    fn check_hugetlb(&self, op: &Op) -> Result<(), InvalidOp> {
+        let refuse = |what: &str| {
+            Err(invalid(
+                Culprit::Map,
+                format!("{what} is not covered on hugetlb memory (docs/SEMANTICS.md L6)"),
+            ))
+        };
+        let huge = |m: MapId| self.is_hugetlb(m);
+        match *op {
+            Op::MapAt { args, at, .. } if args.hugetlb || huge(at.map) => {
+                refuse("a map with a placement")
+            }
+            Op::Remap { map, flags, .. }
+                if huge(map) || flags.fixed.is_some_and(|a| huge(a.map)) =>
+            {
+                refuse("mremap")
+            }
+            Op::Vmsplice { map, .. }
+            | Op::Poke { map, .. }
+            | Op::Race { map, .. }
+            | Op::Vfork { map, .. }
+            | Op::Invalid { map, .. }
+                if huge(map) =>
+            {
+                refuse(op.kind().name())
+            }
+            Op::Advise { map, advice, .. }
+                if huge(map)
+                    && (matches!(advice, Advice::PopulateRead | Advice::PopulateWrite)
+                        || (advice == Advice::Remove && self.hugetlb_shared & 1 << map.0 != 0)) =>
+            {
+                refuse(advice.name())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// An allocator op's refusal (`alloc.rs`) as a validation error.
 fn refused(r: Refusal) -> InvalidOp {
     let culprit = match r.part {
@@ -546,6 +615,13 @@ fn check_args(kind: MapKind, args: MapArgs) -> Result<(), InvalidOp> {
                 "only anonymous mappings take an offset here, not {}",
                 kind.name()
             ),
+        ));
+    }
+    if args.hugetlb && (kind.uses_dev_zero() || args.fd || !args.offset.is_zero()) {
+        return Err(invalid(
+            Culprit::Args,
+            "hugetlb maps only anonymous memory here (private or shared), with no fd and no offset"
+                .to_string(),
         ));
     }
     if args.offset.bytes >= caps::MAX_BYTE_OFFSET {

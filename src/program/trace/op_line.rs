@@ -172,6 +172,13 @@ impl<'a> OpLine<'a> {
                         fd = true;
                         args.fd = true;
                         columns.args.get_or_insert(token.column);
+                    } else if token.text == "hugetlb" {
+                        if args.hugetlb {
+                            return Err(twice("hugetlb"));
+                        }
+                        self.next += 1;
+                        args.hugetlb = true;
+                        columns.args.get_or_insert(token.column);
                     } else if token.text == "offset" {
                         if offset {
                             return Err(twice("an offset"));
@@ -184,7 +191,7 @@ impl<'a> OpLine<'a> {
                         return Err(self.error(
                             token,
                             format!(
-                                "unexpected {} after the length; a map takes a placement ({}) and an address, fd, and offset N",
+                                "unexpected {} after the length; a map takes a placement ({}) and an address, fd, offset N and hugetlb",
                                 quoted(token.text),
                                 PlaceHow::ALL.map(PlaceHow::name).join(", ")
                             ),

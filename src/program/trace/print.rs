@@ -67,7 +67,11 @@ impl fmt::Display for ArgsText {
             Offset { pages, bytes: 0 } => write!(f, " offset {pages}"),
             Offset { pages: 0, bytes } => write!(f, " offset {bytes}B"),
             Offset { pages, bytes } => write!(f, " offset {pages}+{bytes}B"),
+        }?;
+        if self.0.hugetlb {
+            write!(f, " hugetlb")?;
         }
+        Ok(())
     }
 }
 

@@ -28,6 +28,27 @@ pub fn emit(program: &Program, plan: &Plan, title: &str) -> String {
     let _ = writeln!(out, "#define NOPS {}", plan.steps.len());
     let _ = writeln!(out, "#define NCHECKS {}", plan.checks.len());
     let _ = writeln!(out, "#define MAX_SPAN_PAGES {}", caps::MAX_MAP_PAGES);
+    let huge: u32 = (program.ops.iter())
+        .map(|op| match op {
+            Op::Map {
+                pages,
+                args: MapArgs { hugetlb: true, .. },
+                ..
+            } => pages.div_ceil(caps::HUGETLB_PAGES) as u32,
+            _ => 0,
+        })
+        .sum();
+    if huge > 0 {
+        // hugetlb maps: a pool ample enough that no fault lacks a page, so that the model's
+        // own choice (no SIGBUS) is the kernel's too: every huge page reserved, and a copy of
+        // each for every process (runtime.c `hugetlb_pool_up`, docs/SEMANTICS.md L7, L9).
+        let _ = writeln!(out, "#define COWCHECK_HUGETLB 1");
+        let _ = writeln!(
+            out,
+            "#define HUGETLB_POOL {}",
+            huge * (plan.nproc as u32 + 1)
+        );
+    }
     if plan.racing {
         // Racing threads: the program runs in rounds (runtime.c, docs/SEMANTICS.md part T).
         let _ = writeln!(out, "#define NTHREAD {}", crate::program::MAX_THREADS);
@@ -220,6 +241,9 @@ fn op_fields(op: &Op, page_size: usize) -> String {
         let mut s = String::new();
         if a.fd {
             s.push_str(", .fd = 1");
+        }
+        if a.hugetlb {
+            s.push_str(", .hugetlb = 1");
         }
         if !a.offset.is_zero() {
             let _ = write!(

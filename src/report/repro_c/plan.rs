@@ -141,8 +141,15 @@ pub fn plan(program: &Program, page_size: usize) -> Result<Plan, ReproError> {
     let mut map_pages = [0u16; caps::MAX_MAPS];
     for op in &program.ops {
         match *op {
-            Op::Map { map, pages, .. } | Op::MapAt { map, pages, .. } => {
-                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(pages)
+            Op::Map {
+                map, pages, args, ..
+            }
+            | Op::MapAt {
+                map, pages, args, ..
+            } => {
+                // A hugetlb map's handle covers whole huge pages (docs/SEMANTICS.md L6).
+                let h = if args.hugetlb { caps::HUGETLB_PAGES } else { 1 };
+                map_pages[map.0 as usize] = map_pages[map.0 as usize].max(pages.div_ceil(h) * h)
             }
             Op::Remap {
                 result, new_pages, ..

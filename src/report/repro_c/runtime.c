@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -133,6 +134,7 @@ struct op {
 	int at_byte;               /* ... and this many bytes into that page (unaligned) */
 	int fd;                    /* map: pass (or map) the program's /dev/zero descriptor */
 	int off_pages, off_bytes;  /* map: the offset, off_pages pages and off_bytes bytes */
+	int hugetlb;               /* map: MAP_HUGETLB, the length rounded up to whole huge pages */
 	int prot;                  /* protect: PROT_* */
 	int advice;                /* advise: MADV_* number */
 	int new_pages, new_tail;   /* remap: the new size (its last page cut after new_tail bytes) */
@@ -1043,7 +1045,16 @@ static int perform(const struct op *o, const uint64_t *base)
 		if (o->how == HOW_NOREPLACE || o->how == HOW_FIXED_NOREPLACE)
 			flags |= MAP_FIXED_NOREPLACE;
 		off_t offset = (off_t)o->off_pages * (off_t)ps + o->off_bytes;
-		void *p = mmap(hint, length(o->npages, o->tail), PROT_READ | PROT_WRITE, flags, fd, offset);
+		size_t len = length(o->npages, o->tail);
+#ifdef MAP_HUGETLB
+		if (o->hugetlb) {
+			/* Whole huge pages, as cowcheck's executor asks (docs/SEMANTICS.md L6). */
+			size_t huge = 512 * ps;
+			flags |= MAP_HUGETLB;
+			len = (len + huge - 1) / huge * huge;
+		}
+#endif
+		void *p = mmap(hint, len, PROT_READ | PROT_WRITE, flags, fd, offset);
 		int saved = errno;
 		/* The mapping holds its own reference: the descriptor may go right away. */
 		if (own)
@@ -1702,6 +1713,83 @@ static int run_check(int k)
 	return 0;
 }
 
+#ifdef COWCHECK_HUGETLB
+/*
+ * The hugetlb pool (docs/SEMANTICS.md L7): as root, add HUGETLB_POOL huge pages to
+ * vm.nr_hugepages for this run (enough that no fault lacks a page: the checks are those of an
+ * ample pool, L9), under an exclusive flock of the sysctl (other runs share the pool), and take
+ * back exactly what was added at exit. A reproducer that is killed leaves them: restore the value
+ * printed by the `# hugetlb pool` line. Without root and without free huge pages: a skip.
+ */
+static pid_t pool_owner;
+static long pool_got, pool_before, pool_after;
+
+static long pool_read(int fd)
+{
+	char b[32];
+	ssize_t n = pread(fd, b, sizeof b - 1, 0);
+	if (n <= 0)
+		return -1;
+	b[n] = 0;
+	return strtol(b, NULL, 10);
+}
+
+static void pool_write(int fd, long v)
+{
+	char b[32];
+	int n = snprintf(b, sizeof b, "%ld\n", v < 0 ? 0 : v);
+	if (pwrite(fd, b, (size_t)n, 0) != n)
+		return;
+}
+
+static void hugetlb_pool_down(void)
+{
+	if (getpid() != pool_owner || pool_got <= 0)
+		return;
+	int fd = open("/proc/sys/vm/nr_hugepages", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	flock(fd, LOCK_EX);
+	long now = pool_read(fd);
+	if (now >= 0)
+		pool_write(fd, now - pool_got);
+	pool_got = 0;
+	close(fd);
+}
+
+/* 0: go on; 4: skip (no pool can be had). */
+static int hugetlb_pool_up(void)
+{
+	if (geteuid() == 0) {
+		int fd = open("/proc/sys/vm/nr_hugepages", O_RDWR | O_CLOEXEC);
+		if (fd >= 0) {
+			flock(fd, LOCK_EX);
+			long before = pool_read(fd);
+			if (before >= 0) {
+				pool_write(fd, before + HUGETLB_POOL);
+				long after = pool_read(fd);
+				pool_got = after > before ? after - before : 0;
+				pool_owner = getpid();
+				atexit(hugetlb_pool_down);
+				pool_before = before;
+				pool_after = after;
+			}
+			close(fd);
+		}
+	}
+	void *p = mmap(NULL, 512 * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (p == MAP_FAILED) {
+		printf("1..0 # SKIP no hugetlb page can be reserved here (MAP_HUGETLB: %s; as root the reproducer adds pages to vm.nr_hugepages)\n",
+		       strerror(errno));
+		hugetlb_pool_down();
+		return 4;
+	}
+	munmap(p, 512 * ps);
+	return 0;
+}
+#endif
+
 #ifdef COWCHECK_RACES
 static int one_round(void)
 #else
@@ -1720,7 +1808,15 @@ int main(void)
 		       PAGE_SIZE_GENERATED, ps);
 		return 4;
 	}
+#ifdef COWCHECK_HUGETLB
+	if (hugetlb_pool_up() == 4)
+		return 4;
+#endif
 	printf("1..%d\n", NTESTS);
+#ifdef COWCHECK_HUGETLB
+	if (pool_owner)
+		printf("# hugetlb pool: vm.nr_hugepages %ld -> %ld for this run\n", pool_before, pool_after);
+#endif
 	for (int p = 0; p < NPROC; p++) {
 		if (pipe(cmd_pipe[p]) < 0 || pipe(rep_pipe[p]) < 0) {
 			bail("cannot make pipes");

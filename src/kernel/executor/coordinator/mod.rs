@@ -224,6 +224,15 @@ impl Coordinator {
                     } else {
                         None
                     };
+                    // Without the guardian nobody would give the hugetlb pool share back if
+                    // we were killed next (the front kills us when the run stops): now
+                    // (docs/SEMANTICS.md L7; found by tests/lifetime.rs, SIGKILL of it).
+                    if who == Some("guardian") {
+                        // SAFETY: the guardian's shared page stays mapped in this process.
+                        unsafe {
+                            crate::kernel::hugetlb_pool::give_back(self.guardian.pool_slot())
+                        };
+                    }
                     if let (Some(who), Some(pid)) = (who, pid)
                         && self.lost.is_none()
                     {

@@ -346,6 +346,7 @@ fn random_op(rng: &mut Rng) -> Op {
                     pages: [0, 0, 0, 1][rng.below(4)],
                     bytes: [0, 0, 0, 1, 4096][rng.below(5)],
                 },
+                hugetlb: rng.below(8) == 0,
             },
         },
         1 | 2 => Op::Write {

@@ -50,6 +50,7 @@ p0 remap m1 0..1+4B 4B maymove fixed m3+1+1B as m9
             args: MapArgs {
                 fd: true,
                 offset: Offset { pages: 1, bytes: 0 },
+                hugetlb: false,
             },
         }
     );
