@@ -113,7 +113,7 @@ pub fn measure(
     fixed: Option<&Program>,
 ) -> Result<BenchReport, HarnessError> {
     let generator = GenConfig {
-        features: executor.hello.features,
+        features: without_hugetlb(executor.hello.features),
         core_only,
         ..GenConfig::default()
     };
@@ -295,7 +295,7 @@ pub fn measure_jobs(
     core_only: bool,
 ) -> Result<JobsReport, HarnessError> {
     let generator = GenConfig {
-        features: executors[0].hello.features,
+        features: without_hugetlb(executors[0].hello.features),
         core_only,
         ..GenConfig::default()
     };
@@ -321,4 +321,13 @@ pub fn measure_jobs(
         one_job_per_sec: median(&mut single),
         all_jobs_per_sec: median(&mut all),
     })
+}
+
+/// The benchmark's default workload makes no hugetlb maps, as `run` without --hugetlb
+/// (docs/SEMANTICS.md L9: the huge page pool is the whole machine's).
+fn without_hugetlb(f: crate::program::features::Features) -> crate::program::features::Features {
+    crate::program::features::Features {
+        hugetlb: false,
+        ..f
+    }
 }

@@ -76,6 +76,12 @@ struct ExecArgs {
     /// `replay`, `corpus` and `shrink` always read it.
     #[arg(long)]
     smaps: bool,
+    /// `run`: also generate MAP_HUGETLB mappings where the probe found hugetlb (docs/SEMANTICS.md
+    /// L6 to L12). Off by default: the huge page pool is the whole machine's, and a view or a
+    /// fault of a fork child that finds no free huge page (another job, any program) is not yet
+    /// modelled in every case (L9). `replay`, `corpus` and `shrink` run hugetlb ops as written.
+    #[arg(long)]
+    hugetlb: bool,
 }
 
 /// The executor options of `matrix`, where --kernel is repeated (one per column).
@@ -108,6 +114,7 @@ impl From<MatrixExecArgs> for ExecArgs {
             ignore_region: Vec::new(),
             no_physical: false,
             smaps: false,
+            hugetlb: false,
         }
     }
 }

@@ -44,7 +44,7 @@ fn dropped_map_hugetlb_is_caught() {
     let (code, report, run) = replay_json(&scenario, &["--under".to_string(), under.clone()]);
     assert_eq!(code, 1, "the scenario must diverge\n{}", run.dump());
     assert!(report["divergence"].is_object(), "{report}");
-    let caught = caught_and_shrunk("drop-hugetlb", &under, 6);
+    let caught = caught_and_shrunk_with("drop-hugetlb", &under, 6, &["--hugetlb"]);
     assert!(
         caught.trace.contains("hugetlb"),
         "the shrunk trace keeps a hugetlb map:\n{}",

@@ -38,7 +38,7 @@ fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 /// A long campaign with one executor, started in the background.
 fn long_run() -> Child {
     Command::new(common::BIN)
-        .args(["run", "--cases", "10000000", "--seed", "1", "--jobs", "1"])
+        .args(["run", "--cases", "10000000", "--seed", "1", "--jobs", "1", "--hugetlb"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -66,7 +66,7 @@ fn the_pool_is_always_given_back() {
     let original = nr();
 
     // A run that ends by itself.
-    let out = common::cowcheck(&["run", "--cases", "300", "--seed", "1"]);
+    let out = common::cowcheck(&["run", "--cases", "300", "--seed", "1", "--hugetlb"]);
     assert!(out.status.success(), "the run failed:\n{}", out.dump());
     assert_eq!(nr(), original, "a finished run left nr_hugepages changed");
 

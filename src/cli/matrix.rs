@@ -109,7 +109,11 @@ pub(crate) fn cmd_matrix(
                     cases: Some(cases),
                     time: None,
                     generator: GenConfig {
-                        features: executor.hello.features,
+                        // hugetlb maps only with --hugetlb, as for `run` (L9).
+                        features: cowcheck::program::features::Features {
+                            hugetlb: executor.hello.features.hugetlb && exec.hugetlb,
+                            ..executor.hello.features
+                        },
                         ..GenConfig::default()
                     },
                     keep_going: true,

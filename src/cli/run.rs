@@ -9,6 +9,7 @@ use cowcheck::campaign::{self, CampaignConfig, Finding, Summary};
 use cowcheck::kernel::Executor;
 use cowcheck::program::caps;
 use cowcheck::program::generate::GenConfig;
+use cowcheck::program::features::Features;
 use cowcheck::program::runtime_regions::RegionKind;
 use cowcheck::report;
 
@@ -76,7 +77,11 @@ pub(crate) fn cmd_run(
         time,
         generator: GenConfig {
             max_ops,
-            features: executors[0].hello.features,
+            // hugetlb maps only with --hugetlb (docs/SEMANTICS.md L9: the pool is shared).
+            features: Features {
+                hugetlb: executors[0].hello.features.hugetlb && exec.hugetlb,
+                ..executors[0].hello.features
+            },
             ..GenConfig::default()
         },
         keep_going,

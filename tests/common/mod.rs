@@ -448,8 +448,13 @@ pub struct Caught {
 /// docs); then the saved trace must replay to a
 /// divergence under the same fault and agree without it. `what` names the fault in messages.
 pub fn caught_and_shrunk(what: &str, under: &str, max_ops: usize) -> Caught {
+    caught_and_shrunk_with(what, under, max_ops, &[])
+}
+
+/// `caught_and_shrunk`, with more `run` arguments (`--hugetlb`).
+pub fn caught_and_shrunk_with(what: &str, under: &str, max_ops: usize, more: &[&str]) -> Caught {
     let dir = tmpdir(&what.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
-    let run = cowcheck(&[
+    let mut args = vec![
         "run",
         "--seed",
         "1",
@@ -460,7 +465,9 @@ pub fn caught_and_shrunk(what: &str, under: &str, max_ops: usize) -> Caught {
         dir.to_str().expect("utf-8 path"),
         "--under",
         under,
-    ]);
+    ];
+    args.extend_from_slice(more);
+    let run = cowcheck(&args);
     run.expect_code(1);
     let report = run.json();
     let divergence = report["divergence"].clone();

@@ -594,7 +594,7 @@ fn decoding_refuses_what_encode_never_makes() {
 
 #[test]
 fn feature_bits_round_trip_and_name_one_bit_each() {
-    let fields: [fn(&mut Features); 16] = [
+    let fields: [fn(&mut Features); 17] = [
         |f| f.guard = true,
         |f| f.guard_shared = true,
         |f| f.populate = true,
