@@ -38,7 +38,16 @@ fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 /// A long campaign with one executor, started in the background.
 fn long_run() -> Child {
     Command::new(common::BIN)
-        .args(["run", "--cases", "10000000", "--seed", "1", "--jobs", "1", "--hugetlb"])
+        .args([
+            "run",
+            "--cases",
+            "10000000",
+            "--seed",
+            "1",
+            "--jobs",
+            "1",
+            "--hugetlb",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

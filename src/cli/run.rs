@@ -8,8 +8,8 @@ use std::time::Duration;
 use cowcheck::campaign::{self, CampaignConfig, Finding, Summary};
 use cowcheck::kernel::Executor;
 use cowcheck::program::caps;
-use cowcheck::program::generate::GenConfig;
 use cowcheck::program::features::Features;
+use cowcheck::program::generate::GenConfig;
 use cowcheck::program::runtime_regions::RegionKind;
 use cowcheck::report;
 

@@ -222,7 +222,12 @@ pub(super) fn perform(fd: &mut RawFd, s: &mut Scratch, req: Result<Request, BadR
             // without it the kernel may read a stale register (docs/SEMANTICS.md K12, G6).
             // A move to where the kernel chooses; growing in place is not hindered.
             if flags.maymove && flags.fixed.is_none() {
-                super::alloc::hold_allocator_ranges(s);
+                let grown =
+                    tail_len(old.len(), old_tail, ps).max(tail_len(new_pages, new_tail, ps));
+                super::alloc::hold_allocator_ranges_except(
+                    s,
+                    (first, first.saturating_add(grown as u64)),
+                );
             }
             // SAFETY: mremap of the program's own mappings; a FIXED target lies inside a
             // program handle's range.

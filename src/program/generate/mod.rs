@@ -15,9 +15,9 @@ mod alloc;
 mod backings;
 mod clone_vm;
 mod family;
+mod hugetlb;
 mod racers;
 mod thread_ops;
-mod hugetlb;
 mod threads;
 
 use arbitrary::{Arbitrary, Unstructured};

@@ -245,7 +245,11 @@ impl ThreadRules {
         // `race t0 unmap`, `thread t7`, 4 runs in 5).
         let allocator = matches!(
             op,
-            Op::Alloc { .. } | Op::Free { .. } | Op::Tune { .. } | Op::Thread { .. } | Op::End { .. }
+            Op::Alloc { .. }
+                | Op::Free { .. }
+                | Op::Tune { .. }
+                | Op::Thread { .. }
+                | Op::End { .. }
         );
         if (racing(RaceKind::bars_loads) && matches!(op, Op::Read { .. } | Op::Map { .. }))
             || (racing(RaceKind::changes_layout) && allocator)
