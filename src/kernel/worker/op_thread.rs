@@ -266,21 +266,15 @@ impl OpThreads {
             (*mailbox).slot = index;
             (*mailbox).job = std::ptr::null();
         }
-        let mut tid: libc::pthread_t = 0;
-        // SAFETY: attr lives on our stack; the stack handed to libc is the region past the
-        // mailbox's page, used by no one else while the thread runs.
-        let ok = unsafe {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            libc::pthread_attr_init(&mut attr);
-            let stack = slot.region.add(page_size);
-            libc::pthread_attr_setstack(&mut attr, stack as *mut c_void, REGION - page_size);
-            let r = libc::pthread_create(&mut tid, &attr, op_thread_main, mailbox as *mut c_void);
-            libc::pthread_attr_destroy(&mut attr);
-            r == 0
-        };
-        if !ok {
+        let Some(tid) = super::thread::start_on_region(
+            slot.region,
+            REGION,
+            page_size,
+            op_thread_main,
+            mailbox as *mut c_void,
+        ) else {
             return false;
-        }
+        };
         slot.thread = Some(tid);
         slot.handle = handle;
         self.touched = true;

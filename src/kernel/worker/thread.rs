@@ -243,21 +243,15 @@ impl Racer {
             (*control).page_size = page_size as u64;
             (*control).cpu = pin_to(index);
         }
-        let mut tid: libc::pthread_t = 0;
-        // SAFETY: attr lives on our stack; the stack handed to libc is the region past the
-        // control page, used by no one else while the thread runs.
-        let ok = unsafe {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            libc::pthread_attr_init(&mut attr);
-            let stack = slot.region.add(page_size);
-            libc::pthread_attr_setstack(&mut attr, stack as *mut c_void, REGION - page_size);
-            let r = libc::pthread_create(&mut tid, &attr, racer_main, control as *mut c_void);
-            libc::pthread_attr_destroy(&mut attr);
-            r == 0
-        };
-        if !ok {
+        let Some(tid) = start_on_region(
+            slot.region,
+            REGION,
+            page_size,
+            racer_main,
+            control as *mut c_void,
+        ) else {
             return Err(libc::EAGAIN);
-        }
+        };
         // The thread first has to be given the other CPU, which takes milliseconds when that
         // CPU is busy (measured: ~2400 yields a start under load). A short spin catches a
         // quick start; after it, the worker sleeps between looks, leaving its CPU to others
@@ -373,4 +367,30 @@ fn pin_to(index: usize) -> i32 {
     } else {
         -1
     }
+}
+
+/// Starts a thread through libc's `pthread_create` on a region made before the program: its
+/// first page is the thread's control page, the rest (`len` bytes in all) its stack, so libc
+/// maps no stack of its own. `None` if libc refused. Racing threads and op threads
+/// (`op_thread.rs`) both start this way.
+pub(super) fn start_on_region(
+    region: *mut u8,
+    len: usize,
+    page_size: usize,
+    main: extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+) -> Option<libc::pthread_t> {
+    let mut tid: libc::pthread_t = 0;
+    // SAFETY: attr lives on our stack; the stack handed to libc is the region past its first
+    // page, which the caller owns and no one else uses while the thread runs.
+    let ok = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        let stack = region.add(page_size);
+        libc::pthread_attr_setstack(&mut attr, stack as *mut c_void, len - page_size);
+        let r = libc::pthread_create(&mut tid, &attr, main, arg);
+        libc::pthread_attr_destroy(&mut attr);
+        r == 0
+    };
+    ok.then_some(tid)
 }
