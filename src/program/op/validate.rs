@@ -11,7 +11,7 @@ use super::handle::{At, MapId, ProcId};
 use super::ops::Op;
 use super::program::Program;
 use super::span::{PageRange, Span};
-use super::thread::{Blame, ThreadRules};
+use super::thread::{Blame, Refused, ThreadRules};
 use super::thread_ops::OpThreads;
 
 /// Which part of an op a validation error is about, so that the trace parser can point at the
@@ -148,24 +148,10 @@ impl Validator {
         }
         // Checked first and kept only if the op is admitted (a refused op changes nothing).
         let mut op_threads = self.op_threads.clone();
-        op_threads.admit(op).map_err(|r| InvalidOp {
-            culprit: match r.blame {
-                Blame::Proc => Culprit::Proc,
-                Blame::Thread => Culprit::Child,
-                Blame::Span => Culprit::Span,
-            },
-            message: r.message,
-        })?;
+        op_threads.admit(op).map_err(thread_refused)?;
         self.check_hugetlb(op)?;
         let mut threads = self.threads.clone();
-        threads.admit(op).map_err(|r| InvalidOp {
-            culprit: match r.blame {
-                Blame::Proc => Culprit::Proc,
-                Blame::Thread => Culprit::Child,
-                Blame::Span => Culprit::Span,
-            },
-            message: r.message,
-        })?;
+        threads.admit(op).map_err(thread_refused)?;
         let mut clone_vm = self.clone_vm.clone();
         clone_vm.admit(op).map_err(|message| InvalidOp {
             culprit: Culprit::Proc,
@@ -685,5 +671,17 @@ impl Program {
             v.admit(op).map_err(|e| (i, e))?;
         }
         Ok(())
+    }
+}
+
+/// A refusal of the racing threads' or the op threads' rules, as the validator reports it.
+fn thread_refused(r: Refused) -> InvalidOp {
+    InvalidOp {
+        culprit: match r.blame {
+            Blame::Proc => Culprit::Proc,
+            Blame::Thread => Culprit::Child,
+            Blame::Span => Culprit::Span,
+        },
+        message: r.message,
     }
 }
