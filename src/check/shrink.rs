@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use crate::program::{
-    MapArgs, MapId, MapKind, Op, PageRange, Pattern, ProcId, Program, Span, caps,
+    MAX_THREADS, MapArgs, MapId, MapKind, Op, PageRange, Pattern, ProcId, Program, Span, ThreadId,
+    caps,
 };
 
 /// Shrinks `program` while `fails` holds. `fails(program)` must hold on entry.
@@ -406,12 +407,13 @@ fn kind_of(p: &Program, map: MapId) -> Option<MapKind> {
     })
 }
 
-/// Renames process and mapping handles to 0, 1, 2, ... in order of creation.
+/// Renames process, mapping and thread handles to 0, 1, 2, ... in order of creation.
 pub fn renumber(p: &Program) -> Program {
     let mut procs = [None::<u8>; caps::MAX_PROCS];
     procs[0] = Some(0);
     let mut maps = [None::<u8>; caps::MAX_MAPS];
-    let (mut np, mut nm) = (1u8, 0u8);
+    let mut threads = [None::<u8>; MAX_THREADS];
+    let (mut np, mut nm, mut nt) = (1u8, 0u8, 0u8);
     let mut ops = Vec::with_capacity(p.ops.len());
     for op in &p.ops {
         let mut op = *op;
@@ -423,9 +425,17 @@ pub fn renumber(p: &Program) -> Program {
             maps[map.0 as usize] = Some(nm);
             nm += 1;
         }
+        if let Some(t) = op.starts_thread()
+            && let Some(slot) = threads.get_mut(t.0 as usize)
+        {
+            *slot = Some(nt);
+            nt += 1;
+        }
         let rp = |x: ProcId| ProcId(procs[x.0 as usize].unwrap_or(x.0));
         let rm = |x: MapId| MapId(maps[x.0 as usize].unwrap_or(x.0));
-        op = op.rename(rp, rm);
+        let rt =
+            |x: ThreadId| ThreadId(threads.get(x.0 as usize).copied().flatten().unwrap_or(x.0));
+        op = op.rename(rp, rm).rename_thread(rt);
         ops.push(op);
     }
     Program::new(ops)
@@ -462,5 +472,34 @@ mod tests {
             assert_eq!(s, shrink(&p, fails), "deterministic");
             assert_eq!(s, renumber(&s));
         }
+    }
+
+    /// Thread handles are renumbered in order of creation, racing and op threads alike, and
+    /// every op that names one follows (`stop`, `by`, `end`).
+    #[test]
+    fn renumbers_thread_handles() {
+        let p = crate::program::trace::parse_str(
+            "cowcheck-trace 1\n\
+             p0 map m0 private 2\n\
+             p0 thread t5\n\
+             t5 write m0 0 fill 0x11\n\
+             p0 race t3 write m0 1\n\
+             p0 stop t3\n\
+             t5 end\n",
+        )
+        .expect("parses");
+        let r = renumber(&p);
+        assert_eq!(
+            r.to_string(),
+            "cowcheck-trace 1\n\
+             p0 map m0 private 2\n\
+             p0 thread t0\n\
+             t0 write m0 0 fill 0x11\n\
+             p0 race t1 write m0 1\n\
+             p0 stop t1\n\
+             t0 end\n"
+        );
+        assert!(p.validate().is_ok(), "the input is valid");
+        assert!(r.validate().is_ok(), "so is its renumbering");
     }
 }

@@ -433,4 +433,26 @@ impl Op {
             _ => None,
         }
     }
+
+    /// The thread handle the op starts (a racing thread or an op thread), if it starts one.
+    pub fn starts_thread(&self) -> Option<ThreadId> {
+        match *self {
+            Op::Race { thread, .. } | Op::Thread { thread, .. } => Some(thread),
+            _ => None,
+        }
+    }
+
+    /// The same op with its thread handle renamed by `t` (ops that name no thread are
+    /// unchanged).
+    pub fn rename_thread(mut self, t: impl Fn(ThreadId) -> ThreadId) -> Op {
+        match &mut self {
+            Op::Race { thread, .. }
+            | Op::Stop { thread, .. }
+            | Op::Thread { thread, .. }
+            | Op::By { thread, .. }
+            | Op::End { thread, .. } => *thread = t(*thread),
+            _ => {}
+        }
+        self
+    }
 }
