@@ -25,7 +25,7 @@
 //!   copy may be all zero too, learnt like a counter; once the storing thread has stopped, the
 //!   page holds its last value or zeros, learnt from each view until the zapping one stops,
 //!   whose last round (it starts after `stop` was asked) leaves zeros.
-//! - `read` threads (T10) live in `racers.rs`, `protect` and `unmap` threads (T11, T12) in
+//! - `read` threads (T10) live in `racers.rs`, `protect`, `unmap` and `remap` threads (T11-T13) in
 //!   `race_layout.rs`; this file calls them from `race`, `stop`, `fork_racing`,
 //!   `settle_racing` and `racers_end`.
 
@@ -202,7 +202,7 @@ impl Model {
         let vpn = self.vpn(base) + page as u64;
         match kind {
             RaceKind::Read => return self.race_read(proc, thread, vpn),
-            RaceKind::Protect | RaceKind::Unmap => {
+            RaceKind::Protect | RaceKind::Unmap | RaceKind::Remap => {
                 return self.race_layout(proc, thread, kind, vpn);
             }
             RaceKind::Write => {

@@ -3,7 +3,8 @@
 //! and the last value and how many loads were smaller than the one before, for its `stop` to
 //! report; a `protect` thread `mprotect`s its page read-only and read-write in turn, the last
 //! round read-write (T11); an `unmap` thread `munmap`s its page and maps a fresh private
-//! anonymous one there in turn, the last round mapping it (T12). Called from `thread.rs`'s round; like it, nothing here allocates or
+//! anonymous one there in turn, the last round mapping it (T12); a `remap` thread moves its
+//! page to the next page's address and back, the last round leaving it home (T13). Called from `thread.rs`'s round; like it, nothing here allocates or
 //! takes a lock (mprotect takes the mmap lock, which the kernel releases before returning).
 
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -142,6 +143,40 @@ pub(super) fn unmap(addr: u64, page_size: usize, n: u64, last: bool) -> Result<(
         unsafe { libc::munmap(at, page_size) == 0 }
     };
     if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}
+
+/// Round `n` (1, 2, ...) of a `remap` thread on the page at `addr` (T13): odd rounds move it
+/// to the next page's address, even ones move it back (`mremap(MREMAP_MAYMOVE |
+/// MREMAP_FIXED)`, which takes the page, its contents and its page-table entry along); the
+/// `last` round, after an even one, leaves it where it is, at `addr`. `Err(errno)` if a call
+/// failed.
+pub(super) fn remap(addr: u64, page_size: usize, n: u64, last: bool) -> Result<(), i32> {
+    let spare = addr + page_size as u64;
+    let (from, to) = match (n.is_multiple_of(2), last) {
+        (true, _) => (spare, addr),
+        (false, false) => (addr, spare),
+        (false, true) => return Ok(()),
+    };
+    // SAFETY: moving the program's page that the race names to its spare page, the next one of
+    // the same mapping handle (the validator holds it in the handle's range), or back; its
+    // process maps, loads and stores nothing meanwhile, and neither page lies in the harness's
+    // memory.
+    let p = unsafe {
+        libc::mremap(
+            from as *mut std::ffi::c_void,
+            page_size,
+            page_size,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            to as *mut std::ffi::c_void,
+        )
+    };
+    if p == to as *mut std::ffi::c_void {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error()

@@ -3,7 +3,7 @@
 //! ... until the worker stops it, publishing each round's number after it: a `write` thread
 //! stores the number into the last 8 bytes of one page, a `poke` thread writes it there through
 //! `/proc/self/mem` (`pwrite`, a forced write), a `dontneed` thread `madvise(MADV_DONTNEED)`s
-//! the page; `read`, `protect` and `unmap` threads (T10-T12) run the rounds of
+//! the page; `read`, `protect`, `unmap` and `remap` threads (T10-T13) run the rounds of
 //! `race_kinds.rs`, and a view holds the layout-changing ones between two rounds. Each round
 //! reads the stop word first, so the last round starts after the worker
 //! asked to stop (after every op before the `stop`). Up to two threads per process (a pair:
@@ -80,6 +80,7 @@ fn round(c: &Control, kind: RaceKind, n: u64, mem: i32, last: bool) -> Result<()
         }
         RaceKind::Protect => super::race_kinds::protect(addr, page_size, n, last),
         RaceKind::Unmap => super::race_kinds::unmap(addr, page_size, n, last),
+        RaceKind::Remap => super::race_kinds::remap(addr, page_size, n, last),
         RaceKind::Write => {
             // SAFETY: a store to the program's page that the race names (the validator keeps
             // every other op off its word while the thread runs); a fault here is the

@@ -7,8 +7,9 @@ use super::{Builder, RawOp};
 use crate::program::{MapId, Op, ProcId, RaceKind};
 
 impl Builder {
-    /// The kind of a new race: `write` most often, then `dontneed`, `poke`, `read`, `protect`
-    /// and `unmap` (T1, T7, T8, T10, T11, T12).
+    /// The kind of a new race: `write` most often, then `dontneed`, `poke`, `read`, `protect`,
+    /// `unmap` and `remap` (T1, T7, T8, T10-T13). `remap` takes half of `unmap`'s share, by a
+    /// bit of `d` no kind looked at before: every byte value left over was already valid.
     pub(super) fn race_kind(&self, r: &RawOp) -> RaceKind {
         match r.d % 8 {
             0..=2 => RaceKind::Write,
@@ -16,7 +17,8 @@ impl Builder {
             4 => RaceKind::Poke,
             5 => RaceKind::Read,
             6 => RaceKind::Protect,
-            _ => RaceKind::Unmap,
+            _ if r.d & 8 == 0 => RaceKind::Unmap,
+            _ => RaceKind::Remap,
         }
     }
 

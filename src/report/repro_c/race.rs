@@ -292,7 +292,8 @@ pub fn open_layout_refusal(
     let h = model.handle(map)?;
     let open = span.page_range().pages().any(|p| {
         let open = model.open_layout(proc, h.base + p as u64 * page_size as u64);
-        open == Some(RaceKind::Unmap) || (store && open == Some(RaceKind::Protect))
+        matches!(open, Some(RaceKind::Unmap | RaceKind::Remap))
+            || (store && open == Some(RaceKind::Protect))
     });
     open.then(|| super::error::ReproError::Unsupported {
         index: i + 1,
@@ -315,8 +316,12 @@ pub fn watched(watch: Option<Watch>) -> (Watch, String) {
     (watch.unwrap_or(Watch::Counter), watch_words(watch))
 }
 
-/// Whether `proc`'s page at `addr` is one an unmap thread changes, or a fork's copy of one:
-/// mapped or not as the interleaving went (T12), which a state check cannot say.
+/// Whether `proc`'s page at `addr` is one an unmap or remap thread changes (a remap thread's
+/// spare too), or a fork's copy of one: mapped or not as the interleaving went (T12, T13),
+/// which a state check cannot say.
 pub fn unmapped_or_not(model: &Model, proc: ProcId, addr: u64) -> bool {
-    model.open_layout(proc, addr) == Some(RaceKind::Unmap)
+    matches!(
+        model.open_layout(proc, addr),
+        Some(RaceKind::Unmap | RaceKind::Remap)
+    )
 }

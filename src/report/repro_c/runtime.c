@@ -80,7 +80,7 @@ enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
 	    V_VFORK, V_RACE, V_STOP, V_CLONE, V_THREAD, V_BY, V_JOIN };
 /* race: what the thread does (cowcheck's RaceKind). */
-enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP };
+enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP, RK_REMAP };
 /* stop of a reader (RK_READ, docs/SEMANTICS.md T10): what its loads must have been: W_EXACT
  * every one `word`; W_CONST one value; W_MONO never going down; W_OPEN one value, or it and
  * then 0 (a lazily freed page reclaimed). */
@@ -711,7 +711,19 @@ static void *racer_loop(void *arg)
 	 * stop was asked (T1, T7, T9). */
 	for (uint64_t n = 2;; n++) {
 		int stop = atomic_load(&r->stop);
-		if (r->kind == RK_UNMAP) {
+		if (r->kind == RK_REMAP) {
+			/* T13: to the spare (the next page), home, ...; the last round ends home. */
+			uintptr_t home = r->page, spare = r->page + ps;
+			int ok = n % 2 == 0
+				? mremap((void *)spare, ps, ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+					 (void *)home) == (void *)home
+				: stop || mremap((void *)home, ps, ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+						 (void *)spare) == (void *)spare;
+			if (!ok)
+				break;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_UNMAP) {
 			/* T12: unmapped, a fresh private page, ...; the last round maps it. */
 			int ok = stop || n % 2 == 0
 				? mmap((void *)r->page, ps, PROT_READ | PROT_WRITE,
@@ -776,7 +788,14 @@ static void race_start(const struct op *o, uintptr_t first)
 	r->page = first;
 	r->mem = -1;
 	r->cpu = pin_cpu(running);
-	if (o->kind == RK_UNMAP) {
+	if (o->kind == RK_REMAP) {
+		if (mremap((void *)first, ps, ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   (void *)(first + ps)) == MAP_FAILED) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			return;
+		}
+	} else if (o->kind == RK_UNMAP) {
 		if (munmap((void *)first, ps) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
