@@ -211,3 +211,7 @@ impl Model {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "race_remap_tests.rs"]
+mod remap_tests;

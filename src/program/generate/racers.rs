@@ -85,7 +85,12 @@ mod tests {
         let mut r = ThreadRules::default();
         r.admit(&race(0, 0, RaceKind::Read)).expect("a lone reader");
         assert!(r.admit(&race(0, 1, RaceKind::Write)).is_err());
-        for first in [RaceKind::DontNeed, RaceKind::Protect, RaceKind::Unmap] {
+        for first in [
+            RaceKind::DontNeed,
+            RaceKind::Protect,
+            RaceKind::Unmap,
+            RaceKind::Remap,
+        ] {
             let mut r = ThreadRules::default();
             r.admit(&race(0, 0, first)).expect("alone");
             assert!(r.admit(&race(0, 1, RaceKind::Read)).is_err(), "{first:?}");
@@ -128,5 +133,12 @@ mod tests {
         })
         .expect("stop");
         r.admit(&read(0)).expect("after the stop");
+        // T13: a remap thread's process loads nothing either (its page and the spare come and
+        // go).
+        let mut r = ThreadRules::default();
+        r.admit(&race(0, 0, RaceKind::Remap)).expect("remap");
+        assert!(r.admit(&write(0)).is_err());
+        assert!(r.admit(&read(0)).is_err());
+        r.admit(&read(1)).expect("another process loads");
     }
 }

@@ -351,7 +351,7 @@ mod tests {
     /// for it, into the page's hole); another process may.
     #[test]
     fn a_layout_racing_process_starts_no_op_thread() {
-        for kind in [RaceKind::Unmap, RaceKind::Protect] {
+        for kind in [RaceKind::Unmap, RaceKind::Protect, RaceKind::Remap] {
             let mut r = ThreadRules::default();
             r.admit(&race(1, 0, kind)).expect("the race");
             let start = |p: u8| Op::Thread {
