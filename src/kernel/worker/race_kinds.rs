@@ -4,7 +4,8 @@
 //! report; a `protect` thread `mprotect`s its page read-only and read-write in turn, the last
 //! round read-write (T11); an `unmap` thread `munmap`s its page and maps a fresh private
 //! anonymous one there in turn, the last round mapping it (T12); a `remap` thread moves its
-//! page to the next page's address and back, the last round leaving it home (T13). Called from `thread.rs`'s round; like it, nothing here allocates or
+//! page to the next page's address and back, the last round leaving it home (T13); a
+//! `vmsplice` thread splices its page into a pipe of its own and drains it (T14). Called from `thread.rs`'s round; like it, nothing here allocates or
 //! takes a lock (mprotect takes the mmap lock, which the kernel releases before returning).
 
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -16,12 +17,14 @@ pub(super) struct Seen {
     first: AtomicU64,
     last: AtomicU64,
     drops: AtomicU64,
+    /// A `vmsplice` thread's digest of the first page it drained, but its last word (T14).
+    body: AtomicU64,
 }
 
 impl Seen {
     /// Forgets what an earlier thread of the slot saw.
     pub(super) fn reset(&self) {
-        for w in [&self.first, &self.last, &self.drops] {
+        for w in [&self.first, &self.last, &self.drops, &self.body] {
             w.store(0, Ordering::Relaxed);
         }
     }
@@ -183,4 +186,67 @@ pub(super) fn remap(addr: u64, page_size: usize, n: u64, last: bool) -> Result<(
             .raw_os_error()
             .unwrap_or(libc::EIO))
     }
+}
+
+/// Round `n` (1, 2, ...) of a `vmsplice` thread on the page at `addr` (T14): `vmsplice` of
+/// the page into the thread's own (empty) pipe, then a read of it all back, in small pieces
+/// into the thread's stack. The last word read is kept as a reader's load (first, last, a
+/// drop when it went down); a page whose other bytes differ from the first one drained counts
+/// as a drop too. `Err(errno)` if a call failed.
+pub(super) fn vmsplice(
+    seen: &Seen,
+    addr: u64,
+    page_size: usize,
+    n: u64,
+    pipe: [i32; 2],
+) -> Result<(), i32> {
+    let errno = || {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
+    let iov = libc::iovec {
+        iov_base: addr as *mut std::ffi::c_void,
+        iov_len: page_size,
+    };
+    // SAFETY: the pipe takes a reference to the program's page that the race names (the
+    // kernel checks the range: EFAULT where it cannot read it); the iovec lives on our stack.
+    let put = unsafe { libc::vmsplice(pipe[1], &iov, 1, 0) };
+    if put < 0 {
+        return Err(errno());
+    }
+    if put as usize != page_size {
+        return Err(libc::EIO);
+    }
+    let body = page_size - crate::program::RACE_WORD;
+    let mut buf = [0u8; 512];
+    let mut word = [0u8; crate::program::RACE_WORD];
+    let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut got = 0;
+    while got < page_size {
+        let want = buf.len().min(page_size - got);
+        // SAFETY: reading into our own stack buffer, at most its length.
+        let r = unsafe { libc::read(pipe[0], buf.as_mut_ptr() as *mut std::ffi::c_void, want) };
+        if r <= 0 {
+            return Err(if r < 0 { errno() } else { libc::EIO });
+        }
+        for (i, b) in buf[..r as usize].iter().enumerate() {
+            let at = got + i;
+            if at < body {
+                digest = (digest ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            } else {
+                word[at - body] = *b;
+            }
+        }
+        got += r as usize;
+    }
+    let v = u64::from_le_bytes(word);
+    if n == 1 {
+        seen.first.store(v, Ordering::Relaxed);
+        seen.body.store(digest, Ordering::Relaxed);
+    } else if v < seen.last.load(Ordering::Relaxed) || digest != seen.body.load(Ordering::Relaxed) {
+        seen.drops.fetch_add(1, Ordering::Relaxed);
+    }
+    seen.last.store(v, Ordering::Release);
+    Ok(())
 }

@@ -370,10 +370,15 @@ pub enum RaceKind {
     /// MREMAP_FIXED)`), again and again, its contents travelling with it; the last round leaves
     /// it at its own address and the next page a hole (docs/SEMANTICS.md T13).
     Remap,
+    /// `vmsplice`s the page into a pipe of its own and reads it all back, again and again; its
+    /// `stop` reports as a `read` thread's, the loads being the last words drained, and a
+    /// drained page whose other bytes differ from the first one's counts as a drop
+    /// (docs/SEMANTICS.md T14).
+    Vmsplice,
 }
 
 impl RaceKind {
-    pub const ALL: [RaceKind; 7] = [
+    pub const ALL: [RaceKind; 8] = [
         RaceKind::Write,
         RaceKind::DontNeed,
         RaceKind::Poke,
@@ -381,6 +386,7 @@ impl RaceKind {
         RaceKind::Protect,
         RaceKind::Unmap,
         RaceKind::Remap,
+        RaceKind::Vmsplice,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -391,6 +397,7 @@ impl RaceKind {
             RaceKind::Protect => "protect",
             RaceKind::Unmap => "unmap",
             RaceKind::Remap => "remap",
+            RaceKind::Vmsplice => "vmsplice",
         }
     }
     /// Whether the thread stores the counter into the page's last word.
@@ -403,7 +410,11 @@ impl RaceKind {
     pub fn bars_stores(self) -> bool {
         matches!(
             self,
-            RaceKind::DontNeed | RaceKind::Protect | RaceKind::Unmap | RaceKind::Remap
+            RaceKind::DontNeed
+                | RaceKind::Protect
+                | RaceKind::Unmap
+                | RaceKind::Remap
+                | RaceKind::Vmsplice
         )
     }
     /// Whether the racing process must load nothing and map nothing while the thread runs: its
@@ -424,6 +435,10 @@ impl RaceKind {
     }
     /// Whether the thread works on the page's last word (stores to it or loads it), rather
     /// than on the whole page.
+    /// Whether the thread reports what it saw, as a `read` thread does (T10, T14).
+    pub fn watches(self) -> bool {
+        matches!(self, RaceKind::Read | RaceKind::Vmsplice)
+    }
     pub fn on_word(self) -> bool {
         self.stores() || self == RaceKind::Read
     }

@@ -134,7 +134,7 @@ impl ThreadRules {
                         && ((r.proc == proc
                             && ((r.kind == RaceKind::DontNeed && kind.stores())
                                 || (r.kind.stores() && kind == RaceKind::DontNeed)))
-                            || (kind == RaceKind::Read && r.kind.stores()));
+                            || (kind.watches() && r.kind.stores()));
                     if !pair {
                         return refuse(
                             Blame::Proc,

@@ -448,6 +448,7 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 crate::program::RaceKind::Protect => "RK_PROTECT",
                 crate::program::RaceKind::Unmap => "RK_UNMAP",
                 crate::program::RaceKind::Remap => "RK_REMAP",
+                crate::program::RaceKind::Vmsplice => "RK_VMSPLICE",
             };
             format!(
                 "{}, .first = {page}, .npages = 1, .kind = {kind}, .thread = {}",

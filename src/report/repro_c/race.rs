@@ -251,6 +251,10 @@ pub fn watch_words(watch: Option<Watch>) -> String {
             "stops; the loads saw one value, or it and then 0 (a lazily freed page reclaimed)"
                 .into()
         }
+        Some(Watch::Unchecked) => {
+            "stops (a vmsplice thread's page that others may write: what it drained is not checked)"
+                .into()
+        }
         Some(Watch::Counter) | None => {
             "stops; the loads never went down (first <= last, none smaller than the one before)"
                 .into()
@@ -265,6 +269,7 @@ pub fn watch_fields(watch: Watch) -> String {
         Watch::Constant => ", .watch = W_CONST".into(),
         Watch::Counter => ", .watch = W_MONO".into(),
         Watch::Open => ", .watch = W_OPEN".into(),
+        Watch::Unchecked => ", .watch = W_NONE".into(),
     }
 }
 
