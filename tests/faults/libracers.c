@@ -18,6 +18,11 @@
  *                  source mapped, as a kernel that copied a moving page instead of moving its
  *                  page-table entry, and lost the race to unmap the old one, would leave it
  *                  (docs/SEMANTICS.md T13). Single-threaded mremap is untouched.
+ *   vmsplice-leak  a vmsplice of one page, called by a thread that is not its process's first
+ *                  once the process has forked, writes into the pipe a copy of the page whose
+ *                  first 64 bytes are 0xee, as if a fork child's store to its copy showed through
+ *                  the pipe (the vmsplice leak, CVE-2020-29374; docs/SEMANTICS.md T14, K3).
+ *                  Before a fork, and from a process's first thread, vmsplice is untouched.
  *
  * Build: cc -shared -fPIC -O2 -o libracers.so libracers.c -ldl
  */
@@ -29,15 +34,20 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-/* 1: protect-stuck, 2: remap-copies, 0: none. */
+/* 1: protect-stuck, 2: remap-copies, 3: vmsplice-leak, 0: none. */
 static int mode(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
 		const char *f = getenv("COWCHECK_RACERS_FAULT");
-		cached = !f ? 0 : !strcmp(f, "protect-stuck") ? 1 : !strcmp(f, "remap-copies") ? 2 : 0;
+		cached = !f			      ? 0
+			 : !strcmp(f, "protect-stuck") ? 1
+			 : !strcmp(f, "remap-copies")  ? 2
+			 : !strcmp(f, "vmsplice-leak") ? 3
+						       : 0;
 	}
 	return cached;
 }
@@ -83,4 +93,37 @@ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 		return p;
 	}
 	return real(old, old_len, new_len, flags, new);
+}
+
+/* Whether this process forked (vmsplice-leak). */
+static volatile int forked;
+
+pid_t fork(void)
+{
+	static pid_t (*real)(void);
+	if (!real)
+		real = (pid_t(*)(void))dlsym(RTLD_NEXT, "fork");
+	pid_t pid = real();
+	/* The child has not forked yet (the harness's processes are forks too). */
+	if (pid >= 0)
+		forked = pid > 0;
+	return pid;
+}
+
+ssize_t vmsplice(int fd, const struct iovec *iov, size_t n, unsigned int flags)
+{
+	static ssize_t (*real)(int, const struct iovec *, size_t, unsigned int);
+	static unsigned char copy[65536];
+	if (!real)
+		real = (ssize_t(*)(int, const struct iovec *, size_t, unsigned int))dlsym(RTLD_NEXT,
+											     "vmsplice");
+	pid_t me = getpid();
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	if (mode() == 3 && forked && me != loader && (pid_t)syscall(SYS_gettid) != me && n == 1 &&
+	    iov->iov_len == ps && ps <= sizeof copy) {
+		memcpy(copy, iov->iov_base, ps);
+		memset(copy, 0xee, 64);
+		return write(fd, copy, ps);
+	}
+	return real(fd, iov, n, flags);
 }
