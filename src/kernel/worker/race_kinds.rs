@@ -107,6 +107,13 @@ impl Hold {
         }
     }
 
+    /// In a fork's child, which has no thread: nothing is held nor waits (a fork made by an op
+    /// thread while the worker held the racing one copies both words set).
+    pub(super) fn forget(&self) {
+        self.held.store(0, Ordering::Relaxed);
+        self.waiting.store(0, Ordering::Relaxed);
+    }
+
     /// In the thread, between rounds: waits while held.
     pub(super) fn wait_if_held(&self) {
         if self.held.load(Ordering::Acquire) == 0 {

@@ -149,8 +149,13 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     };
     let mut n: u64 = 0;
     loop {
-        // SAFETY: as above.
-        unsafe { &(*control).hold }.wait_if_held();
+        // A remap thread waits only with its page at home (after an even round): a view, or a
+        // watch of the allocator's ranges, must not take the page at the spare for a new
+        // mapping (T13).
+        if kind != RaceKind::Remap || n.is_multiple_of(2) {
+            // SAFETY: as above.
+            unsafe { &(*control).hold }.wait_if_held();
+        }
         let last = stop.load(Ordering::Acquire) != 0;
         n += 1;
         // SAFETY: as above.
@@ -387,6 +392,7 @@ impl Racer {
             // (T14).
             if s.thread.take().is_some() {
                 Self::close_pipe(s);
+                Self::control(s).hold.forget();
             }
         }
     }
