@@ -5,6 +5,10 @@
 //! the fault and agrees without it; and the C reproducer of
 //! scenarios/threads/protect-flips-across-fork.trace fails under the fault and passes without.
 //! A single-threaded mprotect is untouched by the fault, so only a racing thread shows it.
+//! Likewise for racing mremap moves (T13) under `remap-copies`, whose mremap from a thread that
+//! is not its process's first copies the page and leaves the source mapped, and for racing
+//! vmsplice (T14) under `vmsplice-leak`, whose vmsplice from such a thread, once its process
+//! forked, gives the pipe a page with bytes a child could have stored.
 
 mod common;
 
@@ -75,6 +79,104 @@ fn the_protect_reproducer_fails_under_protect_stuck() {
     );
     assert!(
         out.stdout.contains("the last round failed"),
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn remap_copies_is_caught_and_shrunk() {
+    let Some(lib) = libracers() else { return };
+    let under = format!(
+        "env COWCHECK_RACERS_FAULT=remap-copies LD_PRELOAD={}",
+        lib.display()
+    );
+    // Measured: caught at the 45th program of seed 1 (1.4 s), shrunk to `map` and
+    // `race t0 remap`, whose first view shows the page at home and at the spare.
+    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-remap-copies", &under, 4);
+    assert!(
+        ops.iter()
+            .any(|o| o.contains(" race ") && o.contains(" remap ")),
+        "the shrunk trace needs a remap race:\n{trace}"
+    );
+}
+
+#[test]
+fn the_remap_reproducer_fails_under_remap_copies() {
+    let Some(lib) = libracers() else { return };
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/threads/remap-racer-across-fork.trace");
+    let dir = tmpdir("repro-remap-copies");
+    let bin = built_reproducer(&dir.join("remap-racer-across-fork.c"), &trace);
+    let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
+    clean.expect_code(0);
+    assert!(
+        clean.stdout.contains("every round passed"),
+        "{}",
+        clean.dump()
+    );
+    let lib = lib.display().to_string();
+    let out = run(
+        &bin,
+        &[
+            ("COWCHECK_REPRO_SECONDS", "60"),
+            ("COWCHECK_RACERS_FAULT", "remap-copies"),
+            ("LD_PRELOAD", &lib),
+        ],
+    );
+    out.expect_code(1);
+    // After the stop the fault's copy left the spare mapped, where the model has a hole.
+    assert!(
+        out.stdout.contains("not ok") && out.stdout.contains("expected unmapped, got mapped"),
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn vmsplice_leak_is_caught_and_shrunk() {
+    let Some(lib) = libracers() else { return };
+    let under = format!(
+        "env COWCHECK_RACERS_FAULT=vmsplice-leak LD_PRELOAD={}",
+        lib.display()
+    );
+    // Measured: caught at the 117th program of seed 1 (2.7 s), shrunk to `map`,
+    // `race t0 vmsplice`, `fork` and the `stop`, which reports drops where none may be.
+    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-vmsplice-leak", &under, 5);
+    assert!(
+        ops.iter()
+            .any(|o| o.contains(" race ") && o.contains(" vmsplice ")),
+        "the shrunk trace needs a vmsplice race:\n{trace}"
+    );
+}
+
+#[test]
+fn the_vmsplice_reproducer_fails_under_vmsplice_leak() {
+    let Some(lib) = libracers() else { return };
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/threads/vmsplice-racer-child-writes.trace");
+    let dir = tmpdir("repro-vmsplice-leak");
+    let bin = built_reproducer(&dir.join("vmsplice-racer-child-writes.c"), &trace);
+    let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
+    clean.expect_code(0);
+    assert!(
+        clean.stdout.contains("every round passed"),
+        "{}",
+        clean.dump()
+    );
+    let lib = lib.display().to_string();
+    let out = run(
+        &bin,
+        &[
+            ("COWCHECK_REPRO_SECONDS", "60"),
+            ("COWCHECK_RACERS_FAULT", "vmsplice-leak"),
+            ("LD_PRELOAD", &lib),
+        ],
+    );
+    out.expect_code(1);
+    // The stop's drained pages differed from the first one.
+    assert!(
+        out.stdout.contains("not ok") && out.stdout.contains("p0 stop t0"),
         "{}",
         out.dump()
     );

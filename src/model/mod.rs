@@ -80,6 +80,7 @@ mod observe;
 mod physical;
 mod pipe;
 mod race_layout;
+mod race_splice;
 mod racers;
 mod thread;
 mod thread_ops;

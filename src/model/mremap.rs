@@ -153,6 +153,41 @@ impl Model {
         self.do_mremap(&mut vrm)
     }
 
+    /// One page of `proc` moved from page `from` to page `to` as `mremap(from, page, page,
+    /// MREMAP_MAYMOVE | MREMAP_FIXED, to)` moves it, naming no handle: a racing `remap`
+    /// thread's round (T13). `to` is unmapped first; a hole at `from` is EFAULT.
+    pub(super) fn move_page(&mut self, proc: ProcId, from: u64, to: u64) -> Result<(), i32> {
+        let Some(src) = self.space(proc).get(from).copied() else {
+            return Err(EFAULT);
+        };
+        let faulted: Vec<u32> = (self.space(proc).ptes.values())
+            .filter(|p| matches!(p.backing, PageBacking::Private(f) if f != FrameId::ZERO))
+            .map(|p| p.vma)
+            .collect();
+        let vrm = VmaRemap {
+            proc,
+            vpn: from,
+            addr: from * self.page_size,
+            old_len: 1,
+            new_len: 1,
+            sizes_differ: false,
+            new_pages: 1,
+            flags: RemapFlags {
+                maymove: true,
+                dontunmap: false,
+                fixed: None,
+            },
+            new_addr: Some(to * self.page_size),
+            result: MapId(0),
+            observed: None,
+            faulted,
+            multi: false,
+        };
+        self.do_munmap(proc, to, 1);
+        self.move_vma(&vrm, &src, to * self.page_size)
+            .map_err(|_| EFAULT)
+    }
+
     /// The arguments are checked (EINVAL), then the source (EFAULT unless it is mapped and, where
     /// the call maps anything new, one VMA), then the call moves or resizes.
     fn do_mremap(&mut self, vrm: &mut VmaRemap) -> Result<Outcome, ModelError> {

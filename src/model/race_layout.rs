@@ -5,7 +5,11 @@
 //!   last round read-write: `protect P read` ... `protect P read-write` (T11);
 //! - an `unmap` thread `munmap`s one page, then maps a fresh private anonymous read-write page
 //!   there (`MAP_FIXED`), again and again, the last round mapping it: `unmap P` ... a fresh
-//!   zero page at P (T12).
+//!   zero page at P (T12);
+//! - a `remap` thread moves one page to the next page's address (its spare, in the same
+//!   handle) and back (`mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`), again and again, the last
+//!   round leaving it at home: `remap P to P+1` ... `remap P+1 to P` (T13). The page keeps
+//!   its frame (its contents) wherever it is; the other address is a hole.
 //!
 //! While the thread runs, its process's page is in one of the kind's two states, learnt from
 //! each view of the process (/proc/self/maps lists the page's protection, or no page); a
@@ -40,6 +44,11 @@ impl Model {
             if done != Outcome::Done {
                 return done;
             }
+        } else if kind == RaceKind::Remap {
+            // T13: the first round moves the page to its spare (EFAULT on a hole).
+            if let Err(errno) = self.move_page(proc, vpn, vpn + 1) {
+                return Outcome::Failed { errno };
+            }
         } else {
             self.do_munmap(proc, vpn, 1);
         }
@@ -58,6 +67,7 @@ impl Model {
         let r = self.threads.readers.remove(i);
         match r.class {
             Class::Layout(RaceKind::Unmap) => self.fresh_page(r.proc, r.vpn),
+            Class::Layout(RaceKind::Remap) => self.home(r.proc, r.vpn, true),
             _ => {
                 let one = PageRange { start: 0, end: 1 };
                 self.mprotect(r.proc, r.vpn * self.page_size, one, Prot::ReadWrite);
@@ -90,6 +100,17 @@ impl Model {
         );
     }
 
+    /// A `remap` thread's page of `proc` moved to its home `vpn` (`home`) or to its spare, the
+    /// next page, if it is at the other one and its destination a hole (T13).
+    fn home(&mut self, proc: ProcId, vpn: u64, home: bool) {
+        let (from, to) = if home { (vpn + 1, vpn) } else { (vpn, vpn + 1) };
+        let space = self.space(proc);
+        if space.get(from).is_some() && space.get(to).is_none() {
+            // Cannot fail: the source is mapped and one page long.
+            let _ = self.move_page(proc, from, to);
+        }
+    }
+
     /// A fork's child of a process with a page whose state is still open has it open too
     /// (T11, T12).
     pub(super) fn inherit_open_prots(&mut self, proc: ProcId, child: ProcId) {
@@ -103,8 +124,9 @@ impl Model {
     /// Whether `proc`'s page at `addr` is in a state the model has not learnt yet, and of
     /// which kind: a fork's copy of a page a `protect` or `unmap` thread was changing, not
     /// viewed since; or, for `unmap`, the racing process's own page while its thread runs
-    /// (T11, T12). A reproducer, which does not learn, cannot say whether a store (protect) or
-    /// any access (unmap) there faults, nor whether the page is mapped (unmap).
+    /// (T11, T12); for `remap`, the page and its spare, the racing process's or a fork's copy
+    /// (T13). A reproducer, which does not learn, cannot say whether a store (protect) or any
+    /// access (unmap, remap) there faults, nor whether the page is mapped (unmap, remap).
     pub fn open_layout(&self, proc: ProcId, addr: u64) -> Option<RaceKind> {
         let vpn = self.vpn(addr);
         let open = self
@@ -114,6 +136,15 @@ impl Model {
             .find(|p| (p.0, p.1) == (proc, vpn));
         let racing = (self.threads.readers.iter())
             .find(|r| (r.proc, r.vpn, &r.class) == (proc, vpn, &Class::Layout(RaceKind::Unmap)));
+        // A remap thread's page and its spare, the next page (T13).
+        let remap = |p: ProcId, v: u64| p == proc && (v == vpn || v + 1 == vpn);
+        let moving = (self.threads.open_prots.iter())
+            .any(|o| o.2 == RaceKind::Remap && remap(o.0, o.1))
+            || (self.threads.readers.iter())
+                .any(|r| r.class == Class::Layout(RaceKind::Remap) && remap(r.proc, r.vpn));
+        if moving {
+            return Some(RaceKind::Remap);
+        }
         open.map(|p| p.2).or(racing.map(|_| RaceKind::Unmap))
     }
 
@@ -136,6 +167,19 @@ impl Model {
             let addr = vpn * self.page_size;
             let region = (view.regions.iter()).find(|r| r.start <= addr && addr < r.end);
             let now = self.space(proc).get(vpn).map(|p| p.prot);
+            if kind == RaceKind::Remap {
+                // T13: at home or at the spare, as the view lists them.
+                self.threads
+                    .open_prots
+                    .retain(|p| (p.0, p.1) != (proc, vpn));
+                let listed = |a: u64| (view.regions.iter()).any(|r| r.start <= a && a < r.end);
+                match (listed(addr), listed(addr + self.page_size)) {
+                    (true, false) => self.home(proc, vpn, true),
+                    (false, true) => self.home(proc, vpn, false),
+                    _ => {}
+                }
+                continue;
+            }
             if kind == RaceKind::Unmap {
                 self.threads
                     .open_prots
@@ -167,3 +211,7 @@ impl Model {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "race_remap_tests.rs"]
+mod remap_tests;

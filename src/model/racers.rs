@@ -256,12 +256,18 @@ pub enum Watch {
     Counter,
     /// One of the page's alternatives; a lazily freed page may drop to zero once.
     Open,
+    /// A `vmsplice` thread's page whose other bytes may change (a shared object's, T14): its
+    /// drops are learnt, so nothing is checked.
+    Unchecked,
 }
 
 impl Model {
     /// How `thread` of `proc`, a reader, is checked at its stop; `None` if it is no reader.
     pub fn watch_of(&self, proc: ProcId, thread: ThreadId) -> Option<Watch> {
         let r = (self.threads.readers.iter()).find(|r| r.proc == proc && r.thread == thread)?;
+        if (self.threads.spliced.iter()).any(|s| (s.0, s.1, s.2) == (proc, thread, true)) {
+            return Some(Watch::Unchecked);
+        }
         if self.pending_at(proc, r.vpn) {
             return Some(Watch::Constant);
         }

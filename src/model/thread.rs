@@ -25,7 +25,7 @@
 //!   copy may be all zero too, learnt like a counter; once the storing thread has stopped, the
 //!   page holds its last value or zeros, learnt from each view until the zapping one stops,
 //!   whose last round (it starts after `stop` was asked) leaves zeros.
-//! - `read` threads (T10) live in `racers.rs`, `protect` and `unmap` threads (T11, T12) in
+//! - `read` threads (T10) live in `racers.rs`, `protect`, `unmap` and `remap` threads (T11-T13) in
 //!   `race_layout.rs`; this file calls them from `race`, `stop`, `fork_racing`,
 //!   `settle_racing` and `racers_end`.
 
@@ -88,6 +88,9 @@ pub(super) struct Racers {
     /// Pages a fork's child copied from a page a `protect` or `unmap` thread was changing:
     /// one of its two states, learnt from the child's first view (T11, T12).
     pub(super) open_prots: Vec<(ProcId, u64, RaceKind)>,
+    /// The running `vmsplice` threads, and whether their page's other bytes may change
+    /// (`race_splice.rs`, T14).
+    pub(super) spliced: Vec<(ProcId, ThreadId, bool)>,
 }
 
 impl Model {
@@ -202,7 +205,8 @@ impl Model {
         let vpn = self.vpn(base) + page as u64;
         match kind {
             RaceKind::Read => return self.race_read(proc, thread, vpn),
-            RaceKind::Protect | RaceKind::Unmap => {
+            RaceKind::Vmsplice => return self.race_vmsplice(proc, thread, vpn),
+            RaceKind::Protect | RaceKind::Unmap | RaceKind::Remap => {
                 return self.race_layout(proc, thread, kind, vpn);
             }
             RaceKind::Write => {
@@ -322,7 +326,7 @@ impl Model {
         observed: Option<&Outcome>,
     ) -> Outcome {
         if let Some(watched) = self.stop_read(proc, thread, observed) {
-            return watched;
+            return self.stop_spliced(proc, thread, watched, observed);
         }
         let Some(i) = self
             .threads
@@ -561,6 +565,7 @@ impl Model {
         self.threads.pending.retain(|p| p.proc != proc);
         self.threads.readers.retain(|r| r.proc != proc);
         self.threads.open_prots.retain(|p| p.0 != proc);
+        self.spliced_end(proc);
     }
 
     /// Learns from an observed snapshot: a pending child's counter (one in its range, T2), and

@@ -12,25 +12,42 @@
  *                  kernel whose protection change lost a race with another thread would leave
  *                  it. A single-threaded process's mprotect is untouched, and so are the
  *                  executor's own (its process is the loader's).
+ *   remap-copies   an mremap(MREMAP_MAYMOVE | MREMAP_FIXED) of one page to another address,
+ *                  called by a thread that is not its process's first, maps a fresh private
+ *                  anonymous page at the destination, copies the bytes there and leaves the
+ *                  source mapped, as a kernel that copied a moving page instead of moving its
+ *                  page-table entry, and lost the race to unmap the old one, would leave it
+ *                  (docs/SEMANTICS.md T13). Single-threaded mremap is untouched.
+ *   vmsplice-leak  a vmsplice of one page, called by a thread that is not its process's first
+ *                  once the process has forked, writes into the pipe a copy of the page whose
+ *                  first 64 bytes are 0xee, as if a fork child's store to its copy showed through
+ *                  the pipe (the vmsplice leak, CVE-2020-29374; docs/SEMANTICS.md T14, K3).
+ *                  Before a fork, and from a process's first thread, vmsplice is untouched.
  *
  * Build: cc -shared -fPIC -O2 -o libracers.so libracers.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-/* 1: protect-stuck, 0: none. */
+/* 1: protect-stuck, 2: remap-copies, 3: vmsplice-leak, 0: none. */
 static int mode(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
 		const char *f = getenv("COWCHECK_RACERS_FAULT");
-		cached = f && !strcmp(f, "protect-stuck") ? 1 : 0;
+		cached = !f			      ? 0
+			 : !strcmp(f, "protect-stuck") ? 1
+			 : !strcmp(f, "remap-copies")  ? 2
+			 : !strcmp(f, "vmsplice-leak") ? 3
+						       : 0;
 	}
 	return cached;
 }
@@ -53,4 +70,60 @@ int mprotect(void *addr, size_t len, int prot)
 	    len == (size_t)sysconf(_SC_PAGESIZE) && prot == (PROT_READ | PROT_WRITE))
 		return 0;
 	return real(addr, len, prot);
+}
+
+void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	static void *(*real)(void *, size_t, size_t, int, ...);
+	if (!real)
+		real = (void *(*)(void *, size_t, size_t, int, ...))dlsym(RTLD_NEXT, "mremap");
+	va_list ap;
+	va_start(ap, flags);
+	void *new = (flags & MREMAP_FIXED) ? va_arg(ap, void *) : NULL;
+	va_end(ap);
+	pid_t me = getpid();
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	if (mode() == 2 && me != loader && (pid_t)syscall(SYS_gettid) != me && old_len == ps &&
+	    new_len == ps && flags == (MREMAP_MAYMOVE | MREMAP_FIXED)) {
+		void *p = mmap(new, ps, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+		if (p == MAP_FAILED)
+			return p;
+		memcpy(p, old, ps);
+		return p;
+	}
+	return real(old, old_len, new_len, flags, new);
+}
+
+/* Whether this process forked (vmsplice-leak). */
+static volatile int forked;
+
+pid_t fork(void)
+{
+	static pid_t (*real)(void);
+	if (!real)
+		real = (pid_t(*)(void))dlsym(RTLD_NEXT, "fork");
+	pid_t pid = real();
+	/* The child has not forked yet (the harness's processes are forks too). */
+	if (pid >= 0)
+		forked = pid > 0;
+	return pid;
+}
+
+ssize_t vmsplice(int fd, const struct iovec *iov, size_t n, unsigned int flags)
+{
+	static ssize_t (*real)(int, const struct iovec *, size_t, unsigned int);
+	static unsigned char copy[65536];
+	if (!real)
+		real = (ssize_t(*)(int, const struct iovec *, size_t, unsigned int))dlsym(RTLD_NEXT,
+											     "vmsplice");
+	pid_t me = getpid();
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	if (mode() == 3 && forked && me != loader && (pid_t)syscall(SYS_gettid) != me && n == 1 &&
+	    iov->iov_len == ps && ps <= sizeof copy) {
+		memcpy(copy, iov->iov_base, ps);
+		memset(copy, 0xee, 64);
+		return write(fd, copy, ps);
+	}
+	return real(fd, iov, n, flags);
 }

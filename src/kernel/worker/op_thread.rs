@@ -379,7 +379,11 @@ pub(super) fn perform_routed(
     if s.op_threads.touched && matches!(req, Ok(Request::Race { .. })) {
         super::alloc::watch(s, true, false);
         let done = perform(fd, s, req);
+        // A racing layout thread waits while the ranges are read (a remap thread's page at its
+        // spare is no new mapping, T13).
+        s.racer.hold();
         super::alloc::watch(s, false, false);
+        s.racer.release();
         return done;
     }
     let handle = match (&req, s.op_threads.pending) {
@@ -403,6 +407,11 @@ pub(super) fn perform_routed(
     };
     let fork = matches!(req, Request::Fork { .. });
     if fork {
+        // A racing layout thread waits until the watch ends: its round would replace a
+        // placeholder held over its page's hole, which the watch's end then unmaps with the
+        // page (T12, T13; found by `run --time 120 --seed 3`: a remap thread's page gone from
+        // both addresses after a fork by an op thread).
+        s.racer.hold();
         s.op_threads.watch_fork = true;
         super::alloc::watch(s, true, true);
     }
@@ -437,6 +446,7 @@ pub(super) fn perform_routed(
     if fork {
         super::alloc::watch(s, false, true);
         s.op_threads.watch_fork = false;
+        s.racer.release();
     }
     done
 }

@@ -3,7 +3,8 @@
 //! ... until the worker stops it, publishing each round's number after it: a `write` thread
 //! stores the number into the last 8 bytes of one page, a `poke` thread writes it there through
 //! `/proc/self/mem` (`pwrite`, a forced write), a `dontneed` thread `madvise(MADV_DONTNEED)`s
-//! the page; `read`, `protect` and `unmap` threads (T10-T12) run the rounds of
+//! the page; `read`, `protect`, `unmap`, `remap` and `vmsplice` threads (T10-T14) run the
+//! rounds of
 //! `race_kinds.rs`, and a view holds the layout-changing ones between two rounds. Each round
 //! reads the stop word first, so the last round starts after the worker
 //! asked to stop (after every op before the `stop`). Up to two threads per process (a pair:
@@ -53,6 +54,10 @@ struct Control {
     /// A thread that changes the layout waits between rounds while the worker views itself
     /// (`race_kinds::Hold`).
     hold: super::race_kinds::Hold,
+    /// A `vmsplice` thread's own pipe (T14), made by the worker before it starts the thread and
+    /// closed by the worker after the join (and by a fork's child, which has no thread); else
+    /// -1.
+    pipe: [i32; 2],
 }
 
 /// One thread's region and, while it runs, its handle.
@@ -80,6 +85,8 @@ fn round(c: &Control, kind: RaceKind, n: u64, mem: i32, last: bool) -> Result<()
         }
         RaceKind::Protect => super::race_kinds::protect(addr, page_size, n, last),
         RaceKind::Unmap => super::race_kinds::unmap(addr, page_size, n, last),
+        RaceKind::Remap => super::race_kinds::remap(addr, page_size, n, last),
+        RaceKind::Vmsplice => super::race_kinds::vmsplice(&c.seen, addr, page_size, n, c.pipe),
         RaceKind::Write => {
             // SAFETY: a store to the program's page that the race names (the validator keeps
             // every other op off its word while the thread runs); a fault here is the
@@ -142,8 +149,13 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     };
     let mut n: u64 = 0;
     loop {
-        // SAFETY: as above.
-        unsafe { &(*control).hold }.wait_if_held();
+        // A remap thread waits only with its page at home (after an even round): a view, or a
+        // watch of the allocator's ranges, must not take the page at the spare for a new
+        // mapping (T13).
+        if kind != RaceKind::Remap || n.is_multiple_of(2) {
+            // SAFETY: as above.
+            unsafe { &(*control).hold }.wait_if_held();
+        }
         let last = stop.load(Ordering::Acquire) != 0;
         n += 1;
         // SAFETY: as above.
@@ -242,6 +254,17 @@ impl Racer {
             (*control).kind = kind.code();
             (*control).page_size = page_size as u64;
             (*control).cpu = pin_to(index);
+            (*control).pipe = [-1; 2];
+        }
+        if kind == RaceKind::Vmsplice {
+            let mut fds = [-1; 2];
+            // SAFETY: pipe2 fills the two fds (non-blocking: a round reads only what it
+            // spliced); `close_pipe` closes them.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+                return Err(errno());
+            }
+            // SAFETY: no thread runs in this slot yet.
+            unsafe { (*control).pipe = fds };
         }
         let Some(tid) = start_on_region(
             slot.region,
@@ -266,6 +289,7 @@ impl Racer {
             if e != 0 {
                 // SAFETY: joining the thread just started, which has ended.
                 unsafe { libc::pthread_join(tid, std::ptr::null_mut()) };
+                Self::close_pipe(slot);
                 return Err(e);
             }
             if spins < START_SPINS {
@@ -318,9 +342,26 @@ impl Racer {
         Self::control(slot).stop.store(1, Ordering::Release);
         // SAFETY: joining the thread this Racer started, once.
         unsafe { libc::pthread_join(tid, std::ptr::null_mut()) };
+        Self::close_pipe(slot);
         let c = Self::control(slot);
-        let seen = (c.kind == RaceKind::Read.code()).then(|| c.seen.report());
+        let seen = RaceKind::from_code(c.kind)
+            .is_some_and(RaceKind::watches)
+            .then(|| c.seen.report());
         (c.counter.load(Ordering::Acquire), seen)
+    }
+
+    /// Closes a `vmsplice` thread's pipe, once its thread is joined or does not exist (T14).
+    fn close_pipe(slot: &Slot) {
+        let control = slot.region as *mut Control;
+        // SAFETY: no thread runs in this slot, so the worker owns the control block.
+        unsafe {
+            for fd in (*control).pipe {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+            (*control).pipe = [-1; 2];
+        }
     }
 
     /// Holds every running thread that changes the layout between two rounds (T11), for a view
@@ -347,7 +388,12 @@ impl Racer {
     /// thread).
     pub(super) fn forget(&mut self) {
         for s in &mut self.slots {
-            s.thread = None;
+            // The pipe of a vmsplice thread of the parent: the child does not hold its page
+            // (T14).
+            if s.thread.take().is_some() {
+                Self::close_pipe(s);
+                Self::control(s).hold.forget();
+            }
         }
     }
 }

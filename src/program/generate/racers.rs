@@ -7,21 +7,26 @@ use super::{Builder, RawOp};
 use crate::program::{MapId, Op, ProcId, RaceKind};
 
 impl Builder {
-    /// The kind of a new race: `write` most often, then `dontneed`, `poke`, `read`, `protect`
-    /// and `unmap` (T1, T7, T8, T10, T11, T12).
+    /// The kind of a new race: `write` most often, then `dontneed`, `poke`, `read`, `protect`,
+    /// `unmap`, `remap` and `vmsplice` (T1, T7, T8, T10-T14). `remap` takes half of `unmap`'s
+    /// share and `vmsplice` half of `read`'s, by a bit of `d` no kind looked at before: every
+    /// byte value left over was already valid.
     pub(super) fn race_kind(&self, r: &RawOp) -> RaceKind {
         match r.d % 8 {
             0..=2 => RaceKind::Write,
             3 => RaceKind::DontNeed,
             4 => RaceKind::Poke,
-            5 => RaceKind::Read,
+            5 if r.d & 8 == 0 => RaceKind::Read,
+            5 => RaceKind::Vmsplice,
             6 => RaceKind::Protect,
-            _ => RaceKind::Unmap,
+            _ if r.d & 8 == 0 => RaceKind::Unmap,
+            _ => RaceKind::Remap,
         }
     }
 
-    /// Beside a storing thread of `p` on `page` of `map`: a reader joins it (T10), in `p` or
-    /// in another live process, on that page most often. False if it was not done (the raw
+    /// Beside a storing thread of `p` on `page` of `map`: a reader joins it (T10), or a
+    /// vmsplice thread (T14) one time in two, in `p` or in another live process, on that page
+    /// most often. False if it was not done (the raw
     /// op said otherwise, or the validator refused).
     pub(super) fn add_racers(&mut self, r: &RawOp, p: ProcId, map: MapId, page: u16) -> bool {
         if !r.d.is_multiple_of(3) {
@@ -39,10 +44,15 @@ impl Builder {
             Some(m) if r.b % 4 == 3 => (m, r.a % self.sizes[m.0 as usize]),
             _ => (map, page),
         };
+        let kind = if r.c & 2 == 0 {
+            RaceKind::Read
+        } else {
+            RaceKind::Vmsplice
+        };
         self.push(Op::Race {
             proc: who,
             thread,
-            kind: RaceKind::Read,
+            kind,
             map,
             page,
         })
@@ -72,6 +82,32 @@ mod tests {
         }
     }
 
+    /// T14: a vmsplice thread joins a storing thread as a reader does, and its process stores
+    /// nothing meanwhile; a child's stores go on.
+    #[test]
+    fn a_splicer_joins_a_storer() {
+        let mut r = ThreadRules::default();
+        r.admit(&race(0, 0, RaceKind::Write)).expect("the writer");
+        r.admit(&race(0, 1, RaceKind::Vmsplice)).expect("beside it");
+        assert!(r.admit(&race(0, 2, RaceKind::Read)).is_err(), "a third");
+        let mut r = ThreadRules::default();
+        r.admit(&race(0, 0, RaceKind::Vmsplice)).expect("alone");
+        assert!(r.admit(&race(0, 1, RaceKind::Write)).is_err());
+        let write = |proc: u8| Op::Write {
+            proc: ProcId(proc),
+            map: MapId(0),
+            span: Span::Bytes {
+                page: 0,
+                start: 0,
+                end: 100,
+            },
+            pattern: Pattern::Fill(1),
+        };
+        assert!(r.admit(&write(0)).is_err(), "the splicing process");
+        r.admit(&write(1)).expect("a child writes its copy");
+        r.admit(&read(0)).expect("a load");
+    }
+
     /// T10: a reader joins a storing thread, in its process or another; never the other way
     /// round, and never beside a dontneed or layout thread.
     #[test]
@@ -83,7 +119,12 @@ mod tests {
         let mut r = ThreadRules::default();
         r.admit(&race(0, 0, RaceKind::Read)).expect("a lone reader");
         assert!(r.admit(&race(0, 1, RaceKind::Write)).is_err());
-        for first in [RaceKind::DontNeed, RaceKind::Protect, RaceKind::Unmap] {
+        for first in [
+            RaceKind::DontNeed,
+            RaceKind::Protect,
+            RaceKind::Unmap,
+            RaceKind::Remap,
+        ] {
             let mut r = ThreadRules::default();
             r.admit(&race(0, 0, first)).expect("alone");
             assert!(r.admit(&race(0, 1, RaceKind::Read)).is_err(), "{first:?}");
@@ -126,5 +167,12 @@ mod tests {
         })
         .expect("stop");
         r.admit(&read(0)).expect("after the stop");
+        // T13: a remap thread's process loads nothing either (its page and the spare come and
+        // go).
+        let mut r = ThreadRules::default();
+        r.admit(&race(0, 0, RaceKind::Remap)).expect("remap");
+        assert!(r.admit(&write(0)).is_err());
+        assert!(r.admit(&read(0)).is_err());
+        r.admit(&read(1)).expect("another process loads");
     }
 }

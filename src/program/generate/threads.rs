@@ -4,7 +4,8 @@
 //! often: that is the window the T rules are about), reads the raced page, stops a thread, or
 //! starts the other half of a pair beside it (a `dontneed` thread beside a storing one, on the
 //! same page most often: Dirty COW's pair, T7), or a reader joining a storing one (T10). A
-//! race's kind is `write` most often, else `dontneed`, `poke` or `read` (`racers.rs`).
+//! race's kind is `write` most often, else `dontneed`, `poke`, `read`, `protect`, `unmap` or
+//! `remap` (`racers.rs`).
 //! Some raw ops vfork a child that writes to a mapping of its parent and exits (T5).
 //! Everything the validator refuses (`ThreadRules`) is dropped, as for every other op.
 
@@ -94,8 +95,10 @@ impl Builder {
             self.add(r);
             return;
         };
-        let page = r.a % self.sizes[m.0 as usize];
         let kind = self.race_kind(r);
+        // A remap race's spare page, the next one, lies in the handle too (T13).
+        let pages = self.sizes[m.0 as usize];
+        let page = r.a % pages.saturating_sub(kind.pages() - 1).max(1);
         if !self.push(Op::Race {
             proc: p,
             thread,

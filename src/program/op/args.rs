@@ -366,16 +366,27 @@ pub enum RaceKind {
     /// (`MAP_FIXED`), again and again; the last round leaves it mapped, zero-filled
     /// (docs/SEMANTICS.md T12).
     Unmap,
+    /// Moves the page to the next page's address and back (`mremap(MREMAP_MAYMOVE |
+    /// MREMAP_FIXED)`), again and again, its contents travelling with it; the last round leaves
+    /// it at its own address and the next page a hole (docs/SEMANTICS.md T13).
+    Remap,
+    /// `vmsplice`s the page into a pipe of its own and reads it all back, again and again; its
+    /// `stop` reports as a `read` thread's, the loads being the last words drained, and a
+    /// drained page whose other bytes differ from the first one's counts as a drop
+    /// (docs/SEMANTICS.md T14).
+    Vmsplice,
 }
 
 impl RaceKind {
-    pub const ALL: [RaceKind; 6] = [
+    pub const ALL: [RaceKind; 8] = [
         RaceKind::Write,
         RaceKind::DontNeed,
         RaceKind::Poke,
         RaceKind::Read,
         RaceKind::Protect,
         RaceKind::Unmap,
+        RaceKind::Remap,
+        RaceKind::Vmsplice,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -385,6 +396,8 @@ impl RaceKind {
             RaceKind::Read => "read",
             RaceKind::Protect => "protect",
             RaceKind::Unmap => "unmap",
+            RaceKind::Remap => "remap",
+            RaceKind::Vmsplice => "vmsplice",
         }
     }
     /// Whether the thread stores the counter into the page's last word.
@@ -397,22 +410,35 @@ impl RaceKind {
     pub fn bars_stores(self) -> bool {
         matches!(
             self,
-            RaceKind::DontNeed | RaceKind::Protect | RaceKind::Unmap
+            RaceKind::DontNeed
+                | RaceKind::Protect
+                | RaceKind::Unmap
+                | RaceKind::Remap
+                | RaceKind::Vmsplice
         )
     }
     /// Whether the racing process must load nothing and map nothing while the thread runs: its
     /// page comes and goes (a load there would die or not as the interleaving goes, and a new
-    /// mapping could land in the hole the thread just made, T12).
+    /// mapping could land in the hole the thread just made, T12, T13).
     pub fn bars_loads(self) -> bool {
-        self == RaceKind::Unmap
+        matches!(self, RaceKind::Unmap | RaceKind::Remap)
     }
     /// Whether the thread changes its process's layout (a view of the layout holds it between
     /// two rounds).
     pub fn changes_layout(self) -> bool {
-        matches!(self, RaceKind::Protect | RaceKind::Unmap)
+        matches!(self, RaceKind::Protect | RaceKind::Unmap | RaceKind::Remap)
+    }
+    /// How many pages from the raced one the thread works on: a `remap` thread's spare page
+    /// (the next one) is its too (T13).
+    pub fn pages(self) -> u16 {
+        if self == RaceKind::Remap { 2 } else { 1 }
     }
     /// Whether the thread works on the page's last word (stores to it or loads it), rather
     /// than on the whole page.
+    /// Whether the thread reports what it saw, as a `read` thread does (T10, T14).
+    pub fn watches(self) -> bool {
+        matches!(self, RaceKind::Read | RaceKind::Vmsplice)
+    }
     pub fn on_word(self) -> bool {
         self.stores() || self == RaceKind::Read
     }

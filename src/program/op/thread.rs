@@ -28,8 +28,8 @@ pub const MAX_RACING: usize = 2;
 /// that stores (`write` or `poke`, T7), or a `read` thread joining a storing one in any
 /// process (T10); only its own process stops it; while it runs, nothing but the thread may
 /// store to its word, and its process keeps its layout (`check_op`); while a `dontneed`,
-/// `protect` or `unmap` thread runs, its process stores nothing at all, and while an `unmap`
-/// one runs it loads and maps nothing either (T11, T12).
+/// `protect`, `unmap` or `remap` thread runs, its process stores nothing at all, and while an
+/// `unmap` or `remap` one runs it loads and maps nothing either (T11-T13).
 #[derive(Clone, Debug, Default)]
 pub struct ThreadRules {
     used: [bool; MAX_THREADS],
@@ -134,7 +134,7 @@ impl ThreadRules {
                         && ((r.proc == proc
                             && ((r.kind == RaceKind::DontNeed && kind.stores())
                                 || (r.kind.stores() && kind == RaceKind::DontNeed)))
-                            || (kind == RaceKind::Read && r.kind.stores()));
+                            || (kind.watches() && r.kind.stores()));
                     if !pair {
                         return refuse(
                             Blame::Proc,
@@ -257,7 +257,7 @@ impl ThreadRules {
             return refuse(
                 Blame::Proc,
                 format!(
-                    "a protect or unmap thread of {} races: meanwhile it makes no allocator call and starts or ends no op thread, and under an unmap thread it loads and maps nothing (its page comes and goes)",
+                    "a protect, unmap or remap thread of {} races: meanwhile it makes no allocator call and starts or ends no op thread, and under an unmap or remap thread it loads and maps nothing (its page comes and goes)",
                     op.proc()
                 ),
             );
@@ -351,7 +351,7 @@ mod tests {
     /// for it, into the page's hole); another process may.
     #[test]
     fn a_layout_racing_process_starts_no_op_thread() {
-        for kind in [RaceKind::Unmap, RaceKind::Protect] {
+        for kind in [RaceKind::Unmap, RaceKind::Protect, RaceKind::Remap] {
             let mut r = ThreadRules::default();
             r.admit(&race(1, 0, kind)).expect("the race");
             let start = |p: u8| Op::Thread {

@@ -221,10 +221,15 @@ impl Validator {
             Op::Thread { .. } | Op::By { .. } | Op::End { .. } => {}
             Op::Vmsplice { map, page, .. } | Op::Race { map, page, .. } => {
                 let pages = self.known_map(map)?;
+                // A remap race's spare page, the next one, lies in the handle too (T13).
+                let n = match *op {
+                    Op::Race { kind, .. } => kind.pages(),
+                    _ => 1,
+                };
                 check_span(
                     Span::Pages(PageRange {
                         start: page,
-                        end: page.saturating_add(1),
+                        end: page.saturating_add(n),
                     }),
                     pages,
                 )?;

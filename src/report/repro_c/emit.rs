@@ -447,6 +447,8 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 crate::program::RaceKind::Read => "RK_READ",
                 crate::program::RaceKind::Protect => "RK_PROTECT",
                 crate::program::RaceKind::Unmap => "RK_UNMAP",
+                crate::program::RaceKind::Remap => "RK_REMAP",
+                crate::program::RaceKind::Vmsplice => "RK_VMSPLICE",
             };
             format!(
                 "{}, .first = {page}, .npages = 1, .kind = {kind}, .thread = {}",

@@ -251,6 +251,10 @@ pub fn watch_words(watch: Option<Watch>) -> String {
             "stops; the loads saw one value, or it and then 0 (a lazily freed page reclaimed)"
                 .into()
         }
+        Some(Watch::Unchecked) => {
+            "stops (a vmsplice thread's page that others may write: what it drained is not checked)"
+                .into()
+        }
         Some(Watch::Counter) | None => {
             "stops; the loads never went down (first <= last, none smaller than the one before)"
                 .into()
@@ -265,6 +269,7 @@ pub fn watch_fields(watch: Watch) -> String {
         Watch::Constant => ", .watch = W_CONST".into(),
         Watch::Counter => ", .watch = W_MONO".into(),
         Watch::Open => ", .watch = W_OPEN".into(),
+        Watch::Unchecked => ", .watch = W_NONE".into(),
     }
 }
 
@@ -292,7 +297,8 @@ pub fn open_layout_refusal(
     let h = model.handle(map)?;
     let open = span.page_range().pages().any(|p| {
         let open = model.open_layout(proc, h.base + p as u64 * page_size as u64);
-        open == Some(RaceKind::Unmap) || (store && open == Some(RaceKind::Protect))
+        matches!(open, Some(RaceKind::Unmap | RaceKind::Remap))
+            || (store && open == Some(RaceKind::Protect))
     });
     open.then(|| super::error::ReproError::Unsupported {
         index: i + 1,
@@ -315,8 +321,12 @@ pub fn watched(watch: Option<Watch>) -> (Watch, String) {
     (watch.unwrap_or(Watch::Counter), watch_words(watch))
 }
 
-/// Whether `proc`'s page at `addr` is one an unmap thread changes, or a fork's copy of one:
-/// mapped or not as the interleaving went (T12), which a state check cannot say.
+/// Whether `proc`'s page at `addr` is one an unmap or remap thread changes (a remap thread's
+/// spare too), or a fork's copy of one: mapped or not as the interleaving went (T12, T13),
+/// which a state check cannot say.
 pub fn unmapped_or_not(model: &Model, proc: ProcId, addr: u64) -> bool {
-    model.open_layout(proc, addr) == Some(RaceKind::Unmap)
+    matches!(
+        model.open_layout(proc, addr),
+        Some(RaceKind::Unmap | RaceKind::Remap)
+    )
 }

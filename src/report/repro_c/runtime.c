@@ -80,7 +80,8 @@ enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V
 	    V_INVALID, V_POKE, V_VMSPLICE, V_PIPE_READ, V_ALLOC, V_FREE, V_TUNE, V_AWRITE, V_AREAD,
 	    V_VFORK, V_RACE, V_STOP, V_CLONE, V_THREAD, V_BY, V_JOIN };
 /* race: what the thread does (cowcheck's RaceKind). */
-enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP };
+enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP, RK_REMAP,
+		 RK_VMSPLICE };
 /* stop of a reader (RK_READ, docs/SEMANTICS.md T10): what its loads must have been: W_EXACT
  * every one `word`; W_CONST one value; W_MONO never going down; W_OPEN one value, or it and
  * then 0 (a lazily freed page reclaimed). */
@@ -687,6 +688,8 @@ static struct board *board;
 /* This process's racing threads (a fork's child has none). */
 static struct racer {
 	int on, kind, mem, cpu;
+	int pipe[2]; /* vmsplice: the thread's own pipe (T14) */
+	uint64_t body; /* vmsplice: the digest of the first page drained, but its last word */
 	uintptr_t page;
 	atomic_int stop;
 	uint64_t last; /* the last value stored (write, poke) */
@@ -696,6 +699,42 @@ static struct racer {
 
 /* The counters a child's copy showed first, per process, mapping and page (R_FORK). */
 static struct { int used, proc, map, page; uint64_t value; } firsts[64];
+
+/* One round of a vmsplice thread (T14): the page into the thread's pipe, then all of it back;
+ * its last word in *word, a digest of the rest in *body. 0, or -1 with errno set. */
+static int splice_round(struct racer *r, uint64_t *word, uint64_t *body)
+{
+	struct iovec iov = { (void *)r->page, ps };
+	unsigned char buf[512], w[8];
+	uint64_t h = 0xcbf29ce484222325ull;
+	size_t got = 0;
+	ssize_t put = vmsplice(r->pipe[1], &iov, 1, 0);
+	if (put < 0)
+		return -1;
+	if ((size_t)put != ps) {
+		errno = EIO;
+		return -1;
+	}
+	while (got < ps) {
+		size_t want = ps - got < sizeof buf ? ps - got : sizeof buf;
+		ssize_t n = read(r->pipe[0], buf, want);
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		for (size_t i = 0; i < (size_t)n; i++) {
+			if (got + i < ps - 8)
+				h = (h ^ buf[i]) * 0x100000001b3ull;
+			else
+				w[got + i - (ps - 8)] = buf[i];
+		}
+		got += (size_t)n;
+	}
+	memcpy(word, w, 8);
+	*body = h;
+	return 0;
+}
 
 static void *racer_loop(void *arg)
 {
@@ -711,7 +750,19 @@ static void *racer_loop(void *arg)
 	 * stop was asked (T1, T7, T9). */
 	for (uint64_t n = 2;; n++) {
 		int stop = atomic_load(&r->stop);
-		if (r->kind == RK_UNMAP) {
+		if (r->kind == RK_REMAP) {
+			/* T13: to the spare (the next page), home, ...; the last round ends home. */
+			uintptr_t home = r->page, spare = r->page + ps;
+			int ok = n % 2 == 0
+				? mremap((void *)spare, ps, ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+					 (void *)home) == (void *)home
+				: stop || mremap((void *)home, ps, ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+						 (void *)spare) == (void *)spare;
+			if (!ok)
+				break;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_UNMAP) {
 			/* T12: unmapped, a fresh private page, ...; the last round maps it. */
 			int ok = stop || n % 2 == 0
 				? mmap((void *)r->page, ps, PROT_READ | PROT_WRITE,
@@ -726,6 +777,14 @@ static void *racer_loop(void *arg)
 			int prot = stop || n % 2 == 0 ? PROT_READ | PROT_WRITE : PROT_READ;
 			if (mprotect((void *)r->page, ps, prot) != 0)
 				break;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+		} else if (r->kind == RK_VMSPLICE) {
+			uint64_t v, b;
+			if (splice_round(r, &v, &b) != 0)
+				break;
+			r->drops += v < r->seen || b != r->body;
+			r->seen = v;
 			r->last = n;
 			atomic_store(&board->count[me][t], n);
 		} else if (r->kind == RK_READ) {
@@ -763,6 +822,16 @@ static int pin_cpu(int index)
 	return (int)((((long)cpu + 1 - index) % n + n) % n);
 }
 
+/* Closes a vmsplice thread's pipe (T14), if it has one. */
+static void splice_close(struct racer *r)
+{
+	for (int i = 0; i < 2; i++) {
+		if (r->pipe[i] >= 0)
+			close(r->pipe[i]);
+		r->pipe[i] = -1;
+	}
+}
+
 /* race: one store (or zap) now, as the model has it, then the thread goes on. */
 static void race_start(const struct op *o, uintptr_t first)
 {
@@ -775,8 +844,16 @@ static void race_start(const struct op *o, uintptr_t first)
 	r->kind = o->kind;
 	r->page = first;
 	r->mem = -1;
+	r->pipe[0] = r->pipe[1] = -1;
 	r->cpu = pin_cpu(running);
-	if (o->kind == RK_UNMAP) {
+	if (o->kind == RK_REMAP) {
+		if (mremap((void *)first, ps, ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   (void *)(first + ps)) == MAP_FAILED) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			return;
+		}
+	} else if (o->kind == RK_UNMAP) {
 		if (munmap((void *)first, ps) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
@@ -788,6 +865,15 @@ static void race_start(const struct op *o, uintptr_t first)
 			rep.value = (uint64_t)errno;
 			return;
 		}
+	} else if (o->kind == RK_VMSPLICE) {
+		if (pipe2(r->pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
+		    splice_round(r, &r->first, &r->body) != 0) {
+			rep.result = RES_FAILED;
+			rep.value = (uint64_t)errno;
+			splice_close(r);
+			return;
+		}
+		r->seen = r->first;
 	} else if (o->kind == RK_READ) {
 		/* A fault here is the op's death, as the model's first load. */
 		r->first = r->seen = *(volatile uint64_t *)(first + ps - 8);
@@ -815,6 +901,7 @@ static void race_start(const struct op *o, uintptr_t first)
 	if (pthread_create(&r->id, NULL, racer_loop, r) != 0) {
 		rep.result = RES_FAILED;
 		rep.value = (uint64_t)EAGAIN;
+		splice_close(r);
 		if (r->mem >= 0)
 			close(r->mem);
 		return;
@@ -833,9 +920,10 @@ static void race_stop(const struct op *o)
 	r->on = 0;
 	if (r->mem >= 0)
 		close(r->mem);
+	splice_close(r);
 	rep.value = r->kind == RK_DONTNEED ? 0 : r->last;
 	board->rounds[o - ops] = rep.value;
-	if (r->kind == RK_READ) {
+	if (r->kind == RK_READ || r->kind == RK_VMSPLICE) {
 		rep.digest[0] = r->first;
 		rep.digest[1] = r->seen;
 		rep.digest[2] = r->drops;
@@ -1207,8 +1295,11 @@ static int perform(const struct op *o, const uint64_t *base)
 			rep.value = (uint64_t)errno;
 		} else if (pid == 0) {
 			/* The child has no thread but this one (T2, T22). */
-			for (int t = 0; t < NTHREAD; t++)
+			for (int t = 0; t < NTHREAD; t++) {
+				if (racers[t].on)
+					splice_close(&racers[t]);
 				racers[t].on = 0;
+			}
 			op_threads_forget();
 			me = o->kind;
 			return 0;
