@@ -1,0 +1,156 @@
+//! Transparent huge pages in the physical channel (docs/SEMANTICS.md I20 to I23): which pages of
+//! a PMD that may be huge the channel still predicts, and the one choice of the kernel's that
+//! changes identities behind the model's back, learnt from the observation: a collapse.
+//!
+//! A THP changes no identity the model holds (I20): a fork shares every page of it (the child
+//! maps the same PMD), a write after fork splits the writer's PMD and copies one base page, a
+//! partial munmap, mprotect or MADV_DONTNEED splits it and leaves the other pages where they
+//! were. So a page with a frame of the model's is predicted as a base page would be, whether it
+//! is huge or not. What stays open is what a huge page adds: the untouched pages of a PMD (a
+//! zero-filled piece of a THP, the huge zero page, the zero page or nothing, I21), and a page
+//! whose bytes are all zero (the deferred split's shrinker may map it to the zero page, I21).
+//!
+//! A collapse copies every page of the PMD into a new huge page of the collapsing process's own,
+//! those it shared with a fork relative included (I22): MADV_COLLAPSE (L3) in the PMDs it
+//! touched, and khugepaged in the background in a PMD advised `hugepage`, where at most
+//! `max_ptes_shared` of its pages are shared. Whether and when it did is the kernel's: learnt
+//! from the view, where the process's PMD is one whole, aligned run of PFNs that a fork
+//! relative's copy of the same frame does not share (`learn_collapses`).
+
+use std::collections::BTreeMap;
+
+use super::frame::FrameId;
+use super::space::{PageBacking, flag};
+use super::{Life, Model};
+use crate::program::ProcId;
+use crate::program::outcome::Snapshot;
+use crate::program::physical::pm;
+
+/// khugepaged's `max_ptes_shared`: a PMD with more pages mapped by two or more page-table
+/// entries is not collapsed in the background (mm/khugepaged.c: hpage_collapse_scan_pmd(),
+/// SCAN_EXCEED_SHARED_PTE). The kernel's default, and this machine's setting (I22).
+pub const KHUGEPAGED_MAX_PTES_SHARED: usize = 256;
+
+impl Model {
+    /// [I21] Whether a private page of a PMD that may be huge holding frame `f` is left open:
+    /// the zero page (an untouched page may be a zero-filled piece of a THP, the huge zero
+    /// page, the zero page or absent), or a frame whose bytes are all zero (when the deferred
+    /// split's shrinker splits an underused THP it maps such pages to the zero page:
+    /// mm/huge_memory.c: thp_underused(), try_to_map_unused_to_zeropage()).
+    pub(super) fn huge_leaves_open(&self, f: FrameId) -> bool {
+        f == FrameId::ZERO || self.frames.bytes(f).iter().all(|&b| b == 0)
+    }
+
+    /// [I22] Learns the collapses a view shows: in each live process, each PMD that a collapse
+    /// may have taken (a page of it advised `hugepage` and at most `max_ptes_shared` of its
+    /// pages shared, or a page a MADV_COLLAPSE touched, `flag::HUGE_RESIDUE`) whose pages are
+    /// all present as one run of PFNs starting on a PMD-aligned frame (a huge page, mapped
+    /// whole or in pieces), while a page of it shares its frame with a fork relative that is
+    /// seen with another PFN: the process's shared pages there become copies of its own.
+    /// Needs PFNs; without them the checker leaves such pages' exclusive bit alone.
+    pub fn learn_collapses(&mut self, observed: &Snapshot) {
+        let ps = self.page_size;
+        let pmd = self.pmd_pages();
+        // Each live process's words by page number.
+        let mut words: BTreeMap<(ProcId, u64), u64> = BTreeMap::new();
+        for view in &observed.procs {
+            if view.phys.is_empty() {
+                continue;
+            }
+            let mut it = view.phys.iter();
+            'regions: for r in &view.regions {
+                let mut a = r.start;
+                while a < r.end {
+                    let Some(&w) = it.next() else {
+                        break 'regions;
+                    };
+                    words.insert((view.proc, a / ps), w);
+                    a += ps;
+                }
+            }
+        }
+        let pfn = |w: u64| (w & pm::PRESENT != 0).then_some(w & pm::PFN);
+        if !words.values().any(|&w| pfn(w).is_some_and(|p| p != 0)) {
+            return;
+        }
+        // Where each model frame is seen, and with which PFNs.
+        let mut seen: BTreeMap<FrameId, Vec<(ProcId, u64)>> = BTreeMap::new();
+        let live: Vec<ProcId> = (0..self.procs.len())
+            .map(|i| ProcId(i as u8))
+            .filter(|&p| self.procs[p.0 as usize].life == Life::Alive && self.mm_first_user(p))
+            .collect();
+        for &p in &live {
+            for (&vpn, pte) in &self.space(p).ptes {
+                if let PageBacking::Private(f) = pte.backing
+                    && f != FrameId::ZERO
+                    && let Some(x) = words.get(&(p, vpn)).and_then(|&w| pfn(w))
+                {
+                    seen.entry(f).or_default().push((p, x));
+                }
+            }
+        }
+        let mut copy: Vec<(ProcId, u64)> = Vec::new();
+        for &p in &live {
+            let space = self.space(p);
+            let firsts: Vec<u64> = space
+                .ptes
+                .iter()
+                .filter(|(_, pte)| pte.flags & (flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0)
+                .map(|(&v, _)| v - v % pmd)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for first in firsts {
+                let Some(base) = words.get(&(p, first)).and_then(|&w| pfn(w)) else {
+                    continue;
+                };
+                let run = base % pmd == 0
+                    && (0..pmd).all(|o| {
+                        words.get(&(p, first + o)).and_then(|&w| pfn(w)) == Some(base + o)
+                    });
+                if !run {
+                    continue;
+                }
+                let pages = first..first + pmd;
+                let collapse_touched = pages.clone().any(|v| {
+                    space
+                        .get(v)
+                        .is_some_and(|pte| pte.flags & flag::HUGE_RESIDUE != 0)
+                });
+                let shared = pages
+                    .clone()
+                    .filter(|&v| match space.get(v).map(|pte| pte.backing) {
+                        Some(PageBacking::Private(f)) => {
+                            f != FrameId::ZERO && self.frames.refs(f) > 1
+                        }
+                        _ => false,
+                    })
+                    .count();
+                if !collapse_touched && shared > KHUGEPAGED_MAX_PTES_SHARED {
+                    continue;
+                }
+                let split = pages
+                    .clone()
+                    .any(|v| match space.get(v).map(|pte| pte.backing) {
+                        Some(PageBacking::Private(f)) if f != FrameId::ZERO => {
+                            let here = base + (v - first);
+                            seen.get(&f)
+                                .is_some_and(|s| s.iter().any(|&(q, x)| q != p && x != here))
+                        }
+                        _ => false,
+                    });
+                if split {
+                    copy.extend(pages.map(|v| (p, v)));
+                }
+            }
+        }
+        for (p, vpn) in copy {
+            if let Some(PageBacking::Private(f)) = self.space(p).get(vpn).map(|pte| pte.backing)
+                && f != FrameId::ZERO
+                && self.frames.refs(f) > 1
+            {
+                self.populate_write(p, vpn);
+            }
+        }
+    }
+}
