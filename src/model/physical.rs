@@ -8,8 +8,8 @@
 //! pipe refers to, an untouched or all-zero page of a PMD that may be huge, a page a racing
 //! thread writes and the copies a fork made of it) the page is left unconstrained: a set of
 //! outcomes too large to be worth a constraint, never a guess. A page of a PMD that may be huge
-//! and holds data is predicted as a base page would be, with the collapses a view shows learnt
-//! first (`thp.rs`, I20 to I23).
+//! and holds data is predicted as a base page would be, with khugepaged's collapses learnt from
+//! the views (`thp.rs`, I20 to I23); one a MADV_COLLAPSE touched stays open (I22).
 //!
 //! The same predictions bound what each process's smaps says of each region (`check::smaps`):
 //! resident pages that are not the zero page [I11], each shared among the entries that map
@@ -112,13 +112,14 @@ impl Model {
                 }
             }
         }
-        // A page of a PMD that may be huge: open only if untouched or all zero (I21).
+        // A page of a PMD that may be huge: open only if untouched or all zero (I21), or if a
+        // collapse touched it (I22).
         for (i, p) in live() {
             for (&vpn, pte) in &self.spaces[p.mm].ptes {
                 if let PageBacking::Private(f) = pte.backing
-                    && (pte.flags & flag::LAZY != 0
+                    && (pte.flags & (flag::LAZY | flag::HUGE_RESIDUE) != 0
                         || !pte.alts.is_empty()
-                        || ((pte.flags & huge_flags != 0 || may_be_huge(i, vpn))
+                        || ((pte.flags & flag::HUGEPAGE != 0 || may_be_huge(i, vpn))
                             && self.huge_leaves_open(f)))
                 {
                     if f != FrameId::ZERO {
@@ -159,7 +160,7 @@ impl Model {
                     PageBacking::Private(f) => {
                         owners.contains(&(proc, vpn))
                             || open.contains(&f)
-                            || pte.flags & flag::LAZY != 0
+                            || pte.flags & (flag::LAZY | flag::HUGE_RESIDUE) != 0
                             || !pte.alts.is_empty()
                             || (huge && self.huge_leaves_open(f))
                     }

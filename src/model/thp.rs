@@ -11,11 +11,12 @@
 //! whose bytes are all zero (the deferred split's shrinker may map it to the zero page, I21).
 //!
 //! A collapse copies every page of the PMD into a new huge page of the collapsing process's own,
-//! those it shared with a fork relative included (I22): MADV_COLLAPSE (L3) in the PMDs it
-//! touched, and khugepaged in the background in a PMD advised `hugepage`, where at most
-//! `max_ptes_shared` of its pages are shared. Whether and when it did is the kernel's: learnt
-//! from the view, where the process's PMD is one whole, aligned run of PFNs that a fork
-//! relative's copy of the same frame does not share (`learn_collapses`).
+//! those it shared with a fork relative included (I22). khugepaged does it in the background, in
+//! a PMD advised `hugepage` where at most `max_ptes_shared` of its pages are shared: whether and
+//! when is the kernel's, learnt from the view, where the process's page is on a run of PFNs from
+//! a PMD-aligned frame that a fork relative's copy of the same frame does not share
+//! (`learn_collapses`). A PMD a MADV_COLLAPSE touched stays open (`flag::HUGE_RESIDUE`): an
+//! mremap may move the collapsed pieces before a view shows them, off their run.
 
 use std::collections::BTreeMap;
 
@@ -41,13 +42,14 @@ impl Model {
         f == FrameId::ZERO || self.frames.bytes(f).iter().all(|&b| b == 0)
     }
 
-    /// [I22] Learns the collapses a view shows: in each live process, each PMD that a collapse
-    /// may have taken (a page of it advised `hugepage` and at most `max_ptes_shared` of its
-    /// pages shared, or a page a MADV_COLLAPSE touched, `flag::HUGE_RESIDUE`) whose pages are
-    /// all present as one run of PFNs starting on a PMD-aligned frame (a huge page, mapped
-    /// whole or in pieces), while a page of it shares its frame with a fork relative that is
-    /// seen with another PFN: the process's shared pages there become copies of its own.
-    /// Needs PFNs; without them the checker leaves such pages' exclusive bit alone.
+    /// [I22] Learns khugepaged's collapses from a view: in each live process, each PMD advised
+    /// `hugepage` with at most `max_ptes_shared` of its pages shared in the model, a page of
+    /// which holds a frame that a fork relative is seen to map with another PFN, while this
+    /// page is on a huge page's run (its PFN's offset in a PMD-aligned block of frames is its
+    /// offset in the PMD, and another present page of the PMD is on the same run): the
+    /// process's shared pages there become copies of its own, and every process seen with the
+    /// same run maps the same new huge page (a fork after the collapse). Needs PFNs; without
+    /// them the checker leaves such pages' exclusive bit alone (I23).
     pub fn learn_collapses(&mut self, observed: &Snapshot) {
         let ps = self.page_size;
         let pmd = self.pmd_pages();
@@ -89,7 +91,9 @@ impl Model {
                 }
             }
         }
-        let mut copy: Vec<(ProcId, u64)> = Vec::new();
+        // Collapsed PMDs by (first page, first PFN): every process seen with that run maps the
+        // one new huge page (a fork after the collapse shares it).
+        let mut copy: BTreeMap<(u64, u64), Vec<ProcId>> = BTreeMap::new();
         for &p in &live {
             let space = self.space(p);
             let firsts: Vec<u64> = space
@@ -101,22 +105,15 @@ impl Model {
                 .into_iter()
                 .collect();
             for first in firsts {
-                let Some(base) = words.get(&(p, first)).and_then(|&w| pfn(w)) else {
-                    continue;
-                };
-                let run = base % pmd == 0
-                    && (0..pmd).all(|o| {
-                        words.get(&(p, first + o)).and_then(|&w| pfn(w)) == Some(base + o)
-                    });
-                if !run {
-                    continue;
-                }
                 let pages = first..first + pmd;
-                let collapse_touched = pages.clone().any(|v| {
+                let advised = pages.clone().any(|v| {
                     space
                         .get(v)
-                        .is_some_and(|pte| pte.flags & flag::HUGE_RESIDUE != 0)
+                        .is_some_and(|pte| pte.flags & flag::HUGEPAGE != 0)
                 });
+                if !advised {
+                    continue;
+                }
                 let shared = pages
                     .clone()
                     .filter(|&v| match space.get(v).map(|pte| pte.backing) {
@@ -126,31 +123,87 @@ impl Model {
                         _ => false,
                     })
                     .count();
-                if !collapse_touched && shared > KHUGEPAGED_MAX_PTES_SHARED {
+                if shared > KHUGEPAGED_MAX_PTES_SHARED {
                     continue;
                 }
-                let split = pages
-                    .clone()
-                    .any(|v| match space.get(v).map(|pte| pte.backing) {
-                        Some(PageBacking::Private(f)) if f != FrameId::ZERO => {
-                            let here = base + (v - first);
-                            seen.get(&f)
-                                .is_some_and(|s| s.iter().any(|&(q, x)| q != p && x != here))
-                        }
-                        _ => false,
-                    });
-                if split {
-                    copy.extend(pages.map(|v| (p, v)));
+                // The run a page is on: its PFN less its offset, where that is PMD-aligned.
+                let run_of = |v: u64| {
+                    let x = words.get(&(p, v)).and_then(|&w| pfn(w))?;
+                    let base = x.checked_sub(v - first)?;
+                    (base % pmd == 0).then_some(base)
+                };
+                let mut runs: BTreeMap<u64, usize> = BTreeMap::new();
+                for v in pages.clone() {
+                    if let Some(b) = run_of(v) {
+                        *runs.entry(b).or_default() += 1;
+                    }
+                }
+                let on_run = |v: u64| run_of(v).filter(|b| runs.get(b).is_some_and(|&n| n >= 2));
+                let mut split = None;
+                for v in pages.clone() {
+                    let Some(PageBacking::Private(f)) = space.get(v).map(|pte| pte.backing) else {
+                        continue;
+                    };
+                    if f == FrameId::ZERO {
+                        continue;
+                    }
+                    let Some(base) = on_run(v) else {
+                        continue;
+                    };
+                    let here = base + (v - first);
+                    if seen
+                        .get(&f)
+                        .is_some_and(|s| s.iter().any(|&(q, x)| q != p && x != here))
+                    {
+                        split = Some(base);
+                        break;
+                    }
+                }
+                if let Some(base) = split {
+                    copy.entry((first, base)).or_default().push(p);
                 }
             }
         }
-        for (p, vpn) in copy {
-            if let Some(PageBacking::Private(f)) = self.space(p).get(vpn).map(|pte| pte.backing)
-                && f != FrameId::ZERO
-                && self.frames.refs(f) > 1
-            {
-                self.populate_write(p, vpn);
+        for ((first, _), group) in copy {
+            let (leader, rest) = group.split_first().expect("a group has a process");
+            for vpn in first..first + pmd {
+                let Some(PageBacking::Private(f)) =
+                    self.space(*leader).get(vpn).map(|pte| pte.backing)
+                else {
+                    continue;
+                };
+                if f == FrameId::ZERO || self.frames.refs(f) < 2 {
+                    continue;
+                }
+                self.populate_write(*leader, vpn);
+                let Some(PageBacking::Private(new)) =
+                    self.space(*leader).get(vpn).map(|pte| pte.backing)
+                else {
+                    continue;
+                };
+                if new == f {
+                    continue;
+                }
+                for &q in rest {
+                    if let Some(pte) = self.space_mut(q).get_mut(vpn)
+                        && pte.backing == PageBacking::Private(f)
+                    {
+                        pte.backing = PageBacking::Private(new);
+                        pte.flags &= !flag::EXCLUSIVE;
+                        self.frames.take(new);
+                        self.frames.release(f);
+                    }
+                }
+                if !rest.is_empty()
+                    && let Some(pte) = self.space_mut(*leader).get_mut(vpn)
+                {
+                    pte.flags &= !flag::EXCLUSIVE;
+                }
             }
         }
     }
 }
+
+#[cfg(test)]
+#[path = "thp_tests.rs"]
+mod tests;
