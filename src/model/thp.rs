@@ -53,6 +53,14 @@ impl Model {
     pub fn learn_collapses(&mut self, observed: &Snapshot) {
         let ps = self.page_size;
         let pmd = self.pmd_pages();
+        // Most programs advise nothing: nothing to learn, and nothing to index.
+        let advised = |p: &super::Process| {
+            p.life == Life::Alive
+                && (self.spaces[p.mm].ptes.values()).any(|pte| pte.flags & flag::HUGEPAGE != 0)
+        };
+        if !self.procs.iter().any(advised) {
+            return;
+        }
         // Each live process's words by page number.
         let mut words: BTreeMap<(ProcId, u64), u64> = BTreeMap::new();
         for view in &observed.procs {
