@@ -340,6 +340,9 @@ fn compare_run(program: &Program, run: &KernelRun, options: Options) -> Result<T
                 &aside
             };
             model.reconcile(snap);
+            if physical.pagemap.is_ok() && physical.pfn.is_ok() {
+                model.learn_collapses(snap);
+            }
             let expected = model.snapshot();
             tally.pages_compared +=
                 compare_snapshots(&expected, snap).map_err(|difference| Divergence {

@@ -55,6 +55,9 @@ fn describe(w: u64, pfn: bool) -> String {
     if w & pm::ZERO_PAGE != 0 {
         s.push_str(", the zero page");
     }
+    if w & pm::HUGE != 0 {
+        s.push_str(", mapped by a PMD");
+    }
     if pfn {
         s.push_str(&format!(", pfn {:#x}", w & pm::PFN));
     }
@@ -260,7 +263,34 @@ pub fn check(
                 .filter(|s| s.word & pm::PRESENT == 0 && s.pred.shared && s.digested)
                 .count();
         entries.insert(id, (low, high));
-        for s in &present {
+    }
+    // The exclusive bit (I8). A page a huge page may back (I20) is checked only where PFNs
+    // learnt the collapses and PAGEMAP_SCAN tells a PMD-mapped page from a PTE-mapped one: a
+    // PMD-mapped page's bit is its PMD's first page's (I23).
+    let pmd_bytes = model.pmd_pages() * model.page_size() as u64;
+    let at: BTreeMap<(ProcId, u64), &Seen> =
+        seen.iter().map(|s| ((s.proc, s.pred.addr), s)).collect();
+    for (&id, hs) in &holders {
+        let Some(&(low, high)) = entries.get(&id) else {
+            continue;
+        };
+        for s in hs.iter().filter(|s| s.word & pm::PRESENT != 0) {
+            let (low, high) = if !s.pred.huge {
+                (low, high)
+            } else if !(pfn && scan) {
+                continue;
+            } else if s.word & pm::HUGE == 0 {
+                (low, high)
+            } else {
+                let head = at.get(&(s.proc, s.pred.addr - s.pred.addr % pmd_bytes));
+                match head.and_then(|h| h.pred.identity.filter(|_| !h.pred.open)) {
+                    Some(h) => match entries.get(&h) {
+                        Some(&e) => e,
+                        None => continue,
+                    },
+                    None => continue,
+                }
+            };
             let excl = s.word & pm::EXCLUSIVE != 0;
             if excl && low > 1 {
                 return fail(

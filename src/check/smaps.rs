@@ -102,6 +102,10 @@ impl Bounds {
             return;
         }
         self.add(smaps::RSS, ps, ps);
+        // A page a transparent huge page may back: in AnonHugePages where a PMD maps it (I20).
+        if pred.huge && !pred.shared {
+            self.add(smaps::ANON_HUGE, 0, ps);
+        }
         if !pred.shared {
             self.add(smaps::ANON, ps, ps);
         }

@@ -12,6 +12,7 @@ fn pred(identity: Option<Identity>, shared: bool, open: bool) -> Prediction {
         open,
         presence: Presence::May,
         shared,
+        huge: false,
     }
 }
 

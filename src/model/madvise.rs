@@ -154,9 +154,11 @@ impl Model {
             Advice::Cold => {}
             // No effect on contents; VMA flags, so they split VMAs, which mremap sees (F9;
             // measured).
+            // `flag::HUGEPAGE` alone marks where a huge page may be (I20); HUGE_RESIDUE is for
+            // what a collapse may have taken (I22).
             Advice::HugePage => {
                 self.set_flag(proc, vpn, flag::NOHUGEPAGE, false);
-                self.set_flag(proc, vpn, flag::HUGEPAGE | flag::HUGE_RESIDUE, true);
+                self.set_flag(proc, vpn, flag::HUGEPAGE, true);
             }
             // MADV_NOHUGEPAGE splits nothing: a huge page, or the huge zero page a read fault
             // mapped, stays where the range could have one until now, and a later write fault

@@ -24,6 +24,8 @@
 //! - `observe.rs`: snapshots, page digests, how /proc/PID/maps names a mapping, `Life`,
 //!   `PageState`;
 //! - `physical.rs`: what the physical channel (pagemap) must show, from the frames (I2-I9);
+//! - `thp.rs`: what of a PMD that may be huge the channel predicts, and collapses learnt from
+//!   the views (I20-I23);
 //! - `clone_vm.rs`: `clone(CLONE_VM)` children, which share their parent's address space
 //!   (T30-T34).
 //!
@@ -82,6 +84,7 @@ mod pipe;
 mod race_layout;
 mod race_splice;
 mod racers;
+mod thp;
 mod thread;
 mod thread_ops;
 mod vfork;

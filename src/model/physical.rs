@@ -5,9 +5,11 @@
 //! a file/shared page (I7). The exclusive bit (I8) follows from the identities and from what
 //! is observed present, so the checker works it out (`check::physical`). Where the model does
 //! not know the kernel's frame (a page whose contents are still open after MADV_FREE, a page a
-//! pipe refers to, a range that may get a huge page, a page a racing thread writes and the
-//! copies a fork made of it) the page is left unconstrained: a set of
-//! outcomes too large to be worth a constraint, never a guess.
+//! pipe refers to, an untouched or all-zero page of a PMD that may be huge, a page a racing
+//! thread writes and the copies a fork made of it) the page is left unconstrained: a set of
+//! outcomes too large to be worth a constraint, never a guess. A page of a PMD that may be huge
+//! and holds data is predicted as a base page would be, with khugepaged's collapses learnt from
+//! the views (`thp.rs`, I20 to I23); one a MADV_COLLAPSE touched stays open (I22).
 //!
 //! The same predictions bound what each process's smaps says of each region (`check::smaps`):
 //! resident pages that are not the zero page [I11], each shared among the entries that map
@@ -60,6 +62,9 @@ pub struct Prediction {
     pub presence: Presence,
     /// A shared mapping's page: pagemap's file bit when present (I7).
     pub shared: bool,
+    /// A transparent huge page may back the page (I20): smaps may count it in
+    /// `AnonHugePages`, and its exclusive bit is its PMD's first page's where a PMD maps it.
+    pub huge: bool,
 }
 
 impl Model {
@@ -96,22 +101,26 @@ impl Model {
         // tables map which part of it (and so the exclusive bit) is the kernel's (found by a
         // campaign on a loaded machine: `map shared 513; read; advise collapse; fork; protect
         // 71 none`, exclusive bit, 5 of 5 runs there, 0 of 14 on a quiet one).
+        let huge_flags = flag::HUGEPAGE | flag::HUGE_RESIDUE;
         let mut huge_objects: BTreeSet<(u32, u32)> = BTreeSet::new();
         for (_, p) in live() {
             for pte in self.spaces[p.mm].ptes.values() {
                 if let PageBacking::Object { obj, index } = pte.backing
-                    && pte.flags & flag::HUGE_RESIDUE != 0
+                    && pte.flags & huge_flags != 0
                 {
                     huge_objects.insert((obj.0, index));
                 }
             }
         }
+        // A page of a PMD that may be huge: open only if untouched or all zero (I21), or if a
+        // collapse touched it (I22).
         for (i, p) in live() {
             for (&vpn, pte) in &self.spaces[p.mm].ptes {
                 if let PageBacking::Private(f) = pte.backing
-                    && (pte.flags & (flag::LAZY | flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0
+                    && (pte.flags & (flag::LAZY | flag::HUGE_RESIDUE) != 0
                         || !pte.alts.is_empty()
-                        || may_be_huge(i, vpn))
+                        || ((pte.flags & flag::HUGEPAGE != 0 || may_be_huge(i, vpn))
+                            && self.huge_leaves_open(f)))
                 {
                     if f != FrameId::ZERO {
                         open.insert(f);
@@ -141,15 +150,19 @@ impl Model {
                         }
                     }
                 };
+                let huge = match pte.backing {
+                    PageBacking::Private(_) => pte.flags & huge_flags != 0 || may_be_huge(i, vpn),
+                    PageBacking::Object { obj, index } => huge_objects.contains(&(obj.0, index)),
+                };
                 let open = match pte.backing {
                     // The page a pipe took, its frame shared or not; a frame with an open page;
-                    // a range where a huge page may back untouched pages (part L).
+                    // an untouched or all-zero page where a huge page may be (I21).
                     PageBacking::Private(f) => {
                         owners.contains(&(proc, vpn))
                             || open.contains(&f)
-                            || pte.flags & (flag::LAZY | flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0
+                            || pte.flags & (flag::LAZY | flag::HUGE_RESIDUE) != 0
                             || !pte.alts.is_empty()
-                            || may_be_huge(i, vpn)
+                            || (huge && self.huge_leaves_open(f))
                     }
                     // A shared page a racing thread zaps: how many page tables map it (T7).
                     PageBacking::Object { obj, index } => {
@@ -174,6 +187,7 @@ impl Model {
                     open: open || guard,
                     presence,
                     shared: pte.kind.is_shared(),
+                    huge,
                 });
             }
             out.push((proc, preds));

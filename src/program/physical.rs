@@ -24,8 +24,12 @@ pub mod pm {
     /// Ours, not the kernel's (pagemap's bits 59-60 are always zero): `mincore` said the page
     /// is resident (its vector's bit 0), read right after the word (I10).
     pub const RESIDENT: u64 = 1 << 60;
-    /// The page frame number (bits 0-53 here; 0-54 in the kernel's word).
-    pub const PFN: u64 = (1 << 54) - 1;
+    /// Ours, not the kernel's: `PAGEMAP_SCAN` said PAGE_IS_HUGE, the page is mapped by a PMD
+    /// (a transparent huge page or the huge zero page, mapped whole: I20). Bit 53, which no
+    /// machine with fewer than 2^53 frames has as a PFN bit.
+    pub const HUGE: u64 = 1 << 53;
+    /// The page frame number (bits 0-52 here; 0-54 in the kernel's word).
+    pub const PFN: u64 = (1 << 53) - 1;
 }
 
 /// What a process's `/proc/self/smaps` said of each region of its view (I11 to I13): after the

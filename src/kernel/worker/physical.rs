@@ -44,6 +44,7 @@ mod uapi {
     /// `_IOWR('f', 16, struct pm_scan_arg)` with a 96-byte argument.
     pub const PAGEMAP_SCAN: libc::c_ulong = 0xC060_6610;
     pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
+    pub const PAGE_IS_HUGE: u64 = 1 << 6;
 
     /// `struct page_region`.
     #[repr(C)]
@@ -144,7 +145,8 @@ pub(super) fn read_pagemap(
 }
 
 /// Sets `pm::ZERO_PAGE` in the words of `[start, end)` that PAGEMAP_SCAN reports as
-/// PAGE_IS_PFNZERO (fs/proc/task_mmu.c: pagemap_page_category()).
+/// PAGE_IS_PFNZERO, and `pm::HUGE` in those it reports as PAGE_IS_HUGE (mapped by a PMD, I20),
+/// in the same ioctl (fs/proc/task_mmu.c: pagemap_page_category()).
 fn mark_zero_pages(
     f: &SelfFile,
     words: &mut [u64],
@@ -163,8 +165,8 @@ fn mark_zero_pages(
             end,
             vec: vec as u64,
             vec_len: cap as u64,
-            category_mask: uapi::PAGE_IS_PFNZERO,
-            return_mask: uapi::PAGE_IS_PFNZERO,
+            category_anyof_mask: uapi::PAGE_IS_PFNZERO | uapi::PAGE_IS_HUGE,
+            return_mask: uapi::PAGE_IS_PFNZERO | uapi::PAGE_IS_HUGE,
             ..Default::default()
         };
         // SAFETY: `arg` describes our scratch buffer of `cap` regions, which the kernel fills.
@@ -176,9 +178,16 @@ fn mark_zero_pages(
             // SAFETY: the kernel wrote `n` regions into the buffer (an unaligned read: the
             // buffer is only byte-aligned as far as the type knows).
             let r = unsafe { std::ptr::read_unaligned(vec.add(i)) };
+            let mut bits = 0;
+            if r.categories & uapi::PAGE_IS_PFNZERO != 0 {
+                bits |= pm::ZERO_PAGE;
+            }
+            if r.categories & uapi::PAGE_IS_HUGE != 0 {
+                bits |= pm::HUGE;
+            }
             let mut a = r.start.max(start);
             while a < r.end.min(end) {
-                words[((a - start) / ps) as usize] |= pm::ZERO_PAGE;
+                words[((a - start) / ps) as usize] |= bits;
                 a += ps;
             }
         }

@@ -1,0 +1,217 @@
+//! Transparent huge pages in the physical channel (docs/SEMANTICS.md I20 to I23): which pages of
+//! a PMD that may be huge the channel still predicts, and the one choice of the kernel's that
+//! changes identities behind the model's back, learnt from the observation: a collapse.
+//!
+//! A THP changes no identity the model holds (I20): a fork shares every page of it (the child
+//! maps the same PMD), a write after fork splits the writer's PMD and copies one base page, a
+//! partial munmap, mprotect or MADV_DONTNEED splits it and leaves the other pages where they
+//! were. So a page with a frame of the model's is predicted as a base page would be, whether it
+//! is huge or not. What stays open is what a huge page adds: the untouched pages of a PMD (a
+//! zero-filled piece of a THP, the huge zero page, the zero page or nothing, I21), and a page
+//! whose bytes are all zero (the deferred split's shrinker may map it to the zero page, I21).
+//!
+//! A collapse copies every page of the PMD into a new huge page of the collapsing process's own,
+//! those it shared with a fork relative included (I22). khugepaged does it in the background, in
+//! a PMD advised `hugepage` where at most `max_ptes_shared` of its pages are shared: whether and
+//! when is the kernel's, learnt from the view, where the process's page is on a run of PFNs from
+//! a PMD-aligned frame that a fork relative's copy of the same frame does not share
+//! (`learn_collapses`). A PMD a MADV_COLLAPSE touched stays open (`flag::HUGE_RESIDUE`): an
+//! mremap may move the collapsed pieces before a view shows them, off their run.
+
+use std::collections::BTreeMap;
+
+use super::frame::FrameId;
+use super::space::{PageBacking, flag};
+use super::{Life, Model};
+use crate::program::ProcId;
+use crate::program::outcome::Snapshot;
+use crate::program::physical::pm;
+
+/// khugepaged's `max_ptes_shared`: a PMD with more pages mapped by two or more page-table
+/// entries is not collapsed in the background (mm/khugepaged.c: hpage_collapse_scan_pmd(),
+/// SCAN_EXCEED_SHARED_PTE). The kernel's default, and this machine's setting (I22).
+pub const KHUGEPAGED_MAX_PTES_SHARED: usize = 256;
+
+impl Model {
+    /// [I21] Whether a private page of a PMD that may be huge holding frame `f` is left open:
+    /// the zero page (an untouched page may be a zero-filled piece of a THP, the huge zero
+    /// page, the zero page or absent), or a frame whose bytes are all zero (when the deferred
+    /// split's shrinker splits an underused THP it maps such pages to the zero page:
+    /// mm/huge_memory.c: thp_underused(), try_to_map_unused_to_zeropage()).
+    pub(super) fn huge_leaves_open(&self, f: FrameId) -> bool {
+        f == FrameId::ZERO || self.frames.bytes(f).iter().all(|&b| b == 0)
+    }
+
+    /// [I22] Learns khugepaged's collapses from a view: in each live process, each PMD advised
+    /// `hugepage` with at most `max_ptes_shared` of its pages shared in the model, a page of
+    /// which holds a frame that a fork relative is seen to map with another PFN, while this
+    /// page is on a huge page's run (its PFN's offset in a PMD-aligned block of frames is its
+    /// offset in the PMD, and another present page of the PMD is on the same run): the
+    /// process's shared pages there become copies of its own, and every process seen with the
+    /// same run maps the same new huge page (a fork after the collapse). Needs PFNs; without
+    /// them the checker leaves such pages' exclusive bit alone (I23).
+    pub fn learn_collapses(&mut self, observed: &Snapshot) {
+        let ps = self.page_size;
+        let pmd = self.pmd_pages();
+        // Most programs advise nothing: nothing to learn, and nothing to index.
+        let advised = |p: &super::Process| {
+            p.life == Life::Alive
+                && (self.spaces[p.mm].ptes.values()).any(|pte| pte.flags & flag::HUGEPAGE != 0)
+        };
+        if !self.procs.iter().any(advised) {
+            return;
+        }
+        // Each live process's words by page number.
+        let mut words: BTreeMap<(ProcId, u64), u64> = BTreeMap::new();
+        for view in &observed.procs {
+            if view.phys.is_empty() {
+                continue;
+            }
+            let mut it = view.phys.iter();
+            'regions: for r in &view.regions {
+                let mut a = r.start;
+                while a < r.end {
+                    let Some(&w) = it.next() else {
+                        break 'regions;
+                    };
+                    words.insert((view.proc, a / ps), w);
+                    a += ps;
+                }
+            }
+        }
+        let pfn = |w: u64| (w & pm::PRESENT != 0).then_some(w & pm::PFN);
+        if !words.values().any(|&w| pfn(w).is_some_and(|p| p != 0)) {
+            return;
+        }
+        // Where each model frame is seen, and with which PFNs.
+        let mut seen: BTreeMap<FrameId, Vec<(ProcId, u64)>> = BTreeMap::new();
+        let live: Vec<ProcId> = (0..self.procs.len())
+            .map(|i| ProcId(i as u8))
+            .filter(|&p| self.procs[p.0 as usize].life == Life::Alive && self.mm_first_user(p))
+            .collect();
+        for &p in &live {
+            for (&vpn, pte) in &self.space(p).ptes {
+                if let PageBacking::Private(f) = pte.backing
+                    && f != FrameId::ZERO
+                    && let Some(x) = words.get(&(p, vpn)).and_then(|&w| pfn(w))
+                {
+                    seen.entry(f).or_default().push((p, x));
+                }
+            }
+        }
+        // Collapsed PMDs by (first page, first PFN): every process seen with that run maps the
+        // one new huge page (a fork after the collapse shares it).
+        let mut copy: BTreeMap<(u64, u64), Vec<ProcId>> = BTreeMap::new();
+        for &p in &live {
+            let space = self.space(p);
+            let firsts: Vec<u64> = space
+                .ptes
+                .iter()
+                .filter(|(_, pte)| pte.flags & (flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0)
+                .map(|(&v, _)| v - v % pmd)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for first in firsts {
+                let pages = first..first + pmd;
+                let advised = pages.clone().any(|v| {
+                    space
+                        .get(v)
+                        .is_some_and(|pte| pte.flags & flag::HUGEPAGE != 0)
+                });
+                if !advised {
+                    continue;
+                }
+                let shared = pages
+                    .clone()
+                    .filter(|&v| match space.get(v).map(|pte| pte.backing) {
+                        Some(PageBacking::Private(f)) => {
+                            f != FrameId::ZERO && self.frames.refs(f) > 1
+                        }
+                        _ => false,
+                    })
+                    .count();
+                if shared > KHUGEPAGED_MAX_PTES_SHARED {
+                    continue;
+                }
+                // The run a page is on: its PFN less its offset, where that is PMD-aligned.
+                let run_of = |v: u64| {
+                    let x = words.get(&(p, v)).and_then(|&w| pfn(w))?;
+                    let base = x.checked_sub(v - first)?;
+                    (base % pmd == 0).then_some(base)
+                };
+                let mut runs: BTreeMap<u64, usize> = BTreeMap::new();
+                for v in pages.clone() {
+                    if let Some(b) = run_of(v) {
+                        *runs.entry(b).or_default() += 1;
+                    }
+                }
+                let on_run = |v: u64| run_of(v).filter(|b| runs.get(b).is_some_and(|&n| n >= 2));
+                let mut split = None;
+                for v in pages.clone() {
+                    let Some(PageBacking::Private(f)) = space.get(v).map(|pte| pte.backing) else {
+                        continue;
+                    };
+                    if f == FrameId::ZERO {
+                        continue;
+                    }
+                    let Some(base) = on_run(v) else {
+                        continue;
+                    };
+                    let here = base + (v - first);
+                    if seen
+                        .get(&f)
+                        .is_some_and(|s| s.iter().any(|&(q, x)| q != p && x != here))
+                    {
+                        split = Some(base);
+                        break;
+                    }
+                }
+                if let Some(base) = split {
+                    copy.entry((first, base)).or_default().push(p);
+                }
+            }
+        }
+        for ((first, _), group) in copy {
+            let (leader, rest) = group.split_first().expect("a group has a process");
+            for vpn in first..first + pmd {
+                let Some(PageBacking::Private(f)) =
+                    self.space(*leader).get(vpn).map(|pte| pte.backing)
+                else {
+                    continue;
+                };
+                if f == FrameId::ZERO || self.frames.refs(f) < 2 {
+                    continue;
+                }
+                self.populate_write(*leader, vpn);
+                let Some(PageBacking::Private(new)) =
+                    self.space(*leader).get(vpn).map(|pte| pte.backing)
+                else {
+                    continue;
+                };
+                if new == f {
+                    continue;
+                }
+                for &q in rest {
+                    if let Some(pte) = self.space_mut(q).get_mut(vpn)
+                        && pte.backing == PageBacking::Private(f)
+                    {
+                        pte.backing = PageBacking::Private(new);
+                        pte.flags &= !flag::EXCLUSIVE;
+                        self.frames.take(new);
+                        self.frames.release(f);
+                    }
+                }
+                if !rest.is_empty()
+                    && let Some(pte) = self.space_mut(*leader).get_mut(vpn)
+                {
+                    pte.flags &= !flag::EXCLUSIVE;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "thp_tests.rs"]
+mod tests;
