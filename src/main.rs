@@ -76,12 +76,16 @@ struct ExecArgs {
     /// `replay`, `corpus` and `shrink` always read it.
     #[arg(long)]
     smaps: bool,
-    /// `run`: also generate MAP_HUGETLB mappings where the probe found hugetlb (docs/SEMANTICS.md
-    /// L6 to L12). Off by default: the huge page pool is the whole machine's, and a view or a
-    /// fault of a fork child that finds no free huge page (another job, any program) is not yet
-    /// modelled in every case (L9). `replay`, `corpus` and `shrink` run hugetlb ops as written.
-    #[arg(long)]
+    /// `run`, `matrix`: generate MAP_HUGETLB mappings where the probe found hugetlb
+    /// (docs/SEMANTICS.md L6 to L13). The default since the pool held by other programs is
+    /// modelled (L13); kept for old command lines.
+    #[arg(long, conflicts_with = "no_hugetlb")]
     hugetlb: bool,
+    /// `run`, `matrix`: generate no MAP_HUGETLB mappings (each executor still adds its share
+    /// to the pool as root, for the probe). `replay`, `corpus` and `shrink` run hugetlb ops as
+    /// written.
+    #[arg(long)]
+    no_hugetlb: bool,
 }
 
 /// The executor options of `matrix`, where --kernel is repeated (one per column).
@@ -115,6 +119,7 @@ impl From<MatrixExecArgs> for ExecArgs {
             no_physical: false,
             smaps: false,
             hugetlb: false,
+            no_hugetlb: false,
         }
     }
 }

@@ -109,9 +109,9 @@ pub(crate) fn cmd_matrix(
                     cases: Some(cases),
                     time: None,
                     generator: GenConfig {
-                        // hugetlb maps only with --hugetlb, as for `run` (L9).
+                        // hugetlb maps unless --no-hugetlb, as for `run` (L13).
                         features: cowcheck::program::features::Features {
-                            hugetlb: executor.hello.features.hugetlb && exec.hugetlb,
+                            hugetlb: super::run::hugetlb_drawn(exec, &executor),
                             ..executor.hello.features
                         },
                         ..GenConfig::default()
