@@ -323,8 +323,8 @@ pub fn measure_jobs(
     })
 }
 
-/// The benchmark's default workload makes no hugetlb maps, as `run --no-hugetlb`: its figures
-/// stay comparable with those measured before campaigns drew them (docs/SEMANTICS.md L13).
+/// The benchmark's default workload makes no hugetlb maps, as `run` without --hugetlb
+/// (docs/SEMANTICS.md L9: the huge page pool is the whole machine's).
 fn without_hugetlb(f: crate::program::features::Features) -> crate::program::features::Features {
     crate::program::features::Features {
         hugetlb: false,

@@ -76,16 +76,13 @@ struct ExecArgs {
     /// `replay`, `corpus` and `shrink` always read it.
     #[arg(long)]
     smaps: bool,
-    /// `run`, `matrix`: generate MAP_HUGETLB mappings where the probe found hugetlb
-    /// (docs/SEMANTICS.md L6 to L13). The default since the pool held by other programs is
-    /// modelled (L13); kept for old command lines.
-    #[arg(long, conflicts_with = "no_hugetlb")]
-    hugetlb: bool,
-    /// `run`, `matrix`: generate no MAP_HUGETLB mappings (each executor still adds its share
-    /// to the pool as root, for the probe). `replay`, `corpus` and `shrink` run hugetlb ops as
-    /// written.
+    /// `run`, `matrix`: also generate MAP_HUGETLB mappings where the probe found hugetlb
+    /// (docs/SEMANTICS.md L6 to L14). Off by default: the huge page pool is the whole
+    /// machine's, and beside a program that holds every free huge page a fork child's view can
+    /// still find a page unreadable that the model says it can read (L9). `replay`, `corpus`
+    /// and `shrink` run hugetlb ops as written.
     #[arg(long)]
-    no_hugetlb: bool,
+    hugetlb: bool,
 }
 
 /// The executor options of `matrix`, where --kernel is repeated (one per column).
@@ -119,7 +116,6 @@ impl From<MatrixExecArgs> for ExecArgs {
             no_physical: false,
             smaps: false,
             hugetlb: false,
-            no_hugetlb: false,
         }
     }
 }

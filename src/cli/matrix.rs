@@ -109,7 +109,7 @@ pub(crate) fn cmd_matrix(
                     cases: Some(cases),
                     time: None,
                     generator: GenConfig {
-                        // hugetlb maps unless --no-hugetlb, as for `run` (L13).
+                        // hugetlb maps only with --hugetlb, as for `run` (L9).
                         features: cowcheck::program::features::Features {
                             hugetlb: super::run::hugetlb_drawn(exec, &executor),
                             ..executor.hello.features

@@ -77,7 +77,7 @@ pub(crate) fn cmd_run(
         time,
         generator: GenConfig {
             max_ops,
-            // hugetlb maps unless --no-hugetlb (docs/SEMANTICS.md L13).
+            // hugetlb maps only with --hugetlb (docs/SEMANTICS.md L9: the pool is shared).
             features: Features {
                 hugetlb: hugetlb_drawn(exec, &executors[0]),
                 ..executors[0].hello.features
@@ -283,26 +283,26 @@ pub(crate) fn unsaved(trace: &str, error: &str) -> Fatal {
     Fatal(format!("cannot save the finding: {error}"))
 }
 
-/// Whether the campaign draws MAP_HUGETLB maps: where the executor probed `HUGETLB`, unless
-/// `--no-hugetlb` (docs/SEMANTICS.md L13).
+/// Whether the campaign draws MAP_HUGETLB maps: with `--hugetlb`, where the executor probed
+/// `HUGETLB` (docs/SEMANTICS.md L9).
 pub(crate) fn hugetlb_drawn(exec: &ExecArgs, ex: &Executor) -> bool {
     hugetlb_why(exec, ex).0
 }
 
 /// Whether hugetlb maps are drawn, and why, as the summary says it.
 fn hugetlb_why(exec: &ExecArgs, ex: &Executor) -> (bool, &'static str) {
-    if exec.no_hugetlb {
-        (false, "not drawn (--no-hugetlb)")
+    if !exec.hugetlb {
+        (
+            false,
+            "not drawn (--hugetlb draws MAP_HUGETLB maps; off by default, the pool is the machine's: L9)",
+        )
     } else if !ex.hello.features.hugetlb {
         (
             false,
             "not drawn (the executor found no HUGETLB: no pool it could use, see the environment)",
         )
     } else {
-        (
-            true,
-            "drawn (MAP_HUGETLB maps; --no-hugetlb leaves them out)",
-        )
+        (true, "drawn (--hugetlb)")
     }
 }
 
