@@ -76,10 +76,11 @@ struct ExecArgs {
     /// `replay`, `corpus` and `shrink` always read it.
     #[arg(long)]
     smaps: bool,
-    /// `run`: also generate MAP_HUGETLB mappings where the probe found hugetlb (docs/SEMANTICS.md
-    /// L6 to L12). Off by default: the huge page pool is the whole machine's, and a view or a
-    /// fault of a fork child that finds no free huge page (another job, any program) is not yet
-    /// modelled in every case (L9). `replay`, `corpus` and `shrink` run hugetlb ops as written.
+    /// `run`, `matrix`: also generate MAP_HUGETLB mappings where the probe found hugetlb
+    /// (docs/SEMANTICS.md L6 to L14). Off by default: the huge page pool is the whole
+    /// machine's, and beside a program that holds every free huge page a fork child's view can
+    /// still find a page unreadable that the model says it can read (L9). `replay`, `corpus`
+    /// and `shrink` run hugetlb ops as written.
     #[arg(long)]
     hugetlb: bool,
 }

@@ -1,8 +1,10 @@
 //! The hugetlb pool share (docs/SEMANTICS.md L7): as root, every executor adds its share to
 //! `vm.nr_hugepages` and the value is back to what it was after a run that ends normally, after
 //! one whose front is SIGKILLed (the executor dies with it) and after one whose executor alone
-//! is SIGKILLed (its guardian gives the share back). One test, so that no other executor of
-//! this binary changes the pool meanwhile. Skipped (and says so) without root.
+//! is SIGKILLed (its guardian gives the share back), and after one whose front, executor and
+//! guardian are all SIGKILLed (the next executor's start gives it back, from the ledger of live
+//! shares). One test, so that no other executor of this binary changes the pool meanwhile.
+//! Skipped (and says so) without root.
 //!
 //! The waits below are for a condition, bounded by a deadline against a hang: the executor
 //! raises the pool as it starts, and the guardian gives it back a moment after the executor's
@@ -110,4 +112,77 @@ fn the_pool_is_always_given_back() {
     sigkill(front.id() as i32);
     front.wait().expect("reap the front");
     assert_eq!(nr(), original);
+
+    // Everything SIGKILLed at once, the guardian first (what a test harness that kills every
+    // process of a run does): the executor, stopped, cannot notice its guardian's death, and
+    // nobody is left to give the share back. The ledger names it, and the next executor's
+    // start gives it back (before the ledger, these 8 pages stayed until reboot).
+    let mut front = long_run();
+    assert!(
+        wait_for(60, || nr() > original),
+        "the executor never raised the pool"
+    );
+    let executor = executor_of(front.id()).expect("the front's executor");
+    let guardian = first_child(executor).expect("the executor's guardian");
+    assert!(
+        ledger_pids().contains(&executor),
+        "the ledger names the executor {executor}: {:?}",
+        ledger_pids()
+    );
+    // SAFETY: kill of processes this test started.
+    unsafe { libc::kill(executor, libc::SIGSTOP) };
+    sigkill(guardian);
+    sigkill(executor);
+    sigkill(front.id() as i32);
+    front.wait().expect("reap the front");
+    assert!(
+        wait_for(10, || !alive(executor) && !alive(guardian)),
+        "the executor and its guardian are gone"
+    );
+    let raised = nr();
+    assert!(
+        raised > original,
+        "nobody was left to give the share back, yet the pool is {raised} (was {original})"
+    );
+    let out = common::cowcheck(&["run", "--cases", "10", "--seed", "1", "--jobs", "1"]);
+    assert!(out.status.success(), "the run failed:\n{}", out.dump());
+    assert_eq!(
+        nr(),
+        original,
+        "the next executor's start gave back the dead executor's share"
+    );
+    assert!(
+        !ledger_pids().contains(&executor),
+        "the dead executor's line is gone from the ledger: {:?}",
+        ledger_pids()
+    );
+}
+
+/// The ledger of live pool shares (`src/kernel/hugetlb_pool/ledger.rs`): the pids it names.
+fn ledger_pids() -> Vec<i32> {
+    std::fs::read_to_string("/run/cowcheck/hugetlb-pool")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The first child of `pid`: the executor forks its guardian first.
+fn first_child(pid: i32) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether `pid` is a process that has not exited (a zombie has).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.trim_start().chars().next()),
+            Some('Z') | Some('X')
+        ),
+        Err(_) => false,
+    }
 }

@@ -111,7 +111,7 @@ pub(crate) fn cmd_matrix(
                     generator: GenConfig {
                         // hugetlb maps only with --hugetlb, as for `run` (L9).
                         features: cowcheck::program::features::Features {
-                            hugetlb: executor.hello.features.hugetlb && exec.hugetlb,
+                            hugetlb: super::run::hugetlb_drawn(exec, &executor),
                             ..executor.hello.features
                         },
                         ..GenConfig::default()

@@ -79,7 +79,7 @@ pub(crate) fn cmd_run(
             max_ops,
             // hugetlb maps only with --hugetlb (docs/SEMANTICS.md L9: the pool is shared).
             features: Features {
-                hugetlb: executors[0].hello.features.hugetlb && exec.hugetlb,
+                hugetlb: hugetlb_drawn(exec, &executors[0]),
                 ..executors[0].hello.features
             },
             ..GenConfig::default()
@@ -125,6 +125,7 @@ pub(crate) fn cmd_run(
             saved.first().map(|p| p.as_path()),
         );
         v["environment"] = environment.to_json();
+        v["hugetlb"] = hugetlb_json(exec, executor);
         v["runtime_regions"] = own
             .iter()
             .map(|(k, how)| serde_json::json!({ "kind": k.to_string(), "source": how }))
@@ -143,6 +144,7 @@ pub(crate) fn cmd_run(
             "{}",
             report::campaign::summary_text(&summary, &target_of(executor), seed)
         );
+        println!("  hugetlb         {}", hugetlb_why(exec, executor).1);
         for (k, how) in &own {
             println!(
                 "  runtime region  {k} ({how}): the runtime's own, set aside where the program \
@@ -279,4 +281,33 @@ pub(crate) fn unsaved(trace: &str, error: &str) -> Fatal {
     println!("the finding could not be saved; its trace in full:");
     print!("{trace}");
     Fatal(format!("cannot save the finding: {error}"))
+}
+
+/// Whether the campaign draws MAP_HUGETLB maps: with `--hugetlb`, where the executor probed
+/// `HUGETLB` (docs/SEMANTICS.md L9).
+pub(crate) fn hugetlb_drawn(exec: &ExecArgs, ex: &Executor) -> bool {
+    hugetlb_why(exec, ex).0
+}
+
+/// Whether hugetlb maps are drawn, and why, as the summary says it.
+fn hugetlb_why(exec: &ExecArgs, ex: &Executor) -> (bool, &'static str) {
+    if !exec.hugetlb {
+        (
+            false,
+            "not drawn (--hugetlb draws MAP_HUGETLB maps; off by default, the pool is the machine's: L9)",
+        )
+    } else if !ex.hello.features.hugetlb {
+        (
+            false,
+            "not drawn (the executor found no HUGETLB: no pool it could use, see the environment)",
+        )
+    } else {
+        (true, "drawn (--hugetlb)")
+    }
+}
+
+/// The `hugetlb` key of `run --json`: `{"drawn": bool, "why": "..."}`.
+fn hugetlb_json(exec: &ExecArgs, ex: &Executor) -> serde_json::Value {
+    let (drawn, why) = hugetlb_why(exec, ex);
+    serde_json::json!({ "drawn": drawn, "why": why })
 }

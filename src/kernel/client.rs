@@ -500,12 +500,17 @@ impl Executor {
 
 impl Executor {
     /// Kills the executor's whole process group (the `--under` command and whatever it
-    /// started, or qemu) and reaps the executor.
+    /// started, or qemu) and reaps the executor; then gives back the hugetlb pool share of
+    /// every dead executor (a sweep, docs/SEMANTICS.md L7), so that the pool is back when this
+    /// returns, not only once the guardian, which wakes after the executor's death, gets to it.
     fn stop(&mut self) {
         let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.vm.is_none() {
+            super::hugetlb_pool::sweep();
+        }
     }
 }
 

@@ -5,15 +5,25 @@
 //! Several executors (`--jobs N`, parallel tests) share the one system-wide pool, so nobody
 //! sets it to a value: each adds its share and later subtracts what it got, both under an
 //! exclusive `flock` on the sysctl file itself, so that the additions and subtractions of
-//! concurrent executors never interleave. What an executor got is kept in a word of the
-//! guardian's shared page (`Guardian::pool_slot`): the executor gives it back when it ends
-//! (the [`Lease`]'s drop), and the guardian, which outlives it, gives it back if the executor
-//! was killed first (SIGKILL included). Both clear the word under the same lock, so the share
-//! goes back once. Without root, without the sysctl, or without a guardian to stand behind
-//! it, nothing is changed and hugetlb is used only if a pool is already there.
+//! concurrent executors never interleave. Every live share has a line in a ledger
+//! (`ledger`, `/run/cowcheck/hugetlb-pool`) keyed by the executor's pid and start time,
+//! changed under the same lock. The executor gives its share back when it ends (the
+//! [`Lease`]'s drop); the guardian, which outlives it, gives it back if the executor was
+//! killed first (SIGKILL included), naming it through the guardian's shared page
+//! (`Guardian::pool_slot`); and whatever killed both (a test harness that SIGKILLs every
+//! process of a run, found by `tests/hugetlb_pool.rs`), the next sweep gives it back: every
+//! executor sweeps as it starts, and the front sweeps after it stops an executor, so that the
+//! pool is back when `cowcheck` returns. The line goes with the pages, so a share goes back
+//! once. Without root, without the sysctl, without the ledger or without a guardian to stand
+//! behind it, nothing is changed and hugetlb is used only if a pool is already there.
 //!
 //! Everything here makes raw system calls on stack buffers, with no allocation: the guardian
 //! calls [`give_back`] in its forked child.
+
+mod ledger;
+
+use ledger::Ledger;
+pub use ledger::{Key, Share, shares};
 
 const NR_HUGEPAGES: &std::ffi::CStr = c"/proc/sys/vm/nr_hugepages";
 
@@ -93,46 +103,107 @@ impl Drop for Locked {
     }
 }
 
-/// Gives back the share recorded in `slot` (a word of the guardian's shared page), if any, and
-/// clears it, under the lock: called by the executor as it ends and by the guardian after it.
+/// What an executor holds of the pool, in the guardian's shared page
+/// (`Guardian::pool_slot`), so that the guardian can name the executor's share after its death.
+#[repr(C)]
+pub struct Slot {
+    /// Huge pages the executor added (0: none).
+    pub pages: i32,
+    /// The executor's pid and start time: its key in the ledger.
+    pub pid: i32,
+    pub start: u64,
+}
+
+/// Gives back the share of the executor `slot` names (its line in the ledger), if it is still
+/// there, and clears the slot, under the lock: called by the executor as it ends, by the
+/// guardian after it, and by the executor at once when its guardian is found dead.
 ///
 /// # Safety
 ///
-/// `slot` is null or points to an `i32` of shared memory that stays mapped for the caller's
+/// `slot` is null or points to a [`Slot`] of shared memory that stays mapped for the caller's
 /// life, accessed only under the lock.
-pub unsafe fn give_back(slot: *mut i32) {
+pub unsafe fn give_back(slot: *mut Slot) {
     if slot.is_null() {
         return;
     }
     let Some(lock) = Locked::open() else {
         return;
     };
-    // SAFETY: the slot is a word of the guardian's shared page, alive for our life; every
-    // access to it happens under the lock.
-    let got = unsafe { std::ptr::read_volatile(slot) };
-    if got > 0
-        && let Some(now) = lock.read()
-    {
-        lock.write(now - got as i64);
+    // SAFETY: the slot is in the guardian's shared page, alive for our life; every access to
+    // it happens under the lock.
+    let (pages, key) = unsafe {
+        let s = &*slot;
+        (
+            std::ptr::read_volatile(&s.pages),
+            Key {
+                pid: std::ptr::read_volatile(&s.pid),
+                start: std::ptr::read_volatile(&s.start),
+            },
+        )
+    };
+    if pages > 0 {
+        give_back_locked(&lock, |s| s.key == key);
     }
     // SAFETY: as above.
-    unsafe { std::ptr::write_volatile(slot, 0) };
+    unsafe { std::ptr::write_volatile(&mut (*slot).pages, 0) };
+}
+
+/// Gives back the share of every executor that is no longer running (docs/SEMANTICS.md L7):
+/// whatever killed an executor and its guardian, its share goes back at the next sweep. Each
+/// executor sweeps as it starts; the front sweeps after it has stopped an executor, so that
+/// the pool is back when `cowcheck` returns. Nothing without root or without a ledger.
+pub fn sweep() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    if let Some(lock) = Locked::open() {
+        give_back_locked(&lock, |s| !s.key.alive());
+    }
+}
+
+/// Under the lock: lowers the pool by the pages of the ledger's shares that `stale` picks,
+/// and removes their lines. The pool first: killed between the two (SIGKILL cannot wait), a
+/// share may go back twice (the pool is never lowered below 0), but is never left behind.
+fn give_back_locked(lock: &Locked, stale: impl Fn(&Share) -> bool) -> i64 {
+    let Some(mut ledger) = Ledger::open(false) else {
+        return 0;
+    };
+    if !ledger.shares().any(|s| stale(&s)) {
+        return 0;
+    }
+    let pages: i64 = ledger
+        .shares()
+        .filter(|s| stale(s))
+        .map(|s| s.pages.max(0) as i64)
+        .sum();
+    if pages > 0
+        && let Some(now) = lock.read()
+    {
+        lock.write(now - pages);
+    }
+    if ledger.rewrite(|s| !stale(s), None) {
+        ledger.commit();
+    }
+    pages
 }
 
 /// The executor's share of the pool: added by [`Lease::take`], given back when dropped (and by
-/// the guardian if the executor dies first).
+/// the guardian if the executor dies first, or by the next sweep if both are killed).
 pub struct Lease {
-    slot: *mut i32,
+    slot: *mut Slot,
 }
 
 impl Lease {
-    /// As root, with a guardian's `slot` to record it in, adds [`SHARE`] huge pages to the
-    /// pool and records how many the kernel actually added (fewer when memory is fragmented).
+    /// As root, with a guardian's `slot` to record it in, gives back the shares of dead
+    /// executors (a sweep), then adds [`SHARE`] huge pages to the pool and records how many
+    /// the kernel actually added (fewer when memory is fragmented), in the ledger and in the
+    /// slot. No share without the ledger: one that nobody could give back must not be taken.
     ///
     /// # Safety
     ///
-    /// As for [`give_back`]: `slot` is null or a word of shared memory alive for our life.
-    pub unsafe fn take(slot: *mut i32) -> Lease {
+    /// As for [`give_back`]: `slot` is null or a [`Slot`] of shared memory alive for our life.
+    pub unsafe fn take(slot: *mut Slot) -> Lease {
         let lease = Lease { slot };
         // SAFETY: geteuid has no preconditions.
         if slot.is_null() || unsafe { libc::geteuid() } != 0 {
@@ -141,16 +212,42 @@ impl Lease {
         let Some(lock) = Locked::open() else {
             return lease;
         };
-        let Some(before) = lock.read() else {
+        give_back_locked(&lock, |s| !s.key.alive());
+        let key = Key::own();
+        let Some(mut ledger) = Ledger::open(true) else {
             return lease;
         };
-        if !lock.write(before + SHARE as i64) {
+        // The line first, with the whole share: killed between the two writes, this executor
+        // is given back a share the pool may not have had (at worst another executor's share
+        // is cut short, an outcome the model allows: L9), never leaves one behind.
+        let mut share = Share { key, pages: SHARE };
+        if !ledger.rewrite(|_| true, Some(share)) || !ledger.commit() {
             return lease;
         }
-        let after = lock.read().unwrap_or(before + SHARE as i64);
-        let got = (after - before).clamp(0, SHARE as i64) as i32;
+        let Some(before) = lock.read() else {
+            ledger.rewrite(|s| s.key != key, None);
+            ledger.commit();
+            return lease;
+        };
+        let wrote = lock.write(before + SHARE as i64);
+        let after = lock.read().unwrap_or(before);
+        share.pages = if wrote {
+            (after - before).clamp(0, SHARE as i64) as i32
+        } else {
+            0
+        };
+        if share.pages > 0 {
+            ledger.rewrite(|_| true, Some(share));
+        } else {
+            ledger.rewrite(|s| s.key != key, None);
+        }
+        ledger.commit();
         // SAFETY: the guardian's shared page, under the lock (see `give_back`).
-        unsafe { std::ptr::write_volatile(slot, got) };
+        unsafe {
+            std::ptr::write_volatile(&mut (*slot).pid, key.pid);
+            std::ptr::write_volatile(&mut (*slot).start, key.start);
+            std::ptr::write_volatile(&mut (*slot).pages, share.pages);
+        }
         lease
     }
 
@@ -160,7 +257,7 @@ impl Lease {
             return 0;
         }
         // SAFETY: the guardian's shared page, alive for our life.
-        unsafe { std::ptr::read_volatile(self.slot) }
+        unsafe { std::ptr::read_volatile(&(*self.slot).pages) }
     }
 }
 

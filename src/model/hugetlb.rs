@@ -1,5 +1,5 @@
 //! hugetlb (MAP_HUGETLB), as in mm/hugetlb.c and the hugetlb cases of mm/mmap.c, mm/vma.c,
-//! mm/mprotect.c and mm/madvise.c (docs/SEMANTICS.md L6-L12): whole huge pages at a huge page
+//! mm/mprotect.c and mm/madvise.c (docs/SEMANTICS.md L6-L14): whole huge pages at a huge page
 //! boundary, range checks in units of the huge page, the advice a hugetlb VMA takes, and the
 //! reservations across fork.
 //!
@@ -292,9 +292,23 @@ impl Model {
     /// A fork child's hugetlb pages (L9): it owns no reservation (`hugetlb_dup_vma_private()`);
     /// a private page present in the parent is present in the child too
     /// (`copy_hugetlb_page_range()`), shared with it until either writes.
+    ///
+    /// A private page the parent may have lost to the owner's take-back (not known present,
+    /// yet not zero: `take_back()`) is, in the child, either the old page (the parent still
+    /// had it) or nothing: the parent's VMA was marked HPAGE_RESV_UNMAPPED so that its own
+    /// faults die, but the child's VMA does not inherit the mark, and its fault maps a fresh
+    /// zeroed huge page where the pool has one (L14). So zero is an alternative there, learnt
+    /// from the first observation (as after MADV_FREE, F2), base page by base page.
     pub(super) fn hugetlb_fork(&mut self, child: ProcId) {
         for p in self.space_mut(child).ptes.values_mut() {
             if p.tlb != 0 {
+                let lost = !p.kind.is_shared()
+                    && p.tlb & tlb::PRESENT == 0
+                    && p.backing != PageBacking::Private(FrameId::ZERO);
+                if lost && !p.alts.iter().any(|a| a == FrameId::ZERO) {
+                    // The zero frame is not counted (`Frames::take`): nothing to take.
+                    p.alts.push(FrameId::ZERO);
+                }
                 p.tlb &= !(tlb::OWNER | tlb::RESERVED | tlb::GONE);
                 if p.kind.is_shared() {
                     p.tlb &= !tlb::PRESENT;
@@ -494,7 +508,22 @@ impl Model {
         }
         self.space_mut(proc).get_mut(vpn).expect("mapped").tlb &= !tlb::GONE;
         if !present && seen != UNREADABLE {
+            // A view reads a huge page base page after base page, and the pool may change
+            // between two of them (another program takes or frees huge pages): its first
+            // pages may have found no page where a later one faulted the huge page in. Those
+            // stay unreadable in this view (L13).
+            let head = vpn - vpn % HUGE;
+            let gone: Vec<u64> = (head..vpn)
+                .filter(|v| {
+                    self.space(proc)
+                        .get(*v)
+                        .is_some_and(|p| p.tlb & tlb::GONE != 0)
+                })
+                .collect();
             self.tlb_touch(proc, vpn, false);
+            for v in gone {
+                self.space_mut(proc).get_mut(v).expect("mapped").tlb |= tlb::GONE;
+            }
         }
     }
 }

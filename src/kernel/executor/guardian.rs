@@ -25,7 +25,8 @@ pub(super) struct Guardian {
 
 impl Guardian {
     pub(super) fn start() -> Guardian {
-        // SAFETY: a fresh shared anonymous page for two i32s, kept for the executor's life.
+        // SAFETY: a fresh shared anonymous page for the group and the pool's slot, kept for the
+        // executor's life.
         // A raw system call, not libc's mmap: a libc under test (`--under LD_PRELOAD=...`)
         // that made it private would leave the guardian blind to the group and to the hugetlb
         // pool share (found by tests/faults.rs, shared-private: 8 pages left each run).
@@ -47,6 +48,8 @@ impl Guardian {
             };
         }
         let pgid = page as *mut i32;
+        // SAFETY: getpid has no preconditions.
+        let executor = unsafe { libc::getpid() };
         // SAFETY: the executor is single-threaded; the child only makes async-signal-safe
         // calls (prctl, setpgid, sigaction, sigwait, kill, _exit) and reads the shared page.
         match unsafe { nix::unistd::fork() } {
@@ -68,7 +71,9 @@ impl Guardian {
                     libc::sigaddset(&mut mask, libc::SIGUSR1);
                     libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut());
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
-                    if libc::getppid() != 1 {
+                    // The executor may have died before the prctl: then this process was
+                    // handed to a subreaper (not always init), and no signal will come.
+                    if libc::getppid() == executor {
                         let mut sig = 0;
                         libc::sigwait(&mask, &mut sig);
                     }
@@ -76,7 +81,7 @@ impl Guardian {
                     if g > 0 {
                         libc::kill(-g, libc::SIGKILL);
                     }
-                    crate::kernel::hugetlb_pool::give_back(pgid.add(1));
+                    crate::kernel::hugetlb_pool::give_back(pool_slot(pgid));
                     libc::_exit(0);
                 }
             }
@@ -88,14 +93,13 @@ impl Guardian {
         }
     }
 
-    /// The word of the shared page that holds the executor's share of the hugetlb pool, which
+    /// The part of the shared page that names the executor's share of the hugetlb pool, which
     /// the guardian gives back if the executor dies first; null without a guardian.
-    pub(super) fn pool_slot(&self) -> *mut i32 {
+    pub(super) fn pool_slot(&self) -> *mut crate::kernel::hugetlb_pool::Slot {
         if self.pgid.is_null() || self.pid.is_none() {
             return std::ptr::null_mut();
         }
-        // SAFETY: the second i32 of the shared page, which is 4096 bytes long.
-        unsafe { self.pgid.add(1) }
+        pool_slot(self.pgid)
     }
 
     /// Names the group to kill if the executor dies.
@@ -105,4 +109,9 @@ impl Guardian {
             unsafe { std::ptr::write_volatile(self.pgid, pgid.as_raw()) };
         }
     }
+}
+
+/// The pool's slot in the shared page that starts at `page`: 8 bytes in, past the group.
+fn pool_slot(page: *mut i32) -> *mut crate::kernel::hugetlb_pool::Slot {
+    (page as usize + 8) as *mut crate::kernel::hugetlb_pool::Slot
 }
