@@ -9,22 +9,13 @@
 //! page whose kernel frame is open (I9), a guard page of a shared mapping (mincore looks its
 //! offset up in the page cache) and a shared page that holds only zeros (a read fault anywhere
 //! allocates it clean, and reclaim or MADV_PAGEOUT may drop it again, even while it is mapped
-//! between the two reads) are left open. So is a private page that pagemap showed absent and
-//! mincore resident in a process whose address space another live process shares (a
-//! `clone(CLONE_VM)` child, T31): that process reads its view at the same moment, and its
-//! digest's load of the page can map it between this process's two reads.
+//! between the two reads) are left open.
 
 use crate::model::{Model, Prediction};
-use crate::program::ProcId;
 use crate::program::physical::pm;
 
 /// What the frames say mincore should have reported of a page, if it reported otherwise.
-pub(super) fn mincore(
-    model: &Model,
-    pred_proc: ProcId,
-    pred: &Prediction,
-    word: u64,
-) -> Option<&'static str> {
+pub(super) fn mincore(model: &Model, pred: &Prediction, word: u64) -> Option<&'static str> {
     let resident = word & pm::RESIDENT != 0;
     let present = word & pm::PRESENT != 0;
     let guard = word & pm::GUARD != 0 || pred.presence == crate::model::Presence::Never;
@@ -39,7 +30,6 @@ pub(super) fn mincore(
             (true, false) => {
                 Some("resident (a private page mincore reports by its entry, present here)")
             }
-            (false, true) if model.shares_mm(pred_proc) => None,
             (false, true) => {
                 Some("not resident (a private page mincore reports by its entry, absent here)")
             }
@@ -56,45 +46,5 @@ pub(super) fn mincore(
              object lives)",
         ),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::program::trace;
-
-    /// The model after `ops` (trace lines after the header), and p0's prediction for the
-    /// first page of m0.
-    fn p0_first_page(ops: &str) -> (Model, Prediction) {
-        let p = trace::parse_str(&format!("cowcheck-trace 1\n{ops}")).expect("parses");
-        let mut model = Model::new(4096);
-        for op in &p.ops {
-            model.apply(op, None).expect("runs");
-        }
-        let preds = model.physical();
-        let pred = preds
-            .iter()
-            .find(|(proc, _)| *proc == ProcId(0))
-            .and_then(|(_, pp)| pp.first().copied())
-            .expect("p0 maps m0");
-        (model, pred)
-    }
-
-    /// A private page that pagemap showed absent and mincore resident: a divergence in a
-    /// process of its own, left open where a `clone(CLONE_VM)` child's view may fault it in
-    /// between the two reads (T31), and held again once that child is gone.
-    #[test]
-    fn an_absent_page_resident_in_mincore_is_open_only_in_a_shared_address_space() {
-        let absent_but_resident = pm::RESIDENT;
-        let (model, pred) = p0_first_page("p0 map m0 private 2\n");
-        assert!(mincore(&model, ProcId(0), &pred, absent_but_resident).is_some());
-        let (model, pred) = p0_first_page("p0 map m0 private 2\np0 clone p1\n");
-        assert_eq!(mincore(&model, ProcId(0), &pred, absent_but_resident), None);
-        let (model, pred) = p0_first_page("p0 map m0 private 2\np0 clone p1\np1 exit\n");
-        assert!(mincore(&model, ProcId(0), &pred, absent_but_resident).is_some());
-        // Present but not resident stays a divergence either way.
-        let (model, pred) = p0_first_page("p0 map m0 private 2\np0 clone p1\n");
-        assert!(mincore(&model, ProcId(0), &pred, pm::PRESENT).is_some());
     }
 }

@@ -149,8 +149,7 @@ pub fn check(
             }
             _ => {}
         }
-        if mincore && let Some(expected) = super::accounting::mincore(model, s.proc, s.pred, s.word)
-        {
+        if mincore && let Some(expected) = super::accounting::mincore(model, s.pred, s.word) {
             let seen = if s.word & pm::RESIDENT != 0 {
                 "resident"
             } else {

@@ -33,13 +33,6 @@ impl Model {
             .count()
     }
 
-    /// Whether another live process runs in `proc`'s address space [T31]: its view, read at
-    /// the same moment as `proc`'s, may fault pages of their one page table in between two
-    /// reads of `proc`'s (a digest's load maps the zero page on an untouched private page).
-    pub fn shares_mm(&self, proc: ProcId) -> bool {
-        self.mm_users(proc) > 1
-    }
-
     /// Whether `proc` is the first live user of its address space: the one the physical
     /// channel's predictions stand for [T31] (pagemap and smaps read the mm, not the process).
     pub(super) fn mm_first_user(&self, proc: ProcId) -> bool {

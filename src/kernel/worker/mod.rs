@@ -24,7 +24,8 @@
 //! - `alloc`: the allocator ops (malloc and its family), **the one place that allocates after
 //!   fork**: those allocations are the program's own, made through libc so that an interposed
 //!   allocator is in the path;
-//! - `snapshot`: a process looking at itself;
+//! - `snapshot`: a process looking at itself; `view_lock`: one view at a time per address
+//!   space (a clone child's and its parent's);
 //! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
 //! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
 //! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
@@ -51,6 +52,7 @@ mod socket;
 mod thread;
 mod turn;
 mod vfork;
+mod view_lock;
 mod zygote;
 
 use std::os::fd::RawFd;

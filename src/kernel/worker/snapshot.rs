@@ -53,10 +53,13 @@ fn copy_own(buf: &mut [u8], addr: u64) -> usize {
 /// Looks at itself and builds the view (the reply to SNAPSHOT) at the start of the reply area,
 /// which must hold nothing unsent; returns its length in words.
 fn take_view(s: &mut Scratch) -> usize {
-    // A racing thread that changes the layout waits meanwhile (`thread::Racer::hold`, T11).
+    // A racing thread that changes the layout waits meanwhile (`thread::Racer::hold`, T11),
+    // and so does every other process of this address space (`view_lock`, T31).
+    let one_at_a_time = super::view_lock::ViewLock::take();
     s.racer.hold();
     let (regions, phys, pages) = snapshot(s);
     s.racer.release();
+    drop(one_at_a_time);
     let head = match (regions, pages) {
         (Some(regions), Some(pages)) => Reply::View {
             regions,
