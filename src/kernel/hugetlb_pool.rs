@@ -14,8 +14,10 @@
 //! process of a run, found by `tests/hugetlb_pool.rs`), the next sweep gives it back: every
 //! executor sweeps as it starts, and the front sweeps after it stops an executor, so that the
 //! pool is back when `cowcheck` returns. The line goes with the pages, so a share goes back
-//! once. Without root, without the sysctl, without the ledger or without a guardian to stand
-//! behind it, nothing is changed and hugetlb is used only if a pool is already there.
+//! once. Without a ledger (a VM guest without a writable `/run`) the share is taken as before,
+//! given back by the executor or its guardian only. Without root, without the sysctl, or
+//! without a guardian to stand behind it, nothing is changed and hugetlb is used only if a
+//! pool is already there.
 //!
 //! Everything here makes raw system calls on stack buffers, with no allocation: the guardian
 //! calls [`give_back`] in its forked child.
@@ -112,6 +114,9 @@ pub struct Slot {
     /// The executor's pid and start time: its key in the ledger.
     pub pid: i32,
     pub start: u64,
+    /// 1 when the share has a line in the ledger; 0 when no ledger could be had (a VM guest
+    /// without a writable `/run`): the share is then given back from the slot alone.
+    pub ledgered: i32,
 }
 
 /// Gives back the share of the executor `slot` names (its line in the ledger), if it is still
@@ -131,7 +136,7 @@ pub unsafe fn give_back(slot: *mut Slot) {
     };
     // SAFETY: the slot is in the guardian's shared page, alive for our life; every access to
     // it happens under the lock.
-    let (pages, key) = unsafe {
+    let (pages, key, ledgered) = unsafe {
         let s = &*slot;
         (
             std::ptr::read_volatile(&s.pages),
@@ -139,10 +144,15 @@ pub unsafe fn give_back(slot: *mut Slot) {
                 pid: std::ptr::read_volatile(&s.pid),
                 start: std::ptr::read_volatile(&s.start),
             },
+            std::ptr::read_volatile(&s.ledgered) != 0,
         )
     };
-    if pages > 0 {
+    if pages > 0 && ledgered {
         give_back_locked(&lock, |s| s.key == key);
+    } else if pages > 0
+        && let Some(now) = lock.read()
+    {
+        lock.write(now - pages as i64);
     }
     // SAFETY: as above.
     unsafe { std::ptr::write_volatile(&mut (*slot).pages, 0) };
@@ -198,7 +208,7 @@ impl Lease {
     /// As root, with a guardian's `slot` to record it in, gives back the shares of dead
     /// executors (a sweep), then adds [`SHARE`] huge pages to the pool and records how many
     /// the kernel actually added (fewer when memory is fragmented), in the ledger and in the
-    /// slot. No share without the ledger: one that nobody could give back must not be taken.
+    /// slot (without a ledger, in the slot alone).
     ///
     /// # Safety
     ///
@@ -214,19 +224,23 @@ impl Lease {
         };
         give_back_locked(&lock, |s| !s.key.alive());
         let key = Key::own();
-        let Some(mut ledger) = Ledger::open(true) else {
-            return lease;
-        };
         // The line first, with the whole share: killed between the two writes, this executor
         // is given back a share the pool may not have had (at worst another executor's share
-        // is cut short, an outcome the model allows: L9), never leaves one behind.
+        // is cut short, an outcome the model allows: L9), never leaves one behind. Without a
+        // ledger (a VM guest without a writable `/run`), the share is taken as before the
+        // ledger existed: the executor and its guardian still give it back.
         let mut share = Share { key, pages: SHARE };
-        if !ledger.rewrite(|_| true, Some(share)) || !ledger.commit() {
-            return lease;
+        let mut ledger = Ledger::open(true);
+        if let Some(l) = ledger.as_mut()
+            && !(l.rewrite(|_| true, Some(share)) && l.commit())
+        {
+            ledger = None;
         }
         let Some(before) = lock.read() else {
-            ledger.rewrite(|s| s.key != key, None);
-            ledger.commit();
+            if let Some(l) = ledger.as_mut() {
+                l.rewrite(|s| s.key != key, None);
+                l.commit();
+            }
             return lease;
         };
         let wrote = lock.write(before + SHARE as i64);
@@ -236,16 +250,19 @@ impl Lease {
         } else {
             0
         };
-        if share.pages > 0 {
-            ledger.rewrite(|_| true, Some(share));
-        } else {
-            ledger.rewrite(|s| s.key != key, None);
+        if let Some(l) = ledger.as_mut() {
+            if share.pages > 0 {
+                l.rewrite(|_| true, Some(share));
+            } else {
+                l.rewrite(|s| s.key != key, None);
+            }
+            l.commit();
         }
-        ledger.commit();
         // SAFETY: the guardian's shared page, under the lock (see `give_back`).
         unsafe {
             std::ptr::write_volatile(&mut (*slot).pid, key.pid);
             std::ptr::write_volatile(&mut (*slot).start, key.start);
+            std::ptr::write_volatile(&mut (*slot).ledgered, ledger.is_some() as i32);
             std::ptr::write_volatile(&mut (*slot).pages, share.pages);
         }
         lease
