@@ -7,15 +7,21 @@
 //! depends on that choice or allows every view the model allows; where the model allows two
 //! lines of events (a successful MADV_FREE, a vmsplice of a write-only page), it refuses.
 
+mod layout;
+mod pipe;
+
 use std::collections::VecDeque;
 use std::ops::Range;
 
+use layout::Placed;
+use pipe::{PipePage, pipe_read_digests};
+
 use super::error::ReproError;
 use super::race::{RaceCheck, Races};
-use crate::model::{Life, Model, UNREADABLE, Watch};
-use crate::program::outcome::{Outcome, digest};
+use crate::model::{Model, UNREADABLE, Watch};
+use crate::program::outcome::Outcome;
 use crate::program::tables::{self, errno::EFAULT};
-use crate::program::{Advice, MapId, Op, PlaceHow, ProcId, Program, Via, caps};
+use crate::program::{Advice, MapId, Op, ProcId, Program, Via, caps};
 
 /// What the reproducer of one program checks, for pages of `page_size` bytes.
 pub struct Plan {
@@ -211,31 +217,6 @@ struct Walk {
     /// The program's racing threads, as the plan follows them.
     races: Races,
     read_races: Vec<(usize, Vec<Option<RaceCheck>>)>,
-}
-
-/// A handle placed where the kernel chose, by process `by` at op `at`.
-struct Placed {
-    map: u8,
-    by: ProcId,
-    at: usize,
-}
-
-/// A page in the program's pipe, as the plan follows it alongside the model: where it was
-/// spliced from, and every page content that was ever visible at that address in any live
-/// process from the splice until it is read (a superset of the model's allowed views, which the
-/// model then filters, see `pipe_read_digests`).
-struct PipePage {
-    addr: u64,
-    seen: Vec<(u64, Vec<u8>)>,
-}
-
-impl PipePage {
-    fn note(&mut self, bytes: Vec<u8>) {
-        let d = digest(&bytes);
-        if !self.seen.iter().any(|(x, _)| *x == d) {
-            self.seen.push((d, bytes));
-        }
-    }
 }
 
 impl Walk {
@@ -446,188 +427,6 @@ impl Walk {
         self.note_placement(i, op, mapped);
         Ok(step)
     }
-
-    /// Follows the program's pipe past `op`: a successful vmsplice adds a page, a pipe-read that
-    /// read takes the oldest, and every content now visible at a spliced address is noted.
-    fn follow_pipe(&mut self, op: &Op, outcome: &Outcome) {
-        let model = &self.model;
-        match (op, outcome) {
-            (Op::Vmsplice { proc, map, page }, Outcome::Done) => {
-                let addr = model
-                    .handle(*map)
-                    .map_or(0, |h| h.base + *page as u64 * self.page_size as u64);
-                let mut p = PipePage {
-                    addr,
-                    seen: Vec::new(),
-                };
-                if let Some(b) = model.page_bytes(*proc, addr) {
-                    p.note(b);
-                }
-                // A page not faulted in yet may be spliced as the zero page.
-                p.note(vec![0u8; self.page_size]);
-                self.pipe.push_back(p);
-            }
-            (Op::PipeRead { .. }, Outcome::Read { .. }) => {
-                self.pipe.pop_front();
-            }
-            _ => {}
-        }
-        if (0..caps::MAX_PROCS).all(|q| model.life(ProcId(q as u8)) != Life::Alive) {
-            self.pipe.clear();
-        }
-        // Every content visible at a spliced address after this op, in any live process: the
-        // splicer's own later write may go in place (and show through the pipe), a shared page
-        // is one page for every mapper.
-        for p in self.pipe.iter_mut() {
-            for q in 0..caps::MAX_PROCS as u8 {
-                if model.life(ProcId(q)) == Life::Alive
-                    && let Some(b) = model.page_bytes(ProcId(q), p.addr)
-                {
-                    p.note(b);
-                }
-            }
-        }
-    }
-
-    /// Records what op `i` leaves to the kernel's placement (`mapped`: it returned an address),
-    /// and each fork's op.
-    fn note_placement(&mut self, i: usize, op: &Op, mapped: bool) {
-        match *op {
-            Op::Remap {
-                map,
-                old,
-                flags,
-                result,
-                proc,
-                ..
-            } if mapped && flags.fixed.is_none() && (flags.maymove || flags.dontunmap) => {
-                if !flags.dontunmap {
-                    self.uncertain
-                        .push((map.0, old.start..old.end.max(old.start + 1)));
-                }
-                self.placed.push(Placed {
-                    map: result.0,
-                    by: proc,
-                    at: i,
-                });
-            }
-            Op::MapAt {
-                how: PlaceHow::Hint,
-                at,
-                pages,
-                map,
-                proc,
-                ..
-            } => {
-                self.uncertain
-                    .push((at.map.0, at.page..at.page.saturating_add(pages)));
-                self.placed.push(Placed {
-                    map: map.0,
-                    by: proc,
-                    at: i,
-                });
-            }
-            Op::Map { map, proc, .. } => self.placed.push(Placed {
-                map: map.0,
-                by: proc,
-                at: i,
-            }),
-            Op::Fork { child, .. } | Op::CloneVm { child, .. } => self.birth[child.0 as usize] = i,
-            _ => {}
-        }
-    }
-
-    /// Whether process `q` holds handle `m`'s range because it placed it or inherited it (then
-    /// the placement does not matter: the range is where the handle says).
-    fn holds(&self, q: ProcId, m: u8) -> bool {
-        let Some(p) = self.placed.iter().rev().find(|p| p.map == m) else {
-            return true;
-        };
-        let mut cur = q;
-        loop {
-            if cur == p.by {
-                return true;
-            }
-            if cur == ProcId::ROOT || self.birth[cur.0 as usize] < p.at {
-                return false;
-            }
-            match self.model.parent(cur) {
-                Some(parent) => cur = parent,
-                None => return false,
-            }
-        }
-    }
-
-    /// What every live process must look like now, per mapping handle and page, leaving out
-    /// what the kernel's placement decides.
-    fn state_checks(&mut self, after_op: usize) -> Vec<StateCheck> {
-        let snap = self.model.snapshot();
-        let physical = self.model.physical();
-        let ps = self.page_size as u64;
-        let mut out = Vec::new();
-        for view in &snap.procs {
-            if self.model.life(view.proc) != Life::Alive {
-                continue;
-            }
-            let mut rows = Vec::new();
-            for m in 0..caps::MAX_MAPS as u8 {
-                let Some(h) = self.model.handle(MapId(m)) else {
-                    continue;
-                };
-                // Only where the process placed or inherited the handle is its range known here.
-                if !self.holds(view.proc, m) {
-                    continue;
-                }
-                for page in 0..h.pages {
-                    if self
-                        .uncertain
-                        .iter()
-                        .any(|(um, r)| *um == m && r.contains(&page))
-                    {
-                        continue;
-                    }
-                    let addr = h.base + page as u64 * ps;
-                    if super::race::unmapped_or_not(&self.model, view.proc, addr) {
-                        continue;
-                    }
-                    let mapped = view.regions.iter().any(|r| r.start <= addr && addr < r.end);
-                    let digest = view
-                        .pages
-                        .iter()
-                        .find(|(a, _)| *a == addr)
-                        .map(|(_, d)| *d)
-                        .filter(|d| *d != UNREADABLE);
-                    let phys = physical
-                        .iter()
-                        .find(|(p, _)| *p == view.proc)
-                        .and_then(|(_, preds)| preds.iter().find(|p| p.addr == addr))
-                        .map_or(0, phys_bits);
-                    let race = if mapped && digest.is_some() {
-                        self.races
-                            .check(&self.model, view.proc, addr, 0, self.page_size)
-                            .unwrap_or(None)
-                    } else {
-                        None
-                    };
-                    rows.push(Row {
-                        map: m,
-                        page,
-                        mapped,
-                        readable: mapped && digest.is_some(),
-                        digest: digest.unwrap_or(0),
-                        phys,
-                        race,
-                    });
-                }
-            }
-            out.push(StateCheck {
-                after_op,
-                proc: view.proc,
-                rows,
-            });
-        }
-        out
-    }
 }
 
 /// What a successful op does, in words.
@@ -668,40 +467,6 @@ fn success_words(op: &Op) -> String {
         Op::Vfork { .. } => "vforks a child that writes and exits".into(),
         Op::CloneVm { child, .. } => format!("clones {child} into its address space"),
     }
-}
-
-/// The digests (with the bytes) a `pipe-read` of `page` may see, by the model: the model
-/// keeps its pipe to itself and `apply(op, None)` names one allowed view only, so every content
-/// the plan saw at the spliced address since the splice (the spliced bytes, zero, and each
-/// later content of that page in any live process, the splicer's own in-place writes among
-/// them) is offered to a copy of the model as the observation; the model returns an observed
-/// digest unchanged exactly when it allows it. Its own default view is always kept. Where
-/// a view cannot be named this way (a page the splicer moved with mremap and then wrote in
-/// place), the reproducer accepts the views it can name, which always include the spliced
-/// bytes and the splicer's bytes at the spliced address.
-fn pipe_read_digests(model: &Model, op: &Op, page: &PipePage) -> Vec<(u64, Vec<u8>)> {
-    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
-    let default = match model.clone().apply(op, None) {
-        Ok(Outcome::Read { digests }) => digests.first().copied(),
-        _ => None,
-    };
-    for (d, bytes) in &page.seen {
-        let seen = Outcome::Read { digests: vec![*d] };
-        let allowed = matches!(
-            model.clone().step(op, Some(&seen)),
-            Ok(Outcome::Read { digests }) if digests.first() == Some(d)
-        );
-        if allowed && !out.iter().any(|(x, _)| x == d) {
-            out.push((*d, bytes.clone()));
-        }
-    }
-    if let Some(d) = default
-        && !out.iter().any(|(x, _)| *x == d)
-    {
-        // Not among the contents the plan saw: keep it, bytes unknown.
-        out.insert(0, (d, Vec::new()));
-    }
-    out
 }
 
 /// The bytes a read sees in the model, in words (up to three pages).
