@@ -56,11 +56,13 @@ fn no_committed_artifact_takes_the_second_dialect() {
     for dir in [corpus_dir(), root().join("fuzz/seeds")] {
         for path in files_in(&dir) {
             let bytes = std::fs::read(&path).expect("read a corpus file");
-            assert!(
-                !bytes.starts_with(generate::DIALECT_2),
-                "{} starts with the dialect-2 prefix",
-                path.display()
-            );
+            for prefix in [generate::DIALECT_2, generate::DIALECT_3] {
+                assert!(
+                    !bytes.starts_with(prefix),
+                    "{} starts with a later dialect's prefix",
+                    path.display()
+                );
+            }
         }
     }
 }

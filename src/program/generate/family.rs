@@ -8,6 +8,13 @@ use super::{Builder, RawOp};
 /// (`tests/fuzz_corpus.rs` checks), so old artifacts decode as they did.
 pub const DIALECT_2: &[u8] = b"\xcc\x02cowcheck";
 
+/// The prefix of dialect-3 bytes: laid out as dialect 2 (a tag byte before each raw op), and
+/// decoded the same but for the race kinds that came after it (`race remap`, `race vmsplice`,
+/// docs/SEMANTICS.md T13, T14), which only dialect 3 draws: so dialect-2 bytes (a campaign's
+/// programs up to then, a fuzzer's inputs) keep their programs. `cowcheck run` and the
+/// fuzzer's fresh programs draw dialect 3.
+pub const DIALECT_3: &[u8] = b"\xcc\x03cowcheck";
+
 /// One later family of ops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {

@@ -9,7 +9,9 @@
 //! sequence of `(tag, RawOp)` pairs: the tag chooses between the classic ops and each later
 //! [`Family`] (allocator ops, threads, huge-page backings), each decoded by its own file in
 //! this directory. Bytes without the prefix decode as they always did, so old artifacts keep
-//! their programs; `cowcheck run` draws dialect-2 bytes whenever a family is enabled.
+//! their programs. The third ([`DIALECT_3`]) is laid out as the second and adds the race kinds
+//! that came after it, so that dialect-2 bytes keep their programs too; `cowcheck run` draws
+//! dialect-3 bytes whenever a family is enabled.
 
 mod alloc;
 mod backings;
@@ -27,7 +29,7 @@ use super::op::{
     Program, Prot, RemapFlags, Span, Syscall, Validator, Via, caps,
 };
 use crate::program::features::Features;
-pub use family::{DIALECT_2, Families, Family};
+pub use family::{DIALECT_2, DIALECT_3, Families, Family};
 
 /// One op's worth of raw choices; `build` resolves it against the program so far.
 ///
@@ -99,11 +101,15 @@ struct Builder {
     config: GenConfig,
     /// The size of the allocation freed last (`alloc.rs`), 0 for none.
     freed: u32,
+    /// The dialect of the bytes (1, 2 or 3): what a later dialect added, an earlier one never
+    /// draws.
+    dialect: u8,
 }
 
 impl Builder {
-    fn new(config: GenConfig) -> Builder {
+    fn new(config: GenConfig, dialect: u8) -> Builder {
         Builder {
+            dialect,
             kinds: [MapKind::Private; caps::MAX_MAPS],
             config,
             v: Validator::new(),
@@ -533,7 +539,7 @@ impl Builder {
 
 /// Builds a valid program from raw ops (the first dialect: classic ops only).
 pub fn build(raws: &[RawOp], config: GenConfig) -> Program {
-    let mut b = Builder::new(config);
+    let mut b = Builder::new(config, 1);
     for r in raws {
         if b.ops.len() >= config.max_ops.min(caps::MAX_OPS) {
             break;
@@ -547,7 +553,12 @@ pub fn build(raws: &[RawOp], config: GenConfig) -> Program {
 /// ops or a later family ([`Family::of_tag`]); a family that `config` does not enable falls
 /// back to the classic op.
 pub fn build_tagged(raws: &[(u8, RawOp)], config: GenConfig) -> Program {
-    let mut b = Builder::new(config);
+    build_tagged_in(3, raws, config)
+}
+
+/// [`build_tagged`] as dialect `dialect` (2 or 3) decodes it.
+fn build_tagged_in(dialect: u8, raws: &[(u8, RawOp)], config: GenConfig) -> Program {
+    let mut b = Builder::new(config, dialect);
     for (tag, r) in raws {
         if b.ops.len() >= config.max_ops.min(caps::MAX_OPS) {
             break;
@@ -560,10 +571,13 @@ pub fn build_tagged(raws: &[(u8, RawOp)], config: GenConfig) -> Program {
     Program::new(b.ops)
 }
 
-/// Decodes any byte string into a valid program: dialect 2 after the [`DIALECT_2`] prefix,
-/// the first dialect otherwise.
+/// Decodes any byte string into a valid program: dialect 3 after the [`DIALECT_3`] prefix,
+/// dialect 2 after the [`DIALECT_2`] prefix, the first dialect otherwise.
 pub fn from_bytes(bytes: &[u8], config: GenConfig) -> Program {
-    if let Some(rest) = bytes.strip_prefix(DIALECT_2) {
+    let tagged = [(DIALECT_3, 3), (DIALECT_2, 2)]
+        .into_iter()
+        .find_map(|(prefix, dialect)| Some((bytes.strip_prefix(prefix)?, dialect)));
+    if let Some((rest, dialect)) = tagged {
         let mut u = Unstructured::new(rest);
         let mut raws = Vec::new();
         while raws.len() < config.max_ops {
@@ -575,7 +589,7 @@ pub fn from_bytes(bytes: &[u8], config: GenConfig) -> Program {
                 _ => break,
             }
         }
-        return build_tagged(&raws, config);
+        return build_tagged_in(dialect, &raws, config);
     }
     let mut u = Unstructured::new(bytes);
     let mut raws = Vec::new();
@@ -606,18 +620,23 @@ impl SplitMix {
     }
 }
 
-/// Program number `index` of the campaign with seed `seed`: dialect-2 bytes when `config`
+/// Program number `index` of the campaign with seed `seed`: dialect-3 bytes when `config`
 /// enables a later family, the first dialect otherwise (`--core`).
 pub fn random_program(seed: u64, index: u64, config: GenConfig) -> Program {
+    from_bytes(&random_program_bytes(seed, index, config), config)
+}
+
+/// The bytes behind [`random_program`] (the fuzzer's fresh programs are these too).
+pub fn random_program_bytes(seed: u64, index: u64, config: GenConfig) -> Vec<u8> {
     let mut rng = SplitMix::new(seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
     if config.core_only || config.families.is_empty() {
-        return from_bytes(&random_bytes(&mut rng, config.max_ops), config);
+        return random_bytes(&mut rng, config.max_ops);
     }
-    let mut bytes = DIALECT_2.to_vec();
+    let mut bytes = DIALECT_3.to_vec();
     bytes.extend(random_bytes(&mut rng, config.max_ops));
     // A tag byte per op on top of the ten of a raw op.
     bytes.extend(random_bytes(&mut rng, config.max_ops / 10 + 1));
-    from_bytes(&bytes, config)
+    bytes
 }
 
 /// The bytes behind a random program of `cowcheck run`: enough for between 1 and `max_ops`

@@ -8,24 +8,25 @@ use crate::program::{MapId, Op, ProcId, RaceKind};
 
 impl Builder {
     /// The kind of a new race: `write` most often, then `dontneed`, `poke`, `read`, `protect`,
-    /// `unmap`, `remap` and `vmsplice` (T1, T7, T8, T10-T14). `remap` takes half of `unmap`'s
-    /// share and `vmsplice` half of `read`'s, by a bit of `d` no kind looked at before: every
-    /// byte value left over was already valid.
+    /// `unmap`, `remap` and `vmsplice` (T1, T7, T8, T10-T14). In dialect 3, `remap` takes half
+    /// of `unmap`'s share and `vmsplice` half of `read`'s, by a bit of `d` no kind looked at
+    /// before (every byte value was already a valid kind, so dialect 2 keeps its kinds).
     pub(super) fn race_kind(&self, r: &RawOp) -> RaceKind {
+        let later = self.dialect >= 3 && r.d & 8 != 0;
         match r.d % 8 {
             0..=2 => RaceKind::Write,
             3 => RaceKind::DontNeed,
             4 => RaceKind::Poke,
-            5 if r.d & 8 == 0 => RaceKind::Read,
-            5 => RaceKind::Vmsplice,
+            5 if later => RaceKind::Vmsplice,
+            5 => RaceKind::Read,
             6 => RaceKind::Protect,
-            _ if r.d & 8 == 0 => RaceKind::Unmap,
-            _ => RaceKind::Remap,
+            _ if later => RaceKind::Remap,
+            _ => RaceKind::Unmap,
         }
     }
 
     /// Beside a storing thread of `p` on `page` of `map`: a reader joins it (T10), or a
-    /// vmsplice thread (T14) one time in two, in `p` or in another live process, on that page
+    /// vmsplice thread (T14, dialect 3) one time in two, in `p` or in another live process, on that page
     /// most often. False if it was not done (the raw
     /// op said otherwise, or the validator refused).
     pub(super) fn add_racers(&mut self, r: &RawOp, p: ProcId, map: MapId, page: u16) -> bool {
@@ -44,10 +45,10 @@ impl Builder {
             Some(m) if r.b % 4 == 3 => (m, r.a % self.sizes[m.0 as usize]),
             _ => (map, page),
         };
-        let kind = if r.c & 2 == 0 {
-            RaceKind::Read
-        } else {
+        let kind = if self.dialect >= 3 && r.c & 2 != 0 {
             RaceKind::Vmsplice
+        } else {
+            RaceKind::Read
         };
         self.push(Op::Race {
             proc: who,

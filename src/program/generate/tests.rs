@@ -160,3 +160,44 @@ fn campaigns_reach_deep_trees_and_many_live_processes() {
     assert!(depth_max >= 4, "deepest tree {depth_max}");
     assert!(live_max >= 8, "most live {live_max}");
 }
+
+/// The race kinds that came after dialect 2 (`remap`, `vmsplice`: T13, T14) are drawn by
+/// dialect 3 only, so dialect-2 bytes keep their programs; the same bytes under the two
+/// prefixes decode alike wherever no later kind is drawn.
+#[test]
+fn only_dialect_3_draws_the_later_race_kinds() {
+    let later = |p: &Program| {
+        p.ops.iter().any(|o| {
+            matches!(
+                o,
+                Op::Race {
+                    kind: crate::program::RaceKind::Remap | crate::program::RaceKind::Vmsplice,
+                    ..
+                }
+            )
+        })
+    };
+    let (mut in_3, mut same) = (0, 0);
+    for i in 0..3000 {
+        let bytes = random_program_bytes(1, i, GenConfig::default());
+        let body = bytes
+            .strip_prefix(DIALECT_3)
+            .expect("campaigns draw dialect 3");
+        let three = from_bytes(&bytes, GenConfig::default());
+        let two = from_bytes(&[DIALECT_2, body].concat(), GenConfig::default());
+        assert!(!later(&two), "dialect 2 drew a later race kind:\n{two}");
+        if later(&three) {
+            in_3 += 1;
+        } else if three == two {
+            same += 1;
+        }
+    }
+    assert!(
+        in_3 >= 50,
+        "dialect 3 drew a later race kind in {in_3} programs"
+    );
+    assert!(
+        same >= 2500,
+        "{same} programs without a later kind decode alike"
+    );
+}
