@@ -27,7 +27,7 @@
 //! - `snapshot`: a process looking at itself; `view_lock`: one view at a time per address
 //!   space (a clone child's and its parent's);
 //! - `physical`: the physical channel (pagemap, PAGEMAP_SCAN), read in snapshots;
-//! - `fault`: the SIGSEGV/SIGBUS handler that reports a death;
+//! - `fault`: the SIGSEGV/SIGBUS handler that reports a death; `futex`: its two futex calls;
 //! - `thread`: the process's racing thread (docs/SEMANTICS.md T1);
 //! - `clone_vm`: `clone(CLONE_VM)` children and their kits (T30); `per_proc`: the statics
 //!   kept per process (a clone child shares the others with its parent);
@@ -40,6 +40,7 @@ mod baseline;
 mod calls;
 mod clone_vm;
 mod fault;
+mod futex;
 mod op_thread;
 mod per_proc;
 mod perform;

@@ -122,30 +122,11 @@ fn futex_wait(word: &AtomicU32, seen: u32, seconds: libc::time_t) -> bool {
         tv_sec: seconds,
         tv_nsec: 0,
     };
-    // SAFETY: FUTEX_WAIT on a word of the region (private to this process), while it still
-    // holds `seen`, for at most the timeout on our stack.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word as *const AtomicU32,
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            seen,
-            &timeout as *const libc::timespec,
-        )
-    };
-    r == 0 || nix::errno::Errno::last() != nix::errno::Errno::ETIMEDOUT
+    super::futex::wait(word, seen, timeout)
 }
 
 fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a word of the region; wakes the one waiter.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word as *const AtomicU32,
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
-    }
+    super::futex::wake(word, 1);
 }
 
 extern "C" fn op_thread_main(arg: *mut c_void) -> *mut c_void {

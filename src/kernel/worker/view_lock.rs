@@ -70,32 +70,12 @@ fn futex_wait(word: &AtomicU32, seen: u32) -> bool {
         tv_sec: 0,
         tv_nsec: CHECK_MS * 1_000_000,
     };
-    // SAFETY: FUTEX_WAIT (shared, not private: the waiters are processes of one address
-    // space, which the private futex key also covers, but a shared key is right whatever the
-    // clone flags) on a static word, for at most the timeout on our stack.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word as *const AtomicU32,
-            libc::FUTEX_WAIT,
-            seen,
-            &timeout as *const libc::timespec,
-        )
-    };
-    r == 0 || nix::errno::Errno::last() != nix::errno::Errno::ETIMEDOUT
+    super::futex::wait(word, seen, timeout)
 }
 
+/// Wakes every waiter (one takes the lock, the others wait again).
 fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a static word; wakes every waiter (one takes it, the others wait
-    // again).
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word as *const AtomicU32,
-            libc::FUTEX_WAKE,
-            i32::MAX,
-        );
-    }
+    super::futex::wake(word, i32::MAX);
 }
 
 /// Whether process `pid` has exited (a zombie counts: it will never release the lock).
