@@ -123,7 +123,10 @@ fn the_pool_is_always_given_back() {
         "the executor never raised the pool"
     );
     let executor = executor_of(front.id()).expect("the front's executor");
-    let guardian = first_child(executor).expect("the executor's guardian");
+    // Every child of the executor, its guardian among them (not always the first listed: a
+    // probe's child may still be there), so that nobody is left to give the share back.
+    let children = children_of(executor);
+    assert!(!children.is_empty(), "the executor has a guardian");
     assert!(
         ledger_pids().contains(&executor),
         "the ledger names the executor {executor}: {:?}",
@@ -131,12 +134,17 @@ fn the_pool_is_always_given_back() {
     );
     // SAFETY: kill of processes this test started.
     unsafe { libc::kill(executor, libc::SIGSTOP) };
-    sigkill(guardian);
-    sigkill(executor);
+    for &child in &children {
+        sigkill(child);
+    }
+    // The front before the executor: a front that saw its executor die would stop it and
+    // sweep the ledger (`Executor::stop`), giving the share back itself.
     sigkill(front.id() as i32);
+    sigkill(executor);
     front.wait().expect("reap the front");
     assert!(
-        wait_for(10, || !alive(executor) && !alive(guardian)),
+        wait_for(10, || !alive(executor)
+            && children.iter().all(|&c| !alive(c))),
         "the executor and its guardian are gone"
     );
     let raised = nr();
@@ -168,10 +176,13 @@ fn ledger_pids() -> Vec<i32> {
         .collect()
 }
 
-/// The first child of `pid`: the executor forks its guardian first.
-fn first_child(pid: i32) -> Option<i32> {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
+/// The children of `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
 }
 
 /// Whether `pid` is a process that has not exited (a zombie has).
