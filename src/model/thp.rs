@@ -89,10 +89,17 @@ impl Model {
             .map(|i| ProcId(i as u8))
             .filter(|&p| self.procs[p.0 as usize].life == Life::Alive && self.mm_first_user(p))
             .collect();
+        // A page whose frame the channel leaves open is no evidence (a PMD that MADV_COLLAPSE
+        // may have taken, a lazily freed page, one with alternatives): its PFN may differ from
+        // its frame's elsewhere without any collapse by the others (`run --time 600 --seed
+        // 8`: p2's MADV_COLLAPSE of a THP it shared with p0 and p1 was taken for a collapse
+        // by p0, whose pages still were on the original run).
         for &p in &live {
             for (&vpn, pte) in &self.space(p).ptes {
                 if let PageBacking::Private(f) = pte.backing
                     && f != FrameId::ZERO
+                    && pte.flags & (flag::HUGE_RESIDUE | flag::LAZY) == 0
+                    && pte.alts.is_empty()
                     && let Some(x) = words.get(&(p, vpn)).and_then(|&w| pfn(w))
                 {
                     seen.entry(f).or_default().push((p, x));
