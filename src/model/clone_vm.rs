@@ -33,6 +33,13 @@ impl Model {
             .count()
     }
 
+    /// Whether another live process runs in `proc`'s address space [T31]: the users of one
+    /// space take their views one after the other, so a shared page one of them saw present
+    /// may have been faulted in by the other's view after a third process read its words.
+    pub fn shares_mm(&self, proc: ProcId) -> bool {
+        self.mm_users(proc) > 1
+    }
+
     /// Whether `proc` is the first live user of its address space: the one the physical
     /// channel's predictions stand for [T31] (pagemap and smaps read the mm, not the process).
     pub(super) fn mm_first_user(&self, proc: ProcId) -> bool {
