@@ -1,9 +1,11 @@
 //! The physical channel's comparison (docs/SEMANTICS.md part 11): each live process's pagemap
-//! words, read at a full-state snapshot, held against the model's frames (`Model::physical`).
+//! words, read at a full-state snapshot, held against the model's frames (`Model::physical`,
+//! after `Model::learn_collapses` took in the collapses the words show, I22).
 //! Checked, page by page: presence (I3), what mincore says (I10, `accounting`), the file bit (I7), the zero page (I5, with
 //! PAGEMAP_SCAN), and across every live process, with PFNs, one frame per identity and one
 //! identity per frame (I4), and the exclusive bit from the number of page-table entries that
-//! map the frame (I8). A snapshot's own digests fault pages in after each process read its
+//! map the frame (I8; a page a PMD maps takes its PMD's first page's, I23). A snapshot's own
+//! digests fault pages in after each process read its
 //! words, and processes read at once, so for a shared page the count is a range (I8).
 
 use std::collections::BTreeMap;
