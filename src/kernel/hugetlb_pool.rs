@@ -173,28 +173,23 @@ pub fn sweep() {
 }
 
 /// Under the lock: lowers the pool by the pages of the ledger's shares that `stale` picks,
-/// and removes their lines. The pool first: killed between the two (SIGKILL cannot wait), a
-/// share may go back twice (the pool is never lowered below 0), but is never left behind.
+/// and removes their lines ([`Ledger::remove_stale`] asks `stale` once per line: whether an
+/// executor is alive changes while we look). The pool first: killed between the two (SIGKILL
+/// cannot wait), a share may go back twice (the pool is never lowered below 0), but is never
+/// left behind.
 fn give_back_locked(lock: &Locked, stale: impl Fn(&Share) -> bool) -> i64 {
     let Some(mut ledger) = Ledger::open(false) else {
         return 0;
     };
-    if !ledger.shares().any(|s| stale(&s)) {
+    let Some(pages) = ledger.remove_stale(stale) else {
         return 0;
-    }
-    let pages: i64 = ledger
-        .shares()
-        .filter(|s| stale(s))
-        .map(|s| s.pages.max(0) as i64)
-        .sum();
+    };
     if pages > 0
         && let Some(now) = lock.read()
     {
         lock.write(now - pages);
     }
-    if ledger.rewrite(|s| !stale(s), None) {
-        ledger.commit();
-    }
+    ledger.commit();
     pages
 }
 
