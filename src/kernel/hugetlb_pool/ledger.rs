@@ -264,7 +264,8 @@ impl Ledger {
     }
 
     /// The shares it holds.
-    pub(super) fn shares(&self) -> impl Iterator<Item = Share> + '_ {
+    #[cfg(test)]
+    fn shares(&self) -> impl Iterator<Item = Share> + '_ {
         shares(&self.buf[..self.len])
     }
 
