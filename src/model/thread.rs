@@ -246,6 +246,20 @@ impl Model {
                     return done;
                 }
             }
+            RaceKind::Free | RaceKind::PageOut => {
+                // [T15] [T16] one MADV_FREE or MADV_PAGEOUT of the page (`race_advice.rs`).
+                let done = self.advise_raced(proc, vpn, kind);
+                if done != Outcome::Done {
+                    return done;
+                }
+            }
+            RaceKind::Fault => {
+                // [T17] load, store 1, zap: zeros with the counter, or zeros alone (`zapped`).
+                if let Some(death) = self.fault_round(proc, vpn) {
+                    return death;
+                }
+                self.store_word(proc, vpn, page, 1);
+            }
         }
         self.threads.running.push(Racer {
             proc,
@@ -253,7 +267,7 @@ impl Model {
             kind,
             vpn,
             floor: 1,
-            zapped: self.zapped(proc, vpn),
+            zapped: self.zapped(proc, vpn) || kind.zaps_itself(),
         });
         Outcome::Done
     }
@@ -343,9 +357,12 @@ impl Model {
         };
         if r.kind.stores() {
             self.store_word_at(proc, r.vpn, rounds);
-        } else {
+        } else if r.kind == RaceKind::DontNeed {
             // [T7] the last round starts after the stop was asked: the page is zapped once more.
             self.zap(proc, r.vpn);
+        } else {
+            // [T15] [T16] and freed or paged out once more.
+            self.advise_raced(proc, r.vpn, r.kind);
         }
         Outcome::Stopped { rounds }
     }
