@@ -23,6 +23,11 @@
  *                  first 64 bytes are 0xee, as if a fork child's store to its copy showed through
  *                  the pipe (the vmsplice leak, CVE-2020-29374; docs/SEMANTICS.md T14, K3).
  *                  Before a fork, and from a process's first thread, vmsplice is untouched.
+ *   pageout-drops  an madvise(MADV_PAGEOUT) of one page, called by a thread that is not its
+ *                  process's first, drops the page's data instead (MADV_DONTNEED: a private
+ *                  page reads zero from then on), as a kernel that discarded a dirty anonymous
+ *                  page it could not swap out would (docs/SEMANTICS.md T16: PAGEOUT never
+ *                  changes a byte). From a process's first thread, madvise is untouched.
  *
  * Build: cc -shared -fPIC -O2 -o libracers.so libracers.c -ldl
  */
@@ -37,7 +42,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* 1: protect-stuck, 2: remap-copies, 3: vmsplice-leak, 0: none. */
+/* 1: protect-stuck, 2: remap-copies, 3: vmsplice-leak, 4: pageout-drops, 0: none. */
 static int mode(void)
 {
 	static int cached = -1;
@@ -47,6 +52,7 @@ static int mode(void)
 			 : !strcmp(f, "protect-stuck") ? 1
 			 : !strcmp(f, "remap-copies")  ? 2
 			 : !strcmp(f, "vmsplice-leak") ? 3
+			 : !strcmp(f, "pageout-drops") ? 4
 						       : 0;
 	}
 	return cached;
@@ -126,4 +132,21 @@ ssize_t vmsplice(int fd, const struct iovec *iov, size_t n, unsigned int flags)
 		return write(fd, copy, ps);
 	}
 	return real(fd, iov, n, flags);
+}
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+int madvise(void *addr, size_t len, int advice)
+{
+	static int (*real)(void *, size_t, int);
+	if (!real)
+		real = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
+	pid_t me = getpid();
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	int other = me != loader && (pid_t)syscall(SYS_gettid) != me && len == ps;
+	if (mode() == 4 && other && advice == MADV_PAGEOUT)
+		return real(addr, len, MADV_DONTNEED);
+	return real(addr, len, advice);
 }
