@@ -57,3 +57,7 @@ impl Model {
         None
     }
 }
+
+#[cfg(test)]
+#[path = "race_advice_tests.rs"]
+mod tests;
