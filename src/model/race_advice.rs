@@ -8,7 +8,10 @@
 //!   (EINVAL, the race's outcome, and the thread has ended). Its process stores nothing
 //!   meanwhile (`ThreadRules`): a store would be kept or freed again as the rounds go. A fork's
 //!   child copies the lazily freed page as it is: old bytes or zero, learnt from its first view,
-//!   zero from then on once seen zero (F2), its stores its own (B2).
+//!   zero from then on once seen zero (F2), its stores its own (B2). Beside a storing thread on
+//!   its page (the pair of T9, MADV_FREE for MADV_DONTNEED) the page is the storer's, `freed`:
+//!   its counter on old bytes or zeros, or zeros alone, and so a fork's copy (with a counter of
+//!   the fork's range); at the storer's stop its last value on old bytes or zeros.
 //! - a `pageout` round is one MADV_PAGEOUT (F7): no byte changes; whether the page stays mapped
 //!   is the kernel's (a shared page's entry goes, measured), which the physical channel leaves
 //!   open (I9, `zapped_frames`). It may race beside a storing thread (T16): the page is the
@@ -23,8 +26,10 @@
 //! Called from `thread.rs` (`race`, `stop`).
 
 use super::Model;
+use super::frame::FrameId;
+use super::space::{Alts, PageBacking, flag};
 use crate::program::outcome::{Death, Outcome, PROT_R, PROT_W};
-use crate::program::{Advice, PageRange, ProcId, RaceKind};
+use crate::program::{Advice, PageRange, ProcId, RACE_WORD, RaceKind};
 
 impl Model {
     /// One round of a `free` or `pageout` thread on page `vpn` of `proc`: one madvise of the
@@ -55,6 +60,77 @@ impl Model {
         let one = PageRange { start: 0, end: 1 };
         self.madvise(proc, vpn * self.page_size, one, Advice::DontNeed, None);
         None
+    }
+}
+
+impl Model {
+    /// Whether a free thread of `proc` frees its page `vpn` (T15).
+    pub(super) fn freeing(&self, proc: ProcId, vpn: u64) -> bool {
+        (self.threads.running.iter())
+            .any(|r| r.proc == proc && r.vpn == vpn && r.kind == RaceKind::Free)
+    }
+
+    /// A free thread's first round on page `vpn` of `proc`, where a thread of `proc` stores
+    /// (T15): the page is the storer's (T1), its other bytes old or zero from now on and the
+    /// whole page zero between a reclaim and the next store, as T9's zapped storer's; so the
+    /// page is not held lazily freed while the storer runs (a view of it all zero would make it
+    /// the zero page, which the storer's next store is not), but the storer `freed`.
+    pub(super) fn free_beside_storer(&mut self, proc: ProcId, vpn: u64) {
+        let storing = (self.threads.running.iter())
+            .any(|r| r.proc == proc && r.vpn == vpn && r.kind.stores());
+        if !storing {
+            return;
+        }
+        if let Some(p) = self.space_mut(proc).get_mut(vpn) {
+            p.flags &= !flag::LAZY;
+        }
+        for r in self.threads.running.iter_mut() {
+            if r.proc == proc && r.vpn == vpn && r.kind.stores() {
+                r.zapped = true;
+                r.freed = true;
+            }
+        }
+    }
+
+    /// A storing thread's first store on a page a free thread frees (T15): the page is the
+    /// storer's, `freed`, and holds no alternative of its own (F2's, which the store made).
+    pub(super) fn store_beside_free(&mut self, proc: ProcId, vpn: u64) {
+        let Some(p) = self.space_mut(proc).get_mut(vpn) else {
+            return;
+        };
+        let alts = std::mem::take(&mut p.alts);
+        p.flags &= !flag::LAZY;
+        for a in alts.iter() {
+            self.frames.release(a);
+        }
+    }
+
+    /// The `stop` of a storing thread whose page a free thread freed (T15): the page holds
+    /// `rounds` on its old bytes (the model's frame) or on zeros, an alternative learnt from
+    /// the next observation (F2's), and is lazily freed again while the free thread runs.
+    pub(super) fn stored_on_freed(&mut self, proc: ProcId, vpn: u64, rounds: u64) {
+        let Some(pte) = self.space(proc).get(vpn).copied() else {
+            return;
+        };
+        if !matches!(pte.backing, PageBacking::Private(f) if f != FrameId::ZERO) {
+            return;
+        }
+        for a in pte.alts.iter() {
+            self.frames.release(a);
+        }
+        let ps = self.page_size as usize;
+        let z = self.frames.copy_of(FrameId::ZERO);
+        self.frames.bytes_mut(z)[ps - RACE_WORD..].copy_from_slice(&rounds.to_le_bytes());
+        let mut alts = Alts::default();
+        if !alts.push(z) {
+            self.frames.release(z);
+        }
+        let freeing = self.freeing(proc, vpn);
+        let p = self.space_mut(proc).get_mut(vpn).expect("present");
+        p.alts = alts;
+        if freeing {
+            p.flags |= flag::LAZY;
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::program::trace::parse_str;
 use crate::program::{MapId, Op, ProcId, RaceKind, ThreadId, ThreadRules};
 
 /// Steps `trace` with every op as the model predicts it (a fork as counters 10 before and 20
-/// after), but the last, whose prediction with `seen` as the observation is returned.
+/// after, a stop as 50 rounds), but the last, whose prediction with `seen` as the observation is returned.
 fn last_seen(trace: &str, seen: Outcome) -> Outcome {
     let program = parse_str(trace).expect("parses");
     let mut model = Model::new(4096);
@@ -19,6 +19,7 @@ fn last_seen(trace: &str, seen: Outcome) -> Outcome {
                 before: 10,
                 after: 20,
             },
+            (Op::Stop { .. }, Outcome::Stopped { .. }) => Outcome::Stopped { rounds: 50 },
             (_, o) => o,
         };
         model.step(op, Some(&o)).expect("steps");
@@ -110,6 +111,41 @@ fn a_free_threads_page_reads_old_or_zero() {
     assert_eq!(last_seen(shared, refused.clone()), refused);
 }
 
+const PAIR: &str = "cowcheck-trace 1\np0 map m0 private 1\np0 write m0 0 fill 0x11\n\
+    p0 race t0 write m0 0\np0 race t1 free m0 0\n";
+
+/// T15 beside a storing thread: a fork's child's copy holds a counter of the fork's range on
+/// the old bytes or on zeros, or zeros alone; never another counter or a relative's bytes.
+#[test]
+fn a_freed_storers_child_copy_is_old_or_zero_under_a_counter_of_the_fork() {
+    let trace = format!("{PAIR}p0 fork p1\np1 read m0 0\n");
+    for ok in [page(0x11, 15), page(0, 15), page(0, 0), page(0x11, 21)] {
+        assert_eq!(last_seen(&trace, ok.clone()), ok);
+    }
+    for bad in [page(0x11, 22), page(0, 9), page(0x22, 15), page(0x11, 0)] {
+        assert_ne!(last_seen(&trace, bad.clone()), bad);
+    }
+}
+
+/// T15 beside a storing thread: after the storer stops, its last value on old bytes or zeros,
+/// or (the free thread going on) zeros alone; once the free thread stopped first, never zeros
+/// alone.
+#[test]
+fn a_freed_storers_stop_leaves_its_value_on_old_bytes_or_zeros() {
+    let trace = format!("{PAIR}p0 stop t0\np0 read m0 0\n");
+    for ok in [page(0x11, 50), page(0, 50), page(0, 0)] {
+        assert_eq!(last_seen(&trace, ok.clone()), ok);
+    }
+    for bad in [page(0x11, 49), page(0x11, 0)] {
+        assert_ne!(last_seen(&trace, bad.clone()), bad);
+    }
+    let trace = format!("{PAIR}p0 stop t1\np0 stop t0\np0 read m0 0\n");
+    for ok in [page(0x11, 50), page(0, 50)] {
+        assert_eq!(last_seen(&trace, ok.clone()), ok);
+    }
+    assert_ne!(last_seen(&trace, page(0, 0)), page(0, 0));
+}
+
 fn race(proc: u8, thread: u8, kind: RaceKind) -> Op {
     Op::Race {
         proc: ProcId(proc),
@@ -120,8 +156,8 @@ fn race(proc: u8, thread: u8, kind: RaceKind) -> Op {
     }
 }
 
-/// T15-T17: a pageout thread pairs with a storing thread as a dontneed one does; free and
-/// fault threads race alone, and no reader joins a fault thread.
+/// T15-T17: free and pageout threads pair with a storing thread as a dontneed one does; a
+/// fault thread races alone: no advice or reader thread joins it.
 #[test]
 fn who_races_beside_the_newest_kinds() {
     let mut r = ThreadRules::default();
@@ -132,9 +168,13 @@ fn who_races_beside_the_newest_kinds() {
     r.admit(&race(0, 0, RaceKind::PageOut)).expect("pageout");
     r.admit(&race(0, 1, RaceKind::Poke))
         .expect("a poke beside it");
+    let mut r = ThreadRules::default();
+    r.admit(&race(0, 0, RaceKind::Free)).expect("free");
+    r.admit(&race(0, 1, RaceKind::Write))
+        .expect("a writer beside it");
     for (first, second) in [
-        (RaceKind::Write, RaceKind::Free),
-        (RaceKind::Free, RaceKind::Write),
+        (RaceKind::Free, RaceKind::PageOut),
+        (RaceKind::Fault, RaceKind::Free),
         (RaceKind::Fault, RaceKind::DontNeed),
         (RaceKind::Fault, RaceKind::PageOut),
         (RaceKind::Fault, RaceKind::Read),

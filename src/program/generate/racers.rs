@@ -35,9 +35,14 @@ impl Builder {
     }
 
     /// The advice thread that joins a storing one in its process: `dontneed` (T9), or in
-    /// dialect 4 `pageout` when a bit of `d` no pair looked at before (16) says so (T16).
+    /// dialect 4, when a bit of `d` no pair looked at before (16) says so, `free` or `pageout`
+    /// by the next bit (32) (T15, T16).
     pub(super) fn pair_advice(&self, r: &RawOp) -> RaceKind {
-        if self.dialect >= 4 && r.d & 16 != 0 && self.config.features.cold_pageout {
+        if self.dialect < 4 || r.d & 16 == 0 {
+            RaceKind::DontNeed
+        } else if r.d & 32 != 0 {
+            RaceKind::Free
+        } else if self.config.features.cold_pageout {
             RaceKind::PageOut
         } else {
             RaceKind::DontNeed

@@ -425,9 +425,13 @@ impl RaceKind {
     pub fn zaps_itself(self) -> bool {
         self == RaceKind::Fault
     }
-    /// Whether a storing thread's process may run this kind beside it on one page (T9, T16).
+    /// Whether a storing thread's process may run this kind beside it on one page (T9, T15,
+    /// T16).
     pub fn pairs_with_storer(self) -> bool {
-        matches!(self, RaceKind::DontNeed | RaceKind::PageOut)
+        matches!(
+            self,
+            RaceKind::DontNeed | RaceKind::Free | RaceKind::PageOut
+        )
     }
     /// Whether the racing process must store nothing while the thread runs: a store to the
     /// thread's page would be kept, fault or not as the interleaving goes (T7, T11, T15, T17),

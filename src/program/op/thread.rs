@@ -128,8 +128,8 @@ impl ThreadRules {
                 }
                 let running: Vec<Racing> = self.running.iter().flatten().copied().collect();
                 if let Some(r) = running.first() {
-                    // A pair: one dontneed or pageout beside one storing thread, in one
-                    // process (T7, T16), or a reader joining a storing thread, in any process
+                    // A pair: one dontneed, free or pageout beside one storing thread, in one
+                    // process (T7, T15, T16), or a reader joining a storing thread, in any process
                     // (T10); never beside a fault thread, which zaps its own page (T17).
                     let storer = |k: RaceKind| k.stores() && !k.zaps_itself();
                     let pair = running.len() < MAX_RACING
@@ -141,7 +141,7 @@ impl ThreadRules {
                         return refuse(
                             Blame::Proc,
                             format!(
-                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed or pageout, one write or poke), or a reader joining a write or poke thread",
+                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, free or pageout, one write or poke), or a reader joining a write or poke thread",
                                 r.proc
                             ),
                         );
