@@ -61,6 +61,11 @@ fn racing_scenarios() -> Vec<PathBuf> {
         .filter(|p| {
             std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l.contains(" race ")))
         })
+        // A `race free` that starts is refused (its page's bytes are the kernel's choice, T15).
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("free-racer"))
+        })
         .collect();
     v.sort();
     v
@@ -156,4 +161,24 @@ fn the_dirty_cow_reproducer_fails_under_dirty_cow() {
         "{}",
         out.dump()
     );
+}
+
+/// T15: a `race free` that starts is refused, never guessed: its page reads old or zero at the
+/// kernel's choice, and the reproducer checks exact bytes.
+#[test]
+fn a_free_race_is_refused() {
+    let dir = tmpdir("repro-race-free");
+    let out = cowcheck(&[
+        "repro-c".as_ref(),
+        "-o".as_ref(),
+        dir.join("free-racer.c").as_os_str(),
+        scenario("free-racer").as_os_str(),
+    ]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("race free (when it starts)"),
+        "{}",
+        out.dump()
+    );
+    assert!(!dir.join("free-racer.c").exists());
 }

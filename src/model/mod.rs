@@ -81,6 +81,7 @@ mod mremap;
 mod observe;
 mod physical;
 mod pipe;
+mod race_advice;
 mod race_layout;
 mod race_splice;
 mod racers;

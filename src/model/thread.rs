@@ -54,6 +54,9 @@ pub(super) struct Racer {
     /// A storing thread whose page a dontneed thread zapped: until it stops, the page may be
     /// all zero (its next store not done yet), however long ago the zapping stopped (T9).
     pub(super) zapped: bool,
+    /// A storing thread whose page a free thread freed: its other bytes may be zero from then
+    /// on (reclaimed, T15).
+    pub(super) freed: bool,
 }
 
 /// A child's copy of a raced private page whose counter is not learnt yet.
@@ -68,6 +71,8 @@ pub(super) struct Pending {
     pub(super) hi: u64,
     /// A dontneed thread zapped the parent's page too (T9): the copy may be all zero.
     pub(super) zero: bool,
+    /// A free thread freed the parent's page (T15): the copy's other bytes may be zero.
+    pub(super) freed: bool,
 }
 
 /// The model's racing threads and what it learns of their pages.
@@ -246,6 +251,27 @@ impl Model {
                     return done;
                 }
             }
+            RaceKind::Free | RaceKind::PageOut => {
+                // [T15] [T16] one MADV_FREE or MADV_PAGEOUT of the page (`race_advice.rs`); a
+                // storing thread there stores on, on old bytes or zeros (T15).
+                let done = self.advise_raced(proc, vpn, kind);
+                if done != Outcome::Done {
+                    return done;
+                }
+                if kind == RaceKind::Free {
+                    self.free_beside_storer(proc, vpn);
+                }
+            }
+            RaceKind::Fault => {
+                // [T17] load, store 1, zap: zeros with the counter, or zeros alone (`zapped`).
+                if let Some(death) = self.fault_round(proc, vpn) {
+                    return death;
+                }
+                self.store_word(proc, vpn, page, 1);
+            }
+        }
+        if kind.stores() && self.freeing(proc, vpn) {
+            self.store_beside_free(proc, vpn);
         }
         self.threads.running.push(Racer {
             proc,
@@ -253,7 +279,8 @@ impl Model {
             kind,
             vpn,
             floor: 1,
-            zapped: self.zapped(proc, vpn),
+            zapped: self.zapped(proc, vpn) || kind.zaps_itself() || self.freeing(proc, vpn),
+            freed: kind.stores() && self.freeing(proc, vpn),
         });
         Outcome::Done
     }
@@ -343,9 +370,16 @@ impl Model {
         };
         if r.kind.stores() {
             self.store_word_at(proc, r.vpn, rounds);
-        } else {
+            if r.freed {
+                // [T15] its last store on old bytes or zeros, freed again if the free thread runs.
+                self.stored_on_freed(proc, r.vpn, rounds);
+            }
+        } else if r.kind == RaceKind::DontNeed {
             // [T7] the last round starts after the stop was asked: the page is zapped once more.
             self.zap(proc, r.vpn);
+        } else {
+            // [T15] [T16] and freed or paged out once more.
+            self.advise_raced(proc, r.vpn, r.kind);
         }
         Outcome::Stopped { rounds }
     }
@@ -429,6 +463,7 @@ impl Model {
         range: Option<(u64, u64)>,
     ) {
         let zero = self.zapped(proc, vpn) || self.storer_at(proc, vpn).is_some_and(|r| r.zapped);
+        let freed = self.storer_at(proc, vpn).is_some_and(|r| r.freed);
         let parent = self.frame_at(proc, vpn);
         let shares = matches!(
             self.space(child).get(vpn).map(|p| p.backing),
@@ -449,6 +484,10 @@ impl Model {
         self.threads.forked.extend([f, copy]);
         let pte = self.space_mut(child).get_mut(vpn).expect("present");
         pte.backing = super::space::PageBacking::Private(copy);
+        if freed {
+            // [T15] the copy is lazily freed as the parent's page was: zero, one way, later.
+            pte.flags |= super::space::flag::LAZY;
+        }
         self.threads.pending.push(Pending {
             proc: child,
             vpn,
@@ -456,6 +495,7 @@ impl Model {
             lo,
             hi,
             zero,
+            freed,
         });
     }
 
@@ -538,9 +578,20 @@ impl Model {
         let of = last_word_digests(self.frames.bytes(f));
         // [T9] a zapped page's copy may be all zero: word 0 on the zeros the copy holds.
         let value = (p.lo..=p.hi)
-            .chain(p.zero.then_some(0))
-            .find(|&c| of(c) == seen)
-            .unwrap_or(p.lo);
+            .chain((p.zero && !p.freed).then_some(0))
+            .find(|&c| of(c) == seen);
+        // [T15] a freed page's copy may hold its counter on zeros (reclaimed before the store),
+        // or zeros alone (reclaimed after it): its body is the old bytes, never under word 0.
+        let on_zeros = (value.is_none() && p.freed)
+            .then(|| {
+                let of = last_word_digests(self.frames.bytes(FrameId::ZERO));
+                (p.lo..=p.hi).chain([0]).find(|&c| of(c) == seen)
+            })
+            .flatten();
+        if on_zeros.is_some() {
+            self.frames.bytes_mut(f).fill(0);
+        }
+        let value = value.or(on_zeros).unwrap_or(p.lo);
         self.frames.bytes_mut(f)[ps - RACE_WORD..].copy_from_slice(&value.to_le_bytes());
     }
 

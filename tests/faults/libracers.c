@@ -23,12 +23,25 @@
  *                  first 64 bytes are 0xee, as if a fork child's store to its copy showed through
  *                  the pipe (the vmsplice leak, CVE-2020-29374; docs/SEMANTICS.md T14, K3).
  *                  Before a fork, and from a process's first thread, vmsplice is untouched.
+ *   pageout-drops  an madvise(MADV_PAGEOUT) of one page, called by a thread that is not its
+ *                  process's first, drops the page's data instead (MADV_DONTNEED: a private
+ *                  page reads zero from then on), as a kernel that discarded a dirty anonymous
+ *                  page it could not swap out would (docs/SEMANTICS.md T16: PAGEOUT never
+ *                  changes a byte). From a process's first thread, madvise is untouched.
+ *   fault-leak     an madvise(MADV_DONTNEED) of one page, called by a thread that is not its
+ *                  process's first once the process has forked, first writes the page's last
+ *                  8 bytes (the counter a `fault` thread has just stored) into the newest
+ *                  child's copy of the page (process_vm_writev), as the 6.4 per-VMA-lock bug
+ *                  (K15) let a thread's stores after fork reach the child's page
+ *                  (docs/SEMANTICS.md T17, T2). Before a fork, from a process's first thread,
+ *                  and for a child that has gone, madvise is untouched.
  *
  * Build: cc -shared -fPIC -O2 -o libracers.so libracers.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,7 +50,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* 1: protect-stuck, 2: remap-copies, 3: vmsplice-leak, 0: none. */
+/* 1: protect-stuck, 2: remap-copies, 3: vmsplice-leak, 4: pageout-drops, 5: fault-leak,
+ * 0: none. */
 static int mode(void)
 {
 	static int cached = -1;
@@ -47,6 +61,8 @@ static int mode(void)
 			 : !strcmp(f, "protect-stuck") ? 1
 			 : !strcmp(f, "remap-copies")  ? 2
 			 : !strcmp(f, "vmsplice-leak") ? 3
+			 : !strcmp(f, "pageout-drops") ? 4
+			 : !strcmp(f, "fault-leak")    ? 5
 						       : 0;
 	}
 	return cached;
@@ -95,8 +111,9 @@ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 	return real(old, old_len, new_len, flags, new);
 }
 
-/* Whether this process forked (vmsplice-leak). */
+/* Whether this process forked (vmsplice-leak), and its newest child (fault-leak). */
 static volatile int forked;
+static volatile pid_t newest;
 
 pid_t fork(void)
 {
@@ -107,6 +124,8 @@ pid_t fork(void)
 	/* The child has not forked yet (the harness's processes are forks too). */
 	if (pid >= 0)
 		forked = pid > 0;
+	if (pid > 0)
+		newest = pid;
 	return pid;
 }
 
@@ -126,4 +145,29 @@ ssize_t vmsplice(int fd, const struct iovec *iov, size_t n, unsigned int flags)
 		return write(fd, copy, ps);
 	}
 	return real(fd, iov, n, flags);
+}
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+int madvise(void *addr, size_t len, int advice)
+{
+	static int (*real)(void *, size_t, int);
+	if (!real)
+		real = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
+	pid_t me = getpid();
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	int other = me != loader && (pid_t)syscall(SYS_gettid) != me && len == ps;
+	if (mode() == 4 && other && advice == MADV_PAGEOUT)
+		return real(addr, len, MADV_DONTNEED);
+	if (mode() == 5 && other && forked && newest > 0 && advice == MADV_DONTNEED) {
+		/* Read through the kernel too: a page the thread may not read gives EFAULT. */
+		uint64_t word;
+		struct iovec local = { &word, 8 };
+		struct iovec remote = { (char *)addr + ps - 8, 8 };
+		if (process_vm_readv(me, &local, 1, &remote, 1, 0) == 8)
+			process_vm_writev(newest, &local, 1, &remote, 1, 0);
+	}
+	return real(addr, len, advice);
 }

@@ -45,6 +45,7 @@ mod op_thread;
 mod per_proc;
 mod perform;
 pub mod physical;
+mod race_advice;
 mod race_kinds;
 mod serve;
 mod slots;

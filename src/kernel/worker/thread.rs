@@ -87,6 +87,8 @@ fn round(c: &Control, kind: RaceKind, n: u64, mem: i32, last: bool) -> Result<()
         RaceKind::Unmap => super::race_kinds::unmap(addr, page_size, n, last),
         RaceKind::Remap => super::race_kinds::remap(addr, page_size, n, last),
         RaceKind::Vmsplice => super::race_kinds::vmsplice(&c.seen, addr, page_size, n, c.pipe),
+        RaceKind::Free | RaceKind::PageOut => super::race_advice::advise(kind, addr, page_size),
+        RaceKind::Fault => super::race_advice::fault(addr, page_size, n, last),
         RaceKind::Write => {
             // SAFETY: a store to the program's page that the race names (the validator keeps
             // every other op off its word while the thread runs); a fault here is the

@@ -15,6 +15,12 @@ pub const DIALECT_2: &[u8] = b"\xcc\x02cowcheck";
 /// fuzzer's fresh programs draw dialect 3.
 pub const DIALECT_3: &[u8] = b"\xcc\x03cowcheck";
 
+/// The prefix of dialect-4 bytes: laid out and decoded as dialect 3, but for the race kinds
+/// that came after it (`race free`, `race pageout`, `race fault`, docs/SEMANTICS.md T15-T17),
+/// which only dialect 4 draws, and `pageout` as the other half of a pair: so dialect-3 bytes keep
+/// their programs. `cowcheck run` draws dialect 4.
+pub const DIALECT_4: &[u8] = b"\xcc\x04cowcheck";
+
 /// One later family of ops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {

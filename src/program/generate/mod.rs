@@ -10,8 +10,9 @@
 //! [`Family`] (allocator ops, threads, huge-page backings), each decoded by its own file in
 //! this directory. Bytes without the prefix decode as they always did, so old artifacts keep
 //! their programs. The third ([`DIALECT_3`]) is laid out as the second and adds the race kinds
-//! that came after it, so that dialect-2 bytes keep their programs too; `cowcheck run` draws
-//! dialect-3 bytes whenever a family is enabled.
+//! that came after it, so that dialect-2 bytes keep their programs too, and the fourth
+//! ([`DIALECT_4`]) adds the race kinds after those; `cowcheck run` draws dialect-4 bytes
+//! whenever a family is enabled.
 
 mod alloc;
 mod backings;
@@ -29,7 +30,7 @@ use super::op::{
     Program, Prot, RemapFlags, Span, Syscall, Validator, Via, caps,
 };
 use crate::program::features::Features;
-pub use family::{DIALECT_2, DIALECT_3, Families, Family};
+pub use family::{DIALECT_2, DIALECT_3, DIALECT_4, Families, Family};
 
 /// One op's worth of raw choices; `build` resolves it against the program so far.
 ///
@@ -101,7 +102,7 @@ struct Builder {
     config: GenConfig,
     /// The size of the allocation freed last (`alloc.rs`), 0 for none.
     freed: u32,
-    /// The dialect of the bytes (1, 2 or 3): what a later dialect added, an earlier one never
+    /// The dialect of the bytes (1, 2, 3 or 4): what a later dialect added, an earlier one never
     /// draws.
     dialect: u8,
 }
@@ -553,10 +554,10 @@ pub fn build(raws: &[RawOp], config: GenConfig) -> Program {
 /// ops or a later family ([`Family::of_tag`]); a family that `config` does not enable falls
 /// back to the classic op.
 pub fn build_tagged(raws: &[(u8, RawOp)], config: GenConfig) -> Program {
-    build_tagged_in(3, raws, config)
+    build_tagged_in(4, raws, config)
 }
 
-/// [`build_tagged`] as dialect `dialect` (2 or 3) decodes it.
+/// [`build_tagged`] as dialect `dialect` (2, 3 or 4) decodes it.
 fn build_tagged_in(dialect: u8, raws: &[(u8, RawOp)], config: GenConfig) -> Program {
     let mut b = Builder::new(config, dialect);
     for (tag, r) in raws {
@@ -571,10 +572,11 @@ fn build_tagged_in(dialect: u8, raws: &[(u8, RawOp)], config: GenConfig) -> Prog
     Program::new(b.ops)
 }
 
-/// Decodes any byte string into a valid program: dialect 3 after the [`DIALECT_3`] prefix,
-/// dialect 2 after the [`DIALECT_2`] prefix, the first dialect otherwise.
+/// Decodes any byte string into a valid program: dialect 4 after the [`DIALECT_4`] prefix,
+/// dialect 3 after the [`DIALECT_3`] prefix, dialect 2 after the [`DIALECT_2`] prefix, the first
+/// dialect otherwise.
 pub fn from_bytes(bytes: &[u8], config: GenConfig) -> Program {
-    let tagged = [(DIALECT_3, 3), (DIALECT_2, 2)]
+    let tagged = [(DIALECT_4, 4), (DIALECT_3, 3), (DIALECT_2, 2)]
         .into_iter()
         .find_map(|(prefix, dialect)| Some((bytes.strip_prefix(prefix)?, dialect)));
     if let Some((rest, dialect)) = tagged {
@@ -620,7 +622,7 @@ impl SplitMix {
     }
 }
 
-/// Program number `index` of the campaign with seed `seed`: dialect-3 bytes when `config`
+/// Program number `index` of the campaign with seed `seed`: dialect-4 bytes when `config`
 /// enables a later family, the first dialect otherwise (`--core`).
 pub fn random_program(seed: u64, index: u64, config: GenConfig) -> Program {
     from_bytes(&random_program_bytes(seed, index, config), config)
@@ -632,7 +634,7 @@ pub fn random_program_bytes(seed: u64, index: u64, config: GenConfig) -> Vec<u8>
     if config.core_only || config.families.is_empty() {
         return random_bytes(&mut rng, config.max_ops);
     }
-    let mut bytes = DIALECT_3.to_vec();
+    let mut bytes = DIALECT_4.to_vec();
     bytes.extend(random_bytes(&mut rng, config.max_ops));
     // A tag byte per op on top of the ten of a raw op.
     bytes.extend(random_bytes(&mut rng, config.max_ops / 10 + 1));

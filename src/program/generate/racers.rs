@@ -11,9 +11,18 @@ impl Builder {
     /// `unmap`, `remap` and `vmsplice` (T1, T7, T8, T10-T14). In dialect 3, `remap` takes half
     /// of `unmap`'s share and `vmsplice` half of `read`'s, by a bit of `d` no kind looked at
     /// before (every byte value was already a valid kind, so dialect 2 keeps its kinds).
+    ///
+    /// In dialect 4, a bit of `d` no kind looked at before (16) draws the kinds after those
+    /// (T15-T17): `fault` in place of `write` for one of its three values, `free` in place of
+    /// `dontneed`, `pageout` in place of `protect` (where the kernel has MADV_PAGEOUT).
     pub(super) fn race_kind(&self, r: &RawOp) -> RaceKind {
         let later = self.dialect >= 3 && r.d & 8 != 0;
+        let newest = self.dialect >= 4 && r.d & 16 != 0;
+        let pageout = newest && self.config.features.cold_pageout;
         match r.d % 8 {
+            0 if newest => RaceKind::Fault,
+            3 if newest => RaceKind::Free,
+            6 if pageout => RaceKind::PageOut,
             0..=2 => RaceKind::Write,
             3 => RaceKind::DontNeed,
             4 => RaceKind::Poke,
@@ -22,6 +31,21 @@ impl Builder {
             6 => RaceKind::Protect,
             _ if later => RaceKind::Remap,
             _ => RaceKind::Unmap,
+        }
+    }
+
+    /// The advice thread that joins a storing one in its process: `dontneed` (T9), or in
+    /// dialect 4, when a bit of `d` no pair looked at before (16) says so, `free` or `pageout`
+    /// by the next bit (32) (T15, T16).
+    pub(super) fn pair_advice(&self, r: &RawOp) -> RaceKind {
+        if self.dialect < 4 || r.d & 16 == 0 {
+            RaceKind::DontNeed
+        } else if r.d & 32 != 0 {
+            RaceKind::Free
+        } else if self.config.features.cold_pageout {
+            RaceKind::PageOut
+        } else {
+            RaceKind::DontNeed
         }
     }
 

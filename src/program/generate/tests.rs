@@ -181,9 +181,9 @@ fn only_dialect_3_draws_the_later_race_kinds() {
     for i in 0..3000 {
         let bytes = random_program_bytes(1, i, GenConfig::default());
         let body = bytes
-            .strip_prefix(DIALECT_3)
-            .expect("campaigns draw dialect 3");
-        let three = from_bytes(&bytes, GenConfig::default());
+            .strip_prefix(DIALECT_4)
+            .expect("campaigns draw dialect 4");
+        let three = from_bytes(&[DIALECT_3, body].concat(), GenConfig::default());
         let two = from_bytes(&[DIALECT_2, body].concat(), GenConfig::default());
         assert!(!later(&two), "dialect 2 drew a later race kind:\n{two}");
         if later(&three) {
@@ -199,5 +199,59 @@ fn only_dialect_3_draws_the_later_race_kinds() {
     assert!(
         same >= 2500,
         "{same} programs without a later kind decode alike"
+    );
+}
+
+/// The race kinds that came after dialect 3 (`free`, `pageout`, `fault`: T15-T17) are drawn by
+/// dialect 4 only, so dialect-3 bytes keep their programs; the same bytes under the two
+/// prefixes decode alike wherever no newer kind is drawn.
+#[test]
+fn only_dialect_4_draws_the_newest_race_kinds() {
+    use crate::program::RaceKind;
+    let newest = |p: &Program| {
+        p.ops.iter().any(|o| {
+            matches!(
+                o,
+                Op::Race {
+                    kind: RaceKind::Free | RaceKind::PageOut | RaceKind::Fault,
+                    ..
+                }
+            )
+        })
+    };
+    let (mut in_4, mut same) = (0, 0);
+    let mut kinds = std::collections::HashSet::new();
+    for i in 0..3000 {
+        let bytes = random_program_bytes(1, i, GenConfig::default());
+        let body = bytes
+            .strip_prefix(DIALECT_4)
+            .expect("campaigns draw dialect 4");
+        let four = from_bytes(&bytes, GenConfig::default());
+        let three = from_bytes(&[DIALECT_3, body].concat(), GenConfig::default());
+        assert!(
+            !newest(&three),
+            "dialect 3 drew a newer race kind:\n{three}"
+        );
+        if newest(&four) {
+            in_4 += 1;
+            for o in &four.ops {
+                if let Op::Race { kind, .. } = o {
+                    kinds.insert(*kind);
+                }
+            }
+        } else if four == three {
+            same += 1;
+        }
+    }
+    assert!(
+        in_4 >= 50,
+        "dialect 4 drew a newer race kind in {in_4} programs"
+    );
+    for k in [RaceKind::Free, RaceKind::PageOut, RaceKind::Fault] {
+        assert!(kinds.contains(&k), "dialect 4 never drew {k:?}");
+    }
+    assert!(
+        same >= 2400,
+        "{same} programs without a newer kind decode alike"
     );
 }

@@ -3,9 +3,9 @@
 //! mapping it holds), or, where a thread already races, forks the racing process (most
 //! often: that is the window the T rules are about), reads the raced page, stops a thread, or
 //! starts the other half of a pair beside it (a `dontneed` thread beside a storing one, on the
-//! same page most often: Dirty COW's pair, T7), or a reader joining a storing one (T10). A
-//! race's kind is `write` most often, else `dontneed`, `poke`, `read`, `protect`, `unmap` or
-//! `remap` (`racers.rs`).
+//! same page most often: Dirty COW's pair, T7; or a `pageout` one, T16), or a reader joining a
+//! storing one (T10). A race's kind is `write` most often, else `dontneed`, `poke`, `read`,
+//! `protect`, `unmap`, `remap`, `vmsplice`, `free`, `pageout` or `fault` (`racers.rs`).
 //! Some raw ops vfork a child that writes to a mapping of its parent and exits (T5).
 //! Everything the validator refuses (`ThreadRules`) is dropped, as for every other op.
 
@@ -57,7 +57,8 @@ impl Builder {
                         return;
                     }
                     let other = if kind.stores() {
-                        RaceKind::DontNeed
+                        // In dialect 4, a pageout thread one time in two (T16).
+                        self.pair_advice(r)
                     } else if r.d.is_multiple_of(2) {
                         RaceKind::Poke
                     } else {

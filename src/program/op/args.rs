@@ -375,10 +375,20 @@ pub enum RaceKind {
     /// drained page whose other bytes differ from the first one's counts as a drop
     /// (docs/SEMANTICS.md T14).
     Vmsplice,
+    /// `madvise(MADV_FREE)` of the page, again and again, its rounds its counter: the page is
+    /// lazily freed, its old bytes or zero until written (docs/SEMANTICS.md T15).
+    Free,
+    /// `madvise(MADV_PAGEOUT)` of the page, again and again, its rounds its counter: its bytes
+    /// never change (docs/SEMANTICS.md T16).
+    PageOut,
+    /// Loads the page's last word, stores the round's number there (a fresh page's first
+    /// touch: the page faults in) and `madvise(MADV_DONTNEED)`s the page, again and again; the
+    /// last round stores and zaps no more (docs/SEMANTICS.md T17).
+    Fault,
 }
 
 impl RaceKind {
-    pub const ALL: [RaceKind; 8] = [
+    pub const ALL: [RaceKind; 11] = [
         RaceKind::Write,
         RaceKind::DontNeed,
         RaceKind::Poke,
@@ -387,6 +397,9 @@ impl RaceKind {
         RaceKind::Unmap,
         RaceKind::Remap,
         RaceKind::Vmsplice,
+        RaceKind::Free,
+        RaceKind::PageOut,
+        RaceKind::Fault,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -398,15 +411,32 @@ impl RaceKind {
             RaceKind::Unmap => "unmap",
             RaceKind::Remap => "remap",
             RaceKind::Vmsplice => "vmsplice",
+            RaceKind::Free => "free",
+            RaceKind::PageOut => "pageout",
+            RaceKind::Fault => "fault",
         }
     }
     /// Whether the thread stores the counter into the page's last word.
     pub fn stores(self) -> bool {
-        matches!(self, RaceKind::Write | RaceKind::Poke)
+        matches!(self, RaceKind::Write | RaceKind::Poke | RaceKind::Fault)
+    }
+    /// Whether the thread zaps the page it stores to between its stores, so that the page may
+    /// read all zero at any moment while it runs (T17): no reader or dontneed thread joins it.
+    pub fn zaps_itself(self) -> bool {
+        self == RaceKind::Fault
+    }
+    /// Whether a storing thread's process may run this kind beside it on one page (T9, T15,
+    /// T16).
+    pub fn pairs_with_storer(self) -> bool {
+        matches!(
+            self,
+            RaceKind::DontNeed | RaceKind::Free | RaceKind::PageOut
+        )
     }
     /// Whether the racing process must store nothing while the thread runs: a store to the
-    /// thread's page would be kept, fault or not as the interleaving goes (T7, T11), and
-    /// handles do not tell which page a store reaches.
+    /// thread's page would be kept, fault or not as the interleaving goes (T7, T11, T15, T17),
+    /// and handles do not tell which page a store reaches. A `pageout` thread changes no
+    /// bytes (T16): its process stores on.
     pub fn bars_stores(self) -> bool {
         matches!(
             self,
@@ -415,6 +445,8 @@ impl RaceKind {
                 | RaceKind::Unmap
                 | RaceKind::Remap
                 | RaceKind::Vmsplice
+                | RaceKind::Free
+                | RaceKind::Fault
         )
     }
     /// Whether the racing process must load nothing and map nothing while the thread runs: its

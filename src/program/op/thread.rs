@@ -128,18 +128,20 @@ impl ThreadRules {
                 }
                 let running: Vec<Racing> = self.running.iter().flatten().copied().collect();
                 if let Some(r) = running.first() {
-                    // A pair: one dontneed beside one storing thread, in one process (T7), or
-                    // a reader joining a storing thread, in any process (T10).
+                    // A pair: one dontneed, free or pageout beside one storing thread, in one
+                    // process (T7, T15, T16), or a reader joining a storing thread, in any process
+                    // (T10); never beside a fault thread, which zaps its own page (T17).
+                    let storer = |k: RaceKind| k.stores() && !k.zaps_itself();
                     let pair = running.len() < MAX_RACING
                         && ((r.proc == proc
-                            && ((r.kind == RaceKind::DontNeed && kind.stores())
-                                || (r.kind.stores() && kind == RaceKind::DontNeed)))
-                            || (kind.watches() && r.kind.stores()));
+                            && ((r.kind.pairs_with_storer() && storer(kind))
+                                || (storer(r.kind) && kind.pairs_with_storer())))
+                            || (kind.watches() && storer(r.kind)));
                     if !pair {
                         return refuse(
                             Blame::Proc,
                             format!(
-                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, one write or poke), or a reader joining a write or poke thread",
+                                "a thread of {} races already: one race at a time, or a pair in one process (one dontneed, free or pageout, one write or poke), or a reader joining a write or poke thread",
                                 r.proc
                             ),
                         );

@@ -296,7 +296,7 @@ impl<'a> OpLine<'a> {
             OpKind::Race => {
                 let thread = self.thread_handle(&mut columns)?;
                 let kind = self.word(
-                    "a race kind (write, dontneed, poke, read, protect, unmap, remap, vmsplice)",
+                    "a race kind (write, dontneed, poke, read, protect, unmap, remap, vmsplice, free, pageout, fault)",
                     RaceKind::from_name,
                 )?;
                 let map = self.map_handle(&mut columns)?;

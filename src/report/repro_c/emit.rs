@@ -449,6 +449,9 @@ fn op_fields(op: &Op, page_size: usize) -> String {
                 crate::program::RaceKind::Unmap => "RK_UNMAP",
                 crate::program::RaceKind::Remap => "RK_REMAP",
                 crate::program::RaceKind::Vmsplice => "RK_VMSPLICE",
+                crate::program::RaceKind::Free => "RK_FREE",
+                crate::program::RaceKind::PageOut => "RK_PAGEOUT",
+                crate::program::RaceKind::Fault => "RK_FAULT",
             };
             format!(
                 "{}, .first = {page}, .npages = 1, .kind = {kind}, .thread = {}",

@@ -40,8 +40,9 @@
 //!
 //! Every op kind is handled (the emitter's match over ops is exhaustive, so a new kind does not
 //! compile until the reproducer performs it). Refused, never guessed: a successful
-//! `advise ... free` of a length other than 0 (what the pages read afterwards is old or zero at the kernel's choice,
-//! docs/SEMANTICS.md F2, and the reproducer checks exact digests) and a vmsplice the model
+//! `advise ... free` of a length other than 0 or a `race ... free` that starts (what the pages
+//! read afterwards is old or zero at the kernel's choice,
+//! docs/SEMANTICS.md F2, T15, and the reproducer checks exact digests) and a vmsplice the model
 //! allows both to succeed and to fail.
 //!
 //! The parts: `plan` walks the model over the program and decides what each op and state check

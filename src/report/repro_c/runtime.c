@@ -81,7 +81,10 @@ enum verb { V_END, V_MAP, V_WRITE, V_READ, V_FORK, V_EXIT, V_UNMAP, V_PROTECT, V
 	    V_VFORK, V_RACE, V_STOP, V_CLONE, V_THREAD, V_BY, V_JOIN };
 /* race: what the thread does (cowcheck's RaceKind). */
 enum race_kind { RK_WRITE, RK_DONTNEED, RK_POKE, RK_READ, RK_PROTECT, RK_UNMAP, RK_REMAP,
-		 RK_VMSPLICE };
+		 RK_VMSPLICE, RK_FREE, RK_PAGEOUT, RK_FAULT };
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
 /* stop of a reader (RK_READ, docs/SEMANTICS.md T10): what its loads must have been: W_EXACT
  * every one `word`; W_CONST one value; W_MONO never going down; W_OPEN one value, or it and
  * then 0 (a lazily freed page reclaimed). */
@@ -795,6 +798,18 @@ static void *racer_loop(void *arg)
 			atomic_store(&board->count[me][t], n);
 		} else if (r->kind == RK_DONTNEED) {
 			madvise((void *)r->page, ps, MADV_DONTNEED);
+		} else if (r->kind == RK_FREE || r->kind == RK_PAGEOUT) {
+			/* T15, T16: the page freed lazily, or paged out, again and again. */
+			madvise((void *)r->page, ps, r->kind == RK_FREE ? MADV_FREE : MADV_PAGEOUT);
+		} else if (r->kind == RK_FAULT) {
+			/* T17: load, store, zap: the next round faults a fresh page in; the last
+			 * round zaps no more. */
+			(void)*(volatile uint64_t *)(r->page + ps - 8);
+			*(volatile uint64_t *)(r->page + ps - 8) = n;
+			r->last = n;
+			atomic_store(&board->count[me][t], n);
+			if (!stop)
+				madvise((void *)r->page, ps, MADV_DONTNEED);
 		} else {
 			if (r->kind == RK_POKE) {
 				if (pwrite(r->mem, &n, 8, (off_t)(r->page + ps - 8)) != 8)
@@ -877,12 +892,20 @@ static void race_start(const struct op *o, uintptr_t first)
 	} else if (o->kind == RK_READ) {
 		/* A fault here is the op's death, as the model's first load. */
 		r->first = r->seen = *(volatile uint64_t *)(first + ps - 8);
-	} else if (o->kind == RK_DONTNEED) {
-		if (madvise((void *)first, ps, MADV_DONTNEED) != 0) {
+	} else if (o->kind == RK_DONTNEED || o->kind == RK_FREE || o->kind == RK_PAGEOUT) {
+		int advice = o->kind == RK_DONTNEED ? MADV_DONTNEED
+			     : o->kind == RK_FREE   ? MADV_FREE
+						    : MADV_PAGEOUT;
+		if (madvise((void *)first, ps, advice) != 0) {
 			rep.result = RES_FAILED;
 			rep.value = (uint64_t)errno;
 			return;
 		}
+	} else if (o->kind == RK_FAULT) {
+		/* A fault here is the op's death, as the model's first load and store. */
+		(void)*(volatile uint64_t *)(first + ps - 8);
+		*(volatile uint64_t *)(first + ps - 8) = one;
+		madvise((void *)first, ps, MADV_DONTNEED);
 	} else if (o->kind == RK_POKE) {
 		r->mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
 		if (r->mem < 0 || pwrite(r->mem, &one, 8, (off_t)(first + ps - 8)) != 8) {
@@ -921,7 +944,8 @@ static void race_stop(const struct op *o)
 	if (r->mem >= 0)
 		close(r->mem);
 	splice_close(r);
-	rep.value = r->kind == RK_DONTNEED ? 0 : r->last;
+	rep.value = r->kind == RK_DONTNEED || r->kind == RK_FREE || r->kind == RK_PAGEOUT ? 0
+										    : r->last;
 	board->rounds[o - ops] = rep.value;
 	if (r->kind == RK_READ || r->kind == RK_VMSPLICE) {
 		rep.digest[0] = r->first;

@@ -333,6 +333,22 @@ impl Walk {
                 known: "every other op: after MADV_FREE each page reads old or zero at the kernel's choice, and the reproducer checks exact bytes".into(),
             });
         }
+        // A free thread's page reads old or zero at the kernel's choice too (T15).
+        if let (
+            Op::Race {
+                kind: crate::program::RaceKind::Free,
+                ..
+            },
+            Outcome::Done,
+        ) = (op, &outcome)
+        {
+            return Err(ReproError::Unsupported {
+                index: i + 1,
+                op: op.to_string(),
+                kind: "race free (when it starts)",
+                known: "every other race kind: a page a free thread frees reads old or zero at the kernel's choice, and the reproducer checks exact bytes".into(),
+            });
+        }
         let mapped = matches!(outcome, Outcome::Mapped { .. });
         let step = match outcome {
             // The model never predicts a hang (only an observation can be one).
