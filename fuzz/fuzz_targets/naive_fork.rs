@@ -66,6 +66,11 @@ fn run_forked(program: &Program) -> (usize, KernelRun) {
 
 fuzz_target!(|data: &[u8]| {
     let program = cowcheck_fuzz::decode(data);
+    // hugetlb only when asked, as in `ops` (the pool is the machine's).
+    let allowed = cowcheck_fuzz::families::Allowed::on(cowcheck::program::features::Features::ALL);
+    if allowed.skip(data, &program).is_some() {
+        return;
+    }
     let (page_size, run) = run_forked(&program);
     cowcheck_fuzz::publish_program_cells(&program, page_size);
     // No panic: as a baseline it only counts. Forking the fuzzing process (ASan interceptors,
