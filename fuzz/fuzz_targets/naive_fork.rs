@@ -44,7 +44,13 @@ fn run_forked(program: &Program) -> (usize, KernelRun) {
             libc::close(rep_r.as_raw_fd());
             // A short op deadline: a worker forked from this image can deadlock in an
             // intercepted call, and the baseline should not be charged 10 s for each.
-            let code = cowcheck::kernel::executor::main(0, std::time::Duration::from_secs(1));
+            let code = cowcheck::kernel::executor::main(
+                0,
+                std::time::Duration::from_secs(1),
+                None,
+                None,
+                false,
+            );
             libc::_exit(code);
         }
     }
