@@ -6,12 +6,12 @@
 //!   `GenConfig::default()`, `Features::ALL`), whatever the kernel probed, so that an artifact
 //!   replays to the same program on any machine.
 //! - **What the kernel lacks is skipped.** An input whose program the generator would not make
-//!   for this kernel (`generate::mutate::needs_absent`: it decodes to another program under the features the
-//!   executor probed) is not run: libFuzzer is told to reject it (no cells, no crash, never a
-//!   divergence), and it is counted in the stats line.
+//!   for this kernel (`generate::mutate::skip`: it decodes to another program under the
+//!   features the executor probed) is not run: libFuzzer is told to reject it (no cells, no
+//!   crash, never a divergence), and it is counted in the stats line.
 //! - **hugetlb only when asked.** MAP_HUGETLB maps take pages from the machine's pool
-//!   (docs/SEMANTICS.md L9), so, like `cowcheck run --hugetlb`, the fuzzer runs programs with
-//!   hugetlb ops only under `COWCHECK_FUZZ_HUGETLB=1` (and where the executor probed hugetlb);
+//!   (docs/SEMANTICS.md L9), so, like `cowcheck run --hugetlb`, the fuzzer runs programs with a
+//!   hugetlb map only under `COWCHECK_FUZZ_HUGETLB=1` (and where the executor probed hugetlb);
 //!   otherwise they are skipped, and fresh programs are drawn without them.
 //! - **Mutations keep the dialect** (`generate::mutate`, `crate::mutate`). A tagged input keeps
 //!   its prefix: the structure-aware mutations work on its 10-byte (tag, raw op) units,
