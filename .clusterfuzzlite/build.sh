@@ -23,5 +23,6 @@ done
 (cd fuzz/corpus/ops && zip -q -r "$OUT/ops_seed_corpus.zip" . && cp "$OUT/ops_seed_corpus.zip" "$OUT/model_seed_corpus.zip")
 (cd fuzz/corpus/trace_parse && zip -q -r "$OUT/trace_parse_seed_corpus.zip" .)
 
-# libFuzzer options for every run: inputs are 9 bytes per op and at most 40 ops.
+# libFuzzer options for every run: inputs are 9 bytes per op (10 and a 10-byte prefix in
+# dialect 3) and at most 40 ops.
 printf '[libfuzzer]\nmax_len = 512\n' > "$OUT/ops.options"

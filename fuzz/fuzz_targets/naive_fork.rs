@@ -44,7 +44,13 @@ fn run_forked(program: &Program) -> (usize, KernelRun) {
             libc::close(rep_r.as_raw_fd());
             // A short op deadline: a worker forked from this image can deadlock in an
             // intercepted call, and the baseline should not be charged 10 s for each.
-            let code = cowcheck::kernel::executor::main(0, std::time::Duration::from_secs(1));
+            let code = cowcheck::kernel::executor::main(
+                0,
+                std::time::Duration::from_secs(1),
+                None,
+                None,
+                false,
+            );
             libc::_exit(code);
         }
     }
@@ -66,6 +72,11 @@ fn run_forked(program: &Program) -> (usize, KernelRun) {
 
 fuzz_target!(|data: &[u8]| {
     let program = cowcheck_fuzz::decode(data);
+    // hugetlb only when asked, as in `ops` (the pool is the machine's).
+    let allowed = cowcheck_fuzz::families::Allowed::on(cowcheck::program::features::Features::ALL);
+    if allowed.skip(data, &program).is_some() {
+        return;
+    }
     let (page_size, run) = run_forked(&program);
     cowcheck_fuzz::publish_program_cells(&program, page_size);
     // No panic: as a baseline it only counts. Forking the fuzzing process (ASan interceptors,

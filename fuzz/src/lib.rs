@@ -22,6 +22,11 @@
 //! - `COWCHECK_FUZZ_KEEP_GOING=1`: on a divergence, print the shrunk report (once per shape) and
 //!   go on instead of crashing; no artifact is saved. For measurements; for long campaigns,
 //!   libFuzzer's `-fork=N -ignore_crashes=1` keeps going and keeps the artifacts.
+//! - `COWCHECK_FUZZ_HUGETLB=1`: also run programs with MAP_HUGETLB maps, where the executor
+//!   probed hugetlb (like `cowcheck run --hugetlb`; the pool is the machine's, docs/SEMANTICS.md
+//!   L9). Without it they are skipped, and fresh programs are drawn without them ([`families`]).
+
+pub mod families;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -29,15 +34,16 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cowcheck::campaign;
-use cowcheck::check::{self, Verdict};
 use cowcheck::check::coverage::{CELLS, CONFIGS, Cell, CellSet};
+use cowcheck::check::{self, Verdict};
 use cowcheck::kernel::{Executor, ExecutorConfig};
 use cowcheck::program::Program;
-use cowcheck::program::generate::{self, GenConfig};
+use cowcheck::program::generate::{self, GenConfig, mutate as mutation};
 use cowcheck::report;
 
 /// The program a fuzz input stands for: the same decoder as `cowcheck decode`, so an artifact
-/// means the same program to the fuzzer and to the command line.
+/// means the same program to the fuzzer and to the command line, on every machine (every
+/// feature assumed; what the kernel lacks is skipped by [`check_input`], never decoded away).
 pub fn decode(data: &[u8]) -> Program {
     generate::from_bytes(data, GenConfig::default())
 }
@@ -305,17 +311,21 @@ fn restart_executor() {
 /// The program's semantic cells (and page configurations) are read off the comparison's own
 /// model run and handed to libFuzzer (`CellHits::publish`): one model run per input, not two
 /// (measured under AddressSanitizer: a separate model walk took 18% of the fuzzer's time).
-pub fn check_program(program: &Program) {
+pub fn check_program(program: &Program) -> Option<check::Tally> {
     static KEEP_GOING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     static SHAPES: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let keep_going = *KEEP_GOING
         .get_or_init(|| std::env::var_os("COWCHECK_FUZZ_KEEP_GOING").is_some_and(|v| v != "0"));
     for attempt in 0..2 {
         let mut hits = CellHits::default();
+        let mut tally = None;
         let result = with_executor(|ex| {
             let checked = cowcheck::trial::run(ex, program, Some(&mut hits));
             match checked {
-                Ok((Verdict::Agreed(_), _)) => Ok(None),
+                Ok((Verdict::Agreed(t), _)) => {
+                    tally = Some(t);
+                    Ok(None)
+                }
                 Ok((Verdict::Diverged(d), _)) if keep_going => {
                     let shape = d.signature(program);
                     let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
@@ -333,7 +343,7 @@ pub fn check_program(program: &Program) {
             hits.publish();
         }
         match result {
-            Ok(None) => return,
+            Ok(None) => return tally,
             Ok(Some(report)) => panic!("{report}"),
             Err(e) if attempt == 0 => {
                 eprintln!(
@@ -347,6 +357,25 @@ pub fn check_program(program: &Program) {
             ),
         }
     }
+    None
+}
+
+/// The `ops` target on one input: decodes it, skips it (rejected: libFuzzer keeps nothing of
+/// it) when its program needs what this kernel lacks or hugetlb was not asked for
+/// (`generate::mutate::skip`), else checks it ([`check_program`]) and counts what ran.
+pub fn check_input(data: &[u8]) -> libfuzzer_sys::Corpus {
+    let program = decode(data);
+    let allowed = with_executor(|ex| families::Allowed::on(ex.hello.features));
+    families::set_allowed(allowed);
+    if let Some(why) = allowed.skip(data, &program) {
+        families::note_skipped(why);
+        scheduler::reward(0);
+        return libfuzzer_sys::Corpus::Reject;
+    }
+    if let Some(tally) = check_program(&program) {
+        families::note_ran(data, &program, &tally);
+    }
+    libfuzzer_sys::Corpus::Keep
 }
 
 /// Shrinks a divergence and renders it the way `cowcheck run` does.
@@ -388,9 +417,6 @@ fn divergence_report(ex: &mut Executor, program: &Program, d: check::Divergence)
 
 // ---------------------------------------------------------------------------------------------
 // Mutations that know the input's grain.
-
-/// Bytes per raw op (`generate::RawOp` as `arbitrary` reads it).
-const RAW_OP_BYTES: usize = 9;
 
 /// Which kind of mutation to spend the next input on: a fresh random program (what `cowcheck
 /// run` does every time) or a mutation of a corpus input (what feedback is for). Random
@@ -444,74 +470,41 @@ mod scheduler {
     }
 }
 
-/// Structure-aware mutation on top of libFuzzer's own: an input is a run of raw ops of
-/// [`RAW_OP_BYTES`] bytes each, so more than half the time the input gains fresh random raw
-/// ops (6 in 14), repeats a run of its own (fork after fork, write after write; 10%), loses one
-/// (5%) or has one replaced (10%), always at raw-op boundaries; otherwise libFuzzer mutates
-/// bytes as usual. Or, as often as the [`scheduler`] says, it is replaced by a fresh random
-/// program drawn like those of `cowcheck run`. Longer, op-shaped programs reach the
-/// deep process trees and sharing patterns that single-byte mutations rarely build.
+/// Structure-aware mutation on top of libFuzzer's own (`generate::mutate::structural`): an
+/// input is a run of raw ops of 9 bytes each (first dialect), or a dialect
+/// prefix and then (tag, raw op) units of 10 bytes (dialects 2 and 3: the later op families),
+/// so more than half the time the input gains fresh random ops (6 in 14), repeats a run of its
+/// own (fork after fork, write after write; 10%), loses one (5%) or has one replaced (10%),
+/// always at op boundaries and never touching the prefix. One time in 14 a tagged input has a
+/// tag turned to a later family, and a first-dialect input is lifted into the newest dialect (4) with the
+/// same ops; otherwise libFuzzer mutates bytes as usual (after the prefix, if any). Or, as
+/// often as the [`scheduler`] says, it is replaced by a fresh random program drawn like those
+/// of `cowcheck run` (the newest dialect, 4, without what the kernel lacks: `families::allowed_here`).
+/// Longer, op-shaped programs reach the deep process trees and sharing patterns that
+/// single-byte mutations rarely build.
 pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
     let mut rng = generate::SplitMix::new(u64::from(seed) ^ 0x5eed_f0c0_c0a0_u64);
     let cap = max_size.min(data.len());
     let size = size.min(cap);
-    let ops = size / RAW_OP_BYTES;
-    let mut below = |n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
     // Fresh program or mutation of this one: the scheduler's choice, by what each has been
     // earning lately.
-    let fresh = scheduler::choose_fresh(below(1 << 20) as f64 / (1 << 20) as f64);
-    let roll = if fresh { 99 } else { below(14) };
-    let new_size = match roll {
-        0..=5 => {
-            let at = below(ops + 1) * RAW_OP_BYTES;
-            let add = ((1 + below(8)) * RAW_OP_BYTES).min(cap - size);
-            if add > 0 {
-                data.copy_within(at..size, at + add);
-                for b in &mut data[at..at + add] {
-                    *b = below(256) as u8;
-                }
-                Some(size + add)
-            } else {
-                None
-            }
-        }
-        6 | 7 if ops > 0 => {
-            let start = below(ops);
-            let len = 1 + below((ops - start).min(4));
-            let (from, run) = (start * RAW_OP_BYTES, len * RAW_OP_BYTES);
-            let add = run.min(cap - size);
-            if add > 0 {
-                let at = from + run;
-                data.copy_within(at..size, at + add);
-                data.copy_within(from..from + add, at);
-                Some(size + add)
-            } else {
-                None
-            }
-        }
-        8 if ops > 1 => {
-            let at = below(ops) * RAW_OP_BYTES;
-            data.copy_within(at + RAW_OP_BYTES..size, at);
-            Some(size - RAW_OP_BYTES)
-        }
-        9 | 10 if ops > 0 => {
-            let at = below(ops) * RAW_OP_BYTES;
-            for b in &mut data[at..at + RAW_OP_BYTES] {
-                *b = below(256) as u8;
-            }
-            Some(size)
-        }
+    let u = (rng.next_u64() % (1 << 20)) as f64 / (1 << 20) as f64;
+    if scheduler::choose_fresh(u) {
         // A fresh program, drawn exactly as `cowcheck run` draws one: the feedback-guided
         // search never explores less widely than the random campaign it competes with.
-        99 => {
-            let mut fresh_rng =
-                generate::SplitMix::new(((below(1 << 30) as u64) << 32) ^ u64::from(seed));
-            let fresh = generate::random_bytes(&mut fresh_rng, GenConfig::default().max_ops);
-            let n = fresh.len().min(cap);
-            data[..n].copy_from_slice(&fresh[..n]);
-            (n > 0).then_some(n)
+        let seed = ((rng.next_u64() % (1 << 30)) << 32) ^ u64::from(seed);
+        let here = families::allowed_here();
+        let fresh = mutation::fresh_program_bytes(seed, here.kernel, here.hugetlb);
+        let n = fresh.len().min(cap);
+        data[..n].copy_from_slice(&fresh[..n]);
+        if n > 0 {
+            return n;
         }
-        _ => None,
-    };
-    new_size.unwrap_or_else(|| libfuzzer_sys::fuzzer_mutate(data, size, max_size))
+    }
+    let roll = (rng.next_u64() % mutation::ROLLS as u64) as usize;
+    if let Some(n) = mutation::structural(data, size, cap, roll, &mut rng) {
+        return n;
+    }
+    let start = mutation::layout(&data[..size]).0;
+    start + libfuzzer_sys::fuzzer_mutate(&mut data[start..], size - start, cap - start)
 }

@@ -4,9 +4,9 @@
 //! processes, for example "a write to a private page whose frame is shared copy-on-write with a
 //! live descendant" (`write private private-cow-shared with-descendant`). The cells of an op are
 //! read off the model *before* the op is applied, through [`Model::page_state`], for every page
-//! the op touches: the pages of its span for `write`, `read` and `unmap`, the fresh pages for
-//! `map`, none for an `advise` of length 0, and every page the process maps for `fork` and
-//! `exit`.
+//! the op touches: the pages of its span for `write`, `read`, `unmap` and `vfork` (the child's
+//! write), the one page of a `race`, the fresh pages for `map`, none for an `advise` of length
+//! 0, and every page the process maps for `fork` and `exit`.
 //!
 //! The fuzzer feeds the cells to libFuzzer as extra coverage, so that it looks for new
 //! semantics rather than only new branches of Rust code; `cowcheck run` prints how many cells
@@ -292,6 +292,10 @@ pub fn touched(op: &Op) -> Touch {
             Touch::Pages(map, span.page_range())
         }
         Op::Unmap { map, pages, .. } => Touch::Pages(map, pages),
+        // The vfork child's write, and the one page a racing thread works on (the fuzzer's
+        // later families, docs/FUZZING.md).
+        Op::Vfork { map, span, .. } => Touch::Pages(map, span.page_range()),
+        Op::Race { map, page, .. } => Touch::Pages(map, PageRange::new(page, page + 1)),
         // A length of 0 names no page (docs/SEMANTICS.md F14).
         Op::Advise { map, pages, .. } if pages.is_empty() => Touch::Pages(map, pages),
         _ => match op.map() {
@@ -448,12 +452,13 @@ pub fn walk(program: &Program, page_size: usize, visit: impl FnMut(usize, Cell))
 }
 
 /// The page configurations present after `op` (just applied to `model`) that
-/// `walk_covered` reports: after a fork, those of the child.
+/// `walk_covered` reports: after a fork or a CLONE_VM clone, those of the child.
 pub fn configs_after(model: &Model, op: &Op, mut present: impl FnMut(usize)) {
     // Sharing between processes is made by forks: look after each, in the child (the parent's
     // pages changed sharing the same way). Looking after every op costs the fuzzer more than a
     // tenth of its time, measured.
-    let Op::Fork { child, .. } = *op else {
+    // A CLONE_VM child shares its parent's pages as they are: a configuration of its own.
+    let (Op::Fork { child, .. } | Op::CloneVm { child, .. }) = *op else {
         return;
     };
     let mut set = SmallSet(Vec::new());

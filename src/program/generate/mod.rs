@@ -19,6 +19,7 @@ mod backings;
 mod clone_vm;
 mod family;
 mod hugetlb;
+pub mod mutate;
 mod racers;
 mod thread_ops;
 mod threads;
