@@ -166,8 +166,9 @@ fn the_family_seeds_are_the_generators_and_reach_every_family() {
     }));
 }
 
-/// The structural mutations keep a tagged input (a dialect-4 seed) in its dialect, on op boundaries, whatever
-/// the roll; chains of them stay valid programs, and tag mutations bring in family ops.
+/// The structural mutations keep a tagged input (a dialect-4 seed) in its dialect, on op
+/// boundaries, whatever the roll; chains of them stay valid programs, and tag mutations bring in
+/// family ops.
 #[test]
 fn mutations_keep_a_tagged_input_in_its_dialect() {
     let seeds = committed_seeds();

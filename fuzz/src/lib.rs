@@ -476,12 +476,12 @@ mod scheduler {
 /// so more than half the time the input gains fresh random ops (6 in 14), repeats a run of its
 /// own (fork after fork, write after write; 10%), loses one (5%) or has one replaced (10%),
 /// always at op boundaries and never touching the prefix. One time in 14 a tagged input has a
-/// tag turned to a later family, and a first-dialect input is lifted into the newest dialect (4) with the
-/// same ops; otherwise libFuzzer mutates bytes as usual (after the prefix, if any). Or, as
-/// often as the [`scheduler`] says, it is replaced by a fresh random program drawn like those
-/// of `cowcheck run` (the newest dialect, 4, without what the kernel lacks: `families::allowed_here`).
-/// Longer, op-shaped programs reach the deep process trees and sharing patterns that
-/// single-byte mutations rarely build.
+/// tag turned to a later family, and a first-dialect input is lifted into the newest dialect (4)
+/// with the same ops; otherwise libFuzzer mutates bytes as usual (after the prefix, if any). Or, as
+/// often as the [`scheduler`] says, it is replaced by a fresh random program drawn like those of
+/// `cowcheck run` (the newest dialect, 4, without what the kernel lacks:
+/// `families::allowed_here`). Longer, op-shaped programs reach the deep process trees and sharing
+/// patterns that single-byte mutations rarely build.
 pub fn mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
     let mut rng = generate::SplitMix::new(u64::from(seed) ^ 0x5eed_f0c0_c0a0_u64);
     let cap = max_size.min(data.len());

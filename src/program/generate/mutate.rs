@@ -3,11 +3,11 @@
 //! `cargo test` checks them on stable without libFuzzer.
 //!
 //! An input is a run of 9-byte raw ops (the first dialect), or a 10-byte dialect prefix
-//! ([`DIALECT_2`], [`DIALECT_3`], [`DIALECT_4`]) and then (tag, raw op) units of 10 bytes that reach the
-//! later op families (threads and racing ops, vfork and CLONE_VM, the allocator, huge-page
-//! backings). A structural mutation works on whole units after the prefix and never touches it,
-//! so a tagged input keeps its dialect; [`lift`] turns a first-dialect input into the newest dialect with the
-//! same ops; a tag mutation turns an op to a later family.
+//! ([`DIALECT_2`], [`DIALECT_3`], [`DIALECT_4`]) and then (tag, raw op) units of 10 bytes that
+//! reach the later op families (threads and racing ops, vfork and CLONE_VM, the allocator,
+//! huge-page backings). A structural mutation works on whole units after the prefix and never
+//! touches it, so a tagged input keeps its dialect; [`lift`] turns a first-dialect input into the
+//! newest dialect with the same ops; a tag mutation turns an op to a later family.
 //!
 //! An input means one program everywhere: the fuzzer decodes with every feature
 //! (`GenConfig::default()`). Where the kernel lacks something, or hugetlb was not asked for,
@@ -67,8 +67,8 @@ pub fn family_tag(r: u8) -> u8 {
 /// Structural mutation number `roll` of `data[..size]`, within `cap` bytes: 0-5 insert 1 to 8
 /// random ops, 6-7 repeat a run of 1 to 4 ops after itself, 8 drops an op, 9-10 replace one
 /// by random bytes, 11 turns a tag to a later family (tagged input) or lifts the input into
-/// the newest dialect ([`lift`], first dialect). Always at op boundaries after the prefix, which stays
-/// as it is. The new size, or `None` where the roll does not apply (12, 13, an empty input,
+/// the newest dialect ([`lift`], first dialect). Always at op boundaries after the prefix, which
+/// stays as it is. The new size, or `None` where the roll does not apply (12, 13, an empty input,
 /// no room).
 pub fn structural(
     data: &mut [u8],
@@ -135,9 +135,9 @@ pub fn structural(
     Some(start + new_size)
 }
 
-/// `data[..size]` (first dialect) as bytes of the newest dialect (4) of the same raw ops, each with a classic
-/// tag (0 to 10) drawn from `tags`: the same program (the classic ops decode alike in every
-/// dialect), and a later tag mutation can turn any op to a family. Written over `data` within
+/// `data[..size]` (first dialect) as bytes of the newest dialect (4) of the same raw ops, each with
+/// a classic tag (0 to 10) drawn from `tags`: the same program (the classic ops decode alike in
+/// every dialect), and a later tag mutation can turn any op to a family. Written over `data` within
 /// `cap` bytes; the new size, or `None` if it does not fit or `data` is tagged already.
 pub fn lift(
     data: &mut [u8],
