@@ -203,6 +203,10 @@ pub struct JobsReport {
     pub programs_per_round_and_job: u64,
     pub one_job_per_sec: f64,
     pub all_jobs_per_sec: f64,
+    /// CPUs the whole machine kept busy during the rounds (medians, from `/proc/stat`; `None`
+    /// where it cannot be read): what one job already uses of the CPUs bounds what N can add.
+    pub one_job_busy_cpus: Option<f64>,
+    pub all_jobs_busy_cpus: Option<f64>,
 }
 
 impl JobsReport {
@@ -234,8 +238,40 @@ impl fmt::Display for JobsReport {
             "  scaling                      {:.2}x one job ({} CPUs here)",
             self.scaling(),
             std::thread::available_parallelism().map_or(1, |n| n.get())
-        )
+        )?;
+        if let (Some(one), Some(all)) = (self.one_job_busy_cpus, self.all_jobs_busy_cpus) {
+            writeln!(
+                f,
+                "  busy CPUs                    {one:.2} with 1 job, {all:.2} with {} (the whole machine's, /proc/stat: on a quiet machine, N jobs make at most about CPUs / {one:.2} times one job's programs)",
+                self.jobs
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// The machine's CPU time from `/proc/stat`'s `cpu` line: (busy, idle) in clock ticks, idle
+/// counting iowait. `None` where it cannot be read.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    if v.len() < 8 {
+        return None;
+    }
+    Some((v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[3] + v[4]))
+}
+
+/// CPUs kept busy between two `cpu_ticks` readings, out of `cpus`.
+fn busy_cpus(before: Option<(u64, u64)>, after: Option<(u64, u64)>, cpus: usize) -> Option<f64> {
+    let ((b0, i0), (b1, i1)) = (before?, after?);
+    let (busy, idle) = (b1.checked_sub(b0)?, i1.checked_sub(i0)?);
+    (busy + idle > 0).then(|| cpus as f64 * busy as f64 / (busy + idle) as f64)
 }
 
 /// Runs `programs` programs of `seed` on each executor at once (its own share of indices),
@@ -305,21 +341,30 @@ pub fn measure_jobs(
     round_on(std::slice::from_mut(one), u64::MAX / 2, 20, generator, seed)?;
     round_on(executors, u64::MAX / 2, 20, generator, seed)?;
     let (mut single, mut all) = (Vec::new(), Vec::new());
+    let (mut single_busy, mut all_busy) = (Vec::new(), Vec::new());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut first = 0u64;
     for _ in 0..rounds {
+        let t = cpu_ticks();
         let d = round_on(std::slice::from_mut(one), first, per_round, generator, seed)?;
+        single_busy.extend(busy_cpus(t, cpu_ticks(), cpus));
         single.push(per_round as f64 / d.as_secs_f64());
         first += per_round;
+        let t = cpu_ticks();
         let d = round_on(executors, first, per_round, generator, seed)?;
+        all_busy.extend(busy_cpus(t, cpu_ticks(), cpus));
         all.push((per_round * jobs as u64) as f64 / d.as_secs_f64());
         first += per_round * jobs as u64;
     }
+    let busy = |v: &mut Vec<f64>| (v.len() == rounds).then(|| median(v));
     Ok(JobsReport {
         jobs,
         rounds,
         programs_per_round_and_job: per_round,
         one_job_per_sec: median(&mut single),
         all_jobs_per_sec: median(&mut all),
+        one_job_busy_cpus: busy(&mut single_busy),
+        all_jobs_busy_cpus: busy(&mut all_busy),
     })
 }
 
@@ -329,5 +374,23 @@ fn without_hugetlb(f: crate::program::features::Features) -> crate::program::fea
     crate::program::features::Features {
         hugetlb: false,
         ..f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Busy CPUs are the busy share of the ticks between two readings, times the CPUs; a
+    /// reading that is missing or goes backwards gives none.
+    #[test]
+    fn busy_cpus_are_the_busy_share_of_the_ticks() {
+        assert_eq!(busy_cpus(Some((100, 100)), Some((170, 130)), 2), Some(1.4));
+        assert_eq!(busy_cpus(Some((100, 100)), Some((100, 200)), 2), Some(0.0));
+        assert_eq!(busy_cpus(None, Some((1, 1)), 2), None);
+        assert_eq!(busy_cpus(Some((5, 5)), Some((4, 6)), 2), None);
+        assert_eq!(busy_cpus(Some((5, 5)), Some((5, 5)), 2), None);
+        let (busy, idle) = cpu_ticks().expect("/proc/stat on Linux");
+        assert!(busy + idle > 0);
     }
 }

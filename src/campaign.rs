@@ -341,19 +341,39 @@ pub fn confirm(
     }
     let signature = divergence.signature(program);
     let mut seen = 1;
+    // The reruns' other divergences: the first, and how many reruns had its signature.
+    let mut other: Option<(Divergence, u32)> = None;
     for _ in 0..RERUNS {
-        if let (Verdict::Diverged(d), _) = crate::trial::run(executor, program, None)?
-            && d.signature(program) == signature
-        {
-            seen += 1;
+        if let (Verdict::Diverged(d), _) = crate::trial::run(executor, program, None)? {
+            let s = d.signature(program);
+            if s == signature {
+                seen += 1;
+            } else if let Some((first, n)) = other.as_mut() {
+                if first.signature(program) == s {
+                    *n += 1;
+                }
+            } else {
+                other = Some((d, 1));
+            }
         }
     }
     if seen == 1
         && let Some(how) = unreported_death(&divergence)
     {
-        return Err(HarnessError::Environment(format!(
-            "{at}: {how}, and the program did not diverge in {RERUNS} reruns: a process of the run was killed from outside (kill -9, the OOM killer), not a kernel finding"
-        )));
+        // A death without a report that never came back is the environment's, if the program
+        // then ran clean. If it diverged another way in the reruns, that divergence is the
+        // finding (found under qemu-user: a racing program whose first run lost a process and
+        // whose reruns all diverged at an earlier op was refused as a kill from outside, and
+        // ended the campaign with exit 2).
+        let Some((again, n)) = other else {
+            return Err(HarnessError::Environment(format!(
+                "{at}: {how}, and the program did not diverge in {RERUNS} reruns: a process of the run was killed from outside (kill -9, the OOM killer), not a kernel finding"
+            )));
+        };
+        let mut finding = explain(executor, index, program, again)?;
+        finding.seen = n;
+        finding.runs = RERUNS;
+        return Ok(finding);
     }
     let mut finding = explain(executor, index, program, divergence)?;
     finding.seen = seen;
