@@ -64,6 +64,11 @@ impl Bounds {
     /// What one page adds. `entries` is the range of page-table entries mapping its frame
     /// across the live processes (I8), for a page that is not open.
     fn page(&mut self, ps: u64, pred: &Prediction, word: u64, entries: (usize, usize)) {
+        // A hugetlb page is counted in Private_Hugetlb or Shared_Hugetlb, in none of these
+        // fields (I17).
+        if pred.identity.is_some_and(|id| id.huge_page().is_some()) {
+            return;
+        }
         // A page left open (I9) may count or not, whatever its pagemap word said a moment
         // before: what leaves it open (a racing thread's MADV_DONTNEED or store, T7; reclaim
         // of a lazily freed page) can change it between the two reads. Found by

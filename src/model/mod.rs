@@ -72,6 +72,7 @@ mod fork;
 mod glibc;
 mod huge;
 mod hugetlb;
+mod hugetlb_phys;
 mod madvise;
 mod malloc;
 mod memory;
