@@ -8,19 +8,21 @@
 use std::collections::BTreeMap;
 
 use crate::model::Prediction;
-use crate::program::caps;
 use crate::program::physical::pm;
+use crate::program::{ProcId, caps};
 
 /// Base pages in a huge page.
 const HUGE: u64 = caps::HUGETLB_PAGES as u64;
 
-/// Checks the runs of the present hugetlb pages seen (prediction, pagemap word), in order: the
-/// first that breaks one, by its position, with what the model says instead.
+/// Checks the runs of the present hugetlb pages seen (process, prediction, pagemap word), in
+/// order, each process's on their own (that two processes show one huge page with one run is
+/// I4's check, by identity): the first page that breaks one, by its position, with what the
+/// model says instead.
 pub(super) fn runs<'a>(
-    seen: impl Iterator<Item = (&'a Prediction, u64)>,
+    seen: impl Iterator<Item = (ProcId, &'a Prediction, u64)>,
 ) -> Option<(usize, String)> {
-    let mut heads: BTreeMap<(bool, u32, u32), (u64, u64)> = BTreeMap::new();
-    for (i, (pred, word)) in seen.enumerate() {
+    let mut heads: BTreeMap<(ProcId, (bool, u32, u32)), (u64, u64)> = BTreeMap::new();
+    for (i, (proc, pred, word)) in seen.enumerate() {
         if pred.open || word & pm::PRESENT == 0 {
             continue;
         }
@@ -39,6 +41,7 @@ pub(super) fn runs<'a>(
                 ),
             ));
         }
+        let key = (proc, key);
         if let Some(&(other, at)) = heads.get(&key) {
             if other != head {
                 return Some((

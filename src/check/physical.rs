@@ -204,7 +204,7 @@ pub fn check(
     // A hugetlb huge page's base pages: one run of PFNs from a huge page aligned head (I16).
     if pfn
         && let Some((s, expected)) =
-            super::hugetlb_phys::runs(seen.iter().map(|s| (s.pred, s.word)))
+            super::hugetlb_phys::runs(seen.iter().map(|s| (s.proc, s.pred, s.word)))
     {
         return fail(&seen[s], "hugetlb run", "I16", expected, "pfn");
     }
