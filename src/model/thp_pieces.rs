@@ -38,18 +38,40 @@ impl Model {
             .map(|i| ProcId(i as u8))
             .filter(|&p| self.procs[p.0 as usize].life == Life::Alive && self.mm_first_user(p))
             .collect();
+        // Every mapper of a piece must be seen to count its mappers (I8), and a racing thread
+        // of any kind may split, zap or copy pages between two reads: learn nothing then.
+        let t = &self.threads;
+        if live.iter().any(|&p| !words.keys().any(|&(q, _)| q == p))
+            || !(t.running.is_empty()
+                && t.readers.is_empty()
+                && t.open_prots.is_empty()
+                && t.spliced.is_empty()
+                && self.racing_open_frames().is_empty())
+        {
+            return;
+        }
         let seen = |p: ProcId, v: u64| {
             words
                 .get(&(p, v))
                 .copied()
                 .filter(|w| w & pm::PRESENT != 0 && w & (pm::FILE | pm::ZERO_PAGE) == 0)
         };
-        // A page whose frame the channel predicts (no pipe, no lazy free, no collapse residue).
-        let piped: std::collections::BTreeSet<FrameId> = self
-            .pipe
-            .iter()
-            .flat_map(|p| p.frames.iter().copied())
+        // Only a page whose frame the channel predicts is evidence: not one a pipe refers to,
+        // a racing thread writes (T2), or that is left open for any other reason (found by
+        // `run --cases 20000 --seed 1`: a page a racing poke wrote, on the huge page's run in
+        // the fork child only, was taken for evidence there).
+        let predicted: std::collections::BTreeSet<(ProcId, u64)> = self
+            .physical()
+            .into_iter()
+            .flat_map(|(p, preds)| {
+                preds
+                    .into_iter()
+                    .filter(|pr| !pr.open)
+                    .map(move |pr| (p, pr.addr))
+            })
             .collect();
+        let ps = self.page_size;
+        let known = |p: ProcId, v: u64| predicted.contains(&(p, v * ps));
         let plain = |pte: &super::space::Pte| {
             pte.tlb == 0
                 && pte.alts.is_empty()
@@ -93,7 +115,7 @@ impl Model {
                     let PageBacking::Private(f) = space.get(v)?.backing else {
                         return None;
                     };
-                    if f == FrameId::ZERO || piped.contains(&f) || self.huge_leaves_open(f) {
+                    if f == FrameId::ZERO || !known(p, v) || self.huge_leaves_open(f) {
                         return None;
                     }
                     let x = seen(p, v)? & pm::PFN;
@@ -137,6 +159,8 @@ impl Model {
                             (Some(a), Some(b)) => {
                                 matches!(a.backing, PageBacking::Private(f) if f != FrameId::ZERO && !self.huge_leaves_open(f))
                                     && a.backing == b.backing
+                                    && known(p, v)
+                                    && known(q, v)
                             }
                             _ => false,
                         }
@@ -161,6 +185,36 @@ impl Model {
                 }
             }
         }
+        // Every other page seen at a piece's PFN maps it too: each must be an untouched page
+        // the model can give it, or the piece is not learnt (its mappers could not be counted).
+        let pfns: std::collections::BTreeSet<u64> = holders.iter().map(|h| h.2).collect();
+        let mut spoilt: std::collections::BTreeSet<u64> = Default::default();
+        for (&(q, v), &w) in words {
+            let x = w & pm::PFN;
+            if w & pm::PRESENT == 0 || !pfns.contains(&x) || holders.contains(&(q, v, x)) {
+                continue;
+            }
+            let fits = self.space(q).get(v).is_some_and(|pte| {
+                plain(pte)
+                    && pte.backing == PageBacking::Private(FrameId::ZERO)
+                    && w & (pm::FILE | pm::ZERO_PAGE) == 0
+            });
+            if fits && live.contains(&q) {
+                holders.push((q, v, x));
+            } else {
+                spoilt.insert(x);
+            }
+        }
+        holders.sort();
+        holders.dedup();
+        // A page given two pieces (seen at one, a relative of the other's): neither is learnt.
+        for w in holders.windows(2) {
+            if (w[0].0, w[0].1) == (w[1].0, w[1].1) {
+                spoilt.insert(w[0].2);
+                spoilt.insert(w[1].2);
+            }
+        }
+        holders.retain(|h| !spoilt.contains(&h.2));
         for &(_, _, x) in &holders {
             piece.entry(x).or_insert(FrameId::ZERO);
         }
