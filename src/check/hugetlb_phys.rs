@@ -14,6 +14,9 @@ use crate::program::{ProcId, caps};
 /// Base pages in a huge page.
 const HUGE: u64 = caps::HUGETLB_PAGES as u64;
 
+/// A huge page, as `Identity::huge_page()` names it.
+type HugePage = (bool, u32, u32);
+
 /// Checks the runs of the present hugetlb pages seen (process, prediction, pagemap word), in
 /// order, each process's on their own (that two processes show one huge page with one run is
 /// I4's check, by identity): the first page that breaks one, by its position, with what the
@@ -21,7 +24,8 @@ const HUGE: u64 = caps::HUGETLB_PAGES as u64;
 pub(super) fn runs<'a>(
     seen: impl Iterator<Item = (ProcId, &'a Prediction, u64)>,
 ) -> Option<(usize, String)> {
-    let mut heads: BTreeMap<(ProcId, (bool, u32, u32)), (u64, u64)> = BTreeMap::new();
+    // Per process and huge page: the head PFN its first present page showed, and where.
+    let mut heads: BTreeMap<(ProcId, HugePage), (u64, u64)> = BTreeMap::new();
     for (i, (proc, pred, word)) in seen.enumerate() {
         if pred.open || word & pm::PRESENT == 0 {
             continue;

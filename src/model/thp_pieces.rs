@@ -104,10 +104,7 @@ impl Model {
                 .collect();
             for first in firsts {
                 let pages = first..first + pmd;
-                if !pages
-                    .clone()
-                    .all(|v| space.get(v).is_some_and(|pte| plain(pte)))
-                {
+                if !pages.clone().all(|v| space.get(v).is_some_and(&plain)) {
                     continue;
                 }
                 // The run a page holding data is on.
