@@ -51,7 +51,7 @@ pub mod flag {
 }
 
 /// A page-table entry's hugetlb state (`Pte::tlb`; 0 for every other page). The rules are
-/// `hugetlb.rs`'s (docs/SEMANTICS.md L6-L12).
+/// `hugetlb.rs`'s (docs/SEMANTICS.md L6-L14; the physical channel's, I15-I17).
 pub mod tlb {
     /// A base page of a hugetlb mapping.
     pub const PAGE: u8 = 1;
