@@ -56,6 +56,34 @@ impl Model {
                 .copied()
                 .filter(|w| w & pm::PRESENT != 0 && w & (pm::FILE | pm::ZERO_PAGE) == 0)
         };
+        // A learnt piece seen as the zero page: the shrinker remapped it.
+        for &p in &live {
+            let zeroed: Vec<u64> = (self.space(p).ptes.iter())
+                .filter(|(v, pte)| {
+                    matches!(pte.backing, PageBacking::Private(f) if self.is_thp_piece(f))
+                        && words
+                            .get(&(p, **v))
+                            .is_some_and(|w| w & pm::PRESENT != 0 && w & pm::ZERO_PAGE != 0)
+                })
+                .map(|(v, _)| *v)
+                .collect();
+            for v in zeroed {
+                self.drop_private(p, v);
+            }
+        }
+        // Nothing to learn unless an untouched page of an advised PMD is seen present (not
+        // the zero page): most snapshots, and every one after the pieces were learnt, stop here
+        // before the predictions below are worked out.
+        let candidate = live.iter().any(|&p| {
+            self.space(p).ptes.iter().any(|(&v, pte)| {
+                pte.flags & flag::HUGEPAGE != 0
+                    && pte.backing == PageBacking::Private(FrameId::ZERO)
+                    && seen(p, v).is_some()
+            })
+        });
+        if !candidate {
+            return;
+        }
         // Only a page whose frame the channel predicts is evidence: not one a pipe refers to,
         // a racing thread writes (T2), or that is left open for any other reason (found by
         // `run --cases 20000 --seed 1`: a page a racing poke wrote, on the huge page's run in
@@ -78,21 +106,6 @@ impl Model {
                 && pte.flags & (flag::LAZY | flag::HUGE_RESIDUE | flag::GUARD) == 0
                 && !pte.kind.is_shared()
         };
-        // A learnt piece seen as the zero page: the shrinker remapped it.
-        for &p in &live {
-            let zeroed: Vec<u64> = (self.space(p).ptes.iter())
-                .filter(|(v, pte)| {
-                    matches!(pte.backing, PageBacking::Private(f) if self.is_thp_piece(f))
-                        && words
-                            .get(&(p, **v))
-                            .is_some_and(|w| w & pm::PRESENT != 0 && w & pm::ZERO_PAGE != 0)
-                })
-                .map(|(v, _)| *v)
-                .collect();
-            for v in zeroed {
-                self.drop_private(p, v);
-            }
-        }
         // Per PMD (first page), the pieces seen: page -> (the piece's PFN, its frame).
         let mut found: Vec<(ProcId, u64, u64)> = Vec::new();
         let mut evidence: BTreeMap<u64, Vec<ProcId>> = BTreeMap::new();
