@@ -19,7 +19,9 @@ pub(super) fn mincore(model: &Model, pred: &Prediction, word: u64) -> Option<&'s
     let resident = word & pm::RESIDENT != 0;
     let present = word & pm::PRESENT != 0;
     let guard = word & pm::GUARD != 0 || pred.presence == crate::model::Presence::Never;
-    if !pred.shared {
+    // mincore reports a hugetlb page by its page-table entry, shared or not (I15).
+    let tlb = pred.identity.is_some_and(|id| id.huge_page().is_some());
+    if !pred.shared || tlb {
         if pred.open && !guard {
             return None;
         }

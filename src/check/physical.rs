@@ -72,6 +72,10 @@ fn ident(i: Option<Identity>) -> String {
         Some(Identity::Zero) => "the zero page".into(),
         Some(Identity::Frame(f)) => format!("frame {f}"),
         Some(Identity::ObjPage(o, p)) => format!("page {p} of shared object {o}"),
+        Some(Identity::TlbPrivate(h, p)) => {
+            format!("base page {p} of the private hugetlb huge page headed by frame {h}")
+        }
+        Some(Identity::TlbShared(o, p)) => format!("page {p} of shared hugetlb object {o}"),
     }
 }
 
@@ -196,6 +200,13 @@ pub fn check(
         if scan && s.pred.identity.is_some() && (s.word & pm::ZERO_PAGE != 0) != zero {
             return fail(s, "zero page", "I5", ident(s.pred.identity), "pagemap-scan");
         }
+    }
+    // A hugetlb huge page's base pages: one run of PFNs from a huge page aligned head (I16).
+    if pfn
+        && let Some((s, expected)) =
+            super::hugetlb_phys::runs(seen.iter().map(|s| (s.proc, s.pred, s.word)))
+    {
+        return fail(&seen[s], "hugetlb run", "I16", expected, "pfn");
     }
     // Across processes: frame identity and PFNs (I4), the exclusive bit (I8).
     let mut holders: BTreeMap<Identity, Vec<&Seen>> = BTreeMap::new();

@@ -37,14 +37,20 @@ const RULES: [(&str, &str); smaps::FIELDS.len()] = [
     ("smaps LazyFree", "I13"),
     ("smaps AnonHugePages", "I13"),
     ("smaps Swap", "I11"),
+    ("smaps Private_Hugetlb", "I17"),
+    ("smaps Shared_Hugetlb", "I17"),
 ];
 
 /// Sums of two fields checked as one, where each alone is open: (rule, fields).
-const SUMS: [(&str, [usize; 2]); 2] = [
+const SUMS: [(&str, [usize; 2]); 3] = [
     ("smaps Shared_*", [smaps::SHARED_CLEAN, smaps::SHARED_DIRTY]),
     (
         "smaps Private_*",
         [smaps::PRIVATE_CLEAN, smaps::PRIVATE_DIRTY],
+    ),
+    (
+        "smaps *_Hugetlb",
+        [smaps::PRIVATE_HUGETLB, smaps::SHARED_HUGETLB],
     ),
 ];
 
@@ -64,6 +70,25 @@ impl Bounds {
     /// What one page adds. `entries` is the range of page-table entries mapping its frame
     /// across the live processes (I8), for a page that is not open.
     fn page(&mut self, ps: u64, pred: &Prediction, word: u64, entries: (usize, usize)) {
+        // A hugetlb page is counted in Private_Hugetlb where one page table maps its huge
+        // page, Shared_Hugetlb where more do, and in no other field (I17).
+        if pred.identity.is_some_and(|id| id.huge_page().is_some()) {
+            let (private, shared) = (smaps::PRIVATE_HUGETLB, smaps::SHARED_HUGETLB);
+            if pred.open {
+                self.add(private, 0, ps);
+                self.add(shared, 0, ps);
+            } else if word & pm::PRESENT != 0 {
+                match entries {
+                    (low, _) if low >= 2 => self.add(shared, ps, ps),
+                    (_, high) if high < 2 => self.add(private, ps, ps),
+                    _ => {
+                        self.add(private, 0, ps);
+                        self.add(shared, 0, ps);
+                    }
+                }
+            }
+            return;
+        }
         // A page left open (I9) may count or not, whatever its pagemap word said a moment
         // before: what leaves it open (a racing thread's MADV_DONTNEED or store, T7; reclaim
         // of a lazily freed page) can change it between the two reads. Found by

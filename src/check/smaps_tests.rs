@@ -152,3 +152,32 @@ fn a_page_not_present_and_not_open_counts_nowhere() {
     );
     assert_eq!(compare(&gone, &said(&[])), None);
 }
+
+#[test]
+fn a_hugetlb_page_counts_only_in_its_hugetlb_field() {
+    // One base page of a private huge page that one page table maps: Private_Hugetlb, no Rss.
+    let p = pred(Some(Identity::TlbPrivate(3, 0)), false, false);
+    let own = one(p, PRESENT, (1, 1));
+    assert_eq!(compare(&own, &said(&[(smaps::PRIVATE_HUGETLB, 4)])), None);
+    let r =
+        compare(&own, &said(&[(smaps::RSS, 4), (smaps::PRIVATE_HUGETLB, 4)])).expect("Rss counted");
+    assert_eq!((r.0, r.1), ("smaps Rss", "I11"));
+    // Shared with a fork child: Shared_Hugetlb; Private_Hugetlb is an eager copy at fork.
+    let forked = one(p, PRESENT, (2, 2));
+    assert_eq!(compare(&forked, &said(&[(smaps::SHARED_HUGETLB, 4)])), None);
+    let r = compare(&forked, &said(&[(smaps::PRIVATE_HUGETLB, 4)])).expect("not shared");
+    assert_eq!((r.0, r.1), ("smaps Private_Hugetlb", "I17"));
+    // Not mapped: nothing.
+    let gone = one(p, 0, (1, 1));
+    let r = compare(&gone, &said(&[(smaps::PRIVATE_HUGETLB, 4)])).expect("counted");
+    assert_eq!(r.1, "I17");
+    // A shared object's page mapped by one page table is private too.
+    let s = pred(Some(Identity::TlbShared(0, 7)), true, false);
+    assert_eq!(
+        compare(
+            &one(s, PRESENT, (1, 1)),
+            &said(&[(smaps::PRIVATE_HUGETLB, 4)])
+        ),
+        None
+    );
+}

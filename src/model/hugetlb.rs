@@ -285,7 +285,7 @@ impl Model {
             self.drop_private(proc, vpn);
         }
         if let Some(p) = self.space_mut(proc).get_mut(vpn) {
-            p.tlb &= !(tlb::PRESENT | tlb::RESERVED | tlb::GONE);
+            p.tlb &= !(tlb::PRESENT | tlb::RESERVED | tlb::GONE | tlb::TAKEN);
         }
     }
 
@@ -353,7 +353,14 @@ impl Model {
         let Some(p) = self.space(proc).get(head).copied() else {
             return;
         };
-        if p.tlb == 0 || p.kind.is_shared() {
+        if p.tlb == 0 {
+            return;
+        }
+        // A shared huge page is mapped in this page table from its first touch on (I15).
+        if p.kind.is_shared() {
+            for q in self.huge_ptes(proc, head) {
+                q.tlb |= tlb::PRESENT;
+            }
             return;
         }
         if p.tlb & tlb::PRESENT == 0 {
@@ -363,7 +370,7 @@ impl Model {
                     PageBacking::Private(f);
             }
             for q in self.huge_ptes(proc, head) {
-                q.tlb = (q.tlb | tlb::PRESENT) & !(tlb::RESERVED | tlb::GONE);
+                q.tlb = (q.tlb | tlb::PRESENT) & !(tlb::RESERVED | tlb::GONE | tlb::TAKEN);
             }
         }
         if !write {
@@ -404,7 +411,7 @@ impl Model {
                 .is_some_and(|o| o.tlb != 0 && o.backing == PageBacking::Private(old));
             if same {
                 for o in self.huge_ptes(other, head) {
-                    o.tlb &= !tlb::PRESENT;
+                    o.tlb = (o.tlb & !tlb::PRESENT) | tlb::TAKEN;
                 }
             }
         }
@@ -477,6 +484,7 @@ impl Model {
     /// be gone in the others' views of the same snapshot. A page a view could not read, where
     /// that is allowed, shows unreadable until a view reads it.
     pub(super) fn hugetlb_settle(&mut self, observed: &Snapshot) {
+        self.tlb_words_presence();
         for owners in [true, false] {
             for view in &observed.procs {
                 if self.life(view.proc) != Life::Alive {
@@ -494,6 +502,11 @@ impl Model {
         let Some(p) = self.space(proc).get(vpn).copied() else {
             return;
         };
+        // A shared huge page a view read is mapped here from then on (I15).
+        if p.tlb != 0 && p.kind.is_shared() && !owners && seen != UNREADABLE {
+            self.tlb_touch(proc, vpn, false);
+            return;
+        }
         if p.tlb == 0 || p.kind.is_shared() || (p.tlb & tlb::OWNER != 0) != owners {
             return;
         }

@@ -72,6 +72,7 @@ mod fork;
 mod glibc;
 mod huge;
 mod hugetlb;
+mod hugetlb_phys;
 mod madvise;
 mod malloc;
 mod memory;
@@ -86,6 +87,7 @@ mod race_layout;
 mod race_splice;
 mod racers;
 mod thp;
+mod thp_pieces;
 mod thread;
 mod thread_ops;
 mod vfork;
@@ -166,6 +168,9 @@ pub struct Model {
     /// MREMAP_FIXED move that may have unmapped its destination first, G5): each is stepped
     /// alongside and dropped when an outcome or a snapshot rules it out (`mremap.rs`).
     others: Vec<Model>,
+    /// Frames of zero bytes that are learnt pieces of a transparent huge page (`thp_pieces.rs`,
+    /// I24): predicted by the physical channel, though all zero.
+    thp_pieces: std::collections::BTreeSet<frame::FrameId>,
 }
 
 /// The address an observation says the kernel chose, if it chose one.
@@ -215,6 +220,7 @@ impl Model {
             heap: Default::default(),
             threads: Default::default(),
             others: Vec::new(),
+            thp_pieces: Default::default(),
         }
     }
 

@@ -9,7 +9,8 @@
 //! thread writes and the copies a fork made of it) the page is left unconstrained: a set of
 //! outcomes too large to be worth a constraint, never a guess. A page of a PMD that may be huge
 //! and holds data is predicted as a base page would be, with khugepaged's collapses learnt from
-//! the views (`thp.rs`, I20 to I23); one a MADV_COLLAPSE touched stays open (I22).
+//! the views (`thp.rs`, I20 to I23); one a MADV_COLLAPSE touched stays open (I22). A hugetlb
+//! page is predicted by `hugetlb_phys.rs` (I15 to I17).
 //!
 //! The same predictions bound what each process's smaps says of each region (`check::smaps`):
 //! resident pages that are not the zero page [I11], each shared among the entries that map
@@ -36,6 +37,11 @@ pub enum Identity {
     /// A page of a shared object the model has not allocated (never written): the kernel
     /// allocates it at the first fault, read or write, one page for every mapper (I4).
     ObjPage(u32, u32),
+    /// Base page `.1` of a private hugetlb huge page whose head holds model frame `.0` (0: no
+    /// page yet): two processes map one huge page exactly when they hold one head (I16).
+    TlbPrivate(u32, u32),
+    /// Page `.1` of shared hugetlb object `.0` (I16).
+    TlbShared(u32, u32),
 }
 
 /// Whether the page-table entry must be there.
@@ -116,6 +122,10 @@ impl Model {
         // collapse touched it (I22).
         for (i, p) in live() {
             for (&vpn, pte) in &self.spaces[p.mm].ptes {
+                // A hugetlb page is never a transparent huge page; its own rules say (I15).
+                if pte.tlb != 0 && pte.alts.is_empty() {
+                    continue;
+                }
                 if let PageBacking::Private(f) = pte.backing
                     && (pte.flags & (flag::LAZY | flag::HUGE_RESIDUE) != 0
                         || !pte.alts.is_empty()
@@ -172,9 +182,15 @@ impl Model {
                     }
                 };
                 // A page its own process's thread zaps: present or not between any two reads (T7).
-                // A hugetlb page: pagemap, PFNs and smaps of huge pages are not predicted
-                // (L12), so its page is left open.
-                let open = open || self.zapping(proc, vpn) || pte.tlb != 0;
+                let open = open || self.zapping(proc, vpn);
+                // A hugetlb page: predicted whole huge page by whole huge page (I15, I16).
+                let (identity, open, huge) = if pte.tlb != 0 {
+                    let (id, p, o) = self.tlb_prediction(proc, vpn, pte);
+                    presence = p;
+                    (id, o, false)
+                } else {
+                    (identity, open, huge)
+                };
                 if open {
                     presence = Presence::May;
                 }
@@ -202,7 +218,10 @@ impl Model {
     pub fn holds_data(&self, id: Identity) -> bool {
         match id {
             Identity::Frame(f) => self.frames.bytes(FrameId(f)).iter().any(|&b| b != 0),
-            Identity::Zero | Identity::ObjPage(..) => false,
+            Identity::Zero
+            | Identity::ObjPage(..)
+            | Identity::TlbPrivate(..)
+            | Identity::TlbShared(..) => false,
         }
     }
 

@@ -51,7 +51,7 @@ pub mod flag {
 }
 
 /// A page-table entry's hugetlb state (`Pte::tlb`; 0 for every other page). The rules are
-/// `hugetlb.rs`'s (docs/SEMANTICS.md L6-L12).
+/// `hugetlb.rs`'s (docs/SEMANTICS.md L6-L14; the physical channel's, I15-I17).
 pub mod tlb {
     /// A base page of a hugetlb mapping.
     pub const PAGE: u8 = 1;
@@ -67,6 +67,13 @@ pub mod tlb {
     /// The last view could not read the page (its fault had no huge page to take): until the
     /// page changes, views show it unreadable (learnt, L9).
     pub const GONE: u8 = 16;
+    /// The owner may have taken the page back (`take_back()`): mapped here or not, until a
+    /// fault or a zap says (I15).
+    pub const TAKEN: u8 = 32;
+    /// At the words of the last snapshot (read before its views faulted pages in), the huge
+    /// page was mapped here, or surely was not (`hugetlb_phys.rs`, I15).
+    pub const WAS_PRESENT: u8 = 64;
+    pub const WAS_ABSENT: u8 = 128;
 }
 
 /// Up to three frames a private page may hold instead of its primary one, when the kernel's

@@ -39,7 +39,8 @@ impl Model {
     /// split's shrinker splits an underused THP it maps such pages to the zero page:
     /// mm/huge_memory.c: thp_underused(), try_to_map_unused_to_zeropage()).
     pub(super) fn huge_leaves_open(&self, f: FrameId) -> bool {
-        f == FrameId::ZERO || self.frames.bytes(f).iter().all(|&b| b == 0)
+        f == FrameId::ZERO
+            || (self.frames.bytes(f).iter().all(|&b| b == 0) && !self.is_thp_piece(f))
     }
 
     /// [I22] Learns khugepaged's collapses from a view: in each live process, each PMD advised
@@ -216,6 +217,9 @@ impl Model {
                 }
             }
         }
+        // The untouched pages of the huge pages the view shows, once the collapses are
+        // learnt (I24).
+        self.learn_thp_pieces(&words);
     }
 }
 

@@ -38,7 +38,7 @@ pub mod pm {
 /// neighbour), then each of `FIELDS` in kB, summed over those VMAs; then `TRAILER`.
 pub mod smaps {
     /// The smaps fields read, in this order (each line `Name:   <n> kB`).
-    pub const FIELDS: [&str; 10] = [
+    pub const FIELDS: [&str; 12] = [
         "Rss",
         "Pss",
         "Anonymous",
@@ -49,6 +49,8 @@ pub mod smaps {
         "LazyFree",
         "AnonHugePages",
         "Swap",
+        "Private_Hugetlb",
+        "Shared_Hugetlb",
     ];
     pub const RSS: usize = 0;
     pub const PSS: usize = 1;
@@ -60,6 +62,8 @@ pub mod smaps {
     pub const LAZYFREE: usize = 7;
     pub const ANON_HUGE: usize = 8;
     pub const SWAP: usize = 9;
+    pub const PRIVATE_HUGETLB: usize = 10;
+    pub const SHARED_HUGETLB: usize = 11;
     /// Words per region: the entry count, then the fields.
     pub const WORDS: usize = 1 + FIELDS.len();
     /// The entry count of a region whose sums would include memory outside it.

@@ -10,9 +10,12 @@
  *
  *   cowcheck run --under "env COWCHECK_THP_FAULT=fork-copy-huge LD_PRELOAD=/path/libthp.so"
  *
- * COWCHECK_THP_FAULT selects the fault (one for now):
- *   fork-copy-huge  the child copies the pages of every whole PMD of its private writable
- *                   mappings at once, as described above
+ * COWCHECK_THP_FAULT selects the fault:
+ *   fork-copy-huge   the child copies the pages of every whole PMD of its private writable
+ *                    mappings at once, as described above
+ *   fork-copy-zeroes the child copies only the shared pages of those PMDs whose bytes are all
+ *                    zero: the untouched pieces of a huge page a write allocated (I24), which
+ *                    I21 left open before they were learnt
  *
  * Only a program's processes misbehave (not the executor or its zygote). Nothing here
  * allocates: the fork wrapper reads /proc/self/maps into a static buffer and each pagemap
@@ -36,6 +39,17 @@ static int wanted(void)
 	if (cached < 0) {
 		const char *f = getenv("COWCHECK_THP_FAULT");
 		cached = f && !strcmp(f, "fork-copy-huge");
+	}
+	return cached;
+}
+
+/* The second mode: only the all-zero pages are copied (`copy_zero_pieces`). */
+static int wanted_zeroes(void)
+{
+	static int cached = -1;
+	if (cached < 0) {
+		const char *f = getenv("COWCHECK_THP_FAULT");
+		cached = f && !strcmp(f, "fork-copy-zeroes");
 	}
 	return cached;
 }
@@ -74,7 +88,16 @@ static int is_advised(uintptr_t a)
 	return 0;
 }
 
-/* Rewrites the shared pages of each whole aligned PMD in [start, end) that was advised. */
+static int all_zero(const volatile char *c, long n)
+{
+	for (long i = 0; i < n; i++)
+		if (c[i])
+			return 0;
+	return 1;
+}
+
+/* Rewrites the shared pages of each whole aligned PMD in [start, end) that was advised (only
+ * those whose bytes are all zero in the fork-copy-zeroes mode). */
 static void copy_huge_ranges(uintptr_t start, uintptr_t end)
 {
 	long page = sysconf(_SC_PAGESIZE);
@@ -89,6 +112,8 @@ static void copy_huge_ranges(uintptr_t start, uintptr_t end)
 				continue;
 			if ((e >> 63 & 1) && !(e >> 56 & 1) && (e & ((1ULL << 55) - 1)) != zero_pfn) {
 				volatile char *c = (volatile char *)a;
+				if (wanted_zeroes() && !all_zero(c, page))
+					continue;
 				*c = *c;
 			}
 		}
@@ -135,7 +160,8 @@ int madvise(void *addr, size_t len, int advice)
 	if (!real)
 		real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
 	int r = real(addr, len, advice);
-	if (r == 0 && advice == MADV_HUGEPAGE && wanted() && nadvised < MAX_ADVISED) {
+	if (r == 0 && advice == MADV_HUGEPAGE && (wanted() || wanted_zeroes()) &&
+	    nadvised < MAX_ADVISED) {
 		advised[nadvised][0] = (uintptr_t)addr;
 		advised[nadvised][1] = (uintptr_t)addr + len;
 		nadvised++;
@@ -149,7 +175,7 @@ pid_t fork(void)
 	if (!real)
 		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
 	pid_t pid = real();
-	if (pid == 0 && wanted() && in_program()) {
+	if (pid == 0 && (wanted() || wanted_zeroes()) && in_program()) {
 		pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 		if (pagemap_fd >= 0) {
 			long page = sysconf(_SC_PAGESIZE);
