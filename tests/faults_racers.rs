@@ -29,35 +29,38 @@ fn libracers() -> Option<PathBuf> {
 
 #[test]
 fn protect_stuck_is_caught_and_shrunk() {
-    let Some(lib) = libracers() else { return };
-    let under = format!(
-        "env COWCHECK_RACERS_FAULT=protect-stuck LD_PRELOAD={}",
-        lib.display()
-    );
     // Measured: caught at the 139th program of seed 1 (3 s), shrunk to `map`, `map ... fixed`,
     // `race t0 protect`, `stop t0` and a store that dies.
-    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-protect-stuck", &under, 6);
+    race_caught_and_shrunk("protect-stuck", "protect", 6);
+}
+
+/// Runs `cowcheck run` under the libracers fault `fault` (tests/common `caught_and_shrunk`) and
+/// checks that the shrunk trace, at most `max_ops` long, still has a `race` of `kind`.
+fn race_caught_and_shrunk(fault: &str, kind: &str, max_ops: usize) {
+    let Some(lib) = libracers() else { return };
+    let under = format!(
+        "env COWCHECK_RACERS_FAULT={fault} LD_PRELOAD={}",
+        lib.display()
+    );
+    let Caught { ops, trace, .. } =
+        caught_and_shrunk(&format!("libracers-{fault}"), &under, max_ops);
     assert!(
         ops.iter()
-            .any(|o| o.contains(" race ") && o.contains(" protect ")),
-        "the shrunk trace needs a protect race:\n{trace}"
+            .any(|o| o.contains(" race ") && o.contains(&format!(" {kind} "))),
+        "the shrunk trace needs a {kind} race:\n{trace}"
     );
 }
 
-/// Runs the reproducer `bin` with `env`: its exit code and stdout.
-fn run(bin: &Path, env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(bin);
-    cmd.envs(env.iter().copied());
-    run_command(cmd, Duration::from_secs(120))
-}
-
-#[test]
-fn the_protect_reproducer_fails_under_protect_stuck() {
-    let Some(lib) = libracers() else { return };
+/// Builds the C reproducer of `scenarios/threads/SCENARIO.trace`, checks that it passes
+/// without a fault (2 s of rounds) and exits 1 under the libracers fault `fault` (up to 60 s):
+/// its run under the fault, for the caller's checks of what failed. `None` without the shim.
+fn reproducer_under_fault(scenario: &str, fault: &str) -> Option<Run> {
+    let lib = libracers()?;
     let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/threads/protect-flips-across-fork.trace");
-    let dir = tmpdir("repro-protect-stuck");
-    let bin = built_reproducer(&dir.join("protect-flips-across-fork.c"), &trace);
+        .join("scenarios/threads")
+        .join(format!("{scenario}.trace"));
+    let dir = tmpdir(&format!("repro-{fault}"));
+    let bin = built_reproducer(&dir.join(format!("{scenario}.c")), &trace);
     let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
     clean.expect_code(0);
     assert!(
@@ -70,11 +73,26 @@ fn the_protect_reproducer_fails_under_protect_stuck() {
         &bin,
         &[
             ("COWCHECK_REPRO_SECONDS", "60"),
-            ("COWCHECK_RACERS_FAULT", "protect-stuck"),
+            ("COWCHECK_RACERS_FAULT", fault),
             ("LD_PRELOAD", &lib),
         ],
     );
     out.expect_code(1);
+    Some(out)
+}
+
+/// Runs the reproducer `bin` with `env`: its exit code and stdout.
+fn run(bin: &Path, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.envs(env.iter().copied());
+    run_command(cmd, Duration::from_secs(120))
+}
+
+#[test]
+fn the_protect_reproducer_fails_under_protect_stuck() {
+    let Some(out) = reproducer_under_fault("protect-flips-across-fork", "protect-stuck") else {
+        return;
+    };
     // The store after the stop meets the page the fault left read-only.
     assert!(
         out.stdout.contains("not ok") && out.stdout.contains("p0 write m0 1 fill 0x13"),
@@ -90,45 +108,16 @@ fn the_protect_reproducer_fails_under_protect_stuck() {
 
 #[test]
 fn remap_copies_is_caught_and_shrunk() {
-    let Some(lib) = libracers() else { return };
-    let under = format!(
-        "env COWCHECK_RACERS_FAULT=remap-copies LD_PRELOAD={}",
-        lib.display()
-    );
     // Measured: caught at the 45th program of seed 1 (1.4 s), shrunk to `map` and
     // `race t0 remap`, whose first view shows the page at home and at the spare.
-    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-remap-copies", &under, 4);
-    assert!(
-        ops.iter()
-            .any(|o| o.contains(" race ") && o.contains(" remap ")),
-        "the shrunk trace needs a remap race:\n{trace}"
-    );
+    race_caught_and_shrunk("remap-copies", "remap", 4);
 }
 
 #[test]
 fn the_remap_reproducer_fails_under_remap_copies() {
-    let Some(lib) = libracers() else { return };
-    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/threads/remap-racer-across-fork.trace");
-    let dir = tmpdir("repro-remap-copies");
-    let bin = built_reproducer(&dir.join("remap-racer-across-fork.c"), &trace);
-    let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
-    clean.expect_code(0);
-    assert!(
-        clean.stdout.contains("every round passed"),
-        "{}",
-        clean.dump()
-    );
-    let lib = lib.display().to_string();
-    let out = run(
-        &bin,
-        &[
-            ("COWCHECK_REPRO_SECONDS", "60"),
-            ("COWCHECK_RACERS_FAULT", "remap-copies"),
-            ("LD_PRELOAD", &lib),
-        ],
-    );
-    out.expect_code(1);
+    let Some(out) = reproducer_under_fault("remap-racer-across-fork", "remap-copies") else {
+        return;
+    };
     // After the stop the fault's copy left the spare mapped, where the model has a hole.
     assert!(
         out.stdout.contains("not ok") && out.stdout.contains("expected unmapped, got mapped"),
@@ -139,45 +128,16 @@ fn the_remap_reproducer_fails_under_remap_copies() {
 
 #[test]
 fn vmsplice_leak_is_caught_and_shrunk() {
-    let Some(lib) = libracers() else { return };
-    let under = format!(
-        "env COWCHECK_RACERS_FAULT=vmsplice-leak LD_PRELOAD={}",
-        lib.display()
-    );
     // Measured: caught at the 117th program of seed 1 (2.7 s), shrunk to `map`,
     // `race t0 vmsplice`, `fork` and the `stop`, which reports drops where none may be.
-    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-vmsplice-leak", &under, 5);
-    assert!(
-        ops.iter()
-            .any(|o| o.contains(" race ") && o.contains(" vmsplice ")),
-        "the shrunk trace needs a vmsplice race:\n{trace}"
-    );
+    race_caught_and_shrunk("vmsplice-leak", "vmsplice", 5);
 }
 
 #[test]
 fn the_vmsplice_reproducer_fails_under_vmsplice_leak() {
-    let Some(lib) = libracers() else { return };
-    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/threads/vmsplice-racer-child-writes.trace");
-    let dir = tmpdir("repro-vmsplice-leak");
-    let bin = built_reproducer(&dir.join("vmsplice-racer-child-writes.c"), &trace);
-    let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
-    clean.expect_code(0);
-    assert!(
-        clean.stdout.contains("every round passed"),
-        "{}",
-        clean.dump()
-    );
-    let lib = lib.display().to_string();
-    let out = run(
-        &bin,
-        &[
-            ("COWCHECK_REPRO_SECONDS", "60"),
-            ("COWCHECK_RACERS_FAULT", "vmsplice-leak"),
-            ("LD_PRELOAD", &lib),
-        ],
-    );
-    out.expect_code(1);
+    let Some(out) = reproducer_under_fault("vmsplice-racer-child-writes", "vmsplice-leak") else {
+        return;
+    };
     // The stop's drained pages differed from the first one.
     assert!(
         out.stdout.contains("not ok") && out.stdout.contains("p0 stop t0"),
@@ -188,44 +148,16 @@ fn the_vmsplice_reproducer_fails_under_vmsplice_leak() {
 
 #[test]
 fn pageout_drops_is_caught_and_shrunk() {
-    let Some(lib) = libracers() else { return };
-    let under = format!(
-        "env COWCHECK_RACERS_FAULT=pageout-drops LD_PRELOAD={}",
-        lib.display()
-    );
     // Measured: caught at the 115th program of seed 1 (2.3 s), shrunk to `map`, a `poke` that
     // fills the page, `race t0 pageout` and a read of the page, which the fault zeroed.
-    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-pageout-drops", &under, 5);
-    assert!(
-        ops.iter()
-            .any(|o| o.contains(" race ") && o.contains(" pageout ")),
-        "the shrunk trace needs a pageout race:\n{trace}"
-    );
+    race_caught_and_shrunk("pageout-drops", "pageout", 5);
 }
 
 #[test]
 fn the_pageout_reproducer_fails_under_pageout_drops() {
-    let Some(lib) = libracers() else { return };
-    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/threads/pageout-racer.trace");
-    let dir = tmpdir("repro-pageout-drops");
-    let bin = built_reproducer(&dir.join("pageout-racer.c"), &trace);
-    let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
-    clean.expect_code(0);
-    assert!(
-        clean.stdout.contains("every round passed"),
-        "{}",
-        clean.dump()
-    );
-    let lib = lib.display().to_string();
-    let out = run(
-        &bin,
-        &[
-            ("COWCHECK_REPRO_SECONDS", "60"),
-            ("COWCHECK_RACERS_FAULT", "pageout-drops"),
-            ("LD_PRELOAD", &lib),
-        ],
-    );
-    out.expect_code(1);
+    let Some(out) = reproducer_under_fault("pageout-racer", "pageout-drops") else {
+        return;
+    };
     // The private page the writer and the pageout thread raced on lost its bytes.
     assert!(
         out.stdout
@@ -238,44 +170,16 @@ fn the_pageout_reproducer_fails_under_pageout_drops() {
 
 #[test]
 fn fault_leak_is_caught_and_shrunk() {
-    let Some(lib) = libracers() else { return };
-    let under = format!(
-        "env COWCHECK_RACERS_FAULT=fault-leak LD_PRELOAD={}",
-        lib.display()
-    );
     // Measured: caught at the 19th program of seed 1 (0.2 s), shrunk to `map`, `fork` and
     // `race t0 fault`, whose counter showed in the child's page.
-    let Caught { ops, trace, .. } = caught_and_shrunk("libracers-fault-leak", &under, 4);
-    assert!(
-        ops.iter()
-            .any(|o| o.contains(" race ") && o.contains(" fault ")),
-        "the shrunk trace needs a fault race:\n{trace}"
-    );
+    race_caught_and_shrunk("fault-leak", "fault", 4);
 }
 
 #[test]
 fn the_fault_reproducer_fails_under_fault_leak() {
-    let Some(lib) = libracers() else { return };
-    let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/threads/fault-racer.trace");
-    let dir = tmpdir("repro-fault-leak");
-    let bin = built_reproducer(&dir.join("fault-racer.c"), &trace);
-    let clean = run(&bin, &[("COWCHECK_REPRO_SECONDS", "2")]);
-    clean.expect_code(0);
-    assert!(
-        clean.stdout.contains("every round passed"),
-        "{}",
-        clean.dump()
-    );
-    let lib = lib.display().to_string();
-    let out = run(
-        &bin,
-        &[
-            ("COWCHECK_REPRO_SECONDS", "60"),
-            ("COWCHECK_RACERS_FAULT", "fault-leak"),
-            ("LD_PRELOAD", &lib),
-        ],
-    );
-    out.expect_code(1);
+    let Some(out) = reproducer_under_fault("fault-racer", "fault-leak") else {
+        return;
+    };
     // A child's copy took a counter the parent's thread stored after the fork.
     assert!(
         out.stdout
