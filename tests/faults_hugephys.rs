@@ -21,25 +21,12 @@ const MAX_SHRUNK_OPS: usize = 4;
 
 /// Whether the executor can make hugetlb maps and the channel reads PFNs here.
 fn runs_here() -> bool {
-    let dir = tmpdir("hugephys-probe");
-    let run = cowcheck(&[
-        "run",
-        "--seed",
-        "1",
-        "--cases",
-        "1",
-        "--json",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    run.expect_code(0);
-    let json = run.json();
-    let ran = |c: &str| json["channels"][c]["ran"].as_bool() == Some(true);
+    let json = one_program_summary("hugephys-probe");
     let hugetlb = json["environment"]["probes"].as_array().is_some_and(|ps| {
         ps.iter()
             .any(|p| p["name"] == "HUGETLB" && p["available"].as_bool() == Some(true))
     });
-    if !(ran("pagemap") && ran("pfn")) {
+    if !channels_ran(&json, &["pagemap", "pfn"]) {
         eprintln!("note: the physical channel's PFNs are not read here (not root); skipping");
         return false;
     }
@@ -81,29 +68,6 @@ fn libhugephys_fork_copy_hugetlb() {
     cowcheck(&["replay", saved, "--no-physical", "--under", &under]).expect_code(0);
 }
 
-/// Whether the channel's pagemap and PFN parts run here (for the THP fault: no pool needed).
-fn pfns_run() -> bool {
-    let dir = tmpdir("hugephys-thp-probe");
-    let run = cowcheck(&[
-        "run",
-        "--seed",
-        "1",
-        "--cases",
-        "1",
-        "--json",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    run.expect_code(0);
-    let json = run.json();
-    let ran = |c: &str| json["channels"][c]["ran"].as_bool() == Some(true);
-    let ok = ran("pagemap") && ran("pfn");
-    if !ok {
-        eprintln!("note: the physical channel's PFNs are not read here; skipping");
-    }
-    ok
-}
-
 /// The untouched pieces of a transparent huge page (I24): tests/faults/libthp.c's
 /// `fork-copy-zeroes` mode makes a fork child copy, at once, only the shared pages whose bytes
 /// are all zero in each advised PMD, the pieces I21 left open; `cowcheck run --seed 1 --cases
@@ -112,7 +76,7 @@ fn pfns_run() -> bool {
 #[test]
 fn libthp_fork_copy_zeroes() {
     let Some(lib) = shim("libthp") else { return };
-    if !pfns_run() {
+    if !pfns_run("hugephys-thp-probe") {
         return;
     }
     let mode = "fork-copy-zeroes";

@@ -22,19 +22,7 @@ fn libphys() -> Option<PathBuf> {
 
 /// Whether the channel's pagemap part runs on this machine (the summary of a one-program run).
 fn channel_runs() -> bool {
-    let dir = tmpdir("phys-probe");
-    let run = cowcheck(&[
-        "run",
-        "--seed",
-        "1",
-        "--cases",
-        "1",
-        "--json",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    run.expect_code(0);
-    let ran = run.json()["channels"]["pagemap"]["ran"].as_bool() == Some(true);
+    let ran = channels_ran(&one_program_summary("phys-probe"), &["pagemap"]);
     if !ran {
         eprintln!("note: the physical channel does not run here; skipping");
     }

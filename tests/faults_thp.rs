@@ -15,33 +15,10 @@ use common::*;
 
 const MAX_SHRUNK_OPS: usize = 4;
 
-/// Whether the channel's pagemap and PFN parts run on this machine.
-fn pfns_run() -> bool {
-    let dir = tmpdir("thp-probe");
-    let run = cowcheck(&[
-        "run",
-        "--seed",
-        "1",
-        "--cases",
-        "1",
-        "--json",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    run.expect_code(0);
-    let json = run.json();
-    let ran = |c: &str| json["channels"][c]["ran"].as_bool() == Some(true);
-    let ok = ran("pagemap") && ran("pfn");
-    if !ok {
-        eprintln!("note: the physical channel's PFNs are not read here; skipping");
-    }
-    ok
-}
-
 #[test]
 fn libthp_fork_copy_huge() {
     let Some(lib) = shim("libthp") else { return };
-    if !pfns_run() {
+    if !pfns_run("thp-probe") {
         return;
     }
     let mode = "fork-copy-huge";

@@ -512,3 +512,38 @@ pub fn built_reproducer(c: &Path, trace: &Path) -> PathBuf {
     .expect_code(0);
     c.with_extension("")
 }
+
+/// The `--json` summary of a one-program run (`run --seed 1 --cases 1`): what ran here (its
+/// `channels` and the environment's `probes`), for tests that skip where something does not.
+pub fn one_program_summary(name: &str) -> serde_json::Value {
+    let dir = tmpdir(name);
+    let run = cowcheck(&[
+        "run",
+        "--seed",
+        "1",
+        "--cases",
+        "1",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    run.expect_code(0);
+    run.json()
+}
+
+/// Whether every channel of `channels` ran in `summary` (`one_program_summary`).
+pub fn channels_ran(summary: &serde_json::Value, channels: &[&str]) -> bool {
+    channels
+        .iter()
+        .all(|c| summary["channels"][c]["ran"].as_bool() == Some(true))
+}
+
+/// Whether the physical channel's pagemap and PFN parts run here (as root); prints a note
+/// where they do not, for the tests that then skip.
+pub fn pfns_run(probe: &str) -> bool {
+    let ok = channels_ran(&one_program_summary(probe), &["pagemap", "pfn"]);
+    if !ok {
+        eprintln!("note: the physical channel's PFNs are not read here; skipping");
+    }
+    ok
+}
