@@ -217,6 +217,27 @@ impl Racer {
         unsafe { &*(slot.region as *const Control) }
     }
 
+    /// The pages running layout threads work on (`(start, end)`, page-aligned; unused entries
+    /// `(0, 0)`): program memory whatever the thread's last round left there. A watch of the
+    /// allocator's mappings leaves them out (T12: an `unmap` thread maps its page back into
+    /// what was a hole when the watch began).
+    pub(super) fn layout_pages(&self) -> [(u64, u64); SLOTS] {
+        let mut out = [(0, 0); SLOTS];
+        for (o, s) in out.iter_mut().zip(&self.slots) {
+            if s.thread.is_none() {
+                continue;
+            }
+            let c = Self::control(s);
+            if let Some(kind) = RaceKind::from_code(c.kind).filter(|k| k.changes_layout()) {
+                let ps = self.page_size as u64;
+                let start = c.addr & !(ps - 1);
+                *o = (start, start + kind.pages() as u64 * ps);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
     /// Whether a thread runs.
     pub(super) fn running(&self) -> bool {
         self.slots.iter().any(|s| s.thread.is_some())
