@@ -92,7 +92,11 @@ impl Model {
         match observed_errno(observed) {
             Some(e @ (EINVAL | EAGAIN | ENOMEM)) => Outcome::Failed { errno: e },
             _ if refused => Outcome::Failed { errno: EINVAL },
-            _ => Outcome::Done,
+            _ => {
+                // Which pages the collapse copied: learnt from the view after it (I25).
+                self.note_collapse(proc, start, start + pages.len() as u64);
+                Outcome::Done
+            }
         }
     }
 

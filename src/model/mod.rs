@@ -87,6 +87,7 @@ mod race_layout;
 mod race_splice;
 mod racers;
 mod thp;
+mod thp_collapse;
 mod thp_pieces;
 mod thread;
 mod thread_ops;
@@ -171,6 +172,9 @@ pub struct Model {
     /// Frames of zero bytes that are learnt pieces of a transparent huge page (`thp_pieces.rs`,
     /// I24): predicted by the physical channel, though all zero.
     thp_pieces: std::collections::BTreeSet<frame::FrameId>,
+    /// Whole PMDs (process, first page) the last op's MADV_COLLAPSE returned 0 over, for the
+    /// view right after it to resolve (`thp_collapse.rs`, I25).
+    collapses: Vec<(ProcId, u64)>,
 }
 
 /// The address an observation says the kernel chose, if it chose one.
@@ -221,6 +225,7 @@ impl Model {
             threads: Default::default(),
             others: Vec::new(),
             thp_pieces: Default::default(),
+            collapses: Vec::new(),
         }
     }
 
@@ -269,6 +274,8 @@ impl Model {
 
     /// Applies one op to this world alone.
     fn step_one(&mut self, op: &Op, observed: Option<&Outcome>) -> Result<Outcome, ModelError> {
+        // A collapse is resolved by the view right after its op, or not at all (I25).
+        self.collapses.clear();
         let proc = op.proc();
         if self.life(proc) != Life::Alive {
             return Ok(Outcome::Skipped);

@@ -15,8 +15,9 @@
 //! a PMD advised `hugepage` where at most `max_ptes_shared` of its pages are shared: whether and
 //! when is the kernel's, learnt from the view, where the process's page is on a run of PFNs from
 //! a PMD-aligned frame that a fork relative's copy of the same frame does not share
-//! (`learn_collapses`). A PMD a MADV_COLLAPSE touched stays open (`flag::HUGE_RESIDUE`): an
-//! mremap may move the collapsed pieces before a view shows them, off their run.
+//! (`learn_collapses`). A MADV_COLLAPSE is settled by the view right after it
+//! (`thp_collapse.rs`, I25); a PMD that view cannot settle stays open (`flag::HUGE_RESIDUE`):
+//! later, an mremap may have moved the collapsed pieces off their run.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,29 @@ use crate::program::physical::pm;
 pub const KHUGEPAGED_MAX_PTES_SHARED: usize = 256;
 
 impl Model {
+    /// Each live process's pagemap words of a view, by page number.
+    pub(super) fn words_by_page(&self, observed: &Snapshot) -> BTreeMap<(ProcId, u64), u64> {
+        let ps = self.page_size;
+        let mut words: BTreeMap<(ProcId, u64), u64> = BTreeMap::new();
+        for view in &observed.procs {
+            if view.phys.is_empty() {
+                continue;
+            }
+            let mut it = view.phys.iter();
+            'regions: for r in &view.regions {
+                let mut a = r.start;
+                while a < r.end {
+                    let Some(&w) = it.next() else {
+                        break 'regions;
+                    };
+                    words.insert((view.proc, a / ps), w);
+                    a += ps;
+                }
+            }
+        }
+        words
+    }
+
     /// [I21] Whether a private page of a PMD that may be huge holding frame `f` is left open:
     /// the zero page (an untouched page may be a zero-filled piece of a THP, the huge zero
     /// page, the zero page or absent), or a frame whose bytes are all zero (when the deferred
@@ -52,8 +76,12 @@ impl Model {
     /// same run maps the same new huge page (a fork after the collapse). Needs PFNs; without
     /// them the checker leaves such pages' exclusive bit alone (I23).
     pub fn learn_collapses(&mut self, observed: &Snapshot) {
-        let ps = self.page_size;
         let pmd = self.pmd_pages();
+        // A MADV_COLLAPSE the last op made, seen right after it (L3, I25).
+        if !self.collapses.is_empty() {
+            let words = self.words_by_page(observed);
+            self.resolve_collapses(&words);
+        }
         // Most programs advise nothing: nothing to learn, and nothing to index.
         let advised = |p: &super::Process| {
             p.life == Life::Alive
@@ -62,24 +90,7 @@ impl Model {
         if !self.procs.iter().any(advised) {
             return;
         }
-        // Each live process's words by page number.
-        let mut words: BTreeMap<(ProcId, u64), u64> = BTreeMap::new();
-        for view in &observed.procs {
-            if view.phys.is_empty() {
-                continue;
-            }
-            let mut it = view.phys.iter();
-            'regions: for r in &view.regions {
-                let mut a = r.start;
-                while a < r.end {
-                    let Some(&w) = it.next() else {
-                        break 'regions;
-                    };
-                    words.insert((view.proc, a / ps), w);
-                    a += ps;
-                }
-            }
-        }
+        let words = self.words_by_page(observed);
         let pfn = |w: u64| (w & pm::PRESENT != 0).then_some(w & pm::PFN);
         if !words.values().any(|&w| pfn(w).is_some_and(|p| p != 0)) {
             return;

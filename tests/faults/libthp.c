@@ -16,6 +16,11 @@
  *   fork-copy-zeroes the child copies only the shared pages of those PMDs whose bytes are all
  *                    zero: the untouched pieces of a huge page a write allocated (I24), which
  *                    I21 left open before they were learnt
+ *   fork-copy-collapsed
+ *                    the child copies the shared pages of each whole PMD that a successful
+ *                    MADV_COLLAPSE covered (not those advised MADV_HUGEPAGE): the channel left
+ *                    every page of a collapsed PMD open until the view after the collapse told
+ *                    which pages it copied (I25)
  *
  * Only a program's processes misbehave (not the executor or its zygote). Nothing here
  * allocates: the fork wrapper reads /proc/self/maps into a static buffer and each pagemap
@@ -39,6 +44,17 @@ static int wanted(void)
 	if (cached < 0) {
 		const char *f = getenv("COWCHECK_THP_FAULT");
 		cached = f && !strcmp(f, "fork-copy-huge");
+	}
+	return cached;
+}
+
+/* The third mode: the ranges are those MADV_COLLAPSE covered. */
+static int wanted_collapsed(void)
+{
+	static int cached = -1;
+	if (cached < 0) {
+		const char *f = getenv("COWCHECK_THP_FAULT");
+		cached = f && !strcmp(f, "fork-copy-collapsed");
 	}
 	return cached;
 }
@@ -75,7 +91,12 @@ static int pagemap_fd = -1;
 static uint64_t zero_pfn;
 static char untouched[3 << 12];
 
-/* Ranges advised MADV_HUGEPAGE, oldest first (the table stops growing when full). */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+/* Ranges advised MADV_HUGEPAGE (MADV_COLLAPSE in the fork-copy-collapsed mode), oldest first
+ * (the table stops growing when full). */
 #define MAX_ADVISED 256
 static uintptr_t advised[MAX_ADVISED][2];
 static int nadvised;
@@ -160,8 +181,9 @@ int madvise(void *addr, size_t len, int advice)
 	if (!real)
 		real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
 	int r = real(addr, len, advice);
-	if (r == 0 && advice == MADV_HUGEPAGE && (wanted() || wanted_zeroes()) &&
-	    nadvised < MAX_ADVISED) {
+	int remembered = (advice == MADV_HUGEPAGE && (wanted() || wanted_zeroes())) ||
+			 (advice == MADV_COLLAPSE && wanted_collapsed());
+	if (r == 0 && remembered && nadvised < MAX_ADVISED) {
 		advised[nadvised][0] = (uintptr_t)addr;
 		advised[nadvised][1] = (uintptr_t)addr + len;
 		nadvised++;
@@ -175,7 +197,7 @@ pid_t fork(void)
 	if (!real)
 		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
 	pid_t pid = real();
-	if (pid == 0 && (wanted() || wanted_zeroes()) && in_program()) {
+	if (pid == 0 && (wanted() || wanted_zeroes() || wanted_collapsed()) && in_program()) {
 		pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 		if (pagemap_fd >= 0) {
 			long page = sysconf(_SC_PAGESIZE);

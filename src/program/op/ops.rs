@@ -423,7 +423,16 @@ impl Op {
     /// Whether the whole observable state is compared after this op (the minimum: after
     /// every fork and exit; the end of the program is always compared too).
     pub fn snapshot_after(&self) -> bool {
-        matches!(self, Op::Fork { .. } | Op::Exit { .. }) || self.born().is_some()
+        matches!(self, Op::Fork { .. } | Op::Exit { .. })
+            || self.born().is_some()
+            // The view that tells which pages a collapse copied (docs/SEMANTICS.md I25).
+            || matches!(
+                self,
+                Op::Advise {
+                    advice: Advice::Collapse,
+                    ..
+                }
+            )
     }
 
     /// The process an op brings into the program (a `fork`'s or a `clone`'s child), if any.
