@@ -17,27 +17,14 @@ const MAX_SHRUNK_OPS: usize = 4;
 
 #[test]
 fn libthp_fork_copy_huge() {
-    let Some(lib) = shim("libthp") else { return };
-    if !pfns_run("thp-probe") {
+    let Some((div, _)) = thp_fault_caught("fork-copy-huge", MAX_SHRUNK_OPS, "hugepage") else {
         return;
-    }
-    let mode = "fork-copy-huge";
-    let under = format!("env COWCHECK_THP_FAULT={mode} LD_PRELOAD={}", lib.display());
-    let Caught {
-        divergence: div,
-        saved,
-        trace,
-        ..
-    } = caught_and_shrunk(mode, &under, MAX_SHRUNK_OPS);
-    assert_eq!(div["channel"].as_str(), Some("pfn"), "{div}");
+    };
     assert_eq!(
         div["signature"].as_str(),
         Some("physical: pfn shared"),
         "{div}"
     );
-    assert!(trace.contains("hugepage"), "{trace}");
-    let saved = saved.to_str().expect("utf-8 path");
-    cowcheck(&["replay", saved, "--no-physical", "--under", &under]).expect_code(0);
 }
 
 /// The `fork-copy-collapsed` mode: a fork child copies, at once, the pages it shares in each
@@ -47,26 +34,37 @@ fn libthp_fork_copy_huge() {
 /// `malloc` that keeps the placement, `read`, `advise collapse`, `fork`).
 #[test]
 fn libthp_fork_copy_collapsed() {
-    let Some(lib) = shim("libthp") else { return };
-    if !pfns_run("thp-probe") {
+    let Some((_, under)) = thp_fault_caught("fork-copy-collapsed", MAX_SHRUNK_OPS + 2, "collapse")
+    else {
         return;
-    }
-    let mode = "fork-copy-collapsed";
-    let under = format!("env COWCHECK_THP_FAULT={mode} LD_PRELOAD={}", lib.display());
-    let Caught {
-        divergence: div,
-        saved,
-        trace,
-        ..
-    } = caught_and_shrunk(mode, &under, MAX_SHRUNK_OPS + 2);
-    assert_eq!(div["channel"].as_str(), Some("pfn"), "{div}");
-    assert!(trace.contains("collapse"), "{trace}");
-    let saved = saved.to_str().expect("utf-8 path");
-    cowcheck(&["replay", saved, "--no-physical", "--under", &under]).expect_code(0);
+    };
     let scenario = format!(
         "{}/scenarios/huge/collapse-in-child-copies-its-pages.trace",
         env!("CARGO_MANIFEST_DIR")
     );
     cowcheck(&["replay", &scenario, "--under", &under]).expect_code(1);
     cowcheck(&["replay", &scenario]).expect_code(0);
+}
+
+/// Runs `cowcheck run` under libthp's `mode` (tests/common `caught_and_shrunk`): the finding is
+/// the pfn channel's, its shrunk trace (at most `max_ops` long) names `op`, and it agrees under
+/// the fault with `--no-physical`. The divergence and the `--under` command; `None` (after a
+/// note) where the shim or PFNs are not there.
+fn thp_fault_caught(mode: &str, max_ops: usize, op: &str) -> Option<(serde_json::Value, String)> {
+    let lib = shim("libthp")?;
+    if !pfns_run("thp-probe") {
+        return None;
+    }
+    let under = format!("env COWCHECK_THP_FAULT={mode} LD_PRELOAD={}", lib.display());
+    let Caught {
+        divergence: div,
+        saved,
+        trace,
+        ..
+    } = caught_and_shrunk(mode, &under, max_ops);
+    assert_eq!(div["channel"].as_str(), Some("pfn"), "{div}");
+    assert!(trace.contains(op), "{trace}");
+    let saved = saved.to_str().expect("utf-8 path");
+    cowcheck(&["replay", saved, "--no-physical", "--under", &under]).expect_code(0);
+    Some((div, under))
 }
