@@ -78,9 +78,11 @@ impl Model {
     pub fn learn_collapses(&mut self, observed: &Snapshot) {
         let pmd = self.pmd_pages();
         // A MADV_COLLAPSE the last op made, seen right after it (L3, I25).
+        let mut read = None;
         if !self.collapses.is_empty() {
             let words = self.words_by_page(observed);
             self.resolve_collapses(&words);
+            read = Some(words);
         }
         // Most programs advise nothing: nothing to learn, and nothing to index.
         let advised = |p: &super::Process| {
@@ -90,7 +92,7 @@ impl Model {
         if !self.procs.iter().any(advised) {
             return;
         }
-        let words = self.words_by_page(observed);
+        let words = read.unwrap_or_else(|| self.words_by_page(observed));
         let pfn = |w: u64| (w & pm::PRESENT != 0).then_some(w & pm::PFN);
         if !words.values().any(|&w| pfn(w).is_some_and(|p| p != 0)) {
             return;
