@@ -46,9 +46,8 @@ impl Model {
     pub(super) fn resolve_collapses(&mut self, words: &BTreeMap<(ProcId, u64), u64>) {
         let collapses = std::mem::take(&mut self.collapses);
         let t = &self.threads;
-        if !(t.running.is_empty() && t.readers.is_empty() && t.spliced.is_empty())
-            || !self.racing_open_frames().is_empty()
-        {
+        let quiet = t.running.is_empty() && t.readers.is_empty() && t.spliced.is_empty();
+        if !quiet || !self.racing_open_frames().is_empty() {
             return;
         }
         let pmd = self.pmd_pages();
