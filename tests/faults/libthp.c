@@ -38,36 +38,21 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static int wanted(void)
-{
-	static int cached = -1;
-	if (cached < 0) {
-		const char *f = getenv("COWCHECK_THP_FAULT");
-		cached = f && !strcmp(f, "fork-copy-huge");
-	}
-	return cached;
-}
+/* COWCHECK_THP_FAULT, read once. */
+enum mode { NONE, COPY_HUGE, COPY_ZEROES, COPY_COLLAPSED };
 
-/* The third mode: the ranges are those MADV_COLLAPSE covered. */
-static int wanted_collapsed(void)
+static enum mode mode(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
 		const char *f = getenv("COWCHECK_THP_FAULT");
-		cached = f && !strcmp(f, "fork-copy-collapsed");
+		cached = !f                                 ? NONE
+			 : !strcmp(f, "fork-copy-huge")      ? COPY_HUGE
+			 : !strcmp(f, "fork-copy-zeroes")    ? COPY_ZEROES
+			 : !strcmp(f, "fork-copy-collapsed") ? COPY_COLLAPSED
+							     : NONE;
 	}
-	return cached;
-}
-
-/* The second mode: only the all-zero pages are copied (`copy_zero_pieces`). */
-static int wanted_zeroes(void)
-{
-	static int cached = -1;
-	if (cached < 0) {
-		const char *f = getenv("COWCHECK_THP_FAULT");
-		cached = f && !strcmp(f, "fork-copy-zeroes");
-	}
-	return cached;
+	return (enum mode)cached;
 }
 
 static pid_t loader;
@@ -133,7 +118,7 @@ static void copy_huge_ranges(uintptr_t start, uintptr_t end)
 				continue;
 			if ((e >> 63 & 1) && !(e >> 56 & 1) && (e & ((1ULL << 55) - 1)) != zero_pfn) {
 				volatile char *c = (volatile char *)a;
-				if (wanted_zeroes() && !all_zero(c, page))
+				if (mode() == COPY_ZEROES && !all_zero(c, page))
 					continue;
 				*c = *c;
 			}
@@ -181,8 +166,10 @@ int madvise(void *addr, size_t len, int advice)
 	if (!real)
 		real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
 	int r = real(addr, len, advice);
-	int remembered = (advice == MADV_HUGEPAGE && (wanted() || wanted_zeroes())) ||
-			 (advice == MADV_COLLAPSE && wanted_collapsed());
+	/* The ranges the fault copies in: advised MADV_HUGEPAGE, or (fork-copy-collapsed)
+	 * covered by a successful MADV_COLLAPSE. */
+	int remembered = (advice == MADV_HUGEPAGE && (mode() == COPY_HUGE || mode() == COPY_ZEROES)) ||
+			 (advice == MADV_COLLAPSE && mode() == COPY_COLLAPSED);
 	if (r == 0 && remembered && nadvised < MAX_ADVISED) {
 		advised[nadvised][0] = (uintptr_t)addr;
 		advised[nadvised][1] = (uintptr_t)addr + len;
@@ -197,7 +184,7 @@ pid_t fork(void)
 	if (!real)
 		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
 	pid_t pid = real();
-	if (pid == 0 && (wanted() || wanted_zeroes() || wanted_collapsed()) && in_program()) {
+	if (pid == 0 && mode() != NONE && in_program()) {
 		pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 		if (pagemap_fd >= 0) {
 			long page = sysconf(_SC_PAGESIZE);
