@@ -194,25 +194,43 @@ pub fn measure(
     })
 }
 
-/// What `bench --jobs N` measured: programs per second with one executor and with N at once,
-/// in alternating rounds (so that machine noise falls on both alike), medians.
+/// What `bench --jobs N` measured, in alternating rounds (so that machine noise falls on all
+/// alike), medians: programs per second of one job kept on one core, of N jobs kept on N cores
+/// (one each), and of one job free on every CPU (as `run --jobs 1` runs it).
 #[derive(Clone, Debug)]
 pub struct JobsReport {
     pub jobs: usize,
+    /// The cores the N jobs were given (N, or the CPUs there are if fewer).
+    pub cores: usize,
+    /// The CPUs this process may use.
+    pub cpus: usize,
     pub rounds: usize,
     pub programs_per_round_and_job: u64,
+    /// One job free (`run --jobs 1`).
     pub one_job_per_sec: f64,
+    /// N jobs, one core each.
     pub all_jobs_per_sec: f64,
+    /// One job kept on one core: its executor, process trees, racing threads and the front's
+    /// thread that checks its programs.
+    pub one_core_per_sec: f64,
     /// CPUs the whole machine kept busy during the rounds (medians, from `/proc/stat`; `None`
     /// where it cannot be read): what one job already uses of the CPUs bounds what N can add.
     pub one_job_busy_cpus: Option<f64>,
     pub all_jobs_busy_cpus: Option<f64>,
+    pub one_core_busy_cpus: Option<f64>,
 }
 
 impl JobsReport {
-    /// How many times the programs per second of one job N jobs make.
+    /// How many times the programs per second of one free job N jobs make (what `--jobs N`
+    /// gains over `--jobs 1` on this machine).
     pub fn scaling(&self) -> f64 {
         self.all_jobs_per_sec / self.one_job_per_sec
+    }
+
+    /// How many times the programs per second of one core N cores make (one job each): how
+    /// cowcheck's throughput scales with the cores it is given.
+    pub fn core_scaling(&self) -> f64 {
+        self.all_jobs_per_sec / self.one_core_per_sec
     }
 }
 
@@ -220,29 +238,50 @@ impl fmt::Display for JobsReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "cowcheck bench --jobs {}: {} rounds of {} programs per job, alternating 1 and {} jobs",
-            self.jobs, self.rounds, self.programs_per_round_and_job, self.jobs
+            "cowcheck bench --jobs {}: {} rounds of {} programs per job, alternating 1 job on 1 core, {} jobs on {} cores and 1 job free on {} CPUs",
+            self.jobs,
+            self.rounds,
+            self.programs_per_round_and_job,
+            self.jobs,
+            self.cores,
+            self.cpus
         )?;
         writeln!(
             f,
-            "  1 job                        {:.0} programs/s (median)",
-            self.one_job_per_sec
+            "  1 job on 1 core              {:.0} programs/s (median)",
+            self.one_core_per_sec
         )?;
         writeln!(
             f,
-            "  {} jobs                       {:.0} programs/s (median)",
-            self.jobs, self.all_jobs_per_sec
+            "  {} jobs on {} cores            {:.0} programs/s (median)",
+            self.jobs, self.cores, self.all_jobs_per_sec
         )?;
         writeln!(
             f,
-            "  scaling                      {:.2}x one job ({} CPUs here)",
+            "  per-core scaling             {:.2}x one core ({} cores against 1)",
+            self.core_scaling(),
+            self.cores
+        )?;
+        writeln!(
+            f,
+            "  1 job                        {:.0} programs/s (median; free on all {} CPUs, as `run --jobs 1`)",
+            self.one_job_per_sec, self.cpus
+        )?;
+        writeln!(
+            f,
+            "  scaling                      {:.2}x one free job (`--jobs {}` against `--jobs 1`, {} CPUs here)",
             self.scaling(),
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            self.jobs,
+            self.cpus
         )?;
-        if let (Some(one), Some(all)) = (self.one_job_busy_cpus, self.all_jobs_busy_cpus) {
+        if let (Some(core), Some(one), Some(all)) = (
+            self.one_core_busy_cpus,
+            self.one_job_busy_cpus,
+            self.all_jobs_busy_cpus,
+        ) {
             writeln!(
                 f,
-                "  busy CPUs                    {one:.2} with 1 job, {all:.2} with {} (the whole machine's, /proc/stat: on a quiet machine, N jobs make at most about CPUs / {one:.2} times one job's programs)",
+                "  busy CPUs                    {core:.2} with 1 job on 1 core, {one:.2} with 1 free job, {all:.2} with {} (the whole machine's, /proc/stat: on a quiet machine, N jobs make at most about CPUs / {one:.2} times one free job's programs)",
                 self.jobs
             )?;
         }
@@ -321,11 +360,15 @@ fn round_on(
     Ok(t.elapsed())
 }
 
-/// `bench --jobs N`: rounds alternate between one executor (`one`, started as `run --jobs 1`
-/// starts it) and N at once (`executors`, as `run --jobs N` starts them).
+/// `bench --jobs N`: rounds alternate between one executor kept on one core (`one_core`,
+/// `ExecutorConfig::on_cores`), N at once, one core each (`executors`), and one free
+/// (`one`, started as `run --jobs 1` starts it). The caller keeps the front's thread of each
+/// pinned job beside it (`round_on`).
 pub fn measure_jobs(
+    one_core: &mut Executor,
     one: &mut Executor,
     executors: &mut [Executor],
+    cores: usize,
     programs: u64,
     seed: u64,
     core_only: bool,
@@ -338,13 +381,31 @@ pub fn measure_jobs(
     let jobs = executors.len();
     let rounds = 10usize;
     let per_round = (programs / rounds as u64).max(10);
+    round_on(
+        std::slice::from_mut(one_core),
+        u64::MAX / 2,
+        20,
+        generator,
+        seed,
+    )?;
     round_on(std::slice::from_mut(one), u64::MAX / 2, 20, generator, seed)?;
     round_on(executors, u64::MAX / 2, 20, generator, seed)?;
-    let (mut single, mut all) = (Vec::new(), Vec::new());
-    let (mut single_busy, mut all_busy) = (Vec::new(), Vec::new());
+    let (mut single, mut all, mut core) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut single_busy, mut all_busy, mut core_busy) = (Vec::new(), Vec::new(), Vec::new());
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut first = 0u64;
     for _ in 0..rounds {
+        let t = cpu_ticks();
+        let d = round_on(
+            std::slice::from_mut(one_core),
+            first,
+            per_round,
+            generator,
+            seed,
+        )?;
+        core_busy.extend(busy_cpus(t, cpu_ticks(), cpus));
+        core.push(per_round as f64 / d.as_secs_f64());
+        first += per_round;
         let t = cpu_ticks();
         let d = round_on(std::slice::from_mut(one), first, per_round, generator, seed)?;
         single_busy.extend(busy_cpus(t, cpu_ticks(), cpus));
@@ -359,12 +420,16 @@ pub fn measure_jobs(
     let busy = |v: &mut Vec<f64>| (v.len() == rounds).then(|| median(v));
     Ok(JobsReport {
         jobs,
+        cores,
+        cpus,
         rounds,
         programs_per_round_and_job: per_round,
         one_job_per_sec: median(&mut single),
         all_jobs_per_sec: median(&mut all),
+        one_core_per_sec: median(&mut core),
         one_job_busy_cpus: busy(&mut single_busy),
         all_jobs_busy_cpus: busy(&mut all_busy),
+        one_core_busy_cpus: busy(&mut core_busy),
     })
 }
 

@@ -268,6 +268,8 @@ enum Command {
         op_deadline_ms: u64,
         #[arg(long)]
         cpu: Option<usize>,
+        #[arg(long, value_delimiter = ',')]
+        cpus: Vec<usize>,
         #[arg(long)]
         no_physical: bool,
         #[arg(long)]
@@ -302,6 +304,7 @@ fn main() -> ExitCode {
             inject,
             op_deadline_ms,
             cpu,
+            cpus,
             no_physical,
             no_physical_emulator,
             no_smaps,
@@ -315,7 +318,7 @@ fn main() -> ExitCode {
                     _ => None,
                 };
                 return ExitCode::from(cowcheck::kernel::executor::main(
-                    mask, deadline, cpu, physical, no_smaps,
+                    mask, deadline, cpu, &cpus, physical, no_smaps,
                 ) as u8);
             }
             Err(e) => Err(e),

@@ -68,6 +68,9 @@ pub struct ExecutorConfig {
     /// The CPU the executor and its process trees run on (`for_job`); `None`: wherever the
     /// scheduler puts them.
     pub cpu: Option<usize>,
+    /// The job's CPU set (`--cpus` to the executor), where its racing threads run beside
+    /// their workers; empty: the CPUs the executor was started with (`kernel::cpus`).
+    pub cpus: Vec<usize>,
     /// Kinds of region that the runtime under the executor makes for itself, as the user
     /// named them (`--ignore-region`); each executor starts with these as its `own_regions`.
     pub own_regions: Vec<RegionKind>,
@@ -90,6 +93,7 @@ impl ExecutorConfig {
             op_deadline: super::executor::DEFAULT_OP_DEADLINE,
             vm: None,
             cpu: None,
+            cpus: Vec::new(),
             own_regions: Vec::new(),
             physical_off: None,
             smaps_off: false,
@@ -115,12 +119,28 @@ impl ExecutorConfig {
         c
     }
 
+    /// This configuration kept on `cores` (the job's CPU set; its first CPU the home of the
+    /// executor, its process trees and the calling thread, `keep_caller_beside`): how `bench
+    /// --jobs` gives a job a number of cores. A VM's executor is left alone.
+    pub fn on_cores(&self, cores: &[usize]) -> ExecutorConfig {
+        let mut c = self.clone();
+        if self.vm.is_none() && !cores.is_empty() {
+            c.cpu = Some(cores[0]);
+            c.cpus = cores.to_vec();
+        }
+        c
+    }
+
     /// The executor's arguments after `__executor`.
     fn executor_args(&self) -> Vec<String> {
         let mut args = vec![format!("--op-deadline-ms={}", self.op_deadline.as_millis())];
         args.extend(self.inject.iter().map(|i| format!("--inject={i}")));
         if let Some(cpu) = self.cpu {
             args.push(format!("--cpu={cpu}"));
+        }
+        if !self.cpus.is_empty() {
+            let set: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
+            args.push(format!("--cpus={}", set.join(",")));
         }
         args.extend(self.physical_off_arg());
         if self.smaps_off {
@@ -168,13 +188,8 @@ impl ExecutorConfig {
 }
 
 /// The CPUs this process may run on (its affinity mask), ascending; empty if unknown.
-fn usable_cpus() -> Vec<usize> {
-    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
-        Ok(set) => (0..nix::sched::CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+pub fn usable_cpus() -> Vec<usize> {
+    super::cpus::allowed()
 }
 
 /// A running executor.

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod clone_vm_probe;
+pub mod cpus;
 pub mod executor;
 pub mod hugetlb_pool;
 pub mod malloc_probe;

@@ -112,14 +112,20 @@ impl Model {
         let Some(head) = space.get(first) else {
             return false;
         };
-        (first..first + pmd).all(|v| {
-            space.get(v).is_some_and(|p| {
-                p.vma == head.vma
-                    && p.kind == head.kind
-                    && p.prot == head.prot
-                    && p.flags & (flag::GUARD | flag::NOHUGEPAGE) == 0
-                    && (!advised || p.flags & flag::HUGEPAGE != 0)
-            })
-        })
+        // Every page of the PMD mapped (as many entries as pages in the range), and each like
+        // the first.
+        let mut mapped = 0;
+        for p in space.ptes.range(first..first + pmd).map(|(_, p)| p) {
+            let like = p.vma == head.vma
+                && p.kind == head.kind
+                && p.prot == head.prot
+                && p.flags & (flag::GUARD | flag::NOHUGEPAGE) == 0
+                && (!advised || p.flags & flag::HUGEPAGE != 0);
+            if !like {
+                return false;
+            }
+            mapped += 1;
+        }
+        mapped == pmd
     }
 }

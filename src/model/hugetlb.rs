@@ -487,7 +487,11 @@ impl Model {
         self.tlb_words_presence();
         for owners in [true, false] {
             for view in &observed.procs {
-                if self.life(view.proc) != Life::Alive {
+                // A process without hugetlb pages has nothing to settle here: skip its view
+                // rather than look up each of its pages.
+                if self.life(view.proc) != Life::Alive
+                    || !self.space(view.proc).ptes.values().any(|p| p.tlb != 0)
+                {
                     continue;
                 }
                 for &(addr, d) in &view.pages {

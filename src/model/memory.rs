@@ -102,9 +102,7 @@ impl Model {
         let page_offset = page as usize * self.page_size as usize;
         let range = span.bytes_in_page(self.page_size as usize);
         let store = |bytes: &mut [u8]| {
-            for i in range.clone() {
-                bytes[i] = pattern.byte_at(page_offset + i);
-            }
+            pattern.fill(&mut bytes[range.clone()], page_offset + range.start);
         };
         // A page written after MADV_FREE keeps either its old bytes or zeroes around the
         // write, whichever the kernel had by then (F2): the zero branch becomes an
@@ -189,7 +187,11 @@ impl Model {
 
     /// The frame `proc` sees at `vpn` (its primary one), if mapped and inside its object.
     pub(super) fn frame_at(&self, proc: ProcId, vpn: u64) -> Option<FrameId> {
-        let pte = self.space(proc).get(vpn)?;
+        self.frame_of(self.space(proc).get(vpn)?)
+    }
+
+    /// The frame a page-table entry shows (its primary one), if inside its object.
+    pub(super) fn frame_of(&self, pte: &Pte) -> Option<FrameId> {
         match pte.backing {
             PageBacking::Private(f) => Some(f),
             PageBacking::Object { obj, index } => {

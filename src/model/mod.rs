@@ -80,6 +80,7 @@ mod mmap;
 mod mprotect;
 mod mremap;
 mod observe;
+mod page_words;
 mod physical;
 mod pipe;
 mod race_advice;
@@ -521,9 +522,19 @@ impl Model {
             if self.life(view.proc) != Life::Alive {
                 continue;
             }
+            // Only a page with alternatives or lazily freed has a choice to narrow (`settle`
+            // changes nothing else): most views have none, and need no lookup a page.
+            let open: std::collections::BTreeSet<u64> = (self.space(view.proc).ptes.iter())
+                .filter(|(_, pte)| !pte.alts.is_empty() || pte.flags & flag::LAZY != 0)
+                .map(|(&vpn, _)| vpn)
+                .collect();
+            if open.is_empty() {
+                continue;
+            }
             for &(addr, d) in &view.pages {
-                if d != UNREADABLE {
-                    self.settle(view.proc, self.vpn(addr), full.clone(), d);
+                let vpn = self.vpn(addr);
+                if d != UNREADABLE && open.contains(&vpn) {
+                    self.settle(view.proc, vpn, full.clone(), d);
                 }
             }
         }

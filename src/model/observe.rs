@@ -67,7 +67,7 @@ impl Model {
                     let d = if pte.flags & flag::GUARD != 0 || self.past_end(&pte) || gone {
                         UNREADABLE
                     } else {
-                        let f = self.frame_at(proc, vpn).expect("mapped");
+                        let f = self.frame_of(&pte).expect("mapped");
                         self.frames.digest(f)
                     };
                     pages.push((start, d));

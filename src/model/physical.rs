@@ -217,7 +217,7 @@ impl Model {
     /// reclaim and MADV_PAGEOUT drop (I10).
     pub fn holds_data(&self, id: Identity) -> bool {
         match id {
-            Identity::Frame(f) => self.frames.bytes(FrameId(f)).iter().any(|&b| b != 0),
+            Identity::Frame(f) => !self.frames.is_zero(FrameId(f)),
             Identity::Zero
             | Identity::ObjPage(..)
             | Identity::TlbPrivate(..)

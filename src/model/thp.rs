@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use super::frame::FrameId;
+use super::page_words::PageWords;
 use super::space::{PageBacking, flag};
 use super::{Life, Model};
 use crate::program::ProcId;
@@ -35,26 +36,8 @@ pub const KHUGEPAGED_MAX_PTES_SHARED: usize = 256;
 
 impl Model {
     /// Each live process's pagemap words of a view, by page number.
-    pub(super) fn words_by_page(&self, observed: &Snapshot) -> BTreeMap<(ProcId, u64), u64> {
-        let ps = self.page_size;
-        let mut words: BTreeMap<(ProcId, u64), u64> = BTreeMap::new();
-        for view in &observed.procs {
-            if view.phys.is_empty() {
-                continue;
-            }
-            let mut it = view.phys.iter();
-            'regions: for r in &view.regions {
-                let mut a = r.start;
-                while a < r.end {
-                    let Some(&w) = it.next() else {
-                        break 'regions;
-                    };
-                    words.insert((view.proc, a / ps), w);
-                    a += ps;
-                }
-            }
-        }
-        words
+    pub(super) fn words_by_page<'a>(&self, observed: &'a Snapshot) -> PageWords<'a> {
+        PageWords::of(observed, self.page_size)
     }
 
     /// [I21] Whether a private page of a PMD that may be huge holding frame `f` is left open:
@@ -63,8 +46,7 @@ impl Model {
     /// split's shrinker splits an underused THP it maps such pages to the zero page:
     /// mm/huge_memory.c: thp_underused(), try_to_map_unused_to_zeropage()).
     pub(super) fn huge_leaves_open(&self, f: FrameId) -> bool {
-        f == FrameId::ZERO
-            || (self.frames.bytes(f).iter().all(|&b| b == 0) && !self.is_thp_piece(f))
+        f == FrameId::ZERO || (self.frames.is_zero(f) && !self.is_thp_piece(f))
     }
 
     /// [I22] Learns khugepaged's collapses from a view: in each live process, each PMD advised
@@ -94,11 +76,10 @@ impl Model {
         }
         let words = read.unwrap_or_else(|| self.words_by_page(observed));
         let pfn = |w: u64| (w & pm::PRESENT != 0).then_some(w & pm::PFN);
-        if !words.values().any(|&w| pfn(w).is_some_and(|p| p != 0)) {
+        if !words.any(|w| pfn(w).is_some_and(|p| p != 0)) {
             return;
         }
-        // Where each model frame is seen, and with which PFNs.
-        let mut seen: BTreeMap<FrameId, Vec<(ProcId, u64)>> = BTreeMap::new();
+        // Where each model frame is seen, and with which PFNs: (frame, process, PFN), sorted.
         let live: Vec<ProcId> = (0..self.procs.len())
             .map(|i| ProcId(i as u8))
             .filter(|&p| self.procs[p.0 as usize].life == Life::Alive && self.mm_first_user(p))
@@ -108,6 +89,7 @@ impl Model {
         // its frame's elsewhere without any collapse by the others (`run --time 600 --seed
         // 8`: p2's MADV_COLLAPSE of a THP it shared with p0 and p1 was taken for a collapse
         // by p0, whose pages still were on the original run).
+        let mut seen: Vec<(FrameId, ProcId, u64)> = Vec::new();
         for &p in &live {
             for (&vpn, pte) in &self.space(p).ptes {
                 if let PageBacking::Private(f) = pte.backing
@@ -116,41 +98,47 @@ impl Model {
                     && pte.alts.is_empty()
                     && let Some(x) = words.get(&(p, vpn)).and_then(|&w| pfn(w))
                 {
-                    seen.entry(f).or_default().push((p, x));
+                    seen.push((f, p, x));
                 }
             }
         }
+        seen.sort_unstable();
+        let seen_as = |f: FrameId| {
+            let from = seen.partition_point(|s| s.0 < f);
+            let to = from + seen[from..].partition_point(|s| s.0 == f);
+            &seen[from..to]
+        };
         // Collapsed PMDs by (first page, first PFN): every process seen with that run maps the
         // one new huge page (a fork after the collapse shares it).
         let mut copy: BTreeMap<(u64, u64), Vec<ProcId>> = BTreeMap::new();
         for &p in &live {
             let space = self.space(p);
-            let firsts: Vec<u64> = space
+            let mut firsts: Vec<u64> = space
                 .ptes
                 .iter()
                 .filter(|(_, pte)| pte.flags & (flag::HUGEPAGE | flag::HUGE_RESIDUE) != 0)
                 .map(|(&v, _)| v - v % pmd)
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
                 .collect();
+            firsts.dedup();
             for first in firsts {
                 let pages = first..first + pmd;
-                let advised = pages.clone().any(|v| {
-                    space
-                        .get(v)
-                        .is_some_and(|pte| pte.flags & flag::HUGEPAGE != 0)
-                });
-                if !advised {
+                // The PMD's mapped pages, in order (one walk of the page table, not a lookup
+                // a page).
+                let ptes: Vec<(u64, &super::space::Pte)> = space
+                    .ptes
+                    .range(pages.clone())
+                    .map(|(&v, pte)| (v, pte))
+                    .collect();
+                if !ptes.iter().any(|(_, pte)| pte.flags & flag::HUGEPAGE != 0) {
                     continue;
                 }
-                let shared = pages
-                    .clone()
-                    .filter(|&v| match space.get(v).map(|pte| pte.backing) {
-                        Some(PageBacking::Private(f)) => {
-                            f != FrameId::ZERO && self.frames.refs(f) > 1
-                        }
-                        _ => false,
-                    })
+                let private = |pte: &super::space::Pte| match pte.backing {
+                    PageBacking::Private(f) if f != FrameId::ZERO => Some(f),
+                    _ => None,
+                };
+                let shared = ptes
+                    .iter()
+                    .filter(|(_, pte)| private(pte).is_some_and(|f| self.frames.refs(f) > 1))
                     .count();
                 if shared > KHUGEPAGED_MAX_PTES_SHARED {
                     continue;
@@ -169,21 +157,15 @@ impl Model {
                 }
                 let on_run = |v: u64| run_of(v).filter(|b| runs.get(b).is_some_and(|&n| n >= 2));
                 let mut split = None;
-                for v in pages.clone() {
-                    let Some(PageBacking::Private(f)) = space.get(v).map(|pte| pte.backing) else {
+                for &(v, pte) in &ptes {
+                    let Some(f) = private(pte) else {
                         continue;
                     };
-                    if f == FrameId::ZERO {
-                        continue;
-                    }
                     let Some(base) = on_run(v) else {
                         continue;
                     };
                     let here = base + (v - first);
-                    if seen
-                        .get(&f)
-                        .is_some_and(|s| s.iter().any(|&(q, x)| q != p && x != here))
-                    {
+                    if seen_as(f).iter().any(|&(_, q, x)| q != p && x != here) {
                         split = Some(base);
                         break;
                     }

@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 
 use super::frame::FrameId;
+use super::page_words::PageWords;
 use super::space::{PageBacking, flag};
 use super::{Life, Model};
 use crate::program::ProcId;
@@ -43,7 +44,7 @@ impl Model {
 
     /// [I25] Resolves the collapses the last op made from the view right after it (`words`:
     /// each live process's pagemap words by page number). Forgets them either way.
-    pub(super) fn resolve_collapses(&mut self, words: &BTreeMap<(ProcId, u64), u64>) {
+    pub(super) fn resolve_collapses(&mut self, words: &PageWords<'_>) {
         let collapses = std::mem::take(&mut self.collapses);
         let t = &self.threads;
         let quiet = t.running.is_empty() && t.readers.is_empty() && t.spliced.is_empty();

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::frame::FrameId;
+use super::page_words::PageWords;
 use super::space::{PageBacking, flag};
 use super::{Life, Model};
 use crate::program::ProcId;
@@ -30,7 +31,7 @@ impl Model {
 
     /// [I24] Learns the pieces of huge pages a view shows (`learn_collapses()` calls it, with
     /// each live process's words by page number).
-    pub(super) fn learn_thp_pieces(&mut self, words: &BTreeMap<(ProcId, u64), u64>) {
+    pub(super) fn learn_thp_pieces(&mut self, words: &PageWords<'_>) {
         let pmd = self.pmd_pages();
         let frames = &self.frames;
         self.thp_pieces.retain(|&f| frames.refs(f) > 0);
@@ -61,7 +62,7 @@ impl Model {
         // Every mapper of a piece must be seen to count its mappers (I8), and a racing thread
         // of any kind may split, zap or copy pages between two reads: learn no new piece then.
         let t = &self.threads;
-        if live.iter().any(|&p| !words.keys().any(|&(q, _)| q == p))
+        if live.iter().any(|&p| !words.has(p))
             || !(t.running.is_empty()
                 && t.readers.is_empty()
                 && t.open_prots.is_empty()
@@ -204,7 +205,7 @@ impl Model {
         // the model can give it, or the piece is not learnt (its mappers could not be counted).
         let pfns: std::collections::BTreeSet<u64> = holders.iter().map(|h| h.2).collect();
         let mut spoilt: std::collections::BTreeSet<u64> = Default::default();
-        for (&(q, v), &w) in words {
+        for ((q, v), w) in words.iter() {
             let x = w & pm::PFN;
             if w & pm::PRESENT == 0 || !pfns.contains(&x) || holders.contains(&(q, v, x)) {
                 continue;

@@ -52,15 +52,17 @@ struct Worker {
     fd: OwnedFd,
 }
 
-/// The executor's main: returns the process exit status. With `cpu`, the executor and every
-/// process it forks (guardian, zygote, program trees) run on that CPU only
-/// (`ExecutorConfig::for_job`); a CPU that cannot be had leaves the affinity as it was.
+/// The executor's main: returns the process exit status. `cpus` (if not empty) is the job's
+/// CPU set, where its racing threads run; with `cpu`, the executor and every process it forks
+/// (guardian, zygote, program trees) run on that CPU only (`ExecutorConfig::for_job`,
+/// `kernel::cpus`); a CPU that cannot be had leaves the affinity as it was.
 /// With `physical_off`, no worker reads the physical channel, for that reason; with
 /// `smaps_off`, no worker reads smaps (I11: its cost; campaigns ask for it with `--smaps`).
 pub fn main(
     inject: u32,
     op_deadline: Duration,
     cpu: Option<usize>,
+    cpus: &[usize],
     physical_off: Option<crate::program::physical::Skip>,
     smaps_off: bool,
 ) -> i32 {
@@ -71,12 +73,7 @@ pub fn main(
         return 0;
     }
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    if let Some(cpu) = cpu {
-        let mut set = nix::sched::CpuSet::new();
-        if set.set(cpu).is_ok() {
-            let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &set);
-        }
-    }
+    super::cpus::place(cpu, cpus);
     let guardian = Guardian::start();
     // The hugetlb pool share, given back when this returns or, if we are killed, by the
     // guardian (docs/SEMANTICS.md L7). Before the probe, which needs a pool.

@@ -230,9 +230,7 @@ pub(super) fn poke(
     for p in 0..pages {
         let page = addr + (p * ps) as u64;
         let offset = (page - origin) as usize + bytes.start as usize;
-        for (i, b) in buf[..len].iter_mut().enumerate() {
-            *b = pattern.byte_at(offset + i);
-        }
+        pattern.fill(&mut buf[..len], offset);
         let dst = page + bytes.start as u64;
         let n = if vm {
             let local = libc::iovec {

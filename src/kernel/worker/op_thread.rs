@@ -134,14 +134,7 @@ extern "C" fn op_thread_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: the mailbox lives in the region for the process's life; the worker writes `cpu`
     // and `slot` only before the thread starts.
     let (cpu, slot) = unsafe { ((*mailbox).cpu, (*mailbox).slot) };
-    if cpu >= 0 {
-        // SAFETY: a cpu_set_t on our stack, for this thread only.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        }
-    }
+    crate::kernel::cpus::pin_thread(cpu);
     // SAFETY: as above; the state word is shared with the worker.
     let state = unsafe { &(*mailbox).state };
     // The allocator's state for this thread is made now, inside the `thread` op, where the
@@ -243,7 +236,7 @@ impl OpThreads {
         // SAFETY: no thread runs in this slot, so the worker owns the mailbox.
         unsafe {
             (*mailbox).state.store(STARTING, Ordering::Relaxed);
-            (*mailbox).cpu = other_cpu();
+            (*mailbox).cpu = crate::kernel::cpus::beside(0);
             (*mailbox).slot = index;
             (*mailbox).job = std::ptr::null();
         }
@@ -253,6 +246,8 @@ impl OpThreads {
             page_size,
             op_thread_main,
             mailbox as *mut c_void,
+            // SAFETY: written above, before the thread exists.
+            unsafe { (*mailbox).cpu },
         ) else {
             return false;
         };
@@ -326,22 +321,6 @@ impl OpThreads {
             s.thread = None;
         }
         self.pending = None;
-    }
-}
-
-/// A CPU other than the calling thread's, if there are two or more; else -1.
-fn other_cpu() -> i32 {
-    // SAFETY: sysconf and sched_getcpu only read.
-    let (n, me) = unsafe {
-        (
-            libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
-            libc::sched_getcpu(),
-        )
-    };
-    if n >= 2 && me >= 0 {
-        ((me as i64 + 1) % n) as i32
-    } else {
-        -1
     }
 }
 

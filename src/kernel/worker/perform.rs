@@ -525,6 +525,8 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             unsafe { libc::close(*fd) };
             *fd = theirs;
             s.is_root = false;
+            // A fork an op thread made runs where that thread was kept: back home.
+            crate::kernel::cpus::rehome();
             s.racer.forget();
             s.op_threads.forget();
             s.maps.after_fork();

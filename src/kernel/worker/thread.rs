@@ -127,14 +127,7 @@ extern "C" fn racer_main(arg: *mut c_void) -> *mut c_void {
     // does not write `cpu`, `addr`, `kind` or `page_size` while the thread runs.
     let (cpu, kind) = unsafe { ((*control).cpu, (*control).kind) };
     let kind = RaceKind::from_code(kind).unwrap_or(RaceKind::Write);
-    if cpu >= 0 {
-        // SAFETY: a cpu_set_t on our stack, for this thread only.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        }
-    }
+    crate::kernel::cpus::pin_thread(cpu);
     // SAFETY: as above; the atomics are shared with the worker.
     let (stop, counter, failed) =
         unsafe { (&(*control).stop, &(*control).counter, &(*control).failed) };
@@ -276,7 +269,7 @@ impl Racer {
             (*control).addr = addr;
             (*control).kind = kind.code();
             (*control).page_size = page_size as u64;
-            (*control).cpu = pin_to(index);
+            (*control).cpu = crate::kernel::cpus::beside(index);
             (*control).pipe = [-1; 2];
         }
         if kind == RaceKind::Vmsplice {
@@ -295,6 +288,8 @@ impl Racer {
             page_size,
             racer_main,
             control as *mut c_void,
+            // SAFETY: written above, before the thread exists.
+            unsafe { (*control).cpu },
         ) else {
             return Err(libc::EAGAIN);
         };
@@ -421,23 +416,6 @@ impl Racer {
     }
 }
 
-/// The CPU the `index`th thread pins to, if there are two or more: the first to one other
-/// than the worker's, the second to the worker's own; else -1.
-fn pin_to(index: usize) -> i32 {
-    // SAFETY: sysconf and sched_getcpu only read.
-    let (n, me) = unsafe {
-        (
-            libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
-            libc::sched_getcpu(),
-        )
-    };
-    if n >= 2 && me >= 0 {
-        ((me as i64 + 1 - index as i64).rem_euclid(n)) as i32
-    } else {
-        -1
-    }
-}
-
 /// Starts a thread through libc's `pthread_create` on a region made before the program: its
 /// first page is the thread's control page, the rest (`len` bytes in all) its stack, so libc
 /// maps no stack of its own. `None` if libc refused. Racing threads and op threads
@@ -448,6 +426,7 @@ pub(super) fn start_on_region(
     page_size: usize,
     main: extern "C" fn(*mut c_void) -> *mut c_void,
     arg: *mut c_void,
+    cpu: i32,
 ) -> Option<libc::pthread_t> {
     let mut tid: libc::pthread_t = 0;
     // SAFETY: attr lives on our stack; the stack handed to libc is the region past its first
@@ -457,6 +436,22 @@ pub(super) fn start_on_region(
         libc::pthread_attr_init(&mut attr);
         let stack = region.add(page_size);
         libc::pthread_attr_setstack(&mut attr, stack as *mut c_void, len - page_size);
+        // Born on its CPU: glibc sets the new thread's mask before it first runs, so it is
+        // woken there, where a thread that pins itself once running is moved by the
+        // stopper of the CPU it started on (`affine_move_task`), a wait the worker pays
+        // (docs/KERNELS.md, "Jobs and cores"). The thread's own pinning then changes nothing.
+        #[cfg(target_env = "gnu")]
+        if cpu >= 0 {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            libc::pthread_attr_setaffinity_np(
+                &mut attr,
+                std::mem::size_of::<libc::cpu_set_t>(),
+                &set,
+            );
+        }
+        #[cfg(not(target_env = "gnu"))]
+        let _ = cpu;
         let r = libc::pthread_create(&mut tid, &attr, main, arg);
         libc::pthread_attr_destroy(&mut attr);
         r == 0

@@ -109,4 +109,42 @@ impl Pattern {
             Pattern::Ramp(b) => b.wrapping_add((offset % 251) as u8),
         }
     }
+
+    /// Fills `bytes` with what is stored at mapping byte offsets `offset..`: `bytes[i]` is
+    /// `byte_at(offset + i)`, without a division a byte.
+    pub fn fill(self, bytes: &mut [u8], offset: usize) {
+        match self {
+            Pattern::Fill(b) => bytes.fill(b),
+            Pattern::Ramp(b) => {
+                let mut r = (offset % 251) as u8;
+                for x in bytes {
+                    *x = b.wrapping_add(r);
+                    r = if r == 250 { 0 } else { r + 1 };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pattern;
+
+    /// `fill` stores what `byte_at` says, across the ramp's wrap at 251 and from any offset.
+    #[test]
+    fn fill_is_byte_at() {
+        for pattern in [Pattern::Fill(0x5a), Pattern::Ramp(0), Pattern::Ramp(200)] {
+            for offset in [0usize, 1, 250, 251, 4096, 12345] {
+                let mut bytes = vec![0u8; 1000];
+                pattern.fill(&mut bytes, offset);
+                for (i, &b) in bytes.iter().enumerate() {
+                    assert_eq!(
+                        b,
+                        pattern.byte_at(offset + i),
+                        "{pattern:?} at {offset}+{i}"
+                    );
+                }
+            }
+        }
+    }
 }
