@@ -4,7 +4,7 @@
 //! physical channel (/proc/PID/pagemap PFNs) can be compared with them. Frames never decide
 //! when a write may go in place: the model's fault handling (`memory.rs`) does.
 
-use crate::program::outcome::digest;
+use crate::program::outcome::{all_zero, digest};
 
 /// A frame number. `FrameId::ZERO` is the shared zero page: what an untouched private page reads
 /// (docs/SEMANTICS.md A6); it is never written.
@@ -124,36 +124,5 @@ impl Frames {
 
     pub fn page_size(&self) -> usize {
         self.page_size
-    }
-}
-
-/// Whether `bytes` are all zero, a block of 64 at a time.
-fn all_zero(bytes: &[u8]) -> bool {
-    let blocks = bytes.chunks_exact(64);
-    let rest = blocks.remainder();
-    blocks
-        .map(|b| b.iter().fold(0u8, |acc, &x| acc | x))
-        .chain(rest.iter().copied())
-        .all(|x| x == 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn all_zero_sees_every_byte() {
-        let zero = vec![0u8; 4096];
-        assert!(all_zero(&zero));
-        assert!(all_zero(&[]));
-        for i in [0usize, 1, 63, 64, 2047, 4032, 4095] {
-            let mut p = zero.clone();
-            p[i] = 0x80;
-            assert!(!all_zero(&p), "byte {i}");
-        }
-        let mut odd = vec![0u8; 100];
-        assert!(all_zero(&odd));
-        odd[99] = 1;
-        assert!(!all_zero(&odd));
     }
 }

@@ -525,8 +525,6 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             unsafe { libc::close(*fd) };
             *fd = theirs;
             s.is_root = false;
-            // A fork an op thread made runs where that thread was kept: back home.
-            crate::kernel::cpus::rehome();
             s.racer.forget();
             s.op_threads.forget();
             s.maps.after_fork();
@@ -534,6 +532,8 @@ fn fork(fd: &mut RawFd, s: &mut Scratch, child: usize) -> Forked {
             // (`op_thread.rs`).
             if s.op_threads.watch_fork {
                 s.op_threads.watch_fork = false;
+                // The op thread that forked was kept beside its worker: back to the job's home.
+                crate::kernel::cpus::rehome();
                 // The allocator's state for the child's only thread (its arena after the fork)
                 // is made now, in the watch (`op_thread.rs`).
                 // SAFETY: a malloc and its free.
