@@ -361,7 +361,7 @@ fn round_on(
 }
 
 /// `bench --jobs N`: rounds alternate between one executor kept on one core (`one_core`,
-/// `ExecutorConfig::on_cores`), N at once, one core each (`executors`), and one free
+/// `ExecutorConfig::for_job_within`), N at once, one core each (`executors`), and one free
 /// (`one`, started as `run --jobs 1` starts it). The caller keeps the front's thread of each
 /// pinned job beside it (`round_on`).
 pub fn measure_jobs(

@@ -26,18 +26,15 @@ pub(crate) fn cmd_bench(
         let jobs = super::run::jobs_or_cpus(Some(jobs))?;
         let config = crate::campaign_config(exec)?;
         // One job as `run --jobs 1` runs it; one kept on one core; and N kept on N cores, one
-        // each (as `run --jobs N` keeps them, `ExecutorConfig::for_job`), their racing threads
-        // on those N cores too.
+        // each (as `run --jobs N` keeps them), their racing threads on those N cores too
+        // (`ExecutorConfig::for_job_within`).
         let usable = cowcheck::kernel::cpus::allowed();
         let cores: Vec<usize> = usable.iter().copied().take(jobs.max(1)).collect();
         let mut one = Executor::start(&config.for_job(0, 1))?;
-        let mut one_core = Executor::start(&config.on_cores(&cores[..cores.len().min(1)]))?;
+        let mut one_core =
+            Executor::start(&config.for_job_within(0, 1, &cores[..cores.len().min(1)]))?;
         let mut executors = (0..jobs)
-            .map(|job| {
-                let mut c = config.for_job(job, jobs);
-                c.cpus = cores.clone();
-                Executor::start(&c)
-            })
+            .map(|job| Executor::start(&config.for_job_within(job, jobs, &cores)))
             .collect::<Result<Vec<_>, _>>()?;
         let report = cowcheck::bench::measure_jobs(
             &mut one_core,

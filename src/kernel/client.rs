@@ -109,25 +109,27 @@ impl ExecutorConfig {
     /// kept apart 1.6x (docs/KERNELS.md). A VM's executor is left alone (its CPUs are the
     /// guest's).
     pub fn for_job(&self, job: usize, jobs: usize) -> ExecutorConfig {
-        let mut c = self.clone();
-        if jobs >= 2 && self.vm.is_none() {
-            let cpus = usable_cpus();
-            if !cpus.is_empty() {
-                c.cpu = Some(cpus[job % cpus.len()]);
-            }
-        }
-        c
+        self.for_job_within(job, jobs, &[])
     }
 
-    /// This configuration kept on `cores` (the job's CPU set; its first CPU the home of the
-    /// executor, its process trees and the calling thread, `keep_caller_beside`): how `bench
-    /// --jobs` gives a job a number of cores. A VM's executor is left alone.
-    pub fn on_cores(&self, cores: &[usize]) -> ExecutorConfig {
+    /// `for_job`, inside the CPU set `set` (empty: every CPU this process may use): the
+    /// job's home is the `job`-th CPU of the set (round robin), and its racing and op threads
+    /// stay inside the set (`kernel::cpus`). A set given pins even a lone job: that is how
+    /// `bench --jobs` keeps one job on one core, or N jobs on N cores.
+    pub fn for_job_within(&self, job: usize, jobs: usize, set: &[usize]) -> ExecutorConfig {
         let mut c = self.clone();
-        if self.vm.is_none() && !cores.is_empty() {
-            c.cpu = Some(cores[0]);
-            c.cpus = cores.to_vec();
+        if self.vm.is_some() || (jobs < 2 && set.is_empty()) {
+            return c;
         }
+        let cpus = if set.is_empty() {
+            super::cpus::allowed()
+        } else {
+            set.to_vec()
+        };
+        if !cpus.is_empty() {
+            c.cpu = Some(cpus[job % cpus.len()]);
+        }
+        c.cpus = set.to_vec();
         c
     }
 
@@ -185,11 +187,6 @@ impl ExecutorConfig {
         }
         words.join(" ")
     }
-}
-
-/// The CPUs this process may run on (its affinity mask), ascending; empty if unknown.
-pub fn usable_cpus() -> Vec<usize> {
-    super::cpus::allowed()
 }
 
 /// A running executor.
@@ -583,7 +580,7 @@ mod tests {
                 .iter()
                 .any(|a| a.starts_with("--cpu"))
         );
-        let cpus = usable_cpus();
+        let cpus = crate::kernel::cpus::allowed();
         assert!(!cpus.is_empty());
         for job in 0..2 * cpus.len() {
             let c = config.for_job(job, 3);
@@ -596,5 +593,29 @@ mod tests {
         let mut vm = config.clone();
         vm.vm = Some(VmConfig::new(PathBuf::from("bzImage")));
         assert_eq!(vm.for_job(1, 2).cpu, None);
+        assert_eq!(vm.for_job_within(0, 1, &[3]).cpu, None);
+    }
+
+    /// A set given pins even a lone job, to the set's CPUs in turn, and the executor is told
+    /// the set (`--cpus`); without one, the set is left to the executor's inherited mask.
+    #[test]
+    fn jobs_within_a_set_are_kept_inside_it() {
+        let config = ExecutorConfig::new(PathBuf::from("cowcheck"));
+        let lone = config.for_job_within(0, 1, &[5]);
+        assert_eq!((lone.cpu, lone.cpus.clone()), (Some(5), vec![5]));
+        assert!(lone.executor_args().contains(&"--cpus=5".to_string()));
+        for job in 0..4 {
+            let c = config.for_job_within(job, 2, &[2, 7]);
+            assert_eq!(c.cpu, Some([2, 7][job % 2]));
+            assert!(c.executor_args().contains(&"--cpus=2,7".to_string()));
+        }
+        assert!(config.for_job(1, 2).cpus.is_empty());
+        assert!(
+            !config
+                .for_job(1, 2)
+                .executor_args()
+                .iter()
+                .any(|a| a.starts_with("--cpus"))
+        );
     }
 }
