@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cowcheck::kernel::{Executor, ExecutorConfig};
 use cowcheck::model::Model;
+use cowcheck::program::features::Features;
 use cowcheck::program::outcome::Outcome;
 use cowcheck::program::{MapKind, Op, Program, trace};
 use cowcheck::report::repro_c;
@@ -111,6 +113,26 @@ fn build_all(dir: &Path) -> Vec<(String, PathBuf)> {
     })
 }
 
+/// What this kernel's executor probed (its hello): the model that judges `depends_on_cow`
+/// must have the campaign's features, not `Model::new`'s every one. On a kernel with guard
+/// regions on private memory but not on shmem (6.13, 6.14), or MREMAP_DONTUNMAP likewise
+/// (5.7 to 5.12), an op that succeeds on private memory fails on shared, which makes the
+/// scenario depend on the mapping's kind; the every-feature model saw both succeed.
+/// (A MADV_COLLAPSE's result is learnt from the kernel's answer, not predicted: with none,
+/// the model has it succeed on both kinds, so a collapse that fails on shared memory only
+/// (`shmem_enabled` never, as here) goes unseen by this helper; a scenario that depends on
+/// copy-on-write must show it with another op, as collapse-pieces-split-to-zero-page does.)
+fn kernel_features() -> Features {
+    static FEATURES: std::sync::OnceLock<Features> = std::sync::OnceLock::new();
+    *FEATURES.get_or_init(|| {
+        let config = ExecutorConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_cowcheck")));
+        Executor::start(&config)
+            .expect("the executor starts")
+            .hello
+            .features
+    })
+}
+
 /// Whether the scenario's observations change when private anonymous maps become shared,
 /// according to the model: then its reproducer must fail under libfault's private-shared.
 fn depends_on_cow(program: &Program, ps: usize) -> bool {
@@ -122,7 +144,11 @@ fn depends_on_cow(program: &Program, ps: usize) -> bool {
             *kind = MapKind::Shared;
         }
     }
-    let (mut a, mut b) = (Model::new(ps), Model::new(ps));
+    let features = kernel_features();
+    let (mut a, mut b) = (
+        Model::with_features(ps, features),
+        Model::with_features(ps, features),
+    );
     let last = program.ops.len().saturating_sub(1);
     for (i, (x, y)) in program.ops.iter().zip(&broken.ops).enumerate() {
         let (oa, ob) = (
