@@ -27,6 +27,33 @@ fn a_copying_clone_is_caught_and_shrunk() {
     );
 }
 
+/// The shortest shape the campaign shrinks to (a shared page, a clone): the copy shows in
+/// the physical channel only where the clone's parent takes its view after the child's
+/// loads (`schedule::late_viewers`, T31). The views are ordered so, and every replay under the
+/// copying clone diverges; unordered, 14 of 20 did, and this test failed.
+#[test]
+fn the_copy_shows_in_every_replay_of_the_shortest_trace() {
+    let Some(lib) = libclonevm() else { return };
+    let dir = tmpdir("clonevm-shortest");
+    let trace = write_file(
+        &dir,
+        "shortest.trace",
+        "cowcheck-trace 1\np0 map m0 shared 3\np0 write m0 2 fill 0x59\np0 clone p1\n",
+    );
+    let path = trace.to_str().expect("utf-8 path");
+    cowcheck(&["replay", path]).expect_code(0);
+    let under = format!("env LD_PRELOAD={}", lib.display());
+    for _ in 0..10 {
+        let run = cowcheck(&["replay", path, "--under", &under]);
+        run.expect_code(1);
+        assert!(
+            run.stdout.contains("first seen after op 3: p0 clone p1"),
+            "{}",
+            run.dump()
+        );
+    }
+}
+
 /// A clone child's store to a private page is its parent's (T31): under the copying clone the
 /// parent reads its own old bytes, and the scenario's expectation fails on the kernel's side.
 #[test]

@@ -41,6 +41,8 @@ pub(super) enum Step {
         serial: u32,
         mask: u32,
         next: u32,
+        /// The viewers that look after the others (`late_viewers`).
+        late: u32,
         viewers: Vec<usize>,
         child: Option<usize>,
         /// After an exit: the views run while the process is torn down, but the next step
@@ -77,6 +79,9 @@ pub(super) fn schedule(
     let mut steps = Vec::new();
     let mut live = [false; caps::MAX_PROCS];
     live[0] = true;
+    // Each process's address space, named by the process that made it: a fork's child makes
+    // its own, a clone's child joins its parent's (T30).
+    let mut mm: [usize; caps::MAX_PROCS] = std::array::from_fn(|q| q);
     let last = ops.len().saturating_sub(1);
     let mut wait = 0u32;
     let mut i = 0;
@@ -95,8 +100,13 @@ pub(super) fn schedule(
             wait = pass;
             for op in &ops[i..j] {
                 match *op {
-                    Op::Fork { child, .. } | Op::CloneVm { child, .. } => {
-                        live[child.0 as usize] = true
+                    Op::Fork { child, .. } => {
+                        live[child.0 as usize] = true;
+                        mm[child.0 as usize] = child.0 as usize;
+                    }
+                    Op::CloneVm { child, .. } => {
+                        live[child.0 as usize] = true;
+                        mm[child.0 as usize] = mm[p];
                     }
                     Op::Exit { .. } => live[p] = false,
                     _ => {}
@@ -125,6 +135,7 @@ pub(super) fn schedule(
                 serial: wait,
                 mask: viewers.iter().map(|&q| 1u32 << q).sum(),
                 next,
+                late: late_viewers(&viewers, &mm),
                 viewers,
                 child,
                 after_exit: matches!(ops[k], Op::Exit { .. }),
@@ -143,6 +154,28 @@ pub(super) fn schedule(
         i = j;
     }
     steps
+}
+
+/// The viewers that take their views after every other viewer of the snapshot: the first
+/// (lowest-numbered) user of each address space that another viewer uses too, as the model
+/// names it (`Model::mm_first_user`). Its view alone is checked against the physical channel
+/// (T31), and every other user's view loads every readable page. In one address space, a
+/// load by one is seen by all, in whatever order they look (the model allows both); but
+/// under a runtime whose `clone` copies the address space (as a fork would), the other's
+/// loads fault pages into a page table of its own, and the checked view shows it (a second
+/// mapper: no longer exclusive, half the Pss) only if it looks after them. Unordered, the
+/// shrunk trace of `tests/faults_clonevm.rs` showed the copy in 14 replays of 20; ordered,
+/// in every one. Without a clone there is nothing to order: 0.
+fn late_viewers(viewers: &[usize], mm: &[usize; caps::MAX_PROCS]) -> u32 {
+    let mut late = 0u32;
+    for (i, &q) in viewers.iter().enumerate() {
+        let first = !viewers[..i].iter().any(|&o| mm[o] == mm[q]);
+        let shared = viewers[i + 1..].iter().any(|&o| mm[o] == mm[q]);
+        if first && shared {
+            late |= 1 << q;
+        }
+    }
+    late
 }
 
 /// The index of the first op of `program` that can make a page that /proc/self/maps lists as
@@ -182,8 +215,51 @@ pub(super) fn first_unsafe_read(program: &Program) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::first_unsafe_read;
+    use super::{Step, first_unsafe_read, schedule};
     use crate::program::trace;
+
+    /// The `late` masks of a program's snapshots, in order.
+    fn late_masks(text: &str) -> Vec<u32> {
+        let program = trace::parse_str(text).expect("trace");
+        let mut turn = 0u32;
+        schedule(&program.ops, &[], &mut || {
+            turn += 1;
+            turn
+        })
+        .iter()
+        .filter_map(|s| match s {
+            Step::Views { late, .. } => Some(*late),
+            _ => None,
+        })
+        .collect()
+    }
+
+    /// The first user of each address space that another viewer shares looks last: a clone's
+    /// parent (not a fork's), then, once it has exited, the next user of its space; with no
+    /// clone, nobody waits.
+    #[test]
+    fn the_first_user_of_a_shared_address_space_views_late() {
+        let head = "cowcheck-trace 1\np0 map m0 shared 1\n";
+        assert_eq!(
+            late_masks(&format!("{head}p0 fork p1\np1 fork p2\n")),
+            [0, 0]
+        );
+        assert_eq!(
+            late_masks(&format!(
+                "{head}p0 clone p1\np0 fork p2\np2 clone p3\np2 clone p4\np0 exit\np1 exit\n"
+            )),
+            [
+                0b1, 0b1, 0b101, 0b101,
+                // p0 gone: p1 is alone in its space; p2 still shares with p3 and p4.
+                0b100, 0b100,
+            ]
+        );
+        // A clone child with a lower number than its parent is the first user.
+        assert_eq!(
+            late_masks(&format!("{head}p0 fork p2\np2 clone p1\n")),
+            [0, 0b10]
+        );
+    }
 
     fn first(text: &str) -> usize {
         first_unsafe_read(&trace::parse_str(text).expect("trace"))

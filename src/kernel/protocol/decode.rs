@@ -102,6 +102,7 @@ impl Words<'_> {
             serial: self.u32()?,
             mask: self.u32()?,
             next: self.u32()?,
+            late: self.u32()?,
         })
     }
 

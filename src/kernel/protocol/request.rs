@@ -27,11 +27,11 @@
 //! | `PIPE_READ`  |                                                                  |
 //! | `RACE`       | at, kind, thread (docs/SEMANTICS.md T1, T7, T8)                   |
 //! | `STOP`       | thread                                                           |
-//! | `FORK`       | child, direct reads, serial, mask, next                          |
-//! | `CLONE_VM`   | child, direct reads, serial, mask, next (T30)                    |
+//! | `FORK`       | child, direct reads, serial, mask, next, late                    |
+//! | `CLONE_VM`   | child, direct reads, serial, mask, next, late (T30)              |
 //! | `PREPARE_CLONES` | (no reply)                                                   |
 //! | `EXIT`       | turn                                                             |
-//! | `SNAPSHOT`   | direct reads, serial, mask, next                                 |
+//! | `SNAPSHOT`   | direct reads, serial, mask, next, late, smaps                    |
 //! | `DUMP`       | at                                                               |
 //! | `SPAWN_ROOT` |                                                                  |
 //! | `AWAIT`      | turn                                                             |
@@ -60,12 +60,15 @@ pub const REQ_WORDS: usize = 8;
 /// Where a view stands in its snapshot (`worker::Board::barrier`): every viewer waits for the
 /// turn `serial`, notes on the board that it has looked at itself, and the last of the
 /// viewers in `mask` (a bit per process handle) passes the turn `next`. `serial` 0: no
-/// barrier.
+/// barrier. The viewers in `late` (a subset of `mask`) look at themselves only after every
+/// other viewer has (`worker::Board::await_earlier_views`): the first user of an address space
+/// that others use too, whose view alone is checked against the physical channel (T31).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Barrier {
     pub serial: u32,
     pub mask: u32,
     pub next: u32,
+    pub late: u32,
 }
 
 /// Bytes `start..end` of each page a write, read or poke touches.
@@ -496,6 +499,7 @@ impl Request {
                     b.serial as u64,
                     b.mask as u64,
                     b.next as u64,
+                    b.late as u64,
                 ],
             ),
             Request::CloneVm {
@@ -510,6 +514,7 @@ impl Request {
                     b.serial as u64,
                     b.mask as u64,
                     b.next as u64,
+                    b.late as u64,
                 ],
             ),
             Request::PrepareClones => words(verb::PREPARE_CLONES, []),
@@ -525,6 +530,7 @@ impl Request {
                     b.serial as u64,
                     b.mask as u64,
                     b.next as u64,
+                    b.late as u64,
                     smaps as u64,
                 ],
             ),

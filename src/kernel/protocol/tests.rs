@@ -104,11 +104,14 @@ fn remap_flags() -> impl Strategy<Value = RemapFlags> {
 }
 
 fn barrier() -> impl Strategy<Value = Barrier> {
-    (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(serial, mask, next)| Barrier {
-        serial,
-        mask,
-        next,
-    })
+    (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+        |(serial, mask, next, late)| Barrier {
+            serial,
+            mask,
+            next,
+            late,
+        },
+    )
 }
 
 fn request() -> impl Strategy<Value = Request> {

@@ -122,6 +122,10 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
     // SAFETY: this process's own copy of the parent's socket, which it never uses.
     unsafe { libc::close(kit.parent_fd) };
     let fd = kit.fd;
+    // A clone made by an op thread inherits that thread's mask, beside the worker's CPU, and
+    // this child serves ops (and forks) for the rest of its life: back to the job's home
+    // (`kernel::cpus`; the mask was made at the executor's start, nothing allocates).
+    crate::kernel::cpus::rehome();
     let s = &mut kit.scratch;
     s.is_root = false;
     s.maps.after_fork();

@@ -76,6 +76,11 @@ fn take_view(s: &mut Scratch) -> usize {
 /// the board first (`Board::barrier`: the last viewer passes the next turn), so that the
 /// next step does not wait for the message.
 pub(super) fn view_and_send(fd: RawFd, s: &mut Scratch, barrier: Barrier) {
+    // The first user of a shared address space looks after the others (T31).
+    s.copy
+        .view()
+        .board()
+        .await_earlier_views(s.copy.slot, barrier);
     let words = take_view(s);
     s.copy
         .view()

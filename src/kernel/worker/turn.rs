@@ -124,6 +124,20 @@ impl Turn {
     }
 }
 
+/// The longest a late viewer waits for the others' views (`Board::await_earlier_views`).
+const LATE_WAIT_NS: u64 = 200_000_000;
+
+/// CLOCK_MONOTONIC in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec on our stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// How long a worker waits for a turn between two looks at its coordinator (seconds).
 const COORDINATOR_CHECK_SECONDS: libc::time_t = 1;
 
@@ -201,13 +215,50 @@ impl Board {
         }
     }
 
+    /// Before this process (handle `me`) looks at itself for the snapshot of `b`: if it is one
+    /// of the snapshot's `late` viewers, waits until every other viewer has noted its view
+    /// (`schedule::late_viewers` says why), for at most `LATE_WAIT`: a viewer that never
+    /// looks (it died, or its fork failed) costs that once, and the views then run in
+    /// whatever order they come, as they do without a clone. Nothing here allocates.
+    pub(super) fn await_earlier_views(&self, me: usize, b: Barrier) {
+        if b.serial == 0 || me >= 32 || b.late & (1 << me) == 0 {
+            return;
+        }
+        let earlier = b.mask & !b.late;
+        let done = || {
+            (0..32)
+                .filter(|q| earlier & (1 << q) != 0)
+                .all(|q| self.viewed(q).load(Ordering::SeqCst) == b.serial)
+        };
+        let start = monotonic_ns();
+        let mut spins = 0u32;
+        while !done() {
+            if monotonic_ns().saturating_sub(start) > LATE_WAIT_NS {
+                return;
+            }
+            if spins < 64 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000,
+                };
+                // SAFETY: nanosleep reads `pause` and writes nothing (no remainder asked).
+                unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+            }
+        }
+    }
+
     /// After this process (handle `me`) sent its view for the snapshot with this serial:
     /// notes it, and if every process in `mask` has, passes the turn `next` (the snapshot
     /// is complete: the next batch may run). Every viewer checks after noting itself, so the
     /// last one passes (perhaps more than one: passing is idempotent). A viewer that died
     /// never notes itself; the coordinator passes once it has read every view.
     pub(super) fn barrier(&self, turn: Turn, me: usize, b: Barrier) {
-        let Barrier { serial, mask, next } = b;
+        let Barrier {
+            serial, mask, next, ..
+        } = b;
         if serial == 0 {
             return;
         }

@@ -224,11 +224,16 @@ impl Coordinator {
                 // The snapshot after a fork, which the child's first view joins.
                 let barrier = match steps.get(n + 1) {
                     Some(Step::Views {
-                        serial, mask, next, ..
+                        serial,
+                        mask,
+                        next,
+                        late,
+                        ..
                     }) => Barrier {
                         serial: *serial,
                         mask: *mask,
                         next: *next,
+                        late: *late,
                     },
                     _ => Barrier::default(),
                 };
@@ -261,6 +266,7 @@ impl Coordinator {
                 serial,
                 mask,
                 next,
+                late,
                 viewers,
                 child,
                 after_exit,
@@ -290,6 +296,7 @@ impl Coordinator {
                                 serial: *serial,
                                 mask: *mask,
                                 next: *next,
+                                late: *late,
                             },
                         },
                     );
@@ -361,6 +368,7 @@ mod tests {
             serial: 3,
             mask: 0b101,
             next: 4,
+            late: 0b1,
         };
         for index in 0..3000 {
             let program = random_program(7, index, GenConfig::default());
