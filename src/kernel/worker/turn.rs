@@ -217,7 +217,7 @@ impl Board {
 
     /// Before this process (handle `me`) looks at itself for the snapshot of `b`: if it is one
     /// of the snapshot's `late` viewers, waits until every other viewer has noted its view
-    /// (`schedule::late_viewers` says why), for at most `LATE_WAIT`: a viewer that never
+    /// (`schedule::late_viewers` says why), for at most `LATE_WAIT_NS`: a viewer that never
     /// looks (it died, or its fork failed) costs that once, and the views then run in
     /// whatever order they come, as they do without a clone. Nothing here allocates.
     pub(super) fn await_earlier_views(&self, me: usize, b: Barrier) {
