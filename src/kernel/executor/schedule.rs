@@ -2,6 +2,7 @@
 //! and exits and at the end, and the dumps asked for, as steps run one after another by turns
 //! (`worker::Turn`). Pure: it sends nothing and forks nothing (the coordinator does).
 
+use crate::kernel::protocol::Barrier;
 use crate::program::outcome::DumpRequest;
 use crate::program::{Advice, Op, Program, Syscall, caps};
 
@@ -59,6 +60,28 @@ pub(super) enum Step {
 }
 
 impl Step {
+    /// What each view of a snapshot is told of it (`worker::Board::barrier`); nothing for
+    /// another step. After an exit only the coordinator passes `next`, once it has seen the
+    /// process gone.
+    pub(super) fn barrier(&self) -> Barrier {
+        match self {
+            Step::Views {
+                serial,
+                mask,
+                next,
+                late,
+                after_exit,
+                ..
+            } => Barrier {
+                serial: *serial,
+                mask: *mask,
+                next: if *after_exit { 0 } else { *next },
+                late: *late,
+            },
+            _ => Barrier::default(),
+        }
+    }
+
     pub(super) fn describe(&self, ops: &[Op]) -> String {
         match self {
             Step::Batch { ops: r, .. } => format!("op {} ({})", r.start + 1, ops[r.start]),

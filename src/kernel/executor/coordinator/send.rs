@@ -222,21 +222,9 @@ impl Coordinator {
                     push(&mut words, Request::Await { turn: *wait });
                 }
                 // The snapshot after a fork, which the child's first view joins.
-                let barrier = match steps.get(n + 1) {
-                    Some(Step::Views {
-                        serial,
-                        mask,
-                        next,
-                        late,
-                        ..
-                    }) => Barrier {
-                        serial: *serial,
-                        mask: *mask,
-                        next: *next,
-                        late: *late,
-                    },
-                    _ => Barrier::default(),
-                };
+                let barrier = steps
+                    .get(n + 1)
+                    .map_or_else(Barrier::default, Step::barrier);
                 let mut passed = None;
                 // A fork's child reads its first view right after the batch.
                 let direct_reads = range.end <= self.first_unsafe;
@@ -261,17 +249,13 @@ impl Coordinator {
                 self.send_message(fd, &words, passed.as_ref().map(|f| f.as_raw_fd()))?;
                 drop(passed);
             }
-            Step::Views {
+            step @ Step::Views {
                 after,
                 serial,
-                mask,
-                next,
-                late,
                 viewers,
                 child,
-                after_exit,
+                ..
             } => {
-                let next = if *after_exit { &0 } else { next };
                 // smaps only at the end (I11: its cost), where the claims it checks are decided
                 // (an object freed with its last mapper, I14).
                 let smaps = !steps[n + 1..]
@@ -292,12 +276,7 @@ impl Coordinator {
                         Request::Snapshot {
                             direct_reads: *after < self.first_unsafe,
                             smaps,
-                            barrier: Barrier {
-                                serial: *serial,
-                                mask: *mask,
-                                next: *next,
-                                late: *late,
-                            },
+                            barrier: step.barrier(),
                         },
                     );
                     self.send_message(fd, &words, None)?;
