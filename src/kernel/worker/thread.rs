@@ -28,8 +28,6 @@ use crate::program::RaceKind;
 /// Bytes of one thread's region: the control block's page, then the stack.
 const REGION: usize = 256 * 1024;
 
-/// Yields before a worker waiting for its thread's first store sleeps between looks instead.
-const START_SPINS: u32 = 64;
 /// The most threads racing at once in a process (`program::op::thread::MAX_RACING`).
 const SLOTS: usize = 2;
 
@@ -298,7 +296,7 @@ impl Racer {
         // quick start; after it, the worker sleeps between looks, leaving its CPU to others
         // (another job's tree, the front) instead of yielding in a loop.
         let c = Self::control(slot);
-        let mut spins = 0u32;
+        let mut looks = 0u32;
         loop {
             if c.counter.load(Ordering::Acquire) != 0 {
                 break;
@@ -310,19 +308,7 @@ impl Racer {
                 Self::close_pipe(slot);
                 return Err(e);
             }
-            if spins < START_SPINS {
-                spins += 1;
-                std::hint::spin_loop();
-                // SAFETY: sched_yield only yields.
-                unsafe { libc::sched_yield() };
-            } else {
-                let pause = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 20_000,
-                };
-                // SAFETY: nanosleep reads `pause` and writes nothing (no remainder asked).
-                unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
-            }
+            super::futex::back_off(&mut looks);
         }
         slot.thread = Some(tid);
         slot.handle = handle;

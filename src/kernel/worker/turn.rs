@@ -231,22 +231,12 @@ impl Board {
                 .all(|q| self.viewed(q).load(Ordering::SeqCst) == b.serial)
         };
         let start = monotonic_ns();
-        let mut spins = 0u32;
+        let mut looks = 0u32;
         while !done() {
             if monotonic_ns().saturating_sub(start) > LATE_WAIT_NS {
                 return;
             }
-            if spins < 64 {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                let pause = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 20_000,
-                };
-                // SAFETY: nanosleep reads `pause` and writes nothing (no remainder asked).
-                unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
-            }
+            super::futex::back_off(&mut looks);
         }
     }
 
